@@ -1,0 +1,36 @@
+"""Exception types raised by moc_envs for bad user input."""
+
+from __future__ import annotations
+
+__all__ = [
+    "MocEnvsError",
+    "UnknownGameError",
+    "MissingWeightsError",
+    "CorruptWeightsError",
+    "FrameFormatError",
+    "DeviceUnavailableError",
+]
+
+
+class MocEnvsError(Exception):
+    """Base class of every error moc_envs raises on purpose."""
+
+
+class UnknownGameError(MocEnvsError, ValueError):
+    """A game name that the registry does not know."""
+
+
+class MissingWeightsError(MocEnvsError, FileNotFoundError):
+    """Trained detector weights for a game are not where they should be."""
+
+
+class CorruptWeightsError(MocEnvsError, ValueError):
+    """A weights file or checkpoint exists but cannot be trusted or parsed."""
+
+
+class FrameFormatError(MocEnvsError, ValueError):
+    """Frames handed to a detector have the wrong shape or dtype."""
+
+
+class DeviceUnavailableError(MocEnvsError, RuntimeError):
+    """The requested torch device (e.g. CUDA) is not available here."""

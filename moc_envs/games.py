@@ -1,0 +1,342 @@
+"""The game registry: one immutable spec per supported Atari game.
+
+Each :class:`GameSpec` holds what the rest of the package needs to know about a
+game and nothing else: its ALE id, the moving (non-HUD) object categories with
+their slot counts (OCAtari's category names), the AtariARI RAM label table, and
+how detected boxes map to AtariARI localisation labels.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Literal
+
+from moc_envs.errors import UnknownGameError
+
+__all__ = [
+    "LabelKind",
+    "CategorySpec",
+    "RamLabel",
+    "LabelLink",
+    "GameSpec",
+    "GAMES",
+    "get_game",
+    "game_names",
+]
+
+LabelKind = Literal["agent", "small", "other", "score", "misc"]
+"""AtariARI label categories: agent loc (A), small object loc (S), other loc (O),
+score/clock/lives/display (SC), miscellaneous (M)."""
+
+
+@dataclass(frozen=True)
+class CategorySpec:
+    """A moving object category and how many observation slots it gets."""
+
+    name: str
+    slots: int
+
+
+@dataclass(frozen=True)
+class RamLabel:
+    """One AtariARI label: its name, the RAM byte it reads, and its kind."""
+
+    name: str
+    index: int
+    kind: LabelKind
+
+
+@dataclass(frozen=True)
+class LabelLink:
+    """How one AtariARI localisation label follows from a detected box.
+
+    ``ram_value = scale * pixel + offset`` where ``pixel`` is the box's top-left
+    ``x`` or ``y`` (``axis``) of the ``instance``-th object of ``category``
+    (objects of a category ordered as the RAM oracle orders them).
+    """
+
+    label: str
+    category: str
+    axis: Literal["x", "y"]
+    offset: float
+    scale: float = 1.0
+    instance: int = 0
+
+
+@dataclass(frozen=True)
+class GameSpec:
+    """Everything moc_envs knows about one game. Immutable: one per game."""
+
+    name: str
+    ale_id: str
+    categories: tuple[CategorySpec, ...]
+    ram_labels: tuple[RamLabel, ...] = ()
+    label_links: tuple[LabelLink, ...] = ()
+    # Motion boxes larger than this (w, h) in frame pixels are flashes or
+    # scrolling artefacts, not objects; the dataset builder splits or drops them.
+    max_object_size: tuple[int, int] = (40, 60)
+
+    @property
+    def category_names(self) -> tuple[str, ...]:
+        """Names of the moving categories, in slot order."""
+        return tuple(c.name for c in self.categories)
+
+    @property
+    def n_slots(self) -> int:
+        """Total number of observation slots over all categories."""
+        return sum(c.slots for c in self.categories)
+
+    @property
+    def slot_ranges(self) -> dict[str, range]:
+        """For each category, the range of observation rows it owns."""
+        out: dict[str, range] = {}
+        start = 0
+        for c in self.categories:
+            out[c.name] = range(start, start + c.slots)
+            start += c.slots
+        return out
+
+    @property
+    def ram_label_names(self) -> tuple[str, ...]:
+        """AtariARI label names of this game (empty when AtariARI does not cover it)."""
+        return tuple(lab.name for lab in self.ram_labels)
+
+    @property
+    def localization_labels(self) -> tuple[str, ...]:
+        """Labels that ``info["labels"]`` estimates from detected objects."""
+        return tuple(link.label for link in self.label_links)
+
+
+def _cats(**slots: int) -> tuple[CategorySpec, ...]:
+    return tuple(CategorySpec(name, n) for name, n in slots.items())
+
+
+def _labels(*rows: tuple[str, int, LabelKind]) -> tuple[RamLabel, ...]:
+    return tuple(RamLabel(name, index, kind) for name, index, kind in rows)
+
+
+# RAM indexes and kinds: the AtariARI tables (see ../shared/spec/labels-and-probing.md).
+# Pixel offsets: OCAtari's RAM-mode object positions, inverted.
+_SPECS: tuple[GameSpec, ...] = (
+    GameSpec(
+        name="Pong",
+        ale_id="ALE/Pong-v5",
+        categories=_cats(Player=1, Enemy=1, Ball=1),
+        ram_labels=_labels(
+            ("enemy_score", 13, "score"),
+            ("player_score", 14, "score"),
+            ("enemy_x", 45, "other"),
+            ("player_x", 46, "agent"),
+            ("ball_x", 49, "small"),
+            ("enemy_y", 50, "other"),
+            ("player_y", 51, "agent"),
+            ("ball_y", 54, "small"),
+        ),
+        label_links=(
+            LabelLink("player_y", "Player", "y", 13),
+            LabelLink("enemy_y", "Enemy", "y", 15),
+            LabelLink("ball_x", "Ball", "x", 49),
+            LabelLink("ball_y", "Ball", "y", 14),
+        ),
+        max_object_size=(12, 40),
+    ),
+    GameSpec(
+        name="Boxing",
+        ale_id="ALE/Boxing-v5",
+        categories=_cats(Player=1, Enemy=1),
+        ram_labels=_labels(
+            ("clock", 17, "score"),
+            ("player_score", 18, "score"),
+            ("enemy_score", 19, "score"),
+            ("player_x", 32, "agent"),
+            ("enemy_x", 33, "other"),
+            ("player_y", 34, "agent"),
+            ("enemy_y", 35, "other"),
+        ),
+        label_links=(
+            LabelLink("player_x", "Player", "x", -5),
+            LabelLink("player_y", "Player", "y", -38),
+            LabelLink("enemy_x", "Enemy", "x", -4),
+            LabelLink("enemy_y", "Enemy", "y", -38),
+        ),
+        max_object_size=(48, 64),
+    ),
+    GameSpec(
+        name="Skiing",
+        ale_id="ALE/Skiing-v5",
+        categories=_cats(Player=1, Tree=6, Mogul=3, Flag=4),
+        ram_labels=_labels(
+            ("player_x", 25, "agent"),
+            *((f"object_y_{i}", 87 + i, "other") for i in range(7)),
+            ("clock_m", 104, "score"),
+            ("clock_s", 105, "score"),
+            ("clock_ms", 106, "score"),
+            ("score", 107, "score"),
+        ),
+        label_links=(),
+        max_object_size=(40, 60),
+    ),
+    GameSpec(
+        name="Freeway",
+        ale_id="ALE/Freeway-v5",
+        categories=_cats(Chicken=2, Car=10),
+        ram_labels=_labels(
+            ("player_y", 14, "agent"),
+            ("score", 103, "score"),
+            *((f"enemy_car_x_{i}", 108 + i, "other") for i in range(10)),
+        ),
+        label_links=(LabelLink("player_y", "Chicken", "y", 193, scale=-1.0),),
+        max_object_size=(24, 24),
+    ),
+    GameSpec(
+        name="Breakout",
+        ale_id="ALE/Breakout-v5",
+        categories=_cats(Player=1, Ball=1),
+        ram_labels=_labels(
+            *((f"block_bit_map_{i}", i, "misc") for i in range(30)),
+            ("player_x", 72, "agent"),
+            ("blocks_hit_count", 77, "misc"),
+            ("score", 84, "score"),
+            ("ball_x", 99, "small"),
+            ("ball_y", 101, "small"),
+        ),
+        label_links=(
+            LabelLink("player_x", "Player", "x", 47),
+            LabelLink("ball_x", "Ball", "x", 49),
+            LabelLink("ball_y", "Ball", "y", -9),
+        ),
+        max_object_size=(24, 16),
+    ),
+    GameSpec(
+        name="SpaceInvaders",
+        ale_id="ALE/SpaceInvaders-v5",
+        categories=_cats(Player=1, Bullet=3, Satellite=1, Alien=36),
+        ram_labels=_labels(
+            ("missiles_y", 9, "small"),
+            ("invaders_left_count", 17, "misc"),
+            ("enemies_y", 24, "other"),
+            ("enemies_x", 26, "other"),
+            ("player_x", 28, "agent"),
+            ("num_lives", 73, "score"),
+            ("player_score", 104, "score"),
+        ),
+        max_object_size=(20, 20),
+    ),
+    GameSpec(
+        name="MsPacman",
+        ale_id="ALE/MsPacman-v5",
+        categories=_cats(Player=1, Ghost=4, Fruit=1),
+        ram_labels=_labels(
+            ("enemy_sue_x", 6, "other"),
+            ("enemy_inky_x", 7, "other"),
+            ("enemy_pinky_x", 8, "other"),
+            ("enemy_blinky_x", 9, "other"),
+            ("player_x", 10, "agent"),
+            ("fruit_x", 11, "other"),
+            ("enemy_sue_y", 12, "other"),
+            ("enemy_inky_y", 13, "other"),
+            ("enemy_pinky_y", 14, "other"),
+            ("enemy_blinky_y", 15, "other"),
+            ("player_y", 16, "agent"),
+            ("fruit_y", 17, "other"),
+            ("ghosts_count", 19, "misc"),
+            ("player_direction", 56, "misc"),
+            ("dots_eaten_count", 119, "misc"),
+            ("player_score", 120, "score"),
+            ("num_lives", 123, "score"),
+        ),
+        label_links=(
+            LabelLink("player_x", "Player", "x", 13),
+            LabelLink("player_y", "Player", "y", -1),
+        ),
+        max_object_size=(16, 20),
+    ),
+    GameSpec(
+        name="Tennis",
+        ale_id="ALE/Tennis-v5",
+        categories=_cats(Player=1, Enemy=1, Ball=1, BallShadow=1),
+        ram_labels=_labels(
+            ("ball_x", 16, "small"),
+            ("ball_y", 17, "small"),
+            ("player_y", 24, "agent"),
+            ("enemy_y", 25, "other"),
+            ("player_x", 26, "agent"),
+            ("enemy_x", 27, "other"),
+            ("player_score", 69, "score"),
+            ("enemy_score", 70, "score"),
+        ),
+        max_object_size=(20, 40),
+    ),
+    GameSpec(
+        name="Seaquest",
+        ale_id="ALE/Seaquest-v5",
+        categories=_cats(
+            Player=1,
+            Shark=12,
+            Submarine=12,
+            Diver=4,
+            EnemyMissile=4,
+            SurfaceSubmarine=1,
+            PlayerMissile=1,
+        ),
+        ram_labels=_labels(
+            *((f"enemy_obstacle_x_{i}", 30 + i, "other") for i in range(4)),
+            ("score_0", 57, "score"),
+            ("score_1", 58, "score"),
+            ("num_lives", 59, "score"),
+            ("divers_collected_count", 62, "score"),
+            ("player_x", 70, "agent"),
+            *((f"diver_or_enemy_missile_x_{i}", 71 + i, "small") for i in range(4)),
+            ("player_direction", 86, "misc"),
+            ("player_missile_direction", 87, "misc"),
+            ("player_y", 97, "agent"),
+            ("oxygen_meter_value", 102, "score"),
+            ("player_missile_x", 103, "small"),
+        ),
+        max_object_size=(24, 16),
+    ),
+    GameSpec(
+        name="Asterix",
+        ale_id="ALE/Asterix-v5",
+        categories=_cats(Player=1, Enemy=8, Reward=8, Consumable=8),
+        max_object_size=(20, 20),
+    ),
+    GameSpec(
+        name="Carnival",
+        ale_id="ALE/Carnival-v5",
+        categories=_cats(
+            Player=1,
+            PlayerMissile=1,
+            Wheel=1,
+            Rabbit=6,
+            Duck=6,
+            Owl=6,
+            FlyingDuck=6,
+            ExtraBullets=6,
+        ),
+        max_object_size=(20, 20),
+    ),
+)
+
+GAMES: dict[str, GameSpec] = {spec.name: spec for spec in _SPECS}
+"""All supported games by name (``"Pong"``, ``"Boxing"``, ...)."""
+
+
+def game_names() -> tuple[str, ...]:
+    """Names of all supported games, sorted."""
+    return tuple(sorted(GAMES))
+
+
+def get_game(name: str) -> GameSpec:
+    """Look up a game's spec by name (case-insensitive); raise a helpful error if unknown."""
+    if name in GAMES:
+        return GAMES[name]
+    by_lower = {k.lower(): k for k in GAMES}
+    if name.lower() in by_lower:
+        return GAMES[by_lower[name.lower()]]
+    close = difflib.get_close_matches(name, list(GAMES), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise UnknownGameError(
+        f"Unknown game '{name}'. Supported: {', '.join(game_names())}.{hint}"
+    )
