@@ -52,16 +52,35 @@ class LabelLink:
     """How one AtariARI localisation label follows from a detected box.
 
     ``ram_value = scale * pixel + offset`` where ``pixel`` is the box's top-left
-    ``x`` or ``y`` (``axis``) of the ``instance``-th object of ``category``
-    (objects of a category ordered as the RAM oracle orders them).
+    ``x`` or ``y`` (``axis``). The box is picked among the detections whose
+    category is ``category`` (one name, or several names when the RAM byte
+    follows whichever of them sits in ``region``, e.g. Tennis' upper player):
+
+    - ``region = (axis, lo, hi)`` keeps only boxes whose centre on that axis
+      lies in ``[lo, hi)`` (a Freeway lane, one side of the Tennis net);
+    - ``instance`` then indexes the remaining boxes ordered top to bottom, then
+      left to right.
+
+    ``clip = (border, nominal)`` handles sprites that the playfield border cuts
+    (OCAtari clips Pong's paddles at the top wall): a box that starts at or
+    before ``border`` on ``axis`` and is shorter than ``nominal`` pixels there is
+    anchored on its far edge, ``pixel = start + extent - nominal``, because its
+    visible top no longer moves with the RAM byte.
     """
 
     label: str
-    category: str
+    category: str | tuple[str, ...]
     axis: Literal["x", "y"]
     offset: float
     scale: float = 1.0
     instance: int = 0
+    region: tuple[Literal["x", "y"], float, float] | None = None
+    clip: tuple[float, float] | None = None
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The category names this link reads from."""
+        return (self.category,) if isinstance(self.category, str) else tuple(self.category)
 
 
 @dataclass(frozen=True)
@@ -116,6 +135,8 @@ def _labels(*rows: tuple[str, int, LabelKind]) -> tuple[RamLabel, ...]:
     return tuple(RamLabel(name, index, kind) for name, index, kind in rows)
 
 
+_TENNIS_NET = 110.0  # centre y that separates the two courts (measured)
+
 # RAM indexes and kinds: the AtariARI tables (see ../shared/spec/labels-and-probing.md).
 # Pixel offsets: OCAtari's RAM-mode object positions, inverted.
 _SPECS: tuple[GameSpec, ...] = (
@@ -134,8 +155,9 @@ _SPECS: tuple[GameSpec, ...] = (
             ("ball_y", 54, "small"),
         ),
         label_links=(
-            LabelLink("player_y", "Player", "y", 13),
-            LabelLink("enemy_y", "Enemy", "y", 15),
+            # Paddles slide under the top wall: anchor on the bottom edge there.
+            LabelLink("player_y", "Player", "y", 13, clip=(34, 15)),
+            LabelLink("enemy_y", "Enemy", "y", 15, clip=(34, 15)),
             LabelLink("ball_x", "Ball", "x", 49),
             LabelLink("ball_y", "Ball", "y", 14),
         ),
@@ -174,7 +196,7 @@ _SPECS: tuple[GameSpec, ...] = (
             ("clock_ms", 106, "score"),
             ("score", 107, "score"),
         ),
-        label_links=(),
+        label_links=(LabelLink("player_x", "Player", "x", 0),),
         max_object_size=(40, 60),
     ),
     GameSpec(
@@ -186,7 +208,17 @@ _SPECS: tuple[GameSpec, ...] = (
             ("score", 103, "score"),
             *((f"enemy_car_x_{i}", 108 + i, "other") for i in range(10)),
         ),
-        label_links=(LabelLink("player_y", "Chicken", "y", 193, scale=-1.0),),
+        # The player's chicken walks the left lane; car lane i (top to bottom,
+        # y = 27 + 16 i) is AtariARI's enemy_car_x_(9 - i).
+        label_links=(
+            LabelLink("player_y", "Chicken", "y", 193, scale=-1.0, region=("x", 0, 76)),
+            *(
+                LabelLink(
+                    f"enemy_car_x_{9 - i}", "Car", "x", 3, region=("y", 24 + 16 * i, 40 + 16 * i)
+                )
+                for i in range(10)
+            ),
+        ),
         max_object_size=(24, 24),
     ),
     GameSpec(
@@ -221,6 +253,7 @@ _SPECS: tuple[GameSpec, ...] = (
             ("num_lives", 73, "score"),
             ("player_score", 104, "score"),
         ),
+        label_links=(LabelLink("player_x", "Player", "x", 1),),
         max_object_size=(20, 20),
     ),
     GameSpec(
@@ -266,6 +299,24 @@ _SPECS: tuple[GameSpec, ...] = (
             ("player_score", 69, "score"),
             ("enemy_score", 70, "score"),
         ),
+        # RAM 26/24 hold whoever plays the upper court and 27/25 the lower one
+        # (the sides swap between sets), so the links pick a player by court.
+        label_links=(
+            LabelLink("player_x", ("Player", "Enemy"), "x", 1, region=("y", -100, _TENNIS_NET)),
+            LabelLink(
+                "player_y",
+                ("Player", "Enemy"),
+                "y",
+                166,
+                scale=-1.0,
+                region=("y", -100, _TENNIS_NET),
+            ),
+            LabelLink("enemy_x", ("Player", "Enemy"), "x", 1, region=("y", _TENNIS_NET, 400)),
+            LabelLink(
+                "enemy_y", ("Player", "Enemy"), "y", 166, scale=-1.0, region=("y", _TENNIS_NET, 400)
+            ),
+            LabelLink("ball_x", "Ball", "x", 2),
+        ),
         max_object_size=(20, 40),
     ),
     GameSpec(
@@ -293,6 +344,11 @@ _SPECS: tuple[GameSpec, ...] = (
             ("player_y", 97, "agent"),
             ("oxygen_meter_value", 102, "score"),
             ("player_missile_x", 103, "small"),
+        ),
+        label_links=(
+            LabelLink("player_x", "Player", "x", 0),
+            LabelLink("player_y", "Player", "y", -33),
+            LabelLink("player_missile_x", "PlayerMissile", "x", 0),
         ),
         max_object_size=(24, 16),
     ),
@@ -337,6 +393,4 @@ def get_game(name: str) -> GameSpec:
         return GAMES[by_lower[name.lower()]]
     close = difflib.get_close_matches(name, list(GAMES), n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise UnknownGameError(
-        f"Unknown game '{name}'. Supported: {', '.join(game_names())}.{hint}"
-    )
+    raise UnknownGameError(f"Unknown game '{name}'. Supported: {', '.join(game_names())}.{hint}")
