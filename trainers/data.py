@@ -1,0 +1,195 @@
+"""Reading a gameplay dataset built by :mod:`trainers.dataset` (the data contract).
+
+* :func:`load_meta` -> the ``meta.json`` dict (game, image_size, grid, T, splits,
+  seeds, policy, version, ...).
+* :func:`load_split` -> :class:`SplitData`: ``frames`` uint8 (S, T, 128, 128, 3)
+  RGB, ``motion_pres`` float32 (S, T, G*G) in {0, 1}, ``motion_where`` float32
+  (S, T, G*G, 4) ``[sx, sy, tx, ty]`` (zeros where no motion box),
+  ``motion_mask`` uint8 (S, T, 128, 128) in {0, 1}, ``rams`` uint8 (S, T, 128).
+* :func:`load_ground_truth` -> :class:`GroundTruth`: one row per OCAtari object
+  (``stack``, ``t``, ``instance``, ``category``, ``x, y, w, h`` in 210x160 frame
+  pixels with (x, y) top-left, ``hud``, ``moved``).
+* :class:`StackDataset`: a torch Dataset of stacks for training.
+
+Training needs neither OCAtari nor the emulator: frames and motion targets only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from moc_envs.errors import MocEnvsError
+from trainers.storage import (
+    ARRAY_KEYS,
+    GT_KEYS,
+    META_FILE,
+    SPLITS,
+    gt_file,
+    read_json,
+    split_file,
+)
+
+__all__ = [
+    "DatasetError",
+    "SplitData",
+    "GroundTruth",
+    "ARRAY_KEYS",
+    "load_meta",
+    "load_split",
+    "load_ground_truth",
+    "StackDataset",
+]
+
+
+
+class DatasetError(MocEnvsError, ValueError):
+    """A dataset directory that is missing, unfinished or inconsistent."""
+
+
+@dataclass
+class SplitData:
+    """All stacks of one split (numpy arrays, loaded or memory-mapped)."""
+
+    frames: np.ndarray
+    motion_pres: np.ndarray
+    motion_where: np.ndarray
+    motion_mask: np.ndarray
+    rams: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+
+@dataclass
+class GroundTruth:
+    """OCAtari ground truth of one split: one row per object per frame."""
+
+    stack: np.ndarray
+    t: np.ndarray
+    instance: np.ndarray
+    category: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    h: np.ndarray
+    hud: np.ndarray
+    moved: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.stack.shape[0])
+
+    def rows(self, stack: int, t: int) -> np.ndarray:
+        """Row indices of the objects of frame ``t`` of stack ``stack``."""
+        lo, hi = np.searchsorted(self.stack, [stack, stack + 1])
+        return lo + np.flatnonzero(self.t[lo:hi] == t)
+
+    def boxes(
+        self, stack: int, t: int, include_hud: bool = False, moved_only: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (K, 4) ``(x, y, w, h)`` and categories (K,) of one frame."""
+        idx = self.rows(stack, t)
+        keep = np.ones(len(idx), bool)
+        if not include_hud:
+            keep &= ~self.hud[idx]
+        if moved_only:
+            keep &= self.moved[idx]
+        idx = idx[keep]
+        xywh = np.stack([self.x[idx], self.y[idx], self.w[idx], self.h[idx]], axis=1)
+        return xywh.astype(np.float32), self.category[idx]
+
+
+def load_meta(root: str | Path) -> dict[str, Any]:
+    """Read ``meta.json`` of a dataset directory."""
+    path = Path(root) / META_FILE
+    if not path.is_file():
+        raise DatasetError(
+            f"No dataset at '{root}': {META_FILE} is missing. Build one with "
+            f"`python -m trainers.dataset --game <Game> --out {root}`"
+        )
+    return read_json(path)
+
+
+def _check_split(root: Path, split: str) -> dict[str, Any]:
+    if split not in SPLITS:
+        raise DatasetError(f"Unknown split '{split}'; expected one of {', '.join(SPLITS)}")
+    meta = load_meta(root)
+    info = meta["splits"].get(split, {})
+    if not info.get("done") or not split_file(root, split).is_file():
+        raise DatasetError(
+            f"Split '{split}' of '{root}' is not finished; re-run the builder to complete it"
+        )
+    return meta
+
+
+def load_split(root: str | Path, split: str, mmap: bool = False) -> SplitData:
+    """Load one split's arrays.
+
+    The split file is compressed (a 4096-stack Pong split takes tens of MB), so
+    loading decompresses it into memory. With ``mmap=True`` the arrays are
+    unpacked once into ``<root>/.cache/<split>/*.npy`` and memory-mapped from
+    there on (read-only), for machines short of RAM.
+    """
+    root = Path(root)
+    _check_split(root, split)
+    path = split_file(root, split)
+    if not mmap:
+        with np.load(path, allow_pickle=False) as z:
+            return SplitData(**{k: z[k] for k in ARRAY_KEYS})
+    cache = root / ".cache" / split
+    stamp = cache / "source_mtime.txt"
+    source = str(path.stat().st_mtime_ns)
+    if not stamp.is_file() or stamp.read_text() != source:
+        cache.mkdir(parents=True, exist_ok=True)
+        with np.load(path, allow_pickle=False) as z:
+            for k in ARRAY_KEYS:
+                tmp = cache / f".{k}.npy.tmp"
+                np.save(tmp, z[k])
+                tmp.replace(cache / f"{k}.npy")
+        stamp.write_text(source)
+    return SplitData(**{k: np.load(cache / f"{k}.npy", mmap_mode="r") for k in ARRAY_KEYS})
+
+
+def load_ground_truth(root: str | Path, split: str) -> GroundTruth:
+    """Load one split's OCAtari ground-truth table (rows sorted by stack, then t)."""
+    root = Path(root)
+    _check_split(root, split)
+    with np.load(gt_file(root, split), allow_pickle=False) as z:
+        return GroundTruth(**{k: z[k] for k in GT_KEYS})
+
+
+class StackDataset(Dataset):
+    """Stacks of T consecutive frames with their motion targets, as torch tensors.
+
+    Items: ``frames`` uint8 (T, 128, 128, 3), ``motion_pres`` float32 (T, G*G),
+    ``motion_where`` float32 (T, G*G, 4), ``motion_mask`` uint8 (T, 128, 128),
+    ``index`` int64 (the stack's index in the split). Frames stay uint8 so that
+    batches are cheap to move; the model scales them to [0, 1].
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", mmap: bool = False) -> None:
+        """Load ``split`` of the dataset at ``root`` (see :func:`load_split`)."""
+        self.root = Path(root)
+        self.split = split
+        self.meta = load_meta(root)
+        self.data = load_split(root, split, mmap=mmap)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"stack index {index} out of range for {len(self)} stacks")
+        d = self.data
+        return {
+            "frames": torch.from_numpy(np.array(d.frames[index])),
+            "motion_pres": torch.from_numpy(np.array(d.motion_pres[index])),
+            "motion_where": torch.from_numpy(np.array(d.motion_where[index])),
+            "motion_mask": torch.from_numpy(np.array(d.motion_mask[index])),
+            "index": torch.tensor(index % len(self), dtype=torch.int64),
+        }
