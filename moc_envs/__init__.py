@@ -1,8 +1,14 @@
-"""moc_envs: object-centric Atari environments from pixels with a learned SPACE+MOC detector."""
+"""moc_envs: object-centric Atari environments from pixels with a learned SPACE+MOC detector.
+
+``import moc_envs`` registers ``MOC/<Game>-v0`` for every supported game; torch
+and OCAtari load only when an env that needs them is made.
+"""
 
 from __future__ import annotations
 
 from moc_envs.detection import Detection, Detector
+from moc_envs.detectors import make_detector
+from moc_envs.device import resolve_device
 from moc_envs.errors import (
     CorruptWeightsError,
     DeviceUnavailableError,
@@ -12,6 +18,13 @@ from moc_envs.errors import (
     UnknownGameError,
 )
 from moc_envs.games import GAMES, GameSpec, game_names, get_game
+from moc_envs.labels import labels_from_detections, labels_from_ram
+from moc_envs.observation import FEATURES, ObjectObservationBuilder
+from moc_envs.ram_detector import RamDetector
+from moc_envs.registration import env_id, make_env, register_envs
+from moc_envs.tracking import SlotTracker
+from moc_envs.weights import require_weights, weights_dir, weights_root
+from moc_envs.wrapper import ObjectCentricWrapper
 
 __all__ = [
     "Detection",
@@ -20,6 +33,21 @@ __all__ = [
     "GameSpec",
     "game_names",
     "get_game",
+    "env_id",
+    "make_env",
+    "register_envs",
+    "ObjectCentricWrapper",
+    "ObjectObservationBuilder",
+    "SlotTracker",
+    "FEATURES",
+    "RamDetector",
+    "make_detector",
+    "resolve_device",
+    "labels_from_detections",
+    "labels_from_ram",
+    "weights_root",
+    "weights_dir",
+    "require_weights",
     "MocEnvsError",
     "UnknownGameError",
     "MissingWeightsError",
@@ -29,3 +57,5 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+register_envs()

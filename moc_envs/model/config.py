@@ -1,0 +1,72 @@
+"""The immutable SPACE model configuration, saved into ``config.json`` at export.
+
+Defaults follow the SPACE/MOC Atari settings (../shared/spec/space-moc.md, sections 2-4)
+except where marked **ours**: a 16x16 glimpse instead of 32x32 (Atari objects are at most
+about 15 px at 128x128, so 32x32 glimpses only up-sample them) and top-K glimpse decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ModelConfig"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape and likelihood settings of one SPACE model. Immutable: one per trained detector."""
+
+    img_size: int = 128
+    """Side of the square RGB model input."""
+    grid: int = 16
+    """G: the foreground grid is G x G cells (8 px each at 128 px)."""
+    glimpse: int = 16
+    """Side of a glimpse in pixels (ours: 16, the references used 32)."""
+    z_what_dim: int = 32
+    """Size of the appearance latent of an object."""
+    top_k: int = 8
+    """Glimpses decoded per frame during training: the K cells with the highest z_pres."""
+    bg_components: int = 3
+    """K of the GENESIS-style background (3 for most Atari games, 4 for Riverraid)."""
+    bg_z_dim: int = 32
+    """Size of the background mask and component latents."""
+    fg_sigma: float = 0.2
+    """Standard deviation of the foreground pixel likelihood."""
+    bg_sigma: float = 0.1
+    """Standard deviation of the background pixel likelihood."""
+    tau: float = 2.5
+    """Temperature of the relaxed Bernoulli z_pres sample."""
+    pres_squash: float = 8.8
+    """z_pres logits are squashed as pres_squash * tanh(raw)."""
+
+    def __post_init__(self) -> None:
+        if self.img_size % self.grid:
+            raise ValueError(f"img_size {self.img_size} must be a multiple of grid {self.grid}")
+        if self.glimpse not in (16, 32):
+            raise ValueError(f"glimpse must be 16 or 32, got {self.glimpse}")
+        if not 1 <= self.top_k <= self.grid * self.grid:
+            raise ValueError(f"top_k must be in [1, {self.grid * self.grid}], got {self.top_k}")
+        if self.img_size != 128:
+            raise ValueError(f"img_size must be 128 (the backbone's strides assume it), got {self.img_size}")
+        if self.grid != 16:
+            raise ValueError(f"grid must be 16 (backbone output at 128 px input), got {self.grid}")
+
+    @property
+    def n_cells(self) -> int:
+        """Number of foreground cells, G * G."""
+        return self.grid * self.grid
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form of the config."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild a config from :meth:`to_dict` output; unknown keys raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}; expected a subset of {sorted(names)}")
+        return cls(**data)

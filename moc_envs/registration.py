@@ -1,0 +1,103 @@
+"""Registers ``MOC/<Game>-v0`` for every game in the registry.
+
+Gymnasium 1.x loads no plugins, so ``import moc_envs`` (or the
+``"moc_envs:MOC/Pong-v0"`` id form, which imports the module) runs
+:func:`register_envs`. Each id builds the game's ALE v5 env and wraps it in
+:class:`~moc_envs.wrapper.ObjectCentricWrapper` through :func:`make_env`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from moc_envs.detection import Detector
+from moc_envs.detectors import DetectorName
+from moc_envs.device import resolve_device
+from moc_envs.games import GAMES, get_game
+from moc_envs.observation import check_obs_mode
+from moc_envs.weights import require_weights
+
+__all__ = ["NAMESPACE", "DEFAULT_KWARGS", "env_id", "make_env", "register_envs"]
+
+NAMESPACE = "MOC"
+VERSION = 0
+
+DEFAULT_KWARGS: dict[str, Any] = {
+    # The learned detector is what the package is for; "ram" is the oracle.
+    "detector": "space",
+    # CUDA when torch sees a GPU, else CPU (moc_envs.device.resolve_device).
+    "device": "auto",
+    # Objects only: the frame is opt-in because it dwarfs the object array.
+    "obs_mode": "objects",
+    # RAM ground truth costs a dict per step; opt-in.
+    "ram_labels": False,
+    # ALE arguments (frameskip=4, repeat_action_probability=0.25,
+    # full_action_space=False, max_num_frames_per_episode=108000) are left to
+    # the ALE v5 registration and pass through unchanged when given.
+}
+
+
+def env_id(game: str) -> str:
+    """The registered id of a game, e.g. ``"MOC/Pong-v0"``."""
+    return f"{NAMESPACE}/{get_game(game).name}-v{VERSION}"
+
+
+def make_env(
+    game: str,
+    detector: DetectorName | Detector = "space",
+    device: str = "auto",
+    obs_mode: str = "objects",
+    ram_labels: bool = False,
+    render_mode: str | None = None,
+    **ale_kwargs: Any,
+) -> gym.Env:
+    """Entry point of the ``MOC/<Game>-v0`` ids: the ALE v5 env inside ObjectCentricWrapper.
+
+    ``ale_kwargs`` (``frameskip``, ``repeat_action_probability``, ``mode``,
+    ``difficulty``, ``full_action_space``, ...) go to ``gym.make("ALE/<Game>-v5")``.
+    """
+    import ale_py
+
+    from moc_envs.wrapper import ObjectCentricWrapper
+
+    spec = get_game(game)
+    check_obs_mode(obs_mode)
+    if detector == "space":
+        # Fail on missing weights or a missing GPU before starting the emulator.
+        require_weights(spec.name)
+        resolve_device(device)
+    gym.register_envs(ale_py)
+    inner = gym.make(
+        spec.ale_id,
+        render_mode="rgb_array" if render_mode is not None else None,
+        disable_env_checker=True,
+        **ale_kwargs,
+    )
+    try:
+        return ObjectCentricWrapper(
+            inner,
+            detector,
+            game=spec,
+            obs_mode=obs_mode,
+            ram_labels=ram_labels,
+            device=device,
+            render_mode=render_mode,
+        )
+    except Exception:
+        inner.close()
+        raise
+
+
+def register_envs() -> None:
+    """Register ``MOC/<Game>-v0`` for every game (idempotent)."""
+    for name in GAMES:
+        gid = f"{NAMESPACE}/{name}-v{VERSION}"
+        if gid in gym.registry:
+            continue
+        gym.register(
+            id=gid,
+            entry_point="moc_envs.registration:make_env",
+            kwargs={"game": name, **DEFAULT_KWARGS},
+        )

@@ -1,0 +1,44 @@
+"""Drawing detections on frames: boxes, category names and slot ids."""
+
+from __future__ import annotations
+
+import colorsys
+import zlib
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from moc_envs.detection import Detection
+
+__all__ = ["category_color", "draw_objects"]
+
+
+def category_color(category: str) -> tuple[int, int, int]:
+    """A bright RGB colour that is stable for a category name across runs."""
+    hue = (zlib.crc32(category.encode()) % 360) / 360.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def draw_objects(frame: np.ndarray, objects: Sequence[Detection], scale: int = 3) -> np.ndarray:
+    """Return a copy of an RGB frame, enlarged ``scale`` times, with every object boxed.
+
+    Each box is labelled ``category#slot`` (``category`` alone for unslotted
+    detections).
+    """
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    h, w = frame.shape[:2]
+    img = cv2.resize(frame, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+    for det in objects:
+        color = category_color(det.category)
+        x0, y0 = int(round(det.x * scale)), int(round(det.y * scale))
+        x1, y1 = int(round((det.x + det.w) * scale)) - 1, int(round((det.y + det.h) * scale)) - 1
+        cv2.rectangle(img, (x0, y0), (max(x1, x0), max(y1, y0)), color, 1)
+        text = det.category if det.slot < 0 else f"{det.category}#{det.slot}"
+        (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
+        tx = max(0, min(x0, img.shape[1] - tw))  # keep the label inside the image
+        ty = y0 - 3 if y0 > 12 else y1 + 11
+        cv2.putText(img, text, (tx, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.35, color, 1, cv2.LINE_AA)
+    return img
