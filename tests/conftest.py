@@ -1,0 +1,41 @@
+"""Shared test setup: headless pygame, quiet ALE, and small env factories."""
+
+from __future__ import annotations
+
+import os
+
+# Headless: human rendering and pygame must not need a display or a sound card.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import moc_envs  # noqa: E402,F401  (registers MOC/<Game>-v0)
+
+
+@pytest.fixture
+def make_moc():
+    """Factory for MOC envs with the RAM oracle; closes them after the test."""
+    envs: list[gym.Env] = []
+
+    def _make(game: str = "Pong", **kwargs):
+        kwargs.setdefault("detector", "ram")
+        env = gym.make(f"MOC/{game}-v0", **kwargs)
+        envs.append(env)
+        return env
+
+    yield _make
+    for env in envs:
+        env.close()
+
+
+@pytest.fixture
+def blank_frames():
+    """A factory of valid all-black frame batches (N, 210, 160, 3) uint8."""
+
+    def _frames(n: int = 1) -> np.ndarray:
+        return np.zeros((n, 210, 160, 3), dtype=np.uint8)
+
+    return _frames
