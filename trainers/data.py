@@ -148,7 +148,7 @@ def load_split(root: str | Path, split: str, mmap: bool = False) -> SplitData:
         cache.mkdir(parents=True, exist_ok=True)
         with np.load(path, allow_pickle=False) as z:
             for k in ARRAY_KEYS:
-                tmp = cache / f".{k}.npy.tmp"
+                tmp = cache / f".{k}.tmp.npy"  # np.save adds .npy to other names
                 np.save(tmp, z[k])
                 tmp.replace(cache / f"{k}.npy")
         stamp.write_text(source)

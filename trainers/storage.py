@@ -63,7 +63,9 @@ def partial_dir(root: Path, split: str) -> Path:
 
 def _tmp_in(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; datasets are shared read-only data
+    return fd, tmp
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -1,0 +1,206 @@
+"""Dataset builder and loaders on tiny Pong datasets (real ALE + OCAtari)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moc_envs.errors import MocEnvsError
+from trainers.data import (
+    DatasetError,
+    StackDataset,
+    load_ground_truth,
+    load_meta,
+    load_split,
+)
+from trainers.dataset import BuildInterrupted, build_dataset, main
+from trainers.motion import match_centres, targets_to_boxes
+from trainers.storage import partial_dir, split_file
+
+# Small but real: two training chunks so that resume has something to resume.
+TINY = dict(game="Pong", train=8, val=2, test=2, seed=0, chunk_stacks=4, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("pong") / "Pong"
+    report = build_dataset(out=out, vis=True, **TINY)
+    return out, report
+
+
+def test_layout_shapes_and_dtypes(tiny):
+    root, report = tiny
+    meta = load_meta(root)
+    assert meta["game"] == "Pong" and meta["image_size"] == 128
+    assert meta["grid"] == 16 and meta["T"] == 4 and meta["version"] >= 1
+    assert meta["policy"] == "random"
+    sizes = {"train": 8, "val": 2, "test": 2}
+    for split, n in sizes.items():
+        assert meta["splits"][split]["stacks"] == n and meta["splits"][split]["done"]
+        d = load_split(root, split)
+        assert len(d) == n
+        assert d.frames.shape == (n, 4, 128, 128, 3) and d.frames.dtype == np.uint8
+        assert d.motion_pres.shape == (n, 4, 256) and d.motion_pres.dtype == np.float32
+        assert d.motion_where.shape == (n, 4, 256, 4) and d.motion_where.dtype == np.float32
+        assert d.motion_mask.shape == (n, 4, 128, 128) and d.motion_mask.dtype == np.uint8
+        assert d.rams.shape == (n, 4, 128) and d.rams.dtype == np.uint8
+        assert set(np.unique(d.motion_pres)) <= {0.0, 1.0}
+        assert set(np.unique(d.motion_mask)) <= {0, 1}
+        assert d.motion_where[d.motion_pres == 0].sum() == 0
+        assert d.frames.reshape(n * 4, -1).any(axis=1).all()  # no all-black frames
+        assert report["splits"][split]["frames"] == 4 * n
+    assert (root / "background.png").is_file() and (root / "report.json").is_file()
+    assert len(list((root / "vis").glob("*.png"))) >= 3
+    assert not partial_dir(root, "train").exists()
+
+
+def test_stacks_are_consecutive_steps(tiny):
+    root, _ = tiny
+    gt = load_ground_truth(root, "train")
+    d = load_split(root, "train")
+    # Pong's frame counter (RAM byte 8) advances by the frameskip (4) every step.
+    steps = np.diff(d.rams[:, :, 8].astype(np.int16), axis=1) % 256
+    assert (steps == 4).all()
+    # Ground truth is sorted and covers every frame with the three Pong objects.
+    assert (np.diff(gt.stack) >= 0).all()
+    for s in range(len(d)):
+        for t in range(4):
+            _, cats = gt.boxes(s, t)
+            assert set(cats) <= {"Player", "Enemy", "Ball"} and "Player" in cats
+
+
+def test_splits_come_from_different_episodes(tiny):
+    root, _ = tiny
+    meta = load_meta(root)
+    streams = {tuple(meta["splits"][s]["seed_stream"]) for s in ("train", "val", "test")}
+    assert len(streams) == 3
+    train, val = load_split(root, "train"), load_split(root, "val")
+    for v in val.frames:
+        assert not any(np.array_equal(v, t) for t in train.frames)
+
+
+def test_ground_truth_table(tiny):
+    root, _ = tiny
+    gt = load_ground_truth(root, "val")
+    assert gt.category.dtype.kind == "U"
+    assert gt.hud.dtype == bool and gt.moved.dtype == bool
+    assert gt.x.dtype == np.float32 and gt.stack.dtype == np.int32
+    assert set(gt.category[gt.hud]) <= {"PlayerScore", "EnemyScore"}
+    boxes, cats = gt.boxes(0, 0, include_hud=True)
+    assert boxes.shape == (len(cats), 4) and "PlayerScore" in cats
+
+
+def test_build_is_deterministic_and_seed_matters(tiny, tmp_path):
+    root, _ = tiny
+    again = build_dataset(out=tmp_path / "again", **TINY)
+    assert again["splits"]["train"]["stacks"] == 8
+    a, b = load_split(root, "train"), load_split(tmp_path / "again", "train")
+    for key in ("frames", "motion_pres", "motion_where", "motion_mask", "rams"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    other = build_dataset(out=tmp_path / "other", **{**TINY, "seed": 1, "val": 1, "test": 1})
+    assert other["splits"]["train"]["stacks"] == 8
+    assert not np.array_equal(a.frames, load_split(tmp_path / "other", "train").frames)
+
+
+def test_resume_after_interruption_gives_the_same_data(tiny, tmp_path):
+    root, _ = tiny
+    out = tmp_path / "resumed"
+
+    def stop_after_first(split: str, chunk: int) -> None:
+        if (split, chunk) == ("train", 0):
+            raise BuildInterrupted("simulated interruption")
+
+    with pytest.raises(BuildInterrupted):
+        build_dataset(out=out, on_chunk=stop_after_first, **TINY)
+    assert (partial_dir(out, "train") / "chunk_00000.npz").is_file()
+    assert not split_file(out, "train").exists()
+    with pytest.raises(DatasetError, match="not finished"):
+        load_split(out, "train")
+
+    calls: list[tuple[str, int]] = []
+    build_dataset(out=out, on_chunk=lambda s, c: calls.append((s, c)), **TINY)
+    assert ("train", 0) not in calls and ("train", 1) in calls  # chunk 0 was kept
+    np.testing.assert_array_equal(load_split(out, "train").frames, load_split(root, "train").frames)
+    a, b = load_ground_truth(out, "train"), load_ground_truth(root, "train")
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.category, b.category)
+
+    # A finished dataset is not rebuilt; --force rebuilds it.
+    stamp = split_file(out, "train").stat().st_mtime_ns
+    calls.clear()
+    build_dataset(out=out, on_chunk=lambda s, c: calls.append((s, c)), **TINY)
+    assert calls == [] and split_file(out, "train").stat().st_mtime_ns == stamp
+    build_dataset(out=out, force=True, on_chunk=lambda s, c: calls.append((s, c)), **TINY)
+    assert ("train", 0) in calls
+
+
+def test_other_settings_need_force(tiny, tmp_path):
+    out = tmp_path / "mismatch"
+    build_dataset(out=out, **{**TINY, "train": 4, "val": 1, "test": 1})
+    with pytest.raises(MocEnvsError, match=r"other settings \(grid: 16 -> 8\).*force"):
+        build_dataset(out=out, **{**TINY, "train": 4, "val": 1, "test": 1, "grid": 8})
+    report = build_dataset(out=out, force=True, **{**TINY, "train": 4, "val": 1, "test": 1, "grid": 8})
+    assert report["settings"]["grid"] == 8
+    assert load_split(out, "train").motion_pres.shape == (4, 4, 64)
+
+
+def test_bad_arguments_have_clear_errors(tmp_path):
+    with pytest.raises(MocEnvsError, match="Unknown game 'Pongg'.*Did you mean 'Pong'"):
+        build_dataset("Pongg", tmp_path / "x", 1, 0, 0)
+    with pytest.raises(ValueError, match="split sizes"):
+        build_dataset("Pong", tmp_path / "x", 0, 0, 0)
+    with pytest.raises(ValueError, match="Unknown policy 'greedy'"):
+        build_dataset("Pong", tmp_path / "y", 1, 0, 0, policy="greedy", progress=False)
+    with pytest.raises(DatasetError, match="meta.json is missing"):
+        load_meta(tmp_path / "nothing")
+    with pytest.raises(DatasetError, match="Unknown split 'dev'"):
+        load_split(tmp_path / "x", "dev")
+
+
+def test_motion_targets_find_moving_pong_objects(tmp_path):
+    out = tmp_path / "recall"
+    report = build_dataset(out=out, **{**TINY, "train": 24, "val": 1, "test": 1, "chunk_stacks": 24})
+    # Recompute recall from the stored arrays, independently of the builder's counters.
+    d, gt = load_split(out, "train"), load_ground_truth(out, "train")
+    hits: dict[str, list[int]] = {}
+    for s in range(len(d)):
+        for t in range(4):
+            pred = targets_to_boxes(d.motion_pres[s, t], d.motion_where[s, t])
+            idx = gt.rows(s, t)
+            idx = idx[gt.moved[idx] & ~gt.hud[idx]]
+            centres = np.stack([gt.x[idx] + gt.w[idx] / 2, gt.y[idx] + gt.h[idx] / 2], axis=1)
+            _, matched = match_centres(pred[:, :2] + pred[:, 2:] / 2, centres, 4.0)
+            for j, i in enumerate(idx):
+                hits.setdefault(str(gt.category[i]), []).append(int(j in set(matched.tolist())))
+    assert set(hits) == {"Ball", "Player", "Enemy"}
+    for cat, h in hits.items():
+        assert np.mean(h) >= 0.9, (cat, np.mean(h), len(h))
+    assert report["splits"]["train"]["recall_moved"] >= 0.9
+
+
+def test_stack_dataset_and_loader(tiny):
+    root, _ = tiny
+    ds = StackDataset(root, "train")
+    assert len(ds) == 8
+    item = ds[3]
+    assert set(item) == {"frames", "motion_pres", "motion_where", "motion_mask", "index"}
+    assert item["frames"].dtype == torch.uint8 and item["frames"].shape == (4, 128, 128, 3)
+    assert item["motion_pres"].shape == (4, 256) and item["motion_where"].shape == (4, 256, 4)
+    assert item["motion_mask"].dtype == torch.uint8 and int(item["index"]) == 3
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4, shuffle=False)))
+    assert batch["frames"].shape == (4, 4, 128, 128, 3)
+    with pytest.raises(IndexError, match="out of range"):
+        ds[8]
+    mm = load_split(root, "train", mmap=True)
+    assert isinstance(mm.frames, np.memmap)
+    np.testing.assert_array_equal(mm.frames, ds.data.frames)
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--game", "Pongg", "--out", str(tmp_path / "x"), "--quiet"])
+    assert exc.value.code == 2
+    assert "Unknown game 'Pongg'" in capsys.readouterr().err
