@@ -95,6 +95,10 @@ class GameSpec:
     # Motion boxes larger than this (w, h) in frame pixels are flashes or
     # scrolling artefacts, not objects; the dataset builder splits or drops them.
     max_object_size: tuple[int, int] = (40, 60)
+    # Rows of the ALE screen. Carnival's is 214; every frame handed to a
+    # detector is cropped to the top 210 rows (Carnival's last 4 are a static
+    # border), so boxes keep OCAtari's coordinates.
+    screen_height: int = 210
 
     @property
     def category_names(self) -> tuple[str, ...]:
@@ -372,6 +376,7 @@ _SPECS: tuple[GameSpec, ...] = (
             ExtraBullets=6,
         ),
         max_object_size=(20, 20),
+        screen_height=214,
     ),
 )
 

@@ -6,7 +6,6 @@ import colorsys
 import zlib
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
 from moc_envs.detection import Detection
@@ -29,6 +28,8 @@ def draw_objects(frame: np.ndarray, objects: Sequence[Detection], scale: int = 3
     """
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
+    import cv2  # only rendering needs OpenCV; keep it off `import moc_envs`
+
     h, w = frame.shape[:2]
     img = cv2.resize(frame, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
     for det in objects:

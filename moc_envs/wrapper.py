@@ -7,7 +7,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from moc_envs.detection import Detection, Detector
+from moc_envs.detection import FRAME_HEIGHT, Detection, Detector
 from moc_envs.detectors import DetectorName, make_detector
 from moc_envs.errors import UnknownGameError
 from moc_envs.games import GAMES, GameSpec, game_names, get_game
@@ -128,8 +128,13 @@ class ObjectCentricWrapper(
         """The latest step's detections with slots."""
         return self.builder.objects
 
+    def _screen(self) -> np.ndarray:
+        # Detectors take 210x160 frames; taller screens (Carnival, 214 rows)
+        # lose their static bottom rows, which keeps OCAtari's coordinates.
+        return np.ascontiguousarray(self.ale.getScreenRGB()[:FRAME_HEIGHT])
+
     def _observe(self) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, object]]:
-        frame = self.ale.getScreenRGB()
+        frame = self._screen()
         ram = self.ale.getRAM()
         detections = self.detector.detect(frame[None], ram[None])[0]
         self._frame = frame
@@ -162,7 +167,7 @@ class ObjectCentricWrapper(
 
     def annotated_frame(self) -> np.ndarray:
         """The latest frame, enlarged, with boxes, categories and slot ids drawn."""
-        frame = self._frame if self._frame is not None else self.ale.getScreenRGB()
+        frame = self._frame if self._frame is not None else self._screen()
         return draw_objects(frame, self.builder.objects, scale=RENDER_SCALE)
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]

@@ -1,0 +1,38 @@
+"""The moc-envs demo command and the cheap import path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from PIL import Image
+
+from moc_envs.cli import main
+
+
+def test_demo_writes_gif_and_tables(tmp_path, capsys) -> None:
+    out = tmp_path / "pong.gif"
+    assert (
+        main(["demo", "--game", "Pong", "--steps", "30", "--detector", "ram", "--out", str(out)])
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert (
+        "slot  category" in text and "player_y" in text and "labels within 1 of RAM: 100.0%" in text
+    )
+    with Image.open(out) as gif:
+        # 30 steps, one frame in two; PIL may merge identical neighbours.
+        assert 1 < gif.n_frames <= 15 and gif.size == (480, 630)
+
+
+def test_demo_without_weights_explains(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
+    assert main(["demo", "--game", "Pong", "--steps", "5", "--out", str(tmp_path / "x.gif")]) == 2
+    err = capsys.readouterr().err
+    assert "No trained SPACE+MOC detector for Pong" in err and "python -m trainers.train" in err
+
+
+def test_import_stays_cheap() -> None:
+    code = "import sys, moc_envs; print(sorted(m for m in ('torch', 'ocatari', 'cv2') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,106 @@
+"""Bad input gets a clear, specific error (issue 2, item 6), each checked by message."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from moc_envs import (
+    DeviceUnavailableError,
+    FrameFormatError,
+    MissingWeightsError,
+    ObjectCentricWrapper,
+    RamDetector,
+    UnknownGameError,
+    make_detector,
+    make_env,
+    require_weights,
+    resolve_device,
+)
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture
+def empty_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
+    return tmp_path
+
+
+def test_unknown_game(make_moc) -> None:
+    with pytest.raises(UnknownGameError, match=r"Unknown game 'Pacman'\. Supported: .*MsPacman"):
+        make_env("Pacman", detector="ram")
+    with pytest.raises(UnknownGameError, match="Supported: Asterix, Boxing"):
+        ObjectCentricWrapper(make_moc("Pong").unwrapped, detector="ram", game="Tetris")
+
+
+def test_wrong_frame_shape_and_dtype(blank_frames) -> None:
+    det = RamDetector("Pong")
+    ram = np.zeros((1, 128), dtype=np.uint8)
+    with pytest.raises(
+        FrameFormatError, match=r"uint8 of shape \(N, 210, 160, 3\), got uint8 \(1, 84, 84, 3\)"
+    ):
+        det.detect(np.zeros((1, 84, 84, 3), dtype=np.uint8), ram)
+    with pytest.raises(FrameFormatError, match=r"got float32 \(1, 210, 160, 3\)"):
+        det.detect(blank_frames().astype(np.float32), ram)
+    with pytest.raises(FrameFormatError, match=r"got uint8 \(210, 160, 3\)"):
+        det.detect(blank_frames()[0], ram)
+    with pytest.raises(FrameFormatError, match=r"rams must be uint8 of shape \(1, 128\)"):
+        det.detect(blank_frames(), np.zeros((2, 128), dtype=np.uint8))
+    with pytest.raises(FrameFormatError, match="RamDetector reads objects from RAM: pass rams"):
+        det.detect(blank_frames())
+
+
+def test_unknown_obs_mode() -> None:
+    with pytest.raises(
+        ValueError, match="Unknown obs_mode 'pixels'; expected one of objects, objects\\+frame"
+    ):
+        gym.make("MOC/Pong-v0", detector="ram", obs_mode="pixels")
+
+
+def test_unknown_detector_and_render_mode() -> None:
+    with pytest.raises(ValueError, match="Unknown detector 'yolo'"):
+        make_detector("yolo", "Pong")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="detector must be 'space', 'ram' or an object"):
+        make_detector(42, "Pong")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Unknown render_mode 'ansi'"):
+        gym.make("MOC/Pong-v0", detector="ram", render_mode="ansi")
+
+
+def test_cuda_without_cuda(no_cuda, empty_weights) -> None:
+    with pytest.raises(
+        DeviceUnavailableError, match="device='cuda' was requested but torch sees no CUDA"
+    ):
+        resolve_device("cuda")
+    assert resolve_device("auto") == "cpu"
+    # Through the env: weights present, no GPU -> the device error, not a torch trace.
+    (empty_weights / "Pong").mkdir()
+    for name in ("detector.safetensors", "config.json"):
+        (empty_weights / "Pong" / name).write_bytes(b"{}")
+    with pytest.raises(DeviceUnavailableError, match="use device='cpu' or device='auto'"):
+        gym.make("MOC/Pong-v0", device="cuda")
+
+
+def test_bad_device_string() -> None:
+    with pytest.raises(
+        ValueError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"
+    ):
+        resolve_device("gpu")
+
+
+def test_missing_weights(empty_weights) -> None:
+    pattern = r"missing .*Pong/detector\.safetensors, .*Pong/config\.json"
+    with pytest.raises(MissingWeightsError, match=pattern) as err:
+        gym.make("MOC/Pong-v0")
+    message = str(err.value)
+    assert "python -m trainers.dataset --game Pong --out data/Pong" in message
+    assert "python -m trainers.train --game Pong --data data/Pong --out runs/pong" in message
+    assert "python -m trainers.export runs/pong --game Pong" in message
+    with pytest.raises(MissingWeightsError, match="Boxing/config.json"):
+        require_weights("boxing")
