@@ -150,3 +150,13 @@ def test_match_centres_is_one_to_one_within_distance():
     assert len(pi) == len(gi) == 1 and gi.tolist() == [0] and pi[0] in (0, 1)
     pi, gi = match_centres(pred, np.zeros((0, 2)), 4.0)
     assert len(pi) == 0
+
+
+def test_colour_split_separates_touching_sprites():
+    f = _frame((40, 60, 14, 46), colour=(214, 214, 214))
+    f[60:106, 54:68] = (0, 0, 0)  # a second, black sprite touching the first
+    (merged,) = motion_boxes(f, _background())
+    assert [tuple(int(v) for v in b) for b in merged.boxes] == [(40, 60, 28, 46)]
+    (split,) = motion_boxes(f, _background(), MotionConfig(split_colours=True))
+    found = sorted(tuple(int(v) for v in b) for b in split.boxes)
+    assert found == [(40, 60, 14, 46), (54, 60, 14, 46)]

@@ -41,6 +41,7 @@ from moc_envs.games import GameSpec, get_game
 from moc_envs.preprocess import MODEL_SIZE, resize_frames
 from trainers.ground_truth import GTObject, RamGroundTruth, ocatari_game_name
 from trainers.motion import (
+    COLOUR_SPLIT_GAMES,
     HUD_REGIONS,
     MotionConfig,
     boxes_to_targets,
@@ -98,6 +99,7 @@ class BuildSettings:
     background_frames: int = 128
     background_keep: float = 0.25
     hud_mask: bool = True
+    split_colours: bool = False
     flash_fraction: float = 0.3
     max_object_size: tuple[int, int] = (40, 60)
     match_px: float = 4.0
@@ -456,6 +458,7 @@ def build_dataset(
         grid=grid, T=T, warmup=warmup, warmup_jitter=warmup_jitter,
         stacks_per_episode=stacks_per_episode, max_gap=max_gap, chunk_stacks=chunk_stacks,
         background_frames=background_frames, hud_mask=hud_mask,
+        split_colours=spec.name in COLOUR_SPLIT_GAMES,
         max_object_size=tuple(spec.max_object_size),
     )  # fmt: skip
     out = Path(out)
@@ -504,6 +507,7 @@ def build_dataset(
     motion_cfg = MotionConfig(
         max_object_size=tuple(spec.max_object_size),
         ignore=HUD_REGIONS.get(spec.name, ()) if hud_mask else (),
+        split_colours=spec.name in COLOUR_SPLIT_GAMES,
     )
     bg_path = out / BACKGROUND_FILE
     if bg_path.is_file():

@@ -31,6 +31,7 @@ from scipy.optimize import linear_sum_assignment
 __all__ = [
     "FRAME_SHAPE",
     "HUD_REGIONS",
+    "COLOUR_SPLIT_GAMES",
     "MotionConfig",
     "MotionResult",
     "mode_image",
@@ -57,6 +58,12 @@ HUD_REGIONS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
 }
 """Per-game screen rectangles excluded from the motion targets (score, clock)."""
 
+COLOUR_SPLIT_GAMES = frozenset({"Boxing"})
+"""Games whose objects are single-coloured sprites that often touch: Boxing's boxers
+(white and black) merge into one motion blob whenever they clinch, so blobs are
+split by colour there. Not for games with multi-coloured objects (Skiing's trees
+are green and brown and would be cut in two)."""
+
 
 @dataclass(frozen=True)
 class MotionConfig:
@@ -70,6 +77,10 @@ class MotionConfig:
     """A frame whose closed motion mask covers more than this share is a flash."""
     closing: int = 3
     """Side of the square closing kernel."""
+    split_colours: bool = False
+    """Split a motion box holding several sprite colours into one box per colour."""
+    min_colour_pixels: int = 8
+    """A colour needs this many moving pixels (and 10% of the box's) to get its own box."""
 
 
 @dataclass
@@ -148,19 +159,22 @@ def motion_boxes(
 ) -> list[MotionResult]:
     """Motion boxes of each frame (N, 210, 160, 3) or (210, 160, 3) against ``background``."""
     config = config or MotionConfig()
+    frames = _check_frames(frames)
     maps = motion_map(frames, background, config.ignore)
     kernel = np.ones((config.closing, config.closing), np.uint8)
     max_w, max_h = config.max_object_size
     results = []
-    for m in maps:
+    for frame, m in zip(frames, maps, strict=True):
         # Threshold at the mean motion (space-moc.md 5); "> 0" keeps an all-zero map empty.
         binary = ((m > m.mean()) & (m > 0)).astype(np.uint8)
         closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, kernel)
         contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         kept, dropped = [], []
         for c in contours:
-            x, y, w, h = cv2.boundingRect(c)
-            (dropped if (w > max_w or h > max_h) else kept).append((x, y, w, h))
+            rect = cv2.boundingRect(c)
+            parts = _split_by_colour(frame, binary, rect, config) if config.split_colours else [rect]
+            for x, y, w, h in parts:
+                (dropped if (w > max_w or h > max_h) else kept).append((x, y, w, h))
         flash = bool(closed.mean() > config.flash_fraction)
         if dropped:
             original = closed.copy()
@@ -179,6 +193,29 @@ def motion_boxes(
             )
         )
     return results
+
+
+def _split_by_colour(
+    frame: np.ndarray,
+    moving: np.ndarray,
+    rect: tuple[int, int, int, int],
+    config: MotionConfig,
+) -> list[tuple[int, int, int, int]]:
+    """One box per dominant colour of the moving pixels in ``rect`` (or ``[rect]``)."""
+    x, y, w, h = rect
+    sub = frame[y : y + h, x : x + w].astype(np.int32)
+    code = (sub[..., 0] << 16) | (sub[..., 1] << 8) | sub[..., 2]
+    sel = moving[y : y + h, x : x + w].astype(bool)
+    colours, counts = np.unique(code[sel], return_counts=True)
+    need = max(config.min_colour_pixels, 0.1 * sel.sum())
+    dominant = colours[counts >= need]
+    if len(dominant) < 2:
+        return [rect]
+    parts = []
+    for c in dominant:
+        ys, xs = np.nonzero(sel & (code == c))
+        parts.append((x + int(xs.min()), y + int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1))
+    return parts
 
 
 def boxes_to_targets(boxes: np.ndarray, grid: int = 16) -> tuple[np.ndarray, np.ndarray]:
