@@ -1,0 +1,139 @@
+"""The learned SPACE+MOC detector the env runs on every step.
+
+:class:`SpaceDetector` loads ``weights/<Game>/detector.safetensors`` + ``config.json`` (written
+by ``python -m trainers.export``), runs the light inference encoder on a batch of frames and
+returns one list of :class:`moc_envs.detection.Detection` per frame: boxes in 210x160 frame
+pixels (top-left), score = z_pres probability, z_what attached. Posterior means only, cells with
+z_pres probability above 0.5. Importing this module imports torch; ``import moc_envs`` does not.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from moc_envs.detection import Detection, validate_frames, validate_rams
+from moc_envs.errors import CorruptWeightsError, MissingWeightsError
+from moc_envs.games import GameSpec
+from moc_envs.model.config import ModelConfig
+from moc_envs.model.encoder import SpaceEncoder
+from moc_envs.model.geometry import where_to_boxes
+from moc_envs.preprocess import resize_frames
+
+__all__ = ["WEIGHTS_FILE", "CONFIG_FILE", "FORMAT", "SpaceDetector"]
+
+WEIGHTS_FILE = "detector.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "moc_envs.space_detector/1"
+"""Format tag written into config.json by the exporter."""
+
+DEFAULT_CATEGORY = "object"
+"""Category of every detection until a z_what classifier is shipped with the weights."""
+
+
+class SpaceDetector:
+    """Batched SPACE inference: frames (N, 210, 160, 3) uint8 -> N lists of detections."""
+
+    def __init__(
+        self,
+        encoder: SpaceEncoder,
+        game: GameSpec,
+        device: str = "cpu",
+        threshold: float = 0.5,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one)."""
+        self.game = game
+        self.device = torch.device(device)
+        self.threshold = threshold
+        self.encoder = encoder.to(self.device).eval()
+        self.encoder = self.encoder.to(memory_format=torch.channels_last)
+        self.meta = dict(meta or {})
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model configuration of the loaded weights."""
+        return self.encoder.cfg
+
+    @classmethod
+    def from_pretrained(cls, path: Path, game: GameSpec, device: str = "cpu") -> SpaceDetector:
+        """Load the detector exported to folder ``path`` for ``game``.
+
+        Raises MissingWeightsError when a file is absent and CorruptWeightsError when the
+        config or the weights cannot be read or do not match the model (keys, shapes, game).
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise MissingWeightsError(f"detector file {p} is missing")
+        try:
+            meta = json.loads(cfg_path.read_text())
+            model_cfg = ModelConfig.from_dict(meta["model"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise CorruptWeightsError(f"{cfg_path} is not a valid detector config: {err}") from err
+        saved_game = meta.get("game")
+        if saved_game != game.name:
+            raise CorruptWeightsError(
+                f"{cfg_path} holds a detector for game '{saved_game}', not '{game.name}'"
+            )
+        try:
+            state = load_file(str(w_path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            raise CorruptWeightsError(f"{w_path} is not a readable safetensors file: {err}") from err
+        encoder = SpaceEncoder(model_cfg)
+        expected = encoder.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise CorruptWeightsError(
+                f"{w_path} does not match the detector model: missing keys {missing[:5]}"
+                f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+                f"{'...' if len(unexpected) > 5 else ''}"
+            )
+        bad = [
+            f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+            for k, v in expected.items()
+            if tuple(state[k].shape) != tuple(v.shape)
+        ]
+        if bad:
+            raise CorruptWeightsError(f"{w_path} has tensors of the wrong shape: {'; '.join(bad[:5])}")
+        non_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if non_finite:
+            raise CorruptWeightsError(f"{w_path} holds non-finite values in {non_finite[:5]}")
+        encoder.load_state_dict(state)
+        return cls(encoder, game, device=device, meta=meta)
+
+    def _to_input(self, frames: np.ndarray) -> torch.Tensor:
+        small = resize_frames(frames)
+        x = torch.from_numpy(small).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def detect(self, frames: np.ndarray, rams: np.ndarray | None = None) -> list[list[Detection]]:
+        """Detect objects in frames (N, 210, 160, 3) uint8; ``rams`` is accepted and unused."""
+        frames = validate_frames(frames)
+        validate_rams(rams, frames.shape[0])
+        n = frames.shape[0]
+        if n == 0:
+            return []
+        b_idx, prob, where, z_what = self.encoder.infer(self._to_input(frames), self.threshold)
+        boxes = where_to_boxes(where.float()).cpu().numpy()
+        b_idx = b_idx.cpu().numpy()
+        prob = prob.float().cpu().numpy()
+        z_what = z_what.float().cpu().numpy()
+        out: list[list[Detection]] = [[] for _ in range(n)]
+        for i in range(len(b_idx)):
+            x, y, w, h = (float(v) for v in boxes[i])
+            out[int(b_idx[i])].append(
+                Detection(DEFAULT_CATEGORY, x, y, w, h, score=float(prob[i]), z_what=z_what[i])
+            )
+        return out
