@@ -368,8 +368,8 @@ def train(args: Args) -> dict[str, Any]:
 
         if step % cfg.log_every == 0 or step == stop:
             for k, val in terms.items():
-                writer.add_scalar(f"loss/{k}", float(val), step)
-            writer.add_scalar("loss/total", float(loss), step)
+                writer.add_scalar(f"loss/{k}", float(val.detach()), step)
+            writer.add_scalar("loss/total", float(loss.detach()), step)
             writer.add_scalar("charts/lambda", lam, step)
             writer.add_scalar("charts/v", v, step)
             writer.add_scalar("charts/z_pres_prior", pres_prior, step)
@@ -380,8 +380,8 @@ def train(args: Args) -> dict[str, Any]:
             writer.add_scalar("charts/bg_grad_norm", float(bg_norm), step)
             writer.add_scalar("charts/present_per_frame", float((out.pres_prob > 0.5).float().sum(1).mean()), step)
             writer.add_scalar("charts/frames_per_sec", cfg.frames_per_step / max(time.time() - t0, 1e-9), step)
-            last = {k: float(val) for k, val in terms.items()} | {"total": float(loss), "lambda": lam}
-            bar.set_postfix(loss=f"{float(loss):.4g}", motion=f"{float(terms['motion_pres']):.3g}", lam=f"{lam:.2f}")
+            last = {k: float(val.detach()) for k, val in terms.items()} | {"total": float(loss.detach()), "lambda": lam}
+            bar.set_postfix(loss=f"{float(loss.detach()):.4g}", motion=f"{float(terms['motion_pres']):.3g}", lam=f"{lam:.2f}")
         if step % cfg.image_every == 0 or step == stop:
             writer.add_image("images/input_recon_fg_alpha_bg", _pictures(x, out), step, dataformats="HWC")
         if step % cfg.ckpt_every == 0 or step == stop:
@@ -392,7 +392,7 @@ def train(args: Args) -> dict[str, Any]:
     bar.close()
     checkpoint()
     summary: dict[str, Any] = {"step": step, "steps": cfg.steps, "last": last, "minutes": (time.time() - t_start) / 60}
-    if step >= cfg.steps and args.eval_split:
+    if (step >= cfg.steps or args.max_minutes is not None) and args.eval_split:
         from trainers.metrics import evaluate_encoder
 
         result = evaluate_encoder(model.encoder, args.data, args.eval_split, str(device))

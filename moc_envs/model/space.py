@@ -106,9 +106,9 @@ class SpaceModel(nn.Module):
         bg = self.background(x, sample=sample)
         sigma = cfg.fg_sigma
         xf = x.float()
-        fg_log_lik = (
-            -0.5 * ((xf - fg) / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)
-        ).sum(dim=1)
+        fg_log_lik = (xf - fg).square().sum(dim=1) * (-0.5 / sigma**2) - x.shape[1] * (
+            math.log(sigma) + 0.5 * math.log(2 * math.pi)
+        )
         return SpaceOutput(
             lat=lat,
             pres_prob=pres_prob,
