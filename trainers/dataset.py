@@ -254,8 +254,13 @@ def _collect_chunk(
     chunk: int,
     n_stacks: int,
     on_stack: Callable[[], None] | None = None,
+    on_window: Callable[[int, np.ndarray], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], list[tuple], _Stats]:
-    """Play fresh episodes until ``n_stacks`` clean stacks are recorded."""
+    """Play fresh episodes until ``n_stacks`` clean stacks are recorded.
+
+    ``on_window(k, window)`` receives the raw (T, 210, 160, 3) frames of each kept stack
+    (used by :mod:`trainers.raw_frames` to recover full-size frames by replaying a split).
+    """
     t0 = time.perf_counter()
     env_seed, policy_seed, rng_seed = _seeds(s.seed, SPLIT_INDEX[split], chunk)
     rng = np.random.default_rng(rng_seed)
@@ -298,6 +303,8 @@ def _collect_chunk(
                 st.flash_windows += 1
                 continue
             out["frames"][k] = resize_frames(window)
+            if on_window is not None:
+                on_window(k, window)
             out["motion_mask"][k] = mask_to_model(np.stack([m.mask for m in motion]))
             out["rams"][k] = np.stack(rams)
             for t, m in enumerate(motion):
