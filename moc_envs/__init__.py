@@ -23,6 +23,7 @@ from moc_envs.observation import FEATURES, ObjectObservationBuilder
 from moc_envs.ram_detector import RamDetector
 from moc_envs.registration import env_id, make_env, register_envs
 from moc_envs.tracking import SlotTracker
+from moc_envs.vector import MocVectorEnv, make_vec
 from moc_envs.weights import require_weights, weights_dir, weights_root
 from moc_envs.wrapper import ObjectCentricWrapper
 
@@ -35,6 +36,8 @@ __all__ = [
     "get_game",
     "env_id",
     "make_env",
+    "make_vec",
+    "MocVectorEnv",
     "register_envs",
     "ObjectCentricWrapper",
     "ObjectObservationBuilder",

@@ -15,11 +15,19 @@ import gymnasium as gym
 from moc_envs.detection import Detector
 from moc_envs.detectors import DetectorName
 from moc_envs.device import resolve_device
-from moc_envs.games import GAMES, get_game
+from moc_envs.games import GAMES, GameSpec, get_game
 from moc_envs.observation import check_obs_mode
 from moc_envs.weights import require_weights
 
-__all__ = ["NAMESPACE", "DEFAULT_KWARGS", "env_id", "make_env", "register_envs"]
+__all__ = [
+    "NAMESPACE",
+    "DEFAULT_KWARGS",
+    "env_id",
+    "game_of_id",
+    "make_ale_env",
+    "make_env",
+    "register_envs",
+]
 
 NAMESPACE = "MOC"
 VERSION = 0
@@ -44,6 +52,30 @@ def env_id(game: str) -> str:
     return f"{NAMESPACE}/{get_game(game).name}-v{VERSION}"
 
 
+def game_of_id(env_id_: str) -> GameSpec:
+    """The game of a ``MOC/<Game>-v0`` id (``"moc_envs:MOC/Pong-v0"`` and bare names work too)."""
+    name = env_id_.split(":")[-1]
+    if name.startswith(f"{NAMESPACE}/"):
+        name = name[len(NAMESPACE) + 1 :]
+    suffix = f"-v{VERSION}"
+    if name.endswith(suffix):
+        name = name[: -len(suffix)]
+    return get_game(name)
+
+
+def make_ale_env(spec: GameSpec, render_mode: str | None = None, **ale_kwargs: Any) -> gym.Env:
+    """The game's plain ALE v5 env, as every MOC env (single or vector) runs it."""
+    import ale_py
+
+    gym.register_envs(ale_py)
+    return gym.make(
+        spec.ale_id,
+        render_mode="rgb_array" if render_mode is not None else None,
+        disable_env_checker=True,
+        **ale_kwargs,
+    )
+
+
 def make_env(
     game: str,
     detector: DetectorName | Detector = "space",
@@ -58,8 +90,6 @@ def make_env(
     ``ale_kwargs`` (``frameskip``, ``repeat_action_probability``, ``mode``,
     ``difficulty``, ``full_action_space``, ...) go to ``gym.make("ALE/<Game>-v5")``.
     """
-    import ale_py
-
     from moc_envs.wrapper import ObjectCentricWrapper
 
     spec = get_game(game)
@@ -68,13 +98,7 @@ def make_env(
         # Fail on missing weights or a missing GPU before starting the emulator.
         require_weights(spec.name)
         resolve_device(device)
-    gym.register_envs(ale_py)
-    inner = gym.make(
-        spec.ale_id,
-        render_mode="rgb_array" if render_mode is not None else None,
-        disable_env_checker=True,
-        **ale_kwargs,
-    )
+    inner = make_ale_env(spec, render_mode, **ale_kwargs)
     try:
         return ObjectCentricWrapper(
             inner,

@@ -14,10 +14,19 @@ from moc_envs.games import GAMES, GameSpec, game_names, get_game
 from moc_envs.observation import ObjectObservationBuilder, check_obs_mode, observation_space
 from moc_envs.render import draw_objects
 
-__all__ = ["ObjectCentricWrapper", "game_of_env"]
+__all__ = ["ObjectCentricWrapper", "game_of_env", "screen_of"]
 
 RENDER_SCALE = 3
 """render() enlarges the 210x160 frame this many times so that the labels are legible."""
+
+
+def screen_of(ale: Any) -> np.ndarray:
+    """The RGB frame (210, 160, 3) uint8 a detector gets from an ALE interface.
+
+    Taller screens (Carnival, 214 rows) lose their static bottom rows, which
+    keeps OCAtari's coordinates. Shared by the wrapper and the vector env.
+    """
+    return np.ascontiguousarray(ale.getScreenRGB()[:FRAME_HEIGHT])
 
 
 def game_of_env(env: gym.Env) -> GameSpec:
@@ -129,9 +138,7 @@ class ObjectCentricWrapper(
         return self.builder.objects
 
     def _screen(self) -> np.ndarray:
-        # Detectors take 210x160 frames; taller screens (Carnival, 214 rows)
-        # lose their static bottom rows, which keeps OCAtari's coordinates.
-        return np.ascontiguousarray(self.ale.getScreenRGB()[:FRAME_HEIGHT])
+        return screen_of(self.ale)
 
     def _observe(self) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, object]]:
         frame = self._screen()

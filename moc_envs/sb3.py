@@ -1,0 +1,124 @@
+"""Stable-Baselines3 adapter for the batched vector env.
+
+SB3 trains on its own ``VecEnv`` interface, not on Gymnasium's ``VectorEnv``.
+:class:`SB3VecEnv` presents a :class:`~moc_envs.vector.MocVectorEnv` (built with
+``autoreset_mode="SameStep"``, the reset semantics SB3 expects) as one, so that
+every rollout step detects all N frames in one batched call::
+
+    from moc_envs import make_vec
+    from moc_envs.sb3 import SB3VecEnv
+    venv = SB3VecEnv(make_vec("MOC/Pong-v0", 8, detector="ram", autoreset_mode="SameStep"))
+    PPO("MlpPolicy", venv).learn(100_000)
+
+Importing this module imports stable-baselines3 (and torch); ``import moc_envs`` does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, VecEnvStepReturn
+
+from moc_envs.vector import MocVectorEnv
+
+__all__ = ["SB3VecEnv"]
+
+
+class SB3VecEnv(VecEnv):
+    """SB3 ``VecEnv`` over a SAME_STEP :class:`MocVectorEnv` (batched detection per step)."""
+
+    def __init__(self, venv: MocVectorEnv) -> None:
+        if not isinstance(venv, MocVectorEnv):
+            raise TypeError(f"SB3VecEnv wraps a MocVectorEnv, got {type(venv).__name__}")
+        if venv.autoreset_mode != AutoresetMode.SAME_STEP:
+            raise ValueError(
+                "SB3VecEnv needs autoreset_mode='SameStep' (SB3 resets finished envs in the "
+                f"same step), got {venv.autoreset_mode.name}; "
+                "use make_vec(..., autoreset_mode='SameStep')"
+            )
+        self.venv = venv
+        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> VecEnvObs:
+        """Reset all envs with the seeds/options set through ``seed()``/``set_options()``."""
+        seeds = [s if s is None else int(s) for s in self._seeds]
+        options = self._options[0] if self._options and self._options[0] else None
+        obs, _ = self.venv.reset(seed=seeds, options=options)
+        self.reset_infos = [dict(info) for info in self.venv.env_infos]
+        self._reset_seeds()
+        self._reset_options()
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Remember the actions; the step happens in :meth:`step_wait`."""
+        self._actions = np.asarray(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """Step all envs; finished envs carry ``terminal_observation`` in their info."""
+        if self._actions is None:
+            raise RuntimeError("step_wait() called before step_async()")
+        obs, rewards, terms, truncs, _ = self.venv.step(self._actions)
+        self._actions = None
+        infos: list[dict[str, Any]] = []
+        for i, raw in enumerate(self.venv.env_infos):
+            info = dict(raw)
+            if "final_obs" in info:
+                info["terminal_observation"] = info.pop("final_obs")
+                info.pop("final_info", None)
+            info["TimeLimit.truncated"] = bool(truncs[i] and not terms[i])
+            infos.append(info)
+        dones = terms | truncs
+        return obs, rewards.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        """Close the vector env."""
+        self.venv.close()
+
+    def _targets(self, indices: int | Sequence[int] | None) -> list[int]:
+        return list(self._get_indices(indices))
+
+    def get_attr(self, attr_name: str, indices: int | Sequence[int] | None = None) -> list[Any]:
+        """An attribute of each inner ALE env (``render_mode``: the vector env's)."""
+        if attr_name == "render_mode":
+            return [None for _ in self._targets(indices)]
+        return [getattr(self.venv.envs[i], attr_name) for i in self._targets(indices)]
+
+    def set_attr(
+        self, attr_name: str, value: Any, indices: int | Sequence[int] | None = None
+    ) -> None:
+        """Set an attribute on each inner ALE env."""
+        for i in self._targets(indices):
+            setattr(self.venv.envs[i], attr_name, value)
+
+    def env_method(
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: int | Sequence[int] | None = None,
+        **method_kwargs: Any,
+    ) -> list[Any]:
+        """Call a method of each inner ALE env."""
+        return [
+            getattr(self.venv.envs[i], method_name)(*method_args, **method_kwargs)
+            for i in self._targets(indices)
+        ]
+
+    def env_is_wrapped(
+        self, wrapper_class: type, indices: int | Sequence[int] | None = None
+    ) -> list[bool]:
+        """Whether each inner env is wrapped with ``wrapper_class`` (checked through its wrapper chain)."""
+        out = []
+        for i in self._targets(indices):
+            env: Any = self.venv.envs[i]
+            found = False
+            while env is not None:
+                if isinstance(env, wrapper_class):
+                    found = True
+                    break
+                env = getattr(env, "env", None)
+            out.append(found)
+        return out

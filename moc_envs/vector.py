@@ -1,0 +1,292 @@
+"""Vector MOC envs: N ALE games stepped in-process, all N frames detected in one batched call.
+
+:func:`make_vec` (``moc_envs.make_vec("MOC/Pong-v0", num_envs=8)``) returns a
+:class:`MocVectorEnv`, a Gymnasium 1.x :class:`~gymnasium.vector.VectorEnv`. Each
+step it steps the N ALE envs one after the other, gathers their frames and RAMs,
+calls ``detector.detect`` once for the whole batch (row ``i`` is always env
+``i``, which stateful detectors such as the RAM oracle rely on), then hands each
+env's detections to that env's own :class:`~moc_envs.observation.ObjectObservationBuilder`
+(tracker, observation, labels), the same per-frame code the single-env
+:class:`~moc_envs.wrapper.ObjectCentricWrapper` runs.
+
+Autoreset: ``NEXT_STEP`` (Gymnasium's default) or ``SAME_STEP``.
+
+- ``NEXT_STEP``: the step after an env's episode ended resets it (its action is
+  ignored, reward 0, both flags False). Exactly one detect call per step.
+- ``SAME_STEP``: an env whose episode ends is reset in the same step; the
+  returned observation is the new episode's first one and the last one is in
+  ``infos["final_obs"]`` (with ``infos["final_info"]``), as Stable-Baselines3
+  expects. One detect call per step, plus one more on steps where an episode
+  ended (for the reset frames; all N rows when the detector keeps per-row state,
+  else only the reset rows).
+
+:class:`moc_envs.sb3.SB3VecEnv` adapts a ``SAME_STEP`` MocVectorEnv to
+Stable-Baselines3's ``VecEnv`` so that PPO & co. train on it with batched detection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from moc_envs.detection import Detector
+from moc_envs.detectors import DetectorName, make_detector
+from moc_envs.device import resolve_device
+from moc_envs.games import GameSpec
+from moc_envs.observation import ObjectObservationBuilder, check_obs_mode, observation_space
+from moc_envs.registration import game_of_id, make_ale_env
+from moc_envs.weights import require_weights
+from moc_envs.wrapper import screen_of
+
+__all__ = ["AUTORESET_MODES", "MocVectorEnv", "make_vec"]
+
+AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
+"""Autoreset modes MocVectorEnv supports (``DISABLED`` is not)."""
+
+
+def _autoreset_mode(mode: str | AutoresetMode) -> AutoresetMode:
+    try:
+        resolved = AutoresetMode(mode)
+    except ValueError:
+        resolved = None
+    if resolved is None and isinstance(mode, str):
+        resolved = next((m for m in AutoresetMode if m.name == mode.upper()), None)
+    if resolved not in AUTORESET_MODES:
+        names = ", ".join(m.name for m in AUTORESET_MODES)
+        raise ValueError(f"Unknown autoreset_mode {mode!r}; expected one of {names}")
+    return resolved
+
+
+class MocVectorEnv(VectorEnv):
+    """N MOC envs of one game with batched detection (see the module docstring).
+
+    Args:
+        game: the game name or spec.
+        num_envs: number of ALE envs (>= 1).
+        detector: ``"space"`` (learned, needs weights), ``"ram"`` (RAM oracle) or an
+            object with ``detect(frames, rams=None)``; one detector serves all envs.
+        device: torch device of the learned detector (``"auto"``, ``"cpu"``, ``"cuda"``).
+        obs_mode: ``"objects"`` or ``"objects+frame"``.
+        ram_labels: add ``infos["ram_labels"]`` (AtariARI labels read from RAM).
+        autoreset_mode: ``"NextStep"`` / ``"next_step"`` (default) or ``"SameStep"``.
+        max_distance: tracking gate in pixels.
+        max_age: steps a lost object's slot is kept for it.
+        **ale_kwargs: passed to every ``gym.make("ALE/<Game>-v5")``.
+
+    ``infos`` follow Gymnasium's vector convention (a dict of arrays, each key
+    with a ``_key`` mask): ``infos["objects"]`` is an object array holding each
+    env's detection list, ``infos["labels"]`` a dict of per-label int arrays
+    (masked where the object was not seen), plus the ALE's own ``lives``,
+    ``episode_frame_number`` and ``frame_number``.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        game: str | GameSpec,
+        num_envs: int,
+        detector: DetectorName | Detector = "space",
+        device: str = "auto",
+        obs_mode: str = "objects",
+        ram_labels: bool = False,
+        autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+        max_distance: float = 40.0,
+        max_age: int = 30,
+        **ale_kwargs: Any,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        self.game = game_of_id(game) if isinstance(game, str) else game
+        check_obs_mode(obs_mode)
+        self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
+        if detector == "space":
+            # Fail on missing weights or a missing GPU before starting N emulators.
+            require_weights(self.game.name)
+            resolve_device(device)
+        self.detector = make_detector(detector, self.game, device)
+        self.num_envs = int(num_envs)
+        self.envs: list[gym.Env] = []
+        try:
+            for _ in range(self.num_envs):
+                self.envs.append(make_ale_env(self.game, **ale_kwargs))
+        except Exception:
+            for env in self.envs:
+                env.close()
+            raise
+        self._ales = [env.unwrapped.ale for env in self.envs]  # type: ignore[attr-defined]
+        self.builders = [
+            ObjectObservationBuilder(
+                self.game, obs_mode, ram_labels, max_distance=max_distance, max_age=max_age
+            )
+            for _ in range(self.num_envs)
+        ]
+        self.single_observation_space = observation_space(self.game, obs_mode)
+        self.single_action_space = self.envs[0].action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.render_mode = None
+        # Stateful detectors (the RAM oracle) keep per-row memory and expose reset(i).
+        reset = getattr(self.detector, "reset", None)
+        self._detector_reset = reset if callable(reset) else None
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        self._rewards = np.zeros(self.num_envs, dtype=np.float64)
+        self._terminations = np.zeros(self.num_envs, dtype=bool)
+        self._truncations = np.zeros(self.num_envs, dtype=bool)
+        self._obs: list[Any] = [None] * self.num_envs
+        self.env_infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        """Each env's latest info dict, unbatched (``final_obs``/``final_info`` included)."""
+        self.detect_calls = 0
+        """How many times ``detector.detect`` was called (benchmarks and tests read it)."""
+
+    # ---------------------------------------------------------------- helpers
+    def _grab(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        frames = np.stack([screen_of(self._ales[i]) for i in rows])
+        rams = np.stack([self._ales[i].getRAM() for i in rows])
+        return frames, rams
+
+    def _detect_rows(self, rows: Sequence[int]) -> dict[int, tuple[Any, dict[str, Any]]]:
+        """Detect the current frames of env ``rows`` and update their builders."""
+        # Row alignment: a stateful detector must see env i at row i, so it gets
+        # every env's frame; a stateless one gets just the rows asked for.
+        batch = list(range(self.num_envs)) if self._detector_reset is not None else list(rows)
+        frames, rams = self._grab(batch)
+        detections = self.detector.detect(frames, rams)
+        self.detect_calls += 1
+        where = {env_i: k for k, env_i in enumerate(batch)}
+        out: dict[int, tuple[Any, dict[str, Any]]] = {}
+        for i in rows:
+            k = where[i]
+            out[i] = self.builders[i].update(detections[k], frame=frames[k], ram=rams[k])
+        return out
+
+    def _reset_env(self, i: int, seed: int | None, options: dict[str, Any] | None) -> dict[str, Any]:
+        _, info = self.envs[i].reset(seed=seed, options=options)
+        self.builders[i].reset()
+        if self._detector_reset is not None:
+            self._detector_reset(i)
+        return dict(info)
+
+    def _batch_obs(self) -> Any:
+        return gym.vector.utils.concatenate(
+            self.single_observation_space,
+            self._obs,
+            gym.vector.utils.create_empty_array(self.single_observation_space, self.num_envs),
+        )
+
+    # ---------------------------------------------------------------- API
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset every env; ``seed`` (int: env i gets ``seed + i``) or one seed per env.
+
+        ``options["reset_mask"]`` (bool array) resets only some envs (NEXT_STEP's
+        partial reset, as in Gymnasium's SyncVectorEnv).
+        """
+        if seed is None or isinstance(seed, int | np.integer):
+            seeds: list[int | None] = (
+                [None] * self.num_envs if seed is None else [int(seed) + i for i in range(self.num_envs)]
+            )
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if mask is None:
+            rows = list(range(self.num_envs))
+        else:
+            mask = np.asarray(mask)
+            if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
+                raise ValueError(
+                    f"reset_mask must be a bool array of shape ({self.num_envs},), "
+                    f"got {mask.dtype} {mask.shape}"
+                )
+            rows = [int(i) for i in np.flatnonzero(mask)]
+        base = {i: self._reset_env(i, seeds[i], options or None) for i in rows}
+        infos: dict[str, Any] = {}
+        for i, (obs, extra) in self._detect_rows(rows).items():
+            self._obs[i] = obs
+            self._needs_reset[i] = False
+            self._terminations[i] = self._truncations[i] = False
+            self.env_infos[i] = {**base[i], **extra}
+            infos = self._add_info(infos, self.env_infos[i], i)
+        return self._batch_obs(), infos
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every env, detect all N frames in one call, and autoreset (see the module docstring)."""
+        actions = np.asarray(actions)
+        if actions.shape[:1] != (self.num_envs,):
+            raise ValueError(
+                f"actions must hold one action per env, shape ({self.num_envs},), got {actions.shape}"
+            )
+        base: list[dict[str, Any]] = []
+        for i, env in enumerate(self.envs):
+            if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._needs_reset[i]:
+                base.append(self._reset_env(i, None, None))
+                self._rewards[i] = 0.0
+                self._terminations[i] = self._truncations[i] = False
+            else:
+                _, r, term, trunc, info = env.step(actions[i])
+                self._rewards[i] = float(r)
+                self._terminations[i], self._truncations[i] = bool(term), bool(trunc)
+                base.append(dict(info))
+        done = self._terminations | self._truncations
+        infos: dict[str, Any] = {}
+        results = self._detect_rows(range(self.num_envs))
+        for i in range(self.num_envs):
+            obs, extra = results[i]
+            self._obs[i] = obs
+            if self.autoreset_mode == AutoresetMode.SAME_STEP and done[i]:
+                self.env_infos[i] = {"final_obs": obs, "final_info": {**base[i], **extra}}
+            else:
+                self.env_infos[i] = {**base[i], **extra}
+            infos = self._add_info(infos, self.env_infos[i], i)
+        if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
+            ended = [int(i) for i in np.flatnonzero(done)]
+            fresh = {i: self._reset_env(i, None, None) for i in ended}
+            for i, (obs, extra) in self._detect_rows(ended).items():
+                self._obs[i] = obs
+                infos = self._add_info(infos, {**fresh[i], **extra}, i)
+                self.env_infos[i] = {**self.env_infos[i], **fresh[i], **extra}
+        else:
+            self._needs_reset = done.copy()
+        return (
+            self._batch_obs(),
+            self._rewards.copy(),
+            self._terminations.copy(),
+            self._truncations.copy(),
+            infos,
+        )
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Close the N ALE envs."""
+        for env in self.envs:
+            env.close()
+
+
+def make_vec(
+    env_id: str,
+    num_envs: int,
+    detector: DetectorName | Detector = "space",
+    device: str = "auto",
+    **kwargs: Any,
+) -> MocVectorEnv:
+    """A :class:`MocVectorEnv` of ``num_envs`` copies of ``env_id`` (``"MOC/Pong-v0"``).
+
+    ``kwargs`` take the single env's keywords (``obs_mode``, ``ram_labels``, ALE
+    arguments) and ``autoreset_mode``. Example::
+
+        envs = moc_envs.make_vec("MOC/Pong-v0", num_envs=8, detector="ram")
+        obs, infos = envs.reset(seed=0)          # obs: (8, n_slots, 7)
+    """
+    return MocVectorEnv(game_of_id(env_id), num_envs, detector=detector, device=device, **kwargs)
