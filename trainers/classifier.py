@@ -1,0 +1,176 @@
+"""Fit the z_what -> category classifier shipped beside a detector.
+
+    python -m trainers.classifier --game Pong --weights weights/Pong --data data/Pong [--labels-per-class 8]
+
+On the validation split: the detector's predictions (after duplicate suppression, as at
+inference) and their z_what. Only ``labels_per_class`` predictions per category are labelled
+(with the category of the ground-truth object they overlap most, a stand-in for a person
+naming a handful of crops). The classifier is a semi-supervised k-means: one centroid per
+category, started at the mean of its labelled samples, then refined on every validation z_what
+(labelled samples stay with their category, the rest join their nearest centroid; samples far
+from every centroid are left out). Each centroid's radius is a quantile of its members'
+distances times a margin; beyond it a prediction is "unknown". Per-class accuracy is reported
+on the test split. Saved as ``classifier.joblib`` + ``classifier.json`` (SHA-256 manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moc_envs.classifier import UNKNOWN, ZWhatClassifier, save_classifier
+
+__all__ = ["fit_classifier", "score_classifier", "fit_from_weights", "main"]
+
+
+def fit_classifier(
+    z: np.ndarray,
+    labels: np.ndarray,
+    labels_per_class: int = 8,
+    seed: int = 0,
+    iterations: int = 20,
+    radius_quantile: float = 0.99,
+    radius_margin: float = 1.5,
+    outlier_factor: float = 3.0,
+) -> ZWhatClassifier:
+    """Fit a classifier on ``z`` (N, D) where ``labels`` (N,) holds a category or "" (no label).
+
+    Only ``labels_per_class`` labelled samples per category are used as labels; every sample
+    (labelled or not) refines the centroids.
+    """
+    z = np.asarray(z, np.float64)
+    labels = np.asarray(labels, dtype=object)
+    if z.ndim != 2 or len(z) != len(labels):
+        raise ValueError(f"z must be (N, D) with one label per row, got z {z.shape} and {len(labels)} labels")
+    classes = sorted({str(c) for c in labels.tolist() if c})
+    if not classes:
+        raise ValueError("no labelled samples: every label is empty")
+    if labels_per_class < 1:
+        raise ValueError(f"labels_per_class must be >= 1, got {labels_per_class}")
+    rng = np.random.default_rng(seed)
+    mean = z.mean(0)
+    scale = z.std(0) + 1e-6
+    zs = (z - mean) / scale
+    fixed = np.full(len(z), -1)
+    for ci, c in enumerate(classes):
+        idx = np.flatnonzero(labels == c)
+        fixed[rng.choice(idx, size=min(labels_per_class, len(idx)), replace=False)] = ci
+    cent = np.stack([zs[fixed == ci].mean(0) for ci in range(len(classes))])
+    member = fixed.copy()
+    for _ in range(iterations):
+        d = np.linalg.norm(zs[:, None] - cent[None], axis=-1)
+        near = d.argmin(1)
+        dn = d[np.arange(len(zs)), near]
+        lab_d = d[fixed >= 0, fixed[fixed >= 0]]
+        # Samples much farther than the labelled ones are junk (background, half objects).
+        cutoff = outlier_factor * max(float(np.median(lab_d)), 1e-6)
+        new = np.where(dn <= cutoff, near, -1)
+        new[fixed >= 0] = fixed[fixed >= 0]
+        if np.array_equal(new, member):
+            break
+        member = new
+        cent = np.stack([zs[member == ci].mean(0) for ci in range(len(classes))])
+    d = np.linalg.norm(zs[:, None] - cent[None], axis=-1)
+    radius = np.array(
+        [radius_margin * np.quantile(d[member == ci, ci], radius_quantile) for ci in range(len(classes))]
+    )
+    info = {
+        "labels_per_class": labels_per_class,
+        "labelled": {c: int((fixed == ci).sum()) for ci, c in enumerate(classes)},
+        "members": {c: int((member == ci).sum()) for ci, c in enumerate(classes)},
+        "samples": int(len(z)),
+        "seed": seed,
+        "radius_quantile": radius_quantile,
+        "radius_margin": radius_margin,
+    }
+    return ZWhatClassifier(classes, cent, np.arange(len(classes)), radius, mean, scale, info)
+
+
+def score_classifier(clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Accuracy per category on labelled samples ("unknown" counts as wrong) and the unknown rate."""
+    labels = np.asarray(labels, dtype=object)
+    keep = labels != ""
+    pred = np.asarray(clf.predict(np.asarray(z)[keep]), dtype=object)
+    labels = labels[keep]
+    per = {
+        str(c): {"samples": int((labels == c).sum()), "accuracy": float((pred[labels == c] == c).mean())}
+        for c in sorted(set(labels.tolist()))
+    }
+    return {
+        "accuracy": float((pred == labels).mean()) if len(labels) else None,
+        "unknown_rate": float((pred == UNKNOWN).mean()) if len(labels) else None,
+        "samples": int(len(labels)),
+        "by_category": per,
+    }
+
+
+def _split_samples(encoder: Any, data: str | Path, split: str, device: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Suppressed predictions' z_what and best-IoU categories ("" when on no object) of a split."""
+    from trainers.data import load_ground_truth, load_split
+    from trainers.evaluate import gt_frames, predict_frames, suppress
+    from trainers.latent_metrics import label_by_iou
+
+    d = load_split(data, split)
+    S, T = d.frames.shape[:2]
+    if limit is not None:
+        S = min(S, limit)
+    frames = np.ascontiguousarray(d.frames[:S]).reshape(S * T, *d.frames.shape[2:])
+    pred = suppress(predict_frames(encoder, frames, device))
+    gt_boxes, gt_cats, _ = gt_frames(load_ground_truth(data, split), S, T)["all"]
+    labels = label_by_iou(pred.boxes, gt_boxes, gt_cats)
+    dim = encoder.cfg.z_what_dim
+    z = np.concatenate([p.reshape(-1, dim) for p in pred.z_what]) if pred.z_what else np.zeros((0, dim))
+    return z, np.concatenate(labels) if labels else np.zeros(0, object)
+
+
+def fit_from_weights(
+    game: str,
+    weights: str | Path,
+    data: str | Path,
+    labels_per_class: int = 8,
+    seed: int = 0,
+    device: str = "cpu",
+    out: str | Path | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Fit on the val split, score on the test split, save beside the weights (or in ``out``)."""
+    from moc_envs.games import get_game
+    from trainers.evaluate import load_encoder
+
+    spec = get_game(game)
+    encoder, _ = load_encoder(weights, None, spec.name, device)
+    z_val, lab_val = _split_samples(encoder, data, "val", device, limit)
+    clf = fit_classifier(z_val, lab_val, labels_per_class, seed)
+    z_test, lab_test = _split_samples(encoder, data, "test", device, limit)
+    report = {"val": score_classifier(clf, z_val, lab_val), "test": score_classifier(clf, z_test, lab_test)}
+    clf.info["test"] = report["test"]
+    clf.info["val"] = report["val"]
+    manifest = save_classifier(clf, out or weights, spec.name)
+    report["manifest"] = str(manifest)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m trainers.classifier", description=__doc__.split("\n")[0])
+    p.add_argument("--game", required=True, help="game name, e.g. Pong")
+    p.add_argument("--weights", required=True, help="exported weights folder (weights/<Game>)")
+    p.add_argument("--data", required=True, help="dataset directory (trainers.dataset output)")
+    p.add_argument("--labels-per-class", type=int, default=8, help="labelled samples per category")
+    p.add_argument("--seed", type=int, default=0, help="seed of the labelled-sample draw")
+    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N stacks of each split")
+    p.add_argument("--out", default=None, help="output folder (default: the weights folder)")
+    args = p.parse_args(argv)
+    report = fit_from_weights(args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit)
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

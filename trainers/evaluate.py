@@ -1,0 +1,367 @@
+"""Evaluate a trained detector on a dataset split, beside OCAtari's vision mode.
+
+    python -m trainers.evaluate --game Pong --weights weights/Pong --data data/Pong --split test
+    python -m trainers.evaluate --game Pong --run runs/pong --data data/Pong     # a checkpoint
+
+Scores, for "all" ground-truth objects (every non-HUD OCAtari object) and "moving" ones (non-HUD
+objects whose box changed since the previous frame, the dataset's ``moved`` flag; still and
+HUD objects are then ignored, not counted against the detector): AP over IoU 0.1..0.9, P/R/F1
+with the centre-distance criteria and with IoU >= 0.5, the duplicate rate, counting accuracy
+and recall per category (:mod:`trainers.detection_metrics`), before and after duplicate
+suppression (:mod:`moc_envs.postprocess`); category accuracy when a classifier is shipped with
+the weights; latent quality of z_what (:mod:`trainers.latent_metrics`). OCAtari's vision mode
+runs on the same frames when the split's full-size frames exist (:mod:`trainers.raw_frames`).
+Writes ``<out>/eval_<split>.json`` and ``.md`` (default out: the weights or run folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from moc_envs.postprocess import SuppressionConfig, suppress_duplicates
+from trainers.data import GroundTruth, load_ground_truth, load_meta, load_split
+from trainers.detection_metrics import FrameSet, detection_report, match_pairs
+from trainers.latent_metrics import latent_report
+
+__all__ = [
+    "SUBSETS",
+    "Predictions",
+    "load_encoder",
+    "predict_frames",
+    "suppress",
+    "gt_frames",
+    "frame_sets",
+    "category_accuracy",
+    "ocatari_vision",
+    "evaluate",
+    "to_markdown",
+    "main",
+]
+
+SUBSETS = ("all", "moving")
+
+
+@dataclass
+class Predictions:
+    """Per-frame predictions: boxes (P, 4) frame pixels, scores (P,), z_what (P, D), categories."""
+
+    boxes: list[np.ndarray]
+    scores: list[np.ndarray]
+    z_what: list[np.ndarray]
+    categories: list[list[str]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def load_encoder(weights: str | Path | None, run: str | Path | None, game: str, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """The inference encoder and its metadata, from exported weights or a run's checkpoint."""
+    from moc_envs.games import get_game
+
+    if (weights is None) == (run is None):
+        raise ValueError("give exactly one of weights (an exported folder) or run (a training run)")
+    if weights is not None:
+        from moc_envs.space_detector import SpaceDetector
+
+        det = SpaceDetector.from_pretrained(Path(weights), get_game(game), device=device)
+        return det.encoder, dict(det.meta)
+    from trainers.train import CHECKPOINT, load_checkpoint, load_model_from_run
+
+    ckpt = load_checkpoint(Path(run) / CHECKPOINT)
+    meta = {"game": ckpt["config"].get("game"), "step": int(ckpt["step"]), "train_config": ckpt["config"], "data": ckpt.get("data")}
+    return load_model_from_run(Path(run), device=device).encoder, meta
+
+
+def predict_frames(encoder: Any, frames: np.ndarray, device: str = "cpu", batch: int = 64, threshold: float = 0.5, progress: bool = False) -> Predictions:
+    """Run the encoder on model-size frames (M, 128, 128, 3) uint8; all present cells, no suppression."""
+    import torch
+
+    from moc_envs.model.geometry import where_to_boxes
+
+    encoder.eval()
+    boxes, scores, zs = [], [], []
+    for lo in tqdm(range(0, len(frames), batch), desc="detect", disable=not progress):
+        chunk = np.ascontiguousarray(frames[lo : lo + batch])
+        x = torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            b_idx, prob, where, z_what = encoder.infer(x, threshold)
+        bx = where_to_boxes(where.float()).cpu().numpy()
+        b_idx = b_idx.cpu().numpy()
+        prob = prob.float().cpu().numpy()
+        z_what = z_what.float().cpu().numpy()
+        for i in range(len(chunk)):
+            sel = b_idx == i
+            boxes.append(bx[sel])
+            scores.append(prob[sel])
+            zs.append(z_what[sel])
+    return Predictions(boxes, scores, zs)
+
+
+def suppress(pred: Predictions, config: SuppressionConfig | None = None) -> Predictions:
+    """The predictions after duplicate suppression (one box per object)."""
+    out = Predictions([], [], [], None if pred.categories is None else [])
+    for i in range(len(pred)):
+        keep = suppress_duplicates(pred.boxes[i], pred.scores[i], config)
+        out.boxes.append(pred.boxes[i][keep])
+        out.scores.append(pred.scores[i][keep])
+        out.z_what.append(pred.z_what[i][keep])
+        if pred.categories is not None and out.categories is not None:
+            out.categories.append([pred.categories[i][k] for k in keep])
+    return out
+
+
+def gt_frames(gt: GroundTruth, stacks: int, T: int) -> dict[str, tuple[list, list, list]]:
+    """Per subset, per frame: scored boxes, their categories, ignored boxes."""
+    sets: dict[str, tuple[list, list, list]] = {s: ([], [], []) for s in SUBSETS}
+    for s in range(stacks):
+        for t in range(T):
+            idx = gt.rows(s, t)
+            box = np.stack([gt.x[idx], gt.y[idx], gt.w[idx], gt.h[idx]], axis=1).astype(np.float64)
+            hud, moved, cats = gt.hud[idx], gt.moved[idx], gt.category[idx]
+            for name, scored in (("all", ~hud), ("moving", ~hud & moved)):
+                sets[name][0].append(box[scored])
+                sets[name][1].append(cats[scored])
+                sets[name][2].append(box[~scored])
+    return sets
+
+
+def frame_sets(pred: Predictions, gt_sets: dict[str, tuple[list, list, list]]) -> dict[str, FrameSet]:
+    """One :class:`FrameSet` per ground-truth subset for these predictions."""
+    return {name: FrameSet(pred.boxes, pred.scores, g, c, h) for name, (g, c, h) in gt_sets.items()}
+
+
+def category_accuracy(fs: FrameSet, categories: list[list[str]]) -> dict[str, Any]:
+    """Accuracy of predicted categories on predictions matched to an object (relative criterion)."""
+    per: dict[str, list[int]] = {}
+    unknown = 0
+    for b, g, c, pc in zip(fs.boxes, fs.gt, fs.gt_cats, categories, strict=True):
+        pi, gi = match_pairs(b, g, "relative")
+        for p, q in zip(pi.tolist(), gi.tolist(), strict=True):
+            cur = per.setdefault(str(c[q]), [0, 0])
+            cur[0] += 1
+            cur[1] += int(pc[p] == c[q])
+            unknown += int(pc[p] == "unknown")
+    n = sum(v[0] for v in per.values())
+    return {
+        "accuracy": sum(v[1] for v in per.values()) / n if n else None,
+        "matched": n,
+        "unknown_rate": unknown / n if n else None,
+        "by_category": {k: {"matched": a, "accuracy": b / a if a else None} for k, (a, b) in sorted(per.items())},
+    }
+
+
+def ocatari_vision(game: str, raw: np.ndarray, progress: bool = False) -> Predictions:
+    """OCAtari's vision mode on full-size frames (S, T, 210, 160, 3); state reset per stack."""
+    name = game
+    importlib.import_module(f"ocatari.ram.{name.lower()}")
+    importlib.import_module(f"ocatari.vision.{name.lower()}")
+    from ocatari.ram.extract_ram_info import init_objects
+    from ocatari.vision.extract_vision_info import detect_objects_vision
+
+    cats: list[list[str]] = []
+    out = Predictions([], [], [], cats)
+    for s in tqdm(range(raw.shape[0]), desc="ocatari vision", disable=not progress):
+        objects = init_objects(name, False, vision=True)
+        for t in range(raw.shape[1]):
+            detect_objects_vision(objects, raw[s, t], name, False)
+            found = [o for o in objects if o and not getattr(o, "hud", False) and o.w > 0 and o.h > 0]
+            out.boxes.append(np.array([list(o.xywh) for o in found], np.float64).reshape(-1, 4))
+            out.scores.append(np.ones(len(found)))
+            out.z_what.append(np.zeros((len(found), 0)))
+            cats.append([o.category for o in found])
+    return out
+
+
+def _score(pred: Predictions, gt_sets: dict[str, tuple[list, list, list]]) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    for name, fs in frame_sets(pred, gt_sets).items():
+        r = detection_report(fs)
+        if pred.categories is not None:
+            r["category"] = category_accuracy(fs, pred.categories)
+        res[name] = r
+    return res
+
+
+def evaluate(
+    game: str,
+    data: str | Path,
+    weights: str | Path | None = None,
+    run: str | Path | None = None,
+    split: str = "test",
+    device: str = "cpu",
+    limit: int | None = None,
+    vision: bool = True,
+    suppression: SuppressionConfig | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate the detector of ``weights`` (or ``run``) on ``split`` of ``data``; return the result dict."""
+    from moc_envs.games import get_game
+
+    spec = get_game(game)
+    meta = load_meta(data)
+    if meta.get("game") != spec.name:
+        raise ValueError(f"dataset {data} holds {meta.get('game')!r} frames, not {spec.name!r}")
+    t0 = time.perf_counter()
+    encoder, det_meta = load_encoder(weights, run, spec.name, device)
+    split_data = load_split(data, split)
+    S, T = split_data.frames.shape[:2]
+    if limit is not None:
+        S = min(S, limit)
+    frames = np.ascontiguousarray(split_data.frames[:S]).reshape(S * T, *split_data.frames.shape[2:])
+    gt_sets = gt_frames(load_ground_truth(data, split), S, T)
+    raw_pred = predict_frames(encoder, frames, device, progress=progress)
+    seconds = time.perf_counter() - t0
+    sup_cfg = suppression or SuppressionConfig()
+
+    classifier = None
+    if weights is not None:
+        from moc_envs.classifier import has_classifier, load_classifier
+
+        if has_classifier(weights):
+            classifier = load_classifier(weights, spec.name)
+    if classifier is not None:
+        raw_pred.categories = [classifier.predict(z) for z in raw_pred.z_what]
+    sup_pred = suppress(raw_pred, sup_cfg)
+
+    result: dict[str, Any] = {
+        "game": spec.name,
+        "split": split,
+        "data": str(data),
+        "weights": None if weights is None else str(weights),
+        "run": None if run is None else str(run),
+        "step": det_meta.get("step"),
+        "stacks": S,
+        "frames": S * T,
+        "subsets": {
+            "all": "every non-HUD OCAtari object",
+            "moving": "non-HUD objects whose box changed since the previous frame (still and HUD objects ignored)",
+        },
+        "suppression": {"iou_threshold": sup_cfg.iou_threshold, "centre_fraction": sup_cfg.centre_fraction},
+        "classifier": None if classifier is None else {"classes": list(classifier.classes), "info": classifier.info},
+        "detector": {"raw": _score(raw_pred, gt_sets), "suppressed": _score(sup_pred, gt_sets)},
+        "latent": latent_report(raw_pred.z_what, raw_pred.boxes, gt_sets["all"][0], gt_sets["all"][1]),
+        "detect_seconds": round(seconds, 2),
+    }
+    from trainers.raw_frames import has_raw_frames, load_raw_frames
+
+    if not vision:
+        result["ocatari_vision"] = {"skipped": "disabled"}
+    elif not has_raw_frames(data, split):
+        result["ocatari_vision"] = {
+            "skipped": f"no full-size frames; run `python -m trainers.raw_frames --data {data} --split {split}`"
+        }
+    else:
+        raw = load_raw_frames(data, split)[:S]
+        result["ocatari_vision"] = _score(ocatari_vision(spec.name, raw, progress), gt_sets)
+    return result
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def to_markdown(res: dict[str, Any]) -> str:
+    """A readable report of :func:`evaluate`'s result."""
+    lines = [
+        f"# {res['game']} detector evaluation ({res['split']} split)",
+        "",
+        f"Data `{res['data']}`, {res['stacks']} stacks / {res['frames']} frames; "
+        f"detector `{res['weights'] or res['run']}` (step {res['step']}).",
+        "Centre criterion `relative`: centre distance < half the ground-truth diagonal; `ocatari`: < 5 px; "
+        "`IoU`: IoU >= 0.5. Duplicate rate: share of objects with 2+ predictions on them.",
+        "",
+        "| method | objects | AP (0.1..0.9) | AP@0.5 | P | R | F1 | F1 ocatari | F1 IoU>=0.5 | duplicate rate | count acc. | category acc. |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    methods = [("SPACE+MOC, all cells", res["detector"]["raw"]), ("SPACE+MOC, suppressed", res["detector"]["suppressed"])]
+    vis = res.get("ocatari_vision", {})
+    if "skipped" not in vis:
+        methods.append(("OCAtari vision mode", vis))
+    for name, r in methods:
+        for subset in SUBSETS:
+            m = r[subset]
+            cat = m.get("category", {}).get("accuracy")
+            lines.append(
+                f"| {name} | {subset} | {_f(m['ap']['mean'])} | {_f(m['ap']['per_iou']['0.5'])} | "
+                f"{_f(m['relative']['precision'])} | {_f(m['relative']['recall'])} | {_f(m['relative']['f1'])} | "
+                f"{_f(m['ocatari']['f1'])} | {_f(m['iou']['f1'])} | {_f(m['duplicates']['duplicate_rate'])} | "
+                f"{_f(m['count_accuracy'])} | {_f(cat)} |"
+            )
+    if "skipped" in vis:
+        lines += ["", f"OCAtari vision mode: skipped ({vis['skipped']})."]
+    lines += ["", "## Recall per category (relative criterion)", ""]
+    cats = sorted({c for _, r in methods for s in SUBSETS for c in r[s]["recall_by_category"]})
+    lines += ["| method | objects | " + " | ".join(cats) + " |", "|---|---|" + "---|" * len(cats)]
+    for name, r in methods:
+        for subset in SUBSETS:
+            rc = r[subset]["recall_by_category"]
+            lines.append(f"| {name} | {subset} | " + " | ".join(_f(rc.get(c, {}).get("recall")) for c in cats) + " |")
+    lat = res["latent"]
+    lines += ["", "## z_what quality (predictions labelled by best-IoU object)", "", f"Samples: {lat['samples']} {lat['samples_by_category']}", ""]
+    fs = lat["few_shot_ridge"]
+    if fs:
+        lines += ["| labels per class | " + " | ".join(fs) + " |", "|---|" + "---|" * len(fs)]
+        lines.append("| ridge accuracy | " + " | ".join(f"{v['mean']:.3f} ± {v['std']:.3f}" for v in fs.values()) + " |")
+    km = lat["kmeans"]
+    if km:
+        lines += ["", f"KMeans (k = {km['k']}): AMI {km['ami']:.3f}, ARI {km['ari']:.3f}"]
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_report(res: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
+    """Write ``eval_<split>.json`` and ``eval_<split>.md`` into folder ``out`` atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    j, m = out / f"eval_{res['split']}.json", out / f"eval_{res['split']}.md"
+    _write(j, json.dumps(res, indent=2) + "\n")
+    _write(m, to_markdown(res))
+    return j, m
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--game", required=True, help="game name, e.g. Pong")
+    p.add_argument("--data", required=True, help="dataset directory (trainers.dataset output)")
+    p.add_argument("--weights", help="exported weights folder (weights/<Game>)")
+    p.add_argument("--run", help="training run folder holding checkpoint.pt")
+    p.add_argument("--split", default="test", help="dataset split to score")
+    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N stacks")
+    p.add_argument("--no-vision", action="store_true", help="skip OCAtari's vision mode")
+    p.add_argument("--iou-threshold", type=float, default=SuppressionConfig.iou_threshold, help="suppression IoU")
+    p.add_argument("--centre-fraction", type=float, default=SuppressionConfig.centre_fraction, help="suppression centre distance")
+    p.add_argument("--out", help="folder for eval_<split>.json/.md (default: the weights or run folder)")
+    args = p.parse_args(argv)
+    if bool(args.weights) == bool(args.run):
+        p.error("give exactly one of --weights or --run")
+    res = evaluate(
+        args.game, args.data, args.weights, args.run, args.split, args.device, args.limit,
+        vision=not args.no_vision, suppression=SuppressionConfig(args.iou_threshold, args.centre_fraction),
+    )  # fmt: skip
+    j, m = write_report(res, args.out or args.weights or args.run)
+    print(to_markdown(res))
+    print(f"wrote {j} and {m}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
