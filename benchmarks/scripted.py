@@ -1,0 +1,101 @@
+"""Scripted RAM-reading policies that reach later game states than random play.
+
+They read the RAM oracle's objects (or RAM bytes) of the current step, so they
+are evaluation tools only: the detection benchmark uses them to see frames a
+random agent rarely produces (long Pong rallies, Boxing clinches, Skiing runs
+down the slope). Each policy acts randomly with probability ``epsilon`` so that
+runs differ by seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from moc_envs.detection import Detection
+
+__all__ = ["ScriptedPolicy", "SCRIPTED", "scripted_policy"]
+
+ScriptedPolicy = Callable[[np.ndarray, Sequence[Detection]], int]
+"""(ram (128,) uint8, this step's RAM-oracle objects) -> action."""
+
+
+def _find(objects: Sequence[Detection], category: str) -> list[Detection]:
+    return [o for o in objects if o.category == category]
+
+
+def _pong(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+    # Keep the paddle's centre on the ball's; RIGHT (2) moves the paddle up, LEFT (3) down.
+    player, ball = _find(objects, "Player"), _find(objects, "Ball")
+    if not player or not ball:
+        return 1  # FIRE serves a new ball
+    dy = ball[0].center[1] - player[0].center[1]
+    if dy < -3:
+        return 2
+    if dy > 3:
+        return 3
+    return 0
+
+
+def _boxing(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+    # Walk to a punching position beside the enemy, then punch.
+    player, enemy = _find(objects, "Player"), _find(objects, "Enemy")
+    if not player or not enemy:
+        return 1
+    (px, py), (ex, ey) = player[0].center, enemy[0].center
+    dx, dy = ex - px, ey - py
+    if abs(dy) < 8 and 20 < abs(dx) < 34:
+        return 1  # FIRE
+    want_x = dx - np.sign(dx) * 28 if dx else 28.0
+    horiz = "RIGHT" if want_x > 2 else "LEFT" if want_x < -2 else ""
+    vert = "DOWN" if dy > 3 else "UP" if dy < -3 else ""
+    table = {
+        "": 0, "UP": 2, "RIGHT": 3, "LEFT": 4, "DOWN": 5,
+        "UPRIGHT": 6, "UPLEFT": 7, "DOWNRIGHT": 8, "DOWNLEFT": 9,
+    }
+    return table[vert + horiz]
+
+
+def _skiing(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+    # Steer toward the middle of the next gate below the skier (RIGHT 1, LEFT 2).
+    player = _find(objects, "Player")
+    flags = [f for f in _find(objects, "Flag") if player and f.y > player[0].y]
+    if not player:
+        return 0
+    px = player[0].center[0]
+    if len(flags) >= 2:
+        flags.sort(key=lambda f: f.y)
+        top = flags[0].y
+        pair = [f for f in flags if abs(f.y - top) < 6][:2]
+        target = float(np.mean([f.center[0] for f in pair]))
+    elif flags:
+        target = flags[0].center[0]
+    else:
+        target = 80.0
+    if target < px - 6:
+        return 2
+    if target > px + 6:
+        return 1
+    return 0
+
+
+SCRIPTED: dict[str, ScriptedPolicy] = {"Pong": _pong, "Boxing": _boxing, "Skiing": _skiing}
+"""Games with a scripted policy."""
+
+
+def scripted_policy(
+    game: str, n_actions: int, seed: int, epsilon: float = 0.1
+) -> ScriptedPolicy | None:
+    """The game's scripted policy with epsilon-random actions, or None when the game has none."""
+    base = SCRIPTED.get(game)
+    if base is None:
+        return None
+    rng = np.random.default_rng(seed)
+
+    def act(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+        if rng.random() < epsilon:
+            return int(rng.integers(n_actions))
+        return base(ram, objects)
+
+    return act

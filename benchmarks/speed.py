@@ -1,0 +1,270 @@
+"""Speed: env steps per second of raw ALE, OCAtari (RAM / vision) and MOC envs, with ratios.
+
+``python -m benchmarks.speed [--steps 3000] [--game Pong] [--quick]``
+
+Rows, all on one game and one machine in one run, random actions, reset on
+episode end, timed after a short warm-up:
+
+- raw ``ALE/<Game>-v5`` (frameskip 4, the v5 defaults), the reference (ratio 1);
+- OCAtari RAM mode and vision mode (``OCAtari(..., mode=..., hud=False)``);
+- ``MOC/<Game>-v0`` with ``detector="ram"`` (RAM oracle) and with the learned
+  detector (``"space"``), as one env and as ``make_vec`` vector envs of 8 and 32
+  with one batched detect call per step; learned rows on CPU, and on CUDA when
+  torch sees a GPU. Learned rows read "not available: no weights for <Game>"
+  when no weights are shipped.
+
+Vector rows count env steps (N per vector step). Writes ``speed.json``,
+``speed.md`` and ``speed.png`` (bar chart of steps/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from benchmarks.common import (
+    Timer,
+    add_common_args,
+    bar_plot,
+    learned_weights,
+    markdown_table,
+    not_available,
+    write_results,
+)
+
+__all__ = ["SpeedRow", "time_single", "time_vector", "run", "main"]
+
+ANCHORS = (
+    ("raw ALE/Pong-v5, measured here before (anchors.md)", "2,300-3,900 steps/s"),
+    ("OCAtari RAM mode, Pong (anchors.md)", "about 3,200 steps/s"),
+    ("OCAtari vision mode, Pong (anchors.md)", "about 2,000 steps/s"),
+    ("SPACE reference, single-frame forward, 2 CPU cores (anchors.md)", "about 0.45 s per frame"),
+    ("SPACE foreground encoder prototype, 128x128, 2 CPU cores (anchors.md)", "about 10 ms per frame"),
+    ("EnvPool for-loop over Atari envs, 12-core laptop (published)", "about 4,900 frames/s"),
+)
+
+
+@dataclass
+class SpeedRow:
+    """One measured (or unavailable) configuration."""
+
+    name: str
+    num_envs: int
+    device: str
+    steps: int | None = None
+    seconds: float | None = None
+    steps_per_s: float | None = None
+    ratio_to_ale: float | None = None
+    note: str = ""
+
+
+def time_single(make: Callable[[], Any], steps: int, warmup: int, seed: int, ocatari: bool = False) -> tuple[int, float]:
+    """Time ``steps`` random-action steps of one env (reset on episode end); (steps, seconds)."""
+    env = make()
+    try:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+        n_act = env.action_space.n
+        rng = np.random.default_rng(seed)
+        actions = rng.integers(0, n_act, size=steps + warmup)
+
+        def run(lo: int, hi: int) -> None:
+            for t in range(lo, hi):
+                out = env.step(int(actions[t]))
+                # OCAtari returns (obs, reward, truncated, terminated, info): either flag ends it.
+                if out[2] or out[3]:
+                    env.reset()
+
+        run(0, warmup)
+        with Timer() as timer:
+            run(warmup, warmup + steps)
+        return steps, timer.seconds
+    finally:
+        env.close()
+
+
+def time_vector(make: Callable[[], gym.vector.VectorEnv], steps: int, warmup: int, seed: int) -> tuple[int, float]:
+    """Time ``steps`` vector steps of a vector env; returns (env steps, seconds)."""
+    envs = make()
+    try:
+        envs.reset(seed=seed)
+        envs.action_space.seed(seed)
+        for _ in range(warmup):
+            envs.step(envs.action_space.sample())
+        acts = [envs.action_space.sample() for _ in range(steps)]
+        with Timer() as timer:
+            for a in acts:
+                envs.step(a)
+        return steps * envs.num_envs, timer.seconds
+    finally:
+        envs.close()
+
+
+def _ale(game_id: str) -> Callable[[], gym.Env]:
+    def make() -> gym.Env:
+        import ale_py
+
+        gym.register_envs(ale_py)
+        return gym.make(game_id, disable_env_checker=True)
+
+    return make
+
+
+def _ocatari(game_id: str, mode: str) -> Callable[[], Any]:
+    def make() -> Any:
+        from ocatari.core import OCAtari
+
+        return OCAtari(game_id, mode=mode, hud=False)
+
+    return make
+
+
+def _moc(game: str, detector: str, device: str) -> Callable[[], gym.Env]:
+    def make() -> gym.Env:
+        import moc_envs  # noqa: F401  (registers the ids)
+
+        return gym.make(f"MOC/{game}-v0", detector=detector, device=device, disable_env_checker=True)
+
+    return make
+
+
+def _moc_vec(game: str, n: int, detector: str, device: str) -> Callable[[], gym.vector.VectorEnv]:
+    def make() -> gym.vector.VectorEnv:
+        from moc_envs.vector import make_vec
+
+        return make_vec(f"MOC/{game}-v0", n, detector=detector, device=device)
+
+    return make
+
+
+def _devices(requested: str) -> list[str]:
+    import torch
+
+    if requested == "auto":
+        return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    return [requested]
+
+
+def run(
+    game: str = "Pong",
+    steps: int = 3000,
+    learned_steps: int = 300,
+    vec_sizes: Sequence[int] = (8, 32),
+    warmup: int = 50,
+    seed: int = 0,
+    device: str = "auto",
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """Measure every row and (when ``out``) write speed.json / .md / .png."""
+    from tqdm import tqdm
+
+    from moc_envs.games import get_game
+
+    spec = get_game(game)
+    rows: list[SpeedRow] = []
+    plan: list[tuple[str, int, str, Callable[[], tuple[int, float]] | None, str]] = [
+        (f"raw {spec.ale_id}", 1, "-", lambda: time_single(_ale(spec.ale_id), steps, warmup, seed), ""),
+        ("OCAtari RAM mode", 1, "-", lambda: time_single(_ocatari(spec.ale_id, "ram"), steps, warmup, seed, True), ""),
+        ("OCAtari vision mode", 1, "-", lambda: time_single(_ocatari(spec.ale_id, "vision"), steps, warmup, seed, True), ""),
+        (f"MOC/{spec.name}-v0 detector=ram", 1, "-", lambda: time_single(_moc(spec.name, "ram", "cpu"), steps, warmup, seed), ""),
+    ]
+    for n in vec_sizes:
+        vsteps = max(1, steps // n)
+        plan.append(
+            (f"MOC/{spec.name}-v0 detector=ram, make_vec", n, "-",
+             lambda n=n, vsteps=vsteps: time_vector(_moc_vec(spec.name, n, "ram", "cpu"), vsteps, 2, seed), "")
+        )
+    have_weights = learned_weights(spec.name) is not None
+    for dev in _devices(device):
+        name = f"MOC/{spec.name}-v0 learned (space)"
+        note = "" if have_weights else not_available(spec.name)
+        plan.append(
+            (name, 1, dev,
+             (lambda dev=dev: time_single(_moc(spec.name, "space", dev), learned_steps, 5, seed)) if have_weights else None,
+             note)
+        )
+        for n in vec_sizes:
+            vsteps = max(2, learned_steps // n)
+            plan.append(
+                (f"{name}, make_vec", n, dev,
+                 (lambda n=n, vsteps=vsteps, dev=dev: time_vector(_moc_vec(spec.name, n, "space", dev), vsteps, 1, seed)) if have_weights else None,
+                 note)
+            )
+    for name, n, dev, job, note in tqdm(plan, desc="speed", unit="row"):
+        row = SpeedRow(name, n, dev, note=note)
+        if job is not None:
+            row.steps, row.seconds = job()
+            row.steps_per_s = row.steps / row.seconds
+        rows.append(row)
+    base = rows[0].steps_per_s
+    for row in rows:
+        if row.steps_per_s is not None and base:
+            row.ratio_to_ale = row.steps_per_s / base
+    result = {
+        "game": spec.name,
+        "steps": steps,
+        "learned_steps": learned_steps,
+        "rows": [asdict(r) for r in rows],
+        "anchors": [{"what": a, "value": v} for a, v in ANCHORS],
+    }
+    if out is not None:
+        _write(result, rows, out)
+    return result
+
+
+def _write(result: dict[str, Any], rows: list[SpeedRow], out: Path) -> None:
+    table = markdown_table(
+        ["configuration", "envs", "detector device", "env steps", "steps/s", "ratio to raw ALE", "note"],
+        [
+            (r.name, r.num_envs, r.device, r.steps, r.steps_per_s, r.ratio_to_ale, r.note)
+            for r in rows
+        ],
+    )
+    anchors = markdown_table(["anchor", "figure"], ANCHORS)
+    body = (
+        f"Game: {result['game']}. Random actions, reset on episode end; {result['steps']} env steps "
+        f"per cheap row, {result['learned_steps']} for learned-detector rows (after a warm-up). "
+        "Vector rows step N envs in-process one after the other and detect all N frames in one "
+        "batched call; their steps/s count env steps.\n\n"
+        f"{table}\n\n## Anchors (from anchors.md; not measured in this run)\n\n{anchors}\n\n"
+        "![steps per second](speed.png)\n"
+    )
+    measured = [r for r in rows if r.steps_per_s is not None]
+    bar_plot(
+        out / "speed.png",
+        [f"{r.name} x{r.num_envs}" + (f" [{r.device}]" if r.device != "-" else "") for r in measured],
+        [r.steps_per_s for r in measured],
+        "env steps / s (log scale)",
+        f"{result['game']}: env steps per second",
+        log=True,
+    )
+    write_results(out, "speed", result, body, "Speed benchmark")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n")[0])
+    add_common_args(p)
+    p.add_argument("--game", default="Pong", help="game to time")
+    p.add_argument("--steps", type=int, default=3000, help="env steps per cheap row")
+    p.add_argument("--learned-steps", type=int, default=320, help="env steps per learned-detector row")
+    p.add_argument("--vec", type=int, nargs="+", default=[8, 32], help="vector env sizes")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.learned_steps, args.vec = 64, 16, [8]
+    result = run(args.game, args.steps, args.learned_steps, args.vec, 5 if args.quick else 50,
+                 args.seed, args.device, args.out)
+    for r in result["rows"]:
+        sps = "-" if r["steps_per_s"] is None else f"{r['steps_per_s']:.0f}"
+        print(f"{r['name']:<48} x{r['num_envs']:<3} {r['device']:<5} {sps:>8} steps/s {r['note']}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
