@@ -14,7 +14,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of envs, policies and probes")
     parser.add_argument(
         "--device", default="auto", help="torch device of the learned detector: auto, cpu, cuda"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 avoids oversubscribing a shared 2-core machine)",
     )
     return parser
 
@@ -286,12 +292,9 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
-def torch_threads(n: int | None) -> Callable[[], None]:
-    """Set torch's intra-op threads (when torch is importable); return a no-op restorer."""
-    if n is None:
-        return lambda: None
-    import torch
+def torch_threads(n: int | None) -> None:
+    """Set torch's CPU threads (None leaves torch's default)."""
+    if n is not None:
+        import torch
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    return lambda: torch.set_num_threads(old)
+        torch.set_num_threads(n)

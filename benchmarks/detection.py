@@ -37,6 +37,7 @@ from benchmarks.common import (
     learned_weights,
     markdown_table,
     not_available,
+    torch_threads,
     write_results,
 )
 from benchmarks.scripted import SCRIPTED, scripted_policy
@@ -259,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                    help="games to score (default: Pong Boxing Skiing and every game with weights)")
     p.add_argument("--steps", type=int, default=1500, help="frames per game and policy")
     args = p.parse_args(argv)
+    torch_threads(args.threads)
     from moc_envs.games import game_names
 
     shipped = [g for g in game_names() if learned_weights(g) is not None]

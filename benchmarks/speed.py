@@ -35,6 +35,7 @@ from benchmarks.common import (
     learned_weights,
     markdown_table,
     not_available,
+    torch_threads,
     write_results,
 )
 
@@ -256,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--learned-steps", type=int, default=320, help="env steps per learned-detector row")
     p.add_argument("--vec", type=int, nargs="+", default=[8, 32], help="vector env sizes")
     args = p.parse_args(argv)
+    torch_threads(args.threads)
     if args.quick:
         args.steps, args.learned_steps, args.vec = 64, 16, [8]
     result = run(args.game, args.steps, args.learned_steps, args.vec, 5 if args.quick else 50,

@@ -1,0 +1,119 @@
+"""Benchmarks: metric helpers, and each script end to end with --quick budgets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import agents, detection, probe, speed
+from benchmarks.common import markdown_table
+from benchmarks.detection import box_iou, match_pairs, score_frames
+from benchmarks.probe import entropy, label_accuracy, split_episodes
+from trainers.metrics import match_frame
+
+
+@pytest.fixture
+def no_weights(monkeypatch, tmp_path):
+    """Point moc_envs at an empty weights folder: learned rows must say so."""
+    empty = tmp_path / "no_weights"
+    empty.mkdir()
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(empty))
+    return empty
+
+
+def test_matching_agrees_with_trainers_metrics() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        k = int(rng.integers(0, 5))
+        gt = np.c_[rng.uniform(0, 150, (k, 2)), rng.uniform(2, 12, (k, 2))]
+        pred = np.r_[gt + rng.normal(0, 3, gt.shape), rng.uniform(0, 150, (rng.integers(0, 3), 4))]
+        r, _ = match_pairs(pred, gt)
+        assert len(r) == match_frame(pred, gt, "ocatari").tp
+
+
+def test_score_frames_counts_and_iou() -> None:
+    gt = [np.array([[10.0, 10, 4, 4], [50, 50, 2, 8]])]
+    pred = [np.array([[11.0, 10, 4, 4], [100, 100, 3, 3]])]
+    s = score_frames(pred, gt)
+    assert (s["tp"], s["fp"], s["fn"]) == (1, 1, 1)
+    assert s["precision"] == pytest.approx(0.5) and s["recall"] == pytest.approx(0.5)
+    assert s["iou"] == pytest.approx(12 / 20)
+    assert box_iou(gt[0][:1], gt[0][:1])[0] == pytest.approx(1.0)
+    assert score_frames([np.zeros((0, 4))], [np.zeros((0, 4))])["f1"] == 1.0
+
+
+def test_probe_helpers() -> None:
+    episode = np.repeat(np.arange(10), 5)
+    train, val, test = split_episodes(episode, seed=0)
+    assert not (train & test).any() and not (train & val).any() and not (val & test).any()
+    assert (train | val | test).all()
+    assert len(np.unique(episode[train])) == 7 and len(np.unique(episode[test])) == 2
+    with pytest.raises(ValueError, match="need at least 3"):
+        split_episodes(np.zeros(4, int), 0)
+    assert entropy(np.zeros(10)) == 0.0
+    assert entropy(np.arange(4)) == pytest.approx(np.log(4))
+    truth = np.array([[10], [20], [30], [40]])
+    acc = label_accuracy({"a": np.array([10.0, 21.0, np.nan, 45.0])}, truth, ["a"])["a"]
+    assert acc["coverage"] == 0.75 and acc["exact"] == pytest.approx(1 / 3)
+    assert acc["within_2"] == pytest.approx(2 / 3) and acc["mae"] == pytest.approx(2.0)
+
+
+def test_markdown_table_formats_cells() -> None:
+    text = markdown_table(["a", "b"], [[1234, 0.5], [None, "x"]])
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| 1,234 | 0.500 |", "| - | x |"]
+
+
+def _read(out, name):
+    data = json.loads((out / f"{name}.json").read_text())
+    md = (out / f"{name}.md").read_text()
+    return data, md
+
+
+def test_speed_quick_writes_rows_and_ratios(no_weights, tmp_path) -> None:
+    speed.main(["--quick", "--out", str(tmp_path)])
+    data, md = _read(tmp_path, "speed")
+    rows = {(r["name"], r["num_envs"]): r for r in data["rows"]}
+    assert rows[("raw ALE/Pong-v5", 1)]["ratio_to_ale"] == 1.0
+    assert rows[("MOC/Pong-v0 detector=ram, make_vec", 8)]["steps_per_s"] > 0
+    assert rows[("OCAtari vision mode", 1)]["steps_per_s"] > 0
+    learned = rows[("MOC/Pong-v0 learned (space)", 1)]
+    assert learned["steps_per_s"] is None and learned["note"] == "not available: no weights for Pong"
+    assert "not available: no weights for Pong" in md
+    assert (tmp_path / "speed.png").stat().st_size > 0
+
+
+def test_detection_quick_scores_vision_and_oracle(no_weights, tmp_path) -> None:
+    detection.main(["--quick", "--games", "Pong", "--out", str(tmp_path)])
+    data, md = _read(tmp_path, "detection")
+    by = {(r["policy"], r["detector"]): r for r in data["rows"]}
+    assert set(p for p, _ in by) == {"random", "scripted"}
+    assert by[("random", "RAM oracle (sanity)")]["f1"] == pytest.approx(1.0)
+    assert 0.0 <= by[("scripted", "OCAtari vision")]["f1"] <= 1.0
+    assert by[("random", "learned (SPACE+MOC)")]["note"] == "not available: no weights for Pong"
+    assert "f1" not in by[("random", "learned (SPACE+MOC)")]
+    assert (tmp_path / "detection.png").is_file()
+
+
+def test_probe_quick_runs_the_protocol(no_weights, tmp_path) -> None:
+    probe.main(["--quick", "--out", str(tmp_path)])
+    data, md = _read(tmp_path, "probe")
+    p = data["probe"]
+    assert set(p["dropped_low_entropy"]) >= {"player_x", "enemy_x"}
+    rep = p["representations"]["objects (ram)"]
+    assert set(rep["labels"]) == {"ball_x", "ball_y", "player_y", "enemy_y"}
+    assert 0.0 <= rep["overall"] <= 1.0
+    assert data["label_accuracy"]["ram"]["player_y"]["within_2"] >= 0.9
+    assert "not available: no weights for Pong" in md and "ST-DIM" in md
+
+
+def test_agents_quick_trains_both_available_agents(no_weights, tmp_path) -> None:
+    agents.main(["--quick", "--out", str(tmp_path)])
+    data, md = _read(tmp_path, "agents")
+    runs = data["runs"]
+    assert runs["objects (learned), MlpPolicy"]["note"] == "not available: no weights for Pong"
+    for label in ("objects (ram oracle), MlpPolicy", "pixels, CnnPolicy"):
+        assert runs[label]["steps"] >= 256
+        assert len(runs[label]["rollout_reward_per_step"]) >= 1
+    assert (tmp_path / "agents.png").is_file()
