@@ -92,9 +92,11 @@ class ZWhatClassifier:
 
     def predict_index(self, z_what: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class index per row of ``z_what`` (M, D), -1 for unknown, and the distance (M,)."""
-        z = np.asarray(z_what, np.float32).reshape(-1, self.z_what_dim) if np.size(z_what) else np.zeros((0, self.z_what_dim), np.float32)
-        if z.shape[1] != self.z_what_dim:
-            raise ValueError(f"z_what must have {self.z_what_dim} columns, got {z.shape[1]}")
+        z = np.asarray(z_what, np.float32)
+        if z.size == 0:
+            z = np.zeros((0, self.z_what_dim), np.float32)
+        if z.ndim != 2 or z.shape[1] != self.z_what_dim:
+            raise ValueError(f"z_what must be (M, {self.z_what_dim}) with {self.z_what_dim} columns, got shape {z.shape}")
         zs = (z - self.mean) / self.scale
         d = np.linalg.norm(zs[:, None, :] - self.centroids[None], axis=-1)
         near = d.argmin(axis=1) if len(z) else np.zeros(0, np.int64)

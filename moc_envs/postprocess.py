@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SuppressionConfig", "suppress_duplicates"]
+__all__ = ["SuppressionConfig", "DEFAULT_SUPPRESSION", "suppress_duplicates"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,10 @@ class SuppressionConfig:
             raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
         if self.centre_fraction < 0.0:
             raise ValueError(f"centre_fraction must be >= 0, got {self.centre_fraction}")
+
+
+DEFAULT_SUPPRESSION = SuppressionConfig()
+"""The thresholds the env's detector uses."""
 
 
 def suppress_duplicates(

@@ -4,7 +4,9 @@
 by ``python -m trainers.export``), runs the light inference encoder on a batch of frames and
 returns one list of :class:`moc_envs.detection.Detection` per frame: boxes in 210x160 frame
 pixels (top-left), score = z_pres probability, z_what attached. Posterior means only, cells with
-z_pres probability above 0.5. Importing this module imports torch; ``import moc_envs`` does not.
+z_pres probability above 0.5, then one box per object (:mod:`moc_envs.postprocess`) and, when
+the folder ships a verified z_what classifier (:mod:`moc_envs.classifier`), its category names.
+Importing this module imports torch; ``import moc_envs`` does not.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from moc_envs.classifier import ZWhatClassifier, has_classifier, load_classifier
 from moc_envs.detection import Detection, validate_frames, validate_rams
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import GameSpec
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.model.geometry import where_to_boxes
+from moc_envs.postprocess import DEFAULT_SUPPRESSION, SuppressionConfig, suppress_duplicates
 from moc_envs.preprocess import resize_frames
 
 __all__ = ["WEIGHTS_FILE", "CONFIG_FILE", "FORMAT", "SpaceDetector"]
@@ -45,14 +49,22 @@ class SpaceDetector:
         device: str = "cpu",
         threshold: float = 0.5,
         meta: dict[str, Any] | None = None,
+        classifier: ZWhatClassifier | None = None,
+        suppression: SuppressionConfig | None = DEFAULT_SUPPRESSION,
     ) -> None:
-        """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one)."""
+        """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one).
+
+        ``classifier`` names each detection's category ("object" without one);
+        ``suppression=None`` keeps every present cell (duplicates included).
+        """
         self.game = game
         self.device = torch.device(device)
         self.threshold = threshold
         self.encoder = encoder.to(self.device).eval()
         self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self.meta = dict(meta or {})
+        self.classifier = classifier
+        self.suppression = suppression
 
     @property
     def config(self) -> ModelConfig:
@@ -109,7 +121,13 @@ class SpaceDetector:
         if non_finite:
             raise CorruptWeightsError(f"{w_path} holds non-finite values in {non_finite[:5]}")
         encoder.load_state_dict(state)
-        return cls(encoder, game, device=device, meta=meta)
+        classifier = load_classifier(path, game.name) if has_classifier(path) else None
+        if classifier is not None and classifier.z_what_dim != model_cfg.z_what_dim:
+            raise CorruptWeightsError(
+                f"classifier in {path} expects z_what of size {classifier.z_what_dim}, "
+                f"the detector produces {model_cfg.z_what_dim}"
+            )
+        return cls(encoder, game, device=device, meta=meta, classifier=classifier)
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:
         small = resize_frames(frames)
@@ -130,10 +148,15 @@ class SpaceDetector:
         b_idx = b_idx.cpu().numpy()
         prob = prob.float().cpu().numpy()
         z_what = z_what.float().cpu().numpy()
+        keep = np.arange(len(b_idx))
+        if self.suppression is not None and len(b_idx):
+            keep = np.concatenate(
+                [np.flatnonzero(b_idx == f)[suppress_duplicates(boxes[b_idx == f], prob[b_idx == f], self.suppression)]
+                 for f in np.unique(b_idx)]
+            )  # fmt: skip
+        cats = self.classifier.predict(z_what[keep]) if self.classifier is not None else [DEFAULT_CATEGORY] * len(keep)
         out: list[list[Detection]] = [[] for _ in range(n)]
-        for i in range(len(b_idx)):
+        for i, cat in zip(keep.tolist(), cats, strict=True):
             x, y, w, h = (float(v) for v in boxes[i])
-            out[int(b_idx[i])].append(
-                Detection(DEFAULT_CATEGORY, x, y, w, h, score=float(prob[i]), z_what=z_what[i])
-            )
+            out[int(b_idx[i])].append(Detection(cat, x, y, w, h, score=float(prob[i]), z_what=z_what[i]))
         return out

@@ -1,0 +1,106 @@
+"""z_what classifier: fit on clustered latents, "unknown" for far points, verified loading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from moc_envs.classifier import (
+    CLASSIFIER_FILE,
+    MANIFEST_FILE,
+    UNKNOWN,
+    load_classifier,
+    save_classifier,
+)
+from moc_envs.errors import CorruptWeightsError, MissingWeightsError
+from trainers.classifier import fit_classifier, score_classifier
+from trainers.latent_metrics import cluster_scores, few_shot_accuracy
+
+CLASSES = ("Ball", "Enemy", "Player")
+
+
+def clustered(n: int = 200, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 5, (len(CLASSES), dim))
+    lab = rng.integers(0, len(CLASSES), n)
+    z = centres[lab] + rng.normal(0, 0.5, (n, dim))
+    return z, np.array([CLASSES[i] for i in lab], dtype=object)
+
+
+@pytest.fixture
+def fitted():
+    z, lab = clustered()
+    # Most samples unlabelled (""), as when only a few crops were named.
+    partial = lab.copy()
+    partial[50:] = ""
+    return fit_classifier(z, partial, labels_per_class=4, seed=0), z, lab
+
+
+def test_fits_and_predicts_clusters(fitted):
+    clf, z, lab = fitted
+    assert clf.classes == CLASSES
+    z_test, lab_test = clustered(seed=0)  # same centres, so the same categories
+    pred = clf.predict(z_test)
+    assert np.mean(np.array(pred, dtype=object) == lab_test) > 0.98
+    report = score_classifier(clf, z_test, lab_test)
+    assert report["accuracy"] > 0.98 and set(report["by_category"]) == set(CLASSES)
+
+
+def test_far_points_are_unknown(fitted):
+    clf, z, _ = fitted
+    far = z[:3] + 1000.0
+    assert clf.predict(far) == [UNKNOWN] * 3
+    assert clf.predict(np.zeros((0, z.shape[1]))) == []
+    with pytest.raises(ValueError, match="8 columns"):
+        clf.predict(np.zeros((2, 5)))
+
+
+def test_save_load_round_trip(tmp_path, fitted):
+    clf, z, _ = fitted
+    manifest = save_classifier(clf, tmp_path, "Pong")
+    data = json.loads(manifest.read_text())
+    assert data["game"] == "Pong" and len(data["sha256"]) == 64 and data["classes"] == list(CLASSES)
+    loaded = load_classifier(tmp_path, "Pong")
+    assert loaded.predict(z) == clf.predict(z)
+
+
+def test_refuses_a_tampered_file(tmp_path, fitted):
+    clf, _, _ = fitted
+    save_classifier(clf, tmp_path, "Pong")
+    path = tmp_path / CLASSIFIER_FILE
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CorruptWeightsError, match="does not match its manifest.*refusing to unpickle"):
+        load_classifier(tmp_path)
+
+
+def test_refuses_missing_manifest_and_other_game(tmp_path, fitted):
+    clf, _, _ = fitted
+    with pytest.raises(MissingWeightsError, match="classifier file .* is missing"):
+        load_classifier(tmp_path)
+    save_classifier(clf, tmp_path, "Pong")
+    with pytest.raises(CorruptWeightsError, match="for game 'Pong', not 'Boxing'"):
+        load_classifier(tmp_path, "Boxing")
+    (tmp_path / MANIFEST_FILE).unlink()
+    with pytest.raises(CorruptWeightsError, match="no manifest"):
+        load_classifier(tmp_path)
+
+
+def test_fit_input_errors():
+    with pytest.raises(ValueError, match="no labelled samples"):
+        fit_classifier(np.zeros((3, 2)), np.array(["", "", ""], dtype=object))
+    with pytest.raises(ValueError, match="one label per row"):
+        fit_classifier(np.zeros((3, 2)), np.array(["a"], dtype=object))
+
+
+def test_latent_scores_on_clusters():
+    z, lab = clustered()
+    fs = few_shot_accuracy(z, lab, repeats=2)
+    assert set(fs) == {"1", "4", "16", "64"} and fs["16"]["mean"] > 0.95
+    km = cluster_scores(z, lab)
+    assert km["k"] == 3 and km["ami"] > 0.9 and km["ari"] > 0.9
+    shuffled = np.random.default_rng(1).permutation(lab)
+    assert cluster_scores(z, shuffled)["ami"] < 0.1

@@ -1,0 +1,229 @@
+"""Model card of a shipped detector: ``weights/<Game>/card.json`` and ``card.md``.
+
+    python -m trainers.card --game Pong --weights weights/Pong [--run runs/pong]
+                            [--hardware "2-core CPU"] [--train-minutes 95]
+
+Gathers what the weights folder knows (``config.json`` from the exporter: model, step, training
+config, data path; the classifier manifest; ``eval_test.json`` from ``trainers.evaluate``), the
+dataset's ``meta.json``, and the training wall time from the run's TensorBoard events (first to
+last event) unless given. Reports the held-out test figures beside OCAtari's vision mode and
+whether the shipping bar of issue 5 is met (F1 on moving objects, category accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from moc_envs.classifier import MANIFEST_FILE, sha256_file
+from moc_envs.games import get_game
+from moc_envs.space_detector import CONFIG_FILE, WEIGHTS_FILE
+
+__all__ = ["SHIP_BAR", "CATEGORY_BAR", "training_minutes", "build_card", "card_markdown", "write_card", "main"]
+
+SHIP_BAR = {"Pong": 0.95, "Boxing": 0.90, "Skiing": 0.90}
+"""F1 (relative centre criterion) on moving objects of the test split required to ship."""
+CATEGORY_BAR = 0.95
+"""Category accuracy required to ship."""
+DEFAULT_BAR = 0.90
+
+
+def training_minutes(run: str | Path) -> float | None:
+    """Wall time of a run from its TensorBoard events (first to last event), in minutes."""
+    tb = Path(run) / "tb"
+    files = sorted(tb.glob("events.out.tfevents.*")) if tb.is_dir() else []
+    if not files:
+        return None
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    times = [ev.wall_time for f in files for ev in EventFileLoader(str(f)).Load()]
+    return (max(times) - min(times)) / 60.0 if len(times) > 1 else None
+
+
+def _summary(block: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for subset in ("all", "moving"):
+        m = block[subset]
+        out[subset] = {
+            "precision": m["relative"]["precision"],
+            "recall": m["relative"]["recall"],
+            "f1": m["relative"]["f1"],
+            "f1_ocatari_5px": m["ocatari"]["f1"],
+            "f1_iou_0.5": m["iou"]["f1"],
+            "ap_mean": m["ap"]["mean"],
+            "ap_0.5": m["ap"]["per_iou"]["0.5"],
+            "duplicate_rate": m["duplicates"]["duplicate_rate"],
+            "count_accuracy": m["count_accuracy"],
+            "category_accuracy": (m.get("category") or {}).get("accuracy"),
+            "recall_by_category": {k: v["recall"] for k, v in m["recall_by_category"].items()},
+        }
+    return out
+
+
+def build_card(
+    game: str,
+    weights: str | Path,
+    run: str | Path | None = None,
+    hardware: str | None = None,
+    train_minutes: float | None = None,
+    eval_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """The card's content as a dict (see the module docstring)."""
+    spec = get_game(game)
+    weights = Path(weights)
+    cfg = json.loads((weights / CONFIG_FILE).read_text())
+    train_cfg = cfg.get("train_config") or {}
+    data = cfg.get("data")
+    dataset: dict[str, Any] = {"path": data}
+    if data and (Path(data) / "meta.json").is_file():
+        meta = json.loads((Path(data) / "meta.json").read_text())
+        dataset.update(
+            policy=meta.get("policy"),
+            seed=(meta.get("build") or {}).get("seed"),
+            stacks={k: v.get("stacks") for k, v in meta.get("splits", {}).items()},
+            T=meta.get("T"),
+            ale_id=meta.get("ale_id"),
+            version=meta.get("version"),
+        )
+    if train_minutes is None and run is not None:
+        train_minutes = training_minutes(run)
+    eval_file = Path(eval_path) if eval_path else weights / "eval_test.json"
+    evaluation: dict[str, Any] | None = None
+    bar = SHIP_BAR.get(spec.name, DEFAULT_BAR)
+    verdict: dict[str, Any] = {"f1_moving_required": bar, "category_accuracy_required": CATEGORY_BAR}
+    if eval_file.is_file():
+        ev = json.loads(eval_file.read_text())
+        evaluation = {
+            "split": ev["split"],
+            "frames": ev["frames"],
+            "step": ev.get("step"),
+            "suppression": ev.get("suppression"),
+            "detector": _summary(ev["detector"]["suppressed"]),
+            "detector_without_suppression": _summary(ev["detector"]["raw"]),
+            "latent": {"few_shot_ridge": ev["latent"]["few_shot_ridge"], "kmeans": ev["latent"]["kmeans"]},
+        }
+        if "skipped" not in ev.get("ocatari_vision", {"skipped": ""}):
+            evaluation["ocatari_vision"] = _summary(ev["ocatari_vision"])
+        mv = evaluation["detector"]["moving"]
+        verdict["f1_moving"] = mv["f1"]
+        verdict["category_accuracy"] = mv["category_accuracy"]
+        verdict["meets_bar"] = bool(
+            ev["split"] == "test" and mv["f1"] >= bar and (mv["category_accuracy"] or 0.0) >= CATEGORY_BAR
+        )
+    else:
+        verdict["meets_bar"] = False
+        verdict["why"] = f"no evaluation at {eval_file}; run python -m trainers.evaluate"
+    classifier = None
+    if (weights / MANIFEST_FILE).is_file():
+        man = json.loads((weights / MANIFEST_FILE).read_text())
+        classifier = {k: man.get(k) for k in ("classes", "sha256", "centroids")}
+        classifier["labels_per_class"] = (man.get("info") or {}).get("labels_per_class")
+    w_file = weights / WEIGHTS_FILE
+    return {
+        "game": spec.name,
+        "detector": {
+            "file": WEIGHTS_FILE,
+            "bytes": w_file.stat().st_size,
+            "sha256": sha256_file(w_file),
+            "model": cfg.get("model"),
+        },
+        "training": {
+            "step": cfg.get("step"),
+            "steps": train_cfg.get("steps"),
+            "preset": train_cfg.get("preset"),
+            "ablation": train_cfg.get("ablation"),
+            "seed": train_cfg.get("seed"),
+            "minutes": None if train_minutes is None else round(float(train_minutes), 1),
+            "hardware": hardware or "not recorded",
+        },
+        "dataset": dataset,
+        "classifier": classifier,
+        "evaluation": evaluation,
+        "ship": verdict,
+    }
+
+
+def _f(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The card as Markdown."""
+    tr, ds, det = card["training"], card["dataset"], card["detector"]
+    lines = [
+        f"# SPACE+MOC detector for {card['game']}",
+        "",
+        f"- Weights: `{det['file']}`, {det['bytes'] / 1e6:.2f} MB, SHA-256 `{det['sha256'][:16]}...`",
+        f"- Training: step {tr['step']} of {tr['steps']} ({tr['preset']} preset, {tr['ablation']}, seed {tr['seed']}), "
+        f"{_f(tr['minutes']) if tr['minutes'] is not None else 'unknown'} minutes on {tr['hardware']}",
+        f"- Data set: `{ds.get('path')}` ({ds.get('policy')} policy, seed {ds.get('seed')}, stacks {ds.get('stacks')}, T={ds.get('T')})",
+    ]
+    clf = card["classifier"]
+    lines.append(
+        f"- Classifier: {', '.join(clf['classes'])} ({clf['labels_per_class']} labels per class)" if clf else "- Classifier: none (category 'object')"
+    )
+    ev = card["evaluation"]
+    ship = card["ship"]
+    if ev is None:
+        lines += ["", f"No evaluation yet: {ship.get('why')}"]
+        return "\n".join(lines) + "\n"
+    lines += [
+        "",
+        f"## Held-out {ev['split']} split ({ev['frames']} frames)",
+        "",
+        "| method | objects | P | R | F1 | F1 (5 px) | F1 (IoU 0.5) | AP 0.1..0.9 | duplicates | count acc. | category acc. |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [("SPACE+MOC (suppressed)", ev["detector"]), ("SPACE+MOC (all cells)", ev["detector_without_suppression"])]
+    if "ocatari_vision" in ev:
+        rows.append(("OCAtari vision mode", ev["ocatari_vision"]))
+    for name, block in rows:
+        for subset in ("all", "moving"):
+            m = block[subset]
+            lines.append(
+                f"| {name} | {subset} | {_f(m['precision'])} | {_f(m['recall'])} | {_f(m['f1'])} | {_f(m['f1_ocatari_5px'])} | "
+                f"{_f(m['f1_iou_0.5'])} | {_f(m['ap_mean'])} | {_f(m['duplicate_rate'])} | {_f(m['count_accuracy'])} | {_f(m['category_accuracy'])} |"
+            )
+    lines += [
+        "",
+        f"Shipping bar: F1 on moving objects >= {ship['f1_moving_required']}, category accuracy >= "
+        f"{ship['category_accuracy_required']}: **{'met' if ship['meets_bar'] else 'not met'}** "
+        f"(F1 {_f(ship.get('f1_moving'))}, category accuracy {_f(ship.get('category_accuracy'))}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(card: dict[str, Any], weights: str | Path) -> tuple[Path, Path]:
+    """Write ``card.json`` and ``card.md`` into the weights folder atomically."""
+    weights = Path(weights)
+    paths = (weights / "card.json", weights / "card.md")
+    for path, text in zip(paths, (json.dumps(card, indent=2) + "\n", card_markdown(card)), strict=True):
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m trainers.card", description=__doc__.split("\n")[0])
+    p.add_argument("--game", required=True, help="game name, e.g. Pong")
+    p.add_argument("--weights", required=True, help="exported weights folder (weights/<Game>)")
+    p.add_argument("--run", default=None, help="training run folder (for the training time)")
+    p.add_argument("--hardware", default=None, help="what it was trained on, e.g. '1x H100' or '2-core CPU'")
+    p.add_argument("--train-minutes", type=float, default=None, help="training wall time (default: from the run)")
+    p.add_argument("--eval", default=None, help="evaluation JSON (default <weights>/eval_test.json)")
+    args = p.parse_args(argv)
+    card = build_card(args.game, args.weights, args.run, args.hardware, args.train_minutes, args.eval)
+    j, m = write_card(card, args.weights)
+    print(card_markdown(card))
+    print(f"wrote {j} and {m}")
+    return card
+
+
+if __name__ == "__main__":
+    main()
