@@ -94,3 +94,10 @@ def test_agrees_with_centre_metrics_module():
 def test_frameset_length_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="one entry per frame"):
         FrameSet([A], [], [A], [np.array(["X"])], [np.zeros((0, 4))])
+
+
+def test_box_on_an_ignored_neighbour_is_not_a_duplicate():
+    still = A + [6, 0, 0, 0]  # a still object overlapping the moving one, predicted correctly
+    f = fs([np.vstack([A, still])], [[0.9, 0.8]], [A], ignore=[still])
+    assert duplicate_stats(f)["objects_with_duplicates"] == 0
+    assert duplicate_stats(fs([np.vstack([A, still])], [[0.9, 0.8]], [A]))["objects_with_duplicates"] == 1

@@ -17,8 +17,8 @@ Definitions (spec section 7, plus ours where marked):
   or still objects when only moving ones are scored. A prediction that matches no scored object
   but sits on an ignored one (under the same criterion) is neither a true nor a false positive;
   for AP it is dropped from the ranking, for counting it is not counted.
-- **Duplicate rate** (ours): each prediction is assigned to the nearest scored object whose
-  ``relative`` criterion it meets; the duplicate rate is the fraction of scored objects that
+- **Duplicate rate** (ours): each prediction is assigned to the nearest object (scored or
+  ignored) whose ``relative`` criterion it meets; the duplicate rate is the fraction of scored objects that
   were assigned two predictions or more. ``extra_per_object`` is the number of assigned
   predictions beyond the first, per scored object.
 - **Counting accuracy**: the fraction of frames whose number of (not ignored) predictions equals
@@ -191,16 +191,18 @@ def average_precision(
 def duplicate_stats(fs: FrameSet) -> dict[str, float | int]:
     """Duplicate rate and extra predictions per object (``relative`` criterion)."""
     objects = dup = extra = 0
-    for b, g in zip(fs.boxes, fs.gt, strict=True):
+    for b, g, h in zip(fs.boxes, fs.gt, fs.ignore, strict=True):
         g = _as_boxes(g)
         objects += len(g)
         if not len(b) or not len(g):
             continue
-        cost, ok = close_matrix(b, g, "relative")
+        # Ignored objects take part in the assignment, so that a box on a still object next
+        # to a moving one is not counted as the moving one's duplicate.
+        cost, ok = close_matrix(b, np.vstack([g, _as_boxes(h)]), "relative")
         cost = np.where(ok, cost, np.inf)
         has = ok.any(axis=1)
         owner = cost.argmin(axis=1)[has]
-        per_obj = np.bincount(owner, minlength=len(g))
+        per_obj = np.bincount(owner, minlength=len(ok[0]))[: len(g)]
         dup += int((per_obj >= 2).sum())
         extra += int(np.clip(per_obj - 1, 0, None).sum())
     return {
