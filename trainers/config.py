@@ -113,6 +113,8 @@ class LossWeights:
     """area_object_weight: scale of the object-continuity loss."""
     oc_beta: float = 4.0
     """The most similar neighbour is rewarded with weight beta + 1 (5)."""
+    pres_loss: Literal["bce", "mse"] = "bce"
+    """Form of L_pres: binary cross-entropy on logits (ours) or MOC's squared error."""
 
 
 @dataclass(frozen=True)

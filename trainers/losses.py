@@ -14,6 +14,7 @@ Every term is a sum over cells / pixels of one frame, averaged over frames.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from moc_envs.model.background import gaussian_kl
 from moc_envs.model.space import SpaceOutput
@@ -87,8 +88,15 @@ def motion_terms(
     motion_pres: torch.Tensor,
     motion_where: torch.Tensor,
     motion_mask: torch.Tensor,
+    pres_loss: str = "bce",
 ) -> dict[str, torch.Tensor]:
     """MOC's motion losses ``motion_pres``, ``motion_where``, ``motion_alpha``.
+
+    ``pres_loss="mse"`` is MOC's sum of squared errors of the z_pres probabilities. Its gradient
+    on a logit carries a factor p(1 - p): once the KL and reconstruction terms have pushed
+    every cell's probability near 0 (which a short, fast schedule does in a few steps) the motion
+    signal vanishes and training stalls with no object found. **Ours**, the default ``"bce"``:
+    binary cross-entropy on the logits, whose gradient p - target does not vanish.
 
     Targets: motion_pres (B, N) in {0, 1}, motion_where (B, N, 4) z_where of the motion box
     of a cell (zeros elsewhere), motion_mask (B, S, S) in [0, 1]. L_where covers the cells
@@ -96,7 +104,14 @@ def motion_terms(
     where the target is zeros: spurious boxes are penalised.
     """
     prob = out.pres_prob
-    l_pres = ((prob - motion_pres) ** 2).sum(1).mean()
+    if pres_loss == "bce":
+        l_pres = F.binary_cross_entropy_with_logits(
+            out.lat.pres_logit, motion_pres, reduction="none"
+        ).sum(1).mean()
+    elif pres_loss == "mse":
+        l_pres = ((prob - motion_pres) ** 2).sum(1).mean()
+    else:
+        raise ValueError(f"pres_loss must be 'bce' or 'mse', got {pres_loss!r}")
     where_mask = torch.maximum(motion_pres, (prob.detach() > 0.5).to(prob.dtype))
     l_where = (((out.where_mean - motion_where) ** 2).sum(-1) * where_mask).sum(1).mean()
     l_alpha = ((out.alpha_map[:, 0] - motion_mask) ** 2).flatten(1).sum(1).mean()

@@ -349,7 +349,7 @@ def train(args: Args) -> dict[str, Any]:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             out = forward(x)
         terms = elbo_terms(out, pres_prior, scale_prior, cfg.z_scale_prior_std)
-        terms.update(motion_terms(out, m_pres, m_where, m_mask))
+        terms.update(motion_terms(out, m_pres, m_where, m_mask, cfg.weights.pres_loss))
         terms["continuity"] = continuity_loss(out, cfg.seq_len, cfg.model.grid, cfg.weights.oc_beta)
         loss = total_loss(terms, cfg.weights, lam)
         if not torch.isfinite(loss):

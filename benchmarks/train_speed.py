@@ -1,0 +1,193 @@
+"""SPACE+MOC training and inference speed, ours next to the reference implementation's figures.
+
+    python -m benchmarks.train_speed [--steps 10] [--threads 2]
+
+Measures, on this machine:
+
+- training: frames per second of full optimisation steps of 16 frames (4 stacks x T=4):
+  forward (encoder, top-K glimpse encoding/decoding, compositing, background), all loss terms,
+  backward, gradient clipping and both optimiser updates, exactly as ``trainers.train`` does;
+- inference: latency of the exported encoder path (image encoder, heads, glimpse encoder,
+  posterior means) on one frame and on a batch of 64 frames, and of the full
+  ``SpaceDetector.detect`` on one raw 210x160 frame (resize included).
+
+The reference figures (anchors.md) were measured on the same 2-core machine: 47 s per
+16-frame training step (0.34 frames/s) and 0.45 s for a single-frame forward pass.
+Writes ``benchmarks/results/train_speed.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import RESULTS_DIR, markdown_table, torch_threads, write_results
+
+__all__ = ["REFERENCE", "measure_training", "measure_inference", "main"]
+
+REFERENCE = {
+    "train_step_s": 47.0,
+    "train_frames_per_s": 0.34,
+    "single_frame_forward_s": 0.45,
+    "encoder_prototype_frame_s": 0.010,
+}
+"""The reference SPACE implementation on this 2-core CPU (../shared/anchors.md)."""
+
+
+def _frames(data: str | None, n_stacks: int, seed: int) -> tuple[Any, ...]:
+    """Training batches: real Pong stacks when a dataset is given, else random frames."""
+    import torch
+
+    if data:
+        from trainers.train import load_train_data
+
+        d = load_train_data(data)
+        return d, "dataset " + data
+    g = torch.Generator().manual_seed(seed)
+    s = max(n_stacks, 8)
+    frames = torch.randint(0, 256, (s, 4, 128, 128, 3), dtype=torch.uint8, generator=g)
+    pres = (torch.rand(s, 4, 256, generator=g) < 0.01).float()
+    where = torch.rand(s, 4, 256, 4, generator=g) * pres[..., None]
+    mask = (torch.rand(s, 4, 128, 128, generator=g) < 0.01).to(torch.uint8)
+    from trainers.train import TrainData
+
+    return TrainData(frames, pres, where, mask), "random frames"
+
+
+def measure_training(
+    game: str = "Pong", steps: int = 10, warmup: int = 3, data: str | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """Time full 16-frame training steps of the cpu preset model; return per-step seconds."""
+    import torch
+
+    from moc_envs.model import SpaceModel
+    from trainers.config import make_config
+    from trainers.losses import continuity_loss, elbo_terms, motion_terms, total_loss
+
+    cfg = make_config(game, "cpu", seed=seed)
+    torch.manual_seed(seed)
+    train_data, source = _frames(data, cfg.batch_stacks, seed)
+    model = SpaceModel(cfg.model).to(memory_format=torch.channels_last).train()
+    fg_opt = torch.optim.RMSprop(model.foreground_parameters(), lr=cfg.fg_lr)
+    bg_opt = torch.optim.Adam(model.background.parameters(), lr=cfg.bg_lr)
+    gen = torch.Generator().manual_seed(seed)
+    times: list[float] = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        idx = torch.randint(len(train_data), (cfg.batch_stacks,), generator=gen)
+        x, pres, where, mask = train_data.batch(idx, torch.device("cpu"))
+        out = model(x)
+        terms = elbo_terms(out, 0.1, -2.0, cfg.z_scale_prior_std)
+        terms.update(motion_terms(out, pres, where, mask, cfg.weights.pres_loss))
+        terms["continuity"] = continuity_loss(out, cfg.seq_len, cfg.model.grid, cfg.weights.oc_beta)
+        loss = total_loss(terms, cfg.weights, 0.5)
+        fg_opt.zero_grad(set_to_none=True)
+        bg_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.foreground_parameters(), cfg.clip)
+        torch.nn.utils.clip_grad_norm_(model.background.parameters(), cfg.clip)
+        fg_opt.step()
+        bg_opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return {
+        "frames_per_step": cfg.frames_per_step,
+        "top_k": cfg.model.top_k,
+        "glimpse": cfg.model.glimpse,
+        "source": source,
+        "step_s_median": statistics.median(times),
+        "step_s_mean": statistics.fmean(times),
+        "step_s_all": times,
+        "frames_per_s": cfg.frames_per_step / statistics.median(times),
+    }
+
+
+def _latency(fn: Any, repeats: int) -> float:
+    fn()
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def measure_inference(game: str = "Pong", repeats: int = 30, seed: int = 0) -> dict[str, Any]:
+    """Median latency of the encoder path (1 and 64 frames) and of detect() on one raw frame."""
+    import torch
+
+    from moc_envs.games import get_game
+    from moc_envs.model import SpaceEncoder
+    from moc_envs.space_detector import SpaceDetector
+    from trainers.config import make_config
+
+    cfg = make_config(game, "cpu", seed=seed)
+    torch.manual_seed(seed)
+    encoder = SpaceEncoder(cfg.model)
+    with torch.no_grad():
+        # A few present cells per frame, as on a trained Pong model (glimpses get encoded).
+        encoder.image_encoder.heads.bias[0] = -0.05
+    det = SpaceDetector(encoder, get_game(game))
+    rng = np.random.default_rng(seed)
+    x1 = torch.rand(1, 3, 128, 128).contiguous(memory_format=torch.channels_last)
+    x64 = torch.rand(64, 3, 128, 128).contiguous(memory_format=torch.channels_last)
+    raw = rng.integers(0, 256, (1, 210, 160, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        one = _latency(lambda: det.encoder.infer(x1), repeats)
+        batch = _latency(lambda: det.encoder.infer(x64), max(3, repeats // 5))
+    detect = _latency(lambda: det.detect(raw), repeats)
+    return {"encoder_1_frame_s": one, "encoder_64_frames_s": batch, "detect_1_raw_frame_s": detect}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line: measure, print and write the table."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n")[0])
+    p.add_argument("--game", default="Pong", help="game whose cpu-preset config is timed")
+    p.add_argument("--steps", type=int, default=10, help="timed training steps (after 3 warm-up steps)")
+    p.add_argument("--repeats", type=int, default=30, help="timed single-frame inference calls")
+    p.add_argument("--data", default=None, help="dataset directory for real frames (default: random frames)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the JSON and Markdown")
+    p.add_argument("--quick", action="store_true", help="2 steps, 5 repeats (smoke test, not for results)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.repeats = 2, 5
+    torch_threads(args.threads)
+    train = measure_training(args.game, args.steps, 1 if args.quick else 3, args.data)
+    infer = measure_inference(args.game, args.repeats)
+    ref = REFERENCE
+    rows = [
+        ["training step, 16 frames (s)", ref["train_step_s"], train["step_s_median"], ref["train_step_s"] / train["step_s_median"]],
+        ["training throughput (frames/s)", ref["train_frames_per_s"], train["frames_per_s"], train["frames_per_s"] / ref["train_frames_per_s"]],
+        ["single-frame forward (ms)", ref["single_frame_forward_s"] * 1e3, infer["encoder_1_frame_s"] * 1e3, ref["single_frame_forward_s"] / infer["encoder_1_frame_s"]],
+        ["detect(), 1 raw 210x160 frame (ms)", ref["single_frame_forward_s"] * 1e3, infer["detect_1_raw_frame_s"] * 1e3, ref["single_frame_forward_s"] / infer["detect_1_raw_frame_s"]],
+        ["encoder, 64 frames in one batch (ms)", float("nan"), infer["encoder_64_frames_s"] * 1e3, float("nan")],
+    ]
+    table = markdown_table(["measure", "reference SPACE", "ours", "speed-up (x)"], rows, digits=2)
+    notes = (
+        f"Training: cpu-preset model ({train['glimpse']}x{train['glimpse']} glimpses, top-K = "
+        f"{train['top_k']} decoded cells per frame), {train['frames_per_step']} frames a step "
+        f"(4 stacks x T=4), forward + every loss term + backward + clipping + both optimiser "
+        f"updates, median of {len(train['step_s_all'])} steps after warm-up, {train['source']}. "
+        "Inference: the exported encoder path (image encoder, heads, glimpse encoder of the "
+        "present cells, posterior means); detect() adds the resize and the Detection records. "
+        "The reference's single-frame figure is its full forward pass (it decodes all 256 "
+        "glimpses). Bars: >= 20x the reference's training throughput (>= 7 frames/s), <= 10 ms "
+        "per single-frame encoder pass. The 64-frame H100 figure needs the GPU machine: not "
+        "measured here. The machine is shared with other developers' jobs, so timings are noisy."
+    )
+    payload = {"reference": ref, "training": train, "inference": infer}
+    write_results(args.out, "train_speed", payload, table + "\n\n" + notes, "SPACE+MOC training and inference speed")
+    print(table)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

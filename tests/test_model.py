@@ -1,0 +1,130 @@
+"""The SPACE model: box geometry round trips, glimpse crop/paste, shapes, inference path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from moc_envs.model import (
+    ModelConfig,
+    SpaceEncoder,
+    SpaceModel,
+    boxes_to_where,
+    crop_glimpses,
+    latents_to_where,
+    paste_glimpses,
+    where_to_boxes,
+)
+
+
+def test_where_box_round_trip():
+    g = torch.Generator().manual_seed(0)
+    where = torch.cat(
+        [torch.rand(50, 2, generator=g) * 0.3 + 0.01, torch.rand(50, 2, generator=g) * 2 - 1], dim=1
+    )
+    torch.testing.assert_close(boxes_to_where(where_to_boxes(where)), where)
+    boxes = torch.tensor([[10.0, 20.0, 4.0, 16.0], [0.0, 0.0, 160.0, 210.0]])
+    torch.testing.assert_close(where_to_boxes(boxes_to_where(boxes)), boxes)
+
+
+def test_where_to_boxes_known_values():
+    # A full-frame box is centred at (0, 0) with scale 1.
+    box = where_to_boxes(torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    torch.testing.assert_close(box, torch.tensor([0.0, 0.0, 160.0, 210.0]))
+    # Pong's player paddle: 4x16 px at (140, 100).
+    w = boxes_to_where(torch.tensor([140.0, 100.0, 4.0, 16.0]))
+    torch.testing.assert_close(w, torch.tensor([4 / 160, 16 / 210, 2 * 142 / 160 - 1, 2 * 108 / 210 - 1]))
+
+
+def test_zero_shift_puts_the_centre_in_its_cell():
+    grid = 16
+    where = latents_to_where(torch.zeros(grid * grid, 2), torch.zeros(grid * grid, 2), grid)
+    col = torch.arange(grid * grid) % grid
+    row = torch.arange(grid * grid) // grid
+    torch.testing.assert_close(where[:, 2], (2 / grid) * (col + 0.5) - 1)
+    torch.testing.assert_close(where[:, 3], (2 / grid) * (row + 0.5) - 1)
+    torch.testing.assert_close(where[:, :2], torch.full((grid * grid, 2), 0.5))
+    # A saturated shift moves a centre by at most one cell.
+    far = latents_to_where(torch.zeros(grid * grid, 2), torch.full((grid * grid, 2), 50.0), grid)
+    assert float(far[0, 2]) == pytest.approx((2 / grid) * 1.5 - 1, abs=1e-6)
+
+
+def test_crop_and_paste_follow_the_box():
+    img = torch.zeros(1, 1, 128, 128)
+    img[0, 0, 32:48, 64:80] = 1.0  # a 16x16 square, centre (72, 40) in pixels
+    tx, ty = 2 * 72 / 128 - 1, 2 * 40 / 128 - 1
+    where = torch.tensor([[16 / 128, 16 / 128, tx, ty]])
+    glimpse = crop_glimpses(img, where, 16)
+    assert glimpse.shape == (1, 1, 16, 16)
+    assert float(glimpse.mean()) > 0.95
+    pasted = paste_glimpses(torch.ones(1, 1, 16, 16), where, 128)
+    assert float(pasted[0, 0, 34:46, 66:78].min()) > 0.99
+    assert float(pasted[0, 0, :30].abs().max()) == 0.0
+    assert float(pasted[0, 0, :, :60].abs().max()) == 0.0
+
+
+def test_full_model_shapes_and_top_k():
+    torch.manual_seed(0)
+    cfg = ModelConfig(top_k=5)
+    model = SpaceModel(cfg)
+    x = torch.rand(4, 3, 128, 128)
+    out = model(x)
+    assert out.pres_prob.shape == (4, 256)
+    assert out.where_mean.shape == (4, 256, 4)
+    assert out.topk_idx.shape == (4, 5)
+    assert out.what_mean.shape == (4, 5, cfg.z_what_dim)
+    assert out.fg.shape == (4, 3, 128, 128) and out.alpha_map.shape == (4, 1, 128, 128)
+    assert out.bg_log_lik.shape == (4, 128, 128) and out.bg_kl.shape == (4,)
+    assert float(out.alpha_map.min()) >= 0.0 and float(out.alpha_map.max()) <= 1.0
+    # The decoded cells are the K most likely ones.
+    expected = out.lat.pres_logit.topk(5, dim=1).indices
+    assert torch.equal(out.topk_idx.sort(1).values, expected.sort(1).values)
+
+
+def test_mean_forward_is_deterministic():
+    torch.manual_seed(0)
+    model = SpaceModel(ModelConfig()).eval()
+    x = torch.rand(2, 3, 128, 128)
+    a, b = model(x, sample=False), model(x, sample=False)
+    torch.testing.assert_close(a.fg, b.fg)
+    torch.testing.assert_close(a.bg_log_lik, b.bg_log_lik)
+
+
+def test_infer_returns_only_present_cells():
+    torch.manual_seed(0)
+    enc = SpaceEncoder(ModelConfig()).eval()
+    with torch.no_grad():
+        enc.image_encoder.heads.bias[0] = -5.0  # nothing present
+    b_idx, prob, where, what = enc.infer(torch.rand(3, 3, 128, 128))
+    assert b_idx.numel() == 0 and what.shape == (0, 32)
+    with torch.no_grad():
+        enc.image_encoder.heads.bias[0] = 5.0  # every cell present
+    b_idx, prob, where, what = enc.infer(torch.rand(3, 3, 128, 128))
+    assert b_idx.numel() == 3 * 256
+    assert bool((prob > 0.5).all()) and where.shape == (768, 4) and what.shape == (768, 32)
+
+
+def test_model_config_round_trip_and_errors():
+    cfg = ModelConfig(top_k=12)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(ValueError, match="top_k must be"):
+        ModelConfig(top_k=0)
+    with pytest.raises(ValueError, match="glimpse must be 16 or 32"):
+        ModelConfig(glimpse=8)
+
+
+def test_glimpse_32_variant_builds():
+    model = SpaceModel(ModelConfig(glimpse=32, top_k=3))
+    out = model(torch.rand(4, 3, 128, 128))
+    assert out.fg.shape == (4, 3, 128, 128)
+
+
+def test_import_moc_envs_stays_torch_free():
+    code = "import sys, moc_envs; print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
