@@ -1,0 +1,136 @@
+"""Export a run to weights/<Game>/ and load it back through SpaceDetector."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from moc_envs.detection import Detection
+from moc_envs.errors import CorruptWeightsError, FrameFormatError, MissingWeightsError
+from moc_envs.games import get_game
+from moc_envs.model import SpaceModel, where_to_boxes
+from moc_envs.preprocess import resize_frames
+from moc_envs.space_detector import CONFIG_FILE, WEIGHTS_FILE, SpaceDetector
+from trainers.config import make_config
+from trainers.export import export_run, main
+from trainers.train import CHECKPOINT, TrainError, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder holding a checkpoint of a randomly initialised model with a few present cells."""
+    cfg = make_config("Pong", "cpu")
+    torch.manual_seed(0)
+    model = SpaceModel(cfg.model)
+    with torch.no_grad():
+        model.encoder.image_encoder.heads.bias[0] = -0.03  # some cells above 0.5, most below
+    run = tmp_path_factory.mktemp("runs") / "pong"
+    run.mkdir()
+    fg = torch.optim.RMSprop(model.foreground_parameters())
+    bg = torch.optim.Adam(model.background.parameters())
+    save_checkpoint(
+        run / CHECKPOINT,
+        {
+            "model": model.state_dict(), "fg_opt": fg.state_dict(), "bg_opt": bg.state_dict(),
+            "step": 7, "sched": {"v_ema": None}, "rng": {}, "config": cfg.to_dict(), "data": "none",
+        },
+    )
+    return run, model
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("weights") / "Pong"
+    main([str(run_dir[0]), "--game", "Pong", "--out", str(out)])
+    return out
+
+
+def test_export_writes_only_the_inference_module(exported, run_dir):
+    from safetensors.torch import load_file
+
+    state = load_file(str(exported / WEIGHTS_FILE))
+    model = run_dir[1]
+    assert set(state) == set(model.encoder.state_dict())
+    assert not any(k.startswith(("glimpse_decoder", "background")) for k in state)
+    assert (exported / WEIGHTS_FILE).stat().st_size < 10e6
+    meta = json.loads((exported / CONFIG_FILE).read_text())
+    assert meta["game"] == "Pong" and meta["step"] == 7
+    assert meta["model"] == model.cfg.to_dict()
+
+
+def test_detect_round_trip_matches_the_model(exported, run_dir):
+    det = SpaceDetector.from_pretrained(exported, get_game("Pong"))
+    det.suppression = None  # every present cell, to compare with the model cell by cell
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 210, 160, 3), dtype=np.uint8)
+    dets = det.detect(frames)
+    assert len(dets) == 2 and all(isinstance(d, Detection) for f in dets for d in f)
+    # Same boxes as the trained model's posterior means on the shared resize path.
+    model = run_dir[1].eval()
+    x = torch.from_numpy(resize_frames(frames)).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        lat = model.encoder.cells(x)
+        prob = torch.sigmoid(lat.pres_logit)
+        boxes = where_to_boxes(model.encoder.mean_where(lat))
+    for i in range(2):
+        keep = prob[i] > 0.5
+        expected = boxes[i][keep].numpy()
+        got = np.array([[d.x, d.y, d.w, d.h] for d in dets[i]]).reshape(-1, 4)
+        assert len(got) == int(keep.sum()) > 0
+        np.testing.assert_allclose(
+            got[np.lexsort(got.T)], expected[np.lexsort(expected.T)], rtol=1e-4, atol=1e-3
+        )
+        assert all(d.category == "object" and 0.5 < d.score <= 1 for d in dets[i])
+        assert all(d.z_what is not None and d.z_what.shape == (32,) for d in dets[i])
+
+
+def test_detector_rejects_bad_frames(exported):
+    det = SpaceDetector.from_pretrained(exported, get_game("Pong"))
+    with pytest.raises(FrameFormatError, match=r"uint8 of shape \(N, 210, 160, 3\)"):
+        det.detect(np.zeros((210, 160, 3), np.uint8))
+    assert det.detect(np.zeros((0, 210, 160, 3), np.uint8)) == []
+
+
+def _copy(src, dst):
+    dst.mkdir(parents=True)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
+
+
+def test_corrupt_or_mismatched_weights_are_refused(exported, tmp_path):
+    pong = get_game("Pong")
+    with pytest.raises(CorruptWeightsError, match="not 'Boxing'"):
+        SpaceDetector.from_pretrained(exported, get_game("Boxing"))
+    bad = _copy(exported, tmp_path / "garbage")
+    (bad / WEIGHTS_FILE).write_bytes(b"not a safetensors file at all")
+    with pytest.raises(CorruptWeightsError, match="not a readable safetensors file"):
+        SpaceDetector.from_pretrained(bad, pong)
+    shape = _copy(exported, tmp_path / "shape")
+    meta = json.loads((shape / CONFIG_FILE).read_text())
+    meta["model"]["z_what_dim"] = 16
+    (shape / CONFIG_FILE).write_text(json.dumps(meta))
+    with pytest.raises(CorruptWeightsError, match="wrong shape"):
+        SpaceDetector.from_pretrained(shape, pong)
+    cfg = _copy(exported, tmp_path / "cfg")
+    (cfg / CONFIG_FILE).write_text("{")
+    with pytest.raises(CorruptWeightsError, match="not a valid detector config"):
+        SpaceDetector.from_pretrained(cfg, pong)
+    keys = _copy(exported, tmp_path / "keys")
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(keys / WEIGHTS_FILE))
+    state.pop(next(iter(state)))
+    save_file(state, str(keys / WEIGHTS_FILE))
+    with pytest.raises(CorruptWeightsError, match="missing keys"):
+        SpaceDetector.from_pretrained(keys, pong)
+    with pytest.raises(MissingWeightsError, match="is missing"):
+        SpaceDetector.from_pretrained(tmp_path / "nowhere", pong)
+
+
+def test_export_refuses_another_game(run_dir, tmp_path):
+    with pytest.raises(TrainError, match="not 'Boxing'"):
+        export_run(run_dir[0], "Boxing", tmp_path / "w")
