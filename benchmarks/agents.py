@@ -1,6 +1,6 @@
 """Agents: SB3 PPO on MOC objects (learned detector, RAM oracle) vs CNN PPO on pixels, same budget.
 
-``python -m benchmarks.agents [--game Pong] [--steps 40000] [--quick]``
+``python -m benchmarks.agents [--game Pong] [--steps 100000] [--quick]``
 
 Three runs with the same PPO hyperparameters (SB3 zoo's Atari PPO: 8 envs,
 n_steps 128, 4 epochs, batch 256, lr 2.5e-4, clip 0.1, ent_coef 0.01) and the
@@ -100,16 +100,19 @@ def train_agent(
             super().__init__()
             self.rollout_steps: list[int] = []
             self.rollout_reward: list[float] = []
-            self.episodes: list[tuple[int, float]] = []
+            self.episodes: list[tuple[int, float, int]] = []
             self._sum = 0.0
             self._n = 0
+            self.skip = 4 if kind == "pixels" else 1
 
         def _on_step(self) -> bool:
             self._sum += float(np.sum(self.locals["rewards"]))
             self._n += len(self.locals["rewards"])
             for info in self.locals["infos"]:
                 if "episode" in info:
-                    self.episodes.append((self.num_timesteps, float(info["episode"]["r"])))
+                    ep = info["episode"]
+                    # SB3's Atari Monitor sits under the frame skip and counts frames.
+                    self.episodes.append((self.num_timesteps, float(ep["r"]), int(ep["l"]) // self.skip))
             return True
 
         def _on_rollout_end(self) -> None:
@@ -141,11 +144,18 @@ def train_agent(
         "last_quarter_reward_per_1k": float(r[-k:].mean() * 1000) if len(r) else None,
         "mean_return_last_10": float(np.mean([e[1] for e in curves.episodes[-10:]])) if curves.episodes else None,
         "episodes_finished": len(curves.episodes),
+        # Longer Pong episodes mean longer rallies: an earlier sign of learning than the score.
+        "first_10_episode_length": _mean([e[2] for e in curves.episodes[:10]]),
+        "last_10_episode_length": _mean([e[2] for e in curves.episodes[-10:]]),
     }
 
 
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
 def run(
-    game: str = "Pong", steps: int = 40_000, seed: int = 0, n_envs: int = 8, device: str = "auto",
+    game: str = "Pong", steps: int = 100_000, seed: int = 0, n_envs: int = 8, device: str = "auto",
     out: Path | None = None, ppo_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the three agents and (when ``out``) write the files."""
@@ -173,14 +183,16 @@ def _write(result: dict[str, Any], out: Path) -> None:
     rows = []
     for label, r in result["runs"].items():
         if "steps" not in r:
-            rows.append([label, None, None, None, None, None, None, r["note"]])
+            rows.append([label, None, None, None, None, None, None, None, None, r["note"]])
             continue
         first, last = r["first_quarter_reward_per_1k"], r["last_quarter_reward_per_1k"]
-        rows.append([label, r["steps"], r["steps_per_s"], first, last,
-                     r["episodes_finished"], r["mean_return_last_10"], _verdict(first, last)])
+        rows.append([label, r["steps"], r["steps_per_s"], first, last, r["episodes_finished"],
+                     r["mean_return_last_10"], r["first_10_episode_length"], r["last_10_episode_length"],
+                     _verdict(first, last)])
     table = markdown_table(
         ["agent", "env steps", "train steps/s", "reward per 1k steps, first quarter",
-         "reward per 1k steps, last quarter", "episodes finished", "mean return, last 10 episodes", "note"],
+         "reward per 1k steps, last quarter", "episodes finished", "mean return, last 10 episodes",
+         "mean length, first 10 episodes", "mean length, last 10 episodes", "note"],
         rows,
     )
     anchors = markdown_table(["anchor (published, 10M+ frames)", "score"], ANCHORS)
@@ -188,7 +200,9 @@ def _write(result: dict[str, Any], out: Path) -> None:
         f"Game: {result['game']}; {result['steps']:,} env steps per agent (4 frames each), "
         f"{result['n_envs']} envs, seed {result['seed']}, PPO settings {result['ppo']}. "
         "Reward per 1k steps is the mean reward per env step over the first / last quarter of "
-        "the rollouts, times 1000 (random play in Pong loses about 25 points per 1k steps).\n\n"
+        "the rollouts, times 1000 (random play in Pong loses about 25 points per 1k steps). "
+        "Episode lengths are in env steps of 4 frames for every agent (longer Pong episodes "
+        "mean longer rallies, an earlier sign of learning than the score).\n\n"
         f"{table}\n\n## Anchors\n\n{anchors}\n\n![learning curves](agents.png)\n"
     )
     curves = {}
@@ -219,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m benchmarks.agents", description=__doc__.split("\n")[0])
     add_common_args(p)
     p.add_argument("--game", default="Pong", help="game")
-    p.add_argument("--steps", type=int, default=40_000, help="env steps per agent (2M+ on a GPU)")
+    p.add_argument("--steps", type=int, default=100_000, help="env steps per agent (2M+ on a GPU)")
     p.add_argument("--n-envs", type=int, default=8, help="parallel envs per agent")
     args = p.parse_args(argv)
     torch_threads(args.threads)
