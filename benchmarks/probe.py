@@ -173,13 +173,11 @@ def split_episodes(episode: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarr
     rng = np.random.default_rng(seed)
     rng.shuffle(ids)
     n = len(ids)
-    n_train = max(1, int(round(0.7 * n)))
-    n_val = max(1, int(round(0.1 * n))) if n >= 3 else 0
-    train_ids, val_ids, test_ids = ids[:n_train], ids[n_train : n_train + n_val], ids[n_train + n_val :]
-    if not len(test_ids):
+    if n < 3:
         raise ValueError(f"only {n} episodes: need at least 3 for a train/val/test split; raise --steps")
-    if not len(val_ids):
-        val_ids = train_ids[-1:]
+    n_test = max(1, int(round(0.2 * n)))
+    n_val = max(1, int(round(0.1 * n)))
+    train_ids, val_ids, test_ids = ids[: n - n_val - n_test], ids[n - n_val - n_test : n - n_test], ids[n - n_test :]
     return np.isin(episode, train_ids), np.isin(episode, val_ids), np.isin(episode, test_ids)
 
 

@@ -117,3 +117,47 @@ def test_agents_quick_trains_both_available_agents(no_weights, tmp_path) -> None
         assert runs[label]["steps"] >= 256
         assert len(runs[label]["rollout_reward_per_step"]) >= 1
     assert (tmp_path / "agents.png").is_file()
+
+
+@pytest.fixture
+def untrained_weights(monkeypatch, tmp_path):
+    """A randomly initialised Pong detector in a temporary weights folder.
+
+    Only the learned rows' plumbing is under test here (they must run and be
+    scored, not skipped); the numbers of an untrained detector mean nothing and
+    are never written to benchmarks/results/.
+    """
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    from moc_envs.model.config import ModelConfig
+    from moc_envs.model.encoder import SpaceEncoder
+    from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    cfg = ModelConfig()
+    folder = tmp_path / "weights" / "Pong"
+    folder.mkdir(parents=True)
+    state = {k: v.contiguous() for k, v in SpaceEncoder(cfg).state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE))
+    (folder / CONFIG_FILE).write_text(
+        json.dumps({"format": FORMAT, "game": "Pong", "model": cfg.to_dict()})
+    )
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(folder.parent))
+    return folder
+
+
+def test_learned_rows_run_when_weights_exist(untrained_weights, tmp_path) -> None:
+    out = tmp_path / "out"
+    data = speed.run("Pong", steps=8, learned_steps=4, vec_sizes=(2,), warmup=1, device="cpu", out=out)
+    learned = [r for r in data["rows"] if "learned" in r["name"]]
+    assert learned and all(r["steps_per_s"] and not r["note"] for r in learned)
+    data = detection.run(["Pong"], steps=6, device="cpu", out=out)
+    rows = [r for r in data["rows"] if r["detector"] == "learned (SPACE+MOC)"]
+    assert len(rows) == 2 and all("f1" in r and not r["note"] for r in rows)
+    data = probe.run("Pong", steps=24, epochs=1, num_envs=4, device="cpu", out=out)
+    reps = data["probe"]["representations"]
+    assert {"objects (learned)", "objects (learned), pixel units", "z_what (learned)"} <= set(reps)
+    assert reps["z_what (learned)"]["dim"] == 3 * (4 + 32)
+    assert "learned" in data["label_accuracy"]
