@@ -77,16 +77,28 @@ def match_pairs(pred: np.ndarray, gt: np.ndarray, max_dist: float = MAX_DIST) ->
     return rows[ok], cols[ok]
 
 
-def score_frames(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> dict[str, float | int]:
-    """Precision, recall, F1, mean IoU of matched pairs and counts over frames."""
-    tp = fp = fn = 0
+def score_frames(
+    preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], huds: Sequence[np.ndarray] | None = None
+) -> dict[str, float | int]:
+    """Precision, recall, F1, mean IoU of matched pairs and counts over frames.
+
+    An unmatched prediction on a HUD box of ``huds`` (a score digit: a real
+    object we do not score) is set aside as ``hud_predictions``, not counted as
+    a false positive, as trainers.metrics does.
+    """
+    tp = fp = fn = on_hud = 0
     ious: list[np.ndarray] = []
-    for p, g in zip(preds, gts, strict=True):
+    for i, (p, g) in enumerate(zip(preds, gts, strict=True)):
         p = np.asarray(p, dtype=np.float64).reshape(-1, 4)
         g = np.asarray(g, dtype=np.float64).reshape(-1, 4)
         r, c = match_pairs(p, g)
+        rest = np.setdiff1d(np.arange(len(p)), r)
+        if huds is not None and len(rest) and len(huds[i]):
+            hr, _ = match_pairs(p[rest], huds[i])
+            on_hud += len(hr)
+            rest = np.delete(rest, hr)
         tp += len(r)
-        fp += len(p) - len(r)
+        fp += len(rest)
         fn += len(g) - len(r)
         if len(r):
             ious.append(box_iou(p[r], g[c]))
@@ -95,13 +107,14 @@ def score_frames(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> dict
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     iou = float(np.concatenate(ious).mean()) if ious else float("nan")
     return {"precision": precision, "recall": recall, "f1": f1, "iou": iou, "tp": tp, "fp": fp, "fn": fn,
-            "frames": len(preds)}
+            "hud_predictions": on_hud, "frames": len(preds)}
 
 
-def _boxes(objects: Sequence[Any], keep: frozenset[str]) -> np.ndarray:
+def _boxes(objects: Sequence[Any], keep: frozenset[str] | None, hud: bool = False) -> np.ndarray:
+    """Boxes of the non-HUD objects of ``keep`` categories, or (``hud=True``) of the HUD objects."""
     out = []
     for o in objects:
-        if not o or getattr(o, "hud", False) or o.category not in keep:
+        if not o or bool(getattr(o, "hud", False)) != hud or (keep is not None and o.category not in keep):
             continue
         x, y, w, h = (float(v) for v in o.xywh)
         if w > 0 and h > 0:
@@ -134,7 +147,7 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
     if policy == "scripted" and scripted is None:
         raise ValueError(f"no scripted policy for {spec.name}")
     oracle = RamDetector(spec)
-    frames, truth, vision, ram_oracle = [], [], [], []
+    frames, truth, hud, vision, ram_oracle = [], [], [], [], []
     episodes, returns, ret = 0, [], 0.0
 
     def start(s: int | None) -> tuple[list[Any], list[Any]]:
@@ -151,6 +164,7 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
             dets = oracle.detect(frame[None], ram[None])[0]
             frames.append(frame)
             truth.append(_boxes(gt_objs, keep))
+            hud.append(_boxes(gt_objs, None, hud=True))
             vision.append(_boxes(vis_objs, keep))
             ram_oracle.append(_det_boxes(dets))
             action = scripted(ram, dets) if scripted else int(rng.integers(n_actions))
@@ -166,6 +180,7 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
     return {
         "frames": np.stack(frames),
         "truth": truth,
+        "hud": hud,
         "vision": vision,
         "ram_oracle": ram_oracle,
         "episodes_finished": episodes,
@@ -205,12 +220,12 @@ def run(
             base = {"game": name, "policy": policy, "objects": int(sum(len(g) for g in data["truth"])), **play}
             if weights is not None:
                 preds = _learned(name, data["frames"], device)
-                rows.append({**base, "detector": "learned (SPACE+MOC)", **score_frames(preds, data["truth"]), "note": ""})
+                rows.append({**base, "detector": "learned (SPACE+MOC)", **score_frames(preds, data["truth"], data["hud"]), "note": ""})
             else:
                 rows.append({**base, "detector": "learned (SPACE+MOC)", "note": not_available(name)})
-            rows.append({**base, "detector": "OCAtari vision", **score_frames(data["vision"], data["truth"]),
+            rows.append({**base, "detector": "OCAtari vision", **score_frames(data["vision"], data["truth"], data["hud"]),
                          "note": f"published F1 {VISION_ANCHOR_F1[name]:.3f}" if name in VISION_ANCHOR_F1 else ""})
-            rows.append({**base, "detector": "RAM oracle (sanity)", **score_frames(data["ram_oracle"], data["truth"]),
+            rows.append({**base, "detector": "RAM oracle (sanity)", **score_frames(data["ram_oracle"], data["truth"], data["hud"]),
                          "note": "same RAM extraction as the truth: plumbing check, not a result"})
             tqdm.write(f"detection: {name} {policy} done")
     result = {"games": list(games), "steps_per_policy": steps, "max_centre_distance_px": MAX_DIST, "rows": rows}
@@ -221,10 +236,10 @@ def run(
 
 def _write(result: dict[str, Any], out: Path) -> None:
     table = markdown_table(
-        ["game", "policy", "detector", "precision", "recall", "F1", "mean IoU", "truth objects", "note"],
+        ["game", "policy", "detector", "precision", "recall", "F1", "mean IoU", "truth objects", "on HUD", "note"],
         [
             (r["game"], r["policy"], r["detector"], r.get("precision"), r.get("recall"), r.get("f1"),
-             r.get("iou"), r["objects"], r["note"])
+             r.get("iou"), r["objects"], r.get("hud_predictions"), r["note"])
             for r in result["rows"]
         ],
     )
@@ -236,7 +251,8 @@ def _write(result: dict[str, Any], out: Path) -> None:
         f"{result['steps_per_policy']} frames per game and policy, the same frames for every detector. "
         "Truth: OCAtari RAM mode, the game spec's moving (non-HUD) categories. Class-agnostic "
         f"Hungarian matching of box centres closer than {MAX_DIST:g} px (OCAtari's criterion); "
-        "IoU averaged over matched pairs. Scripted policies read the RAM oracle's objects "
+        "IoU averaged over matched pairs. Unmatched predictions on HUD objects (score digits) "
+        "are set aside, not counted as false positives (column `on HUD`), as in trainers.metrics. Scripted policies read the RAM oracle's objects "
         "(benchmarks/scripted.py: Pong tracks the ball, Boxing walks beside the enemy and punches, "
         "Skiing steers toward the next gate), 10% random actions.\n\n"
         f"{table}\n\nPlay statistics:\n\n{play}\n\n![F1 per detector](detection.png)\n"

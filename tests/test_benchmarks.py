@@ -42,6 +42,10 @@ def test_score_frames_counts_and_iou() -> None:
     assert s["iou"] == pytest.approx(12 / 20)
     assert box_iou(gt[0][:1], gt[0][:1])[0] == pytest.approx(1.0)
     assert score_frames([np.zeros((0, 4))], [np.zeros((0, 4))])["f1"] == 1.0
+    # A prediction on a score digit is set aside, not a false positive.
+    hud = [np.array([[101.0, 100, 3, 3]])]
+    s = score_frames(pred, gt, hud)
+    assert (s["tp"], s["fp"], s["hud_predictions"]) == (1, 0, 1) and s["precision"] == 1.0
 
 
 def test_probe_helpers() -> None:
