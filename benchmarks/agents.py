@@ -33,6 +33,7 @@ import numpy as np
 from benchmarks.common import (
     Timer,
     add_common_args,
+    learned_objects_note,
     learned_weights,
     line_plot,
     markdown_table,
@@ -168,9 +169,12 @@ def run(
     labels = {"learned": "objects (learned), MlpPolicy", "ram": "objects (ram oracle), MlpPolicy",
               "pixels": "pixels, CnnPolicy"}
     for kind in tqdm(("learned", "ram", "pixels"), desc="agents", unit="agent"):
-        if kind == "learned" and learned_weights(name) is None:
-            runs[labels[kind]] = {"note": not_available(name)}
-            continue
+        if kind == "learned":
+            note = not_available(name) if learned_weights(name) is None else learned_objects_note(name, device)
+            if note:
+                # Training on an all-zero observation would only measure a blind policy.
+                runs[labels[kind]] = {"note": note}
+                continue
         runs[labels[kind]] = {**train_agent(kind, name, steps, seed, n_envs, device, ppo_overrides), "note": ""}
     result = {"game": name, "steps": steps, "n_envs": n_envs, "seed": seed, "ppo": {**PPO_KWARGS, **(ppo_overrides or {})}, "runs": runs,
               "anchors": [{"what": a, "value": v} for a, v in ANCHORS]}

@@ -26,6 +26,7 @@ __all__ = [
     "add_common_args",
     "learned_weights",
     "not_available",
+    "learned_objects_note",
     "machine_info",
     "markdown_table",
     "fmt",
@@ -73,16 +74,57 @@ def not_available(game: str) -> str:
     return f"not available: no weights for {game}"
 
 
+def learned_objects_note(game: str, device: str = "auto", steps: int = 32, seed: int = 0) -> str:
+    """Empty when the learned detector fills observation slots, else why the object observation is empty.
+
+    Measured, not assumed: ``steps`` random steps of ``MOC/<Game>-v0`` with the
+    learned detector. A detector shipped without a category classifier labels
+    every box ``"object"``, which no slot of the game accepts, so the object
+    observation stays all zeros (the boxes themselves are still scored by the
+    detection benchmark, and z_what by the probe).
+    """
+    import gymnasium as gym
+
+    import moc_envs  # noqa: F401  (registers the ids)
+
+    env = gym.make(f"MOC/{game}-v0", detector="space", device=device)
+    try:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+        cats: set[str] = set()
+        for _ in range(steps):
+            _, _, term, trunc, info = env.step(env.action_space.sample())
+            if any(d.slot >= 0 for d in info["objects"]):
+                return ""
+            cats.update(d.category for d in info["objects"])
+            if term or trunc:
+                env.reset()
+    finally:
+        env.close()
+    found = ", ".join(sorted(cats)) or "none"
+    return (
+        f"not available: the {game} detector fills no observation slot (categories found: "
+        f"{found}; no category classifier shipped), so its object observation is empty"
+    )
+
+
+BUSY_PATTERNS = ("trainers.train", "benchmarks.train_speed")
+"""Command lines of heavy jobs whose presence marks a benchmark's machine as shared."""
+
+
 def _shared_with_training() -> list[str]:
     """Command lines of detector trainings running beside us (they distort timings)."""
-    try:
-        out = subprocess.run(
-            ["pgrep", "-af", "trainers.train"], capture_output=True, text=True, timeout=5
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
+    found: list[str] = []
     me = str(os.getpid())
-    return [line for line in out.splitlines() if line and not line.startswith(me + " ")]
+    for pattern in BUSY_PATTERNS:
+        try:
+            out = subprocess.run(
+                ["pgrep", "-af", pattern], capture_output=True, text=True, timeout=5
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        found += [ln for ln in out.splitlines() if ln and not ln.startswith(me + " ") and ln not in found]
+    return found
 
 
 def machine_info() -> dict[str, Any]:
@@ -140,7 +182,7 @@ def machine_note(info: dict[str, Any]) -> str:
     )
     if info.get("shared_with"):
         text += (
-            " **The machine was shared**: a detector training ran at the same time "
+            " **The machine was shared**: a detector training or training benchmark ran at the same time "
             f"(load average {', '.join(f'{x:.1f}' for x in info.get('load_avg', []))}), "
             "so absolute timings are low and noisy; compare ratios within the table."
         )

@@ -43,6 +43,7 @@ import numpy as np
 from benchmarks.common import (
     add_common_args,
     bar_plot,
+    learned_objects_note,
     learned_weights,
     markdown_table,
     not_available,
@@ -318,6 +319,8 @@ def run(
     }
     if not learned:
         result["learned_note"] = not_available(spec.name)
+    else:
+        result["learned_objects_note"] = learned_objects_note(spec.name, device)
     if out is not None:
         _write(result, out)
     return result
@@ -330,8 +333,12 @@ def _write(result: dict[str, Any], out: Path) -> None:
     pub = result["published"]
     cats = sorted({c for r in reps.values() for c in r["categories"]})
     rows: list[list[Any]] = []
+    empty = result.get("learned_objects_note", "")
     for rep, r in reps.items():
-        rows.append([f"ours: {rep}", r["dim"], *(r["categories"].get(c) for c in cats), r["overall"], "measured here"])
+        source = "measured here"
+        if empty and rep.startswith("objects (learned)"):
+            source = "measured here on an all-zero observation: " + empty.removeprefix("not available: ")
+        rows.append([f"ours: {rep}", r["dim"], *(r["categories"].get(c) for c in cats), r["overall"], source])
     if not result["learned_available"]:
         for rep in ("objects (learned)", "objects (learned), pixel units", "z_what (learned)"):
             rows.append([f"ours: {rep}", None, *(None for _ in cats), None, result["learned_note"]])

@@ -165,3 +165,5 @@ def test_learned_rows_run_when_weights_exist(untrained_weights, tmp_path) -> Non
     assert {"objects (learned)", "objects (learned), pixel units", "z_what (learned)"} <= set(reps)
     assert reps["z_what (learned)"]["dim"] == 3 * (4 + 32)
     assert "learned" in data["label_accuracy"]
+    # No category classifier in the folder: every box is "object" and fills no slot.
+    assert "fills no observation slot" in data["learned_objects_note"]
