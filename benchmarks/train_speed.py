@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, markdown_table, torch_threads, write_results
+from benchmarks.common import (
+    RESULTS_DIR,
+    learned_weights,
+    markdown_table,
+    torch_threads,
+    write_results,
+)
 
 __all__ = ["REFERENCE", "measure_training", "measure_inference", "main"]
 
@@ -119,71 +125,134 @@ def _latency(fn: Any, repeats: int) -> float:
     return statistics.median(ts)
 
 
+def _raw_frames(game: str, n: int, seed: int) -> np.ndarray:
+    """n real frames (210, 160, 3) of the game under a random policy, after a warm-up."""
+    import ale_py
+    import gymnasium as gym
+
+    from moc_envs.games import get_game
+
+    gym.register_envs(ale_py)
+    env = gym.make(get_game(game).ale_id)
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    frames = []
+    for i in range(100 + 4 * n):
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            obs, _ = env.reset()
+        if i >= 100 and i % 4 == 0:
+            frames.append(obs)
+    env.close()
+    return np.stack(frames[:n])
+
+
 def measure_inference(game: str = "Pong", repeats: int = 30, seed: int = 0) -> dict[str, Any]:
-    """Median latency of the encoder path (1 and 64 frames) and of detect() on one raw frame."""
+    """Median latency of the encoder path (1 and 64 frames) and of detect() on one raw frame.
+
+    Uses the shipped weights of ``game`` on real frames when they exist (the number of present
+    cells, hence of encoded glimpses, is then realistic); otherwise a randomly initialised
+    encoder whose presence head is biased so that few cells are present.
+    """
     import torch
 
     from moc_envs.games import get_game
     from moc_envs.model import SpaceEncoder
+    from moc_envs.preprocess import resize_frames
     from moc_envs.space_detector import SpaceDetector
     from trainers.config import make_config
 
-    cfg = make_config(game, "cpu", seed=seed)
-    torch.manual_seed(seed)
-    encoder = SpaceEncoder(cfg.model)
-    with torch.no_grad():
-        # A few present cells per frame, as on a trained Pong model (glimpses get encoded).
-        encoder.image_encoder.heads.bias[0] = -0.05
-    det = SpaceDetector(encoder, get_game(game))
-    rng = np.random.default_rng(seed)
-    x1 = torch.rand(1, 3, 128, 128).contiguous(memory_format=torch.channels_last)
-    x64 = torch.rand(64, 3, 128, 128).contiguous(memory_format=torch.channels_last)
-    raw = rng.integers(0, 256, (1, 210, 160, 3), dtype=np.uint8)
+    spec = get_game(game)
+    weights = learned_weights(spec.name)
+    if weights is not None:
+        det = SpaceDetector.from_pretrained(weights, spec)
+        source = f"trained weights {weights.name}/, real frames"
+    else:
+        torch.manual_seed(seed)
+        encoder = SpaceEncoder(make_config(game, "cpu", seed=seed).model)
+        with torch.no_grad():
+            encoder.image_encoder.heads.bias[0] = -3.0
+        det = SpaceDetector(encoder, spec)
+        source = "random init (no weights), real frames"
+    raw = _raw_frames(spec.name, 64, seed)
+    x64 = torch.from_numpy(resize_frames(raw)).permute(0, 3, 1, 2).float().div(255.0)
+    x64 = x64.contiguous(memory_format=torch.channels_last)
+    x1 = x64[:1].contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         one = _latency(lambda: det.encoder.infer(x1), repeats)
         batch = _latency(lambda: det.encoder.infer(x64), max(3, repeats // 5))
-    detect = _latency(lambda: det.detect(raw), repeats)
-    return {"encoder_1_frame_s": one, "encoder_64_frames_s": batch, "detect_1_raw_frame_s": detect}
+        present = int(det.encoder.infer(x64)[0].numel())
+    detect = _latency(lambda: det.detect(raw[:1]), repeats)
+    return {
+        "encoder_1_frame_s": one,
+        "encoder_64_frames_s": batch,
+        "detect_1_raw_frame_s": detect,
+        "present_cells_per_frame": present / 64,
+        "source": source,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line: measure, print and write the table."""
+    """Command line: measure under each thread count, print and write the table."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n")[0])
     p.add_argument("--game", default="Pong", help="game whose cpu-preset config is timed")
     p.add_argument("--steps", type=int, default=10, help="timed training steps (after 3 warm-up steps)")
     p.add_argument("--repeats", type=int, default=30, help="timed single-frame inference calls")
     p.add_argument("--data", default=None, help="dataset directory for real frames (default: random frames)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", default="1,2", help="comma-separated torch CPU thread counts to measure")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the JSON and Markdown")
     p.add_argument("--quick", action="store_true", help="2 steps, 5 repeats (smoke test, not for results)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 2, 5
-    torch_threads(args.threads)
-    train = measure_training(args.game, args.steps, 1 if args.quick else 3, args.data)
-    infer = measure_inference(args.game, args.repeats)
+    try:
+        threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    except ValueError:
+        p.error(f"--threads must be comma-separated integers, got {args.threads!r}")
+    if not threads or min(threads) < 1:
+        p.error(f"--threads needs at least one count >= 1, got {args.threads!r}")
+    runs: dict[int, dict[str, Any]] = {}
+    for n in threads:
+        torch_threads(n)
+        runs[n] = {
+            "training": measure_training(args.game, args.steps, 1 if args.quick else 3, args.data),
+            "inference": measure_inference(args.game, args.repeats),
+        }
     ref = REFERENCE
+
+    def row(label: str, ref_value: float, key: tuple[str, str], scale: float, higher: bool) -> list[Any]:
+        vals = [runs[n][key[0]][key[1]] * scale for n in threads]
+        best = max(vals) if higher else min(vals)
+        speedup = (best / ref_value if higher else ref_value / best) if np.isfinite(ref_value) else float("nan")
+        return [label, ref_value, *vals, speedup]
+
     rows = [
-        ["training step, 16 frames (s)", ref["train_step_s"], train["step_s_median"], ref["train_step_s"] / train["step_s_median"]],
-        ["training throughput (frames/s)", ref["train_frames_per_s"], train["frames_per_s"], train["frames_per_s"] / ref["train_frames_per_s"]],
-        ["single-frame forward (ms)", ref["single_frame_forward_s"] * 1e3, infer["encoder_1_frame_s"] * 1e3, ref["single_frame_forward_s"] / infer["encoder_1_frame_s"]],
-        ["detect(), 1 raw 210x160 frame (ms)", ref["single_frame_forward_s"] * 1e3, infer["detect_1_raw_frame_s"] * 1e3, ref["single_frame_forward_s"] / infer["detect_1_raw_frame_s"]],
-        ["encoder, 64 frames in one batch (ms)", float("nan"), infer["encoder_64_frames_s"] * 1e3, float("nan")],
+        row("training step, 16 frames (s)", ref["train_step_s"], ("training", "step_s_median"), 1.0, False),
+        row("training throughput (frames/s)", ref["train_frames_per_s"], ("training", "frames_per_s"), 1.0, True),
+        row("single-frame encoder forward (ms)", ref["single_frame_forward_s"] * 1e3, ("inference", "encoder_1_frame_s"), 1e3, False),
+        row("detect(), 1 raw 210x160 frame (ms)", ref["single_frame_forward_s"] * 1e3, ("inference", "detect_1_raw_frame_s"), 1e3, False),
+        row("encoder, 64 frames in one batch (ms)", float("nan"), ("inference", "encoder_64_frames_s"), 1e3, False),
     ]
-    table = markdown_table(["measure", "reference SPACE", "ours", "speed-up (x)"], rows, digits=2)
+    headers = ["measure", "reference SPACE", *[f"ours, {n} thread{'s' if n > 1 else ''}" for n in threads], "speed-up, best (x)"]
+    table = markdown_table(headers, rows, digits=2)
+    first = runs[threads[0]]
+    train, infer = first["training"], first["inference"]
     notes = (
         f"Training: cpu-preset model ({train['glimpse']}x{train['glimpse']} glimpses, top-K = "
         f"{train['top_k']} decoded cells per frame), {train['frames_per_step']} frames a step "
         f"(4 stacks x T=4), forward + every loss term + backward + clipping + both optimiser "
         f"updates, median of {len(train['step_s_all'])} steps after warm-up, {train['source']}. "
-        "Inference: the exported encoder path (image encoder, heads, glimpse encoder of the "
-        "present cells, posterior means); detect() adds the resize and the Detection records. "
-        "The reference's single-frame figure is its full forward pass (it decodes all 256 "
-        "glimpses). Bars: >= 20x the reference's training throughput (>= 7 frames/s), <= 10 ms "
-        "per single-frame encoder pass. The 64-frame H100 figure needs the GPU machine: not "
-        "measured here. The machine is shared with other developers' jobs, so timings are noisy."
+        f"Inference ({infer['source']}, {infer['present_cells_per_frame']:.1f} present cells per "
+        "frame): the exported encoder path (image encoder, heads, glimpse encoder of the "
+        "present cells, posterior means); detect() adds the resize, duplicate suppression and "
+        "the Detection records. The reference's single-frame figure is its full forward pass "
+        "(it decodes all 256 glimpses). Bars: >= 20x the reference's training throughput "
+        "(>= 7 frames/s), <= 10 ms per single-frame encoder pass. The 64-frame H100 figure "
+        "needs the GPU machine: not measured here. The machine is shared with other "
+        "developers' jobs (see load average above): with another busy process, two OpenMP "
+        "threads can be several times slower than one, so both are reported."
     )
-    payload = {"reference": ref, "training": train, "inference": infer}
+    payload = {"reference": ref, "threads": threads, "runs": {str(n): r for n, r in runs.items()}}
     write_results(args.out, "train_speed", payload, table + "\n\n" + notes, "SPACE+MOC training and inference speed")
     print(table)
     return payload
