@@ -45,39 +45,46 @@ def _only(term: str, value: float = 1.0) -> LossWeights:
 
 @pytest.fixture(scope="module")
 def setup():
-    """A small model whose cells are all present, on a stack of identical frames."""
+    """One forward pass of a small model whose cells are all present, on a stack of T=4
+    identical frames; the graph is kept so that every weighting backpropagates through it."""
     torch.manual_seed(0)
     model = SpaceModel(ModelConfig(top_k=4))
     with torch.no_grad():
         # Present cells (prob > 0.5) so that continuity and spurious-box terms are active.
         model.encoder.image_encoder.heads.bias[0] = 0.3
     frame = torch.rand(1, 3, 128, 128)
-    x = frame.expand(4, -1, -1, -1).contiguous()  # one stack of T=4 identical frames
+    x = frame.expand(4, -1, -1, -1).contiguous()
     pres = torch.zeros(4, 256)
     pres[:, 40] = 1.0
     where = torch.zeros(4, 256, 4)
     where[:, 40] = torch.tensor([0.05, 0.08, -0.4, -0.6])
     mask = torch.zeros(4, 128, 128)
     mask[:, 10:20, 30:40] = 1.0
-    return model, x, pres, where, mask
-
-
-def _grads(setup, weights: LossWeights, lam: float = 0.5) -> torch.Tensor:
-    model, x, pres, where, mask = setup
-    model.zero_grad(set_to_none=False)
-    torch.manual_seed(1)  # same samples for every call
     out = model(x)
     terms = elbo_terms(out, 0.1, -2.0, 0.2)
     terms.update(motion_terms(out, pres, where, mask))
     terms["continuity"] = continuity_loss(out, 4, 16)
-    total_loss(terms, weights, lam).backward()
-    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return model, terms
+
+
+def _grads(setup, weights: LossWeights, lam: float = 0.5) -> torch.Tensor:
+    model, terms = setup
+    params = list(model.parameters())
+    total = total_loss(terms, weights, lam)
+    grads = torch.autograd.grad(total, params, retain_graph=True, allow_unused=True)
+    return torch.cat([
+        (g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params, strict=True)
+    ])
 
 
 @pytest.fixture(scope="module")
 def full_grads(setup):
     """Gradient of the full loss with every default weight."""
     return _grads(setup, LossWeights())
+
+
+def test_zero_weights_give_no_gradient(setup):
+    assert float(_grads(setup, ZERO).abs().sum()) == 0.0
 
 
 @pytest.mark.parametrize("term", TERMS)
@@ -91,10 +98,15 @@ def test_each_term_reaches_the_gradients(setup, full_grads, term):
 
 def test_motion_terms_reach_the_encoder(setup):
     model = setup[0]
-    _grads(setup, _only("motion_pres"))
-    head = model.encoder.image_encoder.heads.weight.grad
-    first = model.encoder.image_encoder.backbone[0][0].weight.grad
-    assert float(head.abs().sum()) > 0 and float(first.abs().sum()) > 0
+    params = dict(model.named_parameters())
+    grads = _grads(setup, _only("motion_pres"))
+    offset = 0
+    seen = {}
+    for name, p in params.items():
+        seen[name] = grads[offset : offset + p.numel()]
+        offset += p.numel()
+    assert float(seen["encoder.image_encoder.heads.weight"].abs().sum()) > 0
+    assert float(seen["encoder.image_encoder.backbone.0.0.weight"].abs().sum()) > 0
 
 
 def test_lambda_moves_weight_between_motion_and_continuity(setup):
