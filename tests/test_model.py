@@ -128,3 +128,16 @@ def test_import_moc_envs_stays_torch_free():
     code = "import sys, moc_envs; print('torch' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"
+
+
+def test_bf16_autocast_forward_gives_float32_outputs():
+    # The CUDA path trains under bf16 autocast; CPU autocast exercises the same dtype handling.
+    torch.manual_seed(0)
+    model = SpaceModel(ModelConfig(top_k=4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(4, 3, 128, 128))
+    for t in (out.fg, out.alpha_map, out.bg_log_lik, out.fg_log_lik, out.pres_prob, out.what_mean):
+        assert t.dtype == torch.float32
+        assert bool(torch.isfinite(t).all())
+    (out.fg_log_lik.sum() + out.bg_log_lik.sum()).backward()
+    assert model.encoder.image_encoder.heads.weight.grad is not None
