@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from moc_envs.errors import CorruptWeightsError
+from moc_envs.games import get_game
 from trainers.config import (
     Anneal,
     LossWeights,
@@ -88,7 +89,7 @@ def test_gpu_preset_is_the_moc_schedule():
     assert make_config("Boxing", "gpu").z_pres_prior.start_step == 0
     assert cfg.lambda_end_step == 3000
     assert (cfg.model.fg_sigma, cfg.model.bg_sigma, cfg.model.tau, cfg.model.bg_components) == (0.2, 0.1, 2.5, 3)
-    assert cfg.model.top_k >= len(cfg.game) and cfg.model.top_k == top_k_for("Pong") >= 3
+    assert cfg.model.top_k == top_k_for("Pong") >= get_game("Pong").n_slots
 
 
 def test_cpu_preset_scales_the_schedule():
@@ -111,6 +112,11 @@ def test_config_is_immutable_and_round_trips():
     assert m.continuity == 0.0 and m.motion == LossWeights().motion
     with pytest.raises(ValueError, match="preset must be one of"):
         make_config("Pong", "tpu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ablation must be one of"):
+        make_config("Pong", "cpu", ablation="moc")
+    with pytest.raises(ValueError, match="lambda_schedule must be one of"):
+        make_config("Pong", "cpu", lambda_schedule="cosine")
+    assert all(top_k_for(g) >= get_game(g).n_slots for g in ("Pong", "Seaquest", "Carnival"))
 
 
 # ---------------------------------------------------------------- training runs
@@ -133,6 +139,14 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_pong, tmp_path):
     assert ca["step"] == cb["step"] == 4
     assert ca["sched"] == cb["sched"]
     assert torch.equal(ca["rng"]["torch"], cb["rng"]["torch"])
+
+
+def test_dynamic_lambda_schedule_runs_and_is_checkpointed(tiny_pong, tmp_path):
+    run = tmp_path / "dyn"
+    main(_argv(tiny_pong, run, "--steps", "2", "--lambda-schedule", "dynamic"))
+    ckpt = torch.load(run / CHECKPOINT, weights_only=True)
+    assert ckpt["config"]["lambda_schedule"] == "dynamic"
+    assert isinstance(ckpt["sched"]["v_ema"], float) and ckpt["sched"]["v_ema"] >= 0.0
 
 
 def test_checkpoint_errors(tiny_pong, tmp_path):

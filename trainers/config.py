@@ -32,6 +32,8 @@ __all__ = [
     "LossWeights",
     "TrainConfig",
     "PRESETS",
+    "ABLATIONS",
+    "LAMBDA_SCHEDULES",
     "make_config",
     "linear_anneal",
     "lambda_linear",
@@ -43,6 +45,8 @@ Preset = Literal["cpu", "gpu"]
 Ablation = Literal["space", "space_m", "space_moc"]
 LambdaSchedule = Literal["linear", "dynamic"]
 PRESETS: tuple[str, ...] = ("cpu", "gpu")
+ABLATIONS: tuple[str, ...] = ("space", "space_m", "space_moc")
+LAMBDA_SCHEDULES: tuple[str, ...] = ("linear", "dynamic")
 
 _REFERENCE_STEPS = 5000
 
@@ -154,6 +158,12 @@ class TrainConfig:
             raise ValueError(f"seq_len must be >= 2 for object continuity, got {self.seq_len}")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.ablation not in ABLATIONS:
+            raise ValueError(f"ablation must be one of {ABLATIONS}, got {self.ablation!r}")
+        if self.lambda_schedule not in LAMBDA_SCHEDULES:
+            raise ValueError(
+                f"lambda_schedule must be one of {LAMBDA_SCHEDULES}, got {self.lambda_schedule!r}"
+            )
 
     @property
     def frames_per_step(self) -> int:
