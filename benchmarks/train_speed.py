@@ -19,6 +19,7 @@ Writes ``benchmarks/results/train_speed.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -211,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         p.error(f"--threads must be comma-separated integers, got {args.threads!r}")
     if not threads or min(threads) < 1:
         p.error(f"--threads needs at least one count >= 1, got {args.threads!r}")
+    load_before = os.getloadavg()
     runs: dict[int, dict[str, Any]] = {}
     for n in threads:
         torch_threads(n)
@@ -249,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "(it decodes all 256 glimpses). Bars: >= 20x the reference's training throughput "
         "(>= 7 frames/s), <= 10 ms per single-frame encoder pass. The 64-frame H100 figure "
         "needs the GPU machine: not measured here. The machine is shared with other "
-        "developers' jobs (see load average above): with another busy process, two OpenMP "
+        f"developers' jobs (1/5/15-min load average before this run: "
+        f"{', '.join(f'{v:.2f}' for v in load_before)}): with another busy process, two OpenMP "
         "threads can be several times slower than one, so both are reported."
     )
     payload = {"reference": ref, "threads": threads, "runs": {str(n): r for n, r in runs.items()}}
