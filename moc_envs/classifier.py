@@ -2,8 +2,10 @@
 
 :class:`ZWhatClassifier` is a nearest-centroid classifier on standardised z_what: one or more
 centroids per OCAtari category (fitted by ``python -m trainers.classifier``), each with a
-radius. A z_what farther than its nearest centroid's radius is ``"unknown"``: the detector
-found something that looks like no category it was shown.
+radius. A z_what is ``"unknown"`` when it is farther than its nearest centroid's radius (the
+detector found something that looks like no category it was shown) or when it is ambiguous:
+its distance to the nearest centroid is more than ``max_ratio`` times its distance to the
+nearest centroid of another category (it sits between two categories).
 
 On disk (``weights/<Game>/``): ``classifier.joblib`` holds plain arrays and strings (no custom
 classes), and ``classifier.json`` is its manifest with the file's SHA-256. The joblib file is
@@ -45,7 +47,7 @@ CLASSIFIER_FORMAT = "moc_envs.classifier/1"
 
 @dataclass
 class ZWhatClassifier:
-    """Nearest-centroid classifier on standardised z_what with an "unknown" radius."""
+    """Nearest-centroid classifier on standardised z_what with an "unknown" radius and ambiguity ratio."""
 
     classes: tuple[str, ...]
     """Category names (OCAtari's), indexed by ``centroid_class``."""
@@ -61,6 +63,8 @@ class ZWhatClassifier:
     """(D,) z_what standard deviation used to standardise."""
     info: dict[str, Any] = field(default_factory=dict)
     """Fit details (labels per class, accuracies), kept in the manifest."""
+    max_ratio: float = 1.0
+    """Unknown when nearest distance > ``max_ratio`` x the nearest other category's distance (1.0: off)."""
 
     def __post_init__(self) -> None:
         self.centroids = np.asarray(self.centroids, np.float32)
@@ -84,6 +88,9 @@ class ZWhatClassifier:
             )
         if self.centroid_class.min() < 0 or self.centroid_class.max() >= len(self.classes):
             raise ValueError(f"centroid_class must index {len(self.classes)} classes")
+        self.max_ratio = float(self.max_ratio)
+        if not 0.0 < self.max_ratio <= 1.0:
+            raise ValueError(f"max_ratio must be in (0, 1], got {self.max_ratio}")
 
     @property
     def z_what_dim(self) -> int:
@@ -102,7 +109,13 @@ class ZWhatClassifier:
         near = d.argmin(axis=1) if len(z) else np.zeros(0, np.int64)
         dist = d[np.arange(len(z)), near] if len(z) else np.zeros(0, np.float32)
         idx = self.centroid_class[near]
-        idx = np.where(dist <= self.radius[near], idx, -1)
+        ok = dist <= self.radius[near]
+        if self.max_ratio < 1.0 and len(z):
+            # Distance to the nearest centroid of any other category: a sample about as close
+            # to two categories is between them, and naming either would be a guess.
+            other = np.where(self.centroid_class[None, :] == idx[:, None], np.inf, d).min(axis=1)
+            ok &= dist <= self.max_ratio * other
+        idx = np.where(ok, idx, -1)
         return idx, dist
 
     def predict(self, z_what: np.ndarray) -> list[str]:
@@ -119,6 +132,7 @@ class ZWhatClassifier:
             "radius": self.radius,
             "mean": self.mean,
             "scale": self.scale,
+            "max_ratio": self.max_ratio,
         }
 
 
@@ -147,6 +161,7 @@ def save_classifier(clf: ZWhatClassifier, folder: str | Path, game: str) -> Path
         "classes": list(clf.classes),
         "z_what_dim": clf.z_what_dim,
         "centroids": int(clf.centroids.shape[0]),
+        "max_ratio": clf.max_ratio,
         "info": clf.info,
     }
     tmp_m = folder / f".{MANIFEST_FILE}.tmp{os.getpid()}"
@@ -204,6 +219,7 @@ def load_classifier(folder: str | Path, game: str | None = None) -> ZWhatClassif
             mean=data["mean"],
             scale=data["scale"],
             info=dict(manifest.get("info") or {}),
+            max_ratio=float(data.get("max_ratio", 1.0)),
         )
     except (KeyError, TypeError, ValueError, EOFError) as err:
         raise CorruptWeightsError(f"{c_path} does not hold a z_what classifier: {err}") from err

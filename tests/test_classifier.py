@@ -104,3 +104,22 @@ def test_latent_scores_on_clusters():
     assert km["k"] == 3 and km["ami"] > 0.9 and km["ari"] > 0.9
     shuffled = np.random.default_rng(1).permutation(lab)
     assert cluster_scores(z, shuffled)["ami"] < 0.1
+
+
+def test_ambiguous_points_are_unknown(tmp_path):
+    z, lab = clustered()
+    clf = fit_classifier(z, lab, labels_per_class=8, seed=0, max_ratio=0.9)
+    centre = {c: z[lab == c].mean(0) for c in CLASSES}
+    # Midway between two categories: inside the radius, but as close to one as to the other.
+    mid = (centre["Ball"] + centre["Enemy"]) / 2
+    near_ball = centre["Ball"] + 0.1 * (centre["Enemy"] - centre["Ball"])
+    assert clf.predict(np.stack([mid, near_ball])) == [UNKNOWN, "Ball"]
+    clf.radius[:] = 1e6  # the radius alone would accept the midpoint
+    assert clf.predict(mid[None]) == [UNKNOWN]
+    save_classifier(clf, tmp_path, "Pong")
+    loaded = load_classifier(tmp_path, "Pong")
+    assert loaded.max_ratio == pytest.approx(0.9) and loaded.predict(mid[None]) == [UNKNOWN]
+    loaded.max_ratio = 1.0  # off: the nearest category wins
+    assert loaded.predict(mid[None])[0] in ("Ball", "Enemy")
+    with pytest.raises(ValueError, match="max_ratio must be in"):
+        fit_classifier(z, lab, max_ratio=0.0)

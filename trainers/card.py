@@ -159,7 +159,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         f"- Weights: `{det['file']}`, {det['bytes'] / 1e6:.2f} MB, SHA-256 `{det['sha256'][:16]}...`",
         f"- Training: step {tr['step']} of {tr['steps']} ({tr['preset']} preset, {tr['ablation']}, seed {tr['seed']}), "
-        f"{_f(tr['minutes']) if tr['minutes'] is not None else 'unknown'} minutes on {tr['hardware']}",
+        f"{'unknown' if tr['minutes'] is None else format(tr['minutes'], '.1f')} minutes on {tr['hardware']}",
         f"- Data set: `{ds.get('path')}` ({ds.get('policy')} policy, seed {ds.get('seed')}, stacks {ds.get('stacks')}, T={ds.get('T')})",
     ]
     clf = card["classifier"]
@@ -190,10 +190,30 @@ def card_markdown(card: dict[str, Any]) -> str:
             )
     lines += [
         "",
+        "F1 is judged with the references' criterion, a prediction matches an object when "
+        "max(0, 1 - centre distance / object diagonal) > 0.5 (one-to-one Hungarian matching); "
+        "F1 (5 px) is OCAtari's centre distance < 5 px, F1 (IoU 0.5) needs IoU >= 0.5. "
+        "Category accuracy is on predictions matched to an object, 'unknown' counting as wrong.",
+        "",
         f"Shipping bar: F1 on moving objects >= {ship['f1_moving_required']}, category accuracy >= "
         f"{ship['category_accuracy_required']}: **{'met' if ship['meets_bar'] else 'not met'}** "
         f"(F1 {_f(ship.get('f1_moving'))}, category accuracy {_f(ship.get('category_accuracy'))}).",
     ]
+    cats = sorted({c for _, block in rows for sub in ("all", "moving") for c in block[sub]["recall_by_category"]})
+    if cats:
+        lines += ["", "### Recall per category (moving objects)", "", "| method | " + " | ".join(cats) + " |", "|---|" + "---|" * len(cats)]
+        for name, block in rows:
+            rc = block["moving"]["recall_by_category"]
+            lines.append(f"| {name} | " + " | ".join(_f(rc.get(c)) for c in cats) + " |")
+    lat = ev.get("latent") or {}
+    fs, km = lat.get("few_shot_ridge") or {}, lat.get("kmeans") or {}
+    if fs or km:
+        lines += ["", "### z_what quality (predictions labelled by their best-IoU object)", ""]
+        if fs:
+            lines += ["| labels per class | " + " | ".join(fs) + " |", "|---|" + "---|" * len(fs)]
+            lines.append("| few-shot ridge accuracy | " + " | ".join(f"{v['mean']:.3f} ± {v['std']:.3f}" for v in fs.values()) + " |")
+        if km:
+            lines += ["", f"KMeans (k = {km['k']}): AMI {km['ami']:.3f}, ARI {km['ari']:.3f}."]
     return "\n".join(lines) + "\n"
 
 

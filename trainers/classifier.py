@@ -35,8 +35,9 @@ def fit_classifier(
     seed: int = 0,
     iterations: int = 20,
     radius_quantile: float = 0.99,
-    radius_margin: float = 1.5,
+    radius_margin: float = 1.0,
     outlier_factor: float = 3.0,
+    max_ratio: float = 0.9,
 ) -> ZWhatClassifier:
     """Fit a classifier on ``z`` (N, D) where ``labels`` (N,) holds a category or "" (no label).
 
@@ -76,8 +77,14 @@ def fit_classifier(
         member = new
         cent = np.stack([zs[member == ci].mean(0) for ci in range(len(classes))])
     d = np.linalg.norm(zs[:, None] - cent[None], axis=-1)
+    # The radius covers the samples nearest to the centroid, not only the refinement's members:
+    # those stop at a few times the labelled samples' spread, which real objects often exceed.
+    near = d.argmin(1)
     radius = np.array(
-        [radius_margin * np.quantile(d[member == ci, ci], radius_quantile) for ci in range(len(classes))]
+        [
+            radius_margin * np.quantile(d[near == ci, ci] if (near == ci).any() else d[member == ci, ci], radius_quantile)
+            for ci in range(len(classes))
+        ]
     )
     info = {
         "labels_per_class": labels_per_class,
@@ -87,8 +94,9 @@ def fit_classifier(
         "seed": seed,
         "radius_quantile": radius_quantile,
         "radius_margin": radius_margin,
+        "max_ratio": max_ratio,
     }
-    return ZWhatClassifier(classes, cent, np.arange(len(classes)), radius, mean, scale, info)
+    return ZWhatClassifier(classes, cent, np.arange(len(classes)), radius, mean, scale, info, max_ratio=max_ratio)
 
 
 def score_classifier(clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -137,6 +145,7 @@ def fit_from_weights(
     device: str = "cpu",
     out: str | Path | None = None,
     limit: int | None = None,
+    max_ratio: float = 0.9,
 ) -> dict[str, Any]:
     """Fit on the val split, score on the test split, save beside the weights (or in ``out``)."""
     from moc_envs.games import get_game
@@ -145,7 +154,7 @@ def fit_from_weights(
     spec = get_game(game)
     encoder, _ = load_encoder(weights, None, spec.name, device)
     z_val, lab_val = _split_samples(encoder, data, "val", device, limit)
-    clf = fit_classifier(z_val, lab_val, labels_per_class, seed)
+    clf = fit_classifier(z_val, lab_val, labels_per_class, seed, max_ratio=max_ratio)
     z_test, lab_test = _split_samples(encoder, data, "test", device, limit)
     report = {"val": score_classifier(clf, z_val, lab_val), "test": score_classifier(clf, z_test, lab_test)}
     clf.info["test"] = report["test"]
@@ -166,8 +175,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--limit", type=int, default=None, help="use only the first N stacks of each split")
     p.add_argument("--out", default=None, help="output folder (default: the weights folder)")
+    p.add_argument("--max-ratio", type=float, default=0.9, help="ambiguity ratio beyond which a prediction is unknown (1: off)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
-    report = fit_from_weights(args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    report = fit_from_weights(
+        args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit, args.max_ratio
+    )
     print(json.dumps(report, indent=2))
     return report
 
