@@ -8,6 +8,8 @@ VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
 GAME ?= Pong
 STEPS ?= 300
+# space: the learned detector (bundled weights/<Game>); ram: the RAM oracle
+DETECTOR ?= space
 
 PY := $(VENV)/bin/python
 
@@ -21,7 +23,7 @@ install: $(PY)
 	$(PY) -m pip install -e ".[dev]"
 
 demo: install
-	$(VENV)/bin/moc-envs demo --game $(GAME) --steps $(STEPS) --detector ram
+	$(VENV)/bin/moc-envs demo --game $(GAME) --steps $(STEPS) --detector $(DETECTOR)
 
 test: install
 	$(PY) -m pytest

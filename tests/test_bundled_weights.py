@@ -39,14 +39,52 @@ def test_pong_weights_find_ball_and_paddles():
             assert [dets[p].category for p in pi] == cats[i][gi].tolist()
 
 
-def test_env_runs_on_bundled_weights():
+def test_env_defaults_to_bundled_weights():
     import gymnasium as gym
 
-    env = gym.make("MOC/Pong-v0", detector="space", device="cpu")
+    from moc_envs.space_detector import SpaceDetector
+
+    env = gym.make("MOC/Pong-v0", device="cpu")  # no detector argument: the learned one
     try:
+        assert isinstance(_detector(env), SpaceDetector) and _detector(env).classifier is not None
         obs, info = env.reset(seed=0)
-        for _ in range(3):
-            obs, *_ = env.step(env.action_space.sample())
+        seen: set[str] = set()
+        for _ in range(20):
+            obs, *_, info = env.step(env.action_space.sample())
+            seen |= {d.category for d in info["objects"]}
         assert env.observation_space.contains(obs)
+        # The shipped classifier names the paddles (the ball may be off screen after a point).
+        assert {"Player", "Enemy"} <= seen
+        assert obs[:, 0].sum() >= 2  # at least two slots filled
     finally:
         env.close()
+
+
+def _detector(env):
+    """The detector of a MOC env (through Gymnasium's wrappers)."""
+    while not hasattr(env, "detector"):
+        env = env.env
+    return env.detector
+
+
+def test_games_without_weights_name_the_training_commands():
+    import gymnasium as gym
+
+    from moc_envs.errors import MissingWeightsError
+    from moc_envs.games import game_names
+
+    missing = [g for g in game_names() if not all((weights_dir(g) / f).is_file() for f in REQUIRED_FILES)]
+    assert missing, "every game ships weights"
+    game = missing[0]
+    with pytest.raises(MissingWeightsError, match=f"No trained SPACE\\+MOC detector for {game}") as err:
+        gym.make(f"MOC/{game}-v0")
+    assert f"python -m trainers.train --game {game}" in str(err.value)
+
+
+def test_demo_defaults_to_bundled_weights(tmp_path, capsys):
+    from moc_envs.cli import main
+
+    out = tmp_path / "pong.gif"
+    assert main(["demo", "--game", "Pong", "--steps", "10", "--device", "cpu", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "(space detector)" in text and out.is_file()
