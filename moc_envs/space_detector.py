@@ -4,8 +4,10 @@
 by ``python -m trainers.export``), runs the light inference encoder on a batch of frames and
 returns one list of :class:`moc_envs.detection.Detection` per frame: boxes in 210x160 frame
 pixels (top-left), score = z_pres probability, z_what attached. Posterior means only, cells with
-z_pres probability above 0.5, then one box per object (:mod:`moc_envs.postprocess`) and, when
-the folder ships a verified z_what classifier (:mod:`moc_envs.classifier`), its category names.
+z_pres probability above 0.5, then one box per object, each tightened to its object's pixels
+(:mod:`moc_envs.postprocess`; ``"refine_boxes": false`` in config.json keeps SPACE's loose boxes)
+and, when the folder ships a verified z_what classifier (:mod:`moc_envs.classifier`), its
+category names.
 Importing this module imports torch; ``import moc_envs`` does not.
 """
 
@@ -25,7 +27,12 @@ from moc_envs.games import GameSpec
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.model.geometry import where_to_boxes
-from moc_envs.postprocess import DEFAULT_SUPPRESSION, SuppressionConfig, suppress_duplicates
+from moc_envs.postprocess import (
+    DEFAULT_SUPPRESSION,
+    SuppressionConfig,
+    refine_boxes,
+    suppress_duplicates,
+)
 from moc_envs.preprocess import resize_frames
 
 __all__ = ["WEIGHTS_FILE", "CONFIG_FILE", "FORMAT", "SpaceDetector"]
@@ -51,11 +58,13 @@ class SpaceDetector:
         meta: dict[str, Any] | None = None,
         classifier: ZWhatClassifier | None = None,
         suppression: SuppressionConfig | None = DEFAULT_SUPPRESSION,
+        refine: bool = True,
     ) -> None:
         """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one).
 
         ``classifier`` names each detection's category ("object" without one);
-        ``suppression=None`` keeps every present cell (duplicates included).
+        ``suppression=None`` keeps every present cell (duplicates included);
+        ``refine=False`` keeps the model's loose boxes instead of tightening them to the pixels.
         """
         self.game = game
         self.device = torch.device(device)
@@ -65,6 +74,7 @@ class SpaceDetector:
         self.meta = dict(meta or {})
         self.classifier = classifier
         self.suppression = suppression
+        self.refine = refine
 
     @property
     def config(self) -> ModelConfig:
@@ -127,7 +137,10 @@ class SpaceDetector:
                 f"classifier in {path} expects z_what of size {classifier.z_what_dim}, "
                 f"the detector produces {model_cfg.z_what_dim}"
             )
-        return cls(encoder, game, device=device, meta=meta, classifier=classifier)
+        refine = meta.get("refine_boxes", True)
+        if not isinstance(refine, bool):
+            raise CorruptWeightsError(f"{cfg_path}: refine_boxes must be true or false, got {refine!r}")
+        return cls(encoder, game, device=device, meta=meta, classifier=classifier, refine=refine)
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:
         small = resize_frames(frames)
@@ -154,6 +167,10 @@ class SpaceDetector:
                 [np.flatnonzero(b_idx == f)[suppress_duplicates(boxes[b_idx == f], prob[b_idx == f], self.suppression)]
                  for f in np.unique(b_idx)]
             )  # fmt: skip
+        if self.refine and len(keep):
+            for f in np.unique(b_idx[keep]):
+                rows = keep[b_idx[keep] == f]
+                boxes[rows] = refine_boxes(frames[int(f)], boxes[rows])
         cats = self.classifier.predict(z_what[keep]) if self.classifier is not None else [DEFAULT_CATEGORY] * len(keep)
         out: list[list[Detection]] = [[] for _ in range(n)]
         for i, cat in zip(keep.tolist(), cats, strict=True):

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 def test_pong_weights_find_ball_and_paddles():
     from moc_envs.games import get_game
     from moc_envs.space_detector import SpaceDetector
-    from trainers.detection_metrics import match_pairs
+    from trainers.detection_metrics import iou_matrix, match_pairs
 
     with np.load(FRAMES) as z:
         frames, boxes, cats = z["frames"], z["boxes"], z["categories"]
@@ -37,6 +37,8 @@ def test_pong_weights_find_ball_and_paddles():
         assert len(dets) <= 4, f"frame {i}: {len(dets)} detections for 3 objects"
         if det.classifier is not None:
             assert [dets[p].category for p in pi] == cats[i][gi].tolist()
+        if det.refine:  # boxes tightened to the pixels fit the objects, not just their centres
+            assert (iou_matrix(pred[pi], boxes[i][gi]).diagonal() >= 0.5).all(), f"frame {i}: {pred[pi]} vs {boxes[i][gi]}"
 
 
 def test_env_defaults_to_bundled_weights():

@@ -64,6 +64,7 @@ def test_export_writes_only_the_inference_module(exported, run_dir):
 def test_detect_round_trip_matches_the_model(exported, run_dir):
     det = SpaceDetector.from_pretrained(exported, get_game("Pong"))
     det.suppression = None  # every present cell, to compare with the model cell by cell
+    det.refine = False  # the model's own boxes, not tightened to the pixels
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (2, 210, 160, 3), dtype=np.uint8)
     dets = det.detect(frames)
@@ -129,6 +130,18 @@ def test_corrupt_or_mismatched_weights_are_refused(exported, tmp_path):
         SpaceDetector.from_pretrained(keys, pong)
     with pytest.raises(MissingWeightsError, match="is missing"):
         SpaceDetector.from_pretrained(tmp_path / "nowhere", pong)
+
+
+def test_config_switches_box_refinement(exported, tmp_path):
+    pong = get_game("Pong")
+    assert SpaceDetector.from_pretrained(exported, pong).refine is True  # the default
+    off = _copy(exported, tmp_path / "off")
+    meta = json.loads((off / CONFIG_FILE).read_text())
+    (off / CONFIG_FILE).write_text(json.dumps({**meta, "refine_boxes": False}))
+    assert SpaceDetector.from_pretrained(off, pong).refine is False
+    (off / CONFIG_FILE).write_text(json.dumps({**meta, "refine_boxes": "yes"}))
+    with pytest.raises(CorruptWeightsError, match="refine_boxes must be true or false"):
+        SpaceDetector.from_pretrained(off, pong)
 
 
 def test_export_refuses_another_game(run_dir, tmp_path):

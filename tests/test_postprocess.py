@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moc_envs.postprocess import SuppressionConfig, suppress_duplicates
+from moc_envs.postprocess import SuppressionConfig, refine_boxes, suppress_duplicates
 
 
 def test_removes_a_neighbouring_duplicate_keeping_the_best():
@@ -42,3 +42,29 @@ def test_bad_arguments_are_clear_errors():
         suppress_duplicates(np.ones((2, 4)), np.ones(1))
     with pytest.raises(ValueError, match="iou_threshold must be in"):
         SuppressionConfig(iou_threshold=0.0)
+
+
+def _pong_like_frame() -> np.ndarray:
+    frame = np.zeros((210, 160, 3), np.uint8)
+    frame[:] = (144, 72, 17)  # playfield
+    frame[24:34] = (236, 236, 236)  # top wall
+    frame[34:49, 140:144] = (92, 186, 92)  # a 4x15 paddle right under the wall
+    frame[120:124, 80:82] = (236, 236, 236)  # the 2x4 ball
+    return frame
+
+
+def test_refine_tightens_loose_boxes_to_the_object():
+    frame = _pong_like_frame()
+    loose = np.array([[137.0, 31.0, 10.0, 21.0], [77.0, 116.0, 9.0, 12.0]])
+    tight = refine_boxes(frame, loose)
+    # The wall touches the paddle's loose box but has another colour: it stays out.
+    np.testing.assert_allclose(tight, [[140, 34, 4, 15], [80, 120, 2, 4]])
+
+
+def test_refine_keeps_boxes_on_background_and_checks_the_frame():
+    frame = _pong_like_frame()
+    empty = np.array([[60.0, 150.0, 10.0, 10.0]])
+    np.testing.assert_allclose(refine_boxes(frame, empty), empty)
+    assert refine_boxes(frame, np.zeros((0, 4))).shape == (0, 4)
+    with pytest.raises(ValueError, match=r"frame must be \(H, W, 3\)"):
+        refine_boxes(frame[..., 0], empty)

@@ -102,7 +102,10 @@ def build_card(
             "frames": ev["frames"],
             "step": ev.get("step"),
             "suppression": ev.get("suppression"),
-            "detector": _summary(ev["detector"]["suppressed"]),
+            # What the env runs: suppressed, and pixel-tight boxes when the evaluation had the frames.
+            "detector": _summary(ev["detector"].get("refined") or ev["detector"]["suppressed"]),
+            "boxes": "pixel-tight boxes, as the env runs" if "refined" in ev["detector"] else "model boxes",
+            "detector_model_boxes": _summary(ev["detector"]["suppressed"]),
             "detector_without_suppression": _summary(ev["detector"]["raw"]),
             "latent": {"few_shot_ridge": ev["latent"]["few_shot_ridge"], "kmeans": ev["latent"]["kmeans"]},
         }
@@ -178,7 +181,13 @@ def card_markdown(card: dict[str, Any]) -> str:
         "| method | objects | P | R | F1 | F1 (5 px) | F1 (IoU 0.5) | AP 0.1..0.9 | duplicates | count acc. | category acc. |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = [("SPACE+MOC (suppressed)", ev["detector"]), ("SPACE+MOC (all cells)", ev["detector_without_suppression"])]
+    rows = [
+        (f"SPACE+MOC ({ev.get('boxes', 'model boxes')})", ev["detector"]),
+        ("SPACE+MOC (suppressed, model boxes)", ev.get("detector_model_boxes") or ev["detector"]),
+        ("SPACE+MOC (all cells, model boxes)", ev["detector_without_suppression"]),
+    ]
+    if ev.get("boxes") != "pixel-tight boxes, as the env runs":
+        rows.pop(1)
     if "ocatari_vision" in ev:
         rows.append(("OCAtari vision mode", ev["ocatari_vision"]))
     for name, block in rows:
@@ -193,7 +202,9 @@ def card_markdown(card: dict[str, Any]) -> str:
         "F1 is judged with the references' criterion, a prediction matches an object when "
         "max(0, 1 - centre distance / object diagonal) > 0.5 (one-to-one Hungarian matching); "
         "F1 (5 px) is OCAtari's centre distance < 5 px, F1 (IoU 0.5) needs IoU >= 0.5. "
-        "Category accuracy is on predictions matched to an object, 'unknown' counting as wrong.",
+        "Category accuracy is on predictions matched to an object, 'unknown' counting as wrong. "
+        "Pixel-tight boxes: each suppressed box tightened to its object's pixels "
+        "(`moc_envs.postprocess.refine_boxes`), as the env does; model boxes: SPACE's own (loose) boxes.",
         "",
         f"Shipping bar: F1 on moving objects >= {ship['f1_moving_required']}, category accuracy >= "
         f"{ship['category_accuracy_required']}: **{'met' if ship['meets_bar'] else 'not met'}** "

@@ -8,7 +8,8 @@ objects whose box changed since the previous frame, the dataset's ``moved`` flag
 HUD objects are then ignored, not counted against the detector): AP over IoU 0.1..0.9, P/R/F1
 with the centre-distance criteria and with IoU >= 0.5, the duplicate rate, counting accuracy
 and recall per category (:mod:`trainers.detection_metrics`), before and after duplicate
-suppression (:mod:`moc_envs.postprocess`); category accuracy when a classifier is shipped with
+suppression and, when the split's full-size frames exist, after the boxes are tightened to
+the pixels as the env does (:mod:`moc_envs.postprocess`); category accuracy when a classifier is shipped with
 the weights; latent quality of z_what (:mod:`trainers.latent_metrics`). OCAtari's vision mode
 runs on the same frames when the split's full-size frames exist (:mod:`trainers.raw_frames`).
 Writes ``<out>/eval_<split>.json`` and ``.md`` (default out: the weights or run folder).
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from moc_envs.postprocess import SuppressionConfig, suppress_duplicates
+from moc_envs.postprocess import SuppressionConfig, refine_boxes, suppress_duplicates
 from trainers.data import GroundTruth, load_ground_truth, load_meta, load_split
 from trainers.detection_metrics import FrameSet, detection_report, match_pairs
 from trainers.latent_metrics import latent_report
@@ -40,6 +41,7 @@ __all__ = [
     "load_encoder",
     "predict_frames",
     "suppress",
+    "refine",
     "gt_frames",
     "frame_sets",
     "category_accuracy",
@@ -120,6 +122,14 @@ def suppress(pred: Predictions, config: SuppressionConfig | None = None) -> Pred
         if pred.categories is not None and out.categories is not None:
             out.categories.append([pred.categories[i][k] for k in keep])
     return out
+
+
+def refine(pred: Predictions, raw: np.ndarray) -> Predictions:
+    """The predictions with boxes tightened to the pixels of full-size frames ``raw`` (M, 210, 160, 3)."""
+    if len(raw) != len(pred):
+        raise ValueError(f"{len(raw)} full-size frames for {len(pred)} predicted frames")
+    boxes = [refine_boxes(raw[i], b) if len(b) else b for i, b in enumerate(pred.boxes)]
+    return Predictions(boxes, pred.scores, pred.z_what, pred.categories)
 
 
 def gt_frames(gt: GroundTruth, stacks: int, T: int) -> dict[str, tuple[list, list, list]]:
@@ -234,6 +244,9 @@ def evaluate(
     if classifier is not None:
         raw_pred.categories = [classifier.predict(z) for z in raw_pred.z_what]
     sup_pred = suppress(raw_pred, sup_cfg)
+    from trainers.raw_frames import has_raw_frames, load_raw_frames
+
+    raw = load_raw_frames(data, split)[:S] if has_raw_frames(data, split) else None
 
     result: dict[str, Any] = {
         "game": spec.name,
@@ -251,19 +264,20 @@ def evaluate(
         "suppression": {"iou_threshold": sup_cfg.iou_threshold, "centre_fraction": sup_cfg.centre_fraction},
         "classifier": None if classifier is None else {"classes": list(classifier.classes), "info": classifier.info},
         "detector": {"raw": _score(raw_pred, gt_sets), "suppressed": _score(sup_pred, gt_sets)},
+        "refined": raw is not None,
         "latent": latent_report(raw_pred.z_what, raw_pred.boxes, gt_sets["all"][0], gt_sets["all"][1]),
         "detect_seconds": round(seconds, 2),
     }
-    from trainers.raw_frames import has_raw_frames, load_raw_frames
-
+    if raw is not None:
+        # What the env runs: suppressed boxes tightened to the full-size frame's pixels.
+        result["detector"]["refined"] = _score(refine(sup_pred, raw.reshape(S * T, *raw.shape[2:])), gt_sets)
     if not vision:
         result["ocatari_vision"] = {"skipped": "disabled"}
-    elif not has_raw_frames(data, split):
+    elif raw is None:
         result["ocatari_vision"] = {
             "skipped": f"no full-size frames; run `python -m trainers.raw_frames --data {data} --split {split}`"
         }
     else:
-        raw = load_raw_frames(data, split)[:S]
         result["ocatari_vision"] = _score(ocatari_vision(spec.name, raw, progress), gt_sets)
     return result
 
@@ -286,6 +300,8 @@ def to_markdown(res: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     methods = [("SPACE+MOC, all cells", res["detector"]["raw"]), ("SPACE+MOC, suppressed", res["detector"]["suppressed"])]
+    if "refined" in res["detector"]:
+        methods.append(("SPACE+MOC, suppressed, pixel-tight boxes (env)", res["detector"]["refined"]))
     vis = res.get("ocatari_vision", {})
     if "skipped" not in vis:
         methods.append(("OCAtari vision mode", vis))
