@@ -287,6 +287,12 @@ def bar_plot(
     ax.set_title(title)
     for yi, v in zip(y, values, strict=True):
         ax.text(v, yi, f" {v:,.0f}" if v >= 10 else f" {v:.2f}", va="center", fontsize=8)
+    return _save_figure(plt, fig, path)
+
+
+
+def _save_figure(plt: Any, fig: Any, path: Path) -> Path:
+    """Write ``fig`` to ``path`` as PNG atomically and close it."""
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")
@@ -294,7 +300,6 @@ def bar_plot(
     plt.close(fig)
     os.replace(tmp, path)
     return path
-
 
 def line_plot(
     path: Path,
@@ -313,13 +318,7 @@ def line_plot(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return _save_figure(plt, fig, path)
 
 
 class Timer:
