@@ -5,7 +5,9 @@ centroids per OCAtari category (fitted by ``python -m trainers.classifier``), ea
 radius. A z_what is ``"unknown"`` when it is farther than its nearest centroid's radius (the
 detector found something that looks like no category it was shown) or when it is ambiguous:
 its distance to the nearest centroid is more than ``max_ratio`` times its distance to the
-nearest centroid of another category (it sits between two categories).
+nearest centroid of another category (it sits between two categories). A classifier may also
+read the size of the detector's box (``size_dims == 2``: log width and height of the model's
+box, the z_where scale, appended to z_what before standardising).
 
 On disk (``weights/<Game>/``): ``classifier.joblib`` holds plain arrays and strings (no custom
 classes), and ``classifier.json`` is its manifest with the file's SHA-256. The joblib file is
@@ -65,6 +67,8 @@ class ZWhatClassifier:
     """Fit details (labels per class, accuracies), kept in the manifest."""
     max_ratio: float = 1.0
     """Unknown when nearest distance > ``max_ratio`` x the nearest other category's distance (1.0: off)."""
+    size_dims: int = 0
+    """2 when the features end with the log width and height of the detector's box, else 0."""
 
     def __post_init__(self) -> None:
         self.centroids = np.asarray(self.centroids, np.float32)
@@ -88,6 +92,9 @@ class ZWhatClassifier:
             )
         if self.centroid_class.min() < 0 or self.centroid_class.max() >= len(self.classes):
             raise ValueError(f"centroid_class must index {len(self.classes)} classes")
+        self.size_dims = int(self.size_dims)
+        if self.size_dims not in (0, 2) or d <= self.size_dims:
+            raise ValueError(f"size_dims must be 0 or 2 (and less than the {d} features), got {self.size_dims}")
         self.max_ratio = float(self.max_ratio)
         if not 0.0 < self.max_ratio <= 1.0:
             raise ValueError(f"max_ratio must be in (0, 1], got {self.max_ratio}")
@@ -95,15 +102,37 @@ class ZWhatClassifier:
     @property
     def z_what_dim(self) -> int:
         """Size of the z_what this classifier expects."""
-        return int(self.centroids.shape[1])
+        return int(self.centroids.shape[1]) - self.size_dims
 
-    def predict_index(self, z_what: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Class index per row of ``z_what`` (M, D), -1 for unknown, and the distance (M,)."""
+    @property
+    def uses_sizes(self) -> bool:
+        """Whether :meth:`predict` needs the boxes' sizes."""
+        return self.size_dims > 0
+
+    def features(self, z_what: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
+        """The unstandardised feature rows: z_what (M, D), then log box width and height when used."""
         z = np.asarray(z_what, np.float32)
         if z.size == 0:
             z = np.zeros((0, self.z_what_dim), np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_what_dim:
             raise ValueError(f"z_what must be (M, {self.z_what_dim}) with {self.z_what_dim} columns, got shape {z.shape}")
+        if not self.uses_sizes:
+            return z
+        if sizes is None:
+            raise ValueError("this classifier also reads the boxes' sizes: pass sizes (M, 2) as (width, height)")
+        wh = np.asarray(sizes, np.float32)
+        if wh.size == 0:
+            wh = wh.reshape(0, 2)
+        if wh.shape != (len(z), 2):
+            raise ValueError(f"sizes must be ({len(z)}, 2) as (width, height), got shape {np.shape(sizes)}")
+        return np.hstack([z, np.log(np.clip(wh, 1.0, None))])
+
+    def predict_index(self, z_what: np.ndarray, sizes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Class index per row of ``z_what`` (M, D), -1 for unknown, and the distance (M,).
+
+        ``sizes`` (M, 2): width and height of the detector's boxes, needed when :attr:`uses_sizes`.
+        """
+        z = self.features(z_what, sizes)
         zs = (z - self.mean) / self.scale
         d = np.linalg.norm(zs[:, None, :] - self.centroids[None], axis=-1)
         near = d.argmin(axis=1) if len(z) else np.zeros(0, np.int64)
@@ -118,9 +147,9 @@ class ZWhatClassifier:
         idx = np.where(ok, idx, -1)
         return idx, dist
 
-    def predict(self, z_what: np.ndarray) -> list[str]:
-        """Category name per row of ``z_what`` (M, D); ``"unknown"`` when unsure."""
-        idx, _ = self.predict_index(z_what)
+    def predict(self, z_what: np.ndarray, sizes: np.ndarray | None = None) -> list[str]:
+        """Category name per row of ``z_what`` (M, D); ``"unknown"`` when unsure (``sizes`` as in :meth:`predict_index`)."""
+        idx, _ = self.predict_index(z_what, sizes)
         return [self.classes[i] if i >= 0 else UNKNOWN for i in idx.tolist()]
 
     def arrays(self) -> dict[str, Any]:
@@ -133,6 +162,7 @@ class ZWhatClassifier:
             "mean": self.mean,
             "scale": self.scale,
             "max_ratio": self.max_ratio,
+            "size_dims": self.size_dims,
         }
 
 
@@ -162,6 +192,7 @@ def save_classifier(clf: ZWhatClassifier, folder: str | Path, game: str) -> Path
         "z_what_dim": clf.z_what_dim,
         "centroids": int(clf.centroids.shape[0]),
         "max_ratio": clf.max_ratio,
+        "size_dims": clf.size_dims,
         "info": clf.info,
     }
     tmp_m = folder / f".{MANIFEST_FILE}.tmp{os.getpid()}"
@@ -220,6 +251,7 @@ def load_classifier(folder: str | Path, game: str | None = None) -> ZWhatClassif
             scale=data["scale"],
             info=dict(manifest.get("info") or {}),
             max_ratio=float(data.get("max_ratio", 1.0)),
+            size_dims=int(data.get("size_dims", 0)),
         )
     except (KeyError, TypeError, ValueError, EOFError) as err:
         raise CorruptWeightsError(f"{c_path} does not hold a z_what classifier: {err}") from err

@@ -167,11 +167,16 @@ class SpaceDetector:
                 [np.flatnonzero(b_idx == f)[suppress_duplicates(boxes[b_idx == f], prob[b_idx == f], self.suppression)]
                  for f in np.unique(b_idx)]
             )  # fmt: skip
+        # Categories first: a classifier reading box sizes was fitted on the model's boxes.
+        cats = (
+            self.classifier.predict(z_what[keep], boxes[keep, 2:4])
+            if self.classifier is not None
+            else [DEFAULT_CATEGORY] * len(keep)
+        )
         if self.refine and len(keep):
             for f in np.unique(b_idx[keep]):
                 rows = keep[b_idx[keep] == f]
                 boxes[rows] = refine_boxes(frames[int(f)], boxes[rows])
-        cats = self.classifier.predict(z_what[keep]) if self.classifier is not None else [DEFAULT_CATEGORY] * len(keep)
         out: list[list[Detection]] = [[] for _ in range(n)]
         for i, cat in zip(keep.tolist(), cats, strict=True):
             x, y, w, h = (float(v) for v in boxes[i])

@@ -123,3 +123,46 @@ def test_ambiguous_points_are_unknown(tmp_path):
     assert loaded.predict(mid[None])[0] in ("Ball", "Enemy")
     with pytest.raises(ValueError, match="max_ratio must be in"):
         fit_classifier(z, lab, max_ratio=0.0)
+
+
+def test_prototypes_handle_a_category_with_two_looks():
+    rng = np.random.default_rng(0)
+    # "Tree" has two looks on either side of "Flag": one centroid per category lands on Flag.
+    looks = {"Tree": [-6.0, 6.0], "Flag": [0.0]}  # one informative z_what dimension
+    z, lab = [], []
+    for c, centres in looks.items():
+        for centre in centres:
+            z.append(centre + rng.normal(0, 0.4, (150, 1)))
+            lab += [c] * 150
+    z, lab = np.vstack(z), np.array(lab, dtype=object)
+    for method, floor in (("kmeans", 0.0), ("prototypes", 0.97)):
+        clf = fit_classifier(z, lab, labels_per_class=8, seed=0, method=method)
+        acc = score_classifier(clf, z, lab)["accuracy"]
+        assert acc >= floor, (method, acc)
+    assert score_classifier(fit_classifier(z, lab, labels_per_class=8, method="kmeans"), z, lab)["accuracy"] < 0.9
+    assert clf.info["method"] == "prototypes" and len(clf.centroids) == 16
+    with pytest.raises(ValueError, match="method must be one of kmeans, prototypes"):
+        fit_classifier(z, lab, method="svm")
+
+
+def test_box_sizes_as_features(tmp_path):
+    rng = np.random.default_rng(0)
+    # Same z_what distribution, told apart only by the box size (a ball and a bullet, say).
+    z = rng.normal(0, 1, (400, 4))
+    lab = np.array(["Ball"] * 200 + ["Bullet"] * 200, dtype=object)
+    sizes = np.vstack([rng.normal((8, 8), 0.5, (200, 2)), rng.normal((3, 12), 0.5, (200, 2))])
+    plain = fit_classifier(z, lab, labels_per_class=8, max_ratio=1.0)
+    assert score_classifier(plain, z, lab)["accuracy"] < 0.8
+    sized = fit_classifier(z, lab, labels_per_class=8, max_ratio=1.0, sizes=sizes, size_weight=3.0)
+    assert sized.uses_sizes and sized.z_what_dim == 4
+    assert score_classifier(sized, z, lab, sizes)["accuracy"] > 0.97
+    with pytest.raises(ValueError, match="also reads the boxes' sizes"):
+        sized.predict(z)
+    with pytest.raises(ValueError, match=r"sizes must be \(400, 2\)"):
+        sized.predict(z, sizes[:10])
+    assert sized.predict(np.zeros((0, 4)), np.zeros((0, 2))) == []
+    save_classifier(sized, tmp_path, "Pong")
+    loaded = load_classifier(tmp_path, "Pong")
+    assert loaded.size_dims == 2 and loaded.predict(z, sizes) == sized.predict(z, sizes)
+    with pytest.raises(ValueError, match=r"size_weight > 0 needs sizes of shape \(400, 2\)"):
+        fit_classifier(z, lab, size_weight=1.0)

@@ -25,7 +25,16 @@ import numpy as np
 
 from moc_envs.classifier import UNKNOWN, ZWhatClassifier, save_classifier
 
-__all__ = ["fit_classifier", "score_classifier", "fit_from_weights", "main"]
+__all__ = ["METHODS", "fit_classifier", "score_classifier", "fit_from_weights", "main"]
+
+
+METHODS = ("kmeans", "prototypes")
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances (N, K) between rows of a (N, D) and b (K, D), without an (N, K, D) array."""
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2.0 * a @ b.T
+    return np.sqrt(np.clip(sq, 0.0, None))
 
 
 def fit_classifier(
@@ -38,11 +47,18 @@ def fit_classifier(
     radius_margin: float = 1.0,
     outlier_factor: float = 3.0,
     max_ratio: float = 0.9,
+    method: str = "kmeans",
+    sizes: np.ndarray | None = None,
+    size_weight: float = 0.0,
 ) -> ZWhatClassifier:
     """Fit a classifier on ``z`` (N, D) where ``labels`` (N,) holds a category or "" (no label).
 
-    Only ``labels_per_class`` labelled samples per category are used as labels; every sample
-    (labelled or not) refines the centroids.
+    Only ``labels_per_class`` labelled samples per category are used as labels. ``method``:
+    ``"kmeans"``, one centroid per category that every sample (labelled or not) refines, or
+    ``"prototypes"``, each labelled sample is a centroid of its category (nearest labelled
+    neighbour; better when a category has several looks). With ``sizes`` (N, 2) (width, height
+    of the detector's boxes) and ``size_weight > 0`` their logs join the features, each
+    weighted like ``size_weight`` z_what dimensions after standardising.
     """
     z = np.asarray(z, np.float64)
     labels = np.asarray(labels, dtype=object)
@@ -53,40 +69,61 @@ def fit_classifier(
         raise ValueError("no labelled samples: every label is empty")
     if labels_per_class < 1:
         raise ValueError(f"labels_per_class must be >= 1, got {labels_per_class}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not 0.0 < max_ratio <= 1.0:
+        raise ValueError(f"max_ratio must be in (0, 1], got {max_ratio}")
+    size_dims = 0
+    if size_weight > 0:
+        if sizes is None or np.shape(sizes) != (len(z), 2):
+            raise ValueError(f"size_weight > 0 needs sizes of shape ({len(z)}, 2), got {None if sizes is None else np.shape(sizes)}")
+        z = np.hstack([z, np.log(np.clip(np.asarray(sizes, np.float64), 1.0, None))])
+        size_dims = 2
     rng = np.random.default_rng(seed)
     mean = z.mean(0)
     scale = z.std(0) + 1e-6
+    if size_dims:
+        scale[-2:] /= size_weight
     zs = (z - mean) / scale
     fixed = np.full(len(z), -1)
     for ci, c in enumerate(classes):
         idx = np.flatnonzero(labels == c)
         fixed[rng.choice(idx, size=min(labels_per_class, len(idx)), replace=False)] = ci
-    cent = np.stack([zs[fixed == ci].mean(0) for ci in range(len(classes))])
-    member = fixed.copy()
-    for _ in range(iterations):
-        d = np.linalg.norm(zs[:, None] - cent[None], axis=-1)
-        near = d.argmin(1)
-        dn = d[np.arange(len(zs)), near]
-        lab_d = d[fixed >= 0, fixed[fixed >= 0]]
-        # Samples much farther than the labelled ones are junk (background, half objects).
-        cutoff = outlier_factor * max(float(np.median(lab_d)), 1e-6)
-        new = np.where(dn <= cutoff, near, -1)
-        new[fixed >= 0] = fixed[fixed >= 0]
-        if np.array_equal(new, member):
-            break
-        member = new
-        cent = np.stack([zs[member == ci].mean(0) for ci in range(len(classes))])
-    d = np.linalg.norm(zs[:, None] - cent[None], axis=-1)
-    # The radius covers the samples nearest to the centroid, not only the refinement's members:
+    if method == "prototypes":
+        cent = zs[fixed >= 0]
+        cent_class = fixed[fixed >= 0]
+        member = cent_class[_distances(zs, cent).argmin(1)]
+        member[fixed >= 0] = fixed[fixed >= 0]
+    else:
+        cent = np.stack([zs[fixed == ci].mean(0) for ci in range(len(classes))])
+        cent_class = np.arange(len(classes))
+        member = fixed.copy()
+        for _ in range(iterations):
+            d = _distances(zs, cent)
+            near = d.argmin(1)
+            dn = d[np.arange(len(zs)), near]
+            lab_d = d[fixed >= 0, fixed[fixed >= 0]]
+            # Samples much farther than the labelled ones are junk (background, half objects).
+            cutoff = outlier_factor * max(float(np.median(lab_d)), 1e-6)
+            new = np.where(dn <= cutoff, near, -1)
+            new[fixed >= 0] = fixed[fixed >= 0]
+            if np.array_equal(new, member):
+                break
+            member = new
+            cent = np.stack([zs[member == ci].mean(0) for ci in range(len(classes))])
+    d = _distances(zs, cent)
+    # The radius covers the samples nearest to the category, not only the refinement's members:
     # those stop at a few times the labelled samples' spread, which real objects often exceed.
-    near = d.argmin(1)
-    radius = np.array(
+    near_class = cent_class[d.argmin(1)]
+    dn = d.min(1)
+    radius_of = np.array(
         [
-            radius_margin * np.quantile(d[near == ci, ci] if (near == ci).any() else d[member == ci, ci], radius_quantile)
+            radius_margin * np.quantile(dn[near_class == ci] if (near_class == ci).any() else d[fixed == ci].min(1), radius_quantile)
             for ci in range(len(classes))
         ]
     )
     info = {
+        "method": method,
         "labels_per_class": labels_per_class,
         "labelled": {c: int((fixed == ci).sum()) for ci, c in enumerate(classes)},
         "members": {c: int((member == ci).sum()) for ci, c in enumerate(classes)},
@@ -95,15 +132,18 @@ def fit_classifier(
         "radius_quantile": radius_quantile,
         "radius_margin": radius_margin,
         "max_ratio": max_ratio,
+        "size_weight": size_weight if size_dims else 0.0,
     }
-    return ZWhatClassifier(classes, cent, np.arange(len(classes)), radius, mean, scale, info, max_ratio=max_ratio)
+    return ZWhatClassifier(
+        classes, cent, cent_class, radius_of[cent_class], mean, scale, info, max_ratio=max_ratio, size_dims=size_dims
+    )
 
 
-def score_classifier(clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def score_classifier(clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray, sizes: np.ndarray | None = None) -> dict[str, Any]:
     """Accuracy per category on labelled samples ("unknown" counts as wrong) and the unknown rate."""
     labels = np.asarray(labels, dtype=object)
     keep = labels != ""
-    pred = np.asarray(clf.predict(np.asarray(z)[keep]), dtype=object)
+    pred = np.asarray(clf.predict(np.asarray(z)[keep], None if sizes is None else np.asarray(sizes)[keep]), dtype=object)
     labels = labels[keep]
     per = {
         str(c): {"samples": int((labels == c).sum()), "accuracy": float((pred[labels == c] == c).mean())}
@@ -117,8 +157,8 @@ def score_classifier(clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray) ->
     }
 
 
-def _split_samples(encoder: Any, data: str | Path, split: str, device: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Suppressed predictions' z_what and best-IoU categories ("" when on no object) of a split."""
+def _split_samples(encoder: Any, data: str | Path, split: str, device: str, limit: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Suppressed predictions' z_what, best-IoU categories ("" when on no object) and box sizes of a split."""
     from trainers.data import load_ground_truth, load_split
     from trainers.evaluate import gt_frames, predict_frames, suppress
     from trainers.latent_metrics import label_by_iou
@@ -133,7 +173,8 @@ def _split_samples(encoder: Any, data: str | Path, split: str, device: str, limi
     labels = label_by_iou(pred.boxes, gt_boxes, gt_cats)
     dim = encoder.cfg.z_what_dim
     z = np.concatenate([p.reshape(-1, dim) for p in pred.z_what]) if pred.z_what else np.zeros((0, dim))
-    return z, np.concatenate(labels) if labels else np.zeros(0, object)
+    sizes = np.concatenate([b.reshape(-1, 4)[:, 2:4] for b in pred.boxes]) if pred.boxes else np.zeros((0, 2))
+    return z, np.concatenate(labels) if labels else np.zeros(0, object), sizes
 
 
 def fit_from_weights(
@@ -146,6 +187,8 @@ def fit_from_weights(
     out: str | Path | None = None,
     limit: int | None = None,
     max_ratio: float = 0.9,
+    method: str = "kmeans",
+    size_weight: float = 0.0,
 ) -> dict[str, Any]:
     """Fit on the val split, score on the test split, save beside the weights (or in ``out``)."""
     from moc_envs.games import get_game
@@ -153,10 +196,15 @@ def fit_from_weights(
 
     spec = get_game(game)
     encoder, _ = load_encoder(weights, None, spec.name, device)
-    z_val, lab_val = _split_samples(encoder, data, "val", device, limit)
-    clf = fit_classifier(z_val, lab_val, labels_per_class, seed, max_ratio=max_ratio)
-    z_test, lab_test = _split_samples(encoder, data, "test", device, limit)
-    report = {"val": score_classifier(clf, z_val, lab_val), "test": score_classifier(clf, z_test, lab_test)}
+    z_val, lab_val, wh_val = _split_samples(encoder, data, "val", device, limit)
+    clf = fit_classifier(
+        z_val, lab_val, labels_per_class, seed, max_ratio=max_ratio, method=method, sizes=wh_val, size_weight=size_weight
+    )
+    z_test, lab_test, wh_test = _split_samples(encoder, data, "test", device, limit)
+    report = {
+        "val": score_classifier(clf, z_val, lab_val, wh_val),
+        "test": score_classifier(clf, z_test, lab_test, wh_test),
+    }
     clf.info["test"] = report["test"]
     clf.info["val"] = report["val"]
     manifest = save_classifier(clf, out or weights, spec.name)
@@ -176,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--limit", type=int, default=None, help="use only the first N stacks of each split")
     p.add_argument("--out", default=None, help="output folder (default: the weights folder)")
     p.add_argument("--max-ratio", type=float, default=0.9, help="ambiguity ratio beyond which a prediction is unknown (1: off)")
+    p.add_argument("--method", choices=METHODS, default="kmeans", help="kmeans: one refined centroid per category; prototypes: the labelled samples")
+    p.add_argument("--size-weight", type=float, default=0.0, help="weight of the boxes' log width/height as features (0: z_what only)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     if args.threads is not None:
@@ -183,8 +233,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
         torch.set_num_threads(args.threads)
     report = fit_from_weights(
-        args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit, args.max_ratio
-    )
+        args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit, args.max_ratio,
+        args.method, args.size_weight,
+    )  # fmt: skip
     print(json.dumps(report, indent=2))
     return report
 

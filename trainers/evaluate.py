@@ -242,7 +242,7 @@ def evaluate(
         if has_classifier(weights):
             classifier = load_classifier(weights, spec.name)
     if classifier is not None:
-        raw_pred.categories = [classifier.predict(z) for z in raw_pred.z_what]
+        raw_pred.categories = [classifier.predict(z, b[:, 2:4]) for z, b in zip(raw_pred.z_what, raw_pred.boxes, strict=True)]
     sup_pred = suppress(raw_pred, sup_cfg)
     from trainers.raw_frames import has_raw_frames, load_raw_frames
 
