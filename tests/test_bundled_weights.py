@@ -90,3 +90,35 @@ def test_demo_defaults_to_bundled_weights(tmp_path, capsys):
     assert main(["demo", "--game", "Pong", "--steps", "10", "--device", "cpu", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "(space detector)" in text and out.is_file()
+
+
+def _shipped() -> list[str]:
+    from moc_envs.games import game_names
+
+    return [g for g in game_names() if all((weights_dir(g) / f).is_file() for f in REQUIRED_FILES)]
+
+
+@pytest.mark.parametrize("game", _shipped())
+def test_every_shipped_game_runs_on_its_weights(game):
+    import gymnasium as gym
+
+    from moc_envs.classifier import has_classifier, load_classifier
+    from moc_envs.games import get_game
+
+    spec = get_game(game)
+    folder = weights_dir(game)
+    # The contents of a weight set: detector, config, verified classifier, card; < 10 MB.
+    for name in ("card.json", "card.md"):
+        assert (folder / name).is_file(), f"{game}: {name} missing"
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 10e6
+    assert has_classifier(folder)
+    assert set(load_classifier(folder, spec.name).classes) <= set(spec.category_names)
+    env = gym.make(f"MOC/{game}-v0", device="cpu")
+    try:
+        obs, info = env.reset(seed=0)
+        for _ in range(5):
+            obs, *_, info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs)
+        assert all(d.category in (*spec.category_names, "unknown") for d in info["objects"])
+    finally:
+        env.close()
