@@ -124,7 +124,12 @@ def build_card(
     if (weights / MANIFEST_FILE).is_file():
         man = json.loads((weights / MANIFEST_FILE).read_text())
         classifier = {k: man.get(k) for k in ("classes", "sha256", "centroids")}
-        classifier["labels_per_class"] = (man.get("info") or {}).get("labels_per_class")
+        info = man.get("info") or {}
+        classifier["labels_per_class"] = info.get("labels_per_class")
+        classifier["method"] = info.get("method", "kmeans")
+        classifier["size_weight"] = info.get("size_weight", 0.0)
+        classifier["max_ratio"] = man.get("max_ratio", 1.0)
+        classifier["test"] = info.get("test")
     w_file = weights / WEIGHTS_FILE
     return {
         "game": spec.name,
@@ -150,6 +155,12 @@ def build_card(
     }
 
 
+_METHOD = {
+    "kmeans": "one centroid per category refined on all val z_what",
+    "prototypes": "nearest labelled z_what",
+}
+
+
 def _f(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -167,7 +178,12 @@ def card_markdown(card: dict[str, Any]) -> str:
     ]
     clf = card["classifier"]
     lines.append(
-        f"- Classifier: {', '.join(clf['classes'])} ({clf['labels_per_class']} labels per class)" if clf else "- Classifier: none (category 'object')"
+        f"- Classifier: {', '.join(clf['classes'])} ({clf['labels_per_class']} labelled val predictions per class, "
+        f"{_METHOD.get(clf.get('method') or 'kmeans', clf.get('method'))}"
+        f"{', plus the box size' if clf.get('size_weight') else ''}; 'unknown' beyond a centroid's radius or when "
+        f"nearest/other-category distance > {clf.get('max_ratio', 1.0)})"
+        if clf
+        else "- Classifier: none (category 'object')"
     )
     ev = card["evaluation"]
     ship = card["ship"]
