@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from moc_envs.atomic import atomic_path, atomic_write_text
+
 __all__ = [
     "RESULTS_DIR",
     "add_common_args",
@@ -217,10 +219,7 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits
 
 def write_text(path: Path, text: str) -> Path:
     """Write ``text`` atomically (tmp file, then os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return path
 
 
@@ -294,11 +293,9 @@ def bar_plot(
 def _save_figure(plt: Any, fig: Any, path: Path) -> Path:
     """Write ``fig`` to ``path`` as PNG atomically and close it."""
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 def line_plot(

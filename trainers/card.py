@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from moc_envs.atomic import atomic_write_text
 from moc_envs.classifier import MANIFEST_FILE, sha256_file
 from moc_envs.games import get_game
 from moc_envs.space_detector import CONFIG_FILE, WEIGHTS_FILE
@@ -249,9 +249,7 @@ def write_card(card: dict[str, Any], weights: str | Path) -> tuple[Path, Path]:
     weights = Path(weights)
     paths = (weights / "card.json", weights / "card.md")
     for path, text in zip(paths, (json.dumps(card, indent=2) + "\n", card_markdown(card)), strict=True):
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return paths
 
 

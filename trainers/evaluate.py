@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from moc_envs.atomic import atomic_write_text
 from moc_envs.postprocess import SuppressionConfig, refine_boxes, suppress_duplicates
 from trainers.data import GroundTruth, load_ground_truth, load_meta, load_split
 from trainers.detection_metrics import FrameSet, detection_report, match_pairs
@@ -337,9 +337,7 @@ def to_markdown(res: dict[str, Any]) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def write_report(res: dict[str, Any], out: str | Path) -> tuple[Path, Path]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from moc_envs.atomic import atomic_path
 from moc_envs.errors import CorruptWeightsError, MocEnvsError
 from moc_envs.model import SpaceModel
 from moc_envs.model.geometry import where_to_boxes
@@ -170,9 +170,8 @@ def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write a checkpoint atomically: a temporary file in the same folder, then os.replace."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: Path, expect: TrainConfig | None = None) -> dict[str, Any]:
