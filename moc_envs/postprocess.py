@@ -15,6 +15,11 @@ the most common colour on the crop's border is the background, the most common o
 in the box's central half is the object's, and the box becomes the bounding box of the
 connected region of that colour that covers most of the central half. A wall or a neighbour
 of another colour stays out; when the central half holds only background the box is kept.
+
+A cell can also claim a box far larger than any object of the game (a stretch of empty snow in
+Skiing). :func:`size_mask` drops boxes beyond a per-game ``max_box`` (``config.json``), which the
+exporter derives from the training data's motion boxes, not from labels; it runs first, so that
+an oversized box never suppresses a real one.
 Numpy and OpenCV; no torch.
 """
 
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SuppressionConfig", "DEFAULT_SUPPRESSION", "suppress_duplicates", "refine_boxes"]
+__all__ = ["SuppressionConfig", "DEFAULT_SUPPRESSION", "suppress_duplicates", "size_mask", "refine_boxes"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,18 @@ def suppress_duplicates(
                 continue
         keep.append(int(i))
     return np.asarray(keep, dtype=int)
+
+
+def size_mask(boxes: np.ndarray, max_box: tuple[float, float] | None) -> np.ndarray:
+    """Boolean (N,): the boxes (N, 4) (x, y, w, h) no wider than ``max_box[0]`` and no taller than ``max_box[1]``.
+
+    ``max_box=None`` keeps every box.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if max_box is None:
+        return np.ones(len(boxes), dtype=bool)
+    max_w, max_h = max_box
+    return (boxes[:, 2] <= max_w) & (boxes[:, 3] <= max_h)
 
 
 def _packed(rgb: np.ndarray) -> np.ndarray:

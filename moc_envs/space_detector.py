@@ -4,7 +4,8 @@
 by ``python -m trainers.export``), runs the light inference encoder on a batch of frames and
 returns one list of :class:`moc_envs.detection.Detection` per frame: boxes in 210x160 frame
 pixels (top-left), score = z_pres probability, z_what attached. Posterior means only, cells with
-z_pres probability above 0.5, then one box per object, each tightened to its object's pixels
+z_pres probability above 0.5, no larger than the game's ``max_box`` when config.json gives one,
+then one box per object, each tightened to its object's pixels
 (:mod:`moc_envs.postprocess`; ``"refine_boxes": false`` in config.json keeps SPACE's loose boxes)
 and, when the folder ships a verified z_what classifier (:mod:`moc_envs.classifier`), its
 category names.
@@ -31,6 +32,7 @@ from moc_envs.postprocess import (
     DEFAULT_SUPPRESSION,
     SuppressionConfig,
     refine_boxes,
+    size_mask,
     suppress_duplicates,
 )
 from moc_envs.preprocess import resize_frames
@@ -59,12 +61,14 @@ class SpaceDetector:
         classifier: ZWhatClassifier | None = None,
         suppression: SuppressionConfig | None = DEFAULT_SUPPRESSION,
         refine: bool = True,
+        max_box: tuple[float, float] | None = None,
     ) -> None:
         """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one).
 
         ``classifier`` names each detection's category ("object" without one);
         ``suppression=None`` keeps every present cell (duplicates included);
-        ``refine=False`` keeps the model's loose boxes instead of tightening them to the pixels.
+        ``refine=False`` keeps the model's loose boxes instead of tightening them to the pixels;
+        ``max_box`` (width, height in frame pixels) drops larger model boxes (None: no limit).
         """
         self.game = game
         self.device = torch.device(device)
@@ -75,6 +79,7 @@ class SpaceDetector:
         self.classifier = classifier
         self.suppression = suppression
         self.refine = refine
+        self.max_box = max_box
 
     @property
     def config(self) -> ModelConfig:
@@ -140,7 +145,19 @@ class SpaceDetector:
         refine = meta.get("refine_boxes", True)
         if not isinstance(refine, bool):
             raise CorruptWeightsError(f"{cfg_path}: refine_boxes must be true or false, got {refine!r}")
-        return cls(encoder, game, device=device, meta=meta, classifier=classifier, refine=refine)
+        max_box = meta.get("max_box")
+        if max_box is not None:
+            ok = (
+                isinstance(max_box, list)
+                and len(max_box) == 2
+                and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in max_box)
+            )
+            if not ok:
+                raise CorruptWeightsError(
+                    f"{cfg_path}: max_box must be [width, height] in frame pixels (two positive numbers), got {max_box!r}"
+                )
+            max_box = (float(max_box[0]), float(max_box[1]))
+        return cls(encoder, game, device=device, meta=meta, classifier=classifier, refine=refine, max_box=max_box)
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:
         small = resize_frames(frames)
@@ -161,11 +178,11 @@ class SpaceDetector:
         b_idx = b_idx.cpu().numpy()
         prob = prob.float().cpu().numpy()
         z_what = z_what.float().cpu().numpy()
-        keep = np.arange(len(b_idx))
-        if self.suppression is not None and len(b_idx):
+        keep = np.flatnonzero(size_mask(boxes, self.max_box))
+        if self.suppression is not None and len(keep):
             keep = np.concatenate(
-                [np.flatnonzero(b_idx == f)[suppress_duplicates(boxes[b_idx == f], prob[b_idx == f], self.suppression)]
-                 for f in np.unique(b_idx)]
+                [rows[suppress_duplicates(boxes[rows], prob[rows], self.suppression)]
+                 for rows in (keep[b_idx[keep] == f] for f in np.unique(b_idx[keep]))]
             )  # fmt: skip
         # Categories first: a classifier reading box sizes was fitted on the model's boxes.
         cats = (

@@ -24,6 +24,7 @@ from trainers.classifier import fit_from_weights
 from trainers.data import DatasetError, load_split
 from trainers.dataset import build_dataset
 from trainers.evaluate import evaluate, main, write_report
+from trainers.export import MAX_BOX_QUANTILE, motion_max_box
 from trainers.raw_frames import build_raw_frames, load_raw_frames
 
 
@@ -114,3 +115,24 @@ def test_classifier_is_fitted_shipped_and_used(tiny, random_weights, tmp_path):
     j, m = write_card(card, folder)
     assert json.loads(j.read_text())["training"]["hardware"] == "test machine"
     assert "Shipping bar" in m.read_text()
+
+
+def test_motion_max_box_scales_the_motion_boxes(tiny, random_weights, tmp_path):
+    d = load_split(tiny, "train")
+    sizes = d.motion_where[..., :2][d.motion_pres > 0.5]
+    q = np.quantile(sizes, MAX_BOX_QUANTILE, axis=0) * [160, 210]
+    w, h = motion_max_box(tiny, 2.0)
+    assert (w, h) == pytest.approx((2 * q[0], 2 * q[1]), abs=0.06)
+    # Pong's motion boxes are the paddles and the ball: a few pixels wide, under 25 tall.
+    assert 0 < w < 20 and 0 < h < 50
+    # The evaluation applies a config's max_box before suppression.
+    capped = tmp_path / "Pong"
+    capped.mkdir()
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        (capped / name).write_bytes((random_weights / name).read_bytes())
+    meta = json.loads((capped / CONFIG_FILE).read_text())
+    (capped / CONFIG_FILE).write_text(json.dumps({**meta, "max_box": [1.0, 1.0]}))
+    res = evaluate("Pong", tiny, weights=capped, split="test", vision=False, progress=False)
+    assert res["max_box"] == [1.0, 1.0]
+    assert res["detector"]["raw"]["all"]["predictions"] > 0
+    assert res["detector"]["suppressed"]["all"]["predictions"] == 0

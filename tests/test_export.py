@@ -15,6 +15,7 @@ from moc_envs.model import SpaceModel, where_to_boxes
 from moc_envs.preprocess import resize_frames
 from moc_envs.space_detector import CONFIG_FILE, WEIGHTS_FILE, SpaceDetector
 from trainers.config import make_config
+from trainers.data import DatasetError
 from trainers.export import export_run, main
 from trainers.train import CHECKPOINT, TrainError, save_checkpoint
 
@@ -142,6 +143,35 @@ def test_config_switches_box_refinement(exported, tmp_path):
     (off / CONFIG_FILE).write_text(json.dumps({**meta, "refine_boxes": "yes"}))
     with pytest.raises(CorruptWeightsError, match="refine_boxes must be true or false"):
         SpaceDetector.from_pretrained(off, pong)
+
+
+def test_config_max_box_drops_oversized_boxes(exported, tmp_path):
+    pong = get_game("Pong")
+    frames = np.random.default_rng(1).integers(0, 256, (2, 210, 160, 3), dtype=np.uint8)
+    det = SpaceDetector.from_pretrained(exported, pong)
+    assert det.max_box is None
+    det.refine = False
+    boxes = [(d.w, d.h) for f in det.detect(frames) for d in f]
+    assert boxes, "the fixture's model must predict some boxes"
+    limit = _copy(exported, tmp_path / "limit")
+    meta = json.loads((limit / CONFIG_FILE).read_text())
+    w_cut = float(np.median([w for w, _ in boxes]))
+    (limit / CONFIG_FILE).write_text(json.dumps({**meta, "max_box": [w_cut, 1000]}))
+    capped = SpaceDetector.from_pretrained(limit, pong)
+    assert capped.max_box == (w_cut, 1000.0)
+    capped.refine = False
+    kept = [(d.w, d.h) for f in capped.detect(frames) for d in f]
+    assert kept and len(kept) < len(boxes) and all(w <= w_cut for w, _ in kept)
+    for bad in ([10], [10, -1], "big", [True, 3]):
+        (limit / CONFIG_FILE).write_text(json.dumps({**meta, "max_box": bad}))
+        with pytest.raises(CorruptWeightsError, match="max_box must be"):
+            SpaceDetector.from_pretrained(limit, pong)
+
+
+def test_export_max_box_needs_a_dataset(run_dir, tmp_path):
+    # The fixture's run records the dataset "none", which does not exist.
+    with pytest.raises(DatasetError, match="No dataset at 'none'"):
+        export_run(run_dir[0], "Pong", tmp_path / "w", max_box_margin=2.0)
 
 
 def test_export_refuses_another_game(run_dir, tmp_path):

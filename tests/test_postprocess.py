@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moc_envs.postprocess import SuppressionConfig, refine_boxes, suppress_duplicates
+from moc_envs.postprocess import SuppressionConfig, refine_boxes, size_mask, suppress_duplicates
 
 
 def test_removes_a_neighbouring_duplicate_keeping_the_best():
@@ -68,3 +68,11 @@ def test_refine_keeps_boxes_on_background_and_checks_the_frame():
     assert refine_boxes(frame, np.zeros((0, 4))).shape == (0, 4)
     with pytest.raises(ValueError, match=r"frame must be \(H, W, 3\)"):
         refine_boxes(frame[..., 0], empty)
+
+
+def test_size_mask_drops_boxes_beyond_the_limit():
+    boxes = np.array([[0, 0, 10, 20], [5, 5, 30, 20], [5, 5, 10, 61], [1, 1, 30, 60]], dtype=float)
+    assert size_mask(boxes, (30.0, 60.0)).tolist() == [True, True, False, True]
+    assert size_mask(boxes, (29.0, 60.0)).tolist() == [True, False, False, False]
+    assert size_mask(boxes, None).all()
+    assert size_mask(np.zeros((0, 4)), (1.0, 1.0)).shape == (0,)

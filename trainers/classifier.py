@@ -157,10 +157,15 @@ def score_classifier(clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray, si
     }
 
 
-def _split_samples(encoder: Any, data: str | Path, split: str, device: str, limit: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Suppressed predictions' z_what, best-IoU categories ("" when on no object) and box sizes of a split."""
+def _split_samples(
+    encoder: Any, data: str | Path, split: str, device: str, limit: int | None, max_box: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Suppressed predictions' z_what, best-IoU categories ("" when on no object) and box sizes of a split.
+
+    Boxes larger than ``max_box`` are dropped first, as the env does.
+    """
     from trainers.data import load_ground_truth, load_split
-    from trainers.evaluate import gt_frames, predict_frames, suppress
+    from trainers.evaluate import drop_oversized, gt_frames, predict_frames, suppress
     from trainers.latent_metrics import label_by_iou
 
     d = load_split(data, split)
@@ -168,7 +173,7 @@ def _split_samples(encoder: Any, data: str | Path, split: str, device: str, limi
     if limit is not None:
         S = min(S, limit)
     frames = np.ascontiguousarray(d.frames[:S]).reshape(S * T, *d.frames.shape[2:])
-    pred = suppress(predict_frames(encoder, frames, device))
+    pred = suppress(drop_oversized(predict_frames(encoder, frames, device), max_box))
     gt_boxes, gt_cats, _ = gt_frames(load_ground_truth(data, split), S, T)["all"]
     labels = label_by_iou(pred.boxes, gt_boxes, gt_cats)
     dim = encoder.cfg.z_what_dim
@@ -192,15 +197,16 @@ def fit_from_weights(
 ) -> dict[str, Any]:
     """Fit on the val split, score on the test split, save beside the weights (or in ``out``)."""
     from moc_envs.games import get_game
-    from trainers.evaluate import load_encoder
+    from trainers.evaluate import load_encoder, max_box_of
 
     spec = get_game(game)
-    encoder, _ = load_encoder(weights, None, spec.name, device)
-    z_val, lab_val, wh_val = _split_samples(encoder, data, "val", device, limit)
+    encoder, meta = load_encoder(weights, None, spec.name, device)
+    max_box = max_box_of(meta)
+    z_val, lab_val, wh_val = _split_samples(encoder, data, "val", device, limit, max_box)
     clf = fit_classifier(
         z_val, lab_val, labels_per_class, seed, max_ratio=max_ratio, method=method, sizes=wh_val, size_weight=size_weight
     )
-    z_test, lab_test, wh_test = _split_samples(encoder, data, "test", device, limit)
+    z_test, lab_test, wh_test = _split_samples(encoder, data, "test", device, limit, max_box)
     report = {
         "val": score_classifier(clf, z_val, lab_val, wh_val),
         "test": score_classifier(clf, z_test, lab_test, wh_test),

@@ -205,11 +205,18 @@ def make_config(game: str, preset: Preset = "gpu", **overrides: Any) -> TrainCon
 
     Overrides name TrainConfig fields (``steps``, ``fg_lr``, ...); a changed ``steps``
     rescales the annealing steps of the preset proportionally unless those are given too.
+    ``z_scale_mean=(start, end)`` replaces the values of the game's z_scale prior schedule and
+    keeps its steps.
     """
     spec = get_game(game)
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
     z_pres, z_scale = _game_anneals(spec.name)
+    overrides = dict(overrides)
+    scale_mean = overrides.pop("z_scale_mean", None)
+    if scale_mean is not None:
+        start, end = (float(v) for v in scale_mean)
+        z_scale = dataclasses.replace(z_scale, start_value=start, end_value=end)
     model = ModelConfig(top_k=top_k_for(spec.name))
     if preset == "gpu":
         base = dict(steps=_REFERENCE_STEPS, batch_stacks=16, fg_lr=3e-5, lambda_end_step=3000)

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from moc_envs.atomic import atomic_write_text
-from moc_envs.postprocess import SuppressionConfig, refine_boxes, suppress_duplicates
+from moc_envs.postprocess import SuppressionConfig, refine_boxes, size_mask, suppress_duplicates
 from trainers.data import GroundTruth, load_ground_truth, load_meta, load_split
 from trainers.detection_metrics import FrameSet, detection_report, match_pairs
 from trainers.latent_metrics import latent_report
@@ -41,6 +41,8 @@ __all__ = [
     "load_encoder",
     "predict_frames",
     "suppress",
+    "drop_oversized",
+    "max_box_of",
     "refine",
     "gt_frames",
     "frame_sets",
@@ -111,17 +113,34 @@ def predict_frames(encoder: Any, frames: np.ndarray, device: str = "cpu", batch:
     return Predictions(boxes, scores, zs)
 
 
-def suppress(pred: Predictions, config: SuppressionConfig | None = None) -> Predictions:
-    """The predictions after duplicate suppression (one box per object)."""
+def _take(pred: Predictions, keeps: list[np.ndarray]) -> Predictions:
+    """The predictions reduced to the indices ``keeps[i]`` of each frame i."""
     out = Predictions([], [], [], None if pred.categories is None else [])
-    for i in range(len(pred)):
-        keep = suppress_duplicates(pred.boxes[i], pred.scores[i], config)
+    for i, keep in enumerate(keeps):
         out.boxes.append(pred.boxes[i][keep])
         out.scores.append(pred.scores[i][keep])
         out.z_what.append(pred.z_what[i][keep])
         if pred.categories is not None and out.categories is not None:
             out.categories.append([pred.categories[i][k] for k in keep])
     return out
+
+
+def suppress(pred: Predictions, config: SuppressionConfig | None = None) -> Predictions:
+    """The predictions after duplicate suppression (one box per object)."""
+    return _take(pred, [suppress_duplicates(pred.boxes[i], pred.scores[i], config) for i in range(len(pred))])
+
+
+def max_box_of(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """The detector's size limit (width, height in frame pixels) from its config, or None."""
+    box = meta.get("max_box")
+    return None if box is None else (float(box[0]), float(box[1]))
+
+
+def drop_oversized(pred: Predictions, max_box: tuple[float, float] | None) -> Predictions:
+    """The predictions without boxes larger than ``max_box`` (what the env drops before suppression)."""
+    if max_box is None:
+        return pred
+    return _take(pred, [np.flatnonzero(size_mask(b, max_box)) for b in pred.boxes])
 
 
 def refine(pred: Predictions, raw: np.ndarray) -> Predictions:
@@ -243,7 +262,8 @@ def evaluate(
             classifier = load_classifier(weights, spec.name)
     if classifier is not None:
         raw_pred.categories = [classifier.predict(z, b[:, 2:4]) for z, b in zip(raw_pred.z_what, raw_pred.boxes, strict=True)]
-    sup_pred = suppress(raw_pred, sup_cfg)
+    max_box = max_box_of(det_meta)
+    sup_pred = suppress(drop_oversized(raw_pred, max_box), sup_cfg)
     from trainers.raw_frames import has_raw_frames, load_raw_frames
 
     raw = load_raw_frames(data, split)[:S] if has_raw_frames(data, split) else None
@@ -262,6 +282,7 @@ def evaluate(
             "moving": "non-HUD objects whose box changed since the previous frame (still and HUD objects ignored)",
         },
         "suppression": {"iou_threshold": sup_cfg.iou_threshold, "centre_fraction": sup_cfg.centre_fraction},
+        "max_box": None if max_box is None else list(max_box),
         "classifier": None if classifier is None else {"classes": list(classifier.classes), "info": classifier.info},
         "detector": {"raw": _score(raw_pred, gt_sets), "suppressed": _score(sup_pred, gt_sets)},
         "refined": raw is not None,

@@ -1,10 +1,16 @@
 """Export a trained run's inference weights for the env.
 
-    python -m trainers.export runs/pong --game Pong [--out weights/Pong]
+    python -m trainers.export runs/pong --game Pong [--out weights/Pong] [--max-box-margin 2]
 
 Writes ``detector.safetensors`` (the inference encoder only: image encoder, heads, glimpse
 encoder; no decoders, no background) and ``config.json`` (format tag, game, model config,
 training step, data info, the training config) into ``weights/<Game>/`` atomically.
+
+With ``--max-box-margin M`` (> 0) config.json also gets ``max_box``: M times the 99.9th
+percentile of the width and height of the training split's motion boxes, in frame pixels. The
+env drops larger model boxes (:func:`moc_envs.postprocess.size_mask`). It comes from motion
+alone, not from labels; the margin leaves room for SPACE's loose boxes (about twice a small
+object's size).
 """
 
 from __future__ import annotations
@@ -20,11 +26,35 @@ from moc_envs.games import get_game
 from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 from trainers.train import CHECKPOINT, TrainError, load_checkpoint, load_model_from_run
 
-__all__ = ["export_run", "main"]
+__all__ = ["MAX_BOX_QUANTILE", "motion_max_box", "export_run", "main"]
+
+MAX_BOX_QUANTILE = 0.999
+"""Quantile of the motion boxes' sizes that ``max_box`` scales (the largest box is often a merge)."""
 
 
-def export_run(run: str | Path, game: str, out: str | Path | None = None) -> Path:
-    """Export the latest checkpoint of ``run`` to ``out`` (default ``weights/<Game>``)."""
+def motion_max_box(data: str | Path, margin: float, quantile: float = MAX_BOX_QUANTILE) -> tuple[float, float]:
+    """``margin`` x the ``quantile`` of the training split's motion box (width, height), frame pixels."""
+    import numpy as np
+
+    from moc_envs.model.geometry import FRAME_H, FRAME_W
+    from trainers.data import load_split
+
+    d = load_split(data, "train")
+    sizes = d.motion_where[..., :2][d.motion_pres > 0.5]
+    if not len(sizes):
+        raise TrainError(f"{data} has no motion boxes in its train split; export without --max-box-margin")
+    w, h = np.quantile(sizes, quantile, axis=0) * np.array([FRAME_W, FRAME_H])
+    return round(float(w) * margin, 1), round(float(h) * margin, 1)
+
+
+def export_run(
+    run: str | Path, game: str, out: str | Path | None = None, max_box_margin: float = 0.0, data: str | Path | None = None
+) -> Path:
+    """Export the latest checkpoint of ``run`` to ``out`` (default ``weights/<Game>``).
+
+    ``max_box_margin > 0`` adds a ``max_box`` from the motion boxes of ``data`` (default: the
+    dataset the run trained on).
+    """
     import torch
     from safetensors.torch import save_file
 
@@ -46,6 +76,12 @@ def export_run(run: str | Path, game: str, out: str | Path | None = None) -> Pat
         "data": ckpt.get("data"),
         "train_config": ckpt["config"],
     }
+    if max_box_margin > 0:
+        source = data if data is not None else ckpt.get("data")
+        if not source:
+            raise TrainError(f"run {run} does not record its dataset; pass --data for --max-box-margin")
+        meta["max_box"] = list(motion_max_box(source, max_box_margin))
+        meta["max_box_source"] = {"data": str(source), "quantile": MAX_BOX_QUANTILE, "margin": max_box_margin}
     eval_path = run / "eval.json"
     if eval_path.is_file():
         e = json.loads(eval_path.read_text())
@@ -65,10 +101,15 @@ def main(argv: Sequence[str] | None = None) -> Path:
     p.add_argument("run", help="training run directory holding checkpoint.pt")
     p.add_argument("--game", required=True, help="game the run trained on, e.g. Pong")
     p.add_argument("--out", default=None, help="output folder (default weights/<Game>)")
+    p.add_argument("--max-box-margin", type=float, default=0.0,
+                   help="drop model boxes beyond this multiple of the motion boxes' 99.9th percentile size (0: keep all)")
+    p.add_argument("--data", default=None, help="dataset for --max-box-margin (default: the run's)")
     args = p.parse_args(argv)
-    out = export_run(args.run, args.game, args.out)
+    out = export_run(args.run, args.game, args.out, args.max_box_margin, args.data)
     size = (out / WEIGHTS_FILE).stat().st_size / 1e6
     print(f"wrote {out / WEIGHTS_FILE} ({size:.2f} MB) and {out / CONFIG_FILE}")
+    if args.max_box_margin > 0:
+        print(f"max_box (w, h): {json.loads((out / CONFIG_FILE).read_text())['max_box']}")
     return out
 
 

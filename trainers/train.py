@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -68,6 +69,10 @@ class Args:
     ablation: str | None = field(default=None, metadata={"help": "space | space_m | space_moc"})
     lambda_schedule: str | None = field(default=None, metadata={"help": "linear | dynamic motion->continuity schedule"})
     seed: int | None = field(default=None, metadata={"help": "random seed"})
+    z_scale_mean: str | None = field(
+        default=None,
+        metadata={"help": "pre-sigmoid mean of the z_scale prior, 'START' or 'START,END' (default: the game's)"},
+    )
     resume: bool = field(default=False, metadata={"help": "continue from <out>/checkpoint.pt"})
     until_step: int | None = field(default=None, metadata={"help": "stop (and checkpoint) at this step, before the end of the schedule"})
     max_minutes: float | None = field(default=None, metadata={"help": "stop (and checkpoint) after this much wall time"})
@@ -80,7 +85,22 @@ class Args:
     def config_overrides(self) -> dict[str, Any]:
         """The TrainConfig fields given on the command line."""
         names = ("steps", "batch_stacks", "fg_lr", "bg_lr", "ablation", "lambda_schedule", "seed")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        out: dict[str, Any] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        if self.z_scale_mean is not None:
+            out["z_scale_mean"] = parse_scale_mean(self.z_scale_mean)
+        return out
+
+
+def parse_scale_mean(text: str) -> tuple[float, float]:
+    """'START' or 'START,END' -> (start, end) of the z_scale prior mean; ValueError when malformed."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"--z-scale-mean must be 'START' or 'START,END' (numbers), got {text!r}")
+    return values[0], values[-1]
 
 
 def _parse(argv: Sequence[str] | None) -> Args:
