@@ -11,6 +11,10 @@ same number of env steps (each step is 4 emulator frames, sticky actions 0.25):
   detection) through :class:`moc_envs.sb3.SB3VecEnv`; "not available: no
   weights for <Game>" without weights;
 - ``objects (ram)``: the same on ``detector="ram"`` (RAM-oracle objects);
+  both object agents see their observation through SB3's ``VecNormalize``
+  (running mean / std of each feature, rewards untouched): positions in [0, 1]
+  and velocities of a few hundredths are otherwise too small for the MLP to
+  learn from quickly (without it neither object agent moved at 100k steps);
 - ``pixels (CNN)``: ``CnnPolicy`` on ``ALE/<Game>-v5`` frames with SB3's Atari
   preprocessing (``make_atari_env``: no-op reset, max-and-skip 4, 84x84 grey,
   fire reset) and 4 stacked frames.
@@ -75,6 +79,8 @@ def _make_env(kind: str, game: str, n_envs: int, seed: int, device: str) -> Any:
         # Frameskip in AtariWrapper (max over the last two frames), so the ALE itself skips none.
         venv = make_atari_env(get_game(game).ale_id, n_envs=n_envs, seed=seed, env_kwargs={"frameskip": 1})
         return VecFrameStack(venv, 4)
+    from stable_baselines3.common.vec_env import VecNormalize
+
     from moc_envs.sb3 import SB3VecEnv
     from moc_envs.vector import make_vec
 
@@ -82,7 +88,8 @@ def _make_env(kind: str, game: str, n_envs: int, seed: int, device: str) -> Any:
     venv = SB3VecEnv(make_vec(f"MOC/{game}-v0", n_envs, detector=detector, device=device,
                               autoreset_mode="SameStep"))
     venv.seed(seed)
-    return VecMonitor(venv)
+    # Monitor first, so that episode returns are the game's own rewards.
+    return VecNormalize(VecMonitor(venv), norm_obs=True, norm_reward=False)
 
 
 def train_agent(

@@ -17,14 +17,22 @@ budget needs, all listed in the output:
   (patience 15) and LR-on-plateau; support-weighted F1 on test; mean per
   category, then the mean over categories.
 
-Representations: (a) our object observation (n_slots x 7, flattened; also the
-same vector in frame pixels, see below) from the RAM oracle (``detector="ram"``: an upper bound on what a perfect detector would
-give) and from the learned detector; (b) z_what features of the learned
-detector (the K highest-scoring detections' box and z_what, ordered top to
-bottom, zero-padded). Learned rows need ``weights/<Game>``. The observation is
-scaled to [0, 1]; a linear 256-way probe of a byte from such a coordinate needs
-very large weights, which lr 3e-4 does not reach, so the same vector in frame
-pixels (x * 160, y * 210, ...; the same linear function class) is probed too.
+Representations: (a) our object observation (n_slots x 7, flattened) from the
+RAM oracle (``detector="ram"``: an upper bound on what a perfect detector would
+give) and from the learned detector, as the env returns it and with a fixed
+one-hot code of each slot's position (see below); (b) z_what features of the
+learned detector (the K highest-scoring detections' box and z_what, ordered top
+to bottom, zero-padded). Learned rows need ``weights/<Game>``.
+
+Why the one-hot code: the probe is a linear 256-way classifier, and a byte that
+is a linear function of one scalar coordinate is not linearly separable into
+256 classes from that scalar (each class would need its own interval, which a
+linear softmax over one input cannot carve out beyond a few classes). AtariARI's
+encoders output 256 distributed features; our observation packs a position into
+one number. :func:`one_hot_positions` spreads each slot's x and y over 1-pixel
+bins (present flag, 160 x bins, 210 y bins per slot): a fixed, label-free
+re-coding of the same observation, after which the linear probe can read a
+position exactly. Nothing in it is learned or fitted.
 
 Also the direct accuracy of ``info["labels"]`` (labels estimated from the
 objects) against ``info["ram_labels"]`` per label: coverage, exact, within 2,
@@ -51,7 +59,7 @@ from benchmarks.common import (
     write_results,
 )
 
-__all__ = ["PUBLISHED", "collect", "split_episodes", "entropy", "train_probe", "probe_all", "label_accuracy", "run", "main"]
+__all__ = ["PUBLISHED", "one_hot_positions", "collect", "split_episodes", "entropy", "train_probe", "probe_all", "label_accuracy", "run", "main"]
 
 PUBLISHED: dict[str, dict[str, float]] = {
     # AtariARI, random-agent data (spec/labels-and-probing.md section 4).
@@ -67,9 +75,26 @@ PUBLISHED: dict[str, dict[str, float]] = {
 
 ENTROPY_MIN = 0.6
 PATIENCE = 15
-_PIXEL_SCALE = np.array([1.0, 160, 210, 160, 210, 160, 210], dtype=np.float32)
-"""present, x, y, w, h, dx, dy columns back in frame pixels."""
+ONE_HOT_SUFFIX = ", one-hot positions"
 KIND_NAMES = {"agent": "A", "small": "S", "other": "O", "score": "SC", "misc": "M"}
+
+
+def one_hot_positions(obs: np.ndarray, n_slots: int) -> np.ndarray:
+    """Object observations (N, n_slots * 7) -> (N, n_slots * 371): per slot its present flag and
+    one-hot codes of its x (160 one-pixel bins) and y (210 bins); all zero for an empty slot."""
+    from moc_envs.detection import FRAME_HEIGHT, FRAME_WIDTH
+
+    obs = np.asarray(obs, dtype=np.float32).reshape(len(obs), n_slots, -1)
+    width = 1 + FRAME_WIDTH + FRAME_HEIGHT
+    out = np.zeros((len(obs), n_slots, width), dtype=np.float32)
+    present = obs[:, :, 0] > 0.5
+    x = np.clip(np.rint(obs[:, :, 1] * FRAME_WIDTH), 0, FRAME_WIDTH - 1).astype(np.int64)
+    y = np.clip(np.rint(obs[:, :, 2] * FRAME_HEIGHT), 0, FRAME_HEIGHT - 1).astype(np.int64)
+    rows, slots = np.nonzero(present)
+    out[rows, slots, 0] = 1.0
+    out[rows, slots, 1 + x[rows, slots]] = 1.0
+    out[rows, slots, 1 + FRAME_WIDTH + y[rows, slots]] = 1.0
+    return out.reshape(len(obs), -1)
 
 
 def _zwhat_features(dets: Sequence[Any], k: int, dim: int) -> np.ndarray:
@@ -157,12 +182,8 @@ def collect(
         "features": {f"objects ({name})": np.concatenate(v) for name, v in obs.items()},
         "estimates": {name: {lab: np.asarray(v, dtype=np.float64) for lab, v in d.items()} for name, d in est.items()},
     }
-    # The same observation in frame pixels: the same linear function class, but a
-    # 256-way linear readout of a [0, 1] coordinate needs logit slopes in the
-    # hundreds, which Adam at lr 3e-4 cannot reach in 100 epochs.
-    scale = np.tile(_PIXEL_SCALE, spec.n_slots)
     for name, v in obs.items():
-        data["features"][f"objects ({name}), pixel units"] = np.concatenate(v) * scale
+        data["features"][f"objects ({name}){ONE_HOT_SUFFIX}"] = one_hot_positions(np.concatenate(v), spec.n_slots)
     if learned:
         data["features"]["z_what (learned)"] = np.concatenate(zwhat)
     return data
@@ -340,7 +361,7 @@ def _write(result: dict[str, Any], out: Path) -> None:
             source = "measured here on an all-zero observation: " + empty.removeprefix("not available: ")
         rows.append([f"ours: {rep}", r["dim"], *(r["categories"].get(c) for c in cats), r["overall"], source])
     if not result["learned_available"]:
-        for rep in ("objects (learned)", "objects (learned), pixel units", "z_what (learned)"):
+        for rep in ("objects (learned)", f"objects (learned){ONE_HOT_SUFFIX}", "z_what (learned)"):
             rows.append([f"ours: {rep}", None, *(None for _ in cats), None, result["learned_note"]])
     for method, f1 in pub.items():
         rows.append([f"{method} (AtariARI, published)", None, *(None for _ in cats), f1, "published, 50k steps"])
@@ -366,13 +387,15 @@ def _write(result: dict[str, Any], out: Path) -> None:
         f"{', '.join(probe['dropped_low_entropy']) or 'none'}. Categories: A agent, S small object, "
         "O other object, SC score/clock, M misc; overall = mean over categories.\n\n"
         "`objects (ram)` is the object observation built from the RAM oracle's boxes: an upper bound "
-        "on what a perfect detector gives, not a pixel result. `pixel units` is the same vector "
-        "with positions and sizes in frame pixels instead of [0, 1]: the same linear probe class, "
-        "but reachable by Adam at lr 3e-4 (a 256-way linear readout of a [0, 1] coordinate needs "
-        "weights in the hundreds). Even in pixels, a 256-way linear classifier of one scalar "
-        "coordinate needs biases growing quadratically with the class index, far out of reach "
-        "at this learning rate, so the probe under-reads compact coordinates; the direct "
-        "accuracy table below reads the same information without a probe.\n\n"
+        "on what a perfect detector gives, not a pixel result. `objects (...)` rows probe the env's "
+        "observation as it is (positions as numbers in [0, 1]); a linear 256-way probe cannot "
+        "read a byte out of one scalar coordinate (each class would need its own interval of the "
+        "coordinate), so these rows stay low whatever the detector. `one-hot positions` re-codes "
+        "the same observation without fitting anything: each slot's x and y spread over "
+        "one-pixel bins (present flag + 160 + 210 features per slot), the distributed form "
+        "AtariARI's 256-feature encoders give their probes. Objects carry no score, so the score "
+        "labels (SC) are out of their reach; the direct accuracy table below reads the positions "
+        "without a probe.\n\n"
         f"## Probe F1 (AtariARI protocol)\n\n{summary}\n\n## Per label\n\n{per_label}\n\n"
         "## Direct accuracy of info[\"labels\"] against info[\"ram_labels\"]\n\n"
         "Coverage: fraction of steps where the label was estimated (its object seen); exact / "

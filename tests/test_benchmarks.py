@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from benchmarks import agents, detection, probe, speed
+from benchmarks.__main__ import main as run_all
 from benchmarks.common import markdown_table
 from benchmarks.detection import box_iou, match_pairs, score_frames
-from benchmarks.probe import entropy, label_accuracy, split_episodes
+from benchmarks.probe import entropy, label_accuracy, one_hot_positions, split_episodes
 from trainers.metrics import match_frame
 
 
@@ -62,6 +63,12 @@ def test_probe_helpers() -> None:
     acc = label_accuracy({"a": np.array([10.0, 21.0, np.nan, 45.0])}, truth, ["a"])["a"]
     assert acc["coverage"] == 0.75 and acc["exact"] == pytest.approx(1 / 3)
     assert acc["within_2"] == pytest.approx(2 / 3) and acc["mae"] == pytest.approx(2.0)
+    # Two slots: a present object at (10, 20) px, an empty slot.
+    obs = np.zeros((1, 2 * 7), np.float32)
+    obs[0, :3] = (1.0, 10 / 160, 20 / 210)
+    code = one_hot_positions(obs, 2).reshape(2, 371)
+    assert code[1].sum() == 0 and code[0].sum() == 3
+    assert code[0, 0] == 1 and code[0, 1 + 10] == 1 and code[0, 1 + 160 + 20] == 1
 
 
 def test_markdown_table_formats_cells() -> None:
@@ -76,7 +83,12 @@ def _read(out, name):
 
 
 def test_speed_quick_writes_rows_and_ratios(no_weights, tmp_path) -> None:
-    speed.main(["--quick", "--out", str(tmp_path)])
+    # Through the runner of all benchmarks, which times what it runs.
+    summary = run_all(["--quick", "--only", "speed", "--out", str(tmp_path)])
+    assert set(summary["seconds"]) == {"speed"} and summary["total_seconds"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["seconds"]["speed"] > 0
+    with pytest.raises(SystemExit):
+        run_all(["--only", "speed,sped"])
     data, md = _read(tmp_path, "speed")
     rows = {(r["name"], r["num_envs"]): r for r in data["rows"]}
     assert rows[("raw ALE/Pong-v5", 1)]["ratio_to_ale"] == 1.0
@@ -162,7 +174,8 @@ def test_learned_rows_run_when_weights_exist(untrained_weights, tmp_path) -> Non
     assert len(rows) == 2 and all("f1" in r and not r["note"] for r in rows)
     data = probe.run("Pong", steps=24, epochs=1, num_envs=4, device="cpu", out=out)
     reps = data["probe"]["representations"]
-    assert {"objects (learned)", "objects (learned), pixel units", "z_what (learned)"} <= set(reps)
+    assert {"objects (learned)", "objects (learned), one-hot positions", "z_what (learned)"} <= set(reps)
+    assert reps["objects (learned), one-hot positions"]["dim"] == 3 * (1 + 160 + 210)
     assert reps["z_what (learned)"]["dim"] == 3 * (4 + 32)
     assert "learned" in data["label_accuracy"]
     # No category classifier in the folder: every box is "object" and fills no slot.
