@@ -20,7 +20,7 @@ from trainers.config import (
     make_config,
     top_k_for,
 )
-from trainers.train import CHECKPOINT, TrainError, load_checkpoint, main
+from trainers.train import CHECKPOINT, TrainError, load_checkpoint, main, parse_scale_mean
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,20 @@ def test_gpu_preset_is_the_moc_schedule():
     assert cfg.lambda_end_step == 3000
     assert (cfg.model.fg_sigma, cfg.model.bg_sigma, cfg.model.tau, cfg.model.bg_components) == (0.2, 0.1, 2.5, 3)
     assert cfg.model.top_k == top_k_for("Pong") >= get_game("Pong").n_slots
+
+
+def test_z_scale_mean_override_keeps_the_schedule_steps():
+    base = make_config("Skiing", "cpu", steps=2000)
+    cfg = make_config("Skiing", "cpu", steps=2000, z_scale_mean=(-2.0, -2.5))
+    assert (cfg.z_scale_prior.start_value, cfg.z_scale_prior.end_value) == (-2.0, -2.5)
+    assert (cfg.z_scale_prior.start_step, cfg.z_scale_prior.end_step) == (
+        base.z_scale_prior.start_step, base.z_scale_prior.end_step
+    )
+    assert parse_scale_mean("-1.5") == (-1.5, -1.5)
+    assert parse_scale_mean(" -2, -2.5 ") == (-2.0, -2.5)
+    for bad in ("", "a", "1,2,3", "nan"):
+        with pytest.raises(ValueError, match="--z-scale-mean must be"):
+            parse_scale_mean(bad)
 
 
 def test_cpu_preset_scales_the_schedule():

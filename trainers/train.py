@@ -36,6 +36,7 @@ from trainers.losses import continuity_loss, elbo_terms, motion_distance, motion
 
 __all__ = [
     "Args",
+    "parse_scale_mean",
     "TrainError",
     "CHECKPOINT",
     "TrainData",
