@@ -19,8 +19,9 @@ same number of env steps (each step is 4 emulator frames, sticky actions 0.25):
   preprocessing (``make_atari_env``: no-op reset, max-and-skip 4, 84x84 grey,
   fire reset) and 4 stacked frames.
 
-Learning curves: mean reward per env step over each rollout (dense enough for
-short budgets) and the returns of finished episodes, against env steps.
+Learning: the returns and lengths of the episodes that ended in the first and
+in the last quarter of the budget (:func:`verdict`), the mean reward per env
+step of each rollout, and the curve of episode returns against env steps.
 Writes ``agents.json`` / ``.md`` / ``.png``. The anchors (published scores at
 10M frames and more) are listed beside ours; a CPU budget is far smaller.
 """
@@ -46,7 +47,7 @@ from benchmarks.common import (
     write_results,
 )
 
-__all__ = ["PPO_KWARGS", "train_agent", "run", "main"]
+__all__ = ["PPO_KWARGS", "train_agent", "verdict", "run", "main"]
 
 PPO_KWARGS: dict[str, Any] = {
     # rl-baselines3-zoo's Atari PPO settings (learning-rate schedules left out).
@@ -140,6 +141,7 @@ def train_agent(
     env.close()
     r = np.asarray(curves.rollout_reward)
     k = max(1, len(r) // 4)
+    first_q, last_q = _quarter_episodes(curves.episodes, int(model.num_timesteps))
     return {
         "policy": policy,
         "steps": int(model.num_timesteps),
@@ -150,12 +152,21 @@ def train_agent(
         "episodes": curves.episodes,
         "first_quarter_reward_per_1k": float(r[:k].mean() * 1000) if len(r) else None,
         "last_quarter_reward_per_1k": float(r[-k:].mean() * 1000) if len(r) else None,
-        "mean_return_last_10": float(np.mean([e[1] for e in curves.episodes[-10:]])) if curves.episodes else None,
         "episodes_finished": len(curves.episodes),
+        # Episodes that ended in the first / last quarter of the budget.
+        "first_quarter_return": _mean([e[1] for e in first_q]),
+        "last_quarter_return": _mean([e[1] for e in last_q]),
         # Longer Pong episodes mean longer rallies: an earlier sign of learning than the score.
-        "first_10_episode_length": _mean([e[2] for e in curves.episodes[:10]]),
-        "last_10_episode_length": _mean([e[2] for e in curves.episodes[-10:]]),
+        "first_quarter_episode_length": _mean([e[2] for e in first_q]),
+        "last_quarter_episode_length": _mean([e[2] for e in last_q]),
     }
+
+
+def _quarter_episodes(
+    episodes: list[tuple[int, float, int]], steps: int
+) -> tuple[list[tuple[int, float, int]], list[tuple[int, float, int]]]:
+    """The episodes that finished in the first and in the last quarter of ``steps``."""
+    return [e for e in episodes if e[0] <= steps / 4], [e for e in episodes if e[0] > 3 * steps / 4]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -194,49 +205,57 @@ def _write(result: dict[str, Any], out: Path) -> None:
     rows = []
     for label, r in result["runs"].items():
         if "steps" not in r:
-            rows.append([label, None, None, None, None, None, None, None, None, r["note"]])
+            rows.append([label, None, None, None, None, None, None, None, None, None, r["note"]])
             continue
-        first, last = r["first_quarter_reward_per_1k"], r["last_quarter_reward_per_1k"]
-        rows.append([label, r["steps"], r["steps_per_s"], first, last, r["episodes_finished"],
-                     r["mean_return_last_10"], r["first_10_episode_length"], r["last_10_episode_length"],
-                     _verdict(first, last)])
+        rows.append([label, r["steps"], r["steps_per_s"], r["episodes_finished"],
+                     r["first_quarter_return"], r["last_quarter_return"],
+                     r["first_quarter_episode_length"], r["last_quarter_episode_length"],
+                     r["first_quarter_reward_per_1k"], r["last_quarter_reward_per_1k"], verdict(r)])
     table = markdown_table(
-        ["agent", "env steps", "train steps/s", "reward per 1k steps, first quarter",
-         "reward per 1k steps, last quarter", "episodes finished", "mean return, last 10 episodes",
-         "mean length, first 10 episodes", "mean length, last 10 episodes", "note"],
+        ["agent", "env steps", "train steps/s", "episodes finished",
+         "mean return, first quarter", "mean return, last quarter",
+         "mean episode length, first quarter", "mean episode length, last quarter",
+         "reward per 1k steps, first quarter", "reward per 1k steps, last quarter", "verdict"],
         rows,
     )
     anchors = markdown_table(["anchor (published, 10M+ frames)", "score"], ANCHORS)
     body = (
         f"Game: {result['game']}; {result['steps']:,} env steps per agent (4 frames each), "
-        f"{result['n_envs']} envs, seed {result['seed']}, PPO settings {result['ppo']}. "
-        "Reward per 1k steps is the mean reward per env step over the first / last quarter of "
-        "the rollouts, times 1000 (random play in Pong loses about 25 points per 1k steps). "
-        "Episode lengths are in env steps of 4 frames for every agent (longer Pong episodes "
-        "mean longer rallies, an earlier sign of learning than the score).\n\n"
+        f"{result['n_envs']} envs, seed {result['seed']}, PPO settings {result['ppo']}; object agents "
+        "see their observation through VecNormalize (running mean / std per feature, rewards untouched). "
+        "First / last quarter: the episodes that ended in the first / last quarter of the budget "
+        "(random play in Pong scores about -20.7). Episode lengths are in env steps of 4 frames for "
+        "every agent (longer Pong episodes mean longer rallies, an earlier sign of learning than the "
+        "score). Reward per 1k steps is the mean reward per env step over the first / last quarter "
+        "of the rollouts, times 1000. Verdict: learning when the last quarter's episodes return at "
+        "least 1 point more or last at least 20% longer than the first quarter's.\n\n"
         f"{table}\n\n## Anchors\n\n{anchors}\n\n![learning curves](agents.png)\n"
     )
     curves = {}
     for label, r in result["runs"].items():
-        if r.get("rollout_steps"):
-            y = np.asarray(r["rollout_reward_per_step"]) * 1000
-            w = max(1, min(5, len(y)))
-            smooth = np.convolve(y, np.ones(w) / w, mode="valid")
-            curves[label] = (r["rollout_steps"][w - 1 :], smooth.tolist())
-    line_plot(out / "agents.png", curves, "env steps", "reward per 1k env steps (rolling mean of 5 rollouts)",
+        eps = r.get("episodes") or []
+        if len(eps) >= 2:
+            steps = np.asarray([e[0] for e in eps])
+            ret = np.asarray([e[1] for e in eps])
+            w = max(1, min(10, len(ret)))
+            smooth = np.convolve(ret, np.ones(w) / w, mode="valid")
+            curves[label] = (steps[w - 1 :].tolist(), smooth.tolist())
+    line_plot(out / "agents.png", curves, "env steps", "episode return (rolling mean of 10 episodes)",
               f"{result['game']}: PPO learning curves")
     write_results(out, "agents", result, body, "Agents benchmark")
 
 
-def _verdict(first: float | None, last: float | None) -> str:
-    if first is None or last is None:
-        return ""
-    diff = last - first
-    if diff > 2.0:
-        return f"improved by {diff:.1f} per 1k steps"
-    if diff < -2.0:
-        return f"worse by {-diff:.1f} per 1k steps"
-    return "no clear learning at this budget"
+def verdict(run: dict[str, Any]) -> str:
+    """Whether a run learned: its last quarter's episodes against its first quarter's."""
+    r0, r1 = run.get("first_quarter_return"), run.get("last_quarter_return")
+    l0, l1 = run.get("first_quarter_episode_length"), run.get("last_quarter_episode_length")
+    if None in (r0, r1, l0, l1):
+        return "too few episodes to judge"
+    gain, longer = r1 - r0, l1 / l0 - 1.0
+    text = f"return {gain:+.1f}, episodes {100 * longer:+.0f}% longer"
+    if gain >= 1.0 or longer >= 0.2:
+        return "learning: " + text
+    return "no clear learning at this budget: " + text
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -254,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         overrides = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
     result = run(args.game, args.steps, args.seed, args.n_envs, args.device, args.out, overrides)
     for label, r in result["runs"].items():
-        print(f"{label:<34} {r.get('last_quarter_reward_per_1k')} {r['note']}")
+        print(f"{label:<34} {r['note'] or verdict(r)}")
     return result
 
 

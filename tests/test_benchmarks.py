@@ -135,6 +135,17 @@ def test_agents_quick_trains_both_available_agents(no_weights, tmp_path) -> None
     assert (tmp_path / "agents.png").is_file()
 
 
+def test_agents_verdict_reads_first_and_last_quarter() -> None:
+    run = {"first_quarter_return": -20.5, "last_quarter_return": -18.0,
+           "first_quarter_episode_length": 900.0, "last_quarter_episode_length": 950.0}
+    assert agents.verdict(run).startswith("learning: return +2.5")
+    assert agents.verdict({**run, "last_quarter_return": -20.0}).startswith("no clear learning")
+    assert agents.verdict({**run, "last_quarter_return": -20.0, "last_quarter_episode_length": 1200.0}).startswith(
+        "learning: return +0.5, episodes +33% longer"
+    )
+    assert agents.verdict({**run, "first_quarter_return": None}) == "too few episodes to judge"
+
+
 @pytest.fixture
 def untrained_weights(monkeypatch, tmp_path):
     """A randomly initialised Pong detector in a temporary weights folder.
