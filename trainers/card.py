@@ -138,6 +138,9 @@ def build_card(
             "bytes": w_file.stat().st_size,
             "sha256": sha256_file(w_file),
             "model": cfg.get("model"),
+            "max_box": cfg.get("max_box"),
+            "max_box_source": cfg.get("max_box_source"),
+            "refine_boxes": cfg.get("refine_boxes", True),
         },
         "training": {
             "step": cfg.get("step"),
@@ -145,6 +148,7 @@ def build_card(
             "preset": train_cfg.get("preset"),
             "ablation": train_cfg.get("ablation"),
             "seed": train_cfg.get("seed"),
+            "z_scale_prior": train_cfg.get("z_scale_prior"),
             "minutes": None if train_minutes is None else round(float(train_minutes), 1),
             "hardware": hardware or "not recorded",
         },
@@ -176,6 +180,12 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"{'unknown' if tr['minutes'] is None else format(tr['minutes'], '.1f')} minutes on {tr['hardware']}",
         f"- Data set: `{ds.get('path')}` ({ds.get('policy')} policy, seed {ds.get('seed')}, stacks {ds.get('stacks')}, T={ds.get('T')})",
     ]
+    if det.get("max_box"):
+        src = det.get("max_box_source") or {}
+        lines.append(
+            f"- Size limit: model boxes wider than {det['max_box'][0]} or taller than {det['max_box'][1]} frame pixels "
+            f"are dropped ({src.get('margin')} x the {src.get('quantile')} quantile of the training motion boxes)"
+        )
     clf = card["classifier"]
     lines.append(
         f"- Classifier: {', '.join(clf['classes'])} ({clf['labels_per_class']} labelled val predictions per class, "
