@@ -11,7 +11,7 @@ from benchmarks import agents, detection, probe, speed
 from benchmarks.__main__ import main as run_all
 from benchmarks.common import markdown_table
 from benchmarks.detection import box_iou, match_pairs, score_frames
-from benchmarks.probe import entropy, label_accuracy, one_hot_positions, split_episodes
+from benchmarks.probe import entropy, label_accuracy, split_episodes, thermometer_positions
 from trainers.metrics import match_frame
 
 
@@ -66,9 +66,10 @@ def test_probe_helpers() -> None:
     # Two slots: a present object at (10, 20) px, an empty slot.
     obs = np.zeros((1, 2 * 7), np.float32)
     obs[0, :3] = (1.0, 10 / 160, 20 / 210)
-    code = one_hot_positions(obs, 2).reshape(2, 371)
-    assert code[1].sum() == 0 and code[0].sum() == 3
-    assert code[0, 0] == 1 and code[0, 1 + 10] == 1 and code[0, 1 + 160 + 20] == 1
+    code = thermometer_positions(obs, 2).reshape(2, 371)
+    assert code[1].sum() == 0 and code[0, 0] == 1
+    assert code[0, 1 : 1 + 160].tolist() == [1.0] * 10 + [0.0] * 150  # x = 10 > t for t = 0..9
+    assert code[0, 161:].tolist() == [1.0] * 20 + [0.0] * 190
 
 
 def test_markdown_table_formats_cells() -> None:
@@ -185,8 +186,8 @@ def test_learned_rows_run_when_weights_exist(untrained_weights, tmp_path) -> Non
     assert len(rows) == 2 and all("f1" in r and not r["note"] for r in rows)
     data = probe.run("Pong", steps=24, epochs=1, num_envs=4, device="cpu", out=out)
     reps = data["probe"]["representations"]
-    assert {"objects (learned)", "objects (learned), one-hot positions", "z_what (learned)"} <= set(reps)
-    assert reps["objects (learned), one-hot positions"]["dim"] == 3 * (1 + 160 + 210)
+    assert {"objects (learned)", "objects (learned), thermometer positions", "z_what (learned)"} <= set(reps)
+    assert reps["objects (learned), thermometer positions"]["dim"] == 3 * (1 + 160 + 210)
     assert reps["z_what (learned)"]["dim"] == 3 * (4 + 32)
     assert "learned" in data["label_accuracy"]
     # No category classifier in the folder: every box is "object" and fills no slot.
