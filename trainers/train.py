@@ -401,7 +401,7 @@ def train(args: Args) -> dict[str, Any]:
             writer.add_scalar("charts/present_per_frame", float((out.pres_prob > 0.5).float().sum(1).mean()), step)
             writer.add_scalar("charts/frames_per_sec", cfg.frames_per_step / max(time.time() - t0, 1e-9), step)
             last = {k: float(val.detach()) for k, val in terms.items()} | {"total": float(loss.detach()), "lambda": lam}
-            bar.set_postfix(loss=f"{float(loss.detach()):.4g}", motion=f"{float(terms['motion_pres']):.3g}", lam=f"{lam:.2f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4g}", motion=f"{last['motion_pres']:.3g}", lam=f"{lam:.2f}")
         if step % cfg.image_every == 0 or step == stop:
             writer.add_image("images/input_recon_fg_alpha_bg", _pictures(x, out), step, dataformats="HWC")
         if step % cfg.ckpt_every == 0 or step == stop:
