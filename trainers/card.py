@@ -190,8 +190,12 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines.append(
         f"- Classifier: {', '.join(clf['classes'])} ({clf['labels_per_class']} labelled val predictions per class, "
         f"{_METHOD.get(clf.get('method') or 'kmeans', clf.get('method'))}"
-        f"{', plus the box size' if clf.get('size_weight') else ''}; 'unknown' beyond a centroid's radius or when "
-        f"nearest/other-category distance > {clf.get('max_ratio', 1.0)})"
+        f"{', plus the box size' if clf.get('size_weight') else ''}; 'unknown' beyond a centroid's radius"
+        + (
+            f" or when nearest/other-category distance > {clf['max_ratio']})"
+            if (clf.get("max_ratio") or 1.0) < 1.0
+            else ")"
+        )
         if clf
         else "- Classifier: none (category 'object')"
     )
