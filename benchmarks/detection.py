@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from benchmarks.common import (
     add_common_args,
@@ -41,10 +40,12 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.scripted import SCRIPTED, scripted_policy
+from trainers import detection_metrics
+from trainers.metrics import OCATARI_MAX_DIST
 
 __all__ = ["match_pairs", "box_iou", "score_frames", "collect", "run", "main"]
 
-MAX_DIST = 5.0
+MAX_DIST = OCATARI_MAX_DIST
 """Centre distance (frame pixels) under which a prediction matches a truth box (OCAtari)."""
 
 VISION_ANCHOR_F1 = {"Pong": 1.0, "Boxing": 0.83, "Skiing": 0.955, "Freeway": 0.967, "MsPacman": 0.84}
@@ -62,19 +63,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
-def match_pairs(pred: np.ndarray, gt: np.ndarray, max_dist: float = MAX_DIST) -> tuple[np.ndarray, np.ndarray]:
-    """Hungarian matching of box centres; (pred indexes, gt indexes) of pairs closer than ``max_dist``."""
-    pred = np.asarray(pred, dtype=np.float64).reshape(-1, 4)
-    gt = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
-    if not len(pred) or not len(gt):
-        return np.zeros(0, int), np.zeros(0, int)
-    cp = pred[:, :2] + pred[:, 2:] / 2
-    cg = gt[:, :2] + gt[:, 2:] / 2
-    d = np.linalg.norm(cp[:, None] - cg[None], axis=-1)
-    close = d < max_dist
-    rows, cols = linear_sum_assignment(np.where(close, d, 1e6))
-    ok = close[rows, cols]
-    return rows[ok], cols[ok]
+def match_pairs(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hungarian matching of box centres; (pred indexes, gt indexes) of pairs closer than ``MAX_DIST``.
+
+    The trainers' matcher with OCAtari's criterion, so that benchmark and evaluation agree.
+    """
+    return detection_metrics.match_pairs(pred, gt, "ocatari")
 
 
 def score_frames(

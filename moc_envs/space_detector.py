@@ -37,7 +37,7 @@ from moc_envs.postprocess import (
 )
 from moc_envs.preprocess import resize_frames
 
-__all__ = ["WEIGHTS_FILE", "CONFIG_FILE", "FORMAT", "SpaceDetector"]
+__all__ = ["WEIGHTS_FILE", "CONFIG_FILE", "FORMAT", "read_max_box", "SpaceDetector"]
 
 WEIGHTS_FILE = "detector.safetensors"
 CONFIG_FILE = "config.json"
@@ -46,6 +46,26 @@ FORMAT = "moc_envs.space_detector/1"
 
 DEFAULT_CATEGORY = "object"
 """Category of every detection until a z_what classifier is shipped with the weights."""
+
+
+def read_max_box(meta: dict[str, Any], source: Path | str = CONFIG_FILE) -> tuple[float, float] | None:
+    """The size limit (width, height in frame pixels) of a detector config, or None without one.
+
+    Raises CorruptWeightsError, naming ``source``, when it is not two positive numbers.
+    """
+    max_box = meta.get("max_box")
+    if max_box is None:
+        return None
+    ok = (
+        isinstance(max_box, list)
+        and len(max_box) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in max_box)
+    )
+    if not ok:
+        raise CorruptWeightsError(
+            f"{source}: max_box must be [width, height] in frame pixels (two positive numbers), got {max_box!r}"
+        )
+    return float(max_box[0]), float(max_box[1])
 
 
 class SpaceDetector:
@@ -145,18 +165,7 @@ class SpaceDetector:
         refine = meta.get("refine_boxes", True)
         if not isinstance(refine, bool):
             raise CorruptWeightsError(f"{cfg_path}: refine_boxes must be true or false, got {refine!r}")
-        max_box = meta.get("max_box")
-        if max_box is not None:
-            ok = (
-                isinstance(max_box, list)
-                and len(max_box) == 2
-                and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in max_box)
-            )
-            if not ok:
-                raise CorruptWeightsError(
-                    f"{cfg_path}: max_box must be [width, height] in frame pixels (two positive numbers), got {max_box!r}"
-                )
-            max_box = (float(max_box[0]), float(max_box[1]))
+        max_box = read_max_box(meta, cfg_path)
         return cls(encoder, game, device=device, meta=meta, classifier=classifier, refine=refine, max_box=max_box)
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from trainers.metrics import OCATARI_MAX_DIST, Counts
+from trainers.metrics import Counts, centre_close
 
 __all__ = [
     "AP_IOU_THRESHOLDS",
@@ -99,12 +99,6 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def _centre_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ca = a[:, :2] + a[:, 2:4] / 2.0
-    cb = b[:, :2] + b[:, 2:4] / 2.0
-    return np.linalg.norm(ca[:, None, :] - cb[None, :, :], axis=-1)
-
-
 def close_matrix(
     pred: np.ndarray, gt: np.ndarray, criterion: MatchCriterion, iou_threshold: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -113,12 +107,8 @@ def close_matrix(
     if criterion == "iou":
         iou = iou_matrix(pred, gt)
         return 1.0 - iou, iou >= iou_threshold
-    d = _centre_dist(pred, gt)
-    if criterion == "ocatari":
-        return d, d < OCATARI_MAX_DIST
-    if criterion == "relative":
-        diag = np.hypot(gt[:, 2], gt[:, 3])[None, :]
-        return d, np.maximum(0.0, 1.0 - d / np.maximum(diag, 1e-9)) > 0.5
+    if criterion in ("ocatari", "relative"):
+        return centre_close(pred, gt, criterion)
     raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
 
 

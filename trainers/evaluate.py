@@ -132,8 +132,9 @@ def suppress(pred: Predictions, config: SuppressionConfig | None = None) -> Pred
 
 def max_box_of(meta: dict[str, Any]) -> tuple[float, float] | None:
     """The detector's size limit (width, height in frame pixels) from its config, or None."""
-    box = meta.get("max_box")
-    return None if box is None else (float(box[0]), float(box[1]))
+    from moc_envs.space_detector import read_max_box
+
+    return read_max_box(meta)
 
 
 def drop_oversized(pred: Predictions, max_box: tuple[float, float] | None) -> Predictions:

@@ -32,6 +32,7 @@ from scipy.optimize import linear_sum_assignment
 __all__ = [
     "Criterion",
     "Counts",
+    "centre_close",
     "match_frame",
     "evaluate_boxes",
     "predict_boxes",
@@ -89,8 +90,8 @@ def _centres(b: np.ndarray) -> np.ndarray:
     return b[:, :2] + b[:, 2:4] / 2.0
 
 
-def _close(pred: np.ndarray, gt: np.ndarray, criterion: Criterion) -> tuple[np.ndarray, np.ndarray]:
-    """Distance matrix (P, G) and the boolean 'close enough' matrix."""
+def centre_close(pred: np.ndarray, gt: np.ndarray, criterion: Criterion) -> tuple[np.ndarray, np.ndarray]:
+    """Centre distance matrix (P, G) of boxes (x, y, w, h) and the boolean 'close enough' matrix."""
     d = np.linalg.norm(_centres(pred)[:, None, :] - _centres(gt)[None, :, :], axis=-1)
     if criterion == "ocatari":
         return d, d < OCATARI_MAX_DIST
@@ -117,7 +118,7 @@ def match_frame(
     matched_pred = np.zeros(len(pred), bool)
     close = np.zeros((len(pred), len(gt)), bool)
     if len(pred) and len(gt):
-        d, close = _close(pred, gt, criterion)
+        d, close = centre_close(pred, gt, criterion)
         cost = np.where(close, d, 1e6)
         rows, cols = linear_sum_assignment(cost)
         ok = close[rows, cols]
@@ -127,7 +128,7 @@ def match_frame(
     rest = ~matched_pred
     if hud is not None and ignore_hud and len(hud) and rest.any():
         hud = np.asarray(hud, dtype=np.float64).reshape(-1, 4)
-        _, on_hud = _close(pred, hud, criterion)
+        _, on_hud = centre_close(pred, hud, criterion)
         skip = rest & on_hud.any(1)
         c.hud_predictions = int(skip.sum())
         rest &= ~skip
