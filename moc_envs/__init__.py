@@ -11,6 +11,8 @@ from moc_envs.detectors import make_detector
 from moc_envs.device import resolve_device
 from moc_envs.errors import (
     CorruptWeightsError,
+    DetectorInUseError,
+    DetectorOutputError,
     DeviceUnavailableError,
     FrameFormatError,
     MissingWeightsError,
@@ -57,6 +59,8 @@ __all__ = [
     "CorruptWeightsError",
     "FrameFormatError",
     "DeviceUnavailableError",
+    "DetectorOutputError",
+    "DetectorInUseError",
 ]
 
 __version__ = "0.1.0"

@@ -9,6 +9,8 @@ __all__ = [
     "CorruptWeightsError",
     "FrameFormatError",
     "DeviceUnavailableError",
+    "DetectorOutputError",
+    "DetectorInUseError",
 ]
 
 
@@ -34,3 +36,11 @@ class FrameFormatError(MocEnvsError, ValueError):
 
 class DeviceUnavailableError(MocEnvsError, RuntimeError):
     """The requested torch device (e.g. CUDA) is not available here."""
+
+
+class DetectorOutputError(MocEnvsError, TypeError):
+    """A detector returned something other than one list of Detections per frame."""
+
+
+class DetectorInUseError(MocEnvsError, ValueError):
+    """A detector that keeps per-env state was handed to a second env."""
