@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from moc_envs.detection import Detector
@@ -15,28 +16,44 @@ DetectorName = Literal["space", "ram"]
 
 
 def make_detector(
-    detector: DetectorName | Detector, game: str | GameSpec, device: str = "auto"
+    detector: DetectorName | Detector,
+    game: str | GameSpec,
+    device: str = "auto",
+    weights: str | os.PathLike[str] | None = None,
+    allow_unclassified: bool = False,
 ) -> Detector:
     """Build the detector for ``game``.
 
-    ``"space"`` loads the learned SPACE+MOC detector from ``weights/<Game>/``
-    (raising MissingWeightsError with the training commands when absent),
-    ``"ram"`` builds the RAM oracle, and an object with a ``detect`` method is
-    returned as it is.
+    ``"space"`` loads the learned SPACE+MOC detector from the game's weights folder
+    (:func:`moc_envs.weights.require_weights`: ``weights`` — a game folder or a root holding
+    ``<Game>/`` — wins, then ``$MOC_ENVS_WEIGHTS`` roots, then the bundled weights), raising
+    MissingWeightsError with the training commands when there are none and
+    CorruptWeightsError when the folder fails its manifest or consistency checks. A folder
+    without a z_what classifier is refused unless ``allow_unclassified=True`` (every detection
+    is then category "object" and fills no observation slot). ``"ram"`` builds the RAM oracle,
+    and an object with a ``detect`` method is returned as it is; ``weights`` only applies to
+    ``"space"``.
     """
     spec = game if isinstance(game, GameSpec) else get_game(game)
+    if weights is not None and not (isinstance(detector, str) and detector == "space"):
+        name = detector if isinstance(detector, str) else type(detector).__name__
+        raise ValueError(
+            f"weights={str(weights)!r} only applies to detector='space', got detector {name!r}"
+        )
     if isinstance(detector, str):
         if detector == "ram":
             from moc_envs.ram_detector import RamDetector
 
             return RamDetector(spec)
         if detector == "space":
-            folder = require_weights(spec.name)
+            folder = require_weights(spec.name, weights)
             resolved = resolve_device(device)
             # Imported here: it pulls in torch, which `import moc_envs` must not.
             from moc_envs.space_detector import SpaceDetector
 
-            return SpaceDetector.from_pretrained(folder, game=spec, device=resolved)
+            return SpaceDetector.from_pretrained(
+                folder, game=spec, device=resolved, allow_unclassified=allow_unclassified
+            )
         raise ValueError(
             f"Unknown detector {detector!r}: use 'space' (learned, default), 'ram' (RAM oracle) "
             "or an object with a detect(frames, rams=None) method"

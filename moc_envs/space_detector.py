@@ -107,7 +107,9 @@ class SpaceDetector:
         return self.encoder.cfg
 
     @classmethod
-    def from_pretrained(cls, path: Path, game: GameSpec, device: str = "cpu") -> SpaceDetector:
+    def from_pretrained(
+        cls, path: Path, game: GameSpec, device: str = "cpu", allow_unclassified: bool = False
+    ) -> SpaceDetector:
         """Load the detector exported to folder ``path`` for ``game``.
 
         Raises MissingWeightsError when a file is absent and CorruptWeightsError when the

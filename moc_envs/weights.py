@@ -1,59 +1,298 @@
-"""Where trained detector weights live, and a clear error when they are missing."""
+"""Where trained detector weights come from, and a clear error when there are none.
+
+A game's weights folder (``detector.safetensors``, ``config.json``, the classifier, a card and
+``manifest.json``) is found, in this order:
+
+1. ``weights=``: a game folder holding ``detector.safetensors``, or a root holding ``<Game>/``.
+   It wins over everything.
+2. The roots of ``$MOC_ENVS_WEIGHTS`` (``os.pathsep``-separated), in order: the first root that
+   holds a ``<Game>/`` folder provides the game; a game missing there falls through.
+3. The bundled weights: the checkout's top-level ``weights/`` when running from a source tree
+   (or an editable install), else the copy a regular ``pip install`` places in the package as
+   ``moc_envs/_weights``.
+
+:func:`weights_table` reports, for every registered game, where its weights come from and the
+headline figures of its card; :func:`format_weights_table` renders that as plain text. Only
+JSON is read here (no torch, no unpickling): ``import moc_envs`` stays cheap.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
-from moc_envs.errors import MissingWeightsError
-from moc_envs.games import get_game
+from moc_envs.errors import MissingWeightsError, MocEnvsError
+from moc_envs.games import game_names, get_game
 
-__all__ = ["WEIGHTS_ENV_VAR", "REQUIRED_FILES", "weights_root", "weights_dir", "require_weights"]
+__all__ = [
+    "WEIGHTS_ENV_VAR",
+    "REQUIRED_FILES",
+    "WeightsOrigin",
+    "WeightsInfo",
+    "weights_root",
+    "weights_search_path",
+    "find_weights",
+    "weights_dir",
+    "require_weights",
+    "training_commands",
+    "weights_table",
+    "format_weights_table",
+]
 
 WEIGHTS_ENV_VAR = "MOC_ENVS_WEIGHTS"
-"""Environment variable that points moc_envs at another weights folder."""
+"""Environment variable: weights roots searched in front of the bundled weights."""
 
 REQUIRED_FILES = ("detector.safetensors", "config.json")
-"""Files every exported detector folder ``weights/<Game>/`` holds."""
+"""Files every exported detector folder ``<root>/<Game>/`` holds."""
 
+_DETECTOR_FILE = REQUIRED_FILES[0]
+_CARD_FILE = "card.json"
 _PACKAGE_DIR = Path(__file__).resolve().parent
+
+WeightsOrigin = Literal["explicit", "MOC_ENVS_WEIGHTS", "bundled", "none"]
+"""Where a game's weights come from: ``weights=``, a ``$MOC_ENVS_WEIGHTS`` root, the bundled
+weights, or nowhere."""
 
 
 def weights_root() -> Path:
-    """The folder holding one sub-folder of weights per game.
+    """The bundled weights root: one sub-folder per game.
 
-    ``$MOC_ENVS_WEIGHTS`` wins; otherwise the checkout's top-level ``weights/``
-    when running from a source tree (or an editable install), else the copy
-    that a regular ``pip install`` places in the package as ``moc_envs/_weights``.
+    The checkout's top-level ``weights/`` when running from a source tree (or an editable
+    install), else the copy that a regular ``pip install`` places in the package as
+    ``moc_envs/_weights``. ``$MOC_ENVS_WEIGHTS`` roots are searched in front of it (see
+    :func:`weights_search_path`).
     """
-    override = os.environ.get(WEIGHTS_ENV_VAR)
-    if override:
-        return Path(override).expanduser().resolve()
     checkout = _PACKAGE_DIR.parent
     if (checkout / "pyproject.toml").is_file() and (checkout / "weights").is_dir():
         return checkout / "weights"
     return _PACKAGE_DIR / "_weights"
 
 
-def weights_dir(game: str) -> Path:
-    """The weights folder of one game, ``<weights_root>/<Game>`` (canonical name)."""
-    return weights_root() / get_game(game).name
+def weights_search_path() -> list[tuple[Path, WeightsOrigin]]:
+    """The roots searched for ``<Game>/`` folders, in order, each with its origin.
+
+    Every non-empty entry of ``$MOC_ENVS_WEIGHTS`` (split on ``os.pathsep``), then the bundled
+    root of :func:`weights_root`.
+    """
+    raw = os.environ.get(WEIGHTS_ENV_VAR, "")
+    roots: list[tuple[Path, WeightsOrigin]] = [
+        (Path(entry).expanduser().resolve(), "MOC_ENVS_WEIGHTS") for entry in raw.split(os.pathsep) if entry
+    ]
+    roots.append((weights_root(), "bundled"))
+    return roots
 
 
-def require_weights(game: str) -> Path:
-    """Return the game's weights folder, or raise MissingWeightsError saying how to make it."""
-    spec = get_game(game)
-    folder = weights_dir(spec.name)
-    missing = [folder / name for name in REQUIRED_FILES if not (folder / name).is_file()]
-    if missing:
-        lower = spec.name.lower()
+def _explicit_folder(game: str, weights: str | os.PathLike[str]) -> Path:
+    """The game folder that ``weights=`` names: itself (a game folder) or ``<weights>/<Game>``."""
+    path = Path(weights).expanduser()
+    if not path.is_dir():
         raise MissingWeightsError(
-            f"No trained SPACE+MOC detector for {spec.name}: missing "
-            + ", ".join(str(p) for p in missing)
-            + ".\nTrain and export one with:\n"
-            f"  python -m trainers.dataset --game {spec.name} --out data/{spec.name}\n"
-            f"  python -m trainers.train --game {spec.name} --data data/{spec.name} --out runs/{lower}\n"
-            f"  python -m trainers.export runs/{lower} --game {spec.name}\n"
-            f"or use the RAM oracle meanwhile: detector='ram'."
+            f"weights={str(weights)!r} is not a folder; expected a game folder holding "
+            f"{_DETECTOR_FILE} or a weights root holding {game}/"
         )
-    return folder
+    if (path / _DETECTOR_FILE).is_file():
+        return path
+    if (path / game).is_dir():
+        return path / game
+    raise MissingWeightsError(
+        f"weights={str(weights)!r} is neither a game folder (no {_DETECTOR_FILE} in it) nor a "
+        f"weights root holding {game}/ (no {path / game})"
+    )
+
+
+def find_weights(
+    game: str, weights: str | os.PathLike[str] | None = None
+) -> tuple[Path, WeightsOrigin] | None:
+    """The folder the game's weights would load from and its origin, or None when there is none.
+
+    ``weights`` (a game folder or a root) wins; otherwise the first root of
+    :func:`weights_search_path` holding a ``<Game>/`` folder. The folder's files are not checked
+    here (:func:`require_weights` does).
+    """
+    name = get_game(game).name
+    if weights is not None:
+        return _explicit_folder(name, weights), "explicit"
+    for root, origin in weights_search_path():
+        if (root / name).is_dir():
+            return root / name, origin
+    return None
+
+
+def weights_dir(game: str, weights: str | os.PathLike[str] | None = None) -> Path:
+    """The game's weights folder as :func:`find_weights` finds it, else where the bundled one belongs."""
+    found = find_weights(game, weights)
+    return found[0] if found is not None else weights_root() / get_game(game).name
+
+
+def training_commands(game: str) -> str:
+    """The commands that train, export and classify a detector for ``game``, and how to use it."""
+    name = get_game(game).name
+    run = f"runs/{name.lower()}"
+    return (
+        "Train and export one with:\n"
+        f"  python -m trainers.dataset --game {name} --out data/{name}\n"
+        f"  python -m trainers.train --game {name} --data data/{name} --out {run}\n"
+        f"  python -m trainers.export {run} --game {name}   # writes {run}/weights/{name}\n"
+        f"  python -m trainers.classifier --game {name} --weights {run}/weights/{name} --data data/{name}\n"
+        f"then pass weights='{run}/weights' (or the game folder) or set "
+        f"{WEIGHTS_ENV_VAR}={run}/weights (roots separated by {os.pathsep!r}, searched before the "
+        "bundled weights);\nor use the RAM oracle meanwhile: detector='ram'."
+    )
+
+
+def require_weights(game: str, weights: str | os.PathLike[str] | None = None) -> Path:
+    """Return the game's weights folder, or raise MissingWeightsError saying how to make one.
+
+    ``weights``: a game folder holding ``detector.safetensors`` or a root holding ``<Game>/``;
+    it wins over ``$MOC_ENVS_WEIGHTS`` and the bundled weights. Only the presence of the
+    required files is checked here; loading verifies the manifest and the contents.
+    """
+    spec = get_game(game)
+    found = find_weights(spec.name, weights)
+    if found is not None:
+        folder, origin = found
+        missing = [folder / name for name in REQUIRED_FILES if not (folder / name).is_file()]
+        if not missing:
+            return folder
+        where = {
+            "explicit": "weights=",
+            "MOC_ENVS_WEIGHTS": f"{WEIGHTS_ENV_VAR} root {folder.parent}",
+            "bundled": "the bundled weights",
+            "none": "",
+        }[origin]
+        detail = f" (found through {where}, which shadows any later root)"
+    else:
+        folder = weights_root() / spec.name
+        missing = [folder / name for name in REQUIRED_FILES]
+        searched = [str(root) for root, _ in weights_search_path()]
+        detail = f" (searched {', '.join(searched)})"
+    raise MissingWeightsError(
+        f"No trained SPACE+MOC detector for {spec.name}: missing "
+        + ", ".join(str(p) for p in missing)
+        + f"{detail}.\n"
+        + training_commands(spec.name)
+    )
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where one game's weights come from and the headline figures of their card."""
+
+    game: str
+    origin: WeightsOrigin
+    folder: Path | None
+    """The game folder, None when the game has no weights anywhere."""
+    status: str
+    """``"ok"``, or why the folder would be refused (missing files, manifest, no classifier)."""
+    f1_moving: float | None = None
+    """Test-split F1 on moving objects from ``card.json`` (None without a card)."""
+    category_accuracy: float | None = None
+    """Category accuracy on moving objects from ``card.json``."""
+    meets_bar: bool | None = None
+    """Whether the card says the shipping bar is met."""
+
+
+def _card_headline(folder: Path) -> tuple[float | None, float | None, bool | None]:
+    """(F1 on moving objects, category accuracy, bar verdict) from a folder's card.json."""
+    try:
+        ship = json.loads((folder / _CARD_FILE).read_text()).get("ship") or {}
+    except (OSError, ValueError, AttributeError):
+        return None, None, None
+
+    def number(key: str) -> float | None:
+        v = ship.get(key)
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    verdict = ship.get("meets_bar")
+    return number("f1_moving"), number("category_accuracy"), verdict if isinstance(verdict, bool) else None
+
+
+def _folder_status(folder: Path, game: str) -> str:
+    """"ok", or the first reason loading this folder would be refused (files and manifest only)."""
+    from moc_envs.classifier import CLASSIFIER_FILE, LEGACY_CLASSIFIER_FILE
+    from moc_envs.manifest import verify_folder
+
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        return "missing " + ", ".join(missing)
+    if not (folder / CLASSIFIER_FILE).is_file():
+        return "legacy pickled classifier" if (folder / LEGACY_CLASSIFIER_FILE).is_file() else "no classifier"
+    try:
+        verify_folder(folder, game)
+    except MocEnvsError as err:
+        return "refused: " + str(err).split("\n")[0]
+    return "ok"
+
+
+def weights_table(weights: str | os.PathLike[str] | None = None) -> list[WeightsInfo]:
+    """For every registered game: where its weights come from, whether they load, their card's figures.
+
+    ``weights`` is the same ``weights=`` folder the env takes (a game folder applies to its own
+    game only, read from its ``config.json``; a root applies to every game it holds). The
+    manifest of every found folder is verified (hashes, no code run); the detector itself is
+    not loaded.
+    """
+    explicit_game: str | None = None
+    explicit_root: Path | None = None
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if (path / _DETECTOR_FILE).is_file():
+            explicit_game = _config_game(path)
+        elif path.is_dir():
+            explicit_root = path
+        else:
+            raise MissingWeightsError(f"weights={str(weights)!r} is not a folder")
+    rows: list[WeightsInfo] = []
+    for name in game_names():
+        found: tuple[Path, WeightsOrigin] | None
+        if explicit_game == name:
+            found = (Path(weights).expanduser(), "explicit")  # type: ignore[arg-type]
+        elif explicit_root is not None and (explicit_root / name).is_dir():
+            found = (explicit_root / name, "explicit")
+        else:
+            found = find_weights(name)
+        if found is None:
+            rows.append(WeightsInfo(name, "none", None, "no weights"))
+            continue
+        folder, origin = found
+        f1, acc, bar = _card_headline(folder)
+        rows.append(WeightsInfo(name, origin, folder, _folder_status(folder, name), f1, acc, bar))
+    return rows
+
+
+def _config_game(folder: Path) -> str | None:
+    """The ``game`` a detector folder's config.json names (None when unreadable)."""
+    try:
+        game: Any = json.loads((folder / REQUIRED_FILES[1]).read_text()).get("game")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return game if isinstance(game, str) else None
+
+
+def format_weights_table(weights: str | os.PathLike[str] | None = None) -> str:
+    """:func:`weights_table` as a plain-text table, one row per registered game."""
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    header = ("game", "source", "F1 moving", "category acc.", "bar", "status", "folder")
+    body = [
+        (
+            r.game,
+            r.origin,
+            fmt(r.f1_moving),
+            fmt(r.category_accuracy),
+            "-" if r.meets_bar is None else ("met" if r.meets_bar else "not met"),
+            r.status,
+            "-" if r.folder is None else str(r.folder),
+        )
+        for r in weights_table(weights)
+    ]
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *body)]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    searched = ", ".join(f"{root} ({origin})" for root, origin in weights_search_path())
+    return "\n".join(lines) + f"\n\nsearched: {searched}\n"
