@@ -1,32 +1,59 @@
 # Quick start: `make demo` (set up, then play Pong and write demo-pong.gif)
 # and `make test` (set up, then run the test suite). Both create the virtual
-# environment $(VENV) when it is missing, install torch first where the venv
-# has none (so torch>=2.3 is already satisfied), then this package.
+# environment $(VENV) when it is missing and install what they need once: a
+# stamp file in the venv records the install, and is redone only when
+# pyproject.toml or setup.py change (or the stamp is deleted).
+#
+# Install order: torch first where the venv has none (so that torch>=2.3 is
+# already satisfied and pip does not pull a CUDA build), then the package with
+# its extras, then OCAtari without its declared dependencies (they would add
+# the GUI build of OpenCV beside the headless one; the `oracle` extra holds
+# what OCAtari imports).
 
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
+OCATARI_VERSION ?= 2.2.1
 GAME ?= Pong
 STEPS ?= 300
 # space: the learned detector (bundled weights/<Game>); ram: the RAM oracle
 DETECTOR ?= space
 
 PY := $(VENV)/bin/python
+DEPS := pyproject.toml setup.py Makefile
+# `demo`: the package, the RAM oracle; `dev`: also training, video and test tools.
+DEMO_STAMP := $(VENV)/.moc-envs-demo.stamp
+DEV_STAMP := $(VENV)/.moc-envs-dev.stamp
 
-.PHONY: install demo test lint
+.PHONY: install install-dev demo test lint
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-install: $(PY)
+define install_with
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[$(1)]"
+	$(PY) -m pip install --no-deps "ocatari==$(OCATARI_VERSION)"
+endef
 
-demo: install
+$(DEMO_STAMP): $(DEPS) | $(PY)
+	$(call install_with,oracle)
+	touch $@
+
+# The dev install holds everything the demo needs, so it stamps both.
+$(DEV_STAMP): $(DEPS) | $(PY)
+	$(call install_with,dev)
+	touch $(DEMO_STAMP) $@
+
+install: $(DEMO_STAMP)
+
+install-dev: $(DEV_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/moc-envs demo --game $(GAME) --steps $(STEPS) --detector $(DETECTOR)
 
-test: install
+test: $(DEV_STAMP)
 	$(PY) -m pytest
 
-lint: install
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

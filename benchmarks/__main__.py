@@ -31,7 +31,11 @@ def _entry(name: str) -> Callable[[Sequence[str] | None], Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line: run the selected benchmarks, then write the timing summary."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for every benchmark's files")
     p.add_argument("--quick", action="store_true", help="tiny budgets (smoke test), not for results")
     p.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset of " + ", ".join(BENCHMARKS))

@@ -260,7 +260,11 @@ def verdict(run: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.agents", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.agents",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_common_args(p)
     p.add_argument("--game", default="Pong", help="game")
     p.add_argument("--steps", type=int, default=100_000, help="env steps per agent (2M+ on a GPU)")

@@ -264,7 +264,11 @@ def _write(result: dict[str, Any], out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.detection", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.detection",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_common_args(p)
     p.add_argument("--games", nargs="+", default=None,
                    help="games to score (default: Pong Boxing Skiing and every game with weights)")

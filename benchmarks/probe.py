@@ -412,7 +412,11 @@ def _write(result: dict[str, Any], out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.probe", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.probe",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_common_args(p)
     p.add_argument("--game", default="Pong", help="game (an AtariARI game)")
     p.add_argument("--steps", type=int, default=10_000, help="samples to collect (protocol: 50,000)")

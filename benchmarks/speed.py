@@ -250,7 +250,11 @@ def _write(result: dict[str, Any], rows: list[SpeedRow], out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.speed",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add_common_args(p)
     p.add_argument("--game", default="Pong", help="game to time")
     p.add_argument("--steps", type=int, default=3000, help="env steps per cheap row")

@@ -195,7 +195,11 @@ def measure_inference(game: str = "Pong", repeats: int = 30, seed: int = 0) -> d
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line: measure under each thread count, print and write the table."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.train_speed",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--game", default="Pong", help="game whose cpu-preset config is timed")
     p.add_argument("--steps", type=int, default=10, help="timed training steps (after 3 warm-up steps)")
     p.add_argument("--repeats", type=int, default=30, help="timed single-frame inference calls")

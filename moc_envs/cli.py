@@ -1,4 +1,4 @@
-"""The ``moc-envs`` command line: ``moc-envs demo --game Pong``."""
+"""The ``moc-envs`` command line: ``moc-envs demo --game Pong``, ``moc-envs list``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from moc_envs.games import game_names, get_game
 
-__all__ = ["main", "run_demo"]
+__all__ = ["DESCRIPTION", "build_parser", "main", "run_demo"]
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -119,11 +119,38 @@ def run_demo(
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``moc-envs`` console script."""
-    parser = argparse.ArgumentParser(prog="moc-envs", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="play a game with a random agent and show the objects")
+DESCRIPTION = """\
+Object-centric Atari environments from pixels: a learned SPACE+MOC detector finds
+the game's objects in every frame: gym.make("MOC/Pong-v0").
+`moc-envs COMMAND --help` shows a command's options and their defaults."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's line breaks and shows every option's default."""
+
+
+def _version() -> str:
+    from moc_envs import __version__
+
+    return f"moc-envs {__version__}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``moc-envs`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="moc-envs", description=DESCRIPTION, formatter_class=_HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", title="commands"
+    )
+    demo = sub.add_parser(
+        "demo",
+        help="play a game with a random agent and show the objects",
+        description="Play a game with a random agent, print the last step's objects and the\n"
+        "estimated labels beside the RAM values, and write an annotated GIF.",
+        formatter_class=_HelpFormatter,
+    )
     demo.add_argument("--game", default="Pong", help=f"one of: {', '.join(game_names())}")
     demo.add_argument("--steps", type=int, default=200, help="environment steps to play")
     demo.add_argument(
@@ -133,14 +160,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="learned detector or RAM oracle",
     )
     demo.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    demo.add_argument("--out", type=Path, default=None, help="GIF path (default: demo-<game>.gif)")
+    demo.add_argument("--out", type=Path, default=None, help="GIF path; None writes demo-<game>.gif")
     demo.add_argument("--seed", type=int, default=0, help="seed of the env and the random agent")
+    sub.add_parser(
+        "list",
+        help="every registered game, where its weights come from, its card's figures",
+        description="List every registered MOC/<Game>-v0 id, the weights folder the learned\n"
+        "detector would load (MOC_ENVS_WEIGHTS search path, then the bundled weights) and the\n"
+        "headline figures of its card.",
+        formatter_class=_HelpFormatter,
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``moc-envs`` console script."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error("--steps must be >= 1")
     from moc_envs.errors import MocEnvsError
 
     try:
+        if args.command == "list":
+            from moc_envs.weights import format_weights_table
+
+            print(format_weights_table())
+            return 0
+        if args.steps < 1:
+            parser.error("--steps must be >= 1")
         spec = get_game(args.game)
         out = args.out or Path(f"demo-{spec.name.lower()}.gif")
         run_demo(spec.name, args.steps, args.detector, out, args.seed, args.device)

@@ -23,6 +23,7 @@ __all__ = [
     "ObsMode",
     "OBS_MODES",
     "check_obs_mode",
+    "feature_names",
     "objects_space",
     "observation_space",
     "ObjectObservationBuilder",
@@ -31,8 +32,11 @@ __all__ = [
 FEATURES = ("present", "x", "y", "w", "h", "dx", "dy")
 """Columns of the object observation, one row per slot."""
 
-ObsMode = Literal["objects", "objects+frame"]
-OBS_MODES: tuple[str, ...] = ("objects", "objects+frame")
+ObsMode = Literal["objects", "objects+frame", "flat"]
+OBS_MODES: tuple[str, ...] = ("objects", "objects+frame", "flat")
+"""``objects``: Box (n_slots, 7); ``objects+frame``: Dict adding the RGB frame; ``flat``: the
+objects as one 1-D Box (n_slots * 7,), row-major, for MLP policies (SB3's ``MlpPolicy`` and
+``check_env`` expect a flat vector); :func:`feature_names` names its entries."""
 
 # Positions may leave the frame a little (sprites entering at the border,
 # OCAtari boxes with negative x), so x and y get a margin; all columns are
@@ -58,11 +62,28 @@ def objects_space(spec: GameSpec) -> spaces.Box:
     return spaces.Box(low=np.tile(_LOW, (n, 1)), high=np.tile(_HIGH, (n, 1)), dtype=np.float32)
 
 
+def feature_names(spec: GameSpec) -> tuple[str, ...]:
+    """Name of every entry of the ``flat`` observation, e.g. ``"Ball0.x"``, ``"Player0.present"``.
+
+    Entry ``k`` is row ``k // 7`` (a slot, named by its category and index within the
+    category) and column ``k % 7`` of the ``objects`` observation (:data:`FEATURES`).
+    """
+    return tuple(
+        f"{category}{i}.{feature}"
+        for category, rows in spec.slot_ranges.items()
+        for i in range(len(rows))
+        for feature in FEATURES
+    )
+
+
 def observation_space(spec: GameSpec, obs_mode: str) -> spaces.Space:
     """The env's observation space for ``obs_mode``."""
     mode = check_obs_mode(obs_mode)
     if mode == "objects":
         return objects_space(spec)
+    if mode == "flat":
+        box = objects_space(spec)
+        return spaces.Box(low=box.low.ravel(), high=box.high.ravel(), dtype=np.float32)
     frame = spaces.Box(0, 255, (FRAME_HEIGHT, FRAME_WIDTH, 3), dtype=np.uint8)
     return spaces.Dict({"objects": objects_space(spec), "frame": frame})
 
@@ -123,6 +144,8 @@ class ObjectObservationBuilder:
         objects = self.object_array()
         if self.obs_mode == "objects":
             return objects, info
+        if self.obs_mode == "flat":
+            return objects.ravel(), info
         if frame is None:
             raise ValueError("obs_mode='objects+frame' needs the step's frame")
         return {"objects": objects, "frame": np.array(frame, dtype=np.uint8, copy=True)}, info

@@ -59,7 +59,7 @@ def test_wrong_frame_shape_and_dtype(blank_frames) -> None:
 
 def test_unknown_obs_mode() -> None:
     with pytest.raises(
-        ValueError, match="Unknown obs_mode 'pixels'; expected one of objects, objects\\+frame"
+        ValueError, match="Unknown obs_mode 'pixels'; expected one of objects, objects\\+frame, flat"
     ):
         gym.make("MOC/Pong-v0", detector="ram", obs_mode="pixels")
 

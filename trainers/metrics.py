@@ -231,7 +231,11 @@ def _load_encoder(args: argparse.Namespace) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line: evaluate a run's checkpoint or exported weights on a dataset split."""
-    p = argparse.ArgumentParser(prog="python -m trainers.metrics", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trainers.metrics",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--data", required=True, help="dataset directory (trainers.dataset output)")
     p.add_argument("--run", help="training run directory holding checkpoint.pt")
     p.add_argument("--weights", help="exported weights directory (weights/<Game>)")

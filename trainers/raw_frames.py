@@ -109,7 +109,11 @@ def build_raw_frames(root: str | Path, split: str, progress: bool = True, force:
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
     """Command line: recover the full-size frames of one or more splits."""
-    p = argparse.ArgumentParser(prog="python -m trainers.raw_frames", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trainers.raw_frames",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--data", required=True, help="dataset directory (trainers.dataset output)")
     p.add_argument("--split", action="append", help="split to recover (repeatable; default test)")
     p.add_argument("--force", action="store_true", help="rebuild an existing <split>_raw.npz")
