@@ -1,4 +1,4 @@
-"""The z_what -> category classifier shipped beside a detector, and its verified loading.
+"""The z_what -> category classifier shipped beside a detector, and its safe loading.
 
 :class:`ZWhatClassifier` is a nearest-centroid classifier on standardised z_what: one or more
 centroids per OCAtari category (fitted by ``python -m trainers.classifier``), each with a
@@ -9,42 +9,51 @@ nearest centroid of another category (it sits between two categories). A classif
 read the size of the detector's box (``size_dims == 2``: log width and height of the model's
 box, the z_where scale, appended to z_what before standardising).
 
-On disk (``weights/<Game>/``): ``classifier.joblib`` holds plain arrays and strings (no custom
-classes), and ``classifier.json`` is its manifest with the file's SHA-256. The joblib file is
-unpickled only after its hash matches the manifest (pickles can run code), otherwise
-:class:`moc_envs.errors.CorruptWeightsError` is raised. No torch here.
+On disk (``<root>/<Game>/``): ``classifier.safetensors`` holds the arrays and
+``classifier.json`` the rest (format tag, game, classes, ``max_ratio``, ``size_dims``, fit
+details). Loading reads safetensors and JSON only, through the folder's verified manifest
+(:mod:`moc_envs.manifest`): nothing is ever unpickled. A folder that still holds only the
+legacy pickled ``classifier.joblib`` is refused with the command that re-fits it. No torch here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from moc_envs.atomic import atomic_path, atomic_write_text
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
+from moc_envs.games import get_game
+from moc_envs.manifest import VerifiedFolder, safetensors_metadata, verify_folder
 
 __all__ = [
     "UNKNOWN",
     "CLASSIFIER_FILE",
-    "MANIFEST_FILE",
+    "CLASSIFIER_JSON",
+    "LEGACY_CLASSIFIER_FILE",
     "CLASSIFIER_FORMAT",
     "ZWhatClassifier",
-    "sha256_file",
     "save_classifier",
     "load_classifier",
+    "read_classifier",
     "has_classifier",
+    "refit_command",
 ]
 
 UNKNOWN = "unknown"
 """Category of a detection the classifier is unsure of."""
-CLASSIFIER_FILE = "classifier.joblib"
-MANIFEST_FILE = "classifier.json"
-CLASSIFIER_FORMAT = "moc_envs.classifier/1"
+CLASSIFIER_FILE = "classifier.safetensors"
+"""The classifier's arrays."""
+CLASSIFIER_JSON = "classifier.json"
+"""The classifier's format tag, game, classes, settings and fit details."""
+LEGACY_CLASSIFIER_FILE = "classifier.joblib"
+"""The pickled classifier of format 1: never loaded (pickles can run code)."""
+CLASSIFIER_FORMAT = "moc_envs.classifier/2"
+_ARRAYS = ("centroids", "centroid_class", "radius", "mean", "scale")
 
 
 @dataclass
@@ -98,6 +107,16 @@ class ZWhatClassifier:
         self.max_ratio = float(self.max_ratio)
         if not 0.0 < self.max_ratio <= 1.0:
             raise ValueError(f"max_ratio must be in (0, 1], got {self.max_ratio}")
+        for name in ("centroids", "radius", "mean", "scale"):
+            bad = int(np.size(getattr(self, name)) - np.isfinite(getattr(self, name)).sum())
+            if bad:
+                raise ValueError(f"{name} must be finite, got {bad} NaN or infinite value(s)")
+        # A zero scale divides by zero and a zero radius accepts nothing: every detection would
+        # silently come out "unknown" and fill no slot.
+        for name in ("scale", "radius"):
+            low = getattr(self, name).min()
+            if low <= 0:
+                raise ValueError(f"{name} must be > 0 everywhere, got a minimum of {float(low)}")
 
     @property
     def z_what_dim(self) -> int:
@@ -152,42 +171,31 @@ class ZWhatClassifier:
         idx, _ = self.predict_index(z_what, sizes)
         return [self.classes[i] if i >= 0 else UNKNOWN for i in idx.tolist()]
 
-    def arrays(self) -> dict[str, Any]:
-        """Plain-data form (numpy arrays, list of str) that is pickled."""
-        return {
-            "classes": list(self.classes),
-            "centroids": self.centroids,
-            "centroid_class": self.centroid_class,
-            "radius": self.radius,
-            "mean": self.mean,
-            "scale": self.scale,
-            "max_ratio": self.max_ratio,
-            "size_dims": self.size_dims,
-        }
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays stored in ``classifier.safetensors``."""
+        return {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def refit_command(folder: str | Path, game: str) -> str:
+    """The command that fits (or re-fits) the classifier of weights folder ``folder``."""
+    return f"python -m trainers.classifier --game {game} --weights {folder} --data data/{game}"
 
 
 def save_classifier(clf: ZWhatClassifier, folder: str | Path, game: str) -> Path:
-    """Write ``classifier.joblib`` and its manifest ``classifier.json`` atomically; return the manifest path."""
-    import joblib
+    """Write ``classifier.safetensors`` and ``classifier.json`` atomically; return the JSON's path.
+
+    The folder's ``manifest.json`` is the caller's to refresh
+    (:func:`moc_envs.manifest.write_manifest`), once every file it writes is in place.
+    """
+    from safetensors.numpy import save_file
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{CLASSIFIER_FILE}.tmp{os.getpid()}"
-    joblib.dump(clf.arrays(), tmp)
-    manifest = {
+    with atomic_path(folder / CLASSIFIER_FILE) as tmp:
+        save_file(clf.arrays(), str(tmp), metadata={"format": CLASSIFIER_FORMAT, "game": game})
+    meta = {
         "format": CLASSIFIER_FORMAT,
         "game": game,
         "file": CLASSIFIER_FILE,
-        "sha256": sha256_file(tmp),
         "classes": list(clf.classes),
         "z_what_dim": clf.z_what_dim,
         "centroids": int(clf.centroids.shape[0]),
@@ -195,63 +203,105 @@ def save_classifier(clf: ZWhatClassifier, folder: str | Path, game: str) -> Path
         "size_dims": clf.size_dims,
         "info": clf.info,
     }
-    tmp_m = folder / f".{MANIFEST_FILE}.tmp{os.getpid()}"
-    tmp_m.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, folder / CLASSIFIER_FILE)
-    os.replace(tmp_m, folder / MANIFEST_FILE)
-    return folder / MANIFEST_FILE
+    return atomic_write_text(folder / CLASSIFIER_JSON, json.dumps(meta, indent=2) + "\n")
 
 
 def has_classifier(folder: str | Path) -> bool:
-    """Whether ``folder`` holds a classifier (its joblib file or its manifest)."""
+    """Whether ``folder`` holds a classifier in any format (the legacy pickle included).
+
+    :func:`load_classifier` refuses the legacy one with the command that re-fits it.
+    """
     folder = Path(folder)
-    return (folder / CLASSIFIER_FILE).is_file() or (folder / MANIFEST_FILE).is_file()
+    return any((folder / n).exists() for n in (CLASSIFIER_FILE, CLASSIFIER_JSON, LEGACY_CLASSIFIER_FILE))
+
+
+def _legacy_error(folder: Path, game: str | None) -> CorruptWeightsError:
+    name = game or "<Game>"
+    return CorruptWeightsError(
+        f"{folder / LEGACY_CLASSIFIER_FILE} is a legacy pickled classifier (format "
+        f"moc_envs.classifier/1); pickles can run code, so it is never loaded. Re-fit it in the "
+        f"safe format ({CLASSIFIER_FILE} + {CLASSIFIER_JSON}) with:\n  {refit_command(folder, name)}"
+        f"\nthen delete {LEGACY_CLASSIFIER_FILE} (a folder without manifest.json needs one first: "
+        f"re-export it, or record the files you trust with python -m moc_envs.manifest {folder} "
+        f"--game {name})"
+    )
 
 
 def load_classifier(folder: str | Path, game: str | None = None) -> ZWhatClassifier:
-    """Load the classifier of ``folder`` after checking its SHA-256 against the manifest.
+    """Load the classifier of weights folder ``folder`` after verifying the folder's manifest.
 
-    Raises MissingWeightsError when a file is absent and CorruptWeightsError when the manifest
-    is unreadable, names another game, or its hash does not match the joblib file.
+    Raises MissingWeightsError when the folder has no classifier and CorruptWeightsError when it
+    only has the legacy pickle, when the manifest does not check out, or when the classifier
+    is malformed, names another game or cannot fill any slot of ``game``.
     """
-    import joblib
-
     folder = Path(folder)
-    m_path, c_path = folder / MANIFEST_FILE, folder / CLASSIFIER_FILE
-    if not c_path.is_file():
-        raise MissingWeightsError(f"classifier file {c_path} is missing")
-    if not m_path.is_file():
-        raise CorruptWeightsError(
-            f"{c_path} has no manifest {m_path.name} beside it; refusing to unpickle an unverified file"
+    if not (folder / CLASSIFIER_FILE).is_file():
+        if (folder / LEGACY_CLASSIFIER_FILE).exists():
+            raise _legacy_error(folder, game)
+        raise MissingWeightsError(
+            f"classifier file {folder / CLASSIFIER_FILE} is missing; fit one with:\n  "
+            f"{refit_command(folder, game or '<Game>')}"
         )
-    try:
-        manifest = json.loads(m_path.read_text())
-        expected = str(manifest["sha256"])
-        fmt = manifest.get("format")
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise CorruptWeightsError(f"{m_path} is not a valid classifier manifest: {err}") from err
+    return read_classifier(verify_folder(folder, game), game)
+
+
+def read_classifier(files: VerifiedFolder, game: str | None = None) -> ZWhatClassifier:
+    """The classifier of a verified weights folder (both files must be listed in its manifest).
+
+    ``game``: the game it must be for; its categories must fill at least one observation slot.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    folder = files.folder
+    j_path, a_path = folder / CLASSIFIER_JSON, folder / CLASSIFIER_FILE
+    if not files.listed(CLASSIFIER_JSON) and files.listed(LEGACY_CLASSIFIER_FILE):
+        raise _legacy_error(folder, game)
+    meta = files.read_json(CLASSIFIER_JSON)
+    if not isinstance(meta, dict):
+        raise CorruptWeightsError(f"{j_path} must hold a JSON object, got {type(meta).__name__}")
+    fmt = meta.get("format")
+    if fmt == "moc_envs.classifier/1":
+        raise _legacy_error(folder, game)
     if fmt != CLASSIFIER_FORMAT:
-        raise CorruptWeightsError(f"{m_path} has format {fmt!r}, expected {CLASSIFIER_FORMAT!r}")
-    if game is not None and manifest.get("game") != game:
-        raise CorruptWeightsError(f"{m_path} holds a classifier for game {manifest.get('game')!r}, not {game!r}")
-    actual = sha256_file(c_path)
-    if actual != expected:
+        raise CorruptWeightsError(f"{j_path} has format {fmt!r}, expected {CLASSIFIER_FORMAT!r}")
+    if game is not None and meta.get("game") != game:
+        raise CorruptWeightsError(f"{j_path} holds a classifier for game {meta.get('game')!r}, not {game!r}")
+    blob = files.read_bytes(CLASSIFIER_FILE)
+    tags = safetensors_metadata(blob, a_path)
+    if tags.get("format") != CLASSIFIER_FORMAT or tags.get("game") != meta.get("game"):
         raise CorruptWeightsError(
-            f"{c_path} does not match its manifest: SHA-256 is {actual}, manifest says {expected}; "
-            "refusing to unpickle it (re-fit with `python -m trainers.classifier`)"
+            f"{a_path} is tagged format {tags.get('format')!r}, game {tags.get('game')!r}; "
+            f"{j_path} says format {CLASSIFIER_FORMAT!r}, game {meta.get('game')!r}"
         )
     try:
-        data = joblib.load(c_path)
-        return ZWhatClassifier(
-            classes=tuple(data["classes"]),
-            centroids=data["centroids"],
-            centroid_class=data["centroid_class"],
-            radius=data["radius"],
-            mean=data["mean"],
-            scale=data["scale"],
-            info=dict(manifest.get("info") or {}),
-            max_ratio=float(data.get("max_ratio", 1.0)),
-            size_dims=int(data.get("size_dims", 0)),
+        arrays = load(blob)
+    except (SafetensorError, ValueError) as err:
+        raise CorruptWeightsError(f"{a_path} is not a readable safetensors file: {err}") from err
+    missing = [n for n in _ARRAYS if n not in arrays]
+    if missing or set(arrays) - set(_ARRAYS):
+        raise CorruptWeightsError(
+            f"{a_path} must hold exactly the arrays {', '.join(_ARRAYS)}, got {', '.join(sorted(arrays))}"
         )
-    except (KeyError, TypeError, ValueError, EOFError) as err:
-        raise CorruptWeightsError(f"{c_path} does not hold a z_what classifier: {err}") from err
+    try:
+        classes = meta["classes"]
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise TypeError(f"classes must be a list of strings, got {classes!r}")
+        clf = ZWhatClassifier(
+            classes=tuple(classes),
+            info=dict(meta.get("info") or {}),
+            max_ratio=float(meta.get("max_ratio", 1.0)),
+            size_dims=int(meta.get("size_dims", 0)),
+            **{n: arrays[n] for n in _ARRAYS},
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise CorruptWeightsError(f"{folder} does not hold a valid z_what classifier: {err}") from err
+    if game is not None:
+        spec = get_game(game)
+        if not set(clf.classes) & set(spec.category_names):
+            raise CorruptWeightsError(
+                f"{j_path}: the classifier's categories ({', '.join(clf.classes)}) fill no observation "
+                f"slot of {spec.name} (its categories: {', '.join(spec.category_names)}); every "
+                f"detection would be dropped. Re-fit it with:\n  {refit_command(folder, spec.name)}"
+            )
+    return clf

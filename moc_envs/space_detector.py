@@ -7,27 +7,35 @@ pixels (top-left), score = z_pres probability, z_what attached. Posterior means 
 z_pres probability above 0.5, no larger than the game's ``max_box`` when config.json gives one,
 then one box per object, each tightened to its object's pixels
 (:mod:`moc_envs.postprocess`; ``"refine_boxes": false`` in config.json keeps SPACE's loose boxes)
-and, when the folder ships a verified z_what classifier (:mod:`moc_envs.classifier`), its
-category names.
+and the category names of the folder's z_what classifier (:mod:`moc_envs.classifier`; required
+unless ``allow_unclassified=True``). Every file is read through the folder's verified
+``manifest.json`` (:mod:`moc_envs.manifest`), and only safetensors and JSON are read.
 Importing this module imports torch; ``import moc_envs`` does not.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from moc_envs.classifier import ZWhatClassifier, has_classifier, load_classifier
+from moc_envs.classifier import (
+    CLASSIFIER_FILE,
+    LEGACY_CLASSIFIER_FILE,
+    ZWhatClassifier,
+    load_classifier,
+    read_classifier,
+    refit_command,
+)
 from moc_envs.detection import Detection, validate_frames, validate_rams
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import GameSpec
+from moc_envs.manifest import safetensors_metadata, verify_folder
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.encoder import SpaceEncoder
-from moc_envs.model.geometry import where_to_boxes
+from moc_envs.model.geometry import FRAME_H, FRAME_W, where_to_boxes
 from moc_envs.postprocess import (
     DEFAULT_SUPPRESSION,
     SuppressionConfig,
@@ -112,29 +120,62 @@ class SpaceDetector:
     ) -> SpaceDetector:
         """Load the detector exported to folder ``path`` for ``game``.
 
-        Raises MissingWeightsError when a file is absent and CorruptWeightsError when the
-        config or the weights cannot be read or do not match the model (keys, shapes, game).
+        Before anything is read, the folder's ``manifest.json`` is verified
+        (:func:`moc_envs.manifest.verify_folder`); every file is then read through it. Raises
+        MissingWeightsError when a file is absent, or when the folder has no z_what classifier
+        and ``allow_unclassified`` is False (the message names the command that fits one), and
+        CorruptWeightsError when the manifest does not check out, or the config, the weights or
+        the classifier cannot be read, are for another game or format, do not match the model
+        (keys, shapes), hold non-finite values, or cannot work (a classifier filling no slot, a
+        ``max_box`` smaller than one grid cell).
         """
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
         path = Path(path)
         cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
         for p in (cfg_path, w_path):
             if not p.is_file():
                 raise MissingWeightsError(f"detector file {p} is missing")
+        clf_path = path / CLASSIFIER_FILE
+        if not clf_path.exists() and not allow_unclassified:
+            if (path / LEGACY_CLASSIFIER_FILE).exists():
+                # The legacy pickle is refused with its own message before the manifest check:
+                # such folders predate manifests too.
+                load_classifier(path, game.name)
+            raise MissingWeightsError(
+                f"{path} holds a detector for {game.name} but no z_what classifier ({CLASSIFIER_FILE}): "
+                "every detection would be category 'object' and fill no observation slot. Fit one "
+                f"with:\n  {refit_command(path, game.name)}\nor pass allow_unclassified=True to "
+                "load the detector without categories"
+            )
+        files = verify_folder(path, game.name)
+        meta = files.read_json(CONFIG_FILE)
         try:
-            meta = json.loads(cfg_path.read_text())
+            if not isinstance(meta, dict):
+                raise TypeError(f"expected a JSON object, got {type(meta).__name__}")
             model_cfg = ModelConfig.from_dict(meta["model"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise CorruptWeightsError(f"{cfg_path} is not a valid detector config: {err}") from err
+        if meta.get("format") != FORMAT:
+            raise CorruptWeightsError(f"{cfg_path} has format {meta.get('format')!r}, expected {FORMAT!r}")
         saved_game = meta.get("game")
         if saved_game != game.name:
             raise CorruptWeightsError(
                 f"{cfg_path} holds a detector for game '{saved_game}', not '{game.name}'"
             )
+        blob = files.read_bytes(WEIGHTS_FILE)
+        # The weights file carries its own tags: a detector copied in from another game's
+        # folder next to this game's config.json must not load as this game's.
+        tags = safetensors_metadata(blob, w_path)
+        if tags.get("format") != FORMAT or tags.get("game") != game.name:
+            raise CorruptWeightsError(
+                f"{w_path} is tagged format {tags.get('format')!r}, game {tags.get('game')!r}; "
+                f"expected format {FORMAT!r}, game {game.name!r} (as {cfg_path.name} says): "
+                "a detector from another game or another exporter"
+            )
         try:
-            state = load_file(str(w_path), device="cpu")
+            state = load(blob)
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:
             raise CorruptWeightsError(f"{w_path} is not a readable safetensors file: {err}") from err
         encoder = SpaceEncoder(model_cfg)
@@ -158,7 +199,7 @@ class SpaceDetector:
         if non_finite:
             raise CorruptWeightsError(f"{w_path} holds non-finite values in {non_finite[:5]}")
         encoder.load_state_dict(state)
-        classifier = load_classifier(path, game.name) if has_classifier(path) else None
+        classifier = read_classifier(files, game.name) if clf_path.exists() else None
         if classifier is not None and classifier.z_what_dim != model_cfg.z_what_dim:
             raise CorruptWeightsError(
                 f"classifier in {path} expects z_what of size {classifier.z_what_dim}, "
@@ -168,6 +209,15 @@ class SpaceDetector:
         if not isinstance(refine, bool):
             raise CorruptWeightsError(f"{cfg_path}: refine_boxes must be true or false, got {refine!r}")
         max_box = read_max_box(meta, cfg_path)
+        if max_box is not None:
+            cell = (FRAME_W / model_cfg.grid, FRAME_H / model_cfg.grid)
+            if max_box[0] < cell[0] or max_box[1] < cell[1]:
+                raise CorruptWeightsError(
+                    f"{cfg_path}: max_box {max_box[0]:g} x {max_box[1]:g} px is smaller than one grid "
+                    f"cell of the model ({cell[0]:g} x {cell[1]:g} px: frame {FRAME_W}x{FRAME_H} / grid "
+                    f"{model_cfg.grid}) and would drop almost every box; expected at least "
+                    f"{cell[0]:g} x {cell[1]:g}, got {max_box[0]:g} x {max_box[1]:g}"
+                )
         return cls(encoder, game, device=device, meta=meta, classifier=classifier, refine=refine, max_box=max_box)
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:

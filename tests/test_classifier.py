@@ -1,4 +1,4 @@
-"""z_what classifier: fit on clustered latents, "unknown" for far points, verified loading."""
+"""z_what classifier: fit on clustered latents, "unknown" for far points, safe verified loading."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import pytest
 
 from moc_envs.classifier import (
     CLASSIFIER_FILE,
-    MANIFEST_FILE,
+    CLASSIFIER_FORMAT,
+    CLASSIFIER_JSON,
     UNKNOWN,
+    ZWhatClassifier,
     load_classifier,
     save_classifier,
 )
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
+from moc_envs.manifest import MANIFEST_FILE, write_manifest
 from trainers.classifier import fit_classifier, score_classifier
 from trainers.latent_metrics import cluster_scores, few_shot_accuracy
 
@@ -27,6 +30,13 @@ def clustered(n: int = 200, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, np
     lab = rng.integers(0, len(CLASSES), n)
     z = centres[lab] + rng.normal(0, 0.5, (n, dim))
     return z, np.array([CLASSES[i] for i in lab], dtype=object)
+
+
+def _save(clf, folder, game: str = "Pong"):
+    """Save a classifier and record it in the folder's manifest, as trainers.classifier does."""
+    path = save_classifier(clf, folder, game)
+    write_manifest(folder, game, written=[CLASSIFIER_FILE, CLASSIFIER_JSON])
+    return path
 
 
 @pytest.fixture
@@ -59,21 +69,24 @@ def test_far_points_are_unknown(fitted):
 
 def test_save_load_round_trip(tmp_path, fitted):
     clf, z, _ = fitted
-    manifest = save_classifier(clf, tmp_path, "Pong")
-    data = json.loads(manifest.read_text())
-    assert data["game"] == "Pong" and len(data["sha256"]) == 64 and data["classes"] == list(CLASSES)
+    path = _save(clf, tmp_path)
+    data = json.loads(path.read_text())
+    assert data["format"] == CLASSIFIER_FORMAT and data["game"] == "Pong" and data["classes"] == list(CLASSES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CLASSIFIER_JSON, CLASSIFIER_FILE, MANIFEST_FILE]
     loaded = load_classifier(tmp_path, "Pong")
     assert loaded.predict(z) == clf.predict(z)
+    for name in ("centroids", "centroid_class", "radius", "mean", "scale"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(clf, name))
 
 
 def test_refuses_a_tampered_file(tmp_path, fitted):
     clf, _, _ = fitted
-    save_classifier(clf, tmp_path, "Pong")
+    _save(clf, tmp_path)
     path = tmp_path / CLASSIFIER_FILE
     blob = bytearray(path.read_bytes())
     blob[-5] ^= 0xFF
     path.write_bytes(bytes(blob))
-    with pytest.raises(CorruptWeightsError, match="does not match its manifest.*refusing to unpickle"):
+    with pytest.raises(CorruptWeightsError, match="classifier.safetensors does not match manifest.json: possible corruption or tampering"):
         load_classifier(tmp_path)
 
 
@@ -81,12 +94,29 @@ def test_refuses_missing_manifest_and_other_game(tmp_path, fitted):
     clf, _, _ = fitted
     with pytest.raises(MissingWeightsError, match="classifier file .* is missing"):
         load_classifier(tmp_path)
-    save_classifier(clf, tmp_path, "Pong")
+    _save(clf, tmp_path)
     with pytest.raises(CorruptWeightsError, match="for game 'Pong', not 'Boxing'"):
         load_classifier(tmp_path, "Boxing")
     (tmp_path / MANIFEST_FILE).unlink()
-    with pytest.raises(CorruptWeightsError, match="no manifest"):
+    with pytest.raises(CorruptWeightsError, match="has no manifest.json: possible corruption or tampering"):
         load_classifier(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("scale", 0.0, "scale must be > 0 everywhere"),
+        ("radius", -1.0, "radius must be > 0 everywhere"),
+        ("centroids", np.nan, "centroids must be finite, got 1 NaN"),
+        ("mean", np.inf, "mean must be finite"),
+    ],
+)
+def test_degenerate_arrays_are_refused(fitted, field, value, message):
+    clf, _, _ = fitted
+    arrays = {n: getattr(clf, n).copy() for n in ("centroids", "centroid_class", "radius", "mean", "scale")}
+    arrays[field].flat[0] = value
+    with pytest.raises(ValueError, match=message):
+        ZWhatClassifier(clf.classes, **arrays)
 
 
 def test_fit_input_errors():
@@ -116,7 +146,7 @@ def test_ambiguous_points_are_unknown(tmp_path):
     assert clf.predict(np.stack([mid, near_ball])) == [UNKNOWN, "Ball"]
     clf.radius[:] = 1e6  # the radius alone would accept the midpoint
     assert clf.predict(mid[None]) == [UNKNOWN]
-    save_classifier(clf, tmp_path, "Pong")
+    _save(clf, tmp_path)
     loaded = load_classifier(tmp_path, "Pong")
     assert loaded.max_ratio == pytest.approx(0.9) and loaded.predict(mid[None]) == [UNKNOWN]
     loaded.max_ratio = 1.0  # off: the nearest category wins
@@ -161,7 +191,7 @@ def test_box_sizes_as_features(tmp_path):
     with pytest.raises(ValueError, match=r"sizes must be \(400, 2\)"):
         sized.predict(z, sizes[:10])
     assert sized.predict(np.zeros((0, 4)), np.zeros((0, 2))) == []
-    save_classifier(sized, tmp_path, "Pong")
+    _save(sized, tmp_path)
     loaded = load_classifier(tmp_path, "Pong")
     assert loaded.size_dims == 2 and loaded.predict(z, sizes) == sized.predict(z, sizes)
     with pytest.raises(ValueError, match=r"size_weight > 0 needs sizes of shape \(400, 2\)"):

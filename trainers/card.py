@@ -4,10 +4,11 @@
                             [--hardware "2-core CPU"] [--train-minutes 95]
 
 Gathers what the weights folder knows (``config.json`` from the exporter: model, step, training
-config, data path; the classifier manifest; ``eval_test.json`` from ``trainers.evaluate``), the
+config, data path; ``classifier.json``; ``eval_test.json`` from ``trainers.evaluate``), the
 dataset's ``meta.json``, and the training wall time from the run's TensorBoard events (first to
 last event) unless given. Reports the held-out test figures beside OCAtari's vision mode and
-whether the shipping bar of issue 5 is met (F1 on moving objects, category accuracy).
+whether the shipping bar of issue 5 is met (F1 on moving objects, category accuracy). Refreshes
+the folder's ``manifest.json`` after writing.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from moc_envs.atomic import atomic_write_text
-from moc_envs.classifier import MANIFEST_FILE, sha256_file
+from moc_envs.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON
 from moc_envs.games import get_game
+from moc_envs.manifest import refresh_manifest, sha256_file
 from moc_envs.space_detector import CONFIG_FILE, WEIGHTS_FILE
 
 __all__ = ["SHIP_BAR", "CATEGORY_BAR", "training_minutes", "build_card", "card_markdown", "write_card", "main"]
@@ -121,9 +123,10 @@ def build_card(
         verdict["meets_bar"] = False
         verdict["why"] = f"no evaluation at {eval_file}; run python -m trainers.evaluate"
     classifier = None
-    if (weights / MANIFEST_FILE).is_file():
-        man = json.loads((weights / MANIFEST_FILE).read_text())
-        classifier = {k: man.get(k) for k in ("classes", "sha256", "centroids")}
+    if (weights / CLASSIFIER_JSON).is_file() and (weights / CLASSIFIER_FILE).is_file():
+        man = json.loads((weights / CLASSIFIER_JSON).read_text())
+        classifier = {k: man.get(k) for k in ("classes", "centroids")}
+        classifier["sha256"] = sha256_file(weights / CLASSIFIER_FILE)
         info = man.get("info") or {}
         classifier["labels_per_class"] = info.get("labels_per_class")
         classifier["method"] = info.get("method", "kmeans")
@@ -259,17 +262,25 @@ def card_markdown(card: dict[str, Any]) -> str:
 
 
 def write_card(card: dict[str, Any], weights: str | Path) -> tuple[Path, Path]:
-    """Write ``card.json`` and ``card.md`` into the weights folder atomically."""
+    """Write ``card.json`` and ``card.md`` into the weights folder atomically, then refresh its manifest.
+
+    A folder without a manifest gets none (:func:`moc_envs.manifest.refresh_manifest`).
+    """
     weights = Path(weights)
     paths = (weights / "card.json", weights / "card.md")
     for path, text in zip(paths, (json.dumps(card, indent=2) + "\n", card_markdown(card)), strict=True):
         atomic_write_text(path, text)
+    refresh_manifest(weights, card["game"], [p.name for p in paths])
     return paths
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m trainers.card", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trainers.card",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--game", required=True, help="game name, e.g. Pong")
     p.add_argument("--weights", required=True, help="exported weights folder (weights/<Game>)")
     p.add_argument("--run", default=None, help="training run folder (for the training time)")

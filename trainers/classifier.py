@@ -10,7 +10,9 @@ category, started at the mean of its labelled samples, then refined on every val
 (labelled samples stay with their category, the rest join their nearest centroid; samples far
 from every centroid are left out). Each centroid's radius is a quantile of its members'
 distances times a margin; beyond it a prediction is "unknown". Per-class accuracy is reported
-on the test split. Saved as ``classifier.joblib`` + ``classifier.json`` (SHA-256 manifest).
+on the test split. Saved as ``classifier.safetensors`` (arrays) + ``classifier.json`` (classes,
+settings, fit details), then the folder's ``manifest.json`` is refreshed. A detector that finds
+no object in the validation split raises :class:`NoObjectsFoundError` with the likely causes.
 """
 
 from __future__ import annotations
@@ -23,9 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from moc_envs.classifier import UNKNOWN, ZWhatClassifier, save_classifier
+from moc_envs.classifier import (
+    CLASSIFIER_FILE,
+    CLASSIFIER_JSON,
+    UNKNOWN,
+    ZWhatClassifier,
+    save_classifier,
+)
+from moc_envs.errors import MocEnvsError
+from moc_envs.manifest import write_manifest
 
-__all__ = ["METHODS", "fit_classifier", "score_classifier", "fit_from_weights", "main"]
+__all__ = ["METHODS", "NoObjectsFoundError", "fit_classifier", "score_classifier", "fit_from_weights", "main"]
+
+
+class NoObjectsFoundError(MocEnvsError, ValueError):
+    """The detector found no object of the dataset's ground truth in a split: nothing to label."""
 
 
 METHODS = ("kmeans", "prototypes")
@@ -203,6 +217,17 @@ def fit_from_weights(
     encoder, meta = load_encoder(weights, None, spec.name, device)
     max_box = max_box_of(meta)
     z_val, lab_val, wh_val = _split_samples(encoder, data, "val", device, limit, max_box)
+    if not any(lab_val.tolist()):
+        # fit_classifier would only say "no labelled samples"; say what that means here.
+        raise NoObjectsFoundError(
+            f"the detector in {weights} found no objects in the val split of {data}: "
+            f"{len(z_val)} predictions after suppression, none on a ground-truth object, so there "
+            "is nothing to label. Likely causes: an undertrained run (train longer, check its "
+            "losses and the evaluation of `python -m trainers.evaluate --run <run>`), the wrong "
+            f"--weights for {spec.name} or for this dataset, or a max_box in config.json "
+            f"({'none' if max_box is None else f'{max_box[0]:g} x {max_box[1]:g} px'}) that "
+            "drops the real boxes (re-export with a larger --max-box-margin, or none)"
+        )
     clf = fit_classifier(
         z_val, lab_val, labels_per_class, seed, max_ratio=max_ratio, method=method, sizes=wh_val, size_weight=size_weight
     )
@@ -213,21 +238,26 @@ def fit_from_weights(
     }
     clf.info["test"] = report["test"]
     clf.info["val"] = report["val"]
-    manifest = save_classifier(clf, out or weights, spec.name)
-    report["manifest"] = str(manifest)
+    folder = Path(out or weights)
+    report["classifier"] = str(save_classifier(clf, folder, spec.name))
+    report["manifest"] = str(write_manifest(folder, spec.name, written=[CLASSIFIER_FILE, CLASSIFIER_JSON]))
     return report
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m trainers.classifier", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trainers.classifier",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--game", required=True, help="game name, e.g. Pong")
     p.add_argument("--weights", required=True, help="exported weights folder (weights/<Game>)")
     p.add_argument("--data", required=True, help="dataset directory (trainers.dataset output)")
     p.add_argument("--labels-per-class", type=int, default=8, help="labelled samples per category")
     p.add_argument("--seed", type=int, default=0, help="seed of the labelled-sample draw")
     p.add_argument("--device", default="cpu", help="torch device")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N stacks of each split")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N stacks of each split (default: all)")
     p.add_argument("--out", default=None, help="output folder (default: the weights folder)")
     p.add_argument("--max-ratio", type=float, default=0.9, help="ambiguity ratio beyond which a prediction is unknown (1: off)")
     p.add_argument("--method", choices=METHODS, default="kmeans", help="kmeans: one refined centroid per category; prototypes: the labelled samples")
@@ -238,10 +268,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(args.threads)
-    report = fit_from_weights(
-        args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit, args.max_ratio,
-        args.method, args.size_weight,
-    )  # fmt: skip
+    try:
+        report = fit_from_weights(
+            args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit,
+            args.max_ratio, args.method, args.size_weight,
+        )  # fmt: skip
+    except MocEnvsError as err:
+        p.exit(2, f"error: {err}\n")
     print(json.dumps(report, indent=2))
     return report
 

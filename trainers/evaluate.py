@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from moc_envs.atomic import atomic_write_text
+from moc_envs.manifest import refresh_manifest
 from moc_envs.postprocess import SuppressionConfig, refine_boxes, size_mask, suppress_duplicates
 from trainers.data import GroundTruth, load_ground_truth, load_meta, load_split
 from trainers.detection_metrics import FrameSet, detection_report, match_pairs
@@ -78,7 +79,8 @@ def load_encoder(weights: str | Path | None, run: str | Path | None, game: str, 
     if weights is not None:
         from moc_envs.space_detector import SpaceDetector
 
-        det = SpaceDetector.from_pretrained(Path(weights), get_game(game), device=device)
+        # The classifier is optional here: trainers.classifier fits one from this very encoder.
+        det = SpaceDetector.from_pretrained(Path(weights), get_game(game), device=device, allow_unclassified=True)
         return det.encoder, dict(det.meta)
     from trainers.train import CHECKPOINT, load_checkpoint, load_model_from_run
 
@@ -363,18 +365,26 @@ def _write(path: Path, text: str) -> None:
 
 
 def write_report(res: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
-    """Write ``eval_<split>.json`` and ``eval_<split>.md`` into folder ``out`` atomically."""
+    """Write ``eval_<split>.json`` and ``eval_<split>.md`` into folder ``out`` atomically.
+
+    When ``out`` is a weights folder with a manifest, the manifest is refreshed to list them.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     j, m = out / f"eval_{res['split']}.json", out / f"eval_{res['split']}.md"
     _write(j, json.dumps(res, indent=2) + "\n")
     _write(m, to_markdown(res))
+    refresh_manifest(out, res["game"], [j.name, m.name])
     return j, m
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m trainers.evaluate", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trainers.evaluate",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--game", required=True, help="game name, e.g. Pong")
     p.add_argument("--data", required=True, help="dataset directory (trainers.dataset output)")
     p.add_argument("--weights", help="exported weights folder (weights/<Game>)")

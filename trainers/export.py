@@ -3,8 +3,12 @@
     python -m trainers.export runs/pong --game Pong [--out weights/Pong] [--max-box-margin 2]
 
 Writes ``detector.safetensors`` (the inference encoder only: image encoder, heads, glimpse
-encoder; no decoders, no background) and ``config.json`` (format tag, game, model config,
-training step, data info, the training config) into ``weights/<Game>/`` atomically.
+encoder; no decoders, no background; tagged with the format and the game) and ``config.json``
+(format tag, game, model config, training step, data info, the training config) atomically,
+then refreshes the folder's ``manifest.json`` (:mod:`moc_envs.manifest`). The default folder is
+``<run>/weights/<Game>``, outside the source tree; ``--out weights/<Game>`` ships the detector in
+the checkout. Load it with ``gym.make("MOC/<Game>-v0", weights="<run>/weights")`` or
+``MOC_ENVS_WEIGHTS=<run>/weights`` once a classifier is fitted (``python -m trainers.classifier``).
 
 With ``--max-box-margin M`` (> 0) config.json also gets ``max_box``: M times the 99.9th
 percentile of the width and height of the training split's motion boxes, in frame pixels. The
@@ -17,16 +21,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from moc_envs.atomic import atomic_path, atomic_write_text
+from moc_envs.classifier import CLASSIFIER_FILE, refit_command
 from moc_envs.games import get_game
+from moc_envs.manifest import write_manifest
 from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 from trainers.train import CHECKPOINT, TrainError, load_checkpoint, load_model_from_run
 
-__all__ = ["MAX_BOX_QUANTILE", "motion_max_box", "export_run", "main"]
+__all__ = ["MAX_BOX_QUANTILE", "default_out", "motion_max_box", "export_run", "main"]
 
 MAX_BOX_QUANTILE = 0.999
 """Quantile of the motion boxes' sizes that ``max_box`` scales (the largest box is often a merge)."""
@@ -47,13 +53,19 @@ def motion_max_box(data: str | Path, margin: float, quantile: float = MAX_BOX_QU
     return round(float(w) * margin, 1), round(float(h) * margin, 1)
 
 
+def default_out(run: str | Path, game: str) -> Path:
+    """Where a run's export goes unless told otherwise: ``<run>/weights/<Game>``, beside the run."""
+    return Path(run) / "weights" / get_game(game).name
+
+
 def export_run(
     run: str | Path, game: str, out: str | Path | None = None, max_box_margin: float = 0.0, data: str | Path | None = None
 ) -> Path:
-    """Export the latest checkpoint of ``run`` to ``out`` (default ``weights/<Game>``).
+    """Export the latest checkpoint of ``run`` to ``out`` (default ``<run>/weights/<Game>``).
 
     ``max_box_margin > 0`` adds a ``max_box`` from the motion boxes of ``data`` (default: the
-    dataset the run trained on).
+    dataset the run trained on). Other files of an existing ``out`` are kept (and stay in its
+    manifest only if they still match it).
     """
     import torch
     from safetensors.torch import save_file
@@ -65,7 +77,7 @@ def export_run(
     if trained_for != spec.name:
         raise TrainError(f"run {run} trained a detector for '{trained_for}', not '{spec.name}'")
     model = load_model_from_run(run)
-    out_dir = Path(out) if out is not None else Path("weights") / spec.name
+    out_dir = Path(out) if out is not None else default_out(run, spec.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.encoder.state_dict().items()}
     meta: dict[str, Any] = {
@@ -86,30 +98,37 @@ def export_run(
     if eval_path.is_file():
         e = json.loads(eval_path.read_text())
         meta["eval"] = {k: e[k] for k in ("split", "ocatari", "relative") if k in e}
-    tmp_w = out_dir / (WEIGHTS_FILE + f".tmp{os.getpid()}")
-    save_file(state, str(tmp_w), metadata={"format": FORMAT, "game": spec.name})
-    tmp_c = out_dir / (CONFIG_FILE + f".tmp{os.getpid()}")
-    tmp_c.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp_w, out_dir / WEIGHTS_FILE)
-    os.replace(tmp_c, out_dir / CONFIG_FILE)
+    with atomic_path(out_dir / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT, "game": spec.name})
+    atomic_write_text(out_dir / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+    write_manifest(out_dir, spec.name, written=[WEIGHTS_FILE, CONFIG_FILE])
     return out_dir
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     """Command-line entry point."""
-    p = argparse.ArgumentParser(prog="python -m trainers.export", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trainers.export",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("run", help="training run directory holding checkpoint.pt")
     p.add_argument("--game", required=True, help="game the run trained on, e.g. Pong")
-    p.add_argument("--out", default=None, help="output folder (default weights/<Game>)")
+    p.add_argument("--out", default=None, help="output folder (default: <run>/weights/<Game>; weights/<Game> ships it)")
     p.add_argument("--max-box-margin", type=float, default=0.0,
                    help="drop model boxes beyond this multiple of the motion boxes' 99.9th percentile size (0: keep all)")
     p.add_argument("--data", default=None, help="dataset for --max-box-margin (default: the run's)")
     args = p.parse_args(argv)
     out = export_run(args.run, args.game, args.out, args.max_box_margin, args.data)
     size = (out / WEIGHTS_FILE).stat().st_size / 1e6
-    print(f"wrote {out / WEIGHTS_FILE} ({size:.2f} MB) and {out / CONFIG_FILE}")
+    print(f"wrote {out / WEIGHTS_FILE} ({size:.2f} MB), {out / CONFIG_FILE} and its manifest")
     if args.max_box_margin > 0:
         print(f"max_box (w, h): {json.loads((out / CONFIG_FILE).read_text())['max_box']}")
+    if (out / CLASSIFIER_FILE).exists():
+        print(f"note: {out} still holds the classifier fitted on the previous detector; re-fit it with "
+              f"{refit_command(out, get_game(args.game).name)}")  # fmt: skip
+    else:
+        print(f"next: fit its z_what classifier with {refit_command(out, get_game(args.game).name)}")
     return out
 
 
