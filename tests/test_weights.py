@@ -1,27 +1,147 @@
-"""Weights lookup, and a regular (non-editable) install carrying weights/."""
+"""Weights lookup (weights=, the MOC_ENVS_WEIGHTS search path, the bundled weights), the
+weights table, and a regular (non-editable) install carrying weights/."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from moc_envs import weights_dir, weights_root
+from moc_envs.detectors import make_detector
+from moc_envs.errors import CorruptWeightsError, MissingWeightsError
+from moc_envs.weights import (
+    find_weights,
+    format_weights_table,
+    require_weights,
+    weights_search_path,
+    weights_table,
+)
 
 REPO = Path(__file__).resolve().parents[1]
+BUNDLED = REPO / "weights"
+
+
+def _copy_game(root: Path, game: str = "Pong") -> Path:
+    """A copy of a shipped game folder under ``root`` (tests never touch weights/)."""
+    return Path(shutil.copytree(BUNDLED / game, root / game))
+
+
+def _flip_detector_byte(folder: Path) -> None:
+    path = folder / "detector.safetensors"
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    path.write_bytes(bytes(blob))
 
 
 def test_checkout_weights_by_default(monkeypatch) -> None:
     monkeypatch.delenv("MOC_ENVS_WEIGHTS", raising=False)
-    assert weights_root() == REPO / "weights"
-    assert weights_dir("pong") == REPO / "weights" / "Pong"
+    assert weights_root() == BUNDLED
+    assert weights_dir("pong") == BUNDLED / "Pong"
+    assert weights_search_path() == [(BUNDLED, "bundled")]
+    assert find_weights("Pong") == (BUNDLED / "Pong", "bundled")
+    assert find_weights("Breakout") is None
+    # Where a game without weights would be shipped.
+    assert weights_dir("SPACEINVADERS") == BUNDLED / "SpaceInvaders"
 
 
-def test_env_var_overrides(monkeypatch, tmp_path) -> None:
+def test_env_var_root_without_the_game_falls_through_to_bundled(monkeypatch, tmp_path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", f"{first}{os.pathsep}{os.pathsep}{second}")
+    assert weights_search_path() == [
+        (first.resolve(), "MOC_ENVS_WEIGHTS"),
+        (second.resolve(), "MOC_ENVS_WEIGHTS"),
+        (BUNDLED, "bundled"),
+    ]
+    assert weights_root() == BUNDLED  # the env var no longer hides the bundled weights
+    assert require_weights("Pong") == BUNDLED / "Pong"
+    assert make_detector("space", "Pong", "cpu").classifier is not None
+
+
+def test_env_var_root_with_the_game_wins(monkeypatch, tmp_path) -> None:
+    empty, root = tmp_path / "empty", tmp_path / "root"
+    empty.mkdir()
+    pong = _copy_game(root)
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", os.pathsep.join([str(empty), str(root)]))
+    assert find_weights("Pong") == (pong.resolve(), "MOC_ENVS_WEIGHTS")
+    assert require_weights("Boxing") == BUNDLED / "Boxing"  # not in the root: bundled
+    make_detector("space", "Pong", "cpu")
+    # The env var's copy is the one loaded: damage it and loading says so, naming that copy.
+    _flip_detector_byte(pong)
+    with pytest.raises(CorruptWeightsError, match=f"{pong.resolve()}/detector.safetensors does not match"):
+        make_detector("space", "Pong", "cpu")
+    # A half-written game folder in a root is an error, not a silent fall-through.
+    (pong / "config.json").unlink()
+    with pytest.raises(MissingWeightsError, match=r"missing .*root/Pong/config\.json \(found through MOC_ENVS_WEIGHTS root"):
+        require_weights("Pong")
+
+
+def test_explicit_weights_game_folder_and_root(monkeypatch, tmp_path) -> None:
+    other = tmp_path / "env_root"
+    _flip_detector_byte(_copy_game(other))
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(other))  # a broken copy: weights= must win over it
+    root = tmp_path / "mine"
+    pong = _copy_game(root)
+    assert require_weights("Pong", weights=pong) == pong
+    assert require_weights("Pong", weights=root) == pong
+    assert require_weights("pong", weights=str(root)) == pong
+    for weights in (pong, root):
+        assert make_detector("space", "Pong", "cpu", weights=weights).classifier is not None
+    with pytest.raises(MissingWeightsError, match=r"weights=.* is neither a game folder .* nor a weights root holding Boxing/"):
+        require_weights("Boxing", weights=root)
+    with pytest.raises(MissingWeightsError, match="is not a folder"):
+        require_weights("Pong", weights=tmp_path / "nowhere")
+    # A game folder of another game is refused by its tags, not loaded as Pong.
+    boxing = _copy_game(tmp_path / "boxing_root", "Boxing")
+    with pytest.raises(CorruptWeightsError, match="not 'Pong'"):
+        make_detector("space", "Pong", "cpu", weights=boxing)
+    with pytest.raises(ValueError, match="only applies to detector='space', got detector 'ram'"):
+        make_detector("ram", "Pong", weights=root)
+
+
+def test_missing_weights_name_the_commands_weights_and_env_var(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
-    assert weights_root() == tmp_path.resolve()
-    assert weights_dir("SPACEINVADERS") == tmp_path.resolve() / "SpaceInvaders"
+    with pytest.raises(MissingWeightsError, match=r"No trained SPACE\+MOC detector for Breakout: missing .*Breakout/detector\.safetensors") as err:
+        require_weights("breakout")
+    message = str(err.value)
+    for piece in (
+        f"searched {tmp_path.resolve()}, {BUNDLED}",
+        "python -m trainers.train --game Breakout --data data/Breakout --out runs/breakout",
+        "python -m trainers.export runs/breakout --game Breakout",
+        "python -m trainers.classifier --game Breakout --weights runs/breakout/weights/Breakout",
+        "weights='runs/breakout/weights'",
+        "MOC_ENVS_WEIGHTS=runs/breakout/weights",
+        "detector='ram'",
+    ):
+        assert piece in message, piece
+
+
+def test_weights_table(monkeypatch, tmp_path) -> None:
+    root = tmp_path / "root"
+    _flip_detector_byte(_copy_game(root))
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(root))
+    rows = {r.game: r for r in weights_table()}
+    assert set(rows) >= {"Pong", "Boxing", "Skiing", "Breakout"}
+    assert rows["Pong"].origin == "MOC_ENVS_WEIGHTS" and rows["Pong"].status.startswith("refused: ")
+    assert "detector.safetensors does not match" in rows["Pong"].status
+    assert rows["Boxing"].origin == "bundled" and rows["Boxing"].status == "ok"
+    assert rows["Boxing"].f1_moving == pytest.approx(0.9888, abs=1e-4) and rows["Boxing"].meets_bar is True
+    assert rows["Breakout"].origin == "none" and rows["Breakout"].folder is None
+    explicit = {r.game: r for r in weights_table(weights=BUNDLED / "Skiing")}
+    assert explicit["Skiing"].origin == "explicit" and explicit["Pong"].origin == "MOC_ENVS_WEIGHTS"
+    text = format_weights_table(weights=BUNDLED)
+    lines = text.splitlines()
+    assert lines[0].split() == ["game", "source", "F1", "moving", "category", "acc.", "bar", "status", "folder"]
+    pong = next(line for line in lines if line.startswith("Pong "))
+    assert pong.split()[:6] == ["Pong", "explicit", "0.982", "0.983", "met", "ok"]
+    assert next(line for line in lines if line.startswith("Breakout ")).split()[:2] == ["Breakout", "none"]
+    assert f"searched: {root.resolve()} (MOC_ENVS_WEIGHTS), {BUNDLED} (bundled)" in text
 
 
 def test_regular_install_ships_weights(tmp_path) -> None:
@@ -52,9 +172,14 @@ def test_regular_install_ships_weights(tmp_path) -> None:
     root = Path(out[1])
     assert root == site / "moc_envs" / "_weights"
     expected = {
-        p.relative_to(REPO / "weights")
-        for p in (REPO / "weights").rglob("*")
+        p.relative_to(BUNDLED)
+        for p in BUNDLED.rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     }
     installed = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
     assert expected and expected <= installed
+    # The installed folders pass their manifests (no file lost or changed on the way).
+    from moc_envs.manifest import verify_folder
+
+    for game in ("Pong", "Boxing", "Skiing"):
+        verify_folder(root / game, game)
