@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+import math
+import numbers
+import reprlib
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from moc_envs.errors import FrameFormatError
+from moc_envs.errors import DetectorInUseError, DetectorOutputError, FrameFormatError
 
 __all__ = [
     "FRAME_HEIGHT",
@@ -15,6 +21,10 @@ __all__ = [
     "RAM_SIZE",
     "Detection",
     "Detector",
+    "claim_detector",
+    "is_stateful",
+    "release_detector",
+    "validate_detections",
     "validate_frames",
     "validate_rams",
 ]
@@ -92,3 +102,167 @@ def validate_rams(rams: np.ndarray | None, n: int) -> np.ndarray | None:
             f"rams must be uint8 of shape ({n}, {RAM_SIZE}) to match {n} frames, got {dtype} {shape}"
         )
     return rams
+
+
+# Short reprs in error messages: a detector's output can be thousands of boxes.
+_REPR = reprlib.Repr()
+_REPR.maxlist = _REPR.maxtuple = 3
+_REPR.maxstring = _REPR.maxother = 60
+_NUMBER_TYPES = (float, int)
+_FIELDS = ("x", "y", "w", "h", "score")
+
+
+def _describe(value: object) -> str:
+    """``type: short repr`` of a value, for expected-vs-got messages."""
+    return f"{type(value).__name__} {_REPR.repr(value)}"
+
+
+def _is_sequence(value: object) -> bool:
+    if isinstance(value, list | tuple):
+        return True
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
+def _check_number(value: object) -> bool:
+    # bool is an int subclass, but a True coordinate is a bug, not a pixel.
+    cls = type(value)
+    if cls in _NUMBER_TYPES:
+        return True
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def validate_detections(
+    result: Any, n: int, detector: object
+) -> tuple[list[list[Detection]], list[int]]:
+    """Check a detector's output for ``n`` frames; return clean per-frame lists and drop counts.
+
+    The output must be a sequence of exactly ``n`` per-frame sequences of :class:`Detection`
+    whose category is a ``str`` and whose box and score are real numbers; anything else
+    raises :class:`DetectorOutputError` naming ``detector``'s class and what it returned.
+    Detections with a non-finite box or score are dropped, boxes are clipped to the
+    160x210 frame, and a box with no area inside the frame is dropped; the second value
+    counts the drops of each frame. Boxes already inside the frame are returned as they are.
+    """
+    name = type(detector).__name__
+    expected = f"a list of {n} per-frame lists of Detection (one per frame given)"
+    if not _is_sequence(result):
+        raise DetectorOutputError(
+            f"{name}.detect returned {_describe(result)}; expected {expected}"
+        )
+    if len(result) != n:
+        raise DetectorOutputError(
+            f"{name}.detect returned {len(result)} per-frame lists for {n} frame(s); "
+            f"expected {expected}, got {_describe(result)}"
+        )
+    frames: list[list[Detection]] = []
+    dropped: list[int] = []
+    for i, found in enumerate(result):
+        if not _is_sequence(found):
+            raise DetectorOutputError(
+                f"{name}.detect returned {_describe(found)} for frame {i}; "
+                f"expected a list of Detection"
+            )
+        kept: list[Detection] = []
+        lost = 0
+        for j, det in enumerate(found):
+            if not isinstance(det, Detection):
+                raise DetectorOutputError(
+                    f"{name}.detect returned {_describe(det)} as detection {j} of frame {i}; "
+                    f"expected a moc_envs.Detection"
+                )
+            if type(det.category) is not str:
+                raise DetectorOutputError(
+                    f"{name}.detect returned a Detection with category {_describe(det.category)} "
+                    f"(detection {j} of frame {i}); expected a str"
+                )
+            x, y, w, h, score = det.x, det.y, det.w, det.h, det.score
+            if not (
+                _check_number(x)
+                and _check_number(y)
+                and _check_number(w)
+                and _check_number(h)
+                and _check_number(score)
+            ):
+                field_name = next(f for f in _FIELDS if not _check_number(getattr(det, f)))
+                raise DetectorOutputError(
+                    f"{name}.detect returned a Detection with {field_name}="
+                    f"{_describe(getattr(det, field_name))} (detection {j} of frame {i}); "
+                    f"expected a real number"
+                )
+            try:
+                finite = (
+                    math.isfinite(x)
+                    and math.isfinite(y)
+                    and math.isfinite(w)
+                    and math.isfinite(h)
+                    and math.isfinite(score)
+                )
+            except OverflowError:  # an int beyond float range is no pixel either
+                finite = False
+            if not finite:
+                lost += 1
+                continue
+            right, bottom = x + w, y + h
+            if x >= 0 and y >= 0 and right <= FRAME_WIDTH and bottom <= FRAME_HEIGHT:
+                if w > 0 and h > 0:
+                    kept.append(det)
+                else:
+                    lost += 1
+                continue
+            # Partly outside: keep the part inside the frame, if any.
+            x0, y0 = max(x, 0.0), max(y, 0.0)
+            x1, y1 = min(right, float(FRAME_WIDTH)), min(bottom, float(FRAME_HEIGHT))
+            if x1 <= x0 or y1 <= y0:
+                lost += 1
+                continue
+            kept.append(replace(det, x=x0, y=y0, w=x1 - x0, h=y1 - y0))
+        frames.append(kept)
+        dropped.append(lost)
+    return frames, dropped
+
+
+# Which open env uses each stateful detector: id(detector) -> (weak ref to the env, its name).
+# The env holds the detector, so while the env lives the id cannot be reused; an entry whose
+# env is gone (collected without close()) is stale and may be taken over.
+_CLAIMS: dict[int, tuple[weakref.ref[object], str]] = {}
+_CLAIMS_LOCK = threading.Lock()
+
+
+def is_stateful(detector: object) -> bool:
+    """Whether a detector keeps per-env state, i.e. exposes ``reset(i)`` for batch row ``i``."""
+    return callable(getattr(detector, "reset", None))
+
+
+def claim_detector(detector: object, owner: object, owner_name: str) -> None:
+    """Register ``owner`` (an env) as the one user of a stateful ``detector``.
+
+    A detector with ``reset(i)`` keeps state per batch row, so a second env feeding it
+    row 0 would mix two games' state into every observation: that raises
+    :class:`DetectorInUseError` while the first owner is open. Stateless detectors (no
+    ``reset``) may serve any number of envs and are not registered. The owner calls
+    :func:`release_detector` when it closes.
+    """
+    if not is_stateful(detector):
+        return
+    with _CLAIMS_LOCK:
+        entry = _CLAIMS.get(id(detector))
+        holder = entry[0]() if entry is not None else None
+        if entry is not None and holder is not None and holder is not owner:
+            raise DetectorInUseError(
+                f"This {type(detector).__name__} keeps per-env state (it has reset(i)) and "
+                f"already serves another open env ({entry[1]}); a second env would corrupt "
+                f"both envs' observations. Pass detector='ram' (a string: each env builds its "
+                f"own detector) or one {type(detector).__name__} instance per env, or close "
+                f"the other env first."
+            )
+        _CLAIMS[id(detector)] = (weakref.ref(owner), owner_name)
+
+
+def release_detector(detector: object, owner: object) -> None:
+    """Forget ``owner``'s claim on ``detector`` (no-op when it holds none)."""
+    with _CLAIMS_LOCK:
+        entry = _CLAIMS.get(id(detector))
+        if entry is not None:
+            holder = entry[0]()
+            if holder is None or holder is owner:
+                del _CLAIMS[id(detector)]

@@ -8,15 +8,25 @@ Gymnasium 1.x loads no plugins, so ``import moc_envs`` (or the
 
 from __future__ import annotations
 
+import inspect
+import os
 from typing import Any
 
 import gymnasium as gym
 
+from moc_envs.arguments import (
+    ale_flag_keywords,
+    ale_keywords,
+    check_flag,
+    check_keywords,
+    check_ram_device,
+)
 from moc_envs.detection import Detector
 from moc_envs.detectors import DetectorName
 from moc_envs.device import resolve_device
 from moc_envs.games import GAMES, GameSpec, get_game
 from moc_envs.observation import check_obs_mode
+from moc_envs.render import check_display
 from moc_envs.weights import require_weights
 
 __all__ = [
@@ -26,6 +36,7 @@ __all__ = [
     "game_of_id",
     "make_ale_env",
     "make_env",
+    "make_env_keywords",
     "register_envs",
 ]
 
@@ -41,6 +52,8 @@ DEFAULT_KWARGS: dict[str, Any] = {
     "obs_mode": "objects",
     # RAM ground truth costs a dict per step; opt-in.
     "ram_labels": False,
+    # weights=None (the search path of moc_envs.weights), allow_unclassified=False and the
+    # tracker's max_distance / max_age keep make_env's own defaults and are not listed here.
     # ALE arguments (frameskip=4, repeat_action_probability=0.25,
     # full_action_space=False, max_num_frames_per_episode=108000) are left to
     # the ALE v5 registration and pass through unchanged when given.
@@ -76,6 +89,16 @@ def make_ale_env(spec: GameSpec, render_mode: str | None = None, **ale_kwargs: A
     )
 
 
+def make_env_keywords() -> frozenset[str]:
+    """Every keyword ``gym.make("MOC/<Game>-v0", ...)`` accepts: make_env's own plus ALE's."""
+    own = {
+        name
+        for name, p in inspect.signature(make_env).parameters.items()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    }
+    return frozenset(own | ale_keywords())
+
+
 def make_env(
     game: str,
     detector: DetectorName | Detector = "space",
@@ -83,20 +106,35 @@ def make_env(
     obs_mode: str = "objects",
     ram_labels: bool = False,
     render_mode: str | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    allow_unclassified: bool = False,
+    max_distance: float = 40.0,
+    max_age: int = 30,
     **ale_kwargs: Any,
 ) -> gym.Env:
     """Entry point of the ``MOC/<Game>-v0`` ids: the ALE v5 env inside ObjectCentricWrapper.
 
-    ``ale_kwargs`` (``frameskip``, ``repeat_action_probability``, ``mode``,
-    ``difficulty``, ``full_action_space``, ...) go to ``gym.make("ALE/<Game>-v5")``.
+    ``weights`` (a game folder or a root holding ``<Game>/``) and ``allow_unclassified``
+    go to the learned detector (:func:`moc_envs.detectors.make_detector`);
+    ``max_distance`` and ``max_age`` to the slot tracker. ``ale_kwargs`` (``frameskip``,
+    ``repeat_action_probability``, ``mode``, ``difficulty``, ``full_action_space``, ...)
+    go to ``gym.make("ALE/<Game>-v5")``; any other keyword is refused with the nearest
+    valid one. Arguments are checked before the emulator starts.
     """
     from moc_envs.wrapper import ObjectCentricWrapper
 
     spec = get_game(game)
+    check_keywords(env_id(spec.name), ale_kwargs, make_env_keywords())
     check_obs_mode(obs_mode)
-    if detector == "space":
+    check_flag("ram_labels", ram_labels)
+    check_flag("allow_unclassified", allow_unclassified)
+    for name in ale_flag_keywords() & set(ale_kwargs):
+        check_flag(name, ale_kwargs[name])
+    check_ram_device(detector, device)
+    check_display(render_mode)
+    if isinstance(detector, str) and detector == "space":
         # Fail on missing weights or a missing GPU before starting the emulator.
-        require_weights(spec.name)
+        require_weights(spec.name, weights)
         resolve_device(device)
     inner = make_ale_env(spec, render_mode, **ale_kwargs)
     try:
@@ -108,6 +146,10 @@ def make_env(
             ram_labels=ram_labels,
             device=device,
             render_mode=render_mode,
+            max_distance=max_distance,
+            max_age=max_age,
+            weights=weights,
+            allow_unclassified=allow_unclassified,
         )
     except Exception:
         inner.close()

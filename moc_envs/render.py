@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import colorsys
+import os
+import sys
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from moc_envs.detection import Detection
 
-__all__ = ["category_color", "draw_objects"]
+__all__ = ["category_color", "check_display", "display_problem", "draw_objects"]
+
+_HEADLESS_DRIVERS = frozenset({"dummy", "offscreen"})
+"""SDL video drivers that draw nowhere a person can see."""
+
+_WINDOWED_DRIVERS = frozenset({"x11", "wayland"})
+"""SDL video drivers that need a display server (DISPLAY / WAYLAND_DISPLAY) on Linux."""
 
 
 def category_color(category: str) -> tuple[int, int, int]:
@@ -18,6 +26,41 @@ def category_color(category: str) -> tuple[int, int, int]:
     hue = (zlib.crc32(category.encode()) % 360) / 360.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
     return int(r * 255), int(g * 255), int(b * 255)
+
+
+def display_problem(
+    environ: Mapping[str, str] | None = None, platform: str | None = None
+) -> str | None:
+    """Why a pygame window would show nothing here, or None when a display looks available.
+
+    SDL_VIDEODRIVER=dummy/offscreen draws nowhere; on Linux without an explicit
+    non-windowed driver (kmsdrm, ...) a window needs DISPLAY (X11) or WAYLAND_DISPLAY.
+    """
+    env = os.environ if environ is None else environ
+    plat = sys.platform if platform is None else platform
+    drivers = [d.strip().lower() for d in env.get("SDL_VIDEODRIVER", "").split(",") if d.strip()]
+    if drivers and all(d in _HEADLESS_DRIVERS for d in drivers):
+        return f"SDL_VIDEODRIVER={env['SDL_VIDEODRIVER']} draws no window"
+    windowed = not drivers or all(d in _WINDOWED_DRIVERS for d in drivers)
+    if plat.startswith("linux") and windowed:
+        if not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+            return "there is no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+    return None
+
+
+def check_display(render_mode: str | None) -> None:
+    """Raise ValueError for ``render_mode="human"`` where no window can be shown.
+
+    Without this, pygame prints an SDL warning and the env runs on, showing nothing.
+    """
+    if render_mode != "human":
+        return
+    problem = display_problem()
+    if problem is not None:
+        raise ValueError(
+            f"render_mode='human' opens a window, but {problem}. On a headless machine use "
+            f"render_mode='rgb_array' and save the frames env.render() returns (e.g. as a GIF)."
+        )
 
 
 def draw_objects(frame: np.ndarray, objects: Sequence[Detection], scale: int = 3) -> np.ndarray:

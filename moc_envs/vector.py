@@ -26,6 +26,8 @@ Stable-Baselines3's ``VecEnv`` so that PPO & co. train on it with batched detect
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,11 +36,20 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from moc_envs.detection import Detector
+from moc_envs.arguments import (
+    ale_flag_keywords,
+    ale_keywords,
+    check_actions,
+    check_flag,
+    check_keywords,
+    check_ram_device,
+)
+from moc_envs.detection import Detector, claim_detector, release_detector, validate_detections
 from moc_envs.detectors import DetectorName, make_detector
 from moc_envs.device import resolve_device
 from moc_envs.games import GameSpec
 from moc_envs.observation import ObjectObservationBuilder, check_obs_mode, observation_space
+from moc_envs.registration import env_id as registered_id
 from moc_envs.registration import game_of_id, make_ale_env
 from moc_envs.weights import require_weights
 from moc_envs.wrapper import screen_of
@@ -69,19 +80,27 @@ class MocVectorEnv(VectorEnv):
         game: the game name or spec.
         num_envs: number of ALE envs (>= 1).
         detector: ``"space"`` (learned, needs weights), ``"ram"`` (RAM oracle) or an
-            object with ``detect(frames, rams=None)``; one detector serves all envs.
+            object with ``detect(frames, rams=None)``; one detector serves all envs (rows
+            0..N-1), and a detector with per-env state (``reset(i)``) may serve no other
+            open env (:class:`~moc_envs.errors.DetectorInUseError`).
         device: torch device of the learned detector (``"auto"``, ``"cpu"``, ``"cuda"``).
         obs_mode: ``"objects"`` or ``"objects+frame"``.
         ram_labels: add ``infos["ram_labels"]`` (AtariARI labels read from RAM).
         autoreset_mode: ``"NextStep"`` / ``"next_step"`` (default) or ``"SameStep"``.
         max_distance: tracking gate in pixels.
         max_age: steps a lost object's slot is kept for it.
-        **ale_kwargs: passed to every ``gym.make("ALE/<Game>-v5")``.
+        weights: the learned detector's weights, a game folder or a root holding
+            ``<Game>/``; ``"space"`` only.
+        allow_unclassified: accept weights without a z_what classifier; ``"space"`` only.
+        **ale_kwargs: passed to every ``gym.make("ALE/<Game>-v5")``; other keywords are
+            refused with the nearest valid one.
 
     ``infos`` follow Gymnasium's vector convention (a dict of arrays, each key
     with a ``_key`` mask): ``infos["objects"]`` is an object array holding each
     env's detection list, ``infos["labels"]`` a dict of per-label int arrays
-    (masked where the object was not seen), plus the ALE's own ``lives``,
+    (masked where the object was not seen), ``infos["dropped_detections"]`` (int per
+    env: detections dropped for a non-finite box or score or no area inside the frame;
+    see :func:`moc_envs.detection.validate_detections`), plus the ALE's own ``lives``,
     ``episode_frame_number`` and ``frame_number``.
     """
 
@@ -98,28 +117,45 @@ class MocVectorEnv(VectorEnv):
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
         max_distance: float = 40.0,
         max_age: int = 30,
+        weights: str | os.PathLike[str] | None = None,
+        allow_unclassified: bool = False,
         **ale_kwargs: Any,
     ) -> None:
+        self._owns_detector = False
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.game = game_of_id(game) if isinstance(game, str) else game
+        check_keywords(registered_id(self.game.name), ale_kwargs, _vector_keywords())
         check_obs_mode(obs_mode)
+        check_flag("ram_labels", ram_labels)
+        check_flag("allow_unclassified", allow_unclassified)
+        for name in ale_flag_keywords() & set(ale_kwargs):
+            check_flag(name, ale_kwargs[name])
+        check_ram_device(detector, device)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
-        if detector == "space":
+        if isinstance(detector, str) and detector == "space":
             # Fail on missing weights or a missing GPU before starting N emulators.
-            require_weights(self.game.name)
+            require_weights(self.game.name, weights)
             resolve_device(device)
-        self.detector = make_detector(detector, self.game, device)
+        self.detector = make_detector(
+            detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified
+        )
         self.num_envs = int(num_envs)
         self.envs: list[gym.Env] = []
         try:
             for _ in range(self.num_envs):
                 self.envs.append(make_ale_env(self.game, **ale_kwargs))
+            # One owner for all N rows; checked after the emulators so that a failure
+            # above leaves the detector free.
+            claim_detector(
+                self.detector, self, f"MocVectorEnv({self.game.name}, num_envs={self.num_envs})"
+            )
         except Exception:
             for env in self.envs:
                 env.close()
             raise
+        self._owns_detector = True
         self._ales = [env.unwrapped.ale for env in self.envs]  # type: ignore[attr-defined]
         self.builders = [
             ObjectObservationBuilder(
@@ -157,13 +193,17 @@ class MocVectorEnv(VectorEnv):
         # every env's frame; a stateless one gets just the rows asked for.
         batch = list(range(self.num_envs)) if self._detector_reset is not None else list(rows)
         frames, rams = self._grab(batch)
-        detections = self.detector.detect(frames, rams)
+        detections, dropped = validate_detections(
+            self.detector.detect(frames, rams), len(batch), self.detector
+        )
         self.detect_calls += 1
         where = {env_i: k for k, env_i in enumerate(batch)}
         out: dict[int, tuple[Any, dict[str, Any]]] = {}
         for i in rows:
             k = where[i]
-            out[i] = self.builders[i].update(detections[k], frame=frames[k], ram=rams[k])
+            obs, extra = self.builders[i].update(detections[k], frame=frames[k], ram=rams[k])
+            extra["dropped_detections"] = dropped[k]
+            out[i] = (obs, extra)
         return out
 
     def _reset_env(self, i: int, seed: int | None, options: dict[str, Any] | None) -> dict[str, Any]:
@@ -223,12 +263,13 @@ class MocVectorEnv(VectorEnv):
         return self._batch_obs(), infos
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every env, detect all N frames in one call, and autoreset (see the module docstring)."""
-        actions = np.asarray(actions)
-        if actions.shape[:1] != (self.num_envs,):
-            raise ValueError(
-                f"actions must hold one action per env, shape ({self.num_envs},), got {actions.shape}"
-            )
+        """Step every env, detect all N frames in one call, and autoreset (see the module docstring).
+
+        ``actions`` holds one action per env, each in the single action space (an integer
+        in range for ALE's Discrete space); a bad one raises TypeError / ValueError naming
+        its env index before any emulator steps.
+        """
+        actions = check_actions(actions, self.single_action_space, self.num_envs)
         base: list[dict[str, Any]] = []
         for i, env in enumerate(self.envs):
             if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._needs_reset[i]:
@@ -269,9 +310,22 @@ class MocVectorEnv(VectorEnv):
         )
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Close the N ALE envs."""
+        """Close the N ALE envs and free the detector for other envs."""
+        if self._owns_detector:
+            release_detector(self.detector, self)
+            self._owns_detector = False
         for env in self.envs:
             env.close()
+
+
+def _vector_keywords() -> frozenset[str]:
+    """Keywords MocVectorEnv accepts: its own (but the positional two) plus ALE's."""
+    own = {
+        name
+        for name, p in inspect.signature(MocVectorEnv.__init__).parameters.items()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD and name not in ("self", "game")
+    }
+    return frozenset(own | ale_keywords())
 
 
 def make_vec(
@@ -279,14 +333,25 @@ def make_vec(
     num_envs: int,
     detector: DetectorName | Detector = "space",
     device: str = "auto",
+    weights: str | os.PathLike[str] | None = None,
+    allow_unclassified: bool = False,
     **kwargs: Any,
 ) -> MocVectorEnv:
     """A :class:`MocVectorEnv` of ``num_envs`` copies of ``env_id`` (``"MOC/Pong-v0"``).
 
     ``kwargs`` take the single env's keywords (``obs_mode``, ``ram_labels``, ALE
-    arguments) and ``autoreset_mode``. Example::
+    arguments) and ``autoreset_mode``; ``weights`` and ``allow_unclassified`` go to the
+    learned detector. Example::
 
         envs = moc_envs.make_vec("MOC/Pong-v0", num_envs=8, detector="ram")
         obs, infos = envs.reset(seed=0)          # obs: (8, n_slots, 7)
     """
-    return MocVectorEnv(game_of_id(env_id), num_envs, detector=detector, device=device, **kwargs)
+    return MocVectorEnv(
+        game_of_id(env_id),
+        num_envs,
+        detector=detector,
+        device=device,
+        weights=weights,
+        allow_unclassified=allow_unclassified,
+        **kwargs,
+    )

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import copy
+import os
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 
-from moc_envs.detection import FRAME_HEIGHT, Detection, Detector
+from moc_envs.arguments import check_action, check_flag, check_ram_device
+from moc_envs.detection import (
+    FRAME_HEIGHT,
+    Detection,
+    Detector,
+    claim_detector,
+    release_detector,
+    validate_detections,
+)
 from moc_envs.detectors import DetectorName, make_detector
 from moc_envs.errors import UnknownGameError
 from moc_envs.games import GAMES, GameSpec, game_names, get_game
 from moc_envs.observation import ObjectObservationBuilder, check_obs_mode, observation_space
-from moc_envs.render import draw_objects
+from moc_envs.render import check_display, draw_objects
 
-__all__ = ["ObjectCentricWrapper", "game_of_env", "screen_of"]
+__all__ = ["ObjectCentricWrapper", "SharedDetectorKwargs", "game_of_env", "screen_of"]
 
 RENDER_SCALE = 3
 """render() enlarges the 210x160 frame this many times so that the labels are legible."""
@@ -27,6 +38,30 @@ def screen_of(ale: Any) -> np.ndarray:
     keeps OCAtari's coordinates. Shared by the wrapper and the vector env.
     """
     return np.ascontiguousarray(ale.getScreenRGB()[:FRAME_HEIGHT])
+
+
+class SharedDetectorKwargs(dict[str, Any]):
+    """Constructor keywords whose deep copies share the ``detector`` object instead of copying it.
+
+    Gymnasium deep-copies an env's spec (its keywords included) whenever a wrapper's
+    ``spec`` is read and when ``gym.make(spec)`` runs; a detector object may hold a model,
+    a module or a lock, so copying it is costly or impossible, and a copy would not be
+    the detector the user passed. Everything else is copied as usual.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedDetectorKwargs:
+        """Deep copy in which a non-string ``detector`` value stays the same object."""
+        detector = self.get("detector")
+        if detector is not None and not isinstance(detector, str):
+            memo[id(detector)] = detector
+        return type(self)({copy.deepcopy(k, memo): copy.deepcopy(v, memo) for k, v in self.items()})
+
+
+def _share_detector(spec: EnvSpec | None) -> None:
+    # gym.make("MOC/...", detector=obj) stores obj in the unwrapped env's spec, which the
+    # wrappers between it and us deep-copy: make those copies share the detector.
+    if spec is not None and not isinstance(spec.kwargs, SharedDetectorKwargs):
+        spec.kwargs = SharedDetectorKwargs(spec.kwargs)
 
 
 def game_of_env(env: gym.Env) -> GameSpec:
@@ -70,9 +105,20 @@ class ObjectCentricWrapper(
         ram_labels: add ``info["ram_labels"]``.
         device: torch device of the learned detector (``"auto"``, ``"cpu"``, ``"cuda"``).
         render_mode: ``"rgb_array"`` or ``"human"`` for annotated frames; defaults
-            to the inner env's.
+            to the inner env's. ``"human"`` needs a display (ValueError otherwise).
         max_distance: tracking gate in pixels.
         max_age: steps a lost object's slot is kept for it.
+        weights: the learned detector's weights, a game folder or a root holding
+            ``<Game>/`` (see :func:`moc_envs.weights.require_weights`); ``"space"`` only.
+        allow_unclassified: accept weights without a z_what classifier (every detection
+            is then category ``"object"`` and fills no slot); ``"space"`` only.
+
+    The detector's output is checked every step (:func:`moc_envs.detection.validate_detections`):
+    malformed output raises :class:`~moc_envs.errors.DetectorOutputError`, detections with
+    non-finite boxes or scores, or no area inside the frame, are dropped and counted in
+    ``info["dropped_detections"]``, and boxes are clipped to the frame. A detector with
+    per-env state (``reset(i)``) serves one open env at a time
+    (:class:`~moc_envs.errors.DetectorInUseError`).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 15}
@@ -88,29 +134,40 @@ class ObjectCentricWrapper(
         render_mode: str | None = None,
         max_distance: float = 40.0,
         max_age: int = 30,
+        weights: str | os.PathLike[str] | None = None,
+        allow_unclassified: bool = False,
     ) -> None:
         # Recorded so that env.spec can rebuild the stack. A detector object is
-        # kept by reference: deep-copying a model (as the recorder would) is
-        # costly or impossible. render_mode is left out, as gymnasium does for
-        # its own wrappers: `env.spec.make(render_mode=...)` must be free to change it.
+        # kept by reference (SharedDetectorKwargs): deep-copying a model (as the
+        # recorder would) is costly or impossible. render_mode is left out, as gymnasium
+        # does for its own wrappers: `env.spec.make(render_mode=...)` must be free to change it.
         gym.utils.RecordConstructorArgs.__init__(
             self,
-            detector=detector if isinstance(detector, str) else None,
+            _disable_deepcopy=True,
+            detector=detector,
             game=game.name if isinstance(game, GameSpec) else game,
             obs_mode=obs_mode,
             ram_labels=ram_labels,
             device=device,
             max_distance=max_distance,
             max_age=max_age,
+            weights=weights,
+            allow_unclassified=allow_unclassified,
         )
-        self._saved_kwargs["detector"] = detector
+        self._saved_kwargs = SharedDetectorKwargs(self._saved_kwargs)
         gym.Wrapper.__init__(self, env)
+        self._owns_detector = False
         check_obs_mode(obs_mode)
+        check_flag("ram_labels", ram_labels)
+        check_flag("allow_unclassified", allow_unclassified)
+        check_ram_device(detector, device)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"Unknown render_mode {render_mode!r}; expected one of "
                 f"{', '.join(self.metadata['render_modes'])} or None"
             )
+        self._render_mode = render_mode if render_mode is not None else env.render_mode
+        check_display(self._render_mode)
         self.game = get_game(game) if isinstance(game, str) else (game or game_of_env(env))
         self.ale = getattr(env.unwrapped, "ale", None)
         if self.ale is None:
@@ -118,14 +175,29 @@ class ObjectCentricWrapper(
                 f"ObjectCentricWrapper reads frames and RAM from env.unwrapped.ale; "
                 f"{type(env.unwrapped).__name__} has none"
             )
-        self.detector = make_detector(detector, self.game, device)
+        self.detector = make_detector(
+            detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified
+        )
         self.builder = ObjectObservationBuilder(
             self.game, obs_mode, ram_labels, max_distance=max_distance, max_age=max_age
         )
         self.observation_space = observation_space(self.game, obs_mode)
-        self._render_mode = render_mode if render_mode is not None else env.render_mode
         self._frame: np.ndarray | None = None
         self._window: Any = None
+        # Last: a failed constructor must not leave the detector claimed.
+        claim_detector(self.detector, self, f"{self.game.name} ObjectCentricWrapper")
+        self._owns_detector = True
+
+    @property
+    def spec(self) -> EnvSpec | None:
+        """The env spec with this wrapper added; a detector object is shared, not copied."""
+        if self._cached_spec is None:
+            _share_detector(self.unwrapped.spec)
+            spec = super().spec
+            if spec is not None:
+                _share_detector(spec)
+                self._cached_spec = spec
+        return self._cached_spec
 
     @property
     def render_mode(self) -> str | None:
@@ -143,9 +215,12 @@ class ObjectCentricWrapper(
     def _observe(self) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, object]]:
         frame = self._screen()
         ram = self.ale.getRAM()
-        detections = self.detector.detect(frame[None], ram[None])[0]
+        found, dropped = validate_detections(
+            self.detector.detect(frame[None], ram[None]), 1, self.detector
+        )
         self._frame = frame
-        obs, extra = self.builder.update(detections, frame=frame, ram=ram)
+        obs, extra = self.builder.update(found[0], frame=frame, ram=ram)
+        extra["dropped_detections"] = dropped[0]
         if self._render_mode == "human":
             self._show()
         return obs, extra
@@ -166,7 +241,13 @@ class ObjectCentricWrapper(
     def step(
         self, action: Any
     ) -> tuple[np.ndarray | dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the game and observe the objects of the new frame."""
+        """Step the game and observe the objects of the new frame.
+
+        ``action`` must be in the action space: an integer in range for the ALE's
+        Discrete space (a numpy integer or 0-d integer array is fine); anything else
+        raises TypeError / ValueError before the emulator runs.
+        """
+        action = check_action(action, self.env.action_space)
         _, reward, terminated, truncated, info = self.env.step(action)
         obs, extra = self._observe()
         info.update(extra)
@@ -203,7 +284,10 @@ class ObjectCentricWrapper(
         pygame.display.flip()
 
     def close(self) -> None:
-        """Close the window (human mode) and the inner env."""
+        """Close the window (human mode) and the inner env; free the detector for other envs."""
+        if getattr(self, "_owns_detector", False):
+            release_detector(self.detector, self)
+            self._owns_detector = False
         if self._window is not None:
             import pygame
 

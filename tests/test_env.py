@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+import moc_envs.render
 from moc_envs import GAMES, Detection, ObjectCentricWrapper, RamDetector
+
+
+@pytest.fixture
+def pretend_display(monkeypatch):
+    """Let render_mode="human" through on this headless machine (pygame draws to SDL's dummy driver)."""
+    monkeypatch.setattr(moc_envs.render, "display_problem", lambda *args, **kwargs: None)
 
 
 def _check(env: gym.Env) -> None:
@@ -20,12 +27,12 @@ def _check(env: gym.Env) -> None:
         check_env(env, skip_render_check=False)
 
 
-def test_check_env_pong_ram(make_moc) -> None:
+def test_check_env_pong_ram(make_moc, pretend_display) -> None:
     _check(make_moc("Pong", render_mode="rgb_array"))
 
 
 @pytest.mark.parametrize("game", sorted(set(GAMES) - {"Pong"}))
-def test_every_registered_id_passes_check_env(make_moc, game: str) -> None:
+def test_every_registered_id_passes_check_env(make_moc, pretend_display, game: str) -> None:
     env = make_moc(game, obs_mode="objects+frame")
     _check(env)
     # Taller screens (Carnival) are cropped to the 210 rows detectors take.
@@ -96,7 +103,7 @@ def test_ale_arguments_pass_through(make_moc) -> None:
     assert env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
 
 
-def test_render_rgb_array_and_human(make_moc) -> None:
+def test_render_rgb_array_and_human(make_moc, monkeypatch) -> None:
     env = make_moc("Pong", render_mode="rgb_array")
     env.reset(seed=0)
     img = env.render()
@@ -104,7 +111,11 @@ def test_render_rgb_array_and_human(make_moc) -> None:
     # The boxes are drawn: the annotated image differs from the enlarged raw frame.
     raw = np.repeat(np.repeat(env.unwrapped.ale.getScreenRGB(), 3, 0), 3, 1)
     assert (img != raw).any()
-    human = make_moc("Pong", render_mode="human")  # SDL dummy driver in conftest
+    # SDL's dummy driver (conftest) shows nothing: human mode says so instead of running blind.
+    with pytest.raises(ValueError, match="SDL_VIDEODRIVER=dummy draws no window.*'rgb_array'"):
+        make_moc("Pong", render_mode="human")
+    monkeypatch.setattr(moc_envs.render, "display_problem", lambda *args, **kwargs: None)
+    human = make_moc("Pong", render_mode="human")
     human.reset(seed=0)
     human.step(0)
     assert human.render() is None

@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+import moc_envs.weights
 from moc_envs import (
     DeviceUnavailableError,
     FrameFormatError,
@@ -29,7 +30,9 @@ def no_cuda(monkeypatch):
 
 @pytest.fixture
 def empty_weights(tmp_path, monkeypatch):
+    # $MOC_ENVS_WEIGHTS is searched in front of the bundled weights: hide those too.
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
+    monkeypatch.setattr(moc_envs.weights, "weights_root", lambda: tmp_path)
     return tmp_path
 
 

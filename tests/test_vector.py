@@ -188,7 +188,9 @@ def test_bad_arguments_raise_clear_errors() -> None:
 
 
 def test_missing_weights_fail_before_starting_emulators(monkeypatch, tmp_path) -> None:
+    # $MOC_ENVS_WEIGHTS is searched in front of the bundled weights: hide those too.
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
+    monkeypatch.setattr(moc_envs.weights, "weights_root", lambda: tmp_path)
     with pytest.raises(moc_envs.MissingWeightsError, match="No trained SPACE\\+MOC detector for Pong"):
         make_vec("MOC/Pong-v0", 2)
 
