@@ -102,8 +102,14 @@ def _shipped() -> list[str]:
 def test_every_shipped_game_runs_on_its_weights(game):
     import gymnasium as gym
 
-    from moc_envs.classifier import has_classifier, load_classifier
+    from moc_envs.classifier import (
+        CLASSIFIER_FILE,
+        CLASSIFIER_JSON,
+        LEGACY_CLASSIFIER_FILE,
+        load_classifier,
+    )
     from moc_envs.games import get_game
+    from moc_envs.manifest import verify_folder
 
     spec = get_game(game)
     folder = weights_dir(game)
@@ -111,7 +117,11 @@ def test_every_shipped_game_runs_on_its_weights(game):
     for name in ("card.json", "card.md"):
         assert (folder / name).is_file(), f"{game}: {name} missing"
     assert sum(p.stat().st_size for p in folder.iterdir()) < 10e6
-    assert has_classifier(folder)
+    # Every shipped file is in the manifest and matches it; no pickle is shipped.
+    listed = verify_folder(folder, spec.name).files
+    assert set(listed) == {p.name for p in folder.iterdir() if p.name != "manifest.json"}
+    assert {CLASSIFIER_FILE, CLASSIFIER_JSON, *REQUIRED_FILES} <= set(listed)
+    assert not (folder / LEGACY_CLASSIFIER_FILE).exists()
     assert set(load_classifier(folder, spec.name).classes) <= set(spec.category_names)
     env = gym.make(f"MOC/{game}-v0", device="cpu")
     try:
