@@ -13,14 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from moc_envs.classifier import CLASSIFIER_FILE, MANIFEST_FILE, UNKNOWN
+from moc_envs.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON, UNKNOWN
 from moc_envs.games import get_game
+from moc_envs.manifest import MANIFEST_FILE, verify_folder, write_manifest
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.preprocess import resize_frames
 from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE, SpaceDetector
 from trainers.card import build_card, write_card
-from trainers.classifier import fit_from_weights
+from trainers.classifier import NoObjectsFoundError, fit_from_weights
+from trainers.classifier import main as classifier_main
 from trainers.data import DatasetError, load_split
 from trainers.dataset import build_dataset
 from trainers.evaluate import evaluate, main, write_report
@@ -35,18 +37,30 @@ def tiny(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("weights") / "Pong"
-    out.mkdir()
-    torch.manual_seed(0)
-    cfg = ModelConfig()
+def _export_encoder(out: Path, encoder: SpaceEncoder) -> Path:
+    """Write an encoder as trainers.export does: tagged weights, config, manifest."""
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in SpaceEncoder(cfg).state_dict().items()}, str(out / WEIGHTS_FILE))
-    meta = {"format": FORMAT, "game": "Pong", "model": cfg.to_dict(), "step": 0, "train_config": {"steps": 0}}
+    out.mkdir(parents=True)
+    state = {k: v.contiguous() for k, v in encoder.state_dict().items()}
+    save_file(state, str(out / WEIGHTS_FILE), metadata={"format": FORMAT, "game": "Pong"})
+    meta = {"format": FORMAT, "game": "Pong", "model": encoder.cfg.to_dict(), "step": 0, "train_config": {"steps": 0}}
     (out / CONFIG_FILE).write_text(json.dumps(meta))
+    write_manifest(out, "Pong")
     return out
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return _export_encoder(tmp_path_factory.mktemp("weights") / "Pong", SpaceEncoder(ModelConfig()))
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for name in (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE):
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
 
 
 def test_raw_frames_replay_matches_the_stored_split(tiny):
@@ -93,12 +107,12 @@ def test_evaluate_cli_without_vision(tiny, random_weights, tmp_path):
 
 
 def test_classifier_is_fitted_shipped_and_used(tiny, random_weights, tmp_path):
-    folder = tmp_path / "Pong"
-    folder.mkdir()
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        (folder / name).write_bytes((random_weights / name).read_bytes())
+    folder = _copy(random_weights, tmp_path / "Pong")
     report = fit_from_weights("Pong", folder, tiny, labels_per_class=2)
-    assert (folder / CLASSIFIER_FILE).is_file() and (folder / MANIFEST_FILE).is_file()
+    assert (folder / CLASSIFIER_FILE).is_file() and (folder / CLASSIFIER_JSON).is_file()
+    # The classifier's files joined the manifest; the detector's entries were kept.
+    assert set(verify_folder(folder, "Pong").files) == {WEIGHTS_FILE, CONFIG_FILE, CLASSIFIER_FILE, CLASSIFIER_JSON}
+    assert report["manifest"] == str(folder / MANIFEST_FILE)
     assert set(report["test"]["by_category"]) <= {"Player", "Enemy", "Ball"}
     det = SpaceDetector.from_pretrained(folder, get_game("Pong"))
     assert det.classifier is not None
@@ -115,6 +129,10 @@ def test_classifier_is_fitted_shipped_and_used(tiny, random_weights, tmp_path):
     j, m = write_card(card, folder)
     assert json.loads(j.read_text())["training"]["hardware"] == "test machine"
     assert "Shipping bar" in m.read_text()
+    # Evaluation and card are recorded in the manifest; the folder still loads.
+    listed = set(verify_folder(folder, "Pong").files)
+    assert {"eval_test.json", "eval_test.md", "card.json", "card.md"} <= listed
+    assert SpaceDetector.from_pretrained(folder, get_game("Pong")).classifier is not None
 
 
 def test_motion_max_box_scales_the_motion_boxes(tiny, random_weights, tmp_path):
@@ -126,13 +144,30 @@ def test_motion_max_box_scales_the_motion_boxes(tiny, random_weights, tmp_path):
     # Pong's motion boxes are the paddles and the ball: a few pixels wide, under 25 tall.
     assert 0 < w < 20 and 0 < h < 50
     # The evaluation applies a config's max_box before suppression.
-    capped = tmp_path / "Pong"
-    capped.mkdir()
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        (capped / name).write_bytes((random_weights / name).read_bytes())
+    capped = _copy(random_weights, tmp_path / "Pong")
     meta = json.loads((capped / CONFIG_FILE).read_text())
-    (capped / CONFIG_FILE).write_text(json.dumps({**meta, "max_box": [1.0, 1.0]}))
+    # One grid cell (160 / 16 x 210 / 16 px), the smallest max_box a detector folder may hold.
+    (capped / CONFIG_FILE).write_text(json.dumps({**meta, "max_box": [10.0, 13.125]}))
+    write_manifest(capped, "Pong")
     res = evaluate("Pong", tiny, weights=capped, split="test", vision=False, progress=False)
-    assert res["max_box"] == [1.0, 1.0]
+    assert res["max_box"] == [10.0, 13.125]
     assert res["detector"]["raw"]["all"]["predictions"] > 0
     assert res["detector"]["suppressed"]["all"]["predictions"] == 0
+
+
+def test_classifier_on_a_detector_that_finds_nothing(tiny, tmp_path, capsys):
+    torch.manual_seed(0)
+    encoder = SpaceEncoder(ModelConfig())
+    with torch.no_grad():
+        encoder.image_encoder.heads.bias[0] = -30.0  # z_pres logit: no cell is ever present
+    folder = _export_encoder(tmp_path / "Pong", encoder)
+    with pytest.raises(
+        NoObjectsFoundError,
+        match=r"(?s)found no objects in the val split .*0 predictions.*undertrained run.*wrong --weights.*max_box",
+    ):
+        fit_from_weights("Pong", folder, tiny, labels_per_class=2)
+    assert not (folder / CLASSIFIER_FILE).exists()
+    with pytest.raises(SystemExit) as exit_info:
+        classifier_main(["--game", "Pong", "--weights", str(folder), "--data", str(tiny)])
+    assert exit_info.value.code == 2
+    assert "error: the detector in" in capsys.readouterr().err
