@@ -26,10 +26,11 @@ def test_demo_writes_gif_and_tables(tmp_path, capsys) -> None:
 
 
 def test_demo_without_weights_explains(tmp_path, monkeypatch, capsys) -> None:
+    # An empty MOC_ENVS_WEIGHTS root falls through to the bundled weights: use a game without any.
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
-    assert main(["demo", "--game", "Pong", "--steps", "5", "--out", str(tmp_path / "x.gif")]) == 2
+    assert main(["demo", "--game", "Breakout", "--steps", "5", "--out", str(tmp_path / "x.gif")]) == 2
     err = capsys.readouterr().err
-    assert "No trained SPACE+MOC detector for Pong" in err and "python -m trainers.train" in err
+    assert "No trained SPACE+MOC detector for Breakout" in err and "python -m trainers.train" in err
 
 
 def test_import_stays_cheap() -> None:
