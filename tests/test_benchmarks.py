@@ -21,6 +21,8 @@ def no_weights(monkeypatch, tmp_path):
     empty = tmp_path / "no_weights"
     empty.mkdir()
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(empty))
+    # MOC_ENVS_WEIGHTS roots fall through to the bundled weights: hide those too.
+    monkeypatch.setattr("moc_envs.weights.weights_root", lambda: empty)
     return empty
 
 
