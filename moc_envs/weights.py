@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from moc_envs.errors import MissingWeightsError, MocEnvsError
+from moc_envs.errors import CorruptWeightsError, MissingWeightsError, MocEnvsError
 from moc_envs.games import game_names, get_game
 
 __all__ = [
@@ -157,13 +157,13 @@ def require_weights(game: str, weights: str | os.PathLike[str] | None = None) ->
         missing = [folder / name for name in REQUIRED_FILES if not (folder / name).is_file()]
         if not missing:
             return folder
-        where = {
-            "explicit": "weights=",
-            "MOC_ENVS_WEIGHTS": f"{WEIGHTS_ENV_VAR} root {folder.parent}",
-            "bundled": "the bundled weights",
+        detail = {
+            "explicit": " (the folder weights= names)",
+            "MOC_ENVS_WEIGHTS": f" (found through {WEIGHTS_ENV_VAR} root {folder.parent}, which "
+            "shadows the later roots and the bundled weights)",
+            "bundled": " (the bundled weights)",
             "none": "",
         }[origin]
-        detail = f" (found through {where}, which shadows any later root)"
     else:
         folder = weights_root() / spec.name
         missing = [folder / name for name in REQUIRED_FILES]
@@ -235,12 +235,17 @@ def weights_table(weights: str | os.PathLike[str] | None = None) -> list[Weights
     manifest of every found folder is verified (hashes, no code run); the detector itself is
     not loaded.
     """
-    explicit_game: str | None = None
+    explicit_game: tuple[str, Path] | None = None
     explicit_root: Path | None = None
     if weights is not None:
         path = Path(weights).expanduser()
         if (path / _DETECTOR_FILE).is_file():
-            explicit_game = _config_game(path)
+            game = _config_game(path)
+            if game is None:
+                raise CorruptWeightsError(
+                    f"{path / REQUIRED_FILES[1]} does not name the game of weights={str(weights)!r}"
+                )
+            explicit_game = (get_game(game).name, path)
         elif path.is_dir():
             explicit_root = path
         else:
@@ -248,8 +253,8 @@ def weights_table(weights: str | os.PathLike[str] | None = None) -> list[Weights
     rows: list[WeightsInfo] = []
     for name in game_names():
         found: tuple[Path, WeightsOrigin] | None
-        if explicit_game == name:
-            found = (Path(weights).expanduser(), "explicit")  # type: ignore[arg-type]
+        if explicit_game is not None and explicit_game[0] == name:
+            found = (explicit_game[1], "explicit")
         elif explicit_root is not None and (explicit_root / name).is_dir():
             found = (explicit_root / name, "explicit")
         else:
