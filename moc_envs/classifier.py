@@ -73,7 +73,7 @@ class ZWhatClassifier:
     scale: np.ndarray
     """(D,) z_what standard deviation used to standardise."""
     info: dict[str, Any] = field(default_factory=dict)
-    """Fit details (labels per class, accuracies), kept in the manifest."""
+    """Fit details (labels per class, accuracies), kept in ``classifier.json``."""
     max_ratio: float = 1.0
     """Unknown when nearest distance > ``max_ratio`` x the nearest other category's distance (1.0: off)."""
     size_dims: int = 0

@@ -64,8 +64,9 @@ def export_run(
     """Export the latest checkpoint of ``run`` to ``out`` (default ``<run>/weights/<Game>``).
 
     ``max_box_margin > 0`` adds a ``max_box`` from the motion boxes of ``data`` (default: the
-    dataset the run trained on). Other files of an existing ``out`` are kept (and stay in its
-    manifest only if they still match it).
+    dataset the run trained on). Other files of an existing ``out`` are kept and stay listed in
+    its manifest; when one of them no longer matches the manifest, CorruptWeightsError is
+    raised instead of recording it.
     """
     import torch
     from safetensors.torch import save_file
