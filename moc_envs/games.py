@@ -213,12 +213,18 @@ _SPECS: tuple[GameSpec, ...] = (
             *((f"enemy_car_x_{i}", 108 + i, "other") for i in range(10)),
         ),
         # The player's chicken walks the left lane; car lane i (top to bottom,
-        # y = 27 + 16 i) is AtariARI's enemy_car_x_(9 - i).
+        # y = 27 + 16 i) is AtariARI's enemy_car_x_(9 - i). A car entering at the
+        # left edge is cut to its visible part (8 px wide in full).
         label_links=(
             LabelLink("player_y", "Chicken", "y", 193, scale=-1.0, region=("x", 0, 76)),
             *(
                 LabelLink(
-                    f"enemy_car_x_{9 - i}", "Car", "x", 3, region=("y", 24 + 16 * i, 40 + 16 * i)
+                    f"enemy_car_x_{9 - i}",
+                    "Car",
+                    "x",
+                    3,
+                    region=("y", 24 + 16 * i, 40 + 16 * i),
+                    clip=(0, 8),
                 )
                 for i in range(10)
             ),
