@@ -108,7 +108,8 @@ def validate_rams(rams: np.ndarray | None, n: int) -> np.ndarray | None:
 _REPR = reprlib.Repr()
 _REPR.maxlist = _REPR.maxtuple = 3
 _REPR.maxstring = _REPR.maxother = 60
-_NUMBER_TYPES = (float, int)
+# Types a box field may have without the (slower) numbers.Real check.
+_PLAIN_NUMBERS = frozenset({float, int, np.float64, np.float32, np.int64, np.int32})
 _FIELDS = ("x", "y", "w", "h", "score")
 
 
@@ -123,12 +124,27 @@ def _is_sequence(value: object) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str | bytes)
 
 
-def _check_number(value: object) -> bool:
+def _is_number(value: object) -> bool:
     # bool is an int subclass, but a True coordinate is a bug, not a pixel.
-    cls = type(value)
-    if cls in _NUMBER_TYPES:
+    if type(value) in _PLAIN_NUMBERS:
         return True
     return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def _check_fields(det: Detection, name: str, i: int, j: int) -> None:
+    """Raise DetectorOutputError when ``det``'s category is not a str or a box field no number."""
+    if type(det.category) is not str:
+        raise DetectorOutputError(
+            f"{name}.detect returned a Detection with category {_describe(det.category)} "
+            f"(detection {j} of frame {i}); expected a str"
+        )
+    for field_name in _FIELDS:
+        value = getattr(det, field_name)
+        if not _is_number(value):
+            raise DetectorOutputError(
+                f"{name}.detect returned a Detection with {field_name}={_describe(value)} "
+                f"(detection {j} of frame {i}); expected a real number"
+            )
 
 
 def validate_detections(
@@ -164,31 +180,24 @@ def validate_detections(
             )
         kept: list[Detection] = []
         lost = 0
+        plain = _PLAIN_NUMBERS
         for j, det in enumerate(found):
-            if not isinstance(det, Detection):
+            if type(det) is not Detection and not isinstance(det, Detection):
                 raise DetectorOutputError(
                     f"{name}.detect returned {_describe(det)} as detection {j} of frame {i}; "
                     f"expected a moc_envs.Detection"
                 )
-            if type(det.category) is not str:
-                raise DetectorOutputError(
-                    f"{name}.detect returned a Detection with category {_describe(det.category)} "
-                    f"(detection {j} of frame {i}); expected a str"
-                )
             x, y, w, h, score = det.x, det.y, det.w, det.h, det.score
+            # Hot path: a few type lookups; the full check runs only when one fails.
             if not (
-                _check_number(x)
-                and _check_number(y)
-                and _check_number(w)
-                and _check_number(h)
-                and _check_number(score)
+                type(det.category) is str
+                and type(x) in plain
+                and type(y) in plain
+                and type(w) in plain
+                and type(h) in plain
+                and type(score) in plain
             ):
-                field_name = next(f for f in _FIELDS if not _check_number(getattr(det, f)))
-                raise DetectorOutputError(
-                    f"{name}.detect returned a Detection with {field_name}="
-                    f"{_describe(getattr(det, field_name))} (detection {j} of frame {i}); "
-                    f"expected a real number"
-                )
+                _check_fields(det, name, i, j)
             try:
                 finite = (
                     math.isfinite(x)
