@@ -89,7 +89,7 @@ def learned_objects_note(game: str, device: str = "auto", steps: int = 32, seed:
 
     import moc_envs  # noqa: F401  (registers the ids)
 
-    env = gym.make(f"MOC/{game}-v0", detector="space", device=device)
+    env = gym.make(f"MOC/{game}-v0", detector="space", device=device, allow_unclassified=True)
     try:
         env.reset(seed=seed)
         env.action_space.seed(seed)

@@ -186,7 +186,7 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
 def _learned(game: str, frames: np.ndarray, device: str, batch: int = 64) -> list[np.ndarray]:
     from moc_envs.detectors import make_detector
 
-    det = make_detector("space", game, device)
+    det = make_detector("space", game, device, allow_unclassified=True)
     out: list[np.ndarray] = []
     for lo in range(0, len(frames), batch):
         out.extend(_det_boxes(d) for d in det.detect(np.ascontiguousarray(frames[lo : lo + batch])))

@@ -125,7 +125,9 @@ def collect(
     kw = {"ram_labels": True, "repeat_action_probability": 0.0}
     envs = {"ram": make_vec(f"MOC/{spec.name}-v0", num_envs, detector="ram", **kw)}
     if learned:
-        envs["learned"] = make_vec(f"MOC/{spec.name}-v0", num_envs, detector="space", device=device, **kw)
+        envs["learned"] = make_vec(
+            f"MOC/{spec.name}-v0", num_envs, detector="space", device=device, allow_unclassified=True, **kw
+        )
     rng = np.random.default_rng(seed)
     n_actions = int(envs["ram"].single_action_space.n)
     label_names = list(spec.ram_label_names)

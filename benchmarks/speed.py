@@ -126,11 +126,16 @@ def _ocatari(game_id: str, mode: str) -> Callable[[], Any]:
     return make
 
 
+def _learned(detector: str) -> dict[str, Any]:
+    # Weights without a classifier are still timed (their boxes fill no slot, at the same cost).
+    return {"allow_unclassified": True} if detector == "space" else {}
+
+
 def _moc(game: str, detector: str, device: str) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         import moc_envs  # noqa: F401  (registers the ids)
 
-        return gym.make(f"MOC/{game}-v0", detector=detector, device=device, disable_env_checker=True)
+        return gym.make(f"MOC/{game}-v0", detector=detector, device=device, disable_env_checker=True, **_learned(detector))
 
     return make
 
@@ -139,7 +144,7 @@ def _moc_vec(game: str, n: int, detector: str, device: str) -> Callable[[], gym.
     def make() -> gym.vector.VectorEnv:
         from moc_envs.vector import make_vec
 
-        return make_vec(f"MOC/{game}-v0", n, detector=detector, device=device)
+        return make_vec(f"MOC/{game}-v0", n, detector=detector, device=device, **_learned(detector))
 
     return make
 

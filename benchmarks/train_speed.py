@@ -166,7 +166,7 @@ def measure_inference(game: str = "Pong", repeats: int = 30, seed: int = 0) -> d
     spec = get_game(game)
     weights = learned_weights(spec.name)
     if weights is not None:
-        det = SpaceDetector.from_pretrained(weights, spec)
+        det = SpaceDetector.from_pretrained(weights, spec, allow_unclassified=True)
         source = f"trained weights {weights.name}/, real frames"
     else:
         torch.manual_seed(seed)

@@ -160,6 +160,7 @@ def untrained_weights(monkeypatch, tmp_path):
     torch = pytest.importorskip("torch")
     from safetensors.torch import save_file
 
+    from moc_envs.manifest import write_manifest
     from moc_envs.model.config import ModelConfig
     from moc_envs.model.encoder import SpaceEncoder
     from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE
@@ -170,10 +171,11 @@ def untrained_weights(monkeypatch, tmp_path):
     folder = tmp_path / "weights" / "Pong"
     folder.mkdir(parents=True)
     state = {k: v.contiguous() for k, v in SpaceEncoder(cfg).state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_FILE))
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT, "game": "Pong"})
     (folder / CONFIG_FILE).write_text(
         json.dumps({"format": FORMAT, "game": "Pong", "model": cfg.to_dict()})
     )
+    write_manifest(folder, "Pong")
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(folder.parent))
     return folder
 

@@ -222,7 +222,9 @@ def _load_encoder(args: argparse.Namespace) -> Any:
         from moc_envs.games import get_game
         from moc_envs.space_detector import SpaceDetector
 
-        det = SpaceDetector.from_pretrained(Path(args.weights), get_game(args.game), device=args.device)
+        det = SpaceDetector.from_pretrained(
+            Path(args.weights), get_game(args.game), device=args.device, allow_unclassified=True
+        )
         return det.encoder
     from trainers.train import load_model_from_run
 
