@@ -11,7 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ModelConfig"]
+__all__ = ["IMAGE_ENCODERS", "ModelConfig"]
+
+IMAGE_ENCODERS = ("space", "lean")
+"""Image encoder architectures a config can name (:func:`moc_envs.model.encoder.make_image_encoder`)."""
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,18 @@ class ModelConfig:
     """Temperature of the relaxed Bernoulli z_pres sample."""
     pres_squash: float = 8.8
     """z_pres logits are squashed as pres_squash * tanh(raw)."""
+    image_encoder: str = "space"
+    """``"space"``: SPACE's image encoder; ``"lean"``: :mod:`moc_envs.model.lean` (**ours**,
+    about 100x fewer multiply-adds, distilled from a trained ``"space"`` encoder). Configs
+    written before this field existed hold SPACE's encoder and load as ``"space"``."""
 
     def __post_init__(self) -> None:
         if self.img_size % self.grid:
             raise ValueError(f"img_size {self.img_size} must be a multiple of grid {self.grid}")
+        if self.image_encoder not in IMAGE_ENCODERS:
+            raise ValueError(
+                f"image_encoder must be one of {', '.join(IMAGE_ENCODERS)}, got {self.image_encoder!r}"
+            )
         if self.glimpse not in (16, 32):
             raise ValueError(f"glimpse must be 16 or 32, got {self.glimpse}")
         if not 1 <= self.top_k <= self.grid * self.grid:

@@ -15,7 +15,15 @@ from torch import nn
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.geometry import crop_glimpses, latents_to_where
 
-__all__ = ["CellLatents", "ImageEncoder", "GlimpseEncoder", "SpaceEncoder", "conv_block"]
+__all__ = [
+    "CellLatents",
+    "cell_latents",
+    "ImageEncoder",
+    "GlimpseEncoder",
+    "SpaceEncoder",
+    "conv_block",
+    "make_image_encoder",
+]
 
 
 def conv_block(c_in: int, c_out: int, k: int, s: int, p: int, groups: int) -> nn.Sequential:
@@ -33,6 +41,23 @@ class CellLatents(NamedTuple):
     scale_std: torch.Tensor
     shift_mean: torch.Tensor  # (B, N, 2), pre-tanh
     shift_std: torch.Tensor
+
+
+def cell_latents(raw: torch.Tensor, pres_squash: float) -> CellLatents:
+    """Posterior parameters of every cell from the 11 raw head channels (B, 11, G, G).
+
+    Shared by every image encoder: channel 0 is z_pres, 1-2 z_depth, 3-6 z_scale, 7-10 z_shift.
+    """
+    out = raw.flatten(2).transpose(1, 2).float()  # (B, N, 11)
+    return CellLatents(
+        pres_logit=pres_squash * torch.tanh(out[..., 0]),
+        depth_mean=out[..., 1:2],
+        depth_std=F.softplus(out[..., 2:3]) + 1e-4,
+        scale_mean=out[..., 3:5],
+        scale_std=F.softplus(out[..., 5:7]) + 1e-4,
+        shift_mean=out[..., 7:9],
+        shift_std=F.softplus(out[..., 9:11]) + 1e-4,
+    )
 
 
 class ImageEncoder(nn.Module):
@@ -57,21 +82,24 @@ class ImageEncoder(nn.Module):
         # One 1x1 conv for every head: pres 1, depth 2, scale 4, shift 4 channels.
         self.heads = nn.Conv2d(128, 11, 1)
 
-    def forward(self, x: torch.Tensor) -> CellLatents:
-        """Encode images into the posterior parameters of every cell."""
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        """The 11 head channels (B, 11, G, G) before any squashing."""
         feat = self.backbone(x)
         feat = self.merge(torch.cat([feat, self.lateral(feat)], dim=1))
-        out = self.heads(feat).flatten(2).transpose(1, 2).float()  # (B, N, 11)
-        pres = self.cfg.pres_squash * torch.tanh(out[..., 0])
-        return CellLatents(
-            pres_logit=pres,
-            depth_mean=out[..., 1:2],
-            depth_std=F.softplus(out[..., 2:3]) + 1e-4,
-            scale_mean=out[..., 3:5],
-            scale_std=F.softplus(out[..., 5:7]) + 1e-4,
-            shift_mean=out[..., 7:9],
-            shift_std=F.softplus(out[..., 9:11]) + 1e-4,
-        )
+        return self.heads(feat)
+
+    def forward(self, x: torch.Tensor) -> CellLatents:
+        """Encode images into the posterior parameters of every cell."""
+        return cell_latents(self.raw(x), self.cfg.pres_squash)
+
+
+def make_image_encoder(cfg: ModelConfig) -> nn.Module:
+    """The image encoder ``cfg.image_encoder`` names: ``"space"`` (SPACE's) or ``"lean"``."""
+    if cfg.image_encoder == "lean":
+        from moc_envs.model.lean import LeanImageEncoder
+
+        return LeanImageEncoder(cfg)
+    return ImageEncoder(cfg)
 
 
 class GlimpseEncoder(nn.Module):
@@ -106,17 +134,17 @@ class GlimpseEncoder(nn.Module):
 
 
 class SpaceEncoder(nn.Module):
-    """The light inference module the env loads: image encoder + glimpse encoder."""
+    """The inference module the env loads: image encoder (SPACE's or lean) + glimpse encoder."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.image_encoder = ImageEncoder(cfg)
+        self.image_encoder = make_image_encoder(cfg)
         self.glimpse_encoder = GlimpseEncoder(cfg)
 
     def cells(self, x: torch.Tensor) -> CellLatents:
         """Per-cell posteriors of images x (B, 3, 128, 128) RGB in [0, 1]."""
-        return self.image_encoder(x)
+        return cell_latents(self.image_encoder.raw(x), self.cfg.pres_squash)
 
     def mean_where(self, lat: CellLatents) -> torch.Tensor:
         """Posterior-mean z_where (B, N, 4) of every cell."""
@@ -131,9 +159,10 @@ class SpaceEncoder(nn.Module):
         Returns ``(frame_index, pres_prob, z_where, z_what)`` over the M cells whose z_pres
         probability exceeds ``threshold``: shapes (M,), (M,), (M, 4), (M, z_what_dim).
         """
-        lat = self.cells(x)
-        prob = torch.sigmoid(lat.pres_logit)
-        where = self.mean_where(lat)
+        # Only the means and z_pres: the standard deviations are for training.
+        raw = self.image_encoder.raw(x).flatten(2).transpose(1, 2).float()  # (B, N, 11)
+        prob = torch.sigmoid(self.cfg.pres_squash * torch.tanh(raw[..., 0]))
+        where = latents_to_where(raw[..., 3:5], raw[..., 7:9], self.cfg.grid)
         b_idx, c_idx = torch.nonzero(prob > threshold, as_tuple=True)
         sel_where = where[b_idx, c_idx]
         if b_idx.numel():
