@@ -319,7 +319,7 @@ class MocVectorEnv(VectorEnv):
 
 
 def _vector_keywords() -> frozenset[str]:
-    """Keywords MocVectorEnv accepts: its own (but the positional two) plus ALE's."""
+    """Keywords MocVectorEnv accepts: its own (but ``game``, which make_vec takes as the id) plus ALE's."""
     own = {
         name
         for name, p in inspect.signature(MocVectorEnv.__init__).parameters.items()
