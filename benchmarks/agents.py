@@ -86,8 +86,9 @@ def _make_env(kind: str, game: str, n_envs: int, seed: int, device: str) -> Any:
     from moc_envs.vector import make_vec
 
     detector = "space" if kind == "learned" else "ram"
-    extra = {"allow_unclassified": True} if kind == "learned" else {}
-    venv = SB3VecEnv(make_vec(f"MOC/{game}-v0", n_envs, detector=detector, device=device,
+    # The RAM oracle runs on the CPU: only the learned detector takes a device.
+    extra = {"allow_unclassified": True, "device": device} if kind == "learned" else {}
+    venv = SB3VecEnv(make_vec(f"MOC/{game}-v0", n_envs, detector=detector,
                               autoreset_mode="SameStep", **extra))
     venv.seed(seed)
     # Monitor first, so that episode returns are the game's own rewards.

@@ -6,7 +6,7 @@ and OCAtari load only when an env that needs them is made.
 
 from __future__ import annotations
 
-from moc_envs.detection import Detection, Detector
+from moc_envs.detection import Detection, Detector, validate_detections
 from moc_envs.detectors import make_detector
 from moc_envs.device import resolve_device
 from moc_envs.errors import (
@@ -21,17 +21,25 @@ from moc_envs.errors import (
 )
 from moc_envs.games import GAMES, GameSpec, game_names, get_game
 from moc_envs.labels import labels_from_detections, labels_from_ram
-from moc_envs.observation import FEATURES, ObjectObservationBuilder
+from moc_envs.observation import FEATURES, ObjectObservationBuilder, feature_names
 from moc_envs.ram_detector import RamDetector
 from moc_envs.registration import env_id, make_env, register_envs
 from moc_envs.tracking import SlotTracker
 from moc_envs.vector import MocVectorEnv, make_vec
-from moc_envs.weights import require_weights, weights_dir, weights_root
+from moc_envs.weights import (
+    find_weights,
+    format_weights_table,
+    require_weights,
+    weights_dir,
+    weights_root,
+    weights_table,
+)
 from moc_envs.wrapper import ObjectCentricWrapper
 
 __all__ = [
     "Detection",
     "Detector",
+    "validate_detections",
     "GAMES",
     "GameSpec",
     "game_names",
@@ -45,6 +53,7 @@ __all__ = [
     "ObjectObservationBuilder",
     "SlotTracker",
     "FEATURES",
+    "feature_names",
     "RamDetector",
     "make_detector",
     "resolve_device",
@@ -53,6 +62,9 @@ __all__ = [
     "weights_root",
     "weights_dir",
     "require_weights",
+    "find_weights",
+    "weights_table",
+    "format_weights_table",
     "MocEnvsError",
     "UnknownGameError",
     "MissingWeightsError",

@@ -32,7 +32,7 @@ from moc_envs.manifest import write_manifest
 from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 from trainers.train import CHECKPOINT, TrainError, load_checkpoint, load_model_from_run
 
-__all__ = ["MAX_BOX_QUANTILE", "default_out", "motion_max_box", "export_run", "main"]
+__all__ = ["MAX_BOX_QUANTILE", "default_out", "motion_max_box", "export_run", "write_detector_folder", "main"]
 
 MAX_BOX_QUANTILE = 0.999
 """Quantile of the motion boxes' sizes that ``max_box`` scales (the largest box is often a merge)."""
@@ -69,7 +69,6 @@ def export_run(
     raised instead of recording it.
     """
     import torch
-    from safetensors.torch import save_file
 
     spec = get_game(game)
     run = Path(run)
@@ -99,10 +98,25 @@ def export_run(
     if eval_path.is_file():
         e = json.loads(eval_path.read_text())
         meta["eval"] = {k: e[k] for k in ("split", "ocatari", "relative") if k in e}
+    return write_detector_folder(out_dir, spec.name, state, meta)
+
+
+def write_detector_folder(
+    out_dir: Path, game: str, state: dict[str, Any], meta: dict[str, Any], extra: dict[str, bytes] | None = None
+) -> Path:
+    """Write a detector's weights (tagged with format and game), its config, ``extra`` files, the manifest.
+
+    Each file is written atomically; the manifest is refreshed last, listing what was written.
+    """
+    from safetensors.torch import save_file
+
     with atomic_path(out_dir / WEIGHTS_FILE) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT, "game": spec.name})
+        save_file(state, str(tmp), metadata={"format": FORMAT, "game": game})
     atomic_write_text(out_dir / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
-    write_manifest(out_dir, spec.name, written=[WEIGHTS_FILE, CONFIG_FILE])
+    for name, data in (extra or {}).items():
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_bytes(data)
+    write_manifest(out_dir, game, written=[WEIGHTS_FILE, CONFIG_FILE, *(extra or {})])
     return out_dir
 
 

@@ -1,0 +1,358 @@
+"""Distil a trained SPACE+MOC detector into the lean image encoder (read top to bottom).
+
+    python -m trainers.distill --game Pong --teacher weights/Pong --data data/Pong --out runs/pong_lean
+        [--epochs 12] [--threads 1] [--resume] [--export-to weights/Pong]
+
+The teacher is an exported detector folder (``weights/<Game>``, verified against its manifest).
+Its image encoder's posteriors (z_pres, and the means of z_scale and z_shift) on every frame of
+the dataset's train and val splits are computed once and cached under ``<out>/targets_*.npz``;
+the student, :class:`moc_envs.model.lean.LeanImageEncoder`, learns to reproduce them:
+
+- z_pres: binary cross-entropy against the teacher's probability, cells the teacher thinks
+  present weighted up (a frame has 2-10 objects among 256 cells);
+- z_where: smooth L1 between the student's and the teacher's boxes (model pixels), weighted by
+  the teacher's z_pres probability.
+
+The glimpse encoder is copied from the teacher and not trained, so z_what, and with it the
+teacher's z_what classifier, stay valid. Logs go to TensorBoard under ``<out>/tb`` (``loss/``,
+``charts/``: cell-level agreement with the teacher on the val split); ``<out>/checkpoint.pt``
+is written atomically after every epoch and ``--resume`` continues from it. At the end the
+student is exported to ``<out>/weights/<Game>`` (``--export-to`` elsewhere) with the teacher's
+settings (``max_box``, ``refine_boxes``) and classifier, and a manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from moc_envs.atomic import atomic_path, remove_stale_temporaries
+from moc_envs.errors import CorruptWeightsError
+from moc_envs.games import get_game
+from moc_envs.model.encoder import SpaceEncoder
+from moc_envs.model.geometry import latents_to_where
+from trainers.run_lock import RunLock
+from trainers.train import TrainError, checkpoint_digest
+
+__all__ = ["Args", "DISTILL_CHECKPOINT", "teacher_targets", "distill", "main"]
+
+DISTILL_CHECKPOINT = "checkpoint.pt"
+TARGET_CHANNELS = (0, 3, 4, 7, 8)
+"""Raw head channels the student learns: z_pres, z_scale mean (2), z_shift mean (2)."""
+PRESENT_WEIGHT = 20.0
+"""Weight of the z_pres loss on cells the teacher thinks present (they are rare)."""
+
+
+@dataclass
+class Args:
+    """Command-line arguments of a distillation run."""
+
+    game: str = field(metadata={"help": "game name, e.g. Pong"})
+    teacher: str = field(metadata={"help": "exported teacher detector folder, e.g. weights/Pong"})
+    data: str = field(metadata={"help": "dataset directory built by trainers.dataset"})
+    out: str = field(metadata={"help": "run directory (targets cache, checkpoint, TensorBoard, export)"})
+    epochs: int = field(default=12, metadata={"help": "passes over the train split's frames"})
+    batch: int = field(default=64, metadata={"help": "frames per optimisation step"})
+    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate (cosine-annealed to 0.05 x lr)"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads (1 cannot oversubscribe a shared machine)"})
+    resume: bool = field(default=False, metadata={"help": "continue from <out>/checkpoint.pt"})
+    export_to: str | None = field(default=None, metadata={"help": "export folder (None: <out>/weights/<Game>)"})
+
+
+def _parse(argv: Sequence[str] | None) -> Args:
+    p = argparse.ArgumentParser(
+        prog="python -m trainers.distill",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            p.add_argument(flag, action="store_true", help=f.metadata["help"])
+        elif f.default is dataclasses.MISSING:
+            p.add_argument(flag, required=True, help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            p.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
+    args = Args(**vars(p.parse_args(argv)))
+    if args.epochs < 1 or args.batch < 1 or args.threads < 1:
+        p.error(f"--epochs, --batch and --threads must be >= 1, got {args.epochs}, {args.batch}, {args.threads}")
+    return args
+
+
+def _frames(data: str | Path, split: str) -> np.ndarray:
+    """All frames of a split as one (F, 128, 128, 3) uint8 array."""
+    from trainers.data import load_split
+
+    frames = load_split(data, split).frames
+    return frames.reshape(-1, *frames.shape[2:])
+
+
+def _to_input(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def teacher_targets(teacher: SpaceEncoder, frames: np.ndarray, batch: int = 64) -> np.ndarray:
+    """The teacher's raw head channels :data:`TARGET_CHANNELS` per cell: (F, G*G, 5) float32."""
+    from tqdm import tqdm
+
+    out = np.empty((len(frames), teacher.cfg.n_cells, len(TARGET_CHANNELS)), np.float32)
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(frames), batch), desc="teacher posteriors", unit="batch", disable=None):
+            raw = teacher.image_encoder.raw(_to_input(frames[i : i + batch]))
+            out[i : i + batch] = raw.flatten(2).transpose(1, 2)[..., list(TARGET_CHANNELS)].numpy()
+    return out
+
+
+def _cached_targets(out_dir: Path, split: str, teacher: SpaceEncoder, teacher_id: str, frames: np.ndarray) -> np.ndarray:
+    """Teacher targets of a split, from ``<out>/targets_<split>.npz`` when it was made by this teacher."""
+    path = out_dir / f"targets_{split}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                if str(z["teacher"]) == teacher_id and z["targets"].shape[0] == len(frames):
+                    return z["targets"]
+        except (OSError, ValueError, KeyError):
+            pass  # damaged or foreign cache: recompute below
+    targets = teacher_targets(teacher, frames)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, targets=targets, teacher=np.array(teacher_id))
+    return targets
+
+
+def _boxes(scale: torch.Tensor, shift: torch.Tensor, grid: int, size: int) -> torch.Tensor:
+    """Boxes (..., 4) in model pixels from the pre-squash z_scale / z_shift means."""
+    return latents_to_where(scale, shift, grid) * size
+
+
+def _losses(student_raw: torch.Tensor, target: torch.Tensor, student: SpaceEncoder) -> dict[str, torch.Tensor]:
+    """z_pres and z_where distillation losses of one batch (raw (B, 11, G, G), target (B, N, 5))."""
+    cfg = student.cfg
+    raw = student_raw.flatten(2).transpose(1, 2)  # (B, N, 11)
+    logit_s = cfg.pres_squash * torch.tanh(raw[..., 0])
+    p_t = torch.sigmoid(cfg.pres_squash * torch.tanh(target[..., 0]))
+    weight = 1.0 + (PRESENT_WEIGHT - 1.0) * (p_t > 0.1).float()
+    pres = (F.binary_cross_entropy_with_logits(logit_s, p_t, reduction="none") * weight).mean()
+    box_s = _boxes(raw[..., 3:5], raw[..., 7:9], cfg.grid, cfg.img_size)
+    box_t = _boxes(target[..., 1:3], target[..., 3:5], cfg.grid, cfg.img_size)
+    err = F.smooth_l1_loss(box_s, box_t, reduction="none").sum(-1)
+    where = (err * p_t).sum() / p_t.sum().clamp_min(1.0)
+    return {"pres": pres, "where": where, "total": pres + 0.1 * where}
+
+
+@torch.inference_mode()
+def agreement(student: SpaceEncoder, frames: np.ndarray, targets: np.ndarray, batch: int = 128) -> dict[str, float]:
+    """Cell-level agreement with the teacher: F1 of z_pres > 0.5, box error (model px) where both see one."""
+    cfg = student.cfg
+    tp = fp = fn = 0
+    errors: list[np.ndarray] = []
+    for i in range(0, len(frames), batch):
+        raw = student.image_encoder.raw(_to_input(frames[i : i + batch])).flatten(2).transpose(1, 2)
+        t = torch.from_numpy(targets[i : i + batch])
+        ps = torch.sigmoid(cfg.pres_squash * torch.tanh(raw[..., 0])) > 0.5
+        pt = torch.sigmoid(cfg.pres_squash * torch.tanh(t[..., 0])) > 0.5
+        tp += int((ps & pt).sum())
+        fp += int((ps & ~pt).sum())
+        fn += int((~ps & pt).sum())
+        both = ps & pt
+        if both.any():
+            bs = _boxes(raw[..., 3:5], raw[..., 7:9], cfg.grid, cfg.img_size)[both]
+            bt = _boxes(t[..., 1:3], t[..., 3:5], cfg.grid, cfg.img_size)[both]
+            errors.append((bs - bt).abs().max(-1).values.numpy())
+    err = np.concatenate(errors) if errors else np.zeros(0)
+    return {
+        "pres_f1": 2 * tp / max(2 * tp + fp + fn, 1),
+        "pres_precision": tp / max(tp + fp, 1),
+        "pres_recall": tp / max(tp + fn, 1),
+        "box_err_px_mean": float(err.mean()) if err.size else float("nan"),
+        "box_err_px_p99": float(np.quantile(err, 0.99)) if err.size else float("nan"),
+    }
+
+
+def _load_teacher(args: Args) -> tuple[Any, str]:
+    """The teacher detector (verified folder) and an id of its exact weights."""
+    from moc_envs.manifest import read_manifest
+    from moc_envs.space_detector import WEIGHTS_FILE, SpaceDetector
+
+    spec = get_game(args.game)
+    det = SpaceDetector.from_pretrained(Path(args.teacher), spec, allow_unclassified=True)
+    if det.config.image_encoder != "space":
+        raise TrainError(f"{args.teacher} already holds a {det.config.image_encoder!r} image encoder; distil from a 'space' one")
+    _, files = read_manifest(Path(args.teacher))
+    return det, files[WEIGHTS_FILE].sha256
+
+
+def _student_of(teacher: SpaceEncoder) -> SpaceEncoder:
+    """A lean student with the teacher's (frozen) glimpse encoder."""
+    cfg = dataclasses.replace(teacher.cfg, image_encoder="lean")
+    student = SpaceEncoder(cfg)
+    student.glimpse_encoder.load_state_dict(teacher.glimpse_encoder.state_dict())
+    student.glimpse_encoder.requires_grad_(False)
+    return student
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for truncated / foreign files
+        raise CorruptWeightsError(f"checkpoint {path} is corrupt or not a distillation checkpoint: {err}") from err
+    if not isinstance(ckpt, dict) or not {"student", "opt", "epoch", "args", "rng", "digest"} <= set(ckpt):
+        raise CorruptWeightsError(f"checkpoint {path} is not a distillation checkpoint")
+    stored = ckpt.pop("digest")
+    if checkpoint_digest(ckpt) != stored:
+        raise CorruptWeightsError(
+            f"checkpoint {path} is corrupted (digest mismatch): its contents changed after it was "
+            "written; start over with a fresh --out"
+        )
+    return ckpt
+
+
+def export_student(student: SpaceEncoder, teacher_dir: Path, out: Path, game: str, info: dict[str, Any]) -> Path:
+    """Write the student as a detector folder: weights, config (teacher's settings), teacher's classifier."""
+    from moc_envs.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON
+    from moc_envs.manifest import verify_folder
+    from moc_envs.space_detector import CONFIG_FILE
+    from trainers.export import write_detector_folder
+
+    source = verify_folder(teacher_dir, game)
+    teacher_meta = source.read_json(CONFIG_FILE)
+    meta = {k: v for k, v in teacher_meta.items() if k not in ("eval",)}
+    meta["model"] = student.cfg.to_dict()
+    meta["distillation"] = info
+    out.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, bytes] = {}
+    for name in (CLASSIFIER_FILE, CLASSIFIER_JSON):
+        if (teacher_dir / name).is_file():
+            extra[name] = source.read_bytes(name)
+    state = {k: v.detach().float().contiguous() for k, v in student.state_dict().items()}
+    return write_detector_folder(out, game, state, meta, extra)
+
+
+def distill(args: Args) -> dict[str, Any]:
+    """Run (or resume) one distillation; returns the final agreement and the export folder."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    spec = get_game(args.game)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(out_dir):
+        for path in remove_stale_temporaries(out_dir, (DISTILL_CHECKPOINT, "targets_train.npz", "targets_val.npz")):
+            print(f"removed {path.name}, left by a run that died while writing it")
+        torch.set_num_threads(args.threads)
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        det, teacher_id = _load_teacher(args)
+        teacher = det.encoder.float().to(memory_format=torch.contiguous_format)
+        train_frames = _frames(args.data, "train")
+        val_frames = _frames(args.data, "val")
+        train_t = _cached_targets(out_dir, "train", teacher, teacher_id, train_frames)
+        val_t = _cached_targets(out_dir, "val", teacher, teacher_id, val_frames)
+
+        student = _student_of(teacher)
+        params = [p for p in student.image_encoder.parameters()]
+        opt = torch.optim.Adam(params, lr=args.lr)
+        steps_per_epoch = math.ceil(len(train_frames) / args.batch)
+        total = steps_per_epoch * args.epochs
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+        )
+        gen = torch.Generator().manual_seed(args.seed)
+        epoch, seconds = 0, 0.0
+        ckpt_path = out_dir / DISTILL_CHECKPOINT
+        if args.resume:
+            ckpt = _load_checkpoint(ckpt_path)
+            if ckpt["args"]["teacher_id"] != teacher_id:
+                raise TrainError(f"{ckpt_path} distilled another teacher; use a fresh --out")
+            student.load_state_dict(ckpt["student"])
+            opt.load_state_dict(ckpt["opt"])
+            sched.load_state_dict(ckpt["sched"])
+            gen.set_state(ckpt["rng"]["torch_gen"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            epoch, seconds = int(ckpt["epoch"]), float(ckpt["seconds"])
+        elif ckpt_path.exists():
+            raise TrainError(f"{ckpt_path} exists: pass --resume to continue it, or use a fresh --out")
+
+        writer = SummaryWriter(str(out_dir / "tb"))
+        step = epoch * steps_per_epoch
+        while epoch < args.epochs:
+            start = time.perf_counter()
+            student.image_encoder.train()
+            order = torch.randperm(len(train_frames), generator=gen).numpy()
+            bar = tqdm(range(steps_per_epoch), desc=f"distil {spec.name} epoch {epoch + 1}/{args.epochs}", disable=None)
+            for b in bar:
+                idx = np.sort(order[b * args.batch : (b + 1) * args.batch])
+                x = _to_input(train_frames[idx])
+                losses = _losses(student.image_encoder.raw(x), torch.from_numpy(train_t[idx]), student)
+                opt.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                opt.step()
+                sched.step()
+                step += 1
+                if step % 20 == 0:
+                    for k, v in losses.items():
+                        writer.add_scalar(f"loss/{k}", float(v), step)
+                    bar.set_postfix(pres=f"{float(losses['pres']):.4f}", where=f"{float(losses['where']):.3f}")
+            student.image_encoder.eval()
+            seconds += time.perf_counter() - start
+            epoch += 1
+            agree = agreement(student, val_frames, val_t)
+            for k, v in agree.items():
+                writer.add_scalar(f"charts/val_{k}", v, step)
+            writer.add_scalar("charts/frames_per_s", len(train_frames) * epoch / max(seconds, 1e-9), step)
+            print(f"epoch {epoch}: val z_pres F1 vs teacher {agree['pres_f1']:.4f}, "
+                  f"box error {agree['box_err_px_mean']:.2f} px (p99 {agree['box_err_px_p99']:.2f})")  # fmt: skip
+            payload = {
+                "student": student.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "epoch": epoch,
+                "seconds": seconds,
+                "args": {**dataclasses.asdict(args), "teacher_id": teacher_id},
+                "rng": {"torch_gen": gen.get_state(), "torch": torch.get_rng_state()},
+            }
+            payload["digest"] = checkpoint_digest(payload)
+            with atomic_path(ckpt_path) as tmp:
+                torch.save(payload, tmp)
+        writer.close()
+
+        agree = agreement(student, val_frames, val_t)
+        info = {
+            "teacher": str(args.teacher),
+            "teacher_detector_sha256": teacher_id,
+            "data": str(args.data),
+            "epochs": args.epochs,
+            "frames_per_epoch": len(train_frames),
+            "seconds": round(seconds, 1),
+            "train_frames_per_s": round(len(train_frames) * args.epochs / max(seconds, 1e-9), 1),
+            "threads": args.threads,
+            "val_agreement": agree,
+        }
+        export = Path(args.export_to) if args.export_to else out_dir / "weights" / spec.name
+        export_student(student, Path(args.teacher), export, spec.name, info)
+        (out_dir / "distill.json").write_text(json.dumps({**info, "export": str(export)}, indent=2) + "\n")
+        print(f"exported the lean detector to {export}")
+        return {**info, "export": str(export)}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point."""
+    return distill(_parse(argv))
+
+
+if __name__ == "__main__":
+    main()
