@@ -44,6 +44,7 @@ from moc_envs.postprocess import (
     suppress_duplicates,
 )
 from moc_envs.preprocess import resize_frames
+from moc_envs.threads import check_threads, torch_threads
 
 __all__ = ["WEIGHTS_FILE", "CONFIG_FILE", "FORMAT", "read_max_box", "SpaceDetector"]
 
@@ -90,14 +91,17 @@ class SpaceDetector:
         suppression: SuppressionConfig | None = DEFAULT_SUPPRESSION,
         refine: bool = True,
         max_box: tuple[float, float] | None = None,
+        threads: int | None = None,
     ) -> None:
         """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one).
 
         ``classifier`` names each detection's category ("object" without one);
         ``suppression=None`` keeps every present cell (duplicates included);
         ``refine=False`` keeps the model's loose boxes instead of tightening them to the pixels;
-        ``max_box`` (width, height in frame pixels) drops larger model boxes (None: no limit).
+        ``max_box`` (width, height in frame pixels) drops larger model boxes (None: no limit);
+        ``threads``: torch CPU threads of the forward pass (None: one, see :mod:`moc_envs.threads`).
         """
+        self.threads = check_threads(threads)
         self.game = game
         self.device = torch.device(device)
         self.threshold = threshold
@@ -116,7 +120,12 @@ class SpaceDetector:
 
     @classmethod
     def from_pretrained(
-        cls, path: Path, game: GameSpec, device: str = "cpu", allow_unclassified: bool = False
+        cls,
+        path: Path,
+        game: GameSpec,
+        device: str = "cpu",
+        allow_unclassified: bool = False,
+        threads: int | None = None,
     ) -> SpaceDetector:
         """Load the detector exported to folder ``path`` for ``game``.
 
@@ -218,7 +227,10 @@ class SpaceDetector:
                     f"{model_cfg.grid}) and would drop almost every box; expected at least "
                     f"{cell[0]:g} x {cell[1]:g}, got {max_box[0]:g} x {max_box[1]:g}"
                 )
-        return cls(encoder, game, device=device, meta=meta, classifier=classifier, refine=refine, max_box=max_box)
+        return cls(
+            encoder, game, device=device, meta=meta, classifier=classifier, refine=refine,
+            max_box=max_box, threads=threads,
+        )  # fmt: skip
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:
         small = resize_frames(frames)
@@ -234,7 +246,8 @@ class SpaceDetector:
         n = frames.shape[0]
         if n == 0:
             return []
-        b_idx, prob, where, z_what = self.encoder.infer(self._to_input(frames), self.threshold)
+        with torch_threads(self.threads) if self.device.type == "cpu" else nullcontext():
+            b_idx, prob, where, z_what = self.encoder.infer(self._to_input(frames), self.threshold)
         boxes = where_to_boxes(where.float()).cpu().numpy()
         b_idx = b_idx.cpu().numpy()
         prob = prob.float().cpu().numpy()
