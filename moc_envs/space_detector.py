@@ -15,6 +15,7 @@ Importing this module imports torch; ``import moc_envs`` does not.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
