@@ -8,6 +8,7 @@ from typing import Literal
 from moc_envs.detection import Detector
 from moc_envs.device import resolve_device
 from moc_envs.games import GameSpec, get_game
+from moc_envs.threads import check_threads
 from moc_envs.weights import require_weights
 
 __all__ = ["DetectorName", "make_detector"]
@@ -21,6 +22,7 @@ def make_detector(
     device: str = "auto",
     weights: str | os.PathLike[str] | None = None,
     allow_unclassified: bool = False,
+    threads: int | None = None,
 ) -> Detector:
     """Build the detector for ``game``.
 
@@ -32,9 +34,11 @@ def make_detector(
     without a z_what classifier is refused unless ``allow_unclassified=True`` (every detection
     is then category "object" and fills no observation slot). ``"ram"`` builds the RAM oracle,
     and an object with a ``detect`` method is returned as it is; ``weights`` only applies to
-    ``"space"``.
+    ``"space"``. ``threads``: torch CPU threads of the learned detector's forward pass (None:
+    one; :mod:`moc_envs.threads`).
     """
     spec = game if isinstance(game, GameSpec) else get_game(game)
+    threads = check_threads(threads)
     if weights is not None and not (isinstance(detector, str) and detector == "space"):
         name = detector if isinstance(detector, str) else type(detector).__name__
         raise ValueError(
@@ -52,8 +56,9 @@ def make_detector(
             from moc_envs.space_detector import SpaceDetector
 
             return SpaceDetector.from_pretrained(
-                folder, game=spec, device=resolved, allow_unclassified=allow_unclassified
-            )
+                folder, game=spec, device=resolved, allow_unclassified=allow_unclassified,
+                threads=threads,
+            )  # fmt: skip
         raise ValueError(
             f"Unknown detector {detector!r}: use 'space' (learned, default), 'ram' (RAM oracle) "
             "or an object with a detect(frames, rams=None) method"

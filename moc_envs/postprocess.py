@@ -20,7 +20,12 @@ A cell can also claim a box far larger than any object of the game (a stretch of
 Skiing). :func:`size_mask` drops boxes beyond a per-game ``max_box`` (``config.json``), which the
 exporter derives from the training data's motion boxes, not from labels; it runs first, so that
 an oversized box never suppresses a real one.
-Numpy and OpenCV; no torch.
+
+The detector runs on batches: :func:`suppress_duplicates_batched` and
+:func:`refine_boxes_batched` take the boxes of many frames at once (with each box's frame index)
+and give exactly the per-frame functions' results with a fixed number of numpy/OpenCV calls per
+batch instead of a Python loop over frames and boxes. The per-frame functions stay the readable
+reference. Numpy and OpenCV; no torch.
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SuppressionConfig", "DEFAULT_SUPPRESSION", "suppress_duplicates", "size_mask", "refine_boxes"]
+__all__ = [
+    "SuppressionConfig",
+    "DEFAULT_SUPPRESSION",
+    "suppress_duplicates",
+    "suppress_duplicates_batched",
+    "size_mask",
+    "refine_boxes",
+    "refine_boxes_batched",
+]
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,101 @@ def suppress_duplicates(
                 continue
         keep.append(int(i))
     return np.asarray(keep, dtype=int)
+
+
+_PAIR_CHUNK = 1 << 22
+"""Candidate pairs scored at once by :func:`suppress_duplicates_batched` (bounds its memory)."""
+
+
+def _frame_index(frame_index: object, n: int) -> np.ndarray:
+    """``frame_index`` as an int64 (n,) array, or a clear error."""
+    fi = np.asarray(frame_index)
+    if fi.ndim != 1 or len(fi) != n:
+        raise ValueError(f"frame_index must have shape ({n},) (one per box), got {fi.shape}")
+    if n and not np.issubdtype(fi.dtype, np.integer):
+        raise TypeError(f"frame_index must hold integers, got {fi.dtype}")
+    return fi.astype(np.int64, copy=False)
+
+
+def _earlier_pairs(group_start: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (a, b), lo <= a < hi, b from a's group start to a - 1 (positions in sort order)."""
+    a_pos = np.arange(lo, hi)
+    cnt = a_pos - group_start[lo:hi]
+    a = np.repeat(a_pos, cnt)
+    # b counts up from the group start within each a's run.
+    run_start = np.repeat(np.cumsum(cnt) - cnt, cnt)
+    b = group_start[a] + (np.arange(len(a)) - run_start)
+    return a, b
+
+
+def suppress_duplicates_batched(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    frame_index: np.ndarray,
+    config: SuppressionConfig | None = None,
+) -> np.ndarray:
+    """Indices of the boxes to keep over a batch: :func:`suppress_duplicates` on every frame at once.
+
+    ``boxes`` (M, 4) (x, y, w, h), ``scores`` (M,), ``frame_index`` (M,) the frame of each box
+    (integers; boxes of different frames never suppress each other). Returns exactly the union of
+    the per-frame greedy results, ordered by frame, then by descending score (ties: lower index
+    first), which is the order of concatenating :func:`suppress_duplicates` over the frames in
+    ascending order with each frame's boxes in index order.
+    """
+    cfg = config or SuppressionConfig()
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    m = len(boxes)
+    if len(scores) != m:
+        raise ValueError(f"got {m} boxes but {len(scores)} scores")
+    fi = _frame_index(frame_index, m)
+    if m == 0:
+        return np.zeros(0, dtype=int)
+    # The greedy walk of each frame, all frames one after another.
+    order = np.lexsort((np.arange(m), -scores, fi))
+    fs = fi[order]
+    first = np.ones(m, dtype=bool)
+    first[1:] = fs[1:] != fs[:-1]
+    pos = np.arange(m)
+    group_start = np.maximum.accumulate(np.where(first, pos, 0))
+    x1, y1, w, h = boxes[order].T
+    x2, y2 = x1 + w, y1 + h
+    area = w * h
+    cx, cy = x1 + w / 2, y1 + h / 2
+    half_diag = np.hypot(w, h) / 2
+    # Only pairs of one frame, the later box first; the same float expressions as
+    # suppress_duplicates (i: the later box, k: an earlier one), so every decision is identical.
+    n_pairs = np.cumsum(pos - group_start)
+    later: list[np.ndarray] = []
+    earlier: list[np.ndarray] = []
+    lo = 0
+    while lo < m:
+        done = n_pairs[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(n_pairs, done + _PAIR_CHUNK, side="right")))
+        i, k = _earlier_pairs(group_start, lo, hi)
+        iw = np.clip(np.minimum(x2[i], x2[k]) - np.maximum(x1[i], x1[k]), 0, None)
+        ih = np.clip(np.minimum(y2[i], y2[k]) - np.maximum(y1[i], y1[k]), 0, None)
+        inter = iw * ih
+        iou = inter / np.maximum(area[i] + area[k] - inter, 1e-12)
+        dist = np.hypot(cx[i] - cx[k], cy[i] - cy[k])
+        near = dist < cfg.centre_fraction * np.minimum(half_diag[i], half_diag[k])
+        dup = (iou >= cfg.iou_threshold) | near
+        later.append(i[dup])
+        earlier.append(k[dup])
+        lo = hi
+    dup_later, dup_earlier = np.concatenate(later), np.concatenate(earlier)
+    # The greedy result is the one fixpoint of keep[a] = not any(keep[b] for earlier duplicates b):
+    # by induction over the walk, a box's value is final once those of all earlier boxes are.
+    # Iterating from "keep all" fixes at least one more box per round, so the loop runs at most
+    # (longest chain of duplicates + 1) rounds, and stops only at the fixpoint.
+    keep = np.ones(m, dtype=bool)
+    while True:
+        blocked = np.zeros(m, dtype=bool)
+        blocked[dup_later[keep[dup_earlier]]] = True
+        if np.array_equal(~blocked, keep):
+            break
+        keep = ~blocked
+    return order[keep].astype(int, copy=False)
 
 
 def size_mask(boxes: np.ndarray, max_box: tuple[float, float] | None) -> np.ndarray:
@@ -149,4 +257,150 @@ def refine_boxes(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.25) -> 
             continue
         left, top, width, height = (float(v) for v in stats[k, :4])
         out[i] = (x0 + left, y0 + top, width, height)
+    return out
+
+
+_CANVAS_PIXELS = 1 << 22
+"""Pixels of crops labelled in one connected-components call (bounds the batch's memory)."""
+
+
+def _modes(group: np.ndarray, colour: np.ndarray, n_groups: int) -> np.ndarray:
+    """Most common packed colour of each group, ties to the smallest colour; -1 for an empty group.
+
+    The tie rule is that of ``np.unique`` + ``argmax`` in :func:`refine_boxes` (ascending values,
+    first maximum).
+    """
+    mode = np.full(n_groups, -1, dtype=np.int64)
+    if not len(group):
+        return mode
+    keys, counts = np.unique((group.astype(np.int64) << 24) | colour, return_counts=True)
+    g = keys >> 24
+    # Stable: within a group the colours stay ascending, so the first of each group is the answer.
+    best = np.lexsort((-counts, g))
+    head = np.ones(len(best), dtype=bool)
+    head[1:] = g[best[1:]] != g[best[:-1]]
+    best = best[head]
+    mode[g[best]] = keys[best] & 0xFFFFFF
+    return mode
+
+
+def refine_boxes_batched(
+    frames: np.ndarray, boxes: np.ndarray, frame_index: np.ndarray, margin: float = 0.25
+) -> np.ndarray:
+    """:func:`refine_boxes` over a batch: boxes (M, 4) of frames (N, H, W, 3) uint8 tightened at once.
+
+    ``frame_index`` (M,) is each box's frame (0 <= f < N). The result (M, 4) equals calling
+    :func:`refine_boxes` on every frame with that frame's boxes. How: every box's grown crop is
+    stacked into one canvas (crops one under another, at even rows, a zero row between two), the
+    background and object colours of all crops come from two sorts of packed colours, and one
+    connected-components call labels every crop's mask. Even row offsets keep OpenCV's 2x2-block
+    scan, hence the order of a crop's labels and the tie-breaking among equally voted regions,
+    the same as when the crop is labelled alone.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[3] != 3:
+        raise ValueError(f"frames must be (N, H, W, 3), got shape {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise TypeError(f"frames must be uint8, got {frames.dtype}")
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        if boxes.size:
+            raise ValueError(f"boxes must be (M, 4) (x, y, w, h), got shape {boxes.shape}")
+        boxes = boxes.reshape(0, 4)
+    m = len(boxes)
+    fi = _frame_index(frame_index, m)
+    out = boxes.copy()
+    if m == 0:
+        return out
+    n, fh, fw = frames.shape[:3]
+    if fi.min() < 0 or fi.max() >= n:
+        raise ValueError(f"frame_index must lie in [0, {n}) for {n} frames, got [{fi.min()}, {fi.max()}]")
+    if not np.isfinite(boxes).all():
+        raise ValueError("boxes must be finite, got NaN or infinity")
+    # The grown crop and the central half, by refine_boxes' float expressions; in float until the
+    # crop is known to be at least 3x3 inside the frame, so that far-away boxes cannot overflow.
+    x, y, w, h = boxes.T
+    fx0 = np.maximum(0.0, np.floor(x - margin * w))
+    fy0 = np.maximum(0.0, np.floor(y - margin * h))
+    fx1 = np.minimum(fw, np.ceil(x + w + margin * w))
+    fy1 = np.minimum(fh, np.ceil(y + h + margin * h))
+    rows = np.flatnonzero((fx1 - fx0 >= 3) & (fy1 - fy0 >= 3))
+    if not len(rows):
+        return out
+    x, y, w, h = x[rows], y[rows], w[rows], h[rows]
+    fx0, fy0, fx1, fy1 = fx0[rows], fy0[rows], fx1[rows], fy1[rows]
+    cw, ch = fx1 - fx0, fy1 - fy0
+    cx0 = np.clip(np.floor(x + w / 4) - fx0, 0, cw - 1)
+    cy0 = np.clip(np.floor(y + h / 4) - fy0, 0, ch - 1)
+    cx1 = np.clip(np.ceil(x + 3 * w / 4) - fx0, cx0 + 1, cw)
+    cy1 = np.clip(np.ceil(y + 3 * h / 4) - fy0, cy0 + 1, ch)
+    geometry = np.stack([fx0, fy0, cw, ch, cx0, cy0, cx1, cy1]).astype(np.int64)
+    # Each crop takes an even number of canvas rows with at least one zero row below it.
+    slot = ((geometry[3] + 2) // 2) * 2
+    width = int(geometry[2].max())
+    ends = np.cumsum(slot * width)
+    lo = 0
+    while lo < len(rows):
+        base = ends[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(ends, base + _CANVAS_PIXELS, side="right")))
+        out[rows[lo:hi]] = _refine_chunk(frames, fi[rows[lo:hi]], geometry[:, lo:hi], slot[lo:hi], out[rows[lo:hi]])
+        lo = hi
+    return out
+
+
+def _refine_chunk(
+    frames: np.ndarray, fi: np.ndarray, geometry: np.ndarray, slot: np.ndarray, boxes: np.ndarray
+) -> np.ndarray:
+    """Refined boxes of crops at least 3x3 (geometry: x0, y0, w, h, cx0, cy0, cx1, cy1 per crop)."""
+    import cv2
+
+    x0, y0, cw, ch, cx0, cy0, cx1, cy1 = geometry
+    k = len(fi)
+    fh, fw = frames.shape[1:3]
+    width = int(cw.max())
+    # Canvas row r belongs to crop crop_of[r] and is its row r - top[crop].
+    top = np.cumsum(slot) - slot
+    crop_of = np.repeat(np.arange(k), slot)
+    r = np.arange(len(crop_of)) - top[crop_of]
+    c = np.arange(width)
+    inside = (r < ch[crop_of])[:, None] & (c[None, :] < cw[crop_of][:, None])
+    # Pixels past a crop's edge read a clipped frame pixel; `inside` masks them everywhere.
+    fr = np.minimum(y0[crop_of] + r, fh - 1)
+    fc = np.minimum(x0[crop_of][:, None] + c[None, :], fw - 1)
+    flat = (fi[crop_of] * fh + fr)[:, None] * fw + fc
+    crop = _packed(frames.reshape(-1, 3)[flat])
+    owner = np.broadcast_to(crop_of[:, None], crop.shape)
+    rr, cc = r[:, None], c[None, :]
+    on_border = inside & (
+        (rr == 0) | (rr == (ch - 1)[crop_of][:, None]) | (cc == 0) | (cc == (cw - 1)[crop_of][:, None])
+    )
+    background = _modes(owner[on_border], crop[on_border], k)
+    centre = (
+        (rr >= cy0[crop_of][:, None])
+        & (rr < cy1[crop_of][:, None])
+        & (cc >= cx0[crop_of][:, None])
+        & (cc < cx1[crop_of][:, None])
+    )
+    inner = centre & (crop != background[crop_of][:, None])
+    colour = _modes(owner[inner], crop[inner], k)
+    # colour is -1 where the centre holds only background: no packed pixel equals it.
+    mask = (inside & (crop == colour[crop_of][:, None])).astype(np.uint8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    votes = np.bincount(labels[centre], minlength=len(stats))
+    votes[0] = 0
+    voted = np.flatnonzero(votes)
+    if not len(voted):
+        return boxes
+    # Per crop the region with the most votes, ties to the lowest label (as argmax in refine_boxes).
+    region_crop = crop_of[stats[voted, cv2.CC_STAT_TOP]]
+    best = np.lexsort((voted, -votes[voted], region_crop))
+    head = np.ones(len(best), dtype=bool)
+    head[1:] = region_crop[best[1:]] != region_crop[best[:-1]]
+    best = best[head]
+    won, label = region_crop[best], voted[best]
+    out = boxes.copy()
+    out[won, 0] = x0[won] + stats[label, cv2.CC_STAT_LEFT].astype(np.float64)
+    out[won, 1] = y0[won] + (stats[label, cv2.CC_STAT_TOP] - top[won]).astype(np.float64)
+    out[won, 2] = stats[label, cv2.CC_STAT_WIDTH]
+    out[won, 3] = stats[label, cv2.CC_STAT_HEIGHT]
     return out

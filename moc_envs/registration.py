@@ -27,6 +27,7 @@ from moc_envs.device import resolve_device
 from moc_envs.games import GAMES, GameSpec, get_game
 from moc_envs.observation import check_obs_mode
 from moc_envs.render import check_display
+from moc_envs.threads import check_threads
 from moc_envs.weights import require_weights
 
 __all__ = [
@@ -110,13 +111,15 @@ def make_env(
     allow_unclassified: bool = False,
     max_distance: float = 40.0,
     max_age: int = 30,
+    threads: int | None = None,
     **ale_kwargs: Any,
 ) -> gym.Env:
     """Entry point of the ``MOC/<Game>-v0`` ids: the ALE v5 env inside ObjectCentricWrapper.
 
     ``weights`` (a game folder or a root holding ``<Game>/``) and ``allow_unclassified``
     go to the learned detector (:func:`moc_envs.detectors.make_detector`);
-    ``max_distance`` and ``max_age`` to the slot tracker. ``ale_kwargs`` (``frameskip``,
+    ``max_distance`` and ``max_age`` to the slot tracker; ``threads`` (torch CPU threads,
+    None: one) to the learned detector. ``ale_kwargs`` (``frameskip``,
     ``repeat_action_probability``, ``mode``, ``difficulty``, ``full_action_space``, ...)
     go to ``gym.make("ALE/<Game>-v5")``; any other keyword is refused with the nearest
     valid one. Arguments are checked before the emulator starts.
@@ -131,6 +134,7 @@ def make_env(
     for name in ale_flag_keywords() & set(ale_kwargs):
         check_flag(name, ale_kwargs[name])
     check_ram_device(detector, device)
+    check_threads(threads)
     check_display(render_mode)
     if isinstance(detector, str) and detector == "space":
         # Fail on missing weights or a missing GPU before starting the emulator.
@@ -150,6 +154,7 @@ def make_env(
             max_age=max_age,
             weights=weights,
             allow_unclassified=allow_unclassified,
+            threads=threads,
         )
     except Exception:
         inner.close()
@@ -165,5 +170,8 @@ def register_envs() -> None:
         gym.register(
             id=gid,
             entry_point="moc_envs.registration:make_env",
+            # gymnasium.make_vec(id, num_envs) builds the batched MocVectorEnv (one detect call
+            # per step for all envs), not a SyncVectorEnv of single envs.
+            vector_entry_point="moc_envs.vector:MocVectorEnv",
             kwargs={"game": name, **DEFAULT_KWARGS},
         )

@@ -40,9 +40,9 @@ from moc_envs.model.geometry import FRAME_H, FRAME_W, where_to_boxes
 from moc_envs.postprocess import (
     DEFAULT_SUPPRESSION,
     SuppressionConfig,
-    refine_boxes,
+    refine_boxes_batched,
     size_mask,
-    suppress_duplicates,
+    suppress_duplicates_batched,
 )
 from moc_envs.preprocess import resize_frames
 from moc_envs.threads import check_threads, torch_threads
@@ -255,10 +255,7 @@ class SpaceDetector:
         z_what = z_what.float().cpu().numpy()
         keep = np.flatnonzero(size_mask(boxes, self.max_box))
         if self.suppression is not None and len(keep):
-            keep = np.concatenate(
-                [rows[suppress_duplicates(boxes[rows], prob[rows], self.suppression)]
-                 for rows in (keep[b_idx[keep] == f] for f in np.unique(b_idx[keep]))]
-            )  # fmt: skip
+            keep = keep[suppress_duplicates_batched(boxes[keep], prob[keep], b_idx[keep], self.suppression)]
         # Categories first: a classifier reading box sizes was fitted on the model's boxes.
         cats = (
             self.classifier.predict(z_what[keep], boxes[keep, 2:4])
@@ -266,9 +263,7 @@ class SpaceDetector:
             else [DEFAULT_CATEGORY] * len(keep)
         )
         if self.refine and len(keep):
-            for f in np.unique(b_idx[keep]):
-                rows = keep[b_idx[keep] == f]
-                boxes[rows] = refine_boxes(frames[int(f)], boxes[rows])
+            boxes[keep] = refine_boxes_batched(frames, boxes[keep], b_idx[keep])
         out: list[list[Detection]] = [[] for _ in range(n)]
         for i, cat in zip(keep.tolist(), cats, strict=True):
             x, y, w, h = (float(v) for v in boxes[i])

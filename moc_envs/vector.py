@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import gymnasium as gym
@@ -51,6 +52,7 @@ from moc_envs.games import GameSpec
 from moc_envs.observation import ObjectObservationBuilder, check_obs_mode, observation_space
 from moc_envs.registration import env_id as registered_id
 from moc_envs.registration import game_of_id, make_ale_env
+from moc_envs.threads import check_threads
 from moc_envs.weights import require_weights
 from moc_envs.wrapper import screen_of
 
@@ -92,6 +94,9 @@ class MocVectorEnv(VectorEnv):
         weights: the learned detector's weights, a game folder or a root holding
             ``<Game>/``; ``"space"`` only.
         allow_unclassified: accept weights without a z_what classifier; ``"space"`` only.
+        threads: torch CPU threads of the learned detector (None: one).
+        overlap: emulate one half of the envs in a worker thread while the other half is
+            detected (None: whenever the detector has no per-env state and N >= 2).
         **ale_kwargs: passed to every ``gym.make("ALE/<Game>-v5")``; other keywords are
             refused with the nearest valid one.
 
@@ -119,9 +124,12 @@ class MocVectorEnv(VectorEnv):
         max_age: int = 30,
         weights: str | os.PathLike[str] | None = None,
         allow_unclassified: bool = False,
+        threads: int | None = None,
+        overlap: bool | None = None,
         **ale_kwargs: Any,
     ) -> None:
         self._owns_detector = False
+        self._pool: ThreadPoolExecutor | None = None
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.game = game_of_id(game) if isinstance(game, str) else game
@@ -132,6 +140,9 @@ class MocVectorEnv(VectorEnv):
         for name in ale_flag_keywords() & set(ale_kwargs):
             check_flag(name, ale_kwargs[name])
         check_ram_device(detector, device)
+        check_threads(threads)
+        if overlap is not None:
+            check_flag("overlap", overlap)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         if isinstance(detector, str) and detector == "space":
@@ -139,8 +150,9 @@ class MocVectorEnv(VectorEnv):
             require_weights(self.game.name, weights)
             resolve_device(device)
         self.detector = make_detector(
-            detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified
-        )
+            detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified,
+            threads=threads,
+        )  # fmt: skip
         self.num_envs = int(num_envs)
         self.envs: list[gym.Env] = []
         try:
@@ -171,6 +183,21 @@ class MocVectorEnv(VectorEnv):
         # Stateful detectors (the RAM oracle) keep per-row memory and expose reset(i).
         reset = getattr(self.detector, "reset", None)
         self._detector_reset = reset if callable(reset) else None
+        # Overlap needs detections of a subset of rows, which a stateful detector cannot give.
+        can_overlap = self._detector_reset is None and self.num_envs >= 2
+        if overlap and not can_overlap:
+            raise ValueError(
+                "overlap=True needs at least 2 envs and a detector without per-env state (reset(i)); "
+                f"got num_envs={self.num_envs} and {type(self.detector).__name__}"
+            )
+        self.overlap = can_overlap if overlap is None else bool(overlap)
+        """Whether step() emulates one half of the envs while the other half is detected."""
+        half = (self.num_envs + 1) // 2
+        self._chunks = (
+            [list(range(half)), list(range(half, self.num_envs))]
+            if self.overlap
+            else [list(range(self.num_envs))]
+        )
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
         self._rewards = np.zeros(self.num_envs, dtype=np.float64)
         self._terminations = np.zeros(self.num_envs, dtype=bool)
@@ -187,12 +214,17 @@ class MocVectorEnv(VectorEnv):
         rams = np.stack([self._ales[i].getRAM() for i in rows])
         return frames, rams
 
-    def _detect_rows(self, rows: Sequence[int]) -> dict[int, tuple[Any, dict[str, Any]]]:
-        """Detect the current frames of env ``rows`` and update their builders."""
+    def _detect_rows(
+        self, rows: Sequence[int], grabbed: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> dict[int, tuple[Any, dict[str, Any]]]:
+        """Detect the current frames of env ``rows`` and update their builders.
+
+        ``grabbed``: the frames and RAMs of exactly ``rows``, when already read.
+        """
         # Row alignment: a stateful detector must see env i at row i, so it gets
         # every env's frame; a stateless one gets just the rows asked for.
         batch = list(range(self.num_envs)) if self._detector_reset is not None else list(rows)
-        frames, rams = self._grab(batch)
+        frames, rams = grabbed if grabbed is not None and batch == list(rows) else self._grab(batch)
         detections, dropped = validate_detections(
             self.detector.detect(frames, rams), len(batch), self.detector
         )
@@ -205,6 +237,44 @@ class MocVectorEnv(VectorEnv):
             extra["dropped_detections"] = dropped[k]
             out[i] = (obs, extra)
         return out
+
+    def _step_rows(
+        self, rows: Sequence[int], actions: Any, base: list[dict[str, Any]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Step (or NEXT_STEP-reset) env ``rows``, fill their ``base`` infos, read their frames."""
+        for i in rows:
+            if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._needs_reset[i]:
+                base[i] = self._reset_env(i, None, None)
+                self._rewards[i] = 0.0
+                self._terminations[i] = self._truncations[i] = False
+            else:
+                _, r, term, trunc, info = self.envs[i].step(actions[i])
+                self._rewards[i] = float(r)
+                self._terminations[i], self._truncations[i] = bool(term), bool(trunc)
+                base[i] = dict(info)
+        return self._grab(rows)
+
+    def _step_and_detect(self, actions: Any, base: list[dict[str, Any]]) -> dict[int, tuple[Any, dict[str, Any]]]:
+        """Step every env and detect every new frame; with :attr:`overlap`, as a two-stage pipeline.
+
+        The pipeline emulates the second half of the envs in a worker thread while the main
+        thread detects (and tracks) the first half: ale-py releases the GIL while it emulates
+        and torch while it computes, so both cores work.
+        """
+        if not self.overlap:
+            rows = self._chunks[0]
+            return self._detect_rows(rows, self._step_rows(rows, actions, base))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moc-envs-step")
+        first, second = self._chunks
+        grabbed = self._step_rows(first, actions, base)
+        pending = self._pool.submit(self._step_rows, second, actions, base)
+        try:
+            results = self._detect_rows(first, grabbed)
+        finally:
+            grabbed_second = pending.result()  # never leave the worker stepping unattended
+        results.update(self._detect_rows(second, grabbed_second))
+        return results
 
     def _reset_env(self, i: int, seed: int | None, options: dict[str, Any] | None) -> dict[str, Any]:
         _, info = self.envs[i].reset(seed=seed, options=options)
@@ -270,20 +340,10 @@ class MocVectorEnv(VectorEnv):
         its env index before any emulator steps.
         """
         actions = check_actions(actions, self.single_action_space, self.num_envs)
-        base: list[dict[str, Any]] = []
-        for i, env in enumerate(self.envs):
-            if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._needs_reset[i]:
-                base.append(self._reset_env(i, None, None))
-                self._rewards[i] = 0.0
-                self._terminations[i] = self._truncations[i] = False
-            else:
-                _, r, term, trunc, info = env.step(actions[i])
-                self._rewards[i] = float(r)
-                self._terminations[i], self._truncations[i] = bool(term), bool(trunc)
-                base.append(dict(info))
+        base: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        results = self._step_and_detect(actions, base)
         done = self._terminations | self._truncations
         infos: dict[str, Any] = {}
-        results = self._detect_rows(range(self.num_envs))
         for i in range(self.num_envs):
             obs, extra = results[i]
             self._obs[i] = obs
@@ -310,7 +370,10 @@ class MocVectorEnv(VectorEnv):
         )
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Close the N ALE envs and free the detector for other envs."""
+        """Close the N ALE envs, the stepping thread, and free the detector for other envs."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._owns_detector:
             release_detector(self.detector, self)
             self._owns_detector = False
@@ -335,13 +398,15 @@ def make_vec(
     device: str = "auto",
     weights: str | os.PathLike[str] | None = None,
     allow_unclassified: bool = False,
+    threads: int | None = None,
     **kwargs: Any,
 ) -> MocVectorEnv:
     """A :class:`MocVectorEnv` of ``num_envs`` copies of ``env_id`` (``"MOC/Pong-v0"``).
 
     ``kwargs`` take the single env's keywords (``obs_mode``, ``ram_labels``, ALE
-    arguments) and ``autoreset_mode``; ``weights`` and ``allow_unclassified`` go to the
-    learned detector. Example::
+    arguments), ``autoreset_mode`` and ``overlap``; ``weights``, ``allow_unclassified`` and
+    ``threads`` (torch CPU threads, None: one) go to the learned detector. Also reached through
+    ``gymnasium.make_vec("MOC/Pong-v0", num_envs=8)`` (the ids' ``vector_entry_point``). Example::
 
         envs = moc_envs.make_vec("MOC/Pong-v0", num_envs=8, detector="ram")
         obs, infos = envs.reset(seed=0)          # obs: (8, n_slots, 7)
@@ -353,5 +418,6 @@ def make_vec(
         device=device,
         weights=weights,
         allow_unclassified=allow_unclassified,
+        threads=threads,
         **kwargs,
     )

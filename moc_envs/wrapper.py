@@ -112,6 +112,8 @@ class ObjectCentricWrapper(
             ``<Game>/`` (see :func:`moc_envs.weights.require_weights`); ``"space"`` only.
         allow_unclassified: accept weights without a z_what classifier (every detection
             is then category ``"object"`` and fills no slot); ``"space"`` only.
+        threads: torch CPU threads of the learned detector (None: one, which cannot
+            oversubscribe a shared machine; see :mod:`moc_envs.threads`).
 
     The detector's output is checked every step (:func:`moc_envs.detection.validate_detections`):
     malformed output raises :class:`~moc_envs.errors.DetectorOutputError`, detections with
@@ -136,6 +138,7 @@ class ObjectCentricWrapper(
         max_age: int = 30,
         weights: str | os.PathLike[str] | None = None,
         allow_unclassified: bool = False,
+        threads: int | None = None,
     ) -> None:
         # Recorded so that env.spec can rebuild the stack. A detector object is
         # kept by reference (SharedDetectorKwargs): deep-copying a model (as the
@@ -153,6 +156,7 @@ class ObjectCentricWrapper(
             max_age=max_age,
             weights=weights,
             allow_unclassified=allow_unclassified,
+            threads=threads,
         )
         self._saved_kwargs = SharedDetectorKwargs(self._saved_kwargs)
         gym.Wrapper.__init__(self, env)
@@ -176,8 +180,9 @@ class ObjectCentricWrapper(
                 f"{type(env.unwrapped).__name__} has none"
             )
         self.detector = make_detector(
-            detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified
-        )
+            detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified,
+            threads=threads,
+        )  # fmt: skip
         self.builder = ObjectObservationBuilder(
             self.game, obs_mode, ram_labels, max_distance=max_distance, max_age=max_age
         )

@@ -305,8 +305,8 @@ def distill(args: Args) -> dict[str, Any]:
                 step += 1
                 if step % 20 == 0:
                     for k, v in losses.items():
-                        writer.add_scalar(f"loss/{k}", float(v), step)
-                    bar.set_postfix(pres=f"{float(losses['pres']):.4f}", where=f"{float(losses['where']):.3f}")
+                        writer.add_scalar(f"loss/{k}", v.item(), step)
+                    bar.set_postfix(pres=f"{losses['pres'].item():.4f}", where=f"{losses['where'].item():.3f}")
             student.image_encoder.eval()
             seconds += time.perf_counter() - start
             epoch += 1
