@@ -38,6 +38,9 @@ __all__ = [
     "line_plot",
     "Timer",
     "torch_threads",
+    "cpu_model",
+    "baseline_weights",
+    "image_encoder_of",
 ]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -58,6 +61,22 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="torch CPU threads (1 avoids oversubscribing a shared 2-core machine)",
     )
     return parser
+
+
+def baseline_weights(game: str) -> Path | None:
+    """The SPACE-encoder detector a shipped lean one was distilled from (``<weights>/space``), if kept."""
+    shipped = learned_weights(game)
+    if shipped is None:
+        return None
+    folder = shipped / "space"
+    return folder if (folder / "detector.safetensors").is_file() else None
+
+
+def image_encoder_of(folder: Path) -> str:
+    """The image encoder a detector folder holds, from its config.json (``"space"`` when unsaid)."""
+    import json
+
+    return str(json.loads((folder / "config.json").read_text())["model"].get("image_encoder", "space"))
 
 
 def learned_weights(game: str) -> Path | None:
@@ -129,6 +148,17 @@ def _shared_with_training() -> list[str]:
     return found
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info() -> dict[str, Any]:
     """Where and when a benchmark ran: CPU, GPU, versions, commit, concurrent trainings."""
     import gymnasium
@@ -137,7 +167,7 @@ def machine_info() -> dict[str, Any]:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
         "gymnasium": gymnasium.__version__,
     }

@@ -32,6 +32,8 @@ from benchmarks.common import (
     Timer,
     add_common_args,
     bar_plot,
+    baseline_weights,
+    image_encoder_of,
     learned_weights,
     markdown_table,
     not_available,
@@ -39,7 +41,7 @@ from benchmarks.common import (
     write_results,
 )
 
-__all__ = ["SpeedRow", "time_single", "time_vector", "run", "main"]
+__all__ = ["SpeedRow", "DetectRow", "time_single", "time_vector", "time_detect", "run", "main"]
 
 ANCHORS = (
     ("raw ALE/Pong-v5, measured here before (anchors.md)", "2,300-3,900 steps/s"),
@@ -126,27 +128,97 @@ def _ocatari(game_id: str, mode: str) -> Callable[[], Any]:
     return make
 
 
-def _learned(detector: str) -> dict[str, Any]:
+def _learned(detector: str, weights: Path | None) -> dict[str, Any]:
     # Weights without a classifier are still timed (their boxes fill no slot, at the same cost).
-    return {"allow_unclassified": True} if detector == "space" else {}
+    return {"allow_unclassified": True, "weights": weights} if detector == "space" else {}
 
 
-def _moc(game: str, detector: str, device: str) -> Callable[[], gym.Env]:
+def _moc(game: str, detector: str, device: str, weights: Path | None = None) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         import moc_envs  # noqa: F401  (registers the ids)
 
-        return gym.make(f"MOC/{game}-v0", detector=detector, device=device, disable_env_checker=True, **_learned(detector))
+        return gym.make(f"MOC/{game}-v0", detector=detector, device=device, disable_env_checker=True,
+                        **_learned(detector, weights))  # fmt: skip
 
     return make
 
 
-def _moc_vec(game: str, n: int, detector: str, device: str) -> Callable[[], gym.vector.VectorEnv]:
+def _moc_vec(
+    game: str, n: int, detector: str, device: str, weights: Path | None = None
+) -> Callable[[], gym.vector.VectorEnv]:
     def make() -> gym.vector.VectorEnv:
         from moc_envs.vector import make_vec
 
-        return make_vec(f"MOC/{game}-v0", n, detector=detector, device=device, **_learned(detector))
+        return make_vec(f"MOC/{game}-v0", n, detector=detector, device=device, **_learned(detector, weights))
 
     return make
+
+
+def _detector_folders(game: str) -> list[tuple[str, Path]]:
+    """(label, folder) of the shipped detector and of the SPACE baseline it was distilled from."""
+    shipped = learned_weights(game)
+    if shipped is None:
+        return []
+    out = [(f"{image_encoder_of(shipped)} encoder, shipped", shipped)]
+    baseline = baseline_weights(game)
+    if baseline is not None:
+        out.append((f"{image_encoder_of(baseline)} encoder, baseline", baseline))
+    return out
+
+
+def time_detect(
+    folder: Path, game: str, frames: np.ndarray, batch: int, repeats: int, device: str = "cpu"
+) -> float:
+    """Median seconds per frame of ``SpaceDetector.detect`` on ``batch`` raw frames (one thread)."""
+    import statistics
+    import time
+
+    from moc_envs.games import get_game
+    from moc_envs.space_detector import SpaceDetector
+
+    det = SpaceDetector.from_pretrained(folder, get_game(game), device=device, allow_unclassified=True)
+    chunks = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)]
+    for chunk in chunks[:2]:
+        det.detect(chunk)
+    times = []
+    for r in range(repeats):
+        chunk = chunks[r % len(chunks)]
+        t0 = time.perf_counter()
+        det.detect(chunk)
+        times.append((time.perf_counter() - t0) / batch)
+    return statistics.median(times)
+
+
+def _raw_frames(game: str, n: int, seed: int) -> np.ndarray:
+    """n real frames (210, 160, 3) of random play, one every 4 steps after a warm-up."""
+    import ale_py
+
+    from moc_envs.games import get_game
+
+    gym.register_envs(ale_py)
+    env = gym.make(get_game(game).ale_id, disable_env_checker=True)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    frames = []
+    for i in range(100 + 4 * n):
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            env.reset()
+        if i >= 100 and i % 4 == 0:
+            frames.append(obs[:210])
+    env.close()
+    return np.stack(frames[:n])
+
+
+@dataclass
+class DetectRow:
+    """Seconds per frame of one detector at one batch size."""
+
+    detector: str
+    batch: int
+    device: str
+    ms_per_frame: float
+    speedup_vs_baseline: float | None = None
 
 
 def _devices(requested: str) -> list[str]:
@@ -166,8 +238,15 @@ def run(
     seed: int = 0,
     device: str = "auto",
     out: Path | None = None,
+    detect_batches: Sequence[int] = (1, 32),
+    detect_repeats: int = 30,
 ) -> dict[str, Any]:
-    """Measure every row and (when ``out``) write speed.json / .md / .png."""
+    """Measure every row and (when ``out``) write speed.json / .md / .png.
+
+    Learned rows run for the shipped detector and, when its folder keeps one
+    (``<weights>/space``), the SPACE-encoder baseline it was distilled from; ``detect()`` is
+    also timed alone per frame at each of ``detect_batches``, beside that baseline.
+    """
     from tqdm import tqdm
 
     from moc_envs.games import get_game
@@ -186,22 +265,26 @@ def run(
             (f"MOC/{spec.name}-v0 detector=ram, make_vec", n, "-",
              lambda n=n, vsteps=vsteps: time_vector(_moc_vec(spec.name, n, "ram", "cpu"), vsteps, 2, seed), "")
         )
-    have_weights = learned_weights(spec.name) is not None
+    folders = _detector_folders(spec.name)
+    if not folders:
+        for dev in _devices(device):
+            plan.append((f"MOC/{spec.name}-v0 learned", 1, dev, None, not_available(spec.name)))
     for dev in _devices(device):
-        name = f"MOC/{spec.name}-v0 learned (space)"
-        note = "" if have_weights else not_available(spec.name)
-        plan.append(
-            (name, 1, dev,
-             (lambda dev=dev: time_single(_moc(spec.name, "space", dev), learned_steps, 5, seed)) if have_weights else None,
-             note)
-        )
-        for n in vec_sizes:
-            vsteps = max(2, learned_steps // n)
+        for label, folder in folders:
+            name = f"MOC/{spec.name}-v0 learned ({label})"
             plan.append(
-                (f"{name}, make_vec", n, dev,
-                 (lambda n=n, vsteps=vsteps, dev=dev: time_vector(_moc_vec(spec.name, n, "space", dev), vsteps, 1, seed)) if have_weights else None,
-                 note)
+                (name, 1, dev,
+                 lambda dev=dev, folder=folder: time_single(_moc(spec.name, "space", dev, folder), learned_steps, 5, seed),
+                 "")
             )
+            for n in vec_sizes:
+                vsteps = max(2, learned_steps // n)
+                plan.append(
+                    (f"{name}, make_vec", n, dev,
+                     lambda n=n, vsteps=vsteps, dev=dev, folder=folder: time_vector(
+                         _moc_vec(spec.name, n, "space", dev, folder), vsteps, 1, seed),
+                     "")
+                )
     for name, n, dev, job, note in tqdm(plan, desc="speed", unit="row"):
         row = SpeedRow(name, n, dev, note=note)
         if job is not None:
@@ -212,11 +295,24 @@ def run(
     for row in rows:
         if row.steps_per_s is not None and base:
             row.ratio_to_ale = row.steps_per_s / base
+    detect_rows: list[DetectRow] = []
+    if folders:
+        frames = _raw_frames(spec.name, 2 * max(detect_batches), seed)
+        for dev in _devices(device):
+            for batch in detect_batches:
+                measured = [
+                    DetectRow(label, batch, dev, 1e3 * time_detect(folder, spec.name, frames, batch, detect_repeats, dev))
+                    for label, folder in tqdm(folders, desc=f"detect() x{batch} [{dev}]", unit="detector")
+                ]
+                for row in measured:
+                    row.speedup_vs_baseline = measured[-1].ms_per_frame / row.ms_per_frame
+                detect_rows += measured
     result = {
         "game": spec.name,
         "steps": steps,
         "learned_steps": learned_steps,
         "rows": [asdict(r) for r in rows],
+        "detect": [asdict(r) for r in detect_rows],
         "anchors": [{"what": a, "value": v} for a, v in ANCHORS],
     }
     if out is not None:
@@ -233,12 +329,23 @@ def _write(result: dict[str, Any], rows: list[SpeedRow], out: Path) -> None:
         ],
     )
     anchors = markdown_table(["anchor", "figure"], ANCHORS)
+    detect = markdown_table(
+        ["detector", "batch", "device", "ms per frame", "speed-up vs baseline"],
+        [(r["detector"], r["batch"], r["device"], r["ms_per_frame"], r["speedup_vs_baseline"])
+         for r in result["detect"]],
+    )  # fmt: skip
     body = (
         f"Game: {result['game']}. Random actions, reset on episode end; {result['steps']} env steps "
         f"per cheap row, {result['learned_steps']} for learned-detector rows (after a warm-up). "
-        "Vector rows step N envs in-process one after the other and detect all N frames in one "
-        "batched call; their steps/s count env steps.\n\n"
-        f"{table}\n\n## Anchors (from anchors.md; not measured in this run)\n\n{anchors}\n\n"
+        "Learned rows use one torch thread (the envs' default); vector rows step N envs in-process "
+        "and detect their frames in batches (the learned detector: one half of the envs is "
+        "emulated in a worker thread while the other half is detected); their steps/s count env "
+        "steps. `shipped` is the detector in `weights/<Game>`, `baseline` the SPACE-encoder "
+        "detector it was distilled from (`weights/<Game>/space`).\n\n"
+        f"{table}\n\n## detect() alone\n\nMedian wall time per frame of `SpaceDetector.detect` "
+        "on raw 210x160 frames of random play (resize, encoder, glimpses, post-processing, "
+        f"classifier), one torch thread.\n\n{detect}\n\n"
+        f"## Anchors (from anchors.md; not measured in this run)\n\n{anchors}\n\n"
         "![steps per second](speed.png)\n"
     )
     measured = [r for r in rows if r.steps_per_s is not None]
@@ -270,10 +377,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.steps, args.learned_steps, args.vec = 64, 16, [8]
     result = run(args.game, args.steps, args.learned_steps, args.vec, 5 if args.quick else 50,
-                 args.seed, args.device, args.out)
+                 args.seed, args.device, args.out, detect_repeats=3 if args.quick else 30)
     for r in result["rows"]:
         sps = "-" if r["steps_per_s"] is None else f"{r['steps_per_s']:.0f}"
-        print(f"{r['name']:<48} x{r['num_envs']:<3} {r['device']:<5} {sps:>8} steps/s {r['note']}")
+        ratio = "" if r["ratio_to_ale"] is None else f"{r['ratio_to_ale']:.3f}x"
+        print(f"{r['name']:<64} x{r['num_envs']:<3} {r['device']:<5} {sps:>8} steps/s {ratio:>7} {r['note']}")
+    for r in result["detect"]:
+        print(f"detect() {r['detector']:<28} batch {r['batch']:<3} {r['device']:<5} "
+              f"{r['ms_per_frame']:.3f} ms/frame  x{r['speedup_vs_baseline']:.1f} vs baseline")  # fmt: skip
     return result
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from moc_envs.games import game_names, get_game
+from moc_envs.threads import add_threads_argument
 
 __all__ = ["DESCRIPTION", "build_parser", "main", "run_demo"]
 
@@ -48,11 +49,13 @@ def run_demo(
     seed: int = 0,
     device: str = "auto",
     every: int = 2,
+    threads: int | None = None,
 ) -> dict[str, float]:
     """Play ``steps`` random-agent steps, print objects and labels, write an annotated GIF.
 
     Returns a summary: steps, mean objects per step, and the share of estimated
-    localisation labels within 1 of the RAM value.
+    localisation labels within 1 of the RAM value. ``threads``: torch CPU threads of the
+    learned detector (None: one).
     """
     import gymnasium as gym
     from tqdm import tqdm
@@ -60,12 +63,9 @@ def run_demo(
     from moc_envs.registration import env_id
 
     spec = get_game(game)
+    learned = {"device": device, "threads": threads} if detector == "space" else {}
     env = gym.make(
-        env_id(spec.name),
-        detector=detector,
-        device=device,
-        ram_labels=True,
-        render_mode="rgb_array",
+        env_id(spec.name), detector=detector, ram_labels=True, render_mode="rgb_array", **learned
     )
     env.action_space.seed(seed)
     _, info = env.reset(seed=seed)
@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto", help="auto, cpu or cuda")
     demo.add_argument("--out", type=Path, default=None, help="GIF path; None writes demo-<game>.gif")
     demo.add_argument("--seed", type=int, default=0, help="seed of the env and the random agent")
+    add_threads_argument(demo)
     sub.add_parser(
         "list",
         help="every registered game, where its weights come from, its card's figures",
@@ -189,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--steps must be >= 1")
         spec = get_game(args.game)
         out = args.out or Path(f"demo-{spec.name.lower()}.gif")
-        run_demo(spec.name, args.steps, args.detector, out, args.seed, args.device)
+        run_demo(
+            spec.name, args.steps, args.detector, out, args.seed, args.device, threads=args.threads
+        )
     except MocEnvsError as err:
         print(f"moc-envs: error: {err}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ from moc_envs.classifier import (
 )
 from moc_envs.errors import MocEnvsError
 from moc_envs.manifest import write_manifest
+from moc_envs.threads import add_threads_argument, set_torch_threads
 
 __all__ = ["METHODS", "NoObjectsFoundError", "fit_classifier", "score_classifier", "fit_from_weights", "main"]
 
@@ -262,12 +263,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--max-ratio", type=float, default=0.9, help="ambiguity ratio beyond which a prediction is unknown (1: off)")
     p.add_argument("--method", choices=METHODS, default="kmeans", help="kmeans: one refined centroid per category; prototypes: the labelled samples")
     p.add_argument("--size-weight", type=float, default=0.0, help="weight of the boxes' log width/height as features (0: z_what only)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_threads_argument(p)
     args = p.parse_args(argv)
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     try:
         report = fit_from_weights(
             args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit,

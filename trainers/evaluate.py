@@ -32,6 +32,7 @@ from tqdm import tqdm
 from moc_envs.atomic import atomic_write_text
 from moc_envs.manifest import refresh_manifest
 from moc_envs.postprocess import SuppressionConfig, refine_boxes, size_mask, suppress_duplicates
+from moc_envs.threads import add_threads_argument, set_torch_threads
 from trainers.data import GroundTruth, load_ground_truth, load_meta, load_split
 from trainers.detection_metrics import FrameSet, detection_report, match_pairs
 from trainers.latent_metrics import latent_report
@@ -391,12 +392,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--run", help="training run folder holding checkpoint.pt")
     p.add_argument("--split", default="test", help="dataset split to score")
     p.add_argument("--device", default="cpu", help="torch device")
+    add_threads_argument(p)
     p.add_argument("--limit", type=int, default=None, help="score only the first N stacks")
     p.add_argument("--no-vision", action="store_true", help="skip OCAtari's vision mode")
     p.add_argument("--iou-threshold", type=float, default=SuppressionConfig.iou_threshold, help="suppression IoU")
     p.add_argument("--centre-fraction", type=float, default=SuppressionConfig.centre_fraction, help="suppression centre distance")
     p.add_argument("--out", help="folder for eval_<split>.json/.md (default: the weights or run folder)")
     args = p.parse_args(argv)
+    set_torch_threads(args.threads)
     if bool(args.weights) == bool(args.run):
         p.error("give exactly one of --weights or --run")
     res = evaluate(

@@ -29,6 +29,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from moc_envs.threads import add_threads_argument, set_torch_threads
+
 __all__ = [
     "Criterion",
     "Counts",
@@ -244,8 +246,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--game", default="Pong", help="game name (with --weights)")
     p.add_argument("--split", default="test", help="dataset split to score")
     p.add_argument("--device", default="cpu", help="torch device")
+    add_threads_argument(p)
     p.add_argument("--out", help="write the result JSON here")
     args = p.parse_args(argv)
+    set_torch_threads(args.threads)
     if bool(args.run) == bool(args.weights):
         p.error("give exactly one of --run or --weights")
     result = evaluate_encoder(_load_encoder(args), args.data, args.split, args.device)
