@@ -144,6 +144,8 @@ def build_card(
             "max_box": cfg.get("max_box"),
             "max_box_source": cfg.get("max_box_source"),
             "refine_boxes": cfg.get("refine_boxes", True),
+            "image_encoder": (cfg.get("model") or {}).get("image_encoder", "space"),
+            "distillation": cfg.get("distillation"),
         },
         "training": {
             "step": cfg.get("step"),
@@ -183,6 +185,20 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"{'unknown' if tr['minutes'] is None else format(tr['minutes'], '.1f')} minutes on {tr['hardware']}",
         f"- Data set: `{ds.get('path')}` ({ds.get('policy')} policy, seed {ds.get('seed')}, stacks {ds.get('stacks')}, T={ds.get('T')})",
     ]
+    dist = det.get("distillation")
+    if det.get("image_encoder") == "lean" and dist:
+        agree = dist.get("val_agreement") or {}
+        lines.append(
+            f"- Image encoder: lean (`moc_envs.model.lean`), distilled from the SPACE encoder of "
+            f"`{dist.get('teacher')}` by `python -m trainers.distill` ({dist.get('epochs')} epochs over "
+            f"{dist.get('frames_per_epoch')} train frames, {float(dist.get('seconds') or 0) / 60:.1f} minutes, "
+            f"{dist.get('train_frames_per_s')} frames/s, {dist.get('threads')} thread(s)); on the val split its "
+            f"z_pres agrees with the teacher's at F1 {_f(agree.get('pres_f1'))}, boxes within "
+            f"{_f(agree.get('box_err_px_mean'))} model px on average. The glimpse encoder and the classifier "
+            "are the teacher's."
+        )
+    elif det.get("image_encoder"):
+        lines.append(f"- Image encoder: {det['image_encoder']}")
     if det.get("max_box"):
         src = det.get("max_box_source") or {}
         lines.append(
