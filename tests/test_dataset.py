@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from moc_envs.atomic import temporary_path
 from moc_envs.errors import MocEnvsError
 from trainers.data import (
     DatasetError,
+    DatasetFileError,
     StackDataset,
     load_ground_truth,
     load_meta,
     load_split,
 )
-from trainers.dataset import BuildInterrupted, build_dataset, main
+from trainers.dataset import BuildInterrupted, DatasetWarning, build_dataset, main
 from trainers.motion import match_centres, targets_to_boxes
-from trainers.storage import partial_dir, split_file
+from trainers.storage import gt_file, partial_dir, split_file
 
 # Small but real: two training chunks so that resume has something to resume.
 TINY = dict(game="Pong", train=8, val=2, test=2, seed=0, chunk_stacks=4, progress=False)
@@ -204,3 +210,137 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
         main(["--game", "Pongg", "--out", str(tmp_path / "x"), "--quiet"])
     assert exc.value.code == 2
     assert "Unknown game 'Pongg'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- damaged files
+def _copy(root: Path, dest: Path) -> Path:
+    shutil.copytree(root, dest, ignore=shutil.ignore_patterns(".cache", "vis"))
+    return dest
+
+
+def _rewrite(path: Path, **changes) -> None:
+    """Re-save an .npz with some arrays replaced (None drops one)."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    for k, v in changes.items():
+        if v is None:
+            del arrays[k]
+        else:
+            arrays[k] = v(arrays[k]) if callable(v) else v
+    np.savez_compressed(path, **arrays)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "truncated": (_truncate, r"train\.npz cannot be read as an \.npz archive \(truncated or damaged"),
+    "not a zip": (lambda p: p.write_text("not an archive"), r"train\.npz cannot be read as an \.npz archive"),
+    "missing": (lambda p: p.unlink(), r"train\.npz is missing"),
+    "wrong dtype": (
+        lambda p: _rewrite(p, frames=lambda a: a.astype(np.float32)),
+        r"train\.npz has 'frames' of float32 \(8, 4, 128, 128, 3\), expected uint8 \(8, 4, 128, 128, 3\)",
+    ),
+    "wrong shape": (
+        lambda p: _rewrite(p, motion_pres=lambda a: a[..., :64]),
+        r"'motion_pres' of float32 \(8, 4, 64\), expected float32 \(8, 4, 256\)",
+    ),
+    "missing array": (lambda p: _rewrite(p, rams=None), r"train\.npz lacks the arrays \['rams'\]"),
+    "inconsistent lengths": (
+        lambda p: _rewrite(p, rams=lambda a: a[:-1]),
+        r"inconsistent lengths \(stacks: frames 8, motion_pres 8, motion_where 8, motion_mask 8, rams 7\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_damaged_split_file_names_the_file_and_the_rebuild(tiny, tmp_path, case):
+    damage, what = DAMAGE[case]
+    root = _copy(tiny[0], tmp_path / "Pong")
+    damage(split_file(root, "train"))
+    rebuild = re.escape(f"rebuild with `python -m trainers.dataset --game Pong --out {root} --force`")
+    with pytest.raises(DatasetFileError, match=f"{what}.*{rebuild}"):
+        load_split(root, "train")
+    with pytest.raises(DatasetFileError, match=what):
+        StackDataset(root, "train")
+    load_split(root, "val")  # the other splits still load
+
+
+def test_damaged_ground_truth_and_meta_are_named(tiny, tmp_path):
+    root = _copy(tiny[0], tmp_path / "Pong")
+    _rewrite(gt_file(root, "val"), x=lambda a: a.astype(np.float64)[:-1])
+    with pytest.raises(DatasetFileError, match=r"val_gt\.npz has column 'x' of float64.*--force"):
+        load_ground_truth(root, "val")
+    _rewrite(gt_file(root, "test"), stack=lambda a: a[::-1].copy())
+    with pytest.raises(DatasetFileError, match=r"test_gt\.npz has rows that are not sorted"):
+        load_ground_truth(root, "test")
+    gt_file(root, "train").write_bytes(b"")
+    with pytest.raises(DatasetFileError, match=r"train_gt\.npz cannot be read"):
+        load_ground_truth(root, "train")
+    (root / "meta.json").write_text('{"game": "Pong", "splits": ')
+    with pytest.raises(DatasetFileError, match=r"meta\.json cannot be read as JSON.*--game <Game>.*--force"):
+        load_split(root, "train")
+    (root / "meta.json").write_text('{"game": "Pong", "splits": {}}')
+    with pytest.raises(DatasetFileError, match=r"meta\.json lacks the entries \['image_size', 'grid', 'T'\].*--game Pong"):
+        load_meta(root)
+
+
+def test_builder_refuses_a_finished_dataset_with_a_missing_file(tiny, tmp_path):
+    root = _copy(tiny[0], tmp_path / "Pong")
+    gt_file(root, "val").unlink()
+    with pytest.raises(DatasetFileError, match=r"val_gt\.npz is missing, though meta\.json says .*--force"):
+        build_dataset(out=root, **TINY)
+    (root / "background.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DatasetFileError, match=r"background\.png cannot be read as a PNG.*--force"):
+        build_dataset(out=root, **TINY)
+
+
+def test_damaged_mmap_cache_is_rebuilt_from_the_split(tiny, tmp_path):
+    root = _copy(tiny[0], tmp_path / "Pong")
+    first = load_split(root, "train", mmap=True)
+    expected = np.array(first.rams)
+    del first  # unmap before damaging the file in place (a mapped file must not shrink)
+    np.save(root / ".cache" / "train" / "rams.npy", np.zeros((3, 4, 128), np.uint8))
+    again = load_split(root, "train", mmap=True)
+    np.testing.assert_array_equal(again.rams, expected)
+    assert again.rams.shape == (8, 4, 128)
+    _truncate(split_file(root, "train"))  # a changed split file is read again, and checked
+    with pytest.raises(DatasetFileError, match=r"train\.npz cannot be read"):
+        load_split(root, "train", mmap=True)
+
+
+def test_builder_removes_temporaries_of_a_killed_build(tiny, tmp_path):
+    root = _copy(tiny[0], tmp_path / "Pong")
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    stale = temporary_path(split_file(root, "train"), proc.pid)
+    stale.write_bytes(b"half an archive")
+    with pytest.warns(DatasetWarning, match=r"removed .*\.train\.npz\.tmp\d+, a temporary file"):
+        build_dataset(out=root, **TINY)
+    assert not stale.exists()
+
+
+def test_dataset_help_shows_every_default(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--train TRAIN" in text and "(default: 4096)" in text and "(default: random)" in text
+    for flag, help_ in _option_help(text).items():
+        if flag not in ("-h", "--game", "--out"):
+            assert "(default:" in help_, flag
+
+
+def _option_help(text: str) -> dict[str, str]:
+    """{first flag: its help text} of an argparse --help page."""
+    options: dict[str, str] = {}
+    flag = None
+    for line in text.split("options:", 1)[1].splitlines():
+        if line.startswith("  -"):
+            flag = line.split()[0].rstrip(",")
+            options[flag] = line
+        elif flag is not None:
+            options[flag] += " " + line.strip()
+    return options

@@ -24,19 +24,24 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from moc_envs.errors import MocEnvsError
+from moc_envs.atomic import atomic_path
 from trainers.storage import (
     ARRAY_KEYS,
-    GT_KEYS,
-    META_FILE,
-    SPLITS,
-    gt_file,
-    read_json,
+    DatasetError,
+    DatasetFileError,
+    check_split_arrays,
+    check_split_name,
+    read_ground_truth_arrays,
+    read_meta,
+    read_npz,
+    read_split_arrays,
+    require_finished_split,
     split_file,
 )
 
 __all__ = [
     "DatasetError",
+    "DatasetFileError",
     "SplitData",
     "GroundTruth",
     "ARRAY_KEYS",
@@ -45,11 +50,6 @@ __all__ = [
     "load_ground_truth",
     "StackDataset",
 ]
-
-
-
-class DatasetError(MocEnvsError, ValueError):
-    """A dataset directory that is missing, unfinished or inconsistent."""
 
 
 @dataclass
@@ -105,62 +105,68 @@ class GroundTruth:
 
 
 def load_meta(root: str | Path) -> dict[str, Any]:
-    """Read ``meta.json`` of a dataset directory."""
-    path = Path(root) / META_FILE
-    if not path.is_file():
-        raise DatasetError(
-            f"No dataset at '{root}': {META_FILE} is missing. Build one with "
-            f"`python -m trainers.dataset --game <Game> --out {root}`"
-        )
-    return read_json(path)
-
-
-def _check_split(root: Path, split: str) -> dict[str, Any]:
-    if split not in SPLITS:
-        raise DatasetError(f"Unknown split '{split}'; expected one of {', '.join(SPLITS)}")
-    meta = load_meta(root)
-    info = meta["splits"].get(split, {})
-    if not info.get("done") or not split_file(root, split).is_file():
-        raise DatasetError(
-            f"Split '{split}' of '{root}' is not finished; re-run the builder to complete it"
-        )
-    return meta
+    """Read ``meta.json`` of a dataset directory (checked; see :func:`trainers.storage.read_meta`)."""
+    return read_meta(root)
 
 
 def load_split(root: str | Path, split: str, mmap: bool = False) -> SplitData:
-    """Load one split's arrays.
+    """Load one split's arrays, checked against ``meta.json``.
 
     The split file is compressed (a 4096-stack Pong split takes tens of MB), so
     loading decompresses it into memory. With ``mmap=True`` the arrays are
     unpacked once into ``<root>/.cache/<split>/*.npy`` and memory-mapped from
     there on (read-only), for machines short of RAM.
+
+    Raises DatasetError for an unfinished split and DatasetFileError, naming the file and the
+    rebuild command, for a missing or damaged one.
     """
     root = Path(root)
-    _check_split(root, split)
-    path = split_file(root, split)
+    check_split_name(split)
+    meta = read_meta(root)
     if not mmap:
-        with np.load(path, allow_pickle=False) as z:
-            return SplitData(**{k: z[k] for k in ARRAY_KEYS})
+        return SplitData(**read_split_arrays(root, split, meta))
+    require_finished_split(root, split, meta)
+    path = split_file(root, split)
     cache = root / ".cache" / split
     stamp = cache / "source_mtime.txt"
+    if path.is_file() and stamp.is_file() and stamp.read_text() == str(path.stat().st_mtime_ns):
+        mapped = _read_cache(cache)
+        if mapped is not None:
+            try:
+                check_split_arrays(path, mapped, meta, split, root)
+                return SplitData(**mapped)
+            except DatasetFileError:
+                pass  # a damaged cache is rebuilt from the split file below
+    if not path.is_file():
+        read_split_arrays(root, split, meta)  # raises the missing-file error
     source = str(path.stat().st_mtime_ns)
-    if not stamp.is_file() or stamp.read_text() != source:
-        cache.mkdir(parents=True, exist_ok=True)
-        with np.load(path, allow_pickle=False) as z:
-            for k in ARRAY_KEYS:
-                tmp = cache / f".{k}.tmp.npy"  # np.save adds .npy to other names
-                np.save(tmp, z[k])
-                tmp.replace(cache / f"{k}.npy")
-        stamp.write_text(source)
-    return SplitData(**{k: np.load(cache / f"{k}.npy", mmap_mode="r") for k in ARRAY_KEYS})
+    cache.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)  # the cache is invalid until every array is rewritten
+    # One array at a time: the point of mmap is not to hold the whole split in memory.
+    for k in ARRAY_KEYS:
+        array = read_npz(path, (k,), root, meta["game"])[k]
+        with atomic_path(cache / f"{k}.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, array)
+        del array
+    mapped = _read_cache(cache)
+    if mapped is None:
+        raise DatasetError(f"the memory-mapped copy in {cache} cannot be read back; delete that folder")
+    check_split_arrays(path, mapped, meta, split, root)  # the copy is the file's content
+    stamp.write_text(source)
+    return SplitData(**mapped)
+
+
+def _read_cache(cache: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, memory-mapped read-only; None when a file is missing or unreadable."""
+    try:
+        return {k: np.load(cache / f"{k}.npy", mmap_mode="r", allow_pickle=False) for k in ARRAY_KEYS}
+    except (OSError, ValueError, EOFError):
+        return None
 
 
 def load_ground_truth(root: str | Path, split: str) -> GroundTruth:
-    """Load one split's OCAtari ground-truth table (rows sorted by stack, then t)."""
-    root = Path(root)
-    _check_split(root, split)
-    with np.load(gt_file(root, split), allow_pickle=False) as z:
-        return GroundTruth(**{k: z[k] for k in GT_KEYS})
+    """Load one split's OCAtari ground-truth table (rows sorted by stack, then t), checked."""
+    return GroundTruth(**read_ground_truth_arrays(root, split))
 
 
 class StackDataset(Dataset):

@@ -26,6 +26,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -36,6 +37,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from moc_envs.atomic import atomic_path, remove_stale_temporaries
 from moc_envs.errors import MocEnvsError
 from moc_envs.games import GameSpec, get_game
 from moc_envs.preprocess import MODEL_SIZE, resize_frames
@@ -60,15 +62,18 @@ from trainers.storage import (
     META_FILE,
     REPORT_FILE,
     SPLITS,
+    DatasetFileError,
     gt_file,
     partial_dir,
-    read_json,
+    read_meta,
+    read_split_arrays,
+    rebuild_command,
     save_npz_atomic,
     split_file,
     write_json_atomic,
 )
 
-__all__ = ["BuildSettings", "BuildInterrupted", "build_dataset", "main"]
+__all__ = ["BuildSettings", "BuildInterrupted", "DatasetWarning", "build_dataset", "main"]
 
 PolicySpec = str | Callable[[np.ndarray], int]
 SPLIT_INDEX = {name: i for i, name in enumerate(SPLITS)}
@@ -77,6 +82,10 @@ BACKGROUND_STREAM = 99  # seed stream of the background pass, apart from the spl
 
 class BuildInterrupted(MocEnvsError, RuntimeError):
     """Raised by a chunk hook to stop a build early (used by tests and tools)."""
+
+
+class DatasetWarning(UserWarning):
+    """Something the builder repaired on its own (e.g. temporaries of a killed build)."""
 
 
 @dataclass(frozen=True)
@@ -397,28 +406,44 @@ def _summary(st: _Stats, T: int) -> dict[str, Any]:
 
 
 def _clear(out: Path) -> None:
-    """Remove a previous build's files (only the files a build writes)."""
+    """Remove a previous build's files (only the files a build or its readers write)."""
+    from trainers.raw_frames import raw_file  # full-size frames replayed from this build
+
     for name in (META_FILE, BACKGROUND_FILE, REPORT_FILE):
         (out / name).unlink(missing_ok=True)
     for split in SPLITS:
         split_file(out, split).unlink(missing_ok=True)
         gt_file(out, split).unlink(missing_ok=True)
+        raw_file(out, split).unlink(missing_ok=True)
     for d in (".partial", ".cache", "vis"):
         shutil.rmtree(out / d, ignore_errors=True)
 
 
 def _save_png(path: Path, rgb: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {tmp}")
-    tmp.replace(path)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png.tobytes())
 
 
-def _load_png(path: Path) -> np.ndarray:
+def _load_png(path: Path, game: str | None = None) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise MocEnvsError(f"cannot read background image {path}")
+        raise DatasetFileError(
+            f"dataset file {path} cannot be read as a PNG image; rebuild with "
+            f"{rebuild_command(path.parent, game)}"
+        )
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporaries of killed builds (their pid is gone) and say so."""
+    folders = [out, out / "vis", *(partial_dir(out, s) for s in SPLITS), *(out / ".cache" / s for s in SPLITS)]
+    for folder in folders:
+        for path in remove_stale_temporaries(folder):
+            warnings.warn(f"removed {path}, a temporary file left by a build that was killed",
+                          DatasetWarning, stacklevel=3)  # fmt: skip
 
 
 def _dir_size(path: Path) -> int:
@@ -472,10 +497,11 @@ def build_dataset(
     out.mkdir(parents=True, exist_ok=True)
     if force:
         _clear(out)
+    _remove_stale_temporaries(out)
     t_start = time.perf_counter()
     meta_path = out / META_FILE
     if meta_path.is_file():
-        meta = read_json(meta_path)
+        meta = read_meta(out, game=spec.name)
         old = meta.get("build", {})
         new = settings.as_json()
         diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
@@ -518,7 +544,7 @@ def build_dataset(
     )
     bg_path = out / BACKGROUND_FILE
     if bg_path.is_file():
-        background = _load_png(bg_path)
+        background = _load_png(bg_path, spec.name)
     else:
         background = _collect_background(spec, settings, policy)
         _save_png(bg_path, background)
@@ -529,6 +555,12 @@ def build_dataset(
     for split, n in settings.sizes().items():
         info = meta["splits"][split]
         if info.get("done"):
+            for path in (split_file(out, split), gt_file(out, split)):
+                if not path.is_file():
+                    raise DatasetFileError(
+                        f"dataset file {path} is missing, though {META_FILE} says split '{split}' "
+                        f"is finished; rebuild with {rebuild_command(out, spec.name)}"
+                    )
             splits_report[split] = info["report"]
             continue
         n_chunks = max(1, math.ceil(n / chunk_stacks))
@@ -563,11 +595,9 @@ def build_dataset(
         env.close()
     shutil.rmtree(out / ".partial", ignore_errors=True)
 
-    # Load time of the training split, as a trainer would see it.
+    # Load time of the training split, as a trainer would see it (checked, as it reads it).
     t_load = time.perf_counter()
-    with np.load(split_file(out, "train"), allow_pickle=False) as z:
-        for k in ARRAY_KEYS:
-            _ = z[k]
+    read_split_arrays(out, "train", meta)
     load_seconds = time.perf_counter() - t_load
 
     if vis:
@@ -630,9 +660,14 @@ def _write_vis(out: Path, s: BuildSettings, background: np.ndarray, per_split: i
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point: ``python -m trainers.dataset --game Pong --out data/Pong``."""
-    p = argparse.ArgumentParser(prog="python -m trainers.dataset", description=__doc__.split("\n\n")[0])
-    p.add_argument("--game", required=True, help="game name, e.g. Pong")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p = argparse.ArgumentParser(
+        prog="python -m trainers.dataset",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    # Required options get no default to show (SUPPRESS), the rest show theirs.
+    p.add_argument("--game", required=True, default=argparse.SUPPRESS, help="game name, e.g. Pong")
+    p.add_argument("--out", required=True, default=argparse.SUPPRESS, type=Path, help="output directory")
     p.add_argument("--train", type=int, default=4096, help="training stacks")
     p.add_argument("--val", type=int, default=512, help="validation stacks")
     p.add_argument("--test", type=int, default=512, help="test stacks")
@@ -641,7 +676,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--grid", type=int, default=16, help="grid size G of the motion targets")
     p.add_argument("--chunk-stacks", type=int, default=256, help="stacks per resumable chunk")
     p.add_argument("--no-hud-mask", action="store_true", help="keep HUD regions in the targets")
-    p.add_argument("--force", action="store_true", help="delete a previous build and rebuild")
+    p.add_argument(
+        "--force", action="store_true",
+        help="rebuild from scratch: delete the previous build's files first (also a damaged or "
+        "differently configured one); every file is then written atomically, and an interrupted "
+        "rebuild resumes without --force",
+    )  # fmt: skip
     p.add_argument("--vis", action="store_true", help="write pictures of the targets to OUT/vis")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)

@@ -7,40 +7,63 @@ One immutable :class:`trainers.config.TrainConfig` per run, from the game's defa
 and the command-line overrides. Logs every loss term, lambda, the priors and learning rates to
 TensorBoard under ``<out>/tb`` (``loss/``, ``charts/``, reconstructions with boxes under
 ``images/``); checkpoints ``<out>/checkpoint.pt`` atomically (model, both optimisers, step,
-schedule state, every RNG state, config); ``--resume`` continues exactly where it stopped.
-At the end the model is scored on the test split (``<out>/eval.json``).
+schedule state, every RNG state, config, thread count and a SHA-256 digest of it all);
+``--resume`` continues exactly where it stopped. At the end the model is scored on the test
+split (``<out>/eval.json``).
+
+A run holds ``<out>/train.lock`` (:mod:`trainers.run_lock`) from start to end, so two runs never
+share an output folder, and removes the temporaries that killed runs left behind there. A
+checkpoint whose digest does not match its contents is reported as corrupted; one written
+before digests existed still loads, with a note. Resuming with another thread count or device
+warns that the result will not be bit-identical to an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import random
+import sys
 import time
+import warnings
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from moc_envs.atomic import atomic_path
+from moc_envs.atomic import (
+    atomic_path,
+    atomic_write_text,
+    remove_stale_temporaries,
+    temporary_owner,
+)
 from moc_envs.errors import CorruptWeightsError, MocEnvsError
+from moc_envs.games import game_names
 from moc_envs.model import SpaceModel
 from moc_envs.model.geometry import where_to_boxes
 from trainers.config import PRESETS, TrainConfig, lambda_dynamic, lambda_linear, make_config
 from trainers.losses import continuity_loss, elbo_terms, motion_distance, motion_terms, total_loss
+from trainers.run_lock import RunLock, RunLockWarning
 
 __all__ = [
     "Args",
     "parse_scale_mean",
     "TrainError",
+    "TrainWarning",
     "CHECKPOINT",
+    "EVAL_FILE",
+    "CONFIG_FILE",
     "TrainData",
     "load_train_data",
+    "checkpoint_digest",
     "save_checkpoint",
     "load_checkpoint",
     "load_model_from_run",
@@ -49,10 +72,21 @@ __all__ = [
 ]
 
 CHECKPOINT = "checkpoint.pt"
+EVAL_FILE = "eval.json"
+CONFIG_FILE = "config.json"
+_DIGEST_PREFIX = "sha256:"
+_START_OVER = (
+    "resume from an earlier copy of the checkpoint (put it back as {path}), or start over with "
+    "a fresh --out"
+)
 
 
 class TrainError(MocEnvsError, ValueError):
     """A training run that cannot start or continue as asked."""
+
+
+class TrainWarning(UserWarning):
+    """Something about a run that deserves attention but does not stop it."""
 
 
 @dataclass
@@ -72,13 +106,13 @@ class Args:
     seed: int | None = field(default=None, metadata={"help": "random seed"})
     z_scale_mean: str | None = field(
         default=None,
-        metadata={"help": "pre-sigmoid mean of the z_scale prior, 'START' or 'START,END' (default: the game's)"},
+        metadata={"help": "pre-sigmoid mean of the z_scale prior, 'START' or 'START,END'"},
     )
     resume: bool = field(default=False, metadata={"help": "continue from <out>/checkpoint.pt"})
     until_step: int | None = field(default=None, metadata={"help": "stop (and checkpoint) at this step, before the end of the schedule"})
     max_minutes: float | None = field(default=None, metadata={"help": "stop (and checkpoint) after this much wall time"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:N]"})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (a resumed run should keep the count to stay bit-exact)"})
     eval_split: str = field(default="test", metadata={"help": "split scored at the end ('' to skip)"})
     compile: bool = field(default=True, metadata={"help": "torch.compile the model on CUDA"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
@@ -104,8 +138,39 @@ def parse_scale_mean(text: str) -> tuple[float, float]:
     return values[0], values[-1]
 
 
+def _none_defaults() -> dict[str, str]:
+    """What each option whose dataclass default is None falls back to, for ``--help``."""
+    presets = {p: make_config("Pong", p) for p in PRESETS}  # these fields do not depend on the game
+
+    def per_preset(name: str) -> str:
+        values = {p: getattr(cfg, name) for p, cfg in presets.items()}
+        if len(set(values.values())) == 1:
+            return str(next(iter(values.values())))
+        return "the preset's: " + ", ".join(f"{p} {v}" for p, v in values.items())
+
+    by_value: dict[str, list[str]] = {}
+    for game in game_names():
+        z = make_config(game, "gpu").z_scale_prior
+        text = f"{z.start_value}" if z.start_value == z.end_value else f"{z.start_value},{z.end_value}"
+        by_value.setdefault(text, []).append(game)
+    common = max(by_value, key=lambda v: len(by_value[v]))
+    scale = "; ".join(f"{v} for {', '.join(g)}" for v, g in by_value.items() if v != common)
+    out = {n: per_preset(n) for n in ("steps", "batch_stacks", "fg_lr", "bg_lr", "ablation", "lambda_schedule", "seed")}
+    return out | {
+        "z_scale_mean": f"the game's: {scale}; {common} for the others",
+        "until_step": "the end of the schedule",
+        "max_minutes": "no limit",
+        "threads": f"torch's choice, {torch.get_num_threads()} here",
+    }
+
+
 def _parse(argv: Sequence[str] | None) -> Args:
-    p = argparse.ArgumentParser(prog="python -m trainers.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m trainers.train",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    fallbacks = _none_defaults()
     for f in dataclasses.fields(Args):
         flag = "--" + f.name.replace("_", "-")
         help_ = f.metadata.get("help", "")
@@ -114,7 +179,12 @@ def _parse(argv: Sequence[str] | None) -> Args:
             continue
         kind = {"int | None": int, "float | None": float}.get(str(f.type), str)
         required = f.default is dataclasses.MISSING
-        p.add_argument(flag, type=kind, required=required, default=None if required else f.default, help=help_)
+        # SUPPRESS: the option is left out of the namespace (the dataclass default applies) and
+        # --help shows no "(default: None)"; the help text says what None stands for instead.
+        default = argparse.SUPPRESS if required or f.default is None else f.default
+        if f.default is None:
+            help_ = f"{help_} (default: {fallbacks[f.name]})"
+        p.add_argument(flag, type=kind, required=required, default=default, help=help_)
     ns = p.parse_args(argv)
     args = Args(**vars(ns))
     if args.preset not in PRESETS:
@@ -189,28 +259,90 @@ def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
     gen.set_state(state["batches"])
 
 
+def _feed(h: Any, obj: Any) -> None:
+    """Hash ``obj`` into ``h`` unambiguously: every value tagged with its type and size."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().to("cpu").contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}:".encode())
+        # Keys are str (state dicts, config) or int (optimiser state); sort for a stable order.
+        for k in sorted(obj, key=lambda k: (type(k).__name__, repr(k))):
+            _feed(h, k)
+            _feed(h, obj[k])
+    elif isinstance(obj, list | tuple):
+        # Lists and tuples alike: only the values matter, not how pickling kept the container.
+        h.update(f"L{len(obj)}:".encode())
+        for v in obj:
+            _feed(h, v)
+    elif obj is None or isinstance(obj, bool | int | float | str):
+        r = repr(obj)  # exact: a float's repr round-trips
+        h.update(f"{type(obj).__name__}{len(r)}:{r}".encode())
+    else:
+        raise TypeError(f"cannot digest a {type(obj).__name__} in a checkpoint")
+
+
+def checkpoint_digest(payload: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's contents (every tensor's bytes, every other value), its
+    ``digest`` entry left out; ``'sha256:<hex>'``."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in payload.items() if k != "digest"})
+    return _DIGEST_PREFIX + h.hexdigest()
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write a checkpoint atomically: a temporary file in the same folder, then os.replace."""
+    """Write a checkpoint atomically (a temporary file, then os.replace), with its digest."""
+    payload = {**payload, "digest": checkpoint_digest(payload)}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
 def load_checkpoint(path: Path, expect: TrainConfig | None = None) -> dict[str, Any]:
-    """Read a checkpoint (weights-only unpickling) and check it against ``expect``.
+    """Read a checkpoint (weights-only unpickling), verify its digest, check it against ``expect``.
 
-    Raises CorruptWeightsError for an unreadable or incomplete file, TrainError when it was
-    written for another game or another configuration.
+    Raises CorruptWeightsError for an unreadable, incomplete or corrupted file (its contents
+    no longer match the digest stored at save time), TrainError when it was written for another
+    game or another configuration. A checkpoint from before digests existed loads with a
+    :class:`TrainWarning`.
     """
     if not path.is_file():
         raise TrainError(f"no checkpoint to resume from: {path} does not exist")
+    advice = _START_OVER.format(path=path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated / foreign files
-        raise CorruptWeightsError(f"checkpoint {path} is corrupt or not a training checkpoint: {err}") from err
+        raise CorruptWeightsError(
+            f"checkpoint {path} is corrupt or not a training checkpoint: {err}; {advice}"
+        ) from err
     keys = {"model", "fg_opt", "bg_opt", "step", "config", "rng", "sched"}
     if not isinstance(ckpt, dict) or not keys <= set(ckpt):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CorruptWeightsError(f"checkpoint {path} lacks {sorted(keys)}; found {found}")
+        raise CorruptWeightsError(f"checkpoint {path} lacks {sorted(keys)}; found {found}; {advice}")
+    stored = ckpt.get("digest")
+    if stored is None:
+        warnings.warn(
+            f"checkpoint {path} has no digest (written by an earlier version of trainers.train): "
+            "loaded without an integrity check; checkpoints written from now on carry one",
+            TrainWarning,
+            stacklevel=2,
+        )
+    else:
+        try:
+            actual = checkpoint_digest(ckpt)
+        except TypeError as err:
+            raise CorruptWeightsError(f"checkpoint {path} holds unexpected contents ({err}); {advice}") from err
+        if not isinstance(stored, str) or not stored.startswith(_DIGEST_PREFIX):
+            raise CorruptWeightsError(
+                f"checkpoint {path} is corrupted (unreadable digest {stored!r}, expected "
+                f"'{_DIGEST_PREFIX}<hex>'); {advice}"
+            )
+        if stored != actual:
+            raise CorruptWeightsError(
+                f"checkpoint {path} is corrupted (digest mismatch): its contents hash to "
+                f"{actual[:23]}..., not the {stored[:23]}... stored when it was written, so some "
+                f"of its bytes changed since (disk, copy or edit). Do not train on it: {advice}"
+            )
     if expect is not None:
         saved = ckpt["config"]
         if saved.get("game") != expect.game:
@@ -280,12 +412,68 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(resolve_device(name))
 
 
-def train(args: Args) -> dict[str, Any]:
-    """Run (or resume) one training run; return a summary dict."""
-    from tqdm import tqdm
+def _remove_leftovers(out_dir: Path) -> None:
+    """Delete the temporaries of checkpoint / eval / config writes whose process died, and say so."""
+    for path in remove_stale_temporaries(out_dir, (CHECKPOINT, EVAL_FILE, CONFIG_FILE)):
+        owner = temporary_owner(path)
+        pid = owner[1] if owner else "?"
+        warnings.warn(
+            f"removed {path}: a half-written temporary left when its process (pid {pid}) died",
+            TrainWarning,
+            stacklevel=3,
+        )
 
+
+def _warn_if_not_exact(ckpt: dict[str, Any], path: Path, device: torch.device) -> None:
+    """Warn when a resume runs on other thread counts or devices than the checkpoint's run."""
+    saved, now = ckpt.get("threads"), torch.get_num_threads()
+    if saved is not None and saved != now:
+        warnings.warn(
+            f"resuming {path} with {now} torch threads, but it was written with {saved}: CPU "
+            "kernels split their sums across threads, so floating-point rounding changes with "
+            "the thread count and the result will not be bit-identical to an uninterrupted run. "
+            f"Pass --threads {saved} to keep it exact",
+            TrainWarning,
+            stacklevel=3,
+        )
+    saved_device = ckpt.get("device")
+    if saved_device is not None and saved_device != device.type:
+        warnings.warn(
+            f"resuming {path} on {device.type}, but it was written on {saved_device}: the two "
+            "compute with different kernels (and CUDA in bfloat16), so the result will not be "
+            f"bit-identical to an uninterrupted run. Pass --device {saved_device} to keep it exact",
+            TrainWarning,
+            stacklevel=3,
+        )
+
+
+def train(args: Args) -> dict[str, Any]:
+    """Run (or resume) one training run; return a summary dict.
+
+    Holds ``<out>/train.lock`` throughout (released on return, on errors and on Ctrl-C);
+    raises :class:`trainers.run_lock.RunLockedError` when another run holds it.
+    """
     cfg = make_config(args.game, args.preset, **args.config_overrides())  # type: ignore[arg-type]
     out_dir = Path(args.out)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with RunLock(out_dir), ExitStack() as cleanup:
+            return _train_locked(args, cfg, out_dir, cleanup)
+    finally:
+        # A run that failed before writing anything leaves no empty folder behind.
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+
+
+def _train_locked(args: Args, cfg: TrainConfig, out_dir: Path, cleanup: ExitStack) -> dict[str, Any]:
+    """The body of :func:`train`, run while holding the output folder's lock.
+
+    ``cleanup`` closes what the run opens (TensorBoard writer, progress bar) however it ends.
+    """
+    from tqdm import tqdm
+
+    _remove_leftovers(out_dir)
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.exists() and not args.resume:
         raise TrainError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
@@ -324,8 +512,8 @@ def train(args: Args) -> dict[str, Any]:
         step = int(ckpt["step"])
         sched = dict(ckpt["sched"])
         _set_rng_state(ckpt["rng"], gen)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        _warn_if_not_exact(ckpt, ckpt_path, device)
+    atomic_write_text(out_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
     forward = model
     if cuda and args.compile:
@@ -333,7 +521,10 @@ def train(args: Args) -> dict[str, Any]:
 
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(out_dir / "tb"))
+    # On resume, events that a killed run logged after its last checkpoint are hidden
+    # (purge_step), so the curves show one history rather than two overlapping ones.
+    writer = SummaryWriter(str(out_dir / "tb"), purge_step=step if args.resume else None)
+    cleanup.callback(writer.close)
     writer.add_text("config", "```\n" + json.dumps(cfg.to_dict(), indent=2) + "\n```", step)
 
     def checkpoint() -> None:
@@ -348,6 +539,8 @@ def train(args: Args) -> dict[str, Any]:
                 "rng": _rng_state(gen),
                 "config": cfg.to_dict(),
                 "data": str(args.data),
+                "threads": torch.get_num_threads(),
+                "device": device.type,
             },
         )
 
@@ -355,6 +548,7 @@ def train(args: Args) -> dict[str, Any]:
     t_start = time.time()
     last: dict[str, float] = {}
     bar = tqdm(total=stop, initial=step, desc=f"{cfg.game} {cfg.preset}", disable=not args.progress, dynamic_ncols=True)
+    cleanup.callback(bar.close)
     model.train()
     while step < stop:
         t0 = time.time()
@@ -419,16 +613,30 @@ def train(args: Args) -> dict[str, Any]:
         for crit in ("ocatari", "relative"):
             for k in ("precision", "recall", "f1"):
                 writer.add_scalar(f"eval/{crit}_{k}", result[crit][k], step)
-        (out_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_text(out_dir / EVAL_FILE, json.dumps(result, indent=2) + "\n")
         summary["eval"] = result
     writer.close()
     return summary
 
 
+def _format_warning(
+    previous: Any, message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """Our warnings as one plain line on the command line; others as Python prints them."""
+    if issubclass(category, TrainWarning | RunLockWarning):
+        return f"warning: {message}\n"
+    return previous(message, category, filename, lineno, line)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command-line entry point."""
     args = _parse(argv)
-    summary = train(args)
+    previous = warnings.formatwarning
+    warnings.formatwarning = partial(_format_warning, previous)  # type: ignore[assignment]
+    try:
+        summary = train(args)
+    finally:
+        warnings.formatwarning = previous
     print(json.dumps({k: v for k, v in summary.items() if k != "eval"}, indent=2))
     if "eval" in summary:
         e = summary["eval"]
@@ -440,4 +648,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MocEnvsError as err:  # our own errors say what to do; a traceback adds nothing
+        sys.exit(f"error: {err}")
