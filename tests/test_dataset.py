@@ -344,3 +344,17 @@ def _option_help(text: str) -> dict[str, str]:
         elif flag is not None:
             options[flag] += " " + line.strip()
     return options
+
+
+def test_damaged_chunk_of_an_unfinished_build_is_named(tmp_path):
+    out = tmp_path / "Pong"
+
+    def stop(split: str, chunk: int) -> None:
+        raise BuildInterrupted("simulated interruption")
+
+    with pytest.raises(BuildInterrupted):
+        build_dataset(out=out, on_chunk=stop, **{**TINY, "train": 4, "val": 1, "test": 1})
+    chunk = partial_dir(out, "train") / "chunk_00000.npz"
+    _truncate(chunk)
+    with pytest.raises(DatasetFileError, match=r"chunk_00000\.npz cannot be read.*--game Pong .*--force"):
+        build_dataset(out=out, **{**TINY, "train": 4, "val": 1, "test": 1})

@@ -15,7 +15,9 @@ Work is split into chunks; chunk ``i`` of split ``s`` plays its own episodes fro
 seeds derived from ``(seed, s, i)``, so the splits never share an episode, a
 build is deterministic, and an interrupted build resumes at the first missing
 chunk with the same result. Finished chunks and splits are written atomically;
-a finished split is never rebuilt unless ``force``. The layout is in
+a finished split is never rebuilt unless ``force``, which deletes the previous build's
+files first (a damaged or differently configured one alike; readers name the damaged file
+and this command). Temporaries of a killed build are removed on the next start. The layout is in
 :mod:`trainers.storage`; :mod:`trainers.data` reads it.
 """
 
@@ -66,6 +68,7 @@ from trainers.storage import (
     gt_file,
     partial_dir,
     read_meta,
+    read_npz,
     read_split_arrays,
     rebuild_command,
     save_npz_atomic,
@@ -351,20 +354,22 @@ def _chunk_path(out: Path, split: str, chunk: int) -> Path:
     return partial_dir(out, split) / f"chunk_{chunk:05d}.npz"
 
 
-def _load_chunk(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], _Stats]:
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in ARRAY_KEYS}
-        gt = {k: z["gt_" + k] for k in GT_KEYS}
-        stats = _Stats(**json.loads(str(z["stats"])))
-    return arrays, gt, stats
+def _load_chunk(
+    path: Path, out: Path, game: str | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], _Stats]:
+    """A finished chunk's arrays, ground truth and counters (DatasetFileError when damaged)."""
+    z = read_npz(path, (*ARRAY_KEYS, *("gt_" + k for k in GT_KEYS), "stats"), out, game)
+    arrays = {k: z[k] for k in ARRAY_KEYS}
+    gt = {k: z["gt_" + k] for k in GT_KEYS}
+    return arrays, gt, _Stats(**json.loads(str(z["stats"])))
 
 
-def _finish_split(out: Path, split: str, n_chunks: int) -> _Stats:
+def _finish_split(out: Path, split: str, n_chunks: int, game: str | None = None) -> _Stats:
     """Merge a split's chunks into its final compressed files."""
     parts, gts, total = [], [], _Stats()
     offset = 0
     for c in range(n_chunks):
-        arrays, gt, st = _load_chunk(_chunk_path(out, split, c))
+        arrays, gt, st = _load_chunk(_chunk_path(out, split, c), out, game)
         gt["stack"] = gt["stack"] + offset
         offset += len(arrays["frames"])
         parts.append(arrays)
@@ -586,7 +591,7 @@ def build_dataset(
             if on_chunk is not None:
                 on_chunk(split, c)
         bar.close()
-        total = _finish_split(out, split, n_chunks)
+        total = _finish_split(out, split, n_chunks, spec.name)
         info.update(done=True, report=_summary(total, T))
         write_json_atomic(meta_path, meta)
         shutil.rmtree(partial_dir(out, split), ignore_errors=True)
