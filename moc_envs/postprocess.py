@@ -284,6 +284,41 @@ def _modes(group: np.ndarray, colour: np.ndarray, n_groups: int) -> np.ndarray:
     return mode
 
 
+def _runs(starts: np.ndarray, lengths: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run of each element and the elements ``starts[i] + j * steps[i]``, j < ``lengths[i]``, of all runs."""
+    run = np.repeat(np.arange(len(lengths)), lengths)
+    j = np.arange(len(run)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return run, starts[run] + j * steps[run]
+
+
+def _padded_bytes(frames: np.ndarray, pad: int) -> np.ndarray:
+    """The frames' RGB bytes behind one zero byte, followed by ``pad`` zero pixels (see _pixel_rows)."""
+    npix = frames.shape[0] * frames.shape[1] * frames.shape[2]
+    buf = np.zeros(3 * (npix + pad) + 1, dtype=np.uint8)
+    buf[1 : 1 + 3 * npix] = frames.reshape(-1)
+    return buf
+
+
+def _pixel_rows(buf: np.ndarray, first: np.ndarray, width: int) -> np.ndarray:
+    """Packed colours (len(first), width) int32 of ``width`` pixels from each flat pixel ``first``.
+
+    ``buf`` is :func:`_padded_bytes`: pixel p's RGB bytes sit at 3p + 1. One fancy index copies
+    each row's bytes (from the byte before its first pixel); a big-endian uint32 read one byte
+    before a pixel's RGB holds R << 16 | G << 8 | B (the numbers of :func:`_packed`) in its lower
+    24 bits, so one strided view and a mask pack the whole canvas.
+    """
+    from numpy.lib.stride_tricks import as_strided
+
+    n_rows = (len(buf) - 1) // 3 - width
+    if len(first) and (first.min() < 0 or first.max() >= n_rows):
+        raise ValueError(f"pixel rows must start in [0, {n_rows}), got [{first.min()}, {first.max()}]")
+    rows = as_strided(buf, shape=(n_rows, 3 * width + 1), strides=(3, 1), writeable=False)[first]
+    words = np.ndarray((len(first), width), dtype=">u4", buffer=rows, strides=(3 * width + 1, 3))
+    out = words.astype(np.int32)
+    out &= 0xFFFFFF
+    return out
+
+
 def refine_boxes_batched(
     frames: np.ndarray, boxes: np.ndarray, frame_index: np.ndarray, margin: float = 0.25
 ) -> np.ndarray:
@@ -335,58 +370,65 @@ def refine_boxes_batched(
     cx1 = np.clip(np.ceil(x + 3 * w / 4) - fx0, cx0 + 1, cw)
     cy1 = np.clip(np.ceil(y + 3 * h / 4) - fy0, cy0 + 1, ch)
     geometry = np.stack([fx0, fy0, cw, ch, cx0, cy0, cx1, cy1]).astype(np.int64)
-    # Each crop takes an even number of canvas rows with at least one zero row below it.
+    # Each crop takes an even number of canvas rows with at least one zero row below it; canvas
+    # rows and columns past a crop read frame pixels up to two rows and a width further (masked
+    # out), hence the padding.
     slot = ((geometry[3] + 2) // 2) * 2
-    width = int(geometry[2].max())
-    ends = np.cumsum(slot * width)
+    buf = _padded_bytes(frames, pad=3 * fw)
+    ends = np.cumsum(slot * int(geometry[2].max()))
     lo = 0
     while lo < len(rows):
         base = ends[lo - 1] if lo else 0
         hi = max(lo + 1, int(np.searchsorted(ends, base + _CANVAS_PIXELS, side="right")))
-        out[rows[lo:hi]] = _refine_chunk(frames, fi[rows[lo:hi]], geometry[:, lo:hi], slot[lo:hi], out[rows[lo:hi]])
+        part = rows[lo:hi]
+        out[part] = _refine_chunk(buf, fh, fw, fi[part], geometry[:, lo:hi], slot[lo:hi], out[part])
         lo = hi
     return out
 
 
 def _refine_chunk(
-    frames: np.ndarray, fi: np.ndarray, geometry: np.ndarray, slot: np.ndarray, boxes: np.ndarray
+    buf: np.ndarray,
+    fh: int,
+    fw: int,
+    fi: np.ndarray,
+    geometry: np.ndarray,
+    slot: np.ndarray,
+    boxes: np.ndarray,
 ) -> np.ndarray:
-    """Refined boxes of crops at least 3x3 (geometry: x0, y0, w, h, cx0, cy0, cx1, cy1 per crop)."""
+    """Refined boxes of crops at least 3x3; geometry rows: x0, y0, w, h, cx0, cy0, cx1, cy1."""
     import cv2
 
     x0, y0, cw, ch, cx0, cy0, cx1, cy1 = geometry
     k = len(fi)
-    fh, fw = frames.shape[1:3]
     width = int(cw.max())
-    # Canvas row r belongs to crop crop_of[r] and is its row r - top[crop].
+    # Canvas row r belongs to crop crop_of[r] and is its row r - top[crop_of[r]].
     top = np.cumsum(slot) - slot
     crop_of = np.repeat(np.arange(k), slot)
     r = np.arange(len(crop_of)) - top[crop_of]
-    c = np.arange(width)
-    inside = (r < ch[crop_of])[:, None] & (c[None, :] < cw[crop_of][:, None])
-    # Pixels past a crop's edge read a clipped frame pixel; `inside` masks them everywhere.
-    fr = np.minimum(y0[crop_of] + r, fh - 1)
-    fc = np.minimum(x0[crop_of][:, None] + c[None, :], fw - 1)
-    flat = (fi[crop_of] * fh + fr)[:, None] * fw + fc
-    crop = _packed(frames.reshape(-1, 3)[flat])
-    owner = np.broadcast_to(crop_of[:, None], crop.shape)
-    rr, cc = r[:, None], c[None, :]
-    on_border = inside & (
-        (rr == 0) | (rr == (ch - 1)[crop_of][:, None]) | (cc == 0) | (cc == (cw - 1)[crop_of][:, None])
+    first = ((fi * fh + y0)[crop_of] + r) * fw + x0[crop_of]
+    canvas = _pixel_rows(buf, first, width)
+    flat = canvas.reshape(-1)
+    # The border, each pixel once: top and bottom rows, then the left and right columns between.
+    one, down = np.ones(k, dtype=np.int64), np.full(k, width, dtype=np.int64)
+    owner, idx = _runs(
+        np.concatenate([top * width, (top + ch - 1) * width, (top + 1) * width, (top + 1) * width + cw - 1]),
+        np.concatenate([cw, cw, ch - 2, ch - 2]),
+        np.concatenate([one, one, down, down]),
     )
-    background = _modes(owner[on_border], crop[on_border], k)
-    centre = (
-        (rr >= cy0[crop_of][:, None])
-        & (rr < cy1[crop_of][:, None])
-        & (cc >= cx0[crop_of][:, None])
-        & (cc < cx1[crop_of][:, None])
-    )
-    inner = centre & (crop != background[crop_of][:, None])
-    colour = _modes(owner[inner], crop[inner], k)
+    owner %= k
+    background = _modes(owner, flat[idx], k)
+    # The central half, row by row.
+    ncol = cx1 - cx0
+    owner, j = _runs(np.zeros(k, dtype=np.int64), (cy1 - cy0) * ncol, one)
+    centre = (top + cy0)[owner] * width + cx0[owner] + (j // ncol[owner]) * width + j % ncol[owner]
+    values = flat[centre]
+    inner = values != background[owner]
+    colour = _modes(owner[inner], values[inner], k)
     # colour is -1 where the centre holds only background: no packed pixel equals it.
-    mask = (inside & (crop == colour[crop_of][:, None])).astype(np.uint8)
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    votes = np.bincount(labels[centre], minlength=len(stats))
+    mask = canvas == colour[crop_of][:, None]
+    mask &= np.arange(width) < np.where(r < ch[crop_of], cw[crop_of], 0)[:, None]
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    votes = np.bincount(labels.reshape(-1)[centre], minlength=len(stats))
     votes[0] = 0
     voted = np.flatnonzero(votes)
     if not len(voted):
