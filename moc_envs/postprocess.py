@@ -263,6 +263,9 @@ def refine_boxes(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.25) -> 
 _CANVAS_PIXELS = 1 << 22
 """Pixels of crops labelled in one connected-components call (bounds the batch's memory)."""
 
+_FEW_BOXES = 3
+"""Up to this many boxes :func:`refine_boxes_batched` calls :func:`refine_boxes` (cheaper there)."""
+
 
 def _modes(group: np.ndarray, colour: np.ndarray, n_groups: int) -> np.ndarray:
     """Most common packed colour of each group, ties to the smallest colour; -1 for an empty group.
@@ -352,24 +355,25 @@ def refine_boxes_batched(
         raise ValueError(f"frame_index must lie in [0, {n}) for {n} frames, got [{fi.min()}, {fi.max()}]")
     if not np.isfinite(boxes).all():
         raise ValueError("boxes must be finite, got NaN or infinity")
+    if m <= _FEW_BOXES:
+        # The batch costs about 60 numpy calls whatever its size, the definition about 15 a box.
+        for f in np.unique(fi):
+            part = np.flatnonzero(fi == f)
+            out[part] = refine_boxes(frames[f], boxes[part], margin)
+        return out
     # The grown crop and the central half, by refine_boxes' float expressions; in float until the
     # crop is known to be at least 3x3 inside the frame, so that far-away boxes cannot overflow.
-    x, y, w, h = boxes.T
-    fx0 = np.maximum(0.0, np.floor(x - margin * w))
-    fy0 = np.maximum(0.0, np.floor(y - margin * h))
-    fx1 = np.minimum(fw, np.ceil(x + w + margin * w))
-    fy1 = np.minimum(fh, np.ceil(y + h + margin * h))
-    rows = np.flatnonzero((fx1 - fx0 >= 3) & (fy1 - fy0 >= 3))
+    xy, wh = boxes[:, :2], boxes[:, 2:]
+    lo = np.maximum(0.0, np.floor(xy - margin * wh))
+    size = np.minimum(np.array([fw, fh], dtype=np.float64), np.ceil(xy + wh + margin * wh)) - lo
+    rows = np.flatnonzero((size >= 3).all(axis=1))
     if not len(rows):
         return out
-    x, y, w, h = x[rows], y[rows], w[rows], h[rows]
-    fx0, fy0, fx1, fy1 = fx0[rows], fy0[rows], fx1[rows], fy1[rows]
-    cw, ch = fx1 - fx0, fy1 - fy0
-    cx0 = np.clip(np.floor(x + w / 4) - fx0, 0, cw - 1)
-    cy0 = np.clip(np.floor(y + h / 4) - fy0, 0, ch - 1)
-    cx1 = np.clip(np.ceil(x + 3 * w / 4) - fx0, cx0 + 1, cw)
-    cy1 = np.clip(np.ceil(y + 3 * h / 4) - fy0, cy0 + 1, ch)
-    geometry = np.stack([fx0, fy0, cw, ch, cx0, cy0, cx1, cy1]).astype(np.int64)
+    xy, wh, lo, size = xy[rows], wh[rows], lo[rows], size[rows]
+    c0 = np.clip(np.floor(xy + wh / 4) - lo, 0, size - 1)
+    c1 = np.clip(np.ceil(xy + 3 * wh / 4) - lo, c0 + 1, size)
+    # Rows: x0, y0, width, height of the crop, then cx0, cy0, cx1, cy1 of its centre.
+    geometry = np.concatenate([lo, size, c0, c1], axis=1).T.astype(np.int64)
     # Each crop takes an even number of canvas rows with at least one zero row below it; canvas
     # rows and columns past a crop read frame pixels up to two rows and a width further (masked
     # out), hence the padding.

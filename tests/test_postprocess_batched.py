@@ -201,7 +201,10 @@ def test_refine_batched_equal_regions_resolve_by_opencv_label_order():
     np.testing.assert_array_equal(got[1::2], expected)
 
 
-def test_refine_batched_special_cases():
+@pytest.mark.parametrize("few", [0, 3])
+def test_refine_batched_special_cases(monkeypatch, few):
+    # few=0: every batch takes the batched path, even one box; 3: the shipped dispatch.
+    monkeypatch.setattr(postprocess, "_FEW_BOXES", few)
     frame = np.zeros((210, 160, 3), np.uint8)
     frame[:] = (144, 72, 17)
     frame[120:124, 80:82] = (236, 236, 236)  # a ball
@@ -374,7 +377,9 @@ def test_refine_batched_property(boxes, seed):
     frames[2] = rng.integers(0, 256, (210, 160, 3), dtype=np.uint8)
     b = np.array(boxes, dtype=np.float64).reshape(-1, 4)
     fi = rng.integers(0, 3, len(b))
-    np.testing.assert_array_equal(refine_boxes_batched(frames, b, fi), per_frame_refine(frames, b, fi))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(postprocess, "_FEW_BOXES", 0)  # the batched path for every size
+        np.testing.assert_array_equal(refine_boxes_batched(frames, b, fi), per_frame_refine(frames, b, fi))
 
 
 # SpaceDetector.detect: the batched calls change nothing.
