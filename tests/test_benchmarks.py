@@ -97,7 +97,7 @@ def test_speed_quick_writes_rows_and_ratios(no_weights, tmp_path) -> None:
     assert rows[("raw ALE/Pong-v5", 1)]["ratio_to_ale"] == 1.0
     assert rows[("MOC/Pong-v0 detector=ram, make_vec", 8)]["steps_per_s"] > 0
     assert rows[("OCAtari vision mode", 1)]["steps_per_s"] > 0
-    learned = rows[("MOC/Pong-v0 learned (space)", 1)]
+    learned = rows[("MOC/Pong-v0 learned", 1)]
     assert learned["steps_per_s"] is None and learned["note"] == "not available: no weights for Pong"
     assert "not available: no weights for Pong" in md
     assert (tmp_path / "speed.png").stat().st_size > 0
@@ -182,9 +182,12 @@ def untrained_weights(monkeypatch, tmp_path):
 
 def test_learned_rows_run_when_weights_exist(untrained_weights, tmp_path) -> None:
     out = tmp_path / "out"
-    data = speed.run("Pong", steps=8, learned_steps=4, vec_sizes=(2,), warmup=1, device="cpu", out=out)
+    data = speed.run("Pong", steps=8, learned_steps=4, vec_sizes=(2,), warmup=1, device="cpu", out=out,
+                     detect_batches=(1, 4), detect_repeats=2)  # fmt: skip
     learned = [r for r in data["rows"] if "learned" in r["name"]]
     assert learned and all(r["steps_per_s"] and not r["note"] for r in learned)
+    assert [(r["batch"], r["detector"]) for r in data["detect"]] == [(1, "space encoder, shipped"), (4, "space encoder, shipped")]
+    assert all(r["ms_per_frame"] > 0 and r["speedup_vs_baseline"] == 1.0 for r in data["detect"])
     data = detection.run(["Pong"], steps=6, device="cpu", out=out)
     rows = [r for r in data["rows"] if r["detector"] == "learned (SPACE+MOC)"]
     assert len(rows) == 2 and all("f1" in r and not r["note"] for r in rows)
