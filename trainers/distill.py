@@ -13,8 +13,10 @@ the student, :class:`moc_envs.model.lean.LeanImageEncoder`, learns to reproduce 
 - z_where: smooth L1 between the student's and the teacher's boxes (model pixels), weighted by
   the teacher's z_pres probability.
 
-The glimpse encoder is copied from the teacher and not trained, so z_what, and with it the
-teacher's z_what classifier, stay valid. Logs go to TensorBoard under ``<out>/tb`` (``loss/``,
+Then (``--glimpse-epochs``, 0 to skip) the glimpse encoder: a lean one
+(:class:`moc_envs.model.lean.LeanGlimpseEncoder`) learns the teacher's z_what from the glimpses
+that the student's own boxes crop, so that the teacher's z_what classifier stays valid on it
+(its agreement with the teacher's categories on the val split is reported). Logs go to TensorBoard under ``<out>/tb`` (``loss/``,
 ``charts/``: cell-level agreement with the teacher on the val split); ``<out>/checkpoint.pt``
 is written atomically after every epoch and ``--resume`` continues from it. At the end the
 student is exported to ``<out>/weights/<Game>`` (``--export-to`` elsewhere) with the teacher's
@@ -66,6 +68,7 @@ class Args:
     epochs: int = field(default=12, metadata={"help": "passes over the train split's frames"})
     batch: int = field(default=64, metadata={"help": "frames per optimisation step"})
     lr: float = field(default=2e-3, metadata={"help": "Adam learning rate (cosine-annealed to 0.05 x lr)"})
+    glimpse_epochs: int = field(default=30, metadata={"help": "epochs of the lean glimpse encoder's distillation (0: keep the teacher's)"})
     seed: int = field(default=0, metadata={"help": "random seed"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 cannot oversubscribe a shared machine)"})
     resume: bool = field(default=False, metadata={"help": "continue from <out>/checkpoint.pt"})
@@ -88,8 +91,11 @@ def _parse(argv: Sequence[str] | None) -> Args:
             kind = {"int": int, "float": float}.get(str(f.type), str)
             p.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
     args = Args(**vars(p.parse_args(argv)))
-    if args.epochs < 1 or args.batch < 1 or args.threads < 1:
-        p.error(f"--epochs, --batch and --threads must be >= 1, got {args.epochs}, {args.batch}, {args.threads}")
+    if args.epochs < 1 or args.batch < 1 or args.threads < 1 or args.glimpse_epochs < 0:
+        p.error(
+            f"--epochs, --batch and --threads must be >= 1 and --glimpse-epochs >= 0, got {args.epochs}, "
+            f"{args.batch}, {args.threads}, {args.glimpse_epochs}"
+        )
     return args
 
 
@@ -196,12 +202,20 @@ def _load_teacher(args: Args) -> tuple[Any, str]:
 
 
 def _student_of(teacher: SpaceEncoder) -> SpaceEncoder:
-    """A lean student with the teacher's (frozen) glimpse encoder."""
+    """A student with the lean image encoder and the teacher's (frozen) glimpse encoder."""
     cfg = dataclasses.replace(teacher.cfg, image_encoder="lean")
     student = SpaceEncoder(cfg)
     student.glimpse_encoder.load_state_dict(teacher.glimpse_encoder.state_dict())
     student.glimpse_encoder.requires_grad_(False)
     return student
+
+
+def _with_lean_glimpses(student: SpaceEncoder) -> SpaceEncoder:
+    """The same student with a fresh lean glimpse encoder in place of the teacher's."""
+    lean = SpaceEncoder(dataclasses.replace(student.cfg, glimpse_encoder="lean"))
+    lean.image_encoder.load_state_dict(student.image_encoder.state_dict())
+    lean.image_encoder.requires_grad_(False)
+    return lean
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
@@ -218,6 +232,81 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
             "written; start over with a fresh --out"
         )
     return ckpt
+
+
+@torch.inference_mode()
+def glimpse_pairs(
+    teacher: SpaceEncoder, student: SpaceEncoder, frames: np.ndarray, batch: int = 64
+) -> dict[str, np.ndarray]:
+    """What the lean glimpse encoder learns from, for every cell the teacher thinks present.
+
+    ``inputs``: the glimpse the *student's* box crops (as at inference), float16 (M, 3, g, g);
+    ``z_what`` / ``z_std``: the teacher's posterior on its own box's glimpse (M, D);
+    ``sizes``: the teacher box's width and height in frame pixels (M, 2), for classifiers that read them.
+    """
+    from moc_envs.model.geometry import crop_glimpses, where_to_boxes
+
+    cfg = teacher.cfg
+    parts: dict[str, list[np.ndarray]] = {"inputs": [], "z_what": [], "z_std": [], "sizes": []}
+    for i in range(0, len(frames), batch):
+        x = _to_input(frames[i : i + batch])
+        raw_t = teacher.image_encoder.raw(x).flatten(2).transpose(1, 2)
+        raw_s = student.image_encoder.raw(x).flatten(2).transpose(1, 2)
+        present = torch.sigmoid(cfg.pres_squash * torch.tanh(raw_t[..., 0])) > 0.5
+        b, c = torch.nonzero(present, as_tuple=True)
+        if not len(b):
+            continue
+        where_t = latents_to_where(raw_t[..., 3:5], raw_t[..., 7:9], cfg.grid)[b, c]
+        where_s = latents_to_where(raw_s[..., 3:5], raw_s[..., 7:9], cfg.grid)[b, c]
+        z, z_std = teacher.glimpse_encoder(crop_glimpses(x[b], where_t, cfg.glimpse))
+        parts["inputs"].append(crop_glimpses(x[b], where_s, cfg.glimpse).half().numpy())
+        parts["z_what"].append(z.numpy())
+        parts["z_std"].append(z_std.numpy())
+        parts["sizes"].append(where_to_boxes(where_t)[:, 2:4].numpy())
+    if not parts["inputs"]:
+        raise TrainError("the teacher finds no object in this split; nothing to distil the glimpse encoder from")
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def train_glimpse_encoder(
+    student: SpaceEncoder, train: dict[str, np.ndarray], epochs: int, seed: int, batch: int = 256, lr: float = 2e-3
+) -> None:
+    """Fit ``student.glimpse_encoder`` (lean) to the teacher's z_what: MSE on dimensions standardised
+    by the teacher's spread, and on log std (so that the head stays a posterior)."""
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.from_numpy(train["inputs"])
+    z = torch.from_numpy(train["z_what"])
+    log_std = torch.from_numpy(train["z_std"]).log()
+    spread = z.std(0).clamp_min(1e-3)
+    enc = student.glimpse_encoder
+    opt = torch.optim.Adam(enc.parameters(), lr=lr)
+    steps = epochs * math.ceil(len(z) / batch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    enc.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(z), generator=gen)
+        for k in range(0, len(z), batch):
+            idx = order[k : k + batch]
+            mean, std = enc(inputs[idx].float())
+            loss = (((mean - z[idx]) / spread) ** 2).mean() + 0.1 * ((std.log() - log_std[idx]) ** 2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    enc.eval()
+
+
+@torch.inference_mode()
+def glimpse_agreement(student: SpaceEncoder, pairs: dict[str, np.ndarray], classifier: Any | None) -> dict[str, float]:
+    """How close the lean glimpse encoder's z_what is to the teacher's, and how often the teacher's
+    classifier names the same category for both."""
+    mean, _ = student.glimpse_encoder(torch.from_numpy(pairs["inputs"]).float())
+    z_s, z_t = mean.numpy(), pairs["z_what"]
+    out = {"z_what_r2": float(1.0 - ((z_s - z_t) ** 2).sum() / ((z_t - z_t.mean(0)) ** 2).sum())}
+    if classifier is not None:
+        same = np.asarray(classifier.predict(z_s, pairs["sizes"])) == np.asarray(classifier.predict(z_t, pairs["sizes"]))
+        out["category_agreement"] = float(same.mean())
+    return out
 
 
 def export_student(student: SpaceEncoder, teacher_dir: Path, out: Path, game: str, info: dict[str, Any]) -> Path:
@@ -278,6 +367,8 @@ def distill(args: Args) -> dict[str, Any]:
             ckpt = _load_checkpoint(ckpt_path)
             if ckpt["args"]["teacher_id"] != teacher_id:
                 raise TrainError(f"{ckpt_path} distilled another teacher; use a fresh --out")
+            if ckpt.get("glimpse_done"):
+                student = _with_lean_glimpses(student)
             student.load_state_dict(ckpt["student"])
             opt.load_state_dict(ckpt["opt"])
             sched.load_state_dict(ckpt["sched"])
@@ -331,6 +422,36 @@ def distill(args: Args) -> dict[str, Any]:
         writer.close()
 
         agree = agreement(student, val_frames, val_t)
+        glimpse_info: dict[str, Any] = {}
+        if args.glimpse_epochs > 0:
+            start = time.perf_counter()
+            done = args.resume and bool(_load_checkpoint(ckpt_path).get("glimpse_done"))
+            if not done:
+                print("glimpse encoder: collecting the teacher's z_what on the student's boxes")
+                train_pairs = glimpse_pairs(teacher, student, train_frames)
+                torch.manual_seed(args.seed)
+                student = _with_lean_glimpses(student)
+                train_glimpse_encoder(student, train_pairs, args.glimpse_epochs, args.seed)
+                payload = {
+                    "student": student.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "epoch": epoch,
+                    "seconds": seconds,
+                    "glimpse_done": True,
+                    "args": {**dataclasses.asdict(args), "teacher_id": teacher_id},
+                    "rng": {"torch_gen": gen.get_state(), "torch": torch.get_rng_state()},
+                }
+                payload["digest"] = checkpoint_digest(payload)
+                with atomic_path(ckpt_path) as tmp:
+                    torch.save(payload, tmp)
+            val_pairs = glimpse_pairs(teacher, student, val_frames)
+            glimpse_info = {
+                "epochs": args.glimpse_epochs,
+                "seconds": round(time.perf_counter() - start, 1),
+                "val": glimpse_agreement(student, val_pairs, det.classifier),
+            }
+            print(f"glimpse encoder: val {glimpse_info['val']}")
         info = {
             "teacher": str(args.teacher),
             "teacher_detector_sha256": teacher_id,
@@ -341,6 +462,7 @@ def distill(args: Args) -> dict[str, Any]:
             "train_frames_per_s": round(len(train_frames) * args.epochs / max(seconds, 1e-9), 1),
             "threads": args.threads,
             "val_agreement": agree,
+            "glimpse_encoder": glimpse_info or "the teacher's",
         }
         export = Path(args.export_to) if args.export_to else out_dir / "weights" / spec.name
         export_student(student, Path(args.teacher), export, spec.name, info)

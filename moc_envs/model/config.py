@@ -14,7 +14,8 @@ from typing import Any
 __all__ = ["IMAGE_ENCODERS", "ModelConfig"]
 
 IMAGE_ENCODERS = ("space", "lean")
-"""Image encoder architectures a config can name (:func:`moc_envs.model.encoder.make_image_encoder`)."""
+"""Encoder architectures a config can name for its image and glimpse encoders
+(:func:`moc_envs.model.encoder.make_image_encoder`, :func:`~moc_envs.model.encoder.make_glimpse_encoder`)."""
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,17 @@ class ModelConfig:
     """``"space"``: SPACE's image encoder; ``"lean"``: :mod:`moc_envs.model.lean` (**ours**,
     about 100x fewer multiply-adds, distilled from a trained ``"space"`` encoder). Configs
     written before this field existed hold SPACE's encoder and load as ``"space"``."""
+    glimpse_encoder: str = "space"
+    """``"space"``: SPACE's convolutional glimpse encoder; ``"lean"``: one hidden layer (**ours**,
+    distilled to reproduce a ``"space"`` glimpse encoder's z_what)."""
 
     def __post_init__(self) -> None:
         if self.img_size % self.grid:
             raise ValueError(f"img_size {self.img_size} must be a multiple of grid {self.grid}")
-        if self.image_encoder not in IMAGE_ENCODERS:
-            raise ValueError(
-                f"image_encoder must be one of {', '.join(IMAGE_ENCODERS)}, got {self.image_encoder!r}"
-            )
+        for name in ("image_encoder", "glimpse_encoder"):
+            value = getattr(self, name)
+            if value not in IMAGE_ENCODERS:
+                raise ValueError(f"{name} must be one of {', '.join(IMAGE_ENCODERS)}, got {value!r}")
         if self.glimpse not in (16, 32):
             raise ValueError(f"glimpse must be 16 or 32, got {self.glimpse}")
         if not 1 <= self.top_k <= self.grid * self.grid:

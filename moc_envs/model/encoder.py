@@ -23,6 +23,7 @@ __all__ = [
     "SpaceEncoder",
     "conv_block",
     "make_image_encoder",
+    "make_glimpse_encoder",
 ]
 
 
@@ -133,6 +134,15 @@ class GlimpseEncoder(nn.Module):
         return h[:, : self.z_dim], F.softplus(h[:, self.z_dim :]) + 1e-4
 
 
+def make_glimpse_encoder(cfg: ModelConfig) -> nn.Module:
+    """The glimpse encoder ``cfg.glimpse_encoder`` names: ``"space"`` (SPACE's) or ``"lean"``."""
+    if cfg.glimpse_encoder == "lean":
+        from moc_envs.model.lean import LeanGlimpseEncoder
+
+        return LeanGlimpseEncoder(cfg)
+    return GlimpseEncoder(cfg)
+
+
 class SpaceEncoder(nn.Module):
     """The inference module the env loads: image encoder (SPACE's or lean) + glimpse encoder."""
 
@@ -140,7 +150,7 @@ class SpaceEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.image_encoder = make_image_encoder(cfg)
-        self.glimpse_encoder = GlimpseEncoder(cfg)
+        self.glimpse_encoder = make_glimpse_encoder(cfg)
 
     def cells(self, x: torch.Tensor) -> CellLatents:
         """Per-cell posteriors of images x (B, 3, 128, 128) RGB in [0, 1]."""
