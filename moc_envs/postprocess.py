@@ -105,6 +105,9 @@ def suppress_duplicates(
 _PAIR_CHUNK = 1 << 22
 """Candidate pairs scored at once by :func:`suppress_duplicates_batched` (bounds its memory)."""
 
+_FEW_BOXES = 3
+"""Up to this many boxes the batched functions call the per-frame ones (cheaper there)."""
+
 
 def _frame_index(frame_index: object, n: int) -> np.ndarray:
     """``frame_index`` as an int64 (n,) array, or a clear error."""
@@ -139,7 +142,8 @@ def suppress_duplicates_batched(
     (integers; boxes of different frames never suppress each other). Returns exactly the union of
     the per-frame greedy results, ordered by frame, then by descending score (ties: lower index
     first), which is the order of concatenating :func:`suppress_duplicates` over the frames in
-    ascending order with each frame's boxes in index order.
+    ascending order with each frame's boxes in index order. Up to ``_FEW_BOXES`` boxes go through
+    :func:`suppress_duplicates` itself, which is cheaper than the batch's fixed cost there.
     """
     cfg = config or SuppressionConfig()
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -150,6 +154,13 @@ def suppress_duplicates_batched(
     fi = _frame_index(frame_index, m)
     if m == 0:
         return np.zeros(0, dtype=int)
+    if m <= _FEW_BOXES:
+        # The batch costs about 35 numpy calls whatever its size, the definition about 10 a box.
+        parts = [np.zeros(0, dtype=int)]
+        for f in np.unique(fi):
+            rows = np.flatnonzero(fi == f)
+            parts.append(rows[suppress_duplicates(boxes[rows], scores[rows], cfg)])
+        return np.concatenate(parts)
     # The greedy walk of each frame, all frames one after another.
     order = np.lexsort((np.arange(m), -scores, fi))
     fs = fi[order]
@@ -262,9 +273,6 @@ def refine_boxes(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.25) -> 
 
 _CANVAS_PIXELS = 1 << 22
 """Pixels of crops labelled in one connected-components call (bounds the batch's memory)."""
-
-_FEW_BOXES = 3
-"""Up to this many boxes :func:`refine_boxes_batched` calls :func:`refine_boxes` (cheaper there)."""
 
 
 def _modes(group: np.ndarray, colour: np.ndarray, n_groups: int) -> np.ndarray:

@@ -295,7 +295,9 @@ def test_suppress_batched_long_chain_of_duplicates():
     np.testing.assert_array_equal(keep, per_frame_suppress(boxes, scores, fi, SuppressionConfig(0.5, 0.0)))
 
 
-def test_suppress_batched_frames_do_not_suppress_each_other():
+@pytest.mark.parametrize("few", [0, 3])
+def test_suppress_batched_frames_do_not_suppress_each_other(monkeypatch, few):
+    monkeypatch.setattr(postprocess, "_FEW_BOXES", few)  # 0: the batched path even for 3 boxes
     box = [10.0, 10.0, 5.0, 5.0]
     keep = suppress_duplicates_batched([box, box, box], [0.5, 0.9, 0.7], [4, 2, 4])
     np.testing.assert_array_equal(keep, [1, 2])  # frame 2 first, then frame 4's best
@@ -322,7 +324,9 @@ def test_suppress_batched_many_chunks(real_frames, monkeypatch):
     np.testing.assert_array_equal(whole, per_frame_suppress(boxes, scores, fi))
 
 
-def test_suppress_batched_empty_and_bad_arguments():
+@pytest.mark.parametrize("few", [0, 3])
+def test_suppress_batched_empty_and_bad_arguments(monkeypatch, few):
+    monkeypatch.setattr(postprocess, "_FEW_BOXES", few)
     assert suppress_duplicates_batched(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=int)).tolist() == []
     assert suppress_duplicates_batched([], [], []).tolist() == []
     with pytest.raises(ValueError, match="got 2 boxes but 1 scores"):
@@ -351,9 +355,11 @@ def test_suppress_batched_property(entries, iou, centre):
     boxes = np.array([e[0] for e in entries], dtype=np.float64).reshape(-1, 4)
     scores = np.array([e[1] for e in entries], dtype=np.float64)
     fi = np.array([e[2] for e in entries], dtype=np.int64)
-    np.testing.assert_array_equal(
-        suppress_duplicates_batched(boxes, scores, fi, cfg), per_frame_suppress(boxes, scores, fi, cfg)
-    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(postprocess, "_FEW_BOXES", 0)  # the batched path for every size
+        np.testing.assert_array_equal(
+            suppress_duplicates_batched(boxes, scores, fi, cfg), per_frame_suppress(boxes, scores, fi, cfg)
+        )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
