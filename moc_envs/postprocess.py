@@ -156,6 +156,8 @@ def suppress_duplicates_batched(
         return np.zeros(0, dtype=int)
     if m <= _FEW_BOXES:
         # The batch costs about 35 numpy calls whatever its size, the definition about 10 a box.
+        if fi.min() == fi.max():
+            return suppress_duplicates(boxes, scores, cfg)
         parts = [np.zeros(0, dtype=int)]
         for f in np.unique(fi):
             rows = np.flatnonzero(fi == f)
@@ -368,6 +370,8 @@ def refine_boxes_batched(
         raise ValueError("boxes must be finite, got NaN or infinity")
     if m <= _FEW_BOXES:
         # The batch costs about 60 numpy calls whatever its size, the definition about 15 a box.
+        if fi.min() == fi.max():
+            return refine_boxes(frames[fi[0]], boxes, margin)
         for f in np.unique(fi):
             part = np.flatnonzero(fi == f)
             out[part] = refine_boxes(frames[f], boxes[part], margin)

@@ -301,6 +301,7 @@ def test_suppress_batched_frames_do_not_suppress_each_other(monkeypatch, few):
     box = [10.0, 10.0, 5.0, 5.0]
     keep = suppress_duplicates_batched([box, box, box], [0.5, 0.9, 0.7], [4, 2, 4])
     np.testing.assert_array_equal(keep, [1, 2])  # frame 2 first, then frame 4's best
+    np.testing.assert_array_equal(suppress_duplicates_batched([box, box], [0.5, 0.9], [7, 7]), [1])
 
 
 def test_suppress_batched_non_finite_values_match(real_frames):
