@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from moc_envs.model.config import ModelConfig
+from moc_envs.model.encoder import CellLatents, cell_latents
 
 __all__ = ["LEAN_WIDTHS", "LEAN_GLIMPSE_HIDDEN", "SeparableBlock", "LeanImageEncoder", "LeanGlimpseEncoder"]
 
@@ -72,6 +73,10 @@ class LeanImageEncoder(nn.Module):
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """The 11 head channels (B, 11, G, G) before any squashing."""
         return self.heads(self.body(x))
+
+    def forward(self, x: torch.Tensor) -> CellLatents:
+        """Encode images into the posterior parameters of every cell (as SPACE's encoder does)."""
+        return cell_latents(self.raw(x), self.cfg.pres_squash)
 
 
 class LeanGlimpseEncoder(nn.Module):
