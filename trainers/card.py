@@ -188,14 +188,23 @@ def card_markdown(card: dict[str, Any]) -> str:
     dist = det.get("distillation")
     if det.get("image_encoder") == "lean" and dist:
         agree = dist.get("val_agreement") or {}
+        glimpse = dist.get("glimpse_encoder")
+        if isinstance(glimpse, dict):
+            gv = glimpse.get("val") or {}
+            glimpse_text = (
+                f"the lean glimpse encoder learnt the teacher's z_what in {glimpse.get('epochs')} epochs "
+                f"(val R² {_f(gv.get('z_what_r2'))}; the teacher's classifier names the same category for "
+                f"{_f(gv.get('category_agreement'))} of val glimpses)"
+            )
+        else:
+            glimpse_text = "the glimpse encoder is the teacher's"
         lines.append(
-            f"- Image encoder: lean (`moc_envs.model.lean`), distilled from the SPACE encoder of "
-            f"`{dist.get('teacher')}` by `python -m trainers.distill` ({dist.get('epochs')} epochs over "
-            f"{dist.get('frames_per_epoch')} train frames, {float(dist.get('seconds') or 0) / 60:.1f} minutes, "
-            f"{dist.get('train_frames_per_s')} frames/s, {dist.get('threads')} thread(s)); on the val split its "
-            f"z_pres agrees with the teacher's at F1 {_f(agree.get('pres_f1'))}, boxes within "
-            f"{_f(agree.get('box_err_px_mean'))} model px on average. The glimpse encoder and the classifier "
-            "are the teacher's."
+            f"- Encoders: lean (`moc_envs.model.lean`), distilled from the SPACE+MOC detector in "
+            f"`{dist.get('teacher')}` by `python -m trainers.distill`: the image encoder in {dist.get('epochs')} "
+            f"epochs over {dist.get('frames_per_epoch')} train frames ({float(dist.get('seconds') or 0) / 60:.1f} "
+            f"minutes, {dist.get('train_frames_per_s')} frames/s, {dist.get('threads')} thread(s); on the val split "
+            f"its z_pres agrees with the teacher's at F1 {_f(agree.get('pres_f1'))}, boxes within "
+            f"{_f(agree.get('box_err_px_mean'))} model px on average), {glimpse_text}. The classifier is the teacher's."
         )
     elif det.get("image_encoder"):
         lines.append(f"- Image encoder: {det['image_encoder']}")
