@@ -36,7 +36,7 @@ from benchmarks.common import (
     write_results,
 )
 
-__all__ = ["REFERENCE", "measure_training", "measure_inference", "main"]
+__all__ = ["REFERENCE", "measure_training", "measure_distillation", "measure_inference", "main"]
 
 REFERENCE = {
     "train_step_s": 47.0,
@@ -68,9 +68,19 @@ def _frames(data: str | None, n_stacks: int, seed: int) -> tuple[Any, ...]:
 
 
 def measure_training(
-    game: str = "Pong", steps: int = 10, warmup: int = 3, data: str | None = None, seed: int = 0
+    game: str = "Pong",
+    steps: int = 10,
+    warmup: int = 3,
+    data: str | None = None,
+    seed: int = 0,
+    image_encoder: str = "space",
 ) -> dict[str, Any]:
-    """Time full 16-frame training steps of the cpu preset model; return per-step seconds."""
+    """Time full 16-frame training steps of the cpu preset model; return per-step seconds.
+
+    ``image_encoder="lean"`` times the same SPACE+MOC step with the lean image encoder.
+    """
+    import dataclasses
+
     import torch
 
     from moc_envs.model import SpaceModel
@@ -80,7 +90,8 @@ def measure_training(
     cfg = make_config(game, "cpu", seed=seed)
     torch.manual_seed(seed)
     train_data, source = _frames(data, cfg.batch_stacks, seed)
-    model = SpaceModel(cfg.model).to(memory_format=torch.channels_last).train()
+    model = SpaceModel(dataclasses.replace(cfg.model, image_encoder=image_encoder))
+    model = model.to(memory_format=torch.channels_last).train()
     fg_opt = torch.optim.RMSprop(model.foreground_parameters(), lr=cfg.fg_lr)
     bg_opt = torch.optim.Adam(model.background.parameters(), lr=cfg.bg_lr)
     gen = torch.Generator().manual_seed(seed)
@@ -113,6 +124,31 @@ def measure_training(
         "step_s_all": times,
         "frames_per_s": cfg.frames_per_step / statistics.median(times),
     }
+
+
+def measure_distillation(steps: int = 10, warmup: int = 3, batch: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Time ``trainers.distill``'s optimisation step of the lean image encoder on ``batch`` frames."""
+    import torch
+
+    from moc_envs.model import SpaceEncoder
+    from moc_envs.model.config import ModelConfig
+    from trainers.distill import _losses
+
+    torch.manual_seed(seed)
+    student = SpaceEncoder(ModelConfig(image_encoder="lean"))
+    opt = torch.optim.Adam(student.image_encoder.parameters(), lr=2e-3)
+    x = torch.rand(batch, 3, 128, 128)
+    target = torch.randn(batch, 256, 5)
+    times: list[float] = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        loss = _losses(student.image_encoder.raw(x), target, student)["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return {"batch": batch, "step_s_median": statistics.median(times), "frames_per_s": batch / statistics.median(times)}
 
 
 def _latency(fn: Any, repeats: int) -> float:
@@ -220,8 +256,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     runs: dict[int, dict[str, Any]] = {}
     for n in threads:
         torch_threads(n)
+        warm = 1 if args.quick else 3
         runs[n] = {
-            "training": measure_training(args.game, args.steps, 1 if args.quick else 3, args.data),
+            "training": measure_training(args.game, args.steps, warm, args.data),
+            "training_lean": measure_training(args.game, args.steps, warm, args.data, image_encoder="lean"),
+            "distillation": measure_distillation(args.steps, warm),
             "inference": measure_inference(args.game, args.repeats),
         }
     ref = REFERENCE
@@ -235,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = [
         row("training step, 16 frames (s)", ref["train_step_s"], ("training", "step_s_median"), 1.0, False),
         row("training throughput (frames/s)", ref["train_frames_per_s"], ("training", "frames_per_s"), 1.0, True),
+        row("training throughput, lean image encoder (frames/s)", ref["train_frames_per_s"], ("training_lean", "frames_per_s"), 1.0, True),
+        row("distillation of the lean encoder, 64-frame steps (frames/s)", float("nan"), ("distillation", "frames_per_s"), 1.0, True),
         row("single-frame encoder forward (ms)", ref["single_frame_forward_s"] * 1e3, ("inference", "encoder_1_frame_s"), 1e3, False),
         row("detect(), 1 raw 210x160 frame (ms)", ref["single_frame_forward_s"] * 1e3, ("inference", "detect_1_raw_frame_s"), 1e3, False),
         row("encoder, 64 frames in one batch (ms)", float("nan"), ("inference", "encoder_64_frames_s"), 1e3, False),
@@ -247,7 +288,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"Training: cpu-preset model ({train['glimpse']}x{train['glimpse']} glimpses, top-K = "
         f"{train['top_k']} decoded cells per frame), {train['frames_per_step']} frames a step "
         f"(4 stacks x T=4), forward + every loss term + backward + clipping + both optimiser "
-        f"updates, median of {len(train['step_s_all'])} steps after warm-up, {train['source']}. "
+        f"updates, median of {len(train['step_s_all'])} steps after warm-up, {train['source']}; "
+        "the lean row runs the same step with the lean image encoder (`moc_envs.model.lean`). "
+        "Distillation: one `trainers.distill` step of the lean image encoder (forward, losses "
+        "against cached teacher posteriors, backward, Adam) on 64 frames; the shipped detectors "
+        "are distilled this way from their SPACE encoders (the teacher's posteriors are "
+        "computed once per frame beforehand). "
         f"Inference ({infer['source']}, {infer['present_cells_per_frame']:.1f} present cells per "
         "frame): the exported encoder path (image encoder, heads, glimpse encoder of the "
         "present cells, posterior means); detect() adds the resize, duplicate suppression and "
