@@ -222,7 +222,7 @@ def scripted_vec():
             return self.output
 
     detector = Rows()
-    envs = make_vec("MOC/Pong-v0", 2, detector=detector)
+    envs = make_vec("MOC/Pong-v0", 2, detector=detector, overlap=False)  # one batch of both rows
     yield envs, detector
     envs.close()
 
