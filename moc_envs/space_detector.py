@@ -219,6 +219,11 @@ class SpaceDetector:
         if not isinstance(refine, bool):
             raise CorruptWeightsError(f"{cfg_path}: refine_boxes must be true or false, got {refine!r}")
         max_box = read_max_box(meta, cfg_path)
+        threshold = meta.get("pres_threshold", 0.5)
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 < threshold < 1.0:
+            raise CorruptWeightsError(
+                f"{cfg_path}: pres_threshold must be a number in (0, 1), got {threshold!r}"
+            )
         if max_box is not None:
             cell = (FRAME_W / model_cfg.grid, FRAME_H / model_cfg.grid)
             if max_box[0] < cell[0] or max_box[1] < cell[1]:
@@ -229,8 +234,8 @@ class SpaceDetector:
                     f"{cell[0]:g} x {cell[1]:g}, got {max_box[0]:g} x {max_box[1]:g}"
                 )
         return cls(
-            encoder, game, device=device, meta=meta, classifier=classifier, refine=refine,
-            max_box=max_box, threads=threads,
+            encoder, game, device=device, threshold=float(threshold), meta=meta, classifier=classifier,
+            refine=refine, max_box=max_box, threads=threads,
         )  # fmt: skip
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:

@@ -132,6 +132,7 @@ def test_distill_exports_a_lean_detector_and_resumes(tiny_pong, teacher, tmp_pat
     assert cfg["max_box"] == [60.0, 80.0]  # the teacher's settings travel
     assert cfg["distillation"]["teacher_detector_sha256"] == first["teacher_detector_sha256"]
     assert 0.0 <= first["val_agreement"]["pres_f1"] <= 1.0
+    assert cfg["pres_threshold"] == first["val_agreement"]["pres_threshold"]
     det = SpaceDetector.from_pretrained(folder, get_game("Pong"), allow_unclassified=True)
     assert det.config == dataclasses.replace(ModelConfig(), **LEAN)
     # A second run into the same folder refuses; --resume finishes without training again.
@@ -154,3 +155,17 @@ def test_distill_refuses_a_lean_teacher(tiny_pong, tmp_path) -> None:
     lean = write_detector_folder(tmp_path / "lean" / "Pong", "Pong", state, meta)
     with pytest.raises(TrainError, match="distil from a 'space' one"):
         main(["--game", "Pong", "--teacher", str(lean), "--data", str(tiny_pong), "--out", str(tmp_path / "r")])
+
+
+def test_pres_threshold_of_a_folder_is_used_and_checked(tmp_path) -> None:
+    from moc_envs.errors import CorruptWeightsError
+
+    cfg = ModelConfig(**LEAN)
+    state = {k: v.contiguous() for k, v in SpaceEncoder(cfg).state_dict().items()}
+    meta = {"format": "moc_envs.space_detector/1", "game": "Pong", "model": cfg.to_dict(), "pres_threshold": 0.7}
+    folder = write_detector_folder(tmp_path / "Pong", "Pong", state, meta)
+    assert SpaceDetector.from_pretrained(folder, get_game("Pong"), allow_unclassified=True).threshold == 0.7
+    for bad in (1.5, 0.0, "0.5", True):
+        write_detector_folder(tmp_path / "Pong", "Pong", state, {**meta, "pres_threshold": bad})
+        with pytest.raises(CorruptWeightsError, match="pres_threshold must be a number in"):
+            SpaceDetector.from_pretrained(folder, get_game("Pong"), allow_unclassified=True)

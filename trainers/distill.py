@@ -13,6 +13,9 @@ the student, :class:`moc_envs.model.lean.LeanImageEncoder`, learns to reproduce 
 - z_where: smooth L1 between the student's and the teacher's boxes (model pixels), weighted by
   the teacher's z_pres probability.
 
+The student's z_pres threshold is then chosen on the val split (the one whose decisions agree
+best with the teacher's at 0.5) and written into config.json as ``pres_threshold``.
+
 Then (``--glimpse-epochs``, 0 to skip) the glimpse encoder: a lean one
 (:class:`moc_envs.model.lean.LeanGlimpseEncoder`) learns the teacher's z_what from the glimpses
 that the student's own boxes crop, so that the teacher's z_what classifier stays valid on it
@@ -159,16 +162,48 @@ def _losses(student_raw: torch.Tensor, target: torch.Tensor, student: SpaceEncod
     return {"pres": pres, "where": where, "total": pres + 0.1 * where}
 
 
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.5, 0.96, 0.05))
+"""z_pres thresholds :func:`calibrate_threshold` chooses from."""
+
+
 @torch.inference_mode()
-def agreement(student: SpaceEncoder, frames: np.ndarray, targets: np.ndarray, batch: int = 128) -> dict[str, float]:
-    """Cell-level agreement with the teacher: F1 of z_pres > 0.5, box error (model px) where both see one."""
+def calibrate_threshold(student: SpaceEncoder, frames: np.ndarray, targets: np.ndarray, batch: int = 128) -> float:
+    """The student's z_pres threshold (of :data:`THRESHOLDS`) whose decisions best agree (F1) with
+    the teacher's at 0.5 on these frames.
+
+    The distillation loss weights present cells up, so the student errs towards presence; a
+    threshold chosen on the val split trades that back without labels.
+    """
+    cfg = student.cfg
+    probs, truth = [], []
+    for i in range(0, len(frames), batch):
+        raw = student.image_encoder.raw(_to_input(frames[i : i + batch])).flatten(2).transpose(1, 2)
+        probs.append(torch.sigmoid(cfg.pres_squash * torch.tanh(raw[..., 0])).numpy())
+        t = torch.from_numpy(targets[i : i + batch])
+        truth.append((torch.sigmoid(cfg.pres_squash * torch.tanh(t[..., 0])) > 0.5).numpy())
+    p, y = np.concatenate(probs).ravel(), np.concatenate(truth).ravel()
+
+    def f1(t: float) -> float:
+        pred = p > t
+        tp = int((pred & y).sum())
+        return 2 * tp / max(int(pred.sum()) + int(y.sum()), 1)
+
+    return max(THRESHOLDS, key=f1)
+
+
+@torch.inference_mode()
+def agreement(
+    student: SpaceEncoder, frames: np.ndarray, targets: np.ndarray, batch: int = 128, threshold: float = 0.5
+) -> dict[str, float]:
+    """Cell-level agreement with the teacher: F1 of the student's z_pres > ``threshold`` against the
+    teacher's > 0.5, box error (model px) where both see one."""
     cfg = student.cfg
     tp = fp = fn = 0
     errors: list[np.ndarray] = []
     for i in range(0, len(frames), batch):
         raw = student.image_encoder.raw(_to_input(frames[i : i + batch])).flatten(2).transpose(1, 2)
         t = torch.from_numpy(targets[i : i + batch])
-        ps = torch.sigmoid(cfg.pres_squash * torch.tanh(raw[..., 0])) > 0.5
+        ps = torch.sigmoid(cfg.pres_squash * torch.tanh(raw[..., 0])) > threshold
         pt = torch.sigmoid(cfg.pres_squash * torch.tanh(t[..., 0])) > 0.5
         tp += int((ps & pt).sum())
         fp += int((ps & ~pt).sum())
@@ -321,6 +356,9 @@ def export_student(student: SpaceEncoder, teacher_dir: Path, out: Path, game: st
     meta = {k: v for k, v in teacher_meta.items() if k not in ("eval",)}
     meta["model"] = student.cfg.to_dict()
     meta["distillation"] = info
+    threshold = (info.get("val_agreement") or {}).get("pres_threshold")
+    if threshold is not None:
+        meta["pres_threshold"] = threshold
     out.mkdir(parents=True, exist_ok=True)
     extra: dict[str, bytes] = {}
     for name in (CLASSIFIER_FILE, CLASSIFIER_JSON):
@@ -421,7 +459,9 @@ def distill(args: Args) -> dict[str, Any]:
                 torch.save(payload, tmp)
         writer.close()
 
-        agree = agreement(student, val_frames, val_t)
+        threshold = calibrate_threshold(student, val_frames, val_t)
+        agree = {**agreement(student, val_frames, val_t, threshold=threshold), "pres_threshold": threshold}
+        print(f"z_pres threshold {threshold} (val agreement with the teacher: F1 {agree['pres_f1']:.4f})")
         glimpse_info: dict[str, Any] = {}
         if args.glimpse_epochs > 0:
             start = time.perf_counter()
