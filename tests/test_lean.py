@@ -124,6 +124,8 @@ def test_distill_exports_a_lean_detector_and_resumes(tiny_pong, teacher, tmp_pat
     out = tmp_path / "run"
     args = ["--game", "Pong", "--teacher", str(teacher), "--data", str(tiny_pong), "--out", str(out),
             "--epochs", "2", "--glimpse-epochs", "2", "--batch", "16"]  # fmt: skip
+    calibrated = main([*args[:7], str(tmp_path / "calibrated"), *args[8:], "--calibrate-threshold"])
+    assert calibrated["val_agreement"]["pres_threshold"] in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
     first = main(args)
     folder = out / "weights" / "Pong"
     files = verify_folder(folder, "Pong")
@@ -132,7 +134,7 @@ def test_distill_exports_a_lean_detector_and_resumes(tiny_pong, teacher, tmp_pat
     assert cfg["max_box"] == [60.0, 80.0]  # the teacher's settings travel
     assert cfg["distillation"]["teacher_detector_sha256"] == first["teacher_detector_sha256"]
     assert 0.0 <= first["val_agreement"]["pres_f1"] <= 1.0
-    assert cfg["pres_threshold"] == first["val_agreement"]["pres_threshold"]
+    assert first["val_agreement"]["pres_threshold"] == 0.5 and "pres_threshold" not in cfg
     det = SpaceDetector.from_pretrained(folder, get_game("Pong"), allow_unclassified=True)
     assert det.config == dataclasses.replace(ModelConfig(), **LEAN)
     # A second run into the same folder refuses; --resume finishes without training again.

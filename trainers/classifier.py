@@ -173,7 +173,8 @@ def score_classifier(clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray, si
 
 
 def _split_samples(
-    encoder: Any, data: str | Path, split: str, device: str, limit: int | None, max_box: tuple[float, float] | None = None
+    encoder: Any, data: str | Path, split: str, device: str, limit: int | None, max_box: tuple[float, float] | None = None,
+    threshold: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Suppressed predictions' z_what, best-IoU categories ("" when on no object) and box sizes of a split.
 
@@ -188,7 +189,7 @@ def _split_samples(
     if limit is not None:
         S = min(S, limit)
     frames = np.ascontiguousarray(d.frames[:S]).reshape(S * T, *d.frames.shape[2:])
-    pred = suppress(drop_oversized(predict_frames(encoder, frames, device), max_box))
+    pred = suppress(drop_oversized(predict_frames(encoder, frames, device, threshold=threshold), max_box))
     gt_boxes, gt_cats, _ = gt_frames(load_ground_truth(data, split), S, T)["all"]
     labels = label_by_iou(pred.boxes, gt_boxes, gt_cats)
     dim = encoder.cfg.z_what_dim
@@ -217,7 +218,8 @@ def fit_from_weights(
     spec = get_game(game)
     encoder, meta = load_encoder(weights, None, spec.name, device)
     max_box = max_box_of(meta)
-    z_val, lab_val, wh_val = _split_samples(encoder, data, "val", device, limit, max_box)
+    threshold = float(meta.get("pres_threshold", 0.5))  # the detector's own z_pres threshold
+    z_val, lab_val, wh_val = _split_samples(encoder, data, "val", device, limit, max_box, threshold)
     if not any(lab_val.tolist()):
         # fit_classifier would only say "no labelled samples"; say what that means here.
         raise NoObjectsFoundError(
@@ -232,7 +234,7 @@ def fit_from_weights(
     clf = fit_classifier(
         z_val, lab_val, labels_per_class, seed, max_ratio=max_ratio, method=method, sizes=wh_val, size_weight=size_weight
     )
-    z_test, lab_test, wh_test = _split_samples(encoder, data, "test", device, limit, max_box)
+    z_test, lab_test, wh_test = _split_samples(encoder, data, "test", device, limit, max_box, threshold)
     report = {
         "val": score_classifier(clf, z_val, lab_val, wh_val),
         "test": score_classifier(clf, z_test, lab_test, wh_test),

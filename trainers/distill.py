@@ -13,8 +13,9 @@ the student, :class:`moc_envs.model.lean.LeanImageEncoder`, learns to reproduce 
 - z_where: smooth L1 between the student's and the teacher's boxes (model pixels), weighted by
   the teacher's z_pres probability.
 
-The student's z_pres threshold is then chosen on the val split (the one whose decisions agree
-best with the teacher's at 0.5) and written into config.json as ``pres_threshold``.
+With ``--calibrate-threshold`` the student's z_pres threshold is then chosen on the val split
+(the one whose decisions agree best with the teacher's at 0.5) and written into config.json as
+``pres_threshold``; otherwise it is 0.5, as the teacher's.
 
 Then (``--glimpse-epochs``, 0 to skip) the glimpse encoder: a lean one
 (:class:`moc_envs.model.lean.LeanGlimpseEncoder`) learns the teacher's z_what from the glimpses
@@ -71,6 +72,8 @@ class Args:
     epochs: int = field(default=12, metadata={"help": "passes over the train split's frames"})
     batch: int = field(default=64, metadata={"help": "frames per optimisation step"})
     lr: float = field(default=2e-3, metadata={"help": "Adam learning rate (cosine-annealed to 0.05 x lr)"})
+    present_above: float = field(default=0.1, metadata={"help": "cells whose teacher z_pres probability exceeds this get the z_pres loss weighted up"})
+    calibrate_threshold: bool = field(default=False, metadata={"help": "choose the student's z_pres threshold on the val split (else 0.5)"})
     glimpse_epochs: int = field(default=30, metadata={"help": "epochs of the lean glimpse encoder's distillation (0: keep the teacher's)"})
     seed: int = field(default=0, metadata={"help": "random seed"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 cannot oversubscribe a shared machine)"})
@@ -147,13 +150,19 @@ def _boxes(scale: torch.Tensor, shift: torch.Tensor, grid: int, size: int) -> to
     return latents_to_where(scale, shift, grid) * size
 
 
-def _losses(student_raw: torch.Tensor, target: torch.Tensor, student: SpaceEncoder) -> dict[str, torch.Tensor]:
-    """z_pres and z_where distillation losses of one batch (raw (B, 11, G, G), target (B, N, 5))."""
+def _losses(
+    student_raw: torch.Tensor, target: torch.Tensor, student: SpaceEncoder, present_above: float = 0.1
+) -> dict[str, torch.Tensor]:
+    """z_pres and z_where distillation losses of one batch (raw (B, 11, G, G), target (B, N, 5)).
+
+    Cells whose teacher probability exceeds ``present_above`` weigh :data:`PRESENT_WEIGHT` times
+    more in the z_pres loss.
+    """
     cfg = student.cfg
     raw = student_raw.flatten(2).transpose(1, 2)  # (B, N, 11)
     logit_s = cfg.pres_squash * torch.tanh(raw[..., 0])
     p_t = torch.sigmoid(cfg.pres_squash * torch.tanh(target[..., 0]))
-    weight = 1.0 + (PRESENT_WEIGHT - 1.0) * (p_t > 0.1).float()
+    weight = 1.0 + (PRESENT_WEIGHT - 1.0) * (p_t > present_above).float()
     pres = (F.binary_cross_entropy_with_logits(logit_s, p_t, reduction="none") * weight).mean()
     box_s = _boxes(raw[..., 3:5], raw[..., 7:9], cfg.grid, cfg.img_size)
     box_t = _boxes(target[..., 1:3], target[..., 3:5], cfg.grid, cfg.img_size)
@@ -356,8 +365,8 @@ def export_student(student: SpaceEncoder, teacher_dir: Path, out: Path, game: st
     meta = {k: v for k, v in teacher_meta.items() if k not in ("eval",)}
     meta["model"] = student.cfg.to_dict()
     meta["distillation"] = info
-    threshold = (info.get("val_agreement") or {}).get("pres_threshold")
-    if threshold is not None:
+    threshold = (info.get("val_agreement") or {}).get("pres_threshold", 0.5)
+    if threshold != 0.5:
         meta["pres_threshold"] = threshold
     out.mkdir(parents=True, exist_ok=True)
     extra: dict[str, bytes] = {}
@@ -426,7 +435,7 @@ def distill(args: Args) -> dict[str, Any]:
             for b in bar:
                 idx = np.sort(order[b * args.batch : (b + 1) * args.batch])
                 x = _to_input(train_frames[idx])
-                losses = _losses(student.image_encoder.raw(x), torch.from_numpy(train_t[idx]), student)
+                losses = _losses(student.image_encoder.raw(x), torch.from_numpy(train_t[idx]), student, args.present_above)
                 opt.zero_grad(set_to_none=True)
                 losses["total"].backward()
                 opt.step()
@@ -459,7 +468,7 @@ def distill(args: Args) -> dict[str, Any]:
                 torch.save(payload, tmp)
         writer.close()
 
-        threshold = calibrate_threshold(student, val_frames, val_t)
+        threshold = calibrate_threshold(student, val_frames, val_t) if args.calibrate_threshold else 0.5
         agree = {**agreement(student, val_frames, val_t, threshold=threshold), "pres_threshold": threshold}
         print(f"z_pres threshold {threshold} (val agreement with the teacher: F1 {agree['pres_f1']:.4f})")
         glimpse_info: dict[str, Any] = {}
@@ -501,6 +510,7 @@ def distill(args: Args) -> dict[str, Any]:
             "seconds": round(seconds, 1),
             "train_frames_per_s": round(len(train_frames) * args.epochs / max(seconds, 1e-9), 1),
             "threads": args.threads,
+            "options": {k: getattr(args, k) for k in ("batch", "lr", "seed", "present_above", "calibrate_threshold")},
             "val_agreement": agree,
             "glimpse_encoder": glimpse_info or "the teacher's",
         }

@@ -254,7 +254,9 @@ def evaluate(
         S = min(S, limit)
     frames = np.ascontiguousarray(split_data.frames[:S]).reshape(S * T, *split_data.frames.shape[2:])
     gt_sets = gt_frames(load_ground_truth(data, split), S, T)
-    raw_pred = predict_frames(encoder, frames, device, progress=progress)
+    # The detector's own z_pres threshold (distilled detectors calibrate theirs).
+    threshold = float(det_meta.get("pres_threshold", 0.5))
+    raw_pred = predict_frames(encoder, frames, device, threshold=threshold, progress=progress)
     seconds = time.perf_counter() - t0
     sup_cfg = suppression or SuppressionConfig()
 
