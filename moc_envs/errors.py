@@ -11,6 +11,7 @@ __all__ = [
     "DeviceUnavailableError",
     "DetectorOutputError",
     "DetectorInUseError",
+    "MissingDependencyError",
 ]
 
 
@@ -44,3 +45,7 @@ class DetectorOutputError(MocEnvsError, TypeError):
 
 class DetectorInUseError(MocEnvsError, ValueError):
     """A detector that keeps per-env state was handed to a second env."""
+
+
+class MissingDependencyError(MocEnvsError, ImportError):
+    """An optional dependency (OCAtari for the RAM oracle, moviepy for videos) is not installed."""

@@ -14,16 +14,33 @@ from typing import Any
 import numpy as np
 
 from moc_envs.detection import Detection, validate_frames, validate_rams
-from moc_envs.errors import FrameFormatError
+from moc_envs.errors import FrameFormatError, MissingDependencyError
 from moc_envs.games import GameSpec, get_game
 
-__all__ = ["RamDetector"]
+__all__ = ["OCATARI_INSTALL", "import_ocatari", "RamDetector"]
+
+OCATARI_INSTALL = (
+    'pip install "moc-envs[oracle]" && pip install --no-deps "ocatari==2.2.1" (one OpenCV, what '
+    '`make install` does), or pip install "moc-envs[ocatari]" (OCAtari with its own dependencies)'
+)
+
+
+def import_ocatari(module: str) -> Any:
+    """Import an OCAtari module, or raise MissingDependencyError saying how to install OCAtari."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        # OCAtari itself, or one of the packages it imports (termcolor, scikit-image, ...).
+        raise MissingDependencyError(
+            f"the RAM oracle and OCAtari's ground truth need OCAtari, which cannot be imported "
+            f"({err}); install it with: {OCATARI_INSTALL}"
+        ) from err
 
 
 def _ocatari_ram() -> Any:
     # OCAtari's RAM package imports every game module (and pygame) on first
     # use: about two seconds, so it stays off `import moc_envs`.
-    return importlib.import_module("ocatari.ram.extract_ram_info")
+    return import_ocatari("ocatari.ram.extract_ram_info")
 
 
 class RamDetector:

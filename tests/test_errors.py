@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -107,3 +109,15 @@ def test_missing_weights(empty_weights) -> None:
     assert "python -m trainers.export runs/pong --game Pong" in message
     with pytest.raises(MissingWeightsError, match="Boxing/config.json"):
         require_weights("boxing")
+
+
+def test_missing_ocatari_names_the_install_command(monkeypatch) -> None:
+    from moc_envs.errors import MissingDependencyError
+    from moc_envs.ram_detector import import_ocatari
+
+    # A None entry in sys.modules makes the import fail as if OCAtari were not installed.
+    for mod in [m for m in list(sys.modules) if m == "ocatari" or m.startswith("ocatari.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "ocatari", None)
+    with pytest.raises(MissingDependencyError, match=r'pip install --no-deps "ocatari==2.2.1"'):
+        import_ocatari("ocatari.ram.extract_ram_info")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moc_envs.ram_detector import import_ocatari
+
 __all__ = ["GTObject", "RamGroundTruth", "ocatari_game_name"]
 
 
@@ -43,11 +45,12 @@ class RamGroundTruth:
 
     def __init__(self, game: str, hud: bool = True) -> None:
         """Prepare the extractor for OCAtari game ``game`` (e.g. ``"Pong"``)."""
+        ram = import_ocatari("ocatari.ram.extract_ram_info")  # a clear error without OCAtari
         try:
             importlib.import_module(f"ocatari.ram.{game.lower()}")
         except ModuleNotFoundError as err:
             raise ValueError(f"OCAtari has no RAM extraction for game '{game}'") from err
-        from ocatari.ram.extract_ram_info import detect_objects_ram, init_objects
+        detect_objects_ram, init_objects = ram.detect_objects_ram, ram.init_objects
 
         self.game = game
         self.hud = hud
