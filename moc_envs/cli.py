@@ -122,7 +122,7 @@ def run_demo(
 DESCRIPTION = """\
 Object-centric Atari environments from pixels: a learned SPACE+MOC detector finds
 the game's objects in every frame: gym.make("MOC/Pong-v0").
-`moc-envs COMMAND --help` shows a command's options and their defaults."""
+Run "moc-envs COMMAND --help" for a command's options and their defaults."""
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

@@ -37,3 +37,45 @@ def test_import_stays_cheap() -> None:
     code = "import sys, moc_envs; print(sorted(m for m in ('torch', 'ocatari', 'cv2') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_help_lists_every_subcommand_with_its_line(capsys) -> None:
+    import argparse
+
+    import pytest
+
+    from moc_envs.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    lines = {c.dest: c.help for c in sub._choices_actions}
+    assert {"demo", "list"} <= set(lines)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name, line in lines.items():
+        assert f"{name} {' '.join(line.split())}" in text, f"--help does not list {name}"
+    assert "`" not in text  # plain text, no reStructuredText markup
+
+
+def test_version_and_demo_defaults(capsys) -> None:
+    import pytest
+
+    from moc_envs import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"moc-envs {__version__}"
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: Pong)" in text and "(default: 200)" in text and "--threads" in text
+
+
+def test_list_shows_every_game_and_its_source(capsys) -> None:
+    from moc_envs.games import game_names
+
+    assert main(["list"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert set(game_names()) <= set(rows)
+    assert rows["Pong"][1] == "bundled" and rows["Breakout"][1] == "none"
