@@ -36,6 +36,7 @@ __all__ = [
     "env_id",
     "game_of_id",
     "make_ale_env",
+    "check_env_arguments",
     "make_env",
     "make_env_keywords",
     "register_envs",
@@ -100,6 +101,35 @@ def make_env_keywords() -> frozenset[str]:
     return frozenset(own | ale_keywords())
 
 
+def check_env_arguments(
+    spec: GameSpec,
+    detector: object,
+    device: str,
+    obs_mode: str,
+    ram_labels: object,
+    allow_unclassified: object,
+    threads: object,
+    weights: str | os.PathLike[str] | None,
+    ale_kwargs: dict[str, Any],
+) -> None:
+    """The checks every MOC env (single or vector) runs before it starts an emulator.
+
+    Raises with expected vs got for a bad obs_mode, flag, thread count or RAM-oracle device, and
+    MissingWeightsError / DeviceUnavailableError for the learned detector's weights and device.
+    """
+    check_obs_mode(obs_mode)
+    check_flag("ram_labels", ram_labels)
+    check_flag("allow_unclassified", allow_unclassified)
+    for name in ale_flag_keywords() & set(ale_kwargs):
+        check_flag(name, ale_kwargs[name])
+    check_ram_device(detector, device)
+    check_threads(threads)
+    if isinstance(detector, str) and detector == "space":
+        # Fail on missing weights or a missing GPU before starting the emulator(s).
+        require_weights(spec.name, weights)
+        resolve_device(device)
+
+
 def make_env(
     game: str,
     detector: DetectorName | Detector = "space",
@@ -128,18 +158,10 @@ def make_env(
 
     spec = get_game(game)
     check_keywords(env_id(spec.name), ale_kwargs, make_env_keywords())
-    check_obs_mode(obs_mode)
-    check_flag("ram_labels", ram_labels)
-    check_flag("allow_unclassified", allow_unclassified)
-    for name in ale_flag_keywords() & set(ale_kwargs):
-        check_flag(name, ale_kwargs[name])
-    check_ram_device(detector, device)
-    check_threads(threads)
+    check_env_arguments(
+        spec, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights, ale_kwargs
+    )
     check_display(render_mode)
-    if isinstance(detector, str) and detector == "space":
-        # Fail on missing weights or a missing GPU before starting the emulator.
-        require_weights(spec.name, weights)
-        resolve_device(device)
     inner = make_ale_env(spec, render_mode, **ale_kwargs)
     try:
         return ObjectCentricWrapper(

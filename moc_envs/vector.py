@@ -38,22 +38,17 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from moc_envs.arguments import (
-    ale_flag_keywords,
     ale_keywords,
     check_actions,
     check_flag,
     check_keywords,
-    check_ram_device,
 )
 from moc_envs.detection import Detector, claim_detector, release_detector, validate_detections
 from moc_envs.detectors import DetectorName, make_detector
-from moc_envs.device import resolve_device
 from moc_envs.games import GameSpec
-from moc_envs.observation import ObjectObservationBuilder, check_obs_mode, observation_space
+from moc_envs.observation import ObjectObservationBuilder, observation_space
+from moc_envs.registration import check_env_arguments, game_of_id, make_ale_env
 from moc_envs.registration import env_id as registered_id
-from moc_envs.registration import game_of_id, make_ale_env
-from moc_envs.threads import check_threads
-from moc_envs.weights import require_weights
 from moc_envs.wrapper import screen_of
 
 __all__ = ["AUTORESET_MODES", "MocVectorEnv", "make_vec"]
@@ -134,21 +129,14 @@ class MocVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.game = game_of_id(game) if isinstance(game, str) else game
         check_keywords(registered_id(self.game.name), ale_kwargs, _vector_keywords())
-        check_obs_mode(obs_mode)
-        check_flag("ram_labels", ram_labels)
-        check_flag("allow_unclassified", allow_unclassified)
-        for name in ale_flag_keywords() & set(ale_kwargs):
-            check_flag(name, ale_kwargs[name])
-        check_ram_device(detector, device)
-        check_threads(threads)
+        check_env_arguments(
+            self.game, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights,
+            ale_kwargs,
+        )  # fmt: skip
         if overlap is not None:
             check_flag("overlap", overlap)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
-        if isinstance(detector, str) and detector == "space":
-            # Fail on missing weights or a missing GPU before starting N emulators.
-            require_weights(self.game.name, weights)
-            resolve_device(device)
         self.detector = make_detector(
             detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified,
             threads=threads,

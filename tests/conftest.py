@@ -39,3 +39,16 @@ def blank_frames():
         return np.zeros((n, 210, 160, 3), dtype=np.uint8)
 
     return _frames
+
+
+@pytest.fixture(scope="session")
+def tiny_pong(tmp_path_factory):
+    """A tiny real Pong dataset (8 train stacks) built by the dataset builder; tests only read it."""
+    from trainers.dataset import build_dataset
+
+    root = tmp_path_factory.mktemp("data") / "Pong"
+    build_dataset(
+        "Pong", root, train=8, val=2, test=2, seed=3, progress=False,
+        warmup=60, warmup_jitter=20, stacks_per_episode=4, chunk_stacks=8,
+    )  # fmt: skip
+    return root

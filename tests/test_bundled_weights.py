@@ -7,6 +7,7 @@ until ``weights/Pong`` is shipped.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -116,10 +117,20 @@ def test_every_shipped_game_runs_on_its_weights(game):
     # The contents of a weight set: detector, config, verified classifier, card; < 10 MB.
     for name in ("card.json", "card.md"):
         assert (folder / name).is_file(), f"{game}: {name} missing"
-    assert sum(p.stat().st_size for p in folder.iterdir()) < 10e6
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 10e6
     # Every shipped file is in the manifest and matches it; no pickle is shipped.
     listed = verify_folder(folder, spec.name).files
-    assert set(listed) == {p.name for p in folder.iterdir() if p.name != "manifest.json"}
+    assert set(listed) == {p.name for p in folder.iterdir() if p.is_file() and p.name != "manifest.json"}
+    baseline = folder / "space"
+    if baseline.is_dir():
+        # The SPACE detector a lean one was distilled from: verified, loadable, and the one named.
+        from moc_envs.space_detector import SpaceDetector
+
+        base_files = verify_folder(baseline, spec.name)
+        cfg = json.loads((folder / "config.json").read_text())
+        assert cfg["model"]["image_encoder"] == "lean"
+        assert cfg["distillation"]["teacher_detector_sha256"] == base_files.files["detector.safetensors"].sha256
+        assert SpaceDetector.from_pretrained(baseline, spec).config.image_encoder == "space"
     assert {CLASSIFIER_FILE, CLASSIFIER_JSON, *REQUIRED_FILES} <= set(listed)
     assert not (folder / LEGACY_CLASSIFIER_FILE).exists()
     assert set(load_classifier(folder, spec.name).classes) <= set(spec.category_names)

@@ -92,18 +92,6 @@ def test_both_architectures_load_from_a_weights_folder(tmp_path, arch: dict[str,
         SpaceDetector.from_pretrained(tmp_path / "Bad" / "Pong", get_game("Pong"), allow_unclassified=True)
 
 
-@pytest.fixture(scope="module")
-def tiny_pong(tmp_path_factory):
-    """A tiny real Pong dataset built by the dataset builder."""
-    from trainers.dataset import build_dataset
-
-    root = tmp_path_factory.mktemp("data") / "Pong"
-    build_dataset(
-        "Pong", root, train=8, val=2, test=2, seed=3, progress=False,
-        warmup=60, warmup_jitter=20, stacks_per_episode=4, chunk_stacks=8,
-    )  # fmt: skip
-    return root
-
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):

@@ -23,19 +23,6 @@ from trainers.config import (
 from trainers.train import CHECKPOINT, TrainError, load_checkpoint, main, parse_scale_mean
 
 
-@pytest.fixture(scope="module")
-def tiny_pong(tmp_path_factory):
-    """A tiny real Pong dataset (8 train stacks) built by the dataset builder."""
-    from trainers.dataset import build_dataset
-
-    root = tmp_path_factory.mktemp("data") / "Pong"
-    build_dataset(
-        "Pong", root, train=8, val=2, test=2, seed=3, progress=False,
-        warmup=60, warmup_jitter=20, stacks_per_episode=4, chunk_stacks=8,
-    )
-    return root
-
-
 def _argv(data, out, *extra: str) -> list[str]:
     return [
         "--game", "Pong", "--data", str(data), "--out", str(out), "--preset", "cpu",

@@ -27,19 +27,6 @@ from trainers.run_lock import LOCK_FILE, RunLock, RunLockedError, RunLockWarning
 from trainers.train import CHECKPOINT, TrainWarning, load_checkpoint, main
 
 
-@pytest.fixture(scope="module")
-def tiny_pong(tmp_path_factory) -> Path:
-    """A tiny real Pong dataset (8 train stacks), as in tests/test_train.py."""
-    from trainers.dataset import build_dataset
-
-    root = tmp_path_factory.mktemp("data") / "Pong"
-    build_dataset(
-        "Pong", root, train=8, val=2, test=2, seed=3, progress=False,
-        warmup=60, warmup_jitter=20, stacks_per_episode=4, chunk_stacks=8,
-    )  # fmt: skip
-    return root
-
-
 def _argv(data: Path, out: Path, *extra: str) -> list[str]:
     return [
         "--game", "Pong", "--data", str(data), "--out", str(out), "--preset", "cpu",

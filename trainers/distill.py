@@ -425,6 +425,22 @@ def distill(args: Args) -> dict[str, Any]:
         elif ckpt_path.exists():
             raise TrainError(f"{ckpt_path} exists: pass --resume to continue it, or use a fresh --out")
 
+        def save_checkpoint(glimpse_done: bool) -> None:
+            # Atomic, with a digest of its contents (checked by _load_checkpoint).
+            payload = {
+                "student": student.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "epoch": epoch,
+                "seconds": seconds,
+                "glimpse_done": glimpse_done,
+                "args": {**dataclasses.asdict(args), "teacher_id": teacher_id},
+                "rng": {"torch_gen": gen.get_state(), "torch": torch.get_rng_state()},
+            }
+            payload["digest"] = checkpoint_digest(payload)
+            with atomic_path(ckpt_path) as tmp:
+                torch.save(payload, tmp)
+
         writer = SummaryWriter(str(out_dir / "tb"))
         step = epoch * steps_per_epoch
         while epoch < args.epochs:
@@ -454,18 +470,7 @@ def distill(args: Args) -> dict[str, Any]:
             writer.add_scalar("charts/frames_per_s", len(train_frames) * epoch / max(seconds, 1e-9), step)
             print(f"epoch {epoch}: val z_pres F1 vs teacher {agree['pres_f1']:.4f}, "
                   f"box error {agree['box_err_px_mean']:.2f} px (p99 {agree['box_err_px_p99']:.2f})")  # fmt: skip
-            payload = {
-                "student": student.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "epoch": epoch,
-                "seconds": seconds,
-                "args": {**dataclasses.asdict(args), "teacher_id": teacher_id},
-                "rng": {"torch_gen": gen.get_state(), "torch": torch.get_rng_state()},
-            }
-            payload["digest"] = checkpoint_digest(payload)
-            with atomic_path(ckpt_path) as tmp:
-                torch.save(payload, tmp)
+            save_checkpoint(glimpse_done=False)
         writer.close()
 
         threshold = calibrate_threshold(student, val_frames, val_t) if args.calibrate_threshold else 0.5
@@ -481,19 +486,7 @@ def distill(args: Args) -> dict[str, Any]:
                 torch.manual_seed(args.seed)
                 student = _with_lean_glimpses(student)
                 train_glimpse_encoder(student, train_pairs, args.glimpse_epochs, args.seed)
-                payload = {
-                    "student": student.state_dict(),
-                    "opt": opt.state_dict(),
-                    "sched": sched.state_dict(),
-                    "epoch": epoch,
-                    "seconds": seconds,
-                    "glimpse_done": True,
-                    "args": {**dataclasses.asdict(args), "teacher_id": teacher_id},
-                    "rng": {"torch_gen": gen.get_state(), "torch": torch.get_rng_state()},
-                }
-                payload["digest"] = checkpoint_digest(payload)
-                with atomic_path(ckpt_path) as tmp:
-                    torch.save(payload, tmp)
+                save_checkpoint(glimpse_done=True)
             val_pairs = glimpse_pairs(teacher, student, val_frames)
             glimpse_info = {
                 "epochs": args.glimpse_epochs,
