@@ -65,6 +65,24 @@ DEFAULT_SUPPRESSION = SuppressionConfig()
 """The thresholds the env's detector uses."""
 
 
+def _geometry(boxes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Corners, area, centre and half-diagonal of boxes (N, 4) (x, y, w, h), as the duplicate test uses them."""
+    x1, y1, w, h = boxes.T
+    return x1, y1, x1 + w, y1 + h, w * h, x1 + w / 2, y1 + h / 2, np.hypot(w, h) / 2
+
+
+def _duplicates(geometry: tuple[np.ndarray, ...], i: np.ndarray | int, k: np.ndarray, cfg: SuppressionConfig) -> np.ndarray:
+    """Whether box ``i`` duplicates box ``k`` (elementwise): IoU at the threshold, or centres too close."""
+    x1, y1, x2, y2, area, cx, cy, half_diag = geometry
+    iw = np.clip(np.minimum(x2[i], x2[k]) - np.maximum(x1[i], x1[k]), 0, None)
+    ih = np.clip(np.minimum(y2[i], y2[k]) - np.maximum(y1[i], y1[k]), 0, None)
+    inter = iw * ih
+    iou = inter / np.maximum(area[i] + area[k] - inter, 1e-12)
+    dist = np.hypot(cx[i] - cx[k], cy[i] - cy[k])
+    near = dist < cfg.centre_fraction * np.minimum(half_diag[i], half_diag[k])
+    return (iou >= cfg.iou_threshold) | near
+
+
 def suppress_duplicates(
     boxes: np.ndarray, scores: np.ndarray, config: SuppressionConfig | None = None
 ) -> np.ndarray:
@@ -80,23 +98,12 @@ def suppress_duplicates(
         raise ValueError(f"got {len(boxes)} boxes but {len(scores)} scores")
     if len(boxes) < 2:
         return np.arange(len(boxes))
-    x1, y1, w, h = boxes.T
-    x2, y2 = x1 + w, y1 + h
-    area = w * h
-    cx, cy = x1 + w / 2, y1 + h / 2
-    half_diag = np.hypot(w, h) / 2
+    geometry = _geometry(boxes)
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     for i in order:
         if keep:
-            k = np.asarray(keep)
-            iw = np.clip(np.minimum(x2[i], x2[k]) - np.maximum(x1[i], x1[k]), 0, None)
-            ih = np.clip(np.minimum(y2[i], y2[k]) - np.maximum(y1[i], y1[k]), 0, None)
-            inter = iw * ih
-            iou = inter / np.maximum(area[i] + area[k] - inter, 1e-12)
-            dist = np.hypot(cx[i] - cx[k], cy[i] - cy[k])
-            near = dist < cfg.centre_fraction * np.minimum(half_diag[i], half_diag[k])
-            if (iou >= cfg.iou_threshold).any() or near.any():
+            if _duplicates(geometry, i, np.asarray(keep), cfg).any():
                 continue
         keep.append(int(i))
     return np.asarray(keep, dtype=int)
@@ -170,11 +177,7 @@ def suppress_duplicates_batched(
     first[1:] = fs[1:] != fs[:-1]
     pos = np.arange(m)
     group_start = np.maximum.accumulate(np.where(first, pos, 0))
-    x1, y1, w, h = boxes[order].T
-    x2, y2 = x1 + w, y1 + h
-    area = w * h
-    cx, cy = x1 + w / 2, y1 + h / 2
-    half_diag = np.hypot(w, h) / 2
+    geometry = _geometry(boxes[order])
     # Only pairs of one frame, the later box first; the same float expressions as
     # suppress_duplicates (i: the later box, k: an earlier one), so every decision is identical.
     n_pairs = np.cumsum(pos - group_start)
@@ -185,13 +188,7 @@ def suppress_duplicates_batched(
         done = n_pairs[lo - 1] if lo else 0
         hi = max(lo + 1, int(np.searchsorted(n_pairs, done + _PAIR_CHUNK, side="right")))
         i, k = _earlier_pairs(group_start, lo, hi)
-        iw = np.clip(np.minimum(x2[i], x2[k]) - np.maximum(x1[i], x1[k]), 0, None)
-        ih = np.clip(np.minimum(y2[i], y2[k]) - np.maximum(y1[i], y1[k]), 0, None)
-        inter = iw * ih
-        iou = inter / np.maximum(area[i] + area[k] - inter, 1e-12)
-        dist = np.hypot(cx[i] - cx[k], cy[i] - cy[k])
-        near = dist < cfg.centre_fraction * np.minimum(half_diag[i], half_diag[k])
-        dup = (iou >= cfg.iou_threshold) | near
+        dup = _duplicates(geometry, i, k, cfg)
         later.append(i[dup])
         earlier.append(k[dup])
         lo = hi

@@ -52,3 +52,26 @@ def tiny_pong(tmp_path_factory):
         warmup=60, warmup_jitter=20, stacks_per_episode=4, chunk_stacks=8,
     )  # fmt: skip
     return root
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def live_pid():
+    """The pid of a process that runs for the duration of the test."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()

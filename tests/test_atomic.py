@@ -38,20 +38,6 @@ def test_failed_write_keeps_old_content_and_no_temporary(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
 
 
-def _dead_pid() -> int:
-    """The pid of a process that has exited (and been reaped)."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
-@pytest.fixture
-def live_pid():
-    """The pid of a process that runs for the duration of the test."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
 
 
 def test_temporary_names_record_the_writer(tmp_path: Path) -> None:
@@ -63,19 +49,19 @@ def test_temporary_names_record_the_writer(tmp_path: Path) -> None:
         assert temporary_owner(tmp_path / other) is None, other
 
 
-def test_pid_alive(live_pid: int) -> None:
+def test_pid_alive(live_pid: int, dead_pid: int) -> None:
     assert pid_alive(os.getpid()) and pid_alive(live_pid)
-    assert not pid_alive(_dead_pid())
+    assert not pid_alive(dead_pid)
     assert not pid_alive(0) and not pid_alive(-1)
 
 
 def test_stale_temporaries_of_dead_processes_are_removed_live_ones_kept(
-    tmp_path: Path, live_pid: int
+    tmp_path: Path, live_pid: int, dead_pid: int
 ) -> None:
-    dead = temporary_path(tmp_path / "checkpoint.pt", _dead_pid())
+    dead = temporary_path(tmp_path / "checkpoint.pt", dead_pid)
     live = temporary_path(tmp_path / "checkpoint.pt", live_pid)
     ours = temporary_path(tmp_path / "checkpoint.pt")
-    other_target = temporary_path(tmp_path / "notes.txt", _dead_pid())
+    other_target = temporary_path(tmp_path / "notes.txt", dead_pid)
     unrelated = tmp_path / ".checkpoint.pt.tmp"
     for path in (dead, live, ours, other_target, unrelated):
         path.write_text("half")

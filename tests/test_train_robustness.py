@@ -61,18 +61,6 @@ def _keep_torch_threads():
     torch.set_num_threads(before)
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
-@pytest.fixture
-def live_pid():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
 
 
 def _our_warnings(record: list[warnings.WarningMessage]) -> list[str]:
@@ -116,10 +104,10 @@ def test_lock_held_by_another_process_refuses_then_is_taken_over_after_kill_9(ti
     assert torch.load(run / CHECKPOINT, weights_only=True)["step"] == 1
 
 
-def test_stale_lock_of_a_dead_pid_is_taken_over_and_released_on_error(tmp_path):
+def test_stale_lock_of_a_dead_pid_is_taken_over_and_released_on_error(tmp_path, dead_pid):
     out = tmp_path / "run"
     out.mkdir()
-    dead = _dead_pid()
+    dead = dead_pid
     record = {"pid": dead, "host": socket.gethostname(), "started": "yesterday"}
     (out / LOCK_FILE).write_text(json.dumps(record))
     with pytest.warns(RunLockWarning, match=rf"left by pid {dead} on host .*started yesterday"):
@@ -164,8 +152,10 @@ def test_lock_without_flock_is_the_file_itself(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- stale temporaries
-def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tiny_pong, run, live_pid):
-    dead = _dead_pid()
+def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(
+    tiny_pong, run, live_pid, dead_pid
+):
+    dead = dead_pid
     stale = [temporary_path(run / CHECKPOINT, dead), temporary_path(run / "eval.json", dead)]
     live = temporary_path(run / CHECKPOINT, live_pid)
     for path in (*stale, live):
