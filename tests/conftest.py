@@ -75,3 +75,22 @@ def live_pid():
     yield proc.pid
     proc.kill()
     proc.wait()
+
+
+def _option_help(text: str) -> dict[str, str]:
+    """{first flag: its help text} of an argparse --help page."""
+    options: dict[str, str] = {}
+    flag = None
+    for line in text.split("options:", 1)[1].splitlines():
+        if line.startswith("  -"):
+            flag = line.split()[0].rstrip(",")
+            options[flag] = line
+        elif flag is not None:
+            options[flag] += " " + line.strip()
+    return options
+
+
+@pytest.fixture
+def option_help():
+    """Parse an argparse --help page into {first flag: its help text}."""
+    return _option_help

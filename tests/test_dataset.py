@@ -321,29 +321,17 @@ def test_builder_removes_temporaries_of_a_killed_build(tiny, tmp_path):
     assert not stale.exists()
 
 
-def test_dataset_help_shows_every_default(capsys, monkeypatch):
+def test_dataset_help_shows_every_default(capsys, monkeypatch, option_help):
     monkeypatch.setenv("COLUMNS", "200")
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "--train TRAIN" in text and "(default: 4096)" in text and "(default: random)" in text
-    for flag, help_ in _option_help(text).items():
+    for flag, help_ in option_help(text).items():
         if flag not in ("-h", "--game", "--out"):
             assert "(default:" in help_, flag
 
-
-def _option_help(text: str) -> dict[str, str]:
-    """{first flag: its help text} of an argparse --help page."""
-    options: dict[str, str] = {}
-    flag = None
-    for line in text.split("options:", 1)[1].splitlines():
-        if line.startswith("  -"):
-            flag = line.split()[0].rstrip(",")
-            options[flag] = line
-        elif flag is not None:
-            options[flag] += " " + line.strip()
-    return options
 
 
 def test_damaged_chunk_of_an_unfinished_build_is_named(tmp_path):

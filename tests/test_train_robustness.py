@@ -244,7 +244,7 @@ def test_thread_change_on_resume_is_warned_about(tiny_pong, run):
 
 
 # ---------------------------------------------------------------- --help
-def test_train_help_shows_every_default(capsys, monkeypatch):
+def test_train_help_shows_every_default(capsys, monkeypatch, option_help):
     monkeypatch.setenv("COLUMNS", "200")
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
@@ -253,14 +253,7 @@ def test_train_help_shows_every_default(capsys, monkeypatch):
     assert "(default: None)" not in text
     assert "(default: the preset's: cpu 1500, gpu 5000)" in text and "(default: gpu)" in text
     assert "-1.0 for Boxing, Skiing" in text
-    options = {}
-    flag = None
-    for line in text.split("options:", 1)[1].splitlines():
-        if line.startswith("  -"):
-            flag = line.split()[0].rstrip(",")
-            options[flag] = line
-        elif flag is not None:
-            options[flag] += " " + line.strip()
+    options = option_help(text)
     assert len(options) > 15
     for flag, help_ in options.items():
         if flag not in ("-h", "--game", "--data", "--out"):

@@ -261,32 +261,32 @@ def require_finished_split(root: Path, split: str, meta: dict[str, Any]) -> None
         )
 
 
+def _read_checked(
+    root: str | Path, split: str, meta: dict[str, Any] | None, file_of: Any, keys: Any, check: Any
+) -> dict[str, np.ndarray]:
+    """One finished split's file, read in full and checked (shared by the two readers below)."""
+    root = Path(root)
+    check_split_name(split)
+    meta = read_meta(root) if meta is None else meta
+    require_finished_split(root, split, meta)
+    path = file_of(root, split)
+    arrays = read_npz(path, keys, root, meta["game"])
+    check(path, arrays, meta, split, root)
+    return arrays
+
+
 def read_split_arrays(root: str | Path, split: str, meta: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """A finished split's arrays (:data:`ARRAY_KEYS`), read in full and checked.
 
     Raises DatasetError for an unknown or unfinished split, DatasetFileError for a missing
     or damaged file.
     """
-    root = Path(root)
-    check_split_name(split)
-    meta = read_meta(root) if meta is None else meta
-    require_finished_split(root, split, meta)
-    path = split_file(root, split)
-    arrays = read_npz(path, ARRAY_KEYS, root, meta["game"])
-    check_split_arrays(path, arrays, meta, split, root)
-    return arrays
+    return _read_checked(root, split, meta, split_file, ARRAY_KEYS, check_split_arrays)
 
 
 def read_ground_truth_arrays(
     root: str | Path, split: str, meta: dict[str, Any] | None = None
 ) -> dict[str, np.ndarray]:
     """A finished split's ground-truth columns (:data:`GT_KEYS`), read in full and checked."""
-    root = Path(root)
-    check_split_name(split)
-    meta = read_meta(root) if meta is None else meta
-    require_finished_split(root, split, meta)
-    path = gt_file(root, split)
-    arrays = read_npz(path, GT_KEYS, root, meta["game"])
-    check_ground_truth_arrays(path, arrays, meta, split, root)
-    return arrays
+    return _read_checked(root, split, meta, gt_file, GT_KEYS, check_ground_truth_arrays)
 
