@@ -37,6 +37,7 @@ from moc_envs.manifest import safetensors_metadata, verify_folder
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.model.geometry import FRAME_H, FRAME_W, where_to_boxes
+from moc_envs.model.runtime import RawEncoder, frozen_encoder
 from moc_envs.postprocess import (
     DEFAULT_SUPPRESSION,
     SuppressionConfig,
@@ -93,6 +94,7 @@ class SpaceDetector:
         refine: bool = True,
         max_box: tuple[float, float] | None = None,
         threads: int | None = None,
+        freeze: bool = True,
     ) -> None:
         """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one).
 
@@ -100,7 +102,9 @@ class SpaceDetector:
         ``suppression=None`` keeps every present cell (duplicates included);
         ``refine=False`` keeps the model's loose boxes instead of tightening them to the pixels;
         ``max_box`` (width, height in frame pixels) drops larger model boxes (None: no limit);
-        ``threads``: torch CPU threads of the forward pass (None: one, see :mod:`moc_envs.threads`).
+        ``threads``: torch CPU threads of the forward pass (None: one, see :mod:`moc_envs.threads`);
+        ``freeze``: on the CPU, run the image encoder as a frozen TorchScript graph
+        (:mod:`moc_envs.model.runtime`: the same outputs to float rounding, less overhead per call).
         """
         self.threads = check_threads(threads)
         self.game = game
@@ -113,6 +117,13 @@ class SpaceDetector:
         self.suppression = suppression
         self.refine = refine
         self.max_box = max_box
+        self._image_raw: RawEncoder | None = None
+        if freeze and self.device.type == "cpu":
+            example = torch.zeros((1, 3, encoder.cfg.img_size, encoder.cfg.img_size), device=self.device)
+            with torch_threads(self.threads):
+                self._image_raw = frozen_encoder(
+                    self.encoder.image_encoder, example.contiguous(memory_format=torch.channels_last)
+                )
 
     @property
     def config(self) -> ModelConfig:
@@ -127,6 +138,7 @@ class SpaceDetector:
         device: str = "cpu",
         allow_unclassified: bool = False,
         threads: int | None = None,
+        freeze: bool = True,
     ) -> SpaceDetector:
         """Load the detector exported to folder ``path`` for ``game``.
 
@@ -137,7 +149,7 @@ class SpaceDetector:
         CorruptWeightsError when the manifest does not check out, or the config, the weights or
         the classifier cannot be read, are for another game or format, do not match the model
         (keys, shapes), hold non-finite values, or cannot work (a classifier filling no slot, a
-        ``max_box`` smaller than one grid cell).
+        ``max_box`` smaller than one grid cell). ``threads`` and ``freeze``: see :class:`SpaceDetector`.
         """
         from safetensors import SafetensorError
         from safetensors.torch import load
@@ -235,7 +247,7 @@ class SpaceDetector:
                 )
         return cls(
             encoder, game, device=device, threshold=float(threshold), meta=meta, classifier=classifier,
-            refine=refine, max_box=max_box, threads=threads,
+            refine=refine, max_box=max_box, threads=threads, freeze=freeze,
         )  # fmt: skip
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:
@@ -253,7 +265,9 @@ class SpaceDetector:
         if n == 0:
             return []
         with torch_threads(self.threads) if self.device.type == "cpu" else nullcontext():
-            b_idx, prob, where, z_what = self.encoder.infer(self._to_input(frames), self.threshold)
+            b_idx, prob, where, z_what = self.encoder.infer(
+                self._to_input(frames), self.threshold, image_raw=self._image_raw
+            )
         boxes = where_to_boxes(where.float()).cpu().numpy()
         b_idx = b_idx.cpu().numpy()
         prob = prob.float().cpu().numpy()

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Any
 
 import gymnasium as gym
@@ -49,6 +51,7 @@ from moc_envs.games import GameSpec
 from moc_envs.observation import ObjectObservationBuilder, observation_space
 from moc_envs.registration import check_env_arguments, game_of_id, make_ale_env
 from moc_envs.registration import env_id as registered_id
+from moc_envs.threads import torch_threads
 from moc_envs.wrapper import screen_of
 
 __all__ = ["AUTORESET_MODES", "MocVectorEnv", "make_vec"]
@@ -194,6 +197,7 @@ class MocVectorEnv(VectorEnv):
         self.env_infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         """Each env's latest info dict, unbatched (``final_obs``/``final_info`` included)."""
         self.detect_calls = 0
+        self._count_lock = threading.Lock()
         """How many times ``detector.detect`` was called (benchmarks and tests read it)."""
 
     # ---------------------------------------------------------------- helpers
@@ -216,7 +220,8 @@ class MocVectorEnv(VectorEnv):
         detections, dropped = validate_detections(
             self.detector.detect(frames, rams), len(batch), self.detector
         )
-        self.detect_calls += 1
+        with self._count_lock:
+            self.detect_calls += 1
         where = {env_i: k for k, env_i in enumerate(batch)}
         out: dict[int, tuple[Any, dict[str, Any]]] = {}
         for i in rows:
@@ -243,11 +248,13 @@ class MocVectorEnv(VectorEnv):
         return self._grab(rows)
 
     def _step_and_detect(self, actions: Any, base: list[dict[str, Any]]) -> dict[int, tuple[Any, dict[str, Any]]]:
-        """Step every env and detect every new frame; with :attr:`overlap`, as a two-stage pipeline.
+        """Step every env and detect every new frame; with :attr:`overlap`, the halves in parallel.
 
-        The pipeline emulates the second half of the envs in a worker thread while the main
-        thread detects (and tracks) the first half: ale-py releases the GIL while it emulates
-        and torch while it computes, so both cores work.
+        With overlap a worker thread steps, detects and tracks the second half of the envs while
+        the main thread does the first half: ale-py releases the GIL while it emulates and torch
+        while it computes, so both cores work. Both threads run under the detector's thread
+        count, set once here (two threads setting and restoring it in turn could leave one of
+        them running with another count).
         """
         if not self.overlap:
             rows = self._chunks[0]
@@ -255,14 +262,20 @@ class MocVectorEnv(VectorEnv):
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moc-envs-step")
         first, second = self._chunks
-        grabbed = self._step_rows(first, actions, base)
-        pending = self._pool.submit(self._step_rows, second, actions, base)
-        try:
-            results = self._detect_rows(first, grabbed)
-        finally:
-            grabbed_second = pending.result()  # never leave the worker stepping unattended
-        results.update(self._detect_rows(second, grabbed_second))
+        threads = getattr(self.detector, "threads", None)
+        with torch_threads(threads) if isinstance(threads, int) else nullcontext():
+            pending = self._pool.submit(self._step_and_detect_rows, second, actions, base)
+            try:
+                results = self._step_and_detect_rows(first, actions, base)
+            finally:
+                other = pending.result()  # never leave the worker running unattended
+        results.update(other)
         return results
+
+    def _step_and_detect_rows(
+        self, rows: Sequence[int], actions: Any, base: list[dict[str, Any]]
+    ) -> dict[int, tuple[Any, dict[str, Any]]]:
+        return self._detect_rows(rows, self._step_rows(rows, actions, base))
 
     def _reset_env(self, i: int, seed: int | None, options: dict[str, Any] | None) -> dict[str, Any]:
         _, info = self.envs[i].reset(seed=seed, options=options)

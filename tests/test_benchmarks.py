@@ -94,7 +94,9 @@ def test_speed_quick_writes_rows_and_ratios(no_weights, tmp_path) -> None:
         run_all(["--only", "speed,sped"])
     data, md = _read(tmp_path, "speed")
     rows = {(r["name"], r["num_envs"]): r for r in data["rows"]}
-    assert rows[("raw ALE/Pong-v5", 1)]["ratio_to_ale"] == 1.0
+    start, end = rows[("raw ALE/Pong-v5", 1)], rows[("raw ALE/Pong-v5, again at the end", 1)]
+    # Every ratio is to the mean of the two raw-ALE measurements.
+    assert start["ratio_to_ale"] + end["ratio_to_ale"] == pytest.approx(2.0)
     assert rows[("MOC/Pong-v0 detector=ram, make_vec", 8)]["steps_per_s"] > 0
     assert rows[("OCAtari vision mode", 1)]["steps_per_s"] > 0
     learned = rows[("MOC/Pong-v0 learned", 1)]
@@ -186,8 +188,13 @@ def test_learned_rows_run_when_weights_exist(untrained_weights, tmp_path) -> Non
                      detect_batches=(1, 4), detect_repeats=2)  # fmt: skip
     learned = [r for r in data["rows"] if "learned" in r["name"]]
     assert learned and all(r["steps_per_s"] and not r["note"] for r in learned)
-    assert [(r["batch"], r["detector"]) for r in data["detect"]] == [(1, "space encoder, shipped"), (4, "space encoder, shipped")]
+    assert [(r["batch"], r["detector"]) for r in data["detect"]] == [
+        (b, f"space encoder, shipped{s}") for b in (1, 4) for s in ("", ", eager")
+    ]
+    # One folder: it is its own baseline, frozen against frozen and eager against eager.
     assert all(r["ms_per_frame"] > 0 and r["speedup_vs_baseline"] == 1.0 for r in data["detect"])
+    eager = [r for r in data["detect"] if r["detector"].endswith("eager")]
+    assert all(r["speedup_vs_filed"] == 1.0 for r in eager)
     data = detection.run(["Pong"], steps=6, device="cpu", out=out)
     rows = [r for r in data["rows"] if r["detector"] == "learned (SPACE+MOC)"]
     assert len(rows) == 2 and all("f1" in r and not r["note"] for r in rows)

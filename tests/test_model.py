@@ -14,6 +14,8 @@ from moc_envs.model import (
     SpaceModel,
     boxes_to_where,
     crop_glimpses,
+    crop_glimpses_grouped,
+    crop_present_glimpses,
     latents_to_where,
     paste_glimpses,
     where_to_boxes,
@@ -141,3 +143,25 @@ def test_bf16_autocast_forward_gives_float32_outputs():
         assert bool(torch.isfinite(t).all())
     (out.fg_log_lik.sum() + out.bg_log_lik.sum()).backward()
     assert model.encoder.image_encoder.heads.weight.grad is not None
+
+
+def test_grouped_crops_equal_the_per_box_crops():
+    torch.manual_seed(1)
+    images = torch.rand(3, 3, 128, 128).contiguous(memory_format=torch.channels_last)
+    where = torch.rand(3, 4, 4) * torch.tensor([0.3, 0.3, 1.8, 1.8]) - torch.tensor([0.0, 0.0, 0.9, 0.9])
+    per_box = crop_glimpses(images.repeat_interleave(4, dim=0), where.flatten(0, 1), 16)
+    grouped = crop_glimpses_grouped(images, where, 16)
+    assert grouped.shape == (3, 4, 3, 16, 16)
+    assert torch.equal(grouped.flatten(0, 1), per_box)
+
+
+@pytest.mark.parametrize("frame_index", [[0, 0, 2, 4, 4, 4], [3], [1, 1, 1, 1], []])
+def test_crops_of_present_cells_equal_the_per_box_crops(frame_index):
+    torch.manual_seed(2)
+    images = torch.rand(5, 3, 128, 128)
+    b = torch.tensor(frame_index, dtype=torch.long)
+    where = torch.rand(len(frame_index), 4) * 0.5
+    got = crop_present_glimpses(images, b, where, 16)
+    assert got.shape == (len(frame_index), 3, 16, 16)
+    if frame_index:
+        assert torch.equal(got, crop_glimpses(images[b], where, 16))

@@ -12,6 +12,8 @@ from moc_envs.model.encoder import CellLatents, GlimpseEncoder, ImageEncoder, Sp
 from moc_envs.model.geometry import (
     boxes_to_where,
     crop_glimpses,
+    crop_glimpses_grouped,
+    crop_present_glimpses,
     latents_to_where,
     paste_glimpses,
     where_to_boxes,
@@ -33,6 +35,8 @@ __all__ = [
     "boxes_to_where",
     "where_to_boxes",
     "crop_glimpses",
+    "crop_glimpses_grouped",
+    "crop_present_glimpses",
     "paste_glimpses",
     "latents_to_where",
 ]

@@ -6,6 +6,7 @@ background, so the exported weights stay small.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from moc_envs.model.config import ModelConfig
-from moc_envs.model.geometry import crop_glimpses, latents_to_where
+from moc_envs.model.geometry import crop_present_glimpses, latents_to_where
 
 __all__ = [
     "CellLatents",
@@ -162,21 +163,27 @@ class SpaceEncoder(nn.Module):
 
     @torch.no_grad()
     def infer(
-        self, x: torch.Tensor, threshold: float = 0.5
+        self,
+        x: torch.Tensor,
+        threshold: float = 0.5,
+        image_raw: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Posterior means of the present cells of a batch.
+
+        ``image_raw`` replaces ``self.image_encoder.raw`` (a frozen graph of it, see
+        :mod:`moc_envs.model.runtime`).
 
         Returns ``(frame_index, pres_prob, z_where, z_what)`` over the M cells whose z_pres
         probability exceeds ``threshold``: shapes (M,), (M,), (M, 4), (M, z_what_dim).
         """
         # Only the means and z_pres: the standard deviations are for training.
-        raw = self.image_encoder.raw(x).flatten(2).transpose(1, 2).float()  # (B, N, 11)
+        raw = (image_raw or self.image_encoder.raw)(x).flatten(2).transpose(1, 2).float()  # (B, N, 11)
         prob = torch.sigmoid(self.cfg.pres_squash * torch.tanh(raw[..., 0]))
         where = latents_to_where(raw[..., 3:5], raw[..., 7:9], self.cfg.grid)
         b_idx, c_idx = torch.nonzero(prob > threshold, as_tuple=True)
         sel_where = where[b_idx, c_idx]
         if b_idx.numel():
-            glimpses = crop_glimpses(x[b_idx], sel_where.to(x.dtype), self.cfg.glimpse)
+            glimpses = crop_present_glimpses(x, b_idx, sel_where.to(x.dtype), self.cfg.glimpse)
             z_what, _ = self.glimpse_encoder(glimpses)
         else:
             z_what = where.new_zeros((0, self.cfg.z_what_dim))

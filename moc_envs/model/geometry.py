@@ -18,6 +18,8 @@ __all__ = [
     "where_to_boxes",
     "boxes_to_where",
     "crop_glimpses",
+    "crop_glimpses_grouped",
+    "crop_present_glimpses",
     "paste_glimpses",
 ]
 
@@ -88,6 +90,45 @@ def crop_glimpses(images: torch.Tensor, z_where: torch.Tensor, size: int) -> tor
     theta = _theta(z_where, inverse=False).to(images.dtype)
     grid = F.affine_grid(theta, [images.shape[0], images.shape[1], size, size], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def crop_glimpses_grouped(images: torch.Tensor, z_where: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop K glimpses from each image: images (B, C, H, W), z_where (B, K, 4) -> (B, K, C, size, size).
+
+    The same pixels as :func:`crop_glimpses` on the images repeated K times, without the copies:
+    image b's K sampling grids are stacked into one (K * size, size) grid, so one grid_sample
+    call reads each image once (every output pixel is computed from its own grid point, so the
+    values are identical).
+    """
+    b, k = z_where.shape[:2]
+    c = images.shape[1]
+    theta = _theta(z_where.reshape(b * k, 4), inverse=False).to(images.dtype)
+    grid = F.affine_grid(theta, [b * k, c, size, size], align_corners=False)
+    out = F.grid_sample(
+        images, grid.view(b, k * size, size, 2), mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    return out.view(b, c, k, size, size).transpose(1, 2)
+
+
+def crop_present_glimpses(
+    images: torch.Tensor, frame_index: torch.Tensor, z_where: torch.Tensor, size: int
+) -> torch.Tensor:
+    """One glimpse per box when frames hold different numbers of boxes: (M, C, size, size).
+
+    ``frame_index`` (M,) is each box's image, sorted ascending (as ``torch.nonzero`` returns
+    it); ``z_where`` (M, 4). Each image's boxes are padded to the largest count and cropped with
+    :func:`crop_glimpses_grouped`, so no image is copied (``crop_glimpses(images[frame_index],
+    ...)`` copies one per box); the values equal that call's.
+    """
+    m = frame_index.numel()
+    if m == 0:
+        return images.new_zeros((0, images.shape[1], size, size))
+    counts = torch.bincount(frame_index, minlength=images.shape[0])
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(m, device=frame_index.device) - starts[frame_index]
+    padded = z_where.new_zeros((images.shape[0], int(counts.max()), 4))
+    padded[frame_index, rank] = z_where
+    return crop_glimpses_grouped(images, padded, size)[frame_index, rank]
 
 
 def paste_glimpses(glimpses: torch.Tensor, z_where: torch.Tensor, out_size: int) -> torch.Tensor:

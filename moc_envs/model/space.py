@@ -12,7 +12,7 @@ from moc_envs.model.background import BackgroundModule
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.decoder import GlimpseDecoder, composite
 from moc_envs.model.encoder import CellLatents, SpaceEncoder
-from moc_envs.model.geometry import crop_glimpses, latents_to_where
+from moc_envs.model.geometry import crop_glimpses_grouped, latents_to_where
 
 __all__ = ["SpaceOutput", "SpaceModel"]
 
@@ -87,9 +87,7 @@ class SpaceModel(nn.Module):
         full_shift = torch.zeros_like(lat.shift_mean).scatter(1, topk_idx[..., None].expand(-1, -1, 2), z_shift)
         z_where = pick(latents_to_where(full_scale, full_shift, cfg.grid))  # (B, K, 4)
 
-        glimpses = crop_glimpses(
-            x.repeat_interleave(k, dim=0), z_where.flatten(0, 1).to(x.dtype), cfg.glimpse
-        )
+        glimpses = crop_glimpses_grouped(x, z_where.to(x.dtype), cfg.glimpse).flatten(0, 1)
         what_mean, what_std = self.encoder.glimpse_encoder(glimpses)
         z_what = what_mean + what_std * torch.randn_like(what_std) if sample else what_mean
         rgb, alpha = self.glimpse_decoder(z_what.to(x.dtype))
