@@ -16,6 +16,11 @@ share an output folder, and removes the temporaries that killed runs left behind
 checkpoint whose digest does not match its contents is reported as corrupted; one written
 before digests existed still loads, with a note. Resuming with another thread count or device
 warns that the result will not be bit-identical to an uninterrupted run.
+
+``--nproc N`` (or ``torchrun --nproc_per_node N -m trainers.train ...``) trains with N
+DistributedDataParallel processes, each on its own shard of the dataset, ``--batch-stacks``
+stacks per process; see :mod:`trainers.distributed` for the batch, the learning rates and
+resuming with another N.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from moc_envs.errors import CorruptWeightsError, MocEnvsError
 from moc_envs.games import game_names
 from moc_envs.model import SpaceModel
 from moc_envs.model.geometry import where_to_boxes
+from trainers import distributed
 from trainers.config import PRESETS, TrainConfig, lambda_dynamic, lambda_linear, make_config
 from trainers.losses import continuity_loss, elbo_terms, motion_distance, motion_terms, total_loss
 from trainers.run_lock import RunLock, RunLockWarning
@@ -116,6 +122,7 @@ class Args:
     eval_split: str = field(default="test", metadata={"help": "split scored at the end ('' to skip)"})
     compile: bool = field(default=True, metadata={"help": "torch.compile the model on CUDA"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    nproc: int = field(default=1, metadata={"help": "data-parallel processes (>1: relaunched under torchrun, DDP; --batch-stacks is per process)"})
 
     def config_overrides(self) -> dict[str, Any]:
         """The TrainConfig fields given on the command line."""
@@ -177,7 +184,7 @@ def _parse(argv: Sequence[str] | None) -> Args:
         if f.type in ("bool",):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
             continue
-        kind = {"int | None": int, "float | None": float}.get(str(f.type), str)
+        kind = {"int": int, "int | None": int, "float | None": float}.get(str(f.type), str)
         required = f.default is dataclasses.MISSING
         # SUPPRESS: the option is left out of the namespace (the dataclass default applies) and
         # --help shows no "(default: None)"; the help text says what None stands for instead.
@@ -189,6 +196,8 @@ def _parse(argv: Sequence[str] | None) -> Args:
     args = Args(**vars(ns))
     if args.preset not in PRESETS:
         p.error(f"--preset must be one of {', '.join(PRESETS)}, got {args.preset!r}")
+    if args.nproc < 1:
+        p.error(f"--nproc must be >= 1, got {args.nproc}")
     return args
 
 
@@ -447,39 +456,84 @@ def _warn_if_not_exact(ckpt: dict[str, Any], path: Path, device: torch.device) -
         )
 
 
+def _restore_rng(
+    ckpt: dict[str, Any], gen: torch.Generator, dist: distributed.Dist, seed: int, step: int
+) -> None:
+    """This rank's random streams from a checkpoint.
+
+    Rank 0 (and a single process) takes the saved ones; another rank takes its own saved
+    streams when the checkpoint was written by as many processes, else fresh ones seeded from
+    (seed, rank, step).
+    """
+    if dist.is_main:
+        _set_rng_state(ckpt["rng"], gen)
+        return
+    saved = ckpt.get("rank_rng", [])
+    if ckpt.get("world_size", 1) == dist.world_size and len(saved) == dist.world_size - 1:
+        _set_rng_state(saved[dist.rank - 1], gen)
+    else:
+        dist.reseed(seed, gen, step)
+
+
+def _warn_if_other_world(ckpt: dict[str, Any], path: Path, dist: distributed.Dist) -> None:
+    """Warn when a run resumes with another number of processes than wrote its checkpoint."""
+    saved = int(ckpt.get("world_size", 1))
+    if saved != dist.world_size:
+        warnings.warn(
+            f"resuming {path} with {dist.world_size} process(es), but it was written by {saved}: "
+            "the model, optimisers, step and schedules continue, but the dataset is cut into "
+            "other shards and the batch per step changes, so the result will differ from an "
+            "uninterrupted run",
+            TrainWarning,
+            stacklevel=3,
+        )
+
+
 def train(args: Args) -> dict[str, Any]:
     """Run (or resume) one training run; return a summary dict.
 
     Holds ``<out>/train.lock`` throughout (released on return, on errors and on Ctrl-C);
-    raises :class:`trainers.run_lock.RunLockedError` when another run holds it.
+    raises :class:`trainers.run_lock.RunLockedError` when another run holds it. Under torchrun
+    every process calls this (:mod:`trainers.distributed`); rank 0 alone takes the lock.
     """
     cfg = make_config(args.game, args.preset, **args.config_overrides())  # type: ignore[arg-type]
     out_dir = Path(args.out)
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    dist = distributed.setup(args.device, args.nproc)
     try:
-        with RunLock(out_dir), ExitStack() as cleanup:
-            return _train_locked(args, cfg, out_dir, cleanup)
+        if not dist.is_main:
+            with ExitStack() as cleanup:
+                return _train_locked(args, cfg, out_dir, cleanup, dist)
+        created = not out_dir.exists()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with RunLock(out_dir), ExitStack() as cleanup:
+                return _train_locked(args, cfg, out_dir, cleanup, dist)
+        finally:
+            # A run that failed before writing anything leaves no empty folder behind.
+            if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()
     finally:
-        # A run that failed before writing anything leaves no empty folder behind.
-        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
+        dist.close()
 
 
-def _train_locked(args: Args, cfg: TrainConfig, out_dir: Path, cleanup: ExitStack) -> dict[str, Any]:
-    """The body of :func:`train`, run while holding the output folder's lock.
+def _train_locked(
+    args: Args, cfg: TrainConfig, out_dir: Path, cleanup: ExitStack, dist: distributed.Dist
+) -> dict[str, Any]:
+    """The body of :func:`train`, run while holding the output folder's lock (rank 0).
 
     ``cleanup`` closes what the run opens (TensorBoard writer, progress bar) however it ends.
+    Every rank of a distributed run runs it; only rank 0 writes files.
     """
     from tqdm import tqdm
 
-    _remove_leftovers(out_dir)
+    if dist.is_main:
+        _remove_leftovers(out_dir)
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.exists() and not args.resume:
         raise TrainError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = _resolve_device(args.device)
+    device = dist.device or _resolve_device(args.device)
     cuda = device.type == "cuda"
 
     # Seeding up front (CleanRL style); a resumed run then overwrites every state below.
@@ -488,7 +542,7 @@ def _train_locked(args: Args, cfg: TrainConfig, out_dir: Path, cleanup: ExitStac
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    data = load_train_data(args.data, "train")
+    data = dist.shard(load_train_data(args.data, "train"))
     if data.frames.shape[1] != cfg.seq_len:
         raise TrainError(f"dataset stacks hold T={data.frames.shape[1]} frames, config expects {cfg.seq_len}")
     if data.motion_pres.shape[-1] != cfg.model.n_cells:
@@ -499,6 +553,7 @@ def _train_locked(args: Args, cfg: TrainConfig, out_dir: Path, cleanup: ExitStac
     model = SpaceModel(cfg.model).to(device).to(memory_format=torch.channels_last)
     fg_opt = torch.optim.RMSprop(model.foreground_parameters(), lr=cfg.fg_lr)
     bg_opt = torch.optim.Adam(model.background.parameters(), lr=cfg.bg_lr)
+    dist.reseed(cfg.seed, gen)  # after the model: every rank starts from the same weights
     step = 0
     sched = {"v_ema": None}
     if args.resume:
@@ -511,23 +566,34 @@ def _train_locked(args: Args, cfg: TrainConfig, out_dir: Path, cleanup: ExitStac
             raise CorruptWeightsError(f"checkpoint {ckpt_path} does not fit the model: {err}") from err
         step = int(ckpt["step"])
         sched = dict(ckpt["sched"])
-        _set_rng_state(ckpt["rng"], gen)
-        _warn_if_not_exact(ckpt, ckpt_path, device)
-    atomic_write_text(out_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        _restore_rng(ckpt, gen, dist, cfg.seed, step)
+        if dist.is_main:
+            _warn_if_not_exact(ckpt, ckpt_path, device)
+            _warn_if_other_world(ckpt, ckpt_path, dist)
+    if dist.is_main:
+        atomic_write_text(out_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
-    forward = model
+    forward = dist.wrap(model)
     if cuda and args.compile:
-        forward = torch.compile(model)  # type: ignore[assignment]
+        forward = torch.compile(forward)  # type: ignore[assignment]
 
     from torch.utils.tensorboard import SummaryWriter
 
-    # On resume, events that a killed run logged after its last checkpoint are hidden
-    # (purge_step), so the curves show one history rather than two overlapping ones.
-    writer = SummaryWriter(str(out_dir / "tb"), purge_step=step if args.resume else None)
-    cleanup.callback(writer.close)
-    writer.add_text("config", "```\n" + json.dumps(cfg.to_dict(), indent=2) + "\n```", step)
+    writer: SummaryWriter | None = None
+    if dist.is_main:
+        # On resume, events that a killed run logged after its last checkpoint are hidden
+        # (purge_step), so the curves show one history rather than two overlapping ones.
+        writer = SummaryWriter(str(out_dir / "tb"), purge_step=step if args.resume else None)
+        cleanup.callback(writer.close)
+        writer.add_text("config", "```\n" + json.dumps(cfg.to_dict(), indent=2) + "\n```", step)
 
     def checkpoint() -> None:
+        rngs = dist.gather(_rng_state(gen))  # collectives: every rank calls checkpoint()
+        extra: dict[str, Any] = {}
+        if dist.active:
+            extra = {"world_size": dist.world_size, "rank_rng": rngs[1:], "rank_params": dist.in_sync(model)}
+        if not dist.is_main:
+            return
         save_checkpoint(
             ckpt_path,
             {
@@ -536,18 +602,19 @@ def _train_locked(args: Args, cfg: TrainConfig, out_dir: Path, cleanup: ExitStac
                 "bg_opt": bg_opt.state_dict(),
                 "step": step,
                 "sched": sched,
-                "rng": _rng_state(gen),
+                "rng": rngs[0],
                 "config": cfg.to_dict(),
                 "data": str(args.data),
                 "threads": torch.get_num_threads(),
                 "device": device.type,
+                **extra,
             },
         )
 
     stop = min(cfg.steps, args.until_step) if args.until_step is not None else cfg.steps
     t_start = time.time()
     last: dict[str, float] = {}
-    bar = tqdm(total=stop, initial=step, desc=f"{cfg.game} {cfg.preset}", disable=not args.progress, dynamic_ncols=True)
+    bar = tqdm(total=stop, initial=step, desc=f"{cfg.game} {cfg.preset}", disable=not (args.progress and dist.is_main), dynamic_ncols=True)
     cleanup.callback(bar.close)
     model.train()
     while step < stop:
@@ -566,8 +633,8 @@ def _train_locked(args: Args, cfg: TrainConfig, out_dir: Path, cleanup: ExitStac
         terms.update(motion_terms(out, m_pres, m_where, m_mask, cfg.weights.pres_loss))
         terms["continuity"] = continuity_loss(out, cfg.seq_len, cfg.model.grid, cfg.weights.oc_beta)
         loss = total_loss(terms, cfg.weights, lam)
-        if not torch.isfinite(loss):
-            raise TrainError(f"loss became {loss.item()} at step {step}; lower the learning rates")
+        if not dist.all_true(bool(torch.isfinite(loss))):  # every rank stops, none waits
+            raise TrainError(f"loss became {loss.item()} at step {step}{dist.where}; lower the learning rates")
         fg_opt.zero_grad(set_to_none=True)
         bg_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -575,12 +642,12 @@ def _train_locked(args: Args, cfg: TrainConfig, out_dir: Path, cleanup: ExitStac
         bg_norm = torch.nn.utils.clip_grad_norm_(model.background.parameters(), cfg.clip)
         fg_opt.step()
         bg_opt.step()
-        v = cfg.dynamic_scale * motion_distance(out, m_pres, m_where)
+        v = dist.mean(cfg.dynamic_scale * motion_distance(out, m_pres, m_where))
         sched["v_ema"] = v if sched["v_ema"] is None else 0.9 * sched["v_ema"] + 0.1 * v
         step += 1
         bar.update(1)
 
-        if step % cfg.log_every == 0 or step == stop:
+        if writer is not None and (step % cfg.log_every == 0 or step == stop):
             for k, val in terms.items():
                 writer.add_scalar(f"loss/{k}", float(val.detach()), step)
             writer.add_scalar("loss/total", float(loss.detach()), step)
@@ -593,19 +660,24 @@ def _train_locked(args: Args, cfg: TrainConfig, out_dir: Path, cleanup: ExitStac
             writer.add_scalar("charts/fg_grad_norm", float(fg_norm), step)
             writer.add_scalar("charts/bg_grad_norm", float(bg_norm), step)
             writer.add_scalar("charts/present_per_frame", float((out.pres_prob > 0.5).float().sum(1).mean()), step)
-            writer.add_scalar("charts/frames_per_sec", cfg.frames_per_step / max(time.time() - t0, 1e-9), step)
+            frames = cfg.frames_per_step * dist.world_size  # every rank's batch
+            writer.add_scalar("charts/frames_per_sec", frames / max(time.time() - t0, 1e-9), step)
             last = {k: float(val.detach()) for k, val in terms.items()} | {"total": float(loss.detach()), "lambda": lam}
             bar.set_postfix(loss=f"{float(loss.detach()):.4g}", motion=f"{last['motion_pres']:.3g}", lam=f"{lam:.2f}")
-        if step % cfg.image_every == 0 or step == stop:
+        if writer is not None and (step % cfg.image_every == 0 or step == stop):
             writer.add_image("images/input_recon_fg_alpha_bg", _pictures(x, out), step, dataformats="HWC")
         if step % cfg.ckpt_every == 0 or step == stop:
             checkpoint()
-        if args.max_minutes is not None and time.time() - t_start > args.max_minutes * 60:
+        if args.max_minutes is not None and dist.any_true(time.time() - t_start > args.max_minutes * 60):
             checkpoint()
             break
     bar.close()
     checkpoint()
     summary: dict[str, Any] = {"step": step, "steps": cfg.steps, "last": last, "minutes": (time.time() - t_start) / 60}
+    if dist.active:
+        summary["processes"] = dist.world_size
+    if writer is None:  # ranks other than 0: rank 0 evaluates and reports
+        return summary | {"rank": dist.rank}
     if (step >= cfg.steps or args.max_minutes is not None) and args.eval_split:
         from trainers.metrics import evaluate_encoder
 
@@ -629,14 +701,24 @@ def _format_warning(
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command-line entry point."""
+    """Command-line entry point; with ``--nproc N`` (N > 1) relaunches itself under torchrun."""
     args = _parse(argv)
+    if args.nproc > 1 and not distributed.under_torchrun():
+        code = distributed.launch(sys.argv[1:] if argv is None else list(argv), args.nproc)
+        if code != 0:
+            raise TrainError(
+                f"the {args.nproc} training processes stopped with exit code {code} (torchrun); "
+                "the failing rank's error is printed above"
+            )
+        return {"processes": args.nproc, "out": args.out}
     previous = warnings.formatwarning
     warnings.formatwarning = partial(_format_warning, previous)  # type: ignore[assignment]
     try:
         summary = train(args)
     finally:
         warnings.formatwarning = previous
+    if "rank" in summary:  # a rank other than 0 of a distributed run: rank 0 reports
+        return summary
     print(json.dumps({k: v for k, v in summary.items() if k != "eval"}, indent=2))
     if "eval" in summary:
         e = summary["eval"]
