@@ -30,6 +30,7 @@ reference. Numpy and OpenCV; no torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -239,9 +240,13 @@ def refine_boxes(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.25) -> 
         raise ValueError(f"frame must be (H, W, 3), got shape {frame.shape}")
     out = boxes.copy()
     fh, fw = frame.shape[:2]
-    for i, (x, y, w, h) in enumerate(boxes):
-        x0, y0 = int(max(0.0, np.floor(x - margin * w))), int(max(0.0, np.floor(y - margin * h)))
-        x1, y1 = int(min(fw, np.ceil(x + w + margin * w))), int(min(fh, np.ceil(y + h + margin * h)))
+    # Scalar geometry in Python floats (the same IEEE doubles as numpy's float64 scalars, without
+    # a numpy call each): this loop is the detector's path for a frame's few boxes.
+    for i, (x, y, w, h) in enumerate(boxes.tolist()):
+        if not all(math.isfinite(v) for v in (x, y, w, h)):
+            continue
+        x0, y0 = int(max(0.0, math.floor(x - margin * w))), int(max(0.0, math.floor(y - margin * h)))
+        x1, y1 = int(min(fw, math.ceil(x + w + margin * w))), int(min(fh, math.ceil(y + h + margin * h)))
         if x1 - x0 < 3 or y1 - y0 < 3:
             continue
         crop = _packed(frame[y0:y1, x0:x1])
@@ -249,10 +254,10 @@ def refine_boxes(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.25) -> 
         values, counts = np.unique(border, return_counts=True)
         background = values[counts.argmax()]
         # The central half of the predicted box, in crop coordinates (at least one pixel).
-        cx0 = int(np.clip(np.floor(x + w / 4) - x0, 0, x1 - x0 - 1))
-        cy0 = int(np.clip(np.floor(y + h / 4) - y0, 0, y1 - y0 - 1))
-        cx1 = int(np.clip(np.ceil(x + 3 * w / 4) - x0, cx0 + 1, x1 - x0))
-        cy1 = int(np.clip(np.ceil(y + 3 * h / 4) - y0, cy0 + 1, y1 - y0))
+        cx0 = min(max(math.floor(x + w / 4) - x0, 0), x1 - x0 - 1)
+        cy0 = min(max(math.floor(y + h / 4) - y0, 0), y1 - y0 - 1)
+        cx1 = min(max(math.ceil(x + 3 * w / 4) - x0, cx0 + 1), x1 - x0)
+        cy1 = min(max(math.ceil(y + 3 * h / 4) - y0, cy0 + 1), y1 - y0)
         centre = crop[cy0:cy1, cx0:cx1]
         inner = centre[centre != background]
         if not inner.size:

@@ -35,6 +35,7 @@ from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import GameSpec
 from moc_envs.manifest import safetensors_metadata, verify_folder
 from moc_envs.model.config import ModelConfig
+from moc_envs.model.decode_np import LeanGlimpseKernel, crop_glimpses_np, decode_cells
 from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.model.geometry import FRAME_H, FRAME_W, where_to_boxes
 from moc_envs.model.runtime import RawEncoder, frozen_encoder
@@ -118,6 +119,12 @@ class SpaceDetector:
         self.refine = refine
         self.max_box = max_box
         self._image_raw: RawEncoder | None = None
+        # The lean glimpse encoder runs as two NumPy matrix products on the CPU.
+        self._glimpse_kernel = (
+            LeanGlimpseKernel(self.encoder.glimpse_encoder, encoder.cfg.glimpse)
+            if self.device.type == "cpu" and encoder.cfg.glimpse_encoder == "lean"
+            else None
+        )
         if freeze and self.device.type == "cpu":
             example = torch.zeros((1, 3, encoder.cfg.img_size, encoder.cfg.img_size), device=self.device)
             with torch_threads(self.threads):
@@ -251,10 +258,43 @@ class SpaceDetector:
         )  # fmt: skip
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:
-        small = resize_frames(frames)
-        x = torch.from_numpy(small).to(self.device)
+        """The encoder's input (N, 3, S, S) in [0, 1], channels-last, on the detector's device."""
+        x = torch.from_numpy(resize_frames(frames)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         return x.contiguous(memory_format=torch.channels_last)
+
+    def _image_channels(self, x: torch.Tensor) -> torch.Tensor:
+        """The image encoder's raw head channels (N, 11, G, G), under the detector's threads."""
+        with torch_threads(self.threads) if self.device.type == "cpu" else nullcontext():
+            return (self._image_raw or self.encoder.image_encoder.raw)(x)
+
+    def _infer_cpu(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Frame index, z_pres probability, box and z_what of the present cells, in NumPy after
+        the image encoder (:mod:`moc_envs.model.decode_np`)."""
+        cfg = self.encoder.cfg
+        # The same float32 division as _to_input; channels-last memory that NumPy reads too
+        # (permute() of NHWC memory is a channels-last NCHW view: no copy).
+        images = np.divide(resize_frames(frames), np.float32(255.0), dtype=np.float32)
+        raw = self._image_channels(torch.from_numpy(images).permute(0, 3, 1, 2)).float().numpy()
+        b_idx, prob, where, boxes = decode_cells(raw, cfg.pres_squash, self.threshold)
+        glimpses = crop_glimpses_np(images, b_idx, where, cfg.glimpse)
+        if not len(b_idx):
+            return b_idx, prob, boxes, np.zeros((0, cfg.z_what_dim), dtype=np.float32)
+        with torch_threads(self.threads):
+            if self._glimpse_kernel is not None:
+                z_what = self._glimpse_kernel(glimpses)
+            else:
+                z_what = self.encoder.glimpse_encoder(torch.from_numpy(glimpses).permute(0, 3, 1, 2))[0]
+                z_what = z_what.float().numpy()
+        return b_idx, prob, boxes, z_what
+
+    def _infer_torch(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`_infer_cpu`, with every step in torch on the detector's device (CUDA)."""
+        b_idx, prob, where, z_what = self.encoder.infer(
+            self._to_input(frames), self.threshold, image_raw=self._image_channels
+        )
+        boxes = where_to_boxes(where.float()).cpu().numpy()
+        return b_idx.cpu().numpy(), prob.float().cpu().numpy(), boxes, z_what.float().cpu().numpy()
 
     @torch.inference_mode()
     def detect(self, frames: np.ndarray, rams: np.ndarray | None = None) -> list[list[Detection]]:
@@ -264,14 +304,8 @@ class SpaceDetector:
         n = frames.shape[0]
         if n == 0:
             return []
-        with torch_threads(self.threads) if self.device.type == "cpu" else nullcontext():
-            b_idx, prob, where, z_what = self.encoder.infer(
-                self._to_input(frames), self.threshold, image_raw=self._image_raw
-            )
-        boxes = where_to_boxes(where.float()).cpu().numpy()
-        b_idx = b_idx.cpu().numpy()
-        prob = prob.float().cpu().numpy()
-        z_what = z_what.float().cpu().numpy()
+        infer = self._infer_cpu if self.device.type == "cpu" else self._infer_torch
+        b_idx, prob, boxes, z_what = infer(frames)
         keep = np.flatnonzero(size_mask(boxes, self.max_box))
         if self.suppression is not None and len(keep):
             keep = keep[suppress_duplicates_batched(boxes[keep], prob[keep], b_idx[keep], self.suppression)]

@@ -73,13 +73,14 @@ def test_learned_detector_runs_with_its_thread_count() -> None:
         det = env.get_wrapper_attr("detector")
         assert det.threads == wanted
         seen: list[int] = []
-        forward = det.encoder.infer
+        forward = det._image_raw  # the image encoder (frozen on the CPU)
+        assert forward is not None
 
         def spy(*args, **kwargs):
             seen.append(torch.get_num_threads())
             return forward(*args, **kwargs)
 
-        det.encoder.infer = spy
+        det._image_raw = spy
         env.reset(seed=0)
         env.step(0)
         assert seen == [wanted, wanted]
