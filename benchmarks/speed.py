@@ -144,12 +144,13 @@ def _moc(game: str, detector: str, device: str, weights: Path | None = None) -> 
 
 
 def _moc_vec(
-    game: str, n: int, detector: str, device: str, weights: Path | None = None
+    game: str, n: int, detector: str, device: str, weights: Path | None = None, workers: int = 1
 ) -> Callable[[], gym.vector.VectorEnv]:
     def make() -> gym.vector.VectorEnv:
         from moc_envs.vector import make_vec
 
-        return make_vec(f"MOC/{game}-v0", n, detector=detector, device=device, **_learned(detector, weights))
+        return make_vec(f"MOC/{game}-v0", n, detector=detector, device=device, workers=workers,
+                        **_learned(detector, weights))  # fmt: skip
 
     return make
 
@@ -198,6 +199,38 @@ def time_detect(
         det.detect(chunk)
         times.append((time.perf_counter() - t0) / batch)
     return statistics.median(times)
+
+
+def profile_step(folder: Path, game: str, frames: np.ndarray, batch: int, repeats: int) -> dict[str, float]:
+    """Median milliseconds per frame of each ``detect()`` stage, and of tracking + observation.
+
+    ``detect()`` stages from :meth:`SpaceDetector.detect_timed` (one thread, CPU); "tracking and
+    observation" is one env's :class:`~moc_envs.observation.ObjectObservationBuilder` update
+    on those detections, what every env step adds after detection.
+    """
+    import statistics
+    import time
+
+    from moc_envs.games import get_game
+    from moc_envs.observation import ObjectObservationBuilder
+    from moc_envs.space_detector import SpaceDetector
+
+    spec = get_game(game)
+    det = SpaceDetector.from_pretrained(folder, spec, device="cpu", allow_unclassified=True)
+    builder = ObjectObservationBuilder(spec)
+    chunks = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)]
+    for chunk in chunks[:2]:
+        det.detect(chunk)
+    samples: dict[str, list[float]] = {}
+    for r in range(repeats):
+        found, stages = det.detect_timed(chunks[r % len(chunks)])
+        t0 = time.perf_counter()
+        for objects in found:
+            builder.update(objects)
+        stages["tracking and observation"] = time.perf_counter() - t0
+        for name, seconds in stages.items():
+            samples.setdefault(name, []).append(1e3 * seconds / batch)
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def _raw_frames(game: str, n: int, seed: int) -> np.ndarray:
@@ -254,6 +287,8 @@ def run(
     out: Path | None = None,
     detect_batches: Sequence[int] = (1, 32),
     detect_repeats: int = 30,
+    workers: Sequence[int] = (1, 2),
+    profile_batches: Sequence[int] = (1, 8),
 ) -> dict[str, Any]:
     """Measure every row and (when ``out``) write speed.json / .md / .png.
 
@@ -293,12 +328,13 @@ def run(
             )
             for n in vec_sizes:
                 vsteps = max(2, learned_steps // n)
-                plan.append(
-                    (f"{name}, make_vec", n, dev,
-                     lambda n=n, vsteps=vsteps, dev=dev, folder=folder: time_vector(
-                         _moc_vec(spec.name, n, "space", dev, folder), vsteps, 1, seed),
-                     "")
-                )
+                for w in [w for w in workers if w <= n]:
+                    plan.append(
+                        (f"{name}, make_vec" + (f", workers={w}" if w > 1 else ""), n, dev,
+                         lambda n=n, vsteps=vsteps, dev=dev, folder=folder, w=w: time_vector(
+                             _moc_vec(spec.name, n, "space", dev, folder, w), vsteps, 1, seed),
+                         "")
+                    )
     for name, n, dev, job, note in tqdm(plan, desc="speed", unit="row"):
         row = SpeedRow(name, n, dev, note=note)
         if job is not None:
@@ -326,6 +362,10 @@ def run(
                     row.speedup_vs_baseline = measured[(base_label, freeze)].ms_per_frame / row.ms_per_frame
                     row.speedup_vs_filed = filed / row.ms_per_frame
                 detect_rows += measured.values()
+    profile: dict[str, dict[str, float]] = {}
+    if folders:
+        for batch in profile_batches:
+            profile[str(batch)] = profile_step(folders[0][1], spec.name, frames, batch, detect_repeats)
     # Raw ALE once more at the end: on a shared machine the load can change during the run, so
     # every ratio is to the mean of the two measurements (both are in the table).
     end = SpeedRow(f"raw {spec.ale_id}, again at the end", 1, "-")
@@ -342,11 +382,33 @@ def run(
         "learned_steps": learned_steps,
         "rows": [asdict(r) for r in rows],
         "detect": [asdict(r) for r in detect_rows],
+        "profile_ms_per_frame": profile,
         "anchors": [{"what": a, "value": v} for a, v in ANCHORS],
     }
     if out is not None:
         _write(result, rows, out)
     return result
+
+
+def _profile_section(result: dict[str, Any]) -> str:
+    """Markdown: where a learned env step's time goes, per stage, beside raw ALE's step."""
+    profile = result.get("profile_ms_per_frame") or {}
+    if not profile:
+        return ""
+    batches = list(profile)
+    stages = list(next(iter(profile.values())))
+    raw = next((r for r in result["rows"] if r["name"].startswith("raw ") and r["steps_per_s"]), None)
+    rows = [(stage, *(profile[b].get(stage) for b in batches)) for stage in stages]
+    rows.append(("total: detect() + tracking", *(sum(profile[b].values()) for b in batches)))
+    if raw is not None:
+        rows.append((f"raw {raw['name'].split()[1]} step (the table's first row)", *([1e3 / raw["steps_per_s"]] * len(batches))))
+    table = markdown_table(["stage (shipped detector, CPU, one thread)", *(f"ms per frame, batch {b}" for b in batches)], rows)
+    return (
+        "## Where the time goes\n\nMedian milliseconds per frame of each stage of `detect()` "
+        "(`SpaceDetector.detect_timed`) and of one env's tracking and observation update, at the "
+        "batch sizes of a single env and of an 8-env vector env; a learned env step costs the raw "
+        f"ALE step plus these.\n\n{table}\n\n"
+    )
 
 
 def _write(result: dict[str, Any], rows: list[SpeedRow], out: Path) -> None:
@@ -367,18 +429,18 @@ def _write(result: dict[str, Any], rows: list[SpeedRow], out: Path) -> None:
     body = (
         f"Game: {result['game']}. Random actions, reset on episode end; {result['steps']} env steps "
         f"per cheap row, {result['learned_steps']} for learned-detector rows (after a warm-up). "
-        "Learned rows use one torch thread (the envs' default) and the frozen image encoder on "
-        "the CPU (the envs' default, `moc_envs.model.runtime`); vector rows step N envs "
-        "in-process and detect their frames in batches (the learned detector: a worker thread "
-        "steps, detects and tracks one half of the envs while the main thread does the other "
-        "half); their steps/s count env steps. `shipped` is the detector in `weights/<Game>`, "
+        "Learned rows use one torch thread per process (the envs' default) and the frozen image "
+        "encoder on the CPU (the envs' default, `moc_envs.model.runtime`); vector rows step N "
+        "envs and detect their frames in batches; `workers=W` rows split them over W processes that "
+        "step, detect and track their shares at the same time (`moc_envs.parallel`); vector "
+        "steps/s count env steps. `shipped` is the detector in `weights/<Game>`, "
         "`baseline` the SPACE-encoder detector it was distilled from (`weights/<Game>/space`). "
         "Raw ALE is timed first and again last; every ratio is to the mean of the two.\n\n"
         f"{table}\n\n## detect() alone\n\nMedian wall time per frame of `SpaceDetector.detect` "
         "on raw 210x160 frames of random play (resize, encoder, glimpses, post-processing, "
         "classifier), one torch thread; `eager` rows run the image encoder without freezing it "
         "(`freeze=False`), as every detector ran when issue 11 was filed.\n\n"
-        f"{detect}\n\n"
+        f"{detect}\n\n{_profile_section(result)}"
         f"## Anchors (from anchors.md; not measured in this run)\n\n{anchors}\n\n"
         "![steps per second](speed.png)\n"
     )
@@ -406,6 +468,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--steps", type=int, default=3000, help="env steps per cheap row")
     p.add_argument("--learned-steps", type=int, default=320, help="env steps per learned-detector row")
     p.add_argument("--vec", type=int, nargs="+", default=[8, 32], help="vector env sizes")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker processes of the learned vector rows")
     p.add_argument(
         "--detect-batches", type=int, nargs="+", default=[1, 32],
         help="batch sizes of the detect() rows (on a GPU: 1 8 64 256)",
@@ -415,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.steps, args.learned_steps, args.vec = 64, 16, [8]
     result = run(args.game, args.steps, args.learned_steps, args.vec, 5 if args.quick else 50,
-                 args.seed, args.device, args.out, detect_batches=args.detect_batches,
+                 args.seed, args.device, args.out, detect_batches=args.detect_batches, workers=args.workers,
                  detect_repeats=3 if args.quick else 30)
     for r in result["rows"]:
         sps = "-" if r["steps_per_s"] is None else f"{r['steps_per_s']:.0f}"

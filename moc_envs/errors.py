@@ -12,6 +12,7 @@ __all__ = [
     "DetectorOutputError",
     "DetectorInUseError",
     "MissingDependencyError",
+    "WorkerError",
 ]
 
 
@@ -49,3 +50,7 @@ class DetectorInUseError(MocEnvsError, ValueError):
 
 class MissingDependencyError(MocEnvsError, ImportError):
     """An optional dependency (OCAtari for the RAM oracle, moviepy for videos) is not installed."""
+
+
+class WorkerError(MocEnvsError, RuntimeError):
+    """A worker process of a vector env failed or exited; the worker's own error is the cause."""

@@ -193,7 +193,8 @@ def register_envs() -> None:
             id=gid,
             entry_point="moc_envs.registration:make_env",
             # gymnasium.make_vec(id, num_envs) builds the batched MocVectorEnv (one detect call
-            # per step for all envs), not a SyncVectorEnv of single envs.
-            vector_entry_point="moc_envs.vector:MocVectorEnv",
+            # per step for all envs; workers=N: MocParallelVectorEnv), not a SyncVectorEnv of
+            # single envs.
+            vector_entry_point="moc_envs.vector:vector_entry",
             kwargs={"game": name, **DEFAULT_KWARGS},
         )

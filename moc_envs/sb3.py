@@ -3,11 +3,12 @@
 SB3 trains on its own ``VecEnv`` interface, not on Gymnasium's ``VectorEnv``.
 :class:`SB3VecEnv` presents a :class:`~moc_envs.vector.MocVectorEnv` (built with
 ``autoreset_mode="SameStep"``, the reset semantics SB3 expects) as one, so that
-every rollout step detects all N frames in one batched call::
+every rollout step detects all N frames in one batched call, or a
+:class:`~moc_envs.parallel.MocParallelVectorEnv` (``workers=2``: one batch per process)::
 
     from moc_envs import make_vec
     from moc_envs.sb3 import SB3VecEnv
-    venv = SB3VecEnv(make_vec("MOC/Pong-v0", 8, detector="ram", autoreset_mode="SameStep"))
+    venv = SB3VecEnv(make_vec("MOC/Pong-v0", 8, workers=2, autoreset_mode="SameStep"))
     PPO("MlpPolicy", venv).learn(100_000)
 
 Importing this module imports stable-baselines3 (and torch); ``import moc_envs`` does not.
@@ -22,6 +23,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, VecEnvStepReturn
 
+from moc_envs.parallel import MocParallelVectorEnv
 from moc_envs.vector import MocVectorEnv
 
 __all__ = ["SB3VecEnv"]
@@ -30,9 +32,11 @@ __all__ = ["SB3VecEnv"]
 class SB3VecEnv(VecEnv):
     """SB3 ``VecEnv`` over a SAME_STEP :class:`MocVectorEnv` (batched detection per step)."""
 
-    def __init__(self, venv: MocVectorEnv) -> None:
-        if not isinstance(venv, MocVectorEnv):
-            raise TypeError(f"SB3VecEnv wraps a MocVectorEnv, got {type(venv).__name__}")
+    def __init__(self, venv: MocVectorEnv | MocParallelVectorEnv) -> None:
+        if not isinstance(venv, MocVectorEnv | MocParallelVectorEnv):
+            raise TypeError(
+                f"SB3VecEnv wraps a MocVectorEnv or MocParallelVectorEnv (moc_envs.make_vec), got {type(venv).__name__}"
+            )
         if venv.autoreset_mode != AutoresetMode.SAME_STEP:
             raise ValueError(
                 "SB3VecEnv needs autoreset_mode='SameStep' (SB3 resets finished envs in the "
@@ -85,14 +89,13 @@ class SB3VecEnv(VecEnv):
         """An attribute of each inner ALE env (``render_mode``: the vector env's)."""
         if attr_name == "render_mode":
             return [None for _ in self._targets(indices)]
-        return [getattr(self.venv.envs[i], attr_name) for i in self._targets(indices)]
+        return self.venv.get_env_attr(attr_name, self._targets(indices))
 
     def set_attr(
         self, attr_name: str, value: Any, indices: int | Sequence[int] | None = None
     ) -> None:
         """Set an attribute on each inner ALE env."""
-        for i in self._targets(indices):
-            setattr(self.venv.envs[i], attr_name, value)
+        self.venv.set_env_attr(attr_name, value, self._targets(indices))
 
     def env_method(
         self,
@@ -102,23 +105,10 @@ class SB3VecEnv(VecEnv):
         **method_kwargs: Any,
     ) -> list[Any]:
         """Call a method of each inner ALE env."""
-        return [
-            getattr(self.venv.envs[i], method_name)(*method_args, **method_kwargs)
-            for i in self._targets(indices)
-        ]
+        return self.venv.call_env_method(method_name, self._targets(indices), *method_args, **method_kwargs)
 
     def env_is_wrapped(
         self, wrapper_class: type, indices: int | Sequence[int] | None = None
     ) -> list[bool]:
         """Whether each inner env is wrapped with ``wrapper_class`` (checked through its wrapper chain)."""
-        out = []
-        for i in self._targets(indices):
-            env: Any = self.venv.envs[i]
-            found = False
-            while env is not None:
-                if isinstance(env, wrapper_class):
-                    found = True
-                    break
-                env = getattr(env, "env", None)
-            out.append(found)
-        return out
+        return self.venv.env_is_wrapped(wrapper_class, self._targets(indices))

@@ -15,6 +15,7 @@ Importing this module imports torch; ``import moc_envs`` does not.
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -268,16 +269,21 @@ class SpaceDetector:
         with torch_threads(self.threads) if self.device.type == "cpu" else nullcontext():
             return (self._image_raw or self.encoder.image_encoder.raw)(x)
 
-    def _infer_cpu(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _infer_cpu(
+        self, frames: np.ndarray, marks: list[tuple[str, float]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Frame index, z_pres probability, box and z_what of the present cells, in NumPy after
-        the image encoder (:mod:`moc_envs.model.decode_np`)."""
+        the image encoder (:mod:`moc_envs.model.decode_np`); ``marks``: see :meth:`detect_timed`."""
         cfg = self.encoder.cfg
         # The same float32 division as _to_input; channels-last memory that NumPy reads too
         # (permute() of NHWC memory is a channels-last NCHW view: no copy).
         images = np.divide(resize_frames(frames), np.float32(255.0), dtype=np.float32)
+        _mark(marks, "resize")
         raw = self._image_channels(torch.from_numpy(images).permute(0, 3, 1, 2)).float().numpy()
+        _mark(marks, "image encoder")
         b_idx, prob, where, boxes = decode_cells(raw, cfg.pres_squash, self.threshold)
         glimpses = crop_glimpses_np(images, b_idx, where, cfg.glimpse)
+        _mark(marks, "cells and glimpses")
         if not len(b_idx):
             return b_idx, prob, boxes, np.zeros((0, cfg.z_what_dim), dtype=np.float32)
         with torch_threads(self.threads):
@@ -286,6 +292,7 @@ class SpaceDetector:
             else:
                 z_what = self.encoder.glimpse_encoder(torch.from_numpy(glimpses).permute(0, 3, 1, 2))[0]
                 z_what = z_what.float().numpy()
+        _mark(marks, "glimpse encoder")
         return b_idx, prob, boxes, z_what
 
     def _infer_torch(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -296,29 +303,61 @@ class SpaceDetector:
         boxes = where_to_boxes(where.float()).cpu().numpy()
         return b_idx.cpu().numpy(), prob.float().cpu().numpy(), boxes, z_what.float().cpu().numpy()
 
-    @torch.inference_mode()
     def detect(self, frames: np.ndarray, rams: np.ndarray | None = None) -> list[list[Detection]]:
         """Detect objects in frames (N, 210, 160, 3) uint8; ``rams`` is accepted and unused."""
+        return self._detect(frames, rams, None)
+
+    def detect_timed(self, frames: np.ndarray) -> tuple[list[list[Detection]], dict[str, float]]:
+        """:meth:`detect` and the wall seconds of each of its stages (the speed benchmark's profile).
+
+        Stages on the CPU: resize, image encoder, cells and glimpses, glimpse encoder,
+        suppression, classifier, pixel-tight boxes, records (on CUDA the first four are one,
+        "model").
+        """
+        marks: list[tuple[str, float]] = [("", time.perf_counter())]
+        out = self._detect(frames, None, marks)
+        stages: dict[str, float] = {}
+        for (_, t0), (name, t1) in zip(marks, marks[1:], strict=False):
+            stages[name] = stages.get(name, 0.0) + t1 - t0
+        return out, stages
+
+    @torch.inference_mode()
+    def _detect(
+        self, frames: np.ndarray, rams: np.ndarray | None, marks: list[tuple[str, float]] | None
+    ) -> list[list[Detection]]:
         frames = validate_frames(frames)
         validate_rams(rams, frames.shape[0])
         n = frames.shape[0]
         if n == 0:
             return []
-        infer = self._infer_cpu if self.device.type == "cpu" else self._infer_torch
-        b_idx, prob, boxes, z_what = infer(frames)
+        if self.device.type == "cpu":
+            b_idx, prob, boxes, z_what = self._infer_cpu(frames, marks)
+        else:
+            b_idx, prob, boxes, z_what = self._infer_torch(frames)
+            _mark(marks, "model")
         keep = np.flatnonzero(size_mask(boxes, self.max_box))
         if self.suppression is not None and len(keep):
             keep = keep[suppress_duplicates_batched(boxes[keep], prob[keep], b_idx[keep], self.suppression)]
+        _mark(marks, "suppression")
         # Categories first: a classifier reading box sizes was fitted on the model's boxes.
         cats = (
             self.classifier.predict(z_what[keep], boxes[keep, 2:4])
             if self.classifier is not None
             else [DEFAULT_CATEGORY] * len(keep)
         )
+        _mark(marks, "classifier")
         if self.refine and len(keep):
             boxes[keep] = refine_boxes_batched(frames, boxes[keep], b_idx[keep])
+        _mark(marks, "pixel-tight boxes")
         out: list[list[Detection]] = [[] for _ in range(n)]
         for i, cat in zip(keep.tolist(), cats, strict=True):
             x, y, w, h = (float(v) for v in boxes[i])
             out[int(b_idx[i])].append(Detection(cat, x, y, w, h, score=float(prob[i]), z_what=z_what[i]))
+        _mark(marks, "records")
         return out
+
+
+def _mark(marks: list[tuple[str, float]] | None, stage: str) -> None:
+    """Note the end of ``stage`` when timing (:meth:`SpaceDetector.detect_timed`)."""
+    if marks is not None:
+        marks.append((stage, time.perf_counter()))

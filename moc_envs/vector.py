@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import inspect
 import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -42,7 +39,6 @@ from gymnasium.vector.utils import batch_space
 from moc_envs.arguments import (
     ale_keywords,
     check_actions,
-    check_flag,
     check_keywords,
 )
 from moc_envs.detection import Detector, claim_detector, release_detector, validate_detections
@@ -51,10 +47,12 @@ from moc_envs.games import GameSpec
 from moc_envs.observation import ObjectObservationBuilder, observation_space
 from moc_envs.registration import check_env_arguments, game_of_id, make_ale_env
 from moc_envs.registration import env_id as registered_id
-from moc_envs.threads import torch_threads
 from moc_envs.wrapper import screen_of
 
-__all__ = ["AUTORESET_MODES", "MocVectorEnv", "make_vec"]
+if TYPE_CHECKING:
+    from moc_envs.parallel import MocParallelVectorEnv
+
+__all__ = ["AUTORESET_MODES", "MocVectorEnv", "make_vec", "vector_entry"]
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
 """Autoreset modes MocVectorEnv supports (``DISABLED`` is not)."""
@@ -93,8 +91,6 @@ class MocVectorEnv(VectorEnv):
             ``<Game>/``; ``"space"`` only.
         allow_unclassified: accept weights without a z_what classifier; ``"space"`` only.
         threads: torch CPU threads of the learned detector (None: one).
-        overlap: emulate one half of the envs in a worker thread while the other half is
-            detected (None: whenever the detector has no per-env state and N >= 2).
         **ale_kwargs: passed to every ``gym.make("ALE/<Game>-v5")``; other keywords are
             refused with the nearest valid one.
 
@@ -123,11 +119,9 @@ class MocVectorEnv(VectorEnv):
         weights: str | os.PathLike[str] | None = None,
         allow_unclassified: bool = False,
         threads: int | None = None,
-        overlap: bool | None = None,
         **ale_kwargs: Any,
     ) -> None:
         self._owns_detector = False
-        self._pool: ThreadPoolExecutor | None = None
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.game = game_of_id(game) if isinstance(game, str) else game
@@ -136,8 +130,6 @@ class MocVectorEnv(VectorEnv):
             self.game, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights,
             ale_kwargs,
         )  # fmt: skip
-        if overlap is not None:
-            check_flag("overlap", overlap)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.detector = make_detector(
@@ -174,21 +166,6 @@ class MocVectorEnv(VectorEnv):
         # Stateful detectors (the RAM oracle) keep per-row memory and expose reset(i).
         reset = getattr(self.detector, "reset", None)
         self._detector_reset = reset if callable(reset) else None
-        # Overlap needs detections of a subset of rows, which a stateful detector cannot give.
-        can_overlap = self._detector_reset is None and self.num_envs >= 2
-        if overlap and not can_overlap:
-            raise ValueError(
-                "overlap=True needs at least 2 envs and a detector without per-env state (reset(i)); "
-                f"got num_envs={self.num_envs} and {type(self.detector).__name__}"
-            )
-        self.overlap = can_overlap if overlap is None else bool(overlap)
-        """Whether step() emulates one half of the envs while the other half is detected."""
-        half = (self.num_envs + 1) // 2
-        self._chunks = (
-            [list(range(half)), list(range(half, self.num_envs))]
-            if self.overlap
-            else [list(range(self.num_envs))]
-        )
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
         self._rewards = np.zeros(self.num_envs, dtype=np.float64)
         self._terminations = np.zeros(self.num_envs, dtype=bool)
@@ -197,7 +174,6 @@ class MocVectorEnv(VectorEnv):
         self.env_infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         """Each env's latest info dict, unbatched (``final_obs``/``final_info`` included)."""
         self.detect_calls = 0
-        self._count_lock = threading.Lock()
         """How many times ``detector.detect`` was called (benchmarks and tests read it)."""
 
     # ---------------------------------------------------------------- helpers
@@ -220,8 +196,7 @@ class MocVectorEnv(VectorEnv):
         detections, dropped = validate_detections(
             self.detector.detect(frames, rams), len(batch), self.detector
         )
-        with self._count_lock:
-            self.detect_calls += 1
+        self.detect_calls += 1
         where = {env_i: k for k, env_i in enumerate(batch)}
         out: dict[int, tuple[Any, dict[str, Any]]] = {}
         for i in rows:
@@ -246,36 +221,6 @@ class MocVectorEnv(VectorEnv):
                 self._terminations[i], self._truncations[i] = bool(term), bool(trunc)
                 base[i] = dict(info)
         return self._grab(rows)
-
-    def _step_and_detect(self, actions: Any, base: list[dict[str, Any]]) -> dict[int, tuple[Any, dict[str, Any]]]:
-        """Step every env and detect every new frame; with :attr:`overlap`, the halves in parallel.
-
-        With overlap a worker thread steps, detects and tracks the second half of the envs while
-        the main thread does the first half: ale-py releases the GIL while it emulates and torch
-        while it computes, so both cores work. Both threads run under the detector's thread
-        count, set once here (two threads setting and restoring it in turn could leave one of
-        them running with another count).
-        """
-        if not self.overlap:
-            rows = self._chunks[0]
-            return self._detect_rows(rows, self._step_rows(rows, actions, base))
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moc-envs-step")
-        first, second = self._chunks
-        threads = getattr(self.detector, "threads", None)
-        with torch_threads(threads) if isinstance(threads, int) else nullcontext():
-            pending = self._pool.submit(self._step_and_detect_rows, second, actions, base)
-            try:
-                results = self._step_and_detect_rows(first, actions, base)
-            finally:
-                other = pending.result()  # never leave the worker running unattended
-        results.update(other)
-        return results
-
-    def _step_and_detect_rows(
-        self, rows: Sequence[int], actions: Any, base: list[dict[str, Any]]
-    ) -> dict[int, tuple[Any, dict[str, Any]]]:
-        return self._detect_rows(rows, self._step_rows(rows, actions, base))
 
     def _reset_env(self, i: int, seed: int | None, options: dict[str, Any] | None) -> dict[str, Any]:
         _, info = self.envs[i].reset(seed=seed, options=options)
@@ -342,7 +287,8 @@ class MocVectorEnv(VectorEnv):
         """
         actions = check_actions(actions, self.single_action_space, self.num_envs)
         base: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        results = self._step_and_detect(actions, base)
+        rows = list(range(self.num_envs))
+        results = self._detect_rows(rows, self._step_rows(rows, actions, base))
         done = self._terminations | self._truncations
         infos: dict[str, Any] = {}
         for i in range(self.num_envs):
@@ -370,11 +316,32 @@ class MocVectorEnv(VectorEnv):
             infos,
         )
 
+    # ------------------------------------------------ per-env access (SB3)
+    def get_env_attr(self, name: str, indices: Sequence[int]) -> list[Any]:
+        """Attribute ``name`` of each inner ALE env ``indices``."""
+        return [getattr(self.envs[i], name) for i in indices]
+
+    def set_env_attr(self, name: str, value: Any, indices: Sequence[int]) -> None:
+        """Set attribute ``name`` on each inner ALE env ``indices``."""
+        for i in indices:
+            setattr(self.envs[i], name, value)
+
+    def call_env_method(self, name: str, indices: Sequence[int], *args: Any, **kwargs: Any) -> list[Any]:
+        """Call method ``name`` of each inner ALE env ``indices``."""
+        return [getattr(self.envs[i], name)(*args, **kwargs) for i in indices]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Sequence[int]) -> list[bool]:
+        """Whether each inner env ``indices`` is wrapped with ``wrapper_class`` (through its wrapper chain)."""
+        out = []
+        for i in indices:
+            env: Any = self.envs[i]
+            while env is not None and not isinstance(env, wrapper_class):
+                env = getattr(env, "env", None)
+            out.append(env is not None)
+        return out
+
     def close_extras(self, **kwargs: Any) -> None:
-        """Close the N ALE envs, the stepping thread, and free the detector for other envs."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Close the N ALE envs and free the detector for other envs."""
         if self._owns_detector:
             release_detector(self.detector, self)
             self._owns_detector = False
@@ -389,7 +356,7 @@ def _vector_keywords() -> frozenset[str]:
         for name, p in inspect.signature(MocVectorEnv.__init__).parameters.items()
         if p.kind is not inspect.Parameter.VAR_KEYWORD and name not in ("self", "game")
     }
-    return frozenset(own | ale_keywords())
+    return frozenset(own | ale_keywords() | {"workers"})
 
 
 def make_vec(
@@ -400,25 +367,41 @@ def make_vec(
     weights: str | os.PathLike[str] | None = None,
     allow_unclassified: bool = False,
     threads: int | None = None,
+    workers: int | None = None,
     **kwargs: Any,
-) -> MocVectorEnv:
-    """A :class:`MocVectorEnv` of ``num_envs`` copies of ``env_id`` (``"MOC/Pong-v0"``).
+) -> MocVectorEnv | MocParallelVectorEnv:
+    """``num_envs`` copies of ``env_id`` (``"MOC/Pong-v0"``) as one vector env with batched detection.
 
-    ``kwargs`` take the single env's keywords (``obs_mode``, ``ram_labels``, ALE
-    arguments), ``autoreset_mode`` and ``overlap``; ``weights``, ``allow_unclassified`` and
-    ``threads`` (torch CPU threads, None: one) go to the learned detector. Also reached through
-    ``gymnasium.make_vec("MOC/Pong-v0", num_envs=8)`` (the ids' ``vector_entry_point``). Example::
+    ``workers`` (None: 1) is the number of processes that step, detect and track a share of
+    the envs each: 1 gives a :class:`MocVectorEnv` in this process; more give a
+    :class:`~moc_envs.parallel.MocParallelVectorEnv` (one share here, the others in worker
+    processes; ``detector`` must then be ``"space"`` or ``"ram"``). Use one worker per core
+    (``workers=2`` on a 2-core machine): the emulator keeps Python's GIL while it runs, so only
+    processes put a second core to work. ``kwargs`` take the single env's keywords
+    (``obs_mode``, ``ram_labels``, ALE arguments) and ``autoreset_mode``; ``weights``,
+    ``allow_unclassified`` and ``threads`` (torch CPU threads per process, None: one) go to the
+    learned detector. Also reached through ``gymnasium.make_vec("MOC/Pong-v0", num_envs=8)``
+    (the ids' ``vector_entry_point``). Example::
 
-        envs = moc_envs.make_vec("MOC/Pong-v0", num_envs=8, detector="ram")
+        envs = moc_envs.make_vec("MOC/Pong-v0", num_envs=8, workers=2)
         obs, infos = envs.reset(seed=0)          # obs: (8, n_slots, 7)
     """
-    return MocVectorEnv(
-        game_of_id(env_id),
-        num_envs,
-        detector=detector,
-        device=device,
-        weights=weights,
-        allow_unclassified=allow_unclassified,
-        threads=threads,
-        **kwargs,
-    )
+    return vector_entry(
+        game_of_id(env_id), num_envs, detector=detector, device=device, weights=weights,
+        allow_unclassified=allow_unclassified, threads=threads, workers=workers, **kwargs,
+    )  # fmt: skip
+
+
+def vector_entry(
+    game: str | GameSpec, num_envs: int, workers: int | None = None, **kwargs: Any
+) -> MocVectorEnv | MocParallelVectorEnv:
+    """The registered ids' ``vector_entry_point``: a MocVectorEnv, or a MocParallelVectorEnv for ``workers`` > 1."""
+    from moc_envs.parallel import check_workers
+
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+    if check_workers(workers, int(num_envs)) > 1:
+        from moc_envs.parallel import MocParallelVectorEnv
+
+        return MocParallelVectorEnv(game, int(num_envs), workers=int(workers), **kwargs)  # type: ignore[arg-type]
+    return MocVectorEnv(game, num_envs, **kwargs)

@@ -151,7 +151,7 @@ def test_vector_env_counts_drops_per_env_and_checks_the_batch() -> None:
                 for i in range(len(frames))
             ]
 
-    envs = make_vec("MOC/Pong-v0", 3, detector=PerRow(), overlap=False)  # rows 0..2 in one batch
+    envs = make_vec("MOC/Pong-v0", 3, detector=PerRow())  # rows 0..2 in one batch
     try:
         obs, infos = envs.reset(seed=0)
         assert envs.observation_space.contains(obs)
@@ -222,7 +222,7 @@ def scripted_vec():
             return self.output
 
     detector = Rows()
-    envs = make_vec("MOC/Pong-v0", 2, detector=detector, overlap=False)  # one batch of both rows
+    envs = make_vec("MOC/Pong-v0", 2, detector=detector)  # one batch of both rows
     yield envs, detector
     envs.close()
 

@@ -157,7 +157,6 @@ def test_stateless_detector_gets_only_the_reset_rows() -> None:
     det = StatelessCounting()
     envs = make_vec(
         "MOC/Pong-v0", 3, detector=det, autoreset_mode="SameStep", max_num_frames_per_episode=100,
-        overlap=False,  # one batch per step (overlap detects each half on its own)
     )  # fmt: skip
     try:
         envs.reset(seed=0, options={"reset_mask": np.array([True, True, True])})
