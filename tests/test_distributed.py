@@ -177,3 +177,15 @@ def test_two_process_run_stays_in_sync_and_resumes_on_one(tiny_pong, tmp_path):
     resumed = torch.load(run / CHECKPOINT, weights_only=True)
     assert resumed["step"] == 3 and "world_size" not in resumed  # a one-process checkpoint again
     assert any(not torch.equal(resumed["model"][k], v) for k, v in ckpt["model"].items())
+
+
+# ---------------------------------------------------------------- the throughput benchmark
+def test_ddp_speed_benchmark_arguments(capsys):
+    from benchmarks import ddp_speed
+
+    with pytest.raises(SystemExit):
+        ddp_speed.main(["--runs", "2x0"])
+    assert "--runs must be comma-separated PROCESSESxTHREADS (e.g. 1x1,2x1), got '2x0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        ddp_speed.main(["--help"])
+    assert exit_.value.code == 0 and "(default: 1x1,2x1,1x2)" in capsys.readouterr().out

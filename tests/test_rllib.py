@@ -95,3 +95,10 @@ def test_one_ppo_iteration_on_two_runners_and_resume(tmp_path):
             algo.stop()
     finally:
         ray.shutdown()
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _parse(["--help"])
+    text = capsys.readouterr().out
+    assert exit_.value.code == 0 and "--env-runners" in text and "(default: 2)" in text
