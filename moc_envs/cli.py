@@ -1,4 +1,5 @@
-"""The ``moc-envs`` command line: ``moc-envs demo --game Pong``, ``moc-envs list``."""
+"""The ``moc-envs`` command line: ``moc-envs demo --game Pong``, ``moc-envs list``,
+``moc-envs train --game Breakout`` (which delegates to :mod:`trainers.pipeline`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 from moc_envs.games import game_names, get_game
 from moc_envs.threads import add_threads_argument
 
-__all__ = ["DESCRIPTION", "build_parser", "main", "run_demo"]
+__all__ = ["DESCRIPTION", "build_parser", "main", "run_demo", "run_train"]
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -171,13 +172,43 @@ def build_parser() -> argparse.ArgumentParser:
         "headline figures of its card.",
         formatter_class=_HelpFormatter,
     )
+    # `moc-envs train ...` is handed to trainers.pipeline before this parser runs (see main):
+    # its options, defaults and --help live there, and trainers is imported only then.
+    train = sub.add_parser(
+        "train",
+        help="train a detector for a game: gameplay to shipped weights, card and verdict in one command",
+        description="Train a detector for a game. Run \"moc-envs train --help\" for its options.",
+        formatter_class=_HelpFormatter,
+        add_help=False,
+    )
+    train.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def run_train(argv: Sequence[str]) -> int:
+    """``moc-envs train ARGS``: :func:`trainers.pipeline.main`, imported only now."""
+    try:
+        from trainers.pipeline import main as pipeline_main
+    except ImportError as err:
+        print(
+            f"moc-envs: error: 'moc-envs train' needs the training code (the trainers package) and its "
+            f"dependencies, which this install lacks ({err}). From a source checkout: "
+            'pip install -e ".[train]" and OCAtari (make install-dev does both; see the README)',
+            file=sys.stderr,
+        )
+        return 2
+    return pipeline_main(list(argv), prog="moc-envs train")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``moc-envs`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        return run_train(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train":  # reached only through unusual argument orders
+        return run_train(args.args)
     from moc_envs.errors import MocEnvsError
 
     try:

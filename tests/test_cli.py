@@ -79,3 +79,29 @@ def test_list_shows_every_game_and_its_source(capsys) -> None:
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert set(game_names()) <= set(rows)
     assert rows["Pong"][1] == "bundled" and rows["Breakout"][1] == "none"
+
+
+def test_train_help_shows_its_options_and_defaults(capsys, option_help) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: moc-envs train")
+    options = option_help(text)
+    for flag, default in (("--preset", "auto"), ("--threads", "1"), ("--nproc", "1"), ("--seed", "0")):
+        assert f"(default: {default})" in options[flag], flag
+    for flag in ("--game", "--out", "--minutes", "--redo", "--data"):
+        assert flag in options
+    assert "(default: runs/<game>)" in options["--out"] and "(default: none" in options["--minutes"]
+    assert "pipeline.json" in text and "60% of N" in text  # resume and the budget split are explained
+
+
+def test_train_without_the_training_code_says_what_to_install(monkeypatch, capsys) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "trainers.pipeline", None)  # as if trainers could not be imported
+    assert main(["train", "--game", "Pong"]) == 2
+    err = capsys.readouterr().err
+    assert "'moc-envs train' needs the training code" in err and 'pip install -e ".[train]"' in err

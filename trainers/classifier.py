@@ -35,8 +35,9 @@ from moc_envs.classifier import (
 from moc_envs.errors import MocEnvsError
 from moc_envs.manifest import write_manifest
 from moc_envs.threads import add_threads_argument, set_torch_threads
+from trainers.derive import ClassifierOptions, choose_classifier_options
 
-__all__ = ["METHODS", "NoObjectsFoundError", "fit_classifier", "score_classifier", "fit_from_weights", "main"]
+__all__ = ["METHODS", "NoObjectsFoundError", "fit_classifier", "score_classifier", "choose_options", "fit_from_weights", "main"]
 
 
 class NoObjectsFoundError(MocEnvsError, ValueError):
@@ -137,6 +138,11 @@ def fit_classifier(
             for ci in range(len(classes))
         ]
     )
+    if (radius_of <= 0).any():
+        # A category whose only nearby sample sits on its centroid (one labelled sample, tiny
+        # splits) has no spread to measure: it gets the widest radius of the others.
+        positive = radius_of[radius_of > 0]
+        radius_of = np.where(radius_of > 0, radius_of, positive.max() if len(positive) else 1.0)
     info = {
         "method": method,
         "labels_per_class": labels_per_class,
@@ -175,8 +181,9 @@ def score_classifier(clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray, si
 def _split_samples(
     encoder: Any, data: str | Path, split: str, device: str, limit: int | None, max_box: tuple[float, float] | None = None,
     threshold: float = 0.5,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Suppressed predictions' z_what, best-IoU categories ("" when on no object) and box sizes of a split.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Suppressed predictions' z_what, best-IoU categories ("" when on no object), box sizes and
+    stack indices of a split.
 
     Boxes larger than ``max_box`` are dropped first, as the env does.
     """
@@ -195,7 +202,30 @@ def _split_samples(
     dim = encoder.cfg.z_what_dim
     z = np.concatenate([p.reshape(-1, dim) for p in pred.z_what]) if pred.z_what else np.zeros((0, dim))
     sizes = np.concatenate([b.reshape(-1, 4)[:, 2:4] for b in pred.boxes]) if pred.boxes else np.zeros((0, 2))
-    return z, np.concatenate(labels) if labels else np.zeros(0, object), sizes
+    stacks = np.repeat(np.arange(len(pred.boxes)) // T, [len(b) for b in pred.boxes])
+    return z, np.concatenate(labels) if labels else np.zeros(0, object), sizes, stacks
+
+
+def choose_options(
+    z: np.ndarray, labels: np.ndarray, sizes: np.ndarray, stacks: np.ndarray, seed: int = 0
+) -> tuple[ClassifierOptions, dict[str, Any]]:
+    """Options of :data:`trainers.derive.CLASSIFIER_CANDIDATES` chosen on the val split's samples:
+    fitted on the first half of its stacks, scored on the second (they share few episodes).
+
+    Returns the choice and a record of the search (for classifier.json and the card).
+    """
+    cut = int(np.max(stacks)) // 2 + 1 if len(stacks) else 0
+    fit_half = np.asarray(stacks) < cut
+    chosen, table = choose_classifier_options(z, labels, sizes, fit_half, seed=seed)
+    best = next(row for row in table if {k: row[k] for k in chosen.as_json()} == chosen.as_json())
+    record = {
+        "chosen": chosen.as_json(),
+        "held_out_accuracy": best["accuracy"],
+        "fit_half": f"val stacks 0..{cut - 1} ({int(fit_half.sum())} predictions)",
+        "score_half": f"val stacks {cut}.. ({int((~fit_half).sum())} predictions)",
+        "candidates": table,
+    }
+    return chosen, record
 
 
 def fit_from_weights(
@@ -210,8 +240,13 @@ def fit_from_weights(
     max_ratio: float = 0.9,
     method: str = "kmeans",
     size_weight: float = 0.0,
+    auto: bool = False,
 ) -> dict[str, Any]:
-    """Fit on the val split, score on the test split, save beside the weights (or in ``out``)."""
+    """Fit on the val split, score on the test split, save beside the weights (or in ``out``).
+
+    ``auto``: ``labels_per_class``, ``method``, ``size_weight`` and ``max_ratio`` are chosen by
+    :func:`choose_options` instead (the search is kept in classifier.json as ``options_search``).
+    """
     from moc_envs.games import get_game
     from trainers.evaluate import load_encoder, max_box_of
 
@@ -219,7 +254,7 @@ def fit_from_weights(
     encoder, meta = load_encoder(weights, None, spec.name, device)
     max_box = max_box_of(meta)
     threshold = float(meta.get("pres_threshold", 0.5))  # the detector's own z_pres threshold
-    z_val, lab_val, wh_val = _split_samples(encoder, data, "val", device, limit, max_box, threshold)
+    z_val, lab_val, wh_val, stack_val = _split_samples(encoder, data, "val", device, limit, max_box, threshold)
     if not any(lab_val.tolist()):
         # fit_classifier would only say "no labelled samples"; say what that means here.
         raise NoObjectsFoundError(
@@ -231,10 +266,23 @@ def fit_from_weights(
             f"({'none' if max_box is None else f'{max_box[0]:g} x {max_box[1]:g} px'}) that "
             "drops the real boxes (re-export with a larger --max-box-margin, or none)"
         )
+    search = None
+    if auto:
+        try:
+            chosen, search = choose_options(z_val, lab_val, wh_val, stack_val, seed)
+        except ValueError as err:
+            # Too few labelled predictions to compare options (a tiny val split): keep the
+            # given ones, and say so where the options are recorded.
+            chosen = ClassifierOptions(labels_per_class, method, size_weight, max_ratio)
+            search = {"chosen": chosen.as_json(), "held_out_accuracy": None, "why": f"not searched: {err}"}
+        labels_per_class, method = chosen.labels_per_class, chosen.method
+        size_weight, max_ratio = chosen.size_weight, chosen.max_ratio
     clf = fit_classifier(
         z_val, lab_val, labels_per_class, seed, max_ratio=max_ratio, method=method, sizes=wh_val, size_weight=size_weight
     )
-    z_test, lab_test, wh_test = _split_samples(encoder, data, "test", device, limit, max_box, threshold)
+    if search is not None:
+        clf.info["options_search"] = search
+    z_test, lab_test, wh_test, _ = _split_samples(encoder, data, "test", device, limit, max_box, threshold)
     report = {
         "val": score_classifier(clf, z_val, lab_val, wh_val),
         "test": score_classifier(clf, z_test, lab_test, wh_test),
@@ -265,13 +313,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--max-ratio", type=float, default=0.9, help="ambiguity ratio beyond which a prediction is unknown (1: off)")
     p.add_argument("--method", choices=METHODS, default="kmeans", help="kmeans: one refined centroid per category; prototypes: the labelled samples")
     p.add_argument("--size-weight", type=float, default=0.0, help="weight of the boxes' log width/height as features (0: z_what only)")
+    p.add_argument(
+        "--auto", action="store_true",
+        help="choose --labels-per-class, --method, --size-weight and --max-ratio instead: fitted on one half of "
+        "the val split's stacks, scored on the other (the given values are ignored)",
+    )  # fmt: skip
     add_threads_argument(p)
     args = p.parse_args(argv)
     set_torch_threads(args.threads)
     try:
         report = fit_from_weights(
             args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit,
-            args.max_ratio, args.method, args.size_weight,
+            args.max_ratio, args.method, args.size_weight, args.auto,
         )  # fmt: skip
     except MocEnvsError as err:
         p.exit(2, f"error: {err}\n")

@@ -29,7 +29,7 @@ import math
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -475,11 +475,15 @@ def build_dataset(
     max_gap: int = 8,
     background_frames: int = 128,
     hud_mask: bool = True,
+    hud_regions: Sequence[Sequence[int]] | None = None,
     progress: bool = True,
     on_chunk: Callable[[str, int], None] | None = None,
 ) -> dict[str, Any]:
     """Build (or finish) the dataset of ``game`` in ``out``; return the report.
 
+    ``hud_regions``: the (x, y, w, h) screen rectangles left out of the motion targets (None:
+    the game's entry of ``HUD_REGIONS``; :func:`trainers.derive.hud_bands` derives them from
+    frames); recorded in meta.json, and a resumed build must be given the same ones.
     ``on_chunk(split, chunk)`` is called after each chunk is saved; raising there
     (e.g. :class:`BuildInterrupted`) stops the build, and calling again resumes.
     A callable ``policy`` is recorded by its type name only: resuming with a
@@ -498,6 +502,13 @@ def build_dataset(
         split_colours=spec.name in COLOUR_SPLIT_GAMES,
         max_object_size=tuple(spec.max_object_size),
     )  # fmt: skip
+    if hud_regions is not None and not hud_mask:
+        raise ValueError("hud_regions needs hud_mask=True (without it no region is left out)")
+    given = hud_regions if hud_regions is not None else HUD_REGIONS.get(spec.name, ())
+    regions = [[int(v) for v in r] for r in given]
+    if any(len(r) != 4 for r in regions):
+        raise ValueError(f"hud_regions must be (x, y, w, h) rectangles, got {regions}")
+    regions = regions if hud_mask else []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if force:
@@ -510,6 +521,8 @@ def build_dataset(
         old = meta.get("build", {})
         new = settings.as_json()
         diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+        if meta.get("hud_regions", regions) != regions:
+            diff["hud_regions"] = (meta.get("hud_regions"), regions)
         if diff:
             desc = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise MocEnvsError(
@@ -527,7 +540,7 @@ def build_dataset(
             "T": T,
             "policy": settings.policy,
             "categories": list(spec.category_names),
-            "hud_regions": [list(r) for r in HUD_REGIONS.get(spec.name, ())] if hud_mask else [],
+            "hud_regions": regions,
             "build": settings.as_json(),
             "splits": {
                 name: {
@@ -544,7 +557,7 @@ def build_dataset(
 
     motion_cfg = MotionConfig(
         max_object_size=tuple(spec.max_object_size),
-        ignore=HUD_REGIONS.get(spec.name, ()) if hud_mask else (),
+        ignore=tuple(tuple(r) for r in regions),
         split_colours=spec.name in COLOUR_SPLIT_GAMES,
     )
     bg_path = out / BACKGROUND_FILE

@@ -29,28 +29,25 @@ from moc_envs.atomic import atomic_path, atomic_write_text
 from moc_envs.classifier import CLASSIFIER_FILE, refit_command
 from moc_envs.games import get_game
 from moc_envs.manifest import write_manifest
+from moc_envs.model.geometry import FRAME_H, FRAME_W
 from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE
+from trainers.derive import MAX_BOX_QUANTILE, max_box, motion_box_sizes
 from trainers.train import CHECKPOINT, TrainError, load_checkpoint, load_model_from_run
 
 __all__ = ["MAX_BOX_QUANTILE", "default_out", "motion_max_box", "export_run", "write_detector_folder", "main"]
 
-MAX_BOX_QUANTILE = 0.999
-"""Quantile of the motion boxes' sizes that ``max_box`` scales (the largest box is often a merge)."""
 
-
-def motion_max_box(data: str | Path, margin: float, quantile: float = MAX_BOX_QUANTILE) -> tuple[float, float]:
-    """``margin`` x the ``quantile`` of the training split's motion box (width, height), frame pixels."""
+def motion_max_box(
+    data: str | Path, margin: float, quantile: float = MAX_BOX_QUANTILE, minimum: tuple[float, float] = (0.0, 0.0)
+) -> tuple[float, float]:
+    """``margin`` x the ``quantile`` of the training split's motion box (width, height), frame pixels,
+    at least ``minimum`` (:func:`trainers.derive.max_box` on :func:`trainers.derive.motion_box_sizes`)."""
     import numpy as np
 
-    from moc_envs.model.geometry import FRAME_H, FRAME_W
-    from trainers.data import load_split
-
-    d = load_split(data, "train")
-    sizes = d.motion_where[..., :2][d.motion_pres > 0.5]
+    sizes = motion_box_sizes(data, "train")
     if not len(sizes):
         raise TrainError(f"{data} has no motion boxes in its train split; export without --max-box-margin")
-    w, h = np.quantile(sizes, quantile, axis=0) * np.array([FRAME_W, FRAME_H])
-    return round(float(w) * margin, 1), round(float(h) * margin, 1)
+    return max_box(sizes * np.array([FRAME_W, FRAME_H]), margin, quantile, minimum)
 
 
 def default_out(run: str | Path, game: str) -> Path:
@@ -92,8 +89,12 @@ def export_run(
         source = data if data is not None else ckpt.get("data")
         if not source:
             raise TrainError(f"run {run} does not record its dataset; pass --data for --max-box-margin")
-        meta["max_box"] = list(motion_max_box(source, max_box_margin))
-        meta["max_box_source"] = {"data": str(source), "quantile": MAX_BOX_QUANTILE, "margin": max_box_margin}
+        # Never below one grid cell: the env refuses such a limit (it would drop nearly every box).
+        cell = (FRAME_W / model.cfg.grid, FRAME_H / model.cfg.grid)
+        meta["max_box"] = list(motion_max_box(source, max_box_margin, minimum=cell))
+        meta["max_box_source"] = {
+            "data": str(source), "quantile": MAX_BOX_QUANTILE, "margin": max_box_margin, "minimum": list(cell),
+        }  # fmt: skip
     eval_path = run / "eval.json"
     if eval_path.is_file():
         e = json.loads(eval_path.read_text())

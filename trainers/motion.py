@@ -36,6 +36,7 @@ __all__ = [
     "MotionResult",
     "mode_image",
     "motion_map",
+    "motion_pixels",
     "motion_boxes",
     "boxes_to_targets",
     "targets_to_boxes",
@@ -154,19 +155,35 @@ def motion_map(
     return diff.astype(np.float32) / np.maximum(peak, 1.0)[:, None, None]
 
 
+def motion_pixels(
+    frames: np.ndarray,
+    background: np.ndarray,
+    ignore: tuple[tuple[int, int, int, int], ...] = (),
+) -> np.ndarray:
+    """Moving pixels (N, 210, 160) bool of frames (N, 210, 160, 3) against ``background``.
+
+    A pixel moves when its motion exceeds its frame's mean motion (space-moc.md 5); "> 0"
+    keeps a frame without motion empty. These are the pixels :func:`motion_boxes` closes and
+    boxes.
+    """
+    maps = motion_map(frames, background, ignore)
+    # Each frame's own mean, computed as before this helper existed (bit-identical targets).
+    mean = np.array([m.mean() for m in maps], np.float32).reshape(-1, 1, 1)
+    return (maps > mean) & (maps > 0)
+
+
 def motion_boxes(
     frames: np.ndarray, background: np.ndarray, config: MotionConfig | None = None
 ) -> list[MotionResult]:
     """Motion boxes of each frame (N, 210, 160, 3) or (210, 160, 3) against ``background``."""
     config = config or MotionConfig()
     frames = _check_frames(frames)
-    maps = motion_map(frames, background, config.ignore)
+    moving = motion_pixels(frames, background, config.ignore)
     kernel = np.ones((config.closing, config.closing), np.uint8)
     max_w, max_h = config.max_object_size
     results = []
-    for frame, m in zip(frames, maps, strict=True):
-        # Threshold at the mean motion (space-moc.md 5); "> 0" keeps an all-zero map empty.
-        binary = ((m > m.mean()) & (m > 0)).astype(np.uint8)
+    for frame, pixels in zip(frames, moving, strict=True):
+        binary = pixels.astype(np.uint8)
         closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, kernel)
         contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         kept, dropped = [], []

@@ -70,9 +70,11 @@ def build_raw_frames(root: str | Path, split: str, progress: bool = True, force:
     stored = load_split(root, split)
     n = len(stored)
     background = ds._load_png(root / BACKGROUND_FILE)
+    # The regions the build left out (derived ones included), as meta.json records them.
+    table = HUD_REGIONS.get(spec.name, ()) if settings.hud_mask else ()
     motion_cfg = MotionConfig(
         max_object_size=tuple(spec.max_object_size),
-        ignore=HUD_REGIONS.get(spec.name, ()) if settings.hud_mask else (),
+        ignore=tuple(tuple(r) for r in meta.get("hud_regions", table)),
         split_colours=spec.name in COLOUR_SPLIT_GAMES,
     )
     T = stored.frames.shape[1]
