@@ -7,8 +7,11 @@ Gathers what the weights folder knows (``config.json`` from the exporter: model,
 config, data path; ``classifier.json``; ``eval_test.json`` from ``trainers.evaluate``), the
 dataset's ``meta.json``, and the training wall time from the run's TensorBoard events (first to
 last event) unless given. Reports the held-out test figures beside OCAtari's vision mode and
-whether the shipping bar of issue 5 is met (F1 on moving objects, category accuracy). Refreshes
-the folder's ``manifest.json`` after writing.
+whether the shipping bar is met (F1 on moving objects, category accuracy: :data:`SHIP_BAR`,
+else :data:`DEFAULT_BAR`, and :data:`CATEGORY_BAR`). A card written by ``moc-envs train`` also
+lists the settings derived from the data and the per-game settings in code, each with its
+reason (``derived``, from the pipeline's state). Refreshes the folder's ``manifest.json``
+after writing.
 """
 
 from __future__ import annotations
