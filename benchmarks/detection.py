@@ -125,16 +125,17 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
     from ocatari.ram.extract_ram_info import detect_objects_ram, init_objects
     from ocatari.vision.extract_vision_info import detect_objects_vision
 
+    from moc_envs.frames import frame_source
     from moc_envs.games import get_game
     from moc_envs.ram_detector import RamDetector
     from moc_envs.registration import make_ale_env
-    from moc_envs.wrapper import screen_of
 
     spec = get_game(game)
     importlib.import_module(f"ocatari.vision.{spec.name.lower()}")
     keep = frozenset(spec.category_names)
     env = make_ale_env(spec)
     ale = env.unwrapped.ale  # type: ignore[attr-defined]
+    frame_of = frame_source(env)  # the frame the env's detector sees (max of two for flicker games)
     n_actions = int(env.action_space.n)
     rng = np.random.default_rng(seed)
     scripted = scripted_policy(spec.name, n_actions, seed) if policy == "scripted" else None
@@ -152,7 +153,7 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
     gt_objs, vis_objs = start(seed)
     try:
         for _ in range(steps):
-            frame, ram = screen_of(ale), ale.getRAM()
+            frame, ram = frame_of(), ale.getRAM()
             detect_objects_ram(gt_objs, ram, spec.name, True)
             detect_objects_vision(vis_objs, frame, spec.name, True)
             dets = oracle.detect(frame[None], ram[None])[0]

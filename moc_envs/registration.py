@@ -79,16 +79,24 @@ def game_of_id(env_id_: str) -> GameSpec:
 
 
 def make_ale_env(spec: GameSpec, render_mode: str | None = None, **ale_kwargs: Any) -> gym.Env:
-    """The game's plain ALE v5 env, as every MOC env (single or vector) runs it."""
+    """The game's plain ALE v5 env, as every MOC env (single or vector) and the dataset builder run it.
+
+    For a ``flicker`` game: ALE stepped one emulator frame at a time under
+    :class:`~moc_envs.frames.MaxOfLastTwoFrames` (``frameskip`` frames per step, frame = the
+    maximum of the last two); read frames through :func:`moc_envs.frames.frame_source`.
+    """
     import ale_py
 
     gym.register_envs(ale_py)
-    return gym.make(
-        spec.ale_id,
-        render_mode="rgb_array" if render_mode is not None else None,
-        disable_env_checker=True,
-        **ale_kwargs,
-    )
+    render = "rgb_array" if render_mode is not None else None
+    if not spec.flicker:
+        return gym.make(spec.ale_id, render_mode=render, disable_env_checker=True, **ale_kwargs)
+    from moc_envs.frames import MaxOfLastTwoFrames
+
+    kwargs = dict(ale_kwargs)
+    frameskip = kwargs.pop("frameskip", 4)  # ALE v5's default
+    env = gym.make(spec.ale_id, render_mode=render, disable_env_checker=True, frameskip=1, **kwargs)
+    return MaxOfLastTwoFrames(env, frameskip)
 
 
 def make_env_keywords() -> frozenset[str]:

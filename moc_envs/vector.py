@@ -43,11 +43,11 @@ from moc_envs.arguments import (
 )
 from moc_envs.detection import Detector, claim_detector, release_detector, validate_detections
 from moc_envs.detectors import DetectorName, make_detector
+from moc_envs.frames import frame_source
 from moc_envs.games import GameSpec
 from moc_envs.observation import ObjectObservationBuilder, observation_space
 from moc_envs.registration import check_env_arguments, game_of_id, make_ale_env
 from moc_envs.registration import env_id as registered_id
-from moc_envs.wrapper import screen_of
 
 if TYPE_CHECKING:
     from moc_envs.parallel import MocParallelVectorEnv
@@ -152,6 +152,7 @@ class MocVectorEnv(VectorEnv):
             raise
         self._owns_detector = True
         self._ales = [env.unwrapped.ale for env in self.envs]  # type: ignore[attr-defined]
+        self._frame_sources = [frame_source(env) for env in self.envs]
         self.builders = [
             ObjectObservationBuilder(
                 self.game, obs_mode, ram_labels, max_distance=max_distance, max_age=max_age
@@ -178,7 +179,7 @@ class MocVectorEnv(VectorEnv):
 
     # ---------------------------------------------------------------- helpers
     def _grab(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        frames = np.stack([screen_of(self._ales[i]) for i in rows])
+        frames = np.stack([self._frame_sources[i]() for i in rows])
         rams = np.stack([self._ales[i].getRAM() for i in rows])
         return frames, rams
 

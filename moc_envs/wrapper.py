@@ -12,7 +12,6 @@ from gymnasium.envs.registration import EnvSpec
 
 from moc_envs.arguments import check_action, check_flag, check_ram_device
 from moc_envs.detection import (
-    FRAME_HEIGHT,
     Detection,
     Detector,
     claim_detector,
@@ -21,6 +20,7 @@ from moc_envs.detection import (
 )
 from moc_envs.detectors import DetectorName, make_detector
 from moc_envs.errors import UnknownGameError
+from moc_envs.frames import frame_source, screen_of
 from moc_envs.games import GAMES, GameSpec, game_names, get_game
 from moc_envs.observation import ObjectObservationBuilder, check_obs_mode, observation_space
 from moc_envs.render import check_display, draw_objects
@@ -29,15 +29,6 @@ __all__ = ["ObjectCentricWrapper", "SharedDetectorKwargs", "game_of_env", "scree
 
 RENDER_SCALE = 3
 """render() enlarges the 210x160 frame this many times so that the labels are legible."""
-
-
-def screen_of(ale: Any) -> np.ndarray:
-    """The RGB frame (210, 160, 3) uint8 a detector gets from an ALE interface.
-
-    Taller screens (Carnival, 214 rows) lose their static bottom rows, which
-    keeps OCAtari's coordinates. Shared by the wrapper and the vector env.
-    """
-    return np.ascontiguousarray(ale.getScreenRGB()[:FRAME_HEIGHT])
 
 
 class SharedDetectorKwargs(dict[str, Any]):
@@ -179,6 +170,8 @@ class ObjectCentricWrapper(
                 f"ObjectCentricWrapper reads frames and RAM from env.unwrapped.ale; "
                 f"{type(env.unwrapped).__name__} has none"
             )
+        # The frame the detector sees: the max of the last two emulator frames for flicker games.
+        self._frame_of = frame_source(env)
         self.detector = make_detector(
             detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified,
             threads=threads,
@@ -215,7 +208,7 @@ class ObjectCentricWrapper(
         return self.builder.objects
 
     def _screen(self) -> np.ndarray:
-        return screen_of(self.ale)
+        return self._frame_of()
 
     def _observe(self) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, object]]:
         frame = self._screen()

@@ -165,12 +165,11 @@ def _seeds(seed: int, stream: int, chunk: int, n: int = 3) -> list[int]:
 
 
 def _make_env(spec: GameSpec):
-    import ale_py
-    import gymnasium as gym
+    from moc_envs.registration import make_ale_env
 
-    gym.register_envs(ale_py)
-    # ALE v5 defaults made explicit: they define the data (space-moc.md, section 6).
-    return gym.make(spec.ale_id, frameskip=4, repeat_action_probability=0.25)
+    # ALE v5 defaults made explicit: they define the data (space-moc.md, section 6). The env's
+    # own ALE env, so that flicker games give the max of the last two frames here too.
+    return make_ale_env(spec, frameskip=4, repeat_action_probability=0.25)
 
 
 class _Player:
