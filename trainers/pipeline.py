@@ -393,16 +393,26 @@ def _plan_teacher(run: _Run) -> dict[str, Any]:
 
 
 def _seconds_per_step(run: _Run, steps: int, z_scale: tuple[float, float]) -> float:
-    """Wall seconds of one training step, from three steps of a throw-away run (not compiled)."""
+    """Wall seconds of one training step, from a throw-away run (not compiled).
+
+    Two calls into one scratch folder, to step 2 and then (resumed) to step 10: each call's
+    time also holds its checkpoints and pictures at the end, which the difference cancels.
+    """
     from trainers.train import train
 
     scratch = run.out / "teacher_calibration"
     shutil.rmtree(scratch, ignore_errors=True)
+    first, second = 2, 10
     try:
-        summary = train(_train_args(run, scratch, steps, z_scale, until_step=3, compile=False, progress=False))
+        a = train(_train_args(run, scratch, steps, z_scale, until_step=first, compile=False, progress=False))
+        b = train(_train_args(run, scratch, steps, z_scale, until_step=second, resume=True, compile=False, progress=False))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return max(float(summary["minutes"]) * 60 / max(int(summary["step"]), 1), 1e-3)
+    done = int(b["step"]) - first
+    if done <= 0:  # a schedule of fewer steps than the calibration: its own time is the estimate
+        return max(float(a["minutes"]) * 60 / max(int(a["step"]), 1), 1e-3)
+    per_step = (float(b["minutes"]) - float(a["minutes"])) * 60 / done
+    return per_step if per_step > 0 else float(b["minutes"]) * 60 / done
 
 
 def _stage_teacher(run: _Run) -> dict[str, Any]:
@@ -803,7 +813,7 @@ stages (each resumable: run the same command again to continue where it stopped)
   state: <out>/{STATE_FILE}; --redo STAGE runs STAGE and every later one again.
 
 --minutes N splits a wall-time budget over the long stages: the teacher's training plans for
-{BUDGET_SHARES['teacher']:.0%} of N (its steps from the speed of three calibration steps; it stops at that
+{BUDGET_SHARES['teacher']:.0%} of N (its steps from the speed of ten calibration steps; it stops at that
 time in any case), the distillation for {BUDGET_SHARES['distill']:.0%} (its epochs from the speed of one
 batch). The other stages (dataset, classifier, raw frames, evaluation, card: minutes on a
 CPU) are not cut short. Without --minutes the preset's full schedules run (cpu: 1500 steps,
