@@ -61,6 +61,7 @@ __all__ = [
     "read_state",
     "probe_pairs",
     "run_pipeline",
+    "format_summary",
     "build_parser",
     "main",
 ]
@@ -698,7 +699,14 @@ def _start(cfg: PipelineConfig, log: Callable[[str], None]) -> _Run:
 
 
 def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run (or continue) the pipeline; returns the summary (see :func:`_summary`)."""
+    """Run (or continue) the pipeline of ``cfg``; ``log`` prints its notes (default: stderr).
+
+    Returns the summary: game, output and weights folders, the card, the preset, each stage's
+    seconds, the shipped detector's test figures on moving objects (F1, category accuracy,
+    OCAtari vision's F1), the card's verdict and the derived settings. Raises
+    :class:`PipelineError` (or the failing stage's own error) when it cannot go on; the state
+    file then says where the next run continues.
+    """
     from tqdm import tqdm
 
     from moc_envs.threads import set_torch_threads
