@@ -18,6 +18,8 @@ GAME ?= Pong
 STEPS ?= 300
 # space: the learned detector (bundled weights/<Game>); ram: the RAM oracle
 DETECTOR ?= space
+# AGENT=1: the game's trained PPO agent plays (weights/<Game>/agent) instead of random actions
+AGENT ?= 0
 
 PY := $(VENV)/bin/python
 DEPS := pyproject.toml setup.py Makefile
@@ -50,7 +52,7 @@ install: $(DEMO_STAMP)
 install-dev: $(DEV_STAMP)
 
 demo: $(DEMO_STAMP)
-	$(VENV)/bin/moc-envs demo --game $(GAME) --steps $(STEPS) --detector $(DETECTOR)
+	$(VENV)/bin/moc-envs demo --game $(GAME) --steps $(STEPS) --detector $(DETECTOR)$(if $(filter 1,$(AGENT)), --agent)
 
 test: $(DEV_STAMP)
 	$(PY) -m pytest

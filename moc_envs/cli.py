@@ -42,6 +42,27 @@ def _write_gif(frames: list[np.ndarray], path: Path, fps: int) -> None:
     os.replace(tmp, path)  # atomic: a reader never sees half a GIF
 
 
+def _agent_banner(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
+    """``frame`` under a dark band holding ``lines`` (the agent, its score); the game stays uncovered."""
+    import cv2
+
+    line_h = max(14, frame.shape[1] // 24)
+    band = np.full((line_h * len(lines) + 6, frame.shape[1], 3), 24, dtype=frame.dtype)
+    scale = line_h / 40
+    for i, text in enumerate(lines):
+        cv2.putText(band, text, (6, line_h * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([band, frame], axis=0)
+
+
+def _agent_label(info: dict[str, object]) -> str:
+    """How the demo names the agent: trained on which objects, for how long."""
+    frames = info.get("frames")
+    budget = f"{frames / 1e6:.1f}M frames" if isinstance(frames, int | float) else "? frames"
+    partial = ", partial" if info.get("partial") else ""
+    return f"PPO agent trained on {info.get('detector', '?')} objects, {budget}{partial}"
+
+
 def run_demo(
     game: str,
     steps: int = 200,
@@ -51,12 +72,15 @@ def run_demo(
     device: str = "auto",
     every: int = 2,
     threads: int | None = None,
+    agent: bool = False,
 ) -> dict[str, float]:
-    """Play ``steps`` random-agent steps, print objects and labels, write an annotated GIF.
+    """Play ``steps`` steps, print objects and labels, write an annotated GIF.
 
-    Returns a summary: steps, mean objects per step, and the share of estimated
-    localisation labels within 1 of the RAM value. ``threads``: torch CPU threads of the
-    learned detector (None: one).
+    A random agent plays, or with ``agent`` the game's trained agent
+    (:func:`moc_envs.agents.load`) from the detected objects, its score shown on every frame.
+    Returns a summary: steps, mean objects per step, the share of estimated localisation
+    labels within 1 of the RAM value, and the points won / lost and the return. ``threads``:
+    torch CPU threads of the learned detector (None: one).
     """
     import gymnasium as gym
     from tqdm import tqdm
@@ -64,24 +88,40 @@ def run_demo(
     from moc_envs.registration import env_id
 
     spec = get_game(game)
+    policy = None
+    if agent:
+        from moc_envs.agents import load
+
+        policy = load(spec.name)  # before the env: a missing agent fails fast
+        label = _agent_label(policy.info)
+        print(f"Agent: {label}; {policy.info.get('status', '')}")
     learned = {"device": device, "threads": threads} if detector == "space" else {}
     env = gym.make(
         env_id(spec.name), detector=detector, ram_labels=True, render_mode="rgb_array", **learned
     )
     env.action_space.seed(seed)
-    _, info = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
     frames: list[np.ndarray] = []
     n_objects = agree = compared = 0
+    won = lost = 0.0
     for t in tqdm(range(steps), desc=f"{spec.name} demo", unit="step", disable=None):
-        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        action = policy(obs) if policy is not None else env.action_space.sample()
+        obs, reward, terminated, truncated, info = env.step(action)
+        won += max(float(reward), 0.0)
+        lost += max(-float(reward), 0.0)
         n_objects += len(info["objects"])
         for name, value in info["labels"].items():
             compared += 1
             agree += abs(value - info["ram_labels"][name]) <= 1
         if t % every == 0:
-            frames.append(env.render())
+            frame = env.render()
+            if policy is not None:
+                frame = _agent_banner(
+                    frame, [label, f"plays on {detector} objects: won {won:g}, lost {lost:g}"]
+                )
+            frames.append(frame)
         if terminated or truncated:
-            env.reset()
+            obs, _ = env.reset()
     env.close()
 
     rows = [
@@ -109,11 +149,15 @@ def run_demo(
         "steps": float(steps),
         "objects_per_step": n_objects / max(steps, 1),
         "label_agreement": agree / compared if compared else float("nan"),
+        "points_won": won,
+        "points_lost": lost,
+        "return": won - lost,
     }
     print(
         f"\n{summary['objects_per_step']:.1f} objects per step; "
         f"labels within 1 of RAM: {summary['label_agreement']:.1%} of {compared}"
     )
+    print(f"{'Agent' if policy is not None else 'Random agent'}: won {won:g}, lost {lost:g} in {steps} steps")
     if out is not None and frames:
         _write_gif(frames, out, fps=15)
         print(f"Annotated GIF: {out}")
@@ -147,9 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo = sub.add_parser(
         "demo",
-        help="play a game with a random agent and show the objects",
-        description="Play a game with a random agent, print the last step's objects and the\n"
-        "estimated labels beside the RAM values, and write an annotated GIF.",
+        help="play a game with a random (or the trained) agent and show the objects",
+        description="Play a game with a random agent (--agent: the game's trained PPO agent,\n"
+        "acting on the detected objects), print the last step's objects and the estimated\n"
+        "labels beside the RAM values, and write an annotated GIF (with --agent, the score).",
         formatter_class=_HelpFormatter,
     )
     demo.add_argument("--game", default="Pong", help=f"one of: {', '.join(game_names())}")
@@ -161,7 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="learned detector or RAM oracle",
     )
     demo.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    demo.add_argument("--out", type=Path, default=None, help="GIF path; None writes demo-<game>.gif")
+    demo.add_argument(
+        "--out", type=Path, default=None, help="GIF path; None writes demo-<game>[-agent].gif"
+    )
+    demo.add_argument(
+        "--agent",
+        action="store_true",
+        help="play the trained agent (weights/<Game>/agent, moc_envs.agents.load) instead of random actions",
+    )
     demo.add_argument("--seed", type=int, default=0, help="seed of the env and the random agent")
     add_threads_argument(demo)
     sub.add_parser(
@@ -220,10 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.steps < 1:
             parser.error("--steps must be >= 1")
         spec = get_game(args.game)
-        out = args.out or Path(f"demo-{spec.name.lower()}.gif")
+        suffix = "-agent" if args.agent else ""
+        out = args.out or Path(f"demo-{spec.name.lower()}{suffix}.gif")
         run_demo(
-            spec.name, args.steps, args.detector, out, args.seed, args.device, threads=args.threads
-        )
+            spec.name, args.steps, args.detector, out, args.seed, args.device,
+            threads=args.threads, agent=args.agent,
+        )  # fmt: skip
     except MocEnvsError as err:
         print(f"moc-envs: error: {err}", file=sys.stderr)
         return 2

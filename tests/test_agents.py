@@ -1,0 +1,220 @@
+"""PPO agents on object observations: training runs resume, the shipped format loads, the demo plays.
+
+One tiny run (RAM oracle, 2 envs, 256 env steps per session) is trained once for the module;
+every number it produces is plumbing, never a result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3")
+pytest.importorskip("ocatari")
+
+import moc_envs.agents as agents  # noqa: E402
+from moc_envs.errors import CorruptWeightsError, MissingWeightsError  # noqa: E402
+from trainers import agent as agent_train  # noqa: E402
+from trainers import agent_eval  # noqa: E402
+
+TINY = ["--game", "Pong", "--detector", "ram", "--envs", "2", "--workers", "1", "--n-steps", "128",
+        "--frames", "2048", "--no-progress"]  # 512 env steps in all, 2 rollouts of 256
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict:
+    """A run trained for half its budget (--until-frames), its first checkpoint, then resumed."""
+    out = tmp_path_factory.mktemp("agent") / "run"
+    first = agent_train.main([*TINY, "--out", str(out), "--until-frames", "1024"])
+    first_ckpt = agent_train.load_checkpoint(out)
+    second = agent_train.main([*TINY, "--out", str(out), "--resume"])
+    return {"out": out, "first": json.loads(json.dumps(first)), "first_ckpt": first_ckpt, "second": second}
+
+
+def _lr(tensors: dict) -> float:
+    return float(tensors["optimizer"]["param_groups"][0]["lr"])
+
+
+def test_training_checkpoints_and_resume_continues_counting(tiny_run) -> None:
+    out: Path = tiny_run["out"]
+    first_record, first_tensors = tiny_run["first_ckpt"]
+    assert first_record["num_timesteps"] == 256 and first_record["frames"] == 1024
+    record, tensors = agent_train.load_checkpoint(out)
+    assert record["num_timesteps"] == 512 and record["frames"] == 2048
+    # PPO runs n_epochs passes per rollout: twice as many after the second rollout.
+    assert record["n_updates"] == 2 * first_record["n_updates"] > 0
+    assert [s["start_step"] for s in record["sessions"]] == [0, 256]
+    # The learning-rate schedule spans the whole 2048 frames: the first update ran at half the
+    # initial rate; had the resume restarted the count, the second would too, instead of 0.
+    lr0 = agent_train.PPO_DEFAULTS["learning_rate"]
+    assert _lr(first_tensors) == pytest.approx(lr0 / 2)
+    assert _lr(tensors) == pytest.approx(0.0)
+    # Adam's state came back too: its step count went on from the first session's 16
+    # (4 epochs x 4 minibatches per rollout). Only the last checkpoint's .pt is kept, and the
+    # observation statistics kept counting.
+    steps = [float(s["step"]) for s in first_tensors["optimizer"]["state"].values()]
+    assert set(steps) == {16.0}
+    assert {float(s["step"]) for s in tensors["optimizer"]["state"].values()} == {32.0}
+    assert [p.name for p in out.glob("checkpoint-*.pt")] == [record["policy_file"]]
+    assert record["normalisation"]["count"] > first_record["normalisation"]["count"]
+    assert any((out / "tb").iterdir())
+
+
+def test_training_refuses_a_used_folder_without_resume(tiny_run, capsys) -> None:
+    with pytest.raises(SystemExit):
+        agent_train.main([*TINY, "--out", str(tiny_run["out"])])
+    assert "already holds a checkpoint at 512 env steps: pass --resume" in capsys.readouterr().err
+
+
+def test_resume_refuses_other_settings(tiny_run, tmp_path) -> None:
+    args = agent_train.Args(game="Pong", out=str(tiny_run["out"]), detector="space", resume=True)
+    with pytest.raises(agent_train.AgentTrainError, match="detector 'ram', not 'space'"):
+        agent_train.train(args)
+
+
+def test_checkpoint_that_does_not_match_its_record_is_refused(tiny_run, tmp_path) -> None:
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run["out"], run)
+    record = json.loads((run / agent_train.CHECKPOINT_JSON).read_text())
+    with open(run / record["policy_file"], "ab") as f:
+        f.write(b"x")
+    with pytest.raises(CorruptWeightsError, match="does not match"):
+        agent_train.load_checkpoint(run)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run exported as a weights root holding Pong/agent (no evaluation)."""
+    root = tmp_path_factory.mktemp("weights")
+    agent_eval.export_run(tiny_run["out"], root / "Pong" / agents.AGENT_DIR, None)
+    return root
+
+
+def test_exported_policy_matches_the_sb3_policy(tiny_run, exported, monkeypatch) -> None:
+    import gymnasium as gym
+    import torch
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(exported))
+    policy = agents.load("Pong")
+    assert policy.detector == "ram" and policy.info["frames"] == 2048 and not policy.info["partial"]
+    assert policy.info["evaluation"] is None
+
+    _, tensors = agent_train.load_checkpoint(tiny_run["out"])
+    hp = agent_train.PPO_DEFAULTS
+    sb3 = ActorCriticPolicy(
+        gym.spaces.Box(-np.inf, np.inf, (21,), np.float32), gym.spaces.Discrete(6), lambda _: 0.0,
+        net_arch={"pi": hp["hidden"], "vf": hp["hidden"]}, activation_fn=torch.nn.Tanh,
+    )
+    sb3.load_state_dict(tensors["policy"])
+    rng = np.random.default_rng(0)
+    # Observations as the env gives them, and wilder ones that reach the normaliser's clip.
+    env = gym.make("MOC/Pong-v0", detector="ram", obs_mode="flat")
+    obs, _ = env.reset(seed=1)
+    seen = [obs]
+    for _ in range(60):
+        obs, *_ = env.step(env.action_space.sample())
+        seen.append(obs)
+    env.close()
+    batch = np.concatenate([np.stack(seen), rng.uniform(-0.5, 1.5, (200, 21)).astype(np.float32)])
+    want, _ = sb3.predict(agents.normalise_observation(batch, policy.normalisation), deterministic=True)
+    np.testing.assert_array_equal(policy(batch), want)
+    assert policy(batch[0]) == want[0] and isinstance(policy(batch[0]), int)
+    # The (n_slots, 7) objects array is the same observation.
+    np.testing.assert_array_equal(policy(batch.reshape(-1, 3, 7)), want)
+
+
+def _copy(exported: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    root = tmp_path / "weights"
+    shutil.copytree(exported, root)
+    return root / "Pong" / agents.AGENT_DIR
+
+
+def test_corrupted_agent_is_refused(exported, tmp_path) -> None:
+    folder = _copy(exported, tmp_path)
+    data = bytearray((folder / agents.POLICY_FILE).read_bytes())
+    data[-5] ^= 0xFF
+    (folder / agents.POLICY_FILE).write_bytes(bytes(data))
+    with pytest.raises(CorruptWeightsError, match=r"policy.safetensors does not match manifest.json"):
+        agents.load("Pong", weights=folder.parent.parent)
+
+
+def test_agent_json_that_disagrees_with_the_tensors_is_refused(exported, tmp_path) -> None:
+    from moc_envs.manifest import write_manifest
+
+    folder = _copy(exported, tmp_path)
+    info = json.loads((folder / agents.AGENT_FILE).read_text())
+    info["architecture"]["hidden"] = [32, 64]
+    (folder / agents.AGENT_FILE).write_text(json.dumps(info))
+    write_manifest(folder, "Pong")  # the hashes agree: only the format check can catch it
+    with pytest.raises(CorruptWeightsError, match=r"'hidden.0.weight' must have shape \(32, 21\), got \(64, 21\)"):
+        agents.load_folder(folder, "Pong")
+
+
+def test_agent_for_another_game_and_missing_agent(exported, tmp_path, monkeypatch) -> None:
+    folder = exported / "Pong" / agents.AGENT_DIR
+    with pytest.raises(CorruptWeightsError, match="for game 'Pong', not 'Boxing'"):
+        agents.load_folder(folder, "Boxing")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(empty))
+    monkeypatch.setattr("moc_envs.weights.weights_root", lambda: empty)
+    with pytest.raises(MissingWeightsError, match="(?s)No trained agent for Pong.*python -m trainers.agent --game Pong"):
+        agents.load("Pong")
+
+
+def test_policy_rejects_a_wrong_observation(exported) -> None:
+    policy = agents.load("Pong", weights=exported)
+    with pytest.raises(ValueError, match=r"observation must be \(21,\) flat.*got shape \(20,\)"):
+        policy(np.zeros(20))
+
+
+def test_episode_quotas_split_evenly() -> None:
+    assert agent_eval.episode_quotas(30, 8) == [4, 4, 4, 4, 4, 4, 3, 3]
+    assert agent_eval.episode_quotas(3, 3) == [1, 1, 1]
+    with pytest.raises(ValueError, match="episodes and envs must be >= 1, got 0 and 8"):
+        agent_eval.episode_quotas(0, 8)
+
+
+def test_evaluate_plays_each_envs_share_and_caps_episodes(exported) -> None:
+    policy = agents.load("Pong", weights=exported)
+    r = agent_eval.evaluate(policy, "Pong", "ram", episodes=3, envs=2, max_steps=25, progress=False)
+    # No Pong game ends in 25 steps: every episode is cut by the ALE at the cap.
+    assert r["episodes"] == 3 and r["truncated"] == 3 and r["lengths"] == [25, 25, 25]
+    assert r["mean"] == pytest.approx(np.mean(r["returns"]))
+
+
+def test_demo_with_agent_writes_gif_with_the_score(exported, tmp_path, monkeypatch, capsys) -> None:
+    from PIL import Image
+
+    from moc_envs.cli import main
+
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(exported))
+    out = tmp_path / "agent.gif"
+    assert main(["demo", "--game", "Pong", "--agent", "--detector", "ram", "--steps", "20", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Agent: PPO agent trained on ram objects, 0.0M frames" in text and "Agent: won " in text
+    with Image.open(out) as gif:
+        assert gif.n_frames > 1  # PIL merges identical consecutive frames
+        # The score band sits above the 630-row annotated frame.
+        assert gif.size[1] > 630
+
+
+def test_demo_with_agent_but_none_trained_explains(tmp_path, monkeypatch, capsys) -> None:
+    from moc_envs.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(empty))
+    monkeypatch.setattr("moc_envs.weights.weights_root", lambda: empty)
+    assert main(["demo", "--game", "Pong", "--agent", "--detector", "ram", "--steps", "5",
+                 "--out", str(tmp_path / "x.gif")]) == 2
+    assert "No trained agent for Pong" in capsys.readouterr().err
+    assert not (tmp_path / "x.gif").exists()

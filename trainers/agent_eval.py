@@ -1,0 +1,288 @@
+"""Evaluate trained agents (the protocol of the agents benchmark) and ship one.
+
+    python -m trainers.agent_eval --run runs/agents/pong_ram --run runs/agents/pong_space
+        [--detectors ram,space] [--episodes 30] [--envs 8] [--workers 2] [--threads 1]
+        [--max-steps 10000] [--export weights/Pong/agent]
+
+Protocol: each agent plays ``--episodes`` (30) full episodes with its deterministic policy
+(argmax of the logits) on every detector of ``--detectors``, the one it was trained on and the
+other (an agent trained on RAM-oracle objects played on learned ones, and back: what the
+detector's errors cost). Episodes run ``--envs`` at a time in one vector env, each env playing
+a fixed share of the episodes (4, 4, ..., 3 for 30 over 8), so that short episodes are not
+over-represented as they would be by taking the first 30 to finish. An episode longer than
+``--max-steps`` env steps is truncated by the ALE (``max_num_frames_per_episode``) and counted
+with ``truncated``; a Pong game ends by itself when a side reaches 21. Reported: mean, standard
+deviation (ddof=1), min, max of the returns, the episode lengths, the number truncated.
+
+A run's results go to ``<run>/eval.json``, tagged with the checkpoint's SHA-256 and frames, which
+``benchmarks.agents`` reads. ``--export DIR`` (one ``--run``) writes the run's policy as a shipped
+agent folder (:func:`moc_envs.agents.save_agent`) with this evaluation in its ``agent.json``;
+an agent whose run has not reached its ``--frames`` is labelled "partial, N frames".
+``--agent DIR`` evaluates an exported agent folder instead of a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moc_envs.atomic import atomic_write_text
+from moc_envs.errors import CorruptWeightsError, MocEnvsError
+from moc_envs.games import get_game
+from trainers.agent import FRAMESKIP, load_checkpoint, policy_from_checkpoint
+
+__all__ = ["EVAL_FILE", "DEFAULT_EPISODES", "DEFAULT_MAX_STEPS", "episode_quotas", "evaluate",
+           "evaluate_run", "export_run", "main"]
+
+EVAL_FILE = "eval.json"
+DEFAULT_EPISODES = 30
+DEFAULT_MAX_STEPS = 10_000
+"""Cap of an evaluation episode in env steps (40,000 frames, 11 minutes of play): a Pong game
+between close players lasts about 4,000-6,000 steps, a lost one under 1,000."""
+
+
+def episode_quotas(episodes: int, envs: int) -> list[int]:
+    """How many episodes each env plays: ``episodes`` split as evenly as possible over ``envs``."""
+    if episodes < 1 or envs < 1:
+        raise ValueError(f"episodes and envs must be >= 1, got {episodes} and {envs}")
+    base, extra = divmod(episodes, envs)
+    return [base + (i < extra) for i in range(envs)]
+
+
+def evaluate(
+    policy: Callable[[np.ndarray], Any],
+    game: str,
+    detector: str,
+    episodes: int = DEFAULT_EPISODES,
+    envs: int = 8,
+    workers: int = 1,
+    threads: int = 1,
+    seed: int = 10_000,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Play ``episodes`` episodes of ``MOC/<game>-v0`` with ``detector``; return the statistics.
+
+    ``policy``: batch of flat observations ``(N, F)`` -> ``(N,)`` actions (a
+    :class:`moc_envs.agents.Policy`). Env i is seeded ``seed + i``; the evaluation seeds differ
+    from the training ones (0 upwards) by default.
+    """
+    from tqdm import tqdm
+
+    from moc_envs.vector import make_vec
+
+    if detector not in ("space", "ram"):
+        raise ValueError(f"detector must be 'space' or 'ram', got {detector!r}")
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    name = get_game(game).name
+    envs = min(envs, episodes)
+    quotas = episode_quotas(episodes, envs)
+    extra = {"device": device} if detector == "space" else {}
+    venv = make_vec(
+        f"MOC/{name}-v0", envs, detector=detector, workers=min(workers, envs), threads=threads,
+        autoreset_mode="SameStep", obs_mode="flat", max_num_frames_per_episode=max_steps * FRAMESKIP,
+        **extra,
+    )  # fmt: skip
+    returns: list[list[float]] = [[] for _ in range(envs)]
+    lengths: list[list[int]] = [[] for _ in range(envs)]
+    truncated: list[list[bool]] = [[] for _ in range(envs)]
+    ret = np.zeros(envs)
+    length = np.zeros(envs, dtype=np.int64)
+    start = time.perf_counter()
+    steps = 0
+    bar = tqdm(total=episodes, desc=f"{name} on {detector}", unit="episode", disable=not progress)
+    try:
+        obs, _ = venv.reset(seed=[seed + i for i in range(envs)])
+        while any(len(r) < q for r, q in zip(returns, quotas, strict=True)):
+            obs, rewards, terms, truncs, _ = venv.step(np.asarray(policy(obs)))
+            steps += envs
+            ret += rewards
+            length += 1
+            for i in np.flatnonzero(terms | truncs):
+                if len(returns[i]) < quotas[i]:  # an env past its share plays on, unrecorded
+                    returns[i].append(float(ret[i]))
+                    lengths[i].append(int(length[i]))
+                    truncated[i].append(bool(truncs[i] and not terms[i]))
+                    bar.update(1)
+                ret[i], length[i] = 0.0, 0
+    finally:
+        bar.close()
+        venv.close()
+    seconds = time.perf_counter() - start
+    flat_r = [r for rs in returns for r in rs]
+    flat_l = [n for ns in lengths for n in ns]
+    return {
+        "game": name,
+        "detector": detector,
+        "episodes": len(flat_r),
+        "mean": float(np.mean(flat_r)),
+        "std": float(np.std(flat_r, ddof=1)) if len(flat_r) > 1 else 0.0,
+        "min": float(np.min(flat_r)),
+        "max": float(np.max(flat_r)),
+        "returns": flat_r,
+        "lengths": flat_l,
+        "mean_length": float(np.mean(flat_l)),
+        "truncated": int(sum(t for ts in truncated for t in ts)),
+        "max_steps": max_steps,
+        "seed": seed,
+        "envs": envs,
+        "seconds": seconds,
+        "steps_per_s": steps / seconds if seconds > 0 else None,
+    }
+
+
+def _load_run(run: Path, tries: int = 3) -> tuple[dict[str, Any], Any]:
+    """(record, policy) of a run's last checkpoint; retried when a live run replaces it meanwhile."""
+    for attempt in range(tries):
+        try:
+            record, _ = load_checkpoint(run)
+            return record, policy_from_checkpoint(run)
+        except CorruptWeightsError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(2.0)
+    raise AssertionError("unreachable")
+
+
+def evaluate_run(
+    run: str | Path, detectors: Sequence[str], write: bool = True, **kwargs: Any
+) -> dict[str, Any]:
+    """Evaluate a training run's last checkpoint on each detector; write ``<run>/eval.json``.
+
+    ``kwargs`` go to :func:`evaluate`. The file records which checkpoint was evaluated (its
+    SHA-256 and frames), so a reader can tell a stale evaluation from a current one.
+    """
+    run = Path(run)
+    record, policy = _load_run(run)
+    result = {
+        "run": str(run),
+        "game": record["game"],
+        "trained_on": record["detector"],
+        "frames": int(record["frames"]),
+        "target_frames": int(record["target_frames"]),
+        "policy_sha256": record["policy_sha256"],
+        "evaluated": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "results": {},
+    }
+    for detector in detectors:
+        r = evaluate(policy, record["game"], detector, **kwargs)
+        result["results"][detector] = r
+        print(
+            f"[agent_eval] {run} (trained on {record['detector']}, {record['frames']:,} frames) on "
+            f"{detector}: {r['mean']:+.2f} +- {r['std']:.2f} over {r['episodes']} episodes "
+            f"({r['truncated']} truncated, {r['steps_per_s']:.0f} steps/s)",
+            file=sys.stderr,
+        )
+    if write:
+        atomic_write_text(run / EVAL_FILE, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation as agent.json records it: per detector, mean / std / episodes / truncated."""
+    keep = ("mean", "std", "min", "max", "episodes", "truncated", "mean_length", "max_steps", "seed")
+    n = sorted({r["episodes"] for r in result["results"].values()})
+    return {
+        "protocol": f"{'/'.join(map(str, n))} episodes per detector, deterministic policy, std with "
+        "ddof=1 (python -m trainers.agent_eval)",
+        "frames": result["frames"],
+        "evaluated": result["evaluated"],
+        "results": {d: {k: r[k] for k in keep} for d, r in result["results"].items()},
+    }
+
+
+def export_run(run: str | Path, folder: str | Path, evaluation: dict[str, Any] | None) -> Path:
+    """Write a run's last checkpoint as a shipped agent folder, with ``evaluation`` in agent.json.
+
+    ``evaluation``: :func:`evaluate_run`'s result for this very checkpoint (its SHA-256 must
+    match), or None to ship without one (recorded as null).
+    """
+    from moc_envs.agents import save_agent
+
+    run = Path(run)
+    record, policy = _load_run(run)
+    if evaluation is not None and evaluation.get("policy_sha256") != record["policy_sha256"]:
+        raise CorruptWeightsError(
+            f"the evaluation is of checkpoint {evaluation.get('policy_sha256')}, the run's last is "
+            f"{record['policy_sha256']} (the run went on meanwhile): evaluate again, then export"
+        )
+    info = {**policy.info, "evaluation": _summary(evaluation) if evaluation is not None else None,
+            "source_run": str(run), "policy_sha256_checkpoint": record["policy_sha256"]}
+    return save_agent(folder, record["game"], policy.hidden, policy.action, policy.normalisation,
+                      policy.activation, info)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m trainers.agent_eval",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--run", action="append", default=[], help="agent run folder (repeatable)")
+    p.add_argument("--agent", default=None, help="an exported agent folder to evaluate instead of a run")
+    p.add_argument("--detectors", default="ram,space", help="comma-separated detectors to play on")
+    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per agent and detector")
+    p.add_argument("--envs", type=int, default=8, help="episodes played at a time")
+    p.add_argument("--workers", type=int, default=2, help="processes the envs are split over")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (the learned detector)")
+    p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, help="env steps after which an episode is truncated")
+    p.add_argument("--seed", type=int, default=10_000, help="seed of env i is seed + i")
+    p.add_argument("--device", default="auto", help="torch device of the learned detector")
+    p.add_argument("--export", default=None, help="write the (single) --run's policy as an agent folder here")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
+    args = p.parse_args(argv)
+    args.detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
+    bad = [d for d in args.detectors if d not in ("space", "ram")]
+    if bad or not args.detectors:
+        p.error(f"--detectors takes space and/or ram, got {bad or args.detectors}")
+    if bool(args.run) == bool(args.agent):
+        p.error("give one or more --run folders, or one --agent folder")
+    if args.export and len(args.run) != 1:
+        p.error(f"--export writes one agent: give exactly one --run, got {len(args.run)}")
+    for name in ("episodes", "envs", "workers", "threads", "max_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line."""
+    from moc_envs.threads import set_torch_threads
+
+    args = _parse(argv)
+    set_torch_threads(args.threads)
+    kwargs = {"episodes": args.episodes, "envs": args.envs, "workers": args.workers,
+              "threads": args.threads, "seed": args.seed, "max_steps": args.max_steps,
+              "device": args.device, "progress": args.progress}
+    try:
+        if args.agent:
+            from moc_envs.agents import load_folder
+
+            policy = load_folder(args.agent)
+            out = {}
+            for d in args.detectors:
+                r = out[d] = evaluate(policy, policy.game, d, **kwargs)
+                print(f"[agent_eval] {args.agent} on {d}: {r['mean']:+.2f} +- {r['std']:.2f} over "
+                      f"{r['episodes']} episodes ({r['truncated']} truncated)", file=sys.stderr)
+            return out
+        results = {run: evaluate_run(run, args.detectors, **kwargs) for run in args.run}
+        if args.export:
+            path = export_run(args.run[0], args.export, results[args.run[0]])
+            print(f"[agent_eval] exported {args.run[0]} to {path}", file=sys.stderr)
+        return results
+    except MocEnvsError as err:
+        print(f"python -m trainers.agent_eval: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
+
+
+if __name__ == "__main__":
+    main()
