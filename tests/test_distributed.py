@@ -57,6 +57,22 @@ def test_setup_outside_and_inside_torchrun(monkeypatch):
         distributed.setup("cpu", nproc=4)
 
 
+def test_each_local_rank_takes_its_own_gpu(monkeypatch):
+    import moc_envs.device
+
+    # A machine with two GPUs, as far as the device choice can tell.
+    monkeypatch.setattr(moc_envs.device, "resolve_device", lambda d: "cuda" if d == "auto" else d)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert distributed._device_for("auto", 1, 2) == torch.device("cuda:1")
+    assert distributed._device_for("cuda", 0, 2) == torch.device("cuda:0")
+    assert distributed._device_for("cuda:1", 0, 1) == torch.device("cuda:1")  # one process: as asked
+    assert distributed._device_for("cpu", 1, 2) == torch.device("cpu")
+    with pytest.raises(DistributedError, match="--device cuda:1 names one GPU, but torchrun starts 2"):
+        distributed._device_for("cuda:1", 0, 2)
+    with pytest.raises(DistributedError, match="local rank 2 needs cuda:2, but torch sees 2 GPU"):
+        distributed._device_for("cuda", 2, 3)
+
+
 def test_one_process_leaves_everything_as_it_is():
     d, model, data = Dist(), torch.nn.Linear(2, 2), torch.zeros(3)
     assert d.wrap(model) is model and d.shard(data) is data
