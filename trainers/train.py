@@ -633,8 +633,10 @@ def _train_locked(
         terms.update(motion_terms(out, m_pres, m_where, m_mask, cfg.weights.pres_loss))
         terms["continuity"] = continuity_loss(out, cfg.seq_len, cfg.model.grid, cfg.weights.oc_beta)
         loss = total_loss(terms, cfg.weights, lam)
-        if not dist.all_true(bool(torch.isfinite(loss))):  # every rank stops, none waits
-            raise TrainError(f"loss became {loss.item()} at step {step}{dist.where}; lower the learning rates")
+        finite = bool(torch.isfinite(loss))
+        if not dist.all_true(finite):  # every rank stops, none waits for the others
+            what = "non-finite on another rank" if finite else loss.item()
+            raise TrainError(f"loss became {what} at step {step}{dist.where}; lower the learning rates")
         fg_opt.zero_grad(set_to_none=True)
         bg_opt.zero_grad(set_to_none=True)
         loss.backward()
