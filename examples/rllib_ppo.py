@@ -82,7 +82,12 @@ class Args:
         default=0.0,
         metadata={"help": "GPU share of each runner (e.g. 0.25); its detector runs there"},
     )
-    learner_gpus: float = field(default=0.0, metadata={"help": "GPUs of the learner (0: CPU)"})
+    learner_gpus: float = field(
+        default=0.0,
+        metadata={
+            "help": "GPU of the learner, which runs in this process (0: the CPU; RLlib trains on one GPU for any value > 0)"
+        },
+    )
     device: str = field(
         default="auto", metadata={"help": "the detector's device in each runner: auto | cpu | cuda"}
     )
