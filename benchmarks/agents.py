@@ -1,29 +1,38 @@
-"""Agents: SB3 PPO on MOC objects (learned detector, RAM oracle) vs CNN PPO on pixels, same budget.
+"""Agents: PPO on MOC objects trained to 10M frames, their evaluation, and a same-budget comparison.
 
-``python -m benchmarks.agents [--game Pong] [--steps 100000] [--quick]``
+``python -m benchmarks.agents [--runs runs/agents/pong_ram runs/agents/pong_space]
+[--game Pong] [--steps 100000] [--quick]``
 
-Three runs with the same PPO hyperparameters (SB3 zoo's Atari PPO: 8 envs,
-n_steps 128, 4 epochs, batch 256, lr 2.5e-4, clip 0.1, ent_coef 0.01) and the
-same number of env steps (each step is 4 emulator frames, sticky actions 0.25):
+Two parts, one report (``agents.json`` / ``.md`` / ``.png``):
 
-- ``objects (learned)``: ``MlpPolicy`` on ``MOC/<Game>-v0`` with the learned
-  detector, 8 envs in one :class:`~moc_envs.vector.MocVectorEnv` (batched
-  detection) through :class:`moc_envs.sb3.SB3VecEnv`; "not available: no
-  weights for <Game>" without weights;
-- ``objects (ram)``: the same on ``detector="ram"`` (RAM-oracle objects);
-  both object agents see their observation through SB3's ``VecNormalize``
-  (running mean / std of each feature, rewards untouched): positions in [0, 1]
-  and velocities of a few hundredths are otherwise too small for the MLP to
-  learn from quickly (without it neither object agent moved at 100k steps);
-- ``pixels (CNN)``: ``CnnPolicy`` on ``ALE/<Game>-v5`` frames with SB3's Atari
-  preprocessing (``make_atari_env``: no-op reset, max-and-skip 4, 84x84 grey,
-  fire reset) and 4 stacked frames.
+1. **Long runs** (:mod:`trainers.agent`, 10M frames each, hours on a CPU, run in the
+   background): each run folder's ``checkpoint.json`` gives its learning curve (the return of
+   every training episode against frames) and its speed; its ``eval.json``
+   (:mod:`trainers.agent_eval`: 30 episodes, deterministic policy, on RAM-oracle and on learned
+   objects) gives the evaluation table, marked stale when it is of an earlier checkpoint than
+   the run's last. A run short of its budget is labelled "partial". The published anchors
+   (SCoBots 17.2 on RAM objects, deep PPO on pixels 16.4, human 14.6, random -20.7) stand beside
+   them, marked as published, not measured here. Nothing is trained in this part.
+2. **Same budget, short** (``--steps`` env steps per agent, 100k by default; ``--steps 0`` carries
+   the previous report's rows over, saying so): three runs with the same PPO hyperparameters
+   (SB3 zoo's Atari PPO: 8 envs, n_steps 128, 4 epochs, batch 256, lr 2.5e-4, clip 0.1,
+   ent_coef 0.01), each step 4 emulator frames, sticky actions 0.25:
 
-Learning: the returns and lengths of the episodes that ended in the first and
-in the last quarter of the budget (:func:`verdict`), the mean reward per env
-step of each rollout, and the curve of episode returns against env steps.
-Writes ``agents.json`` / ``.md`` / ``.png``. The anchors (published scores at
-10M frames and more) are listed beside ours; a CPU budget is far smaller.
+   - ``objects (learned)``: ``MlpPolicy`` on ``MOC/<Game>-v0`` with the learned detector, 8 envs
+     in one :class:`~moc_envs.vector.MocVectorEnv` (batched detection) through
+     :class:`moc_envs.sb3.SB3VecEnv`; "not available: no weights for <Game>" without weights;
+   - ``objects (ram)``: the same on ``detector="ram"`` (RAM-oracle objects); both object agents
+     see their observation through SB3's ``VecNormalize`` (running mean / std of each feature,
+     rewards untouched): positions in [0, 1] and velocities of a few hundredths are otherwise
+     too small for the MLP to learn from quickly (without it neither object agent moved at 100k
+     steps);
+   - ``pixels (CNN)``: ``CnnPolicy`` on ``ALE/<Game>-v5`` frames with SB3's Atari preprocessing
+     (``make_atari_env``: no-op reset, max-and-skip 4, 84x84 grey, fire reset) and 4 stacked
+     frames.
+
+   Learning: the returns and lengths of the episodes that ended in the first and in the last
+   quarter of the budget (:func:`verdict`), the mean reward per env step of each rollout, and
+   the curve of episode returns against env steps.
 """
 
 from __future__ import annotations
@@ -40,14 +49,13 @@ from benchmarks.common import (
     add_common_args,
     learned_objects_note,
     learned_weights,
-    line_plot,
     markdown_table,
     not_available,
     torch_threads,
     write_results,
 )
 
-__all__ = ["PPO_KWARGS", "train_agent", "verdict", "run", "main"]
+__all__ = ["PPO_KWARGS", "ANCHORS", "DEFAULT_RUNS", "TARGET", "long_run", "train_agent", "verdict", "run", "main"]
 
 PPO_KWARGS: dict[str, Any] = {
     # rl-baselines3-zoo's Atari PPO settings (learning-rate schedules left out).
@@ -61,11 +69,78 @@ PPO_KWARGS: dict[str, Any] = {
 }
 
 ANCHORS = (
-    ("SCoBots, object-centric (RAM objects), Pong", "17.2"),
-    ("Deep PPO on pixels, Pong (SCoBots paper)", "16.4"),
-    ("OCAtari object-centric PPO, 10M frames, Pong", "0.4-0.66 human-normalised"),
-    ("Human / random, Pong", "14.6 / -20.7"),
+    # (what, score, where it comes from). None of these is measured here.
+    ("SCoBots, object-centric agent on RAM objects (OCAtari), Pong", "17.2", "published (SCoBots paper)"),
+    ("Deep PPO on pixels, Pong", "16.4", "published (as reported in the SCoBots paper); no pixel PPO was trained to 10M frames here (no GPU)"),
+    ("OCAtari object-centric PPO, 10M frames, Pong", "0.4-0.66 human-normalised", "published (OCAtari paper)"),
+    ("Human, Pong", "14.6", "published (human baseline of the Atari literature)"),
+    ("Random, Pong", "-20.7", "published (random baseline of the Atari literature)"),
 )
+"""Published Pong scores beside ours, as (what, score, source)."""
+
+ANCHOR_LINES = {"SCoBots (RAM objects) 17.2": 17.2, "deep PPO, pixels 16.4": 16.4, "human 14.6": 14.6, "random -20.7": -20.7}
+
+DEFAULT_RUNS = ("runs/agents/pong_ram", "runs/agents/pong_space")
+"""The long runs of the README's commands (relative to the checkout)."""
+
+TARGET = (
+    "Target: PPO on learned objects scores >= +15 mean evaluation return on Pong within 10M frames, "
+    "within 2 points of the RAM-oracle agent at the same budget."
+)
+
+DETECTOR_NAMES = {"ram": "RAM-oracle objects", "space": "learned objects"}
+
+
+def long_run(folder: str | Path) -> dict[str, Any] | None:
+    """What a :mod:`trainers.agent` run folder says of itself; None when it has no checkpoint.
+
+    Its learning curve (every training episode's end frame and return), frames done and
+    planned, speed, and its ``eval.json`` when that is of the run's last checkpoint (else the
+    evaluation is kept under ``stale_evaluation``).
+    """
+    import json
+
+    from trainers.agent import FRAMESKIP, read_checkpoint
+    from trainers.agent_eval import EVAL_FILE
+
+    folder = Path(folder)
+    record = read_checkpoint(folder)
+    if record is None:
+        return None
+    episodes = record.get("episodes") or []
+    returns = [e[1] for e in episodes]
+    speeds = [s[1] for s in record.get("speed") or []]
+    out: dict[str, Any] = {
+        "run": str(folder),
+        "game": record["game"],
+        "detector": record["detector"],
+        "frames": int(record["frames"]),
+        "target_frames": int(record["target_frames"]),
+        "partial": int(record["frames"]) < int(record["target_frames"]),
+        "episodes": len(episodes),
+        "curve_frames": [int(e[0]) * FRAMESKIP for e in episodes],
+        "curve_returns": returns,
+        "last_100_return": float(np.mean(returns[-100:])) if returns else None,
+        "best_100_return": _best_window(returns, 100),
+        "steps_per_s": float(np.median(speeds)) if speeds else None,
+        "wall_hours": float(record.get("wall_seconds", 0.0)) / 3600,
+        "hyperparameters": record.get("hyperparameters"),
+        "evaluation": None,
+    }
+    path = folder / EVAL_FILE
+    if path.is_file():
+        evaluation = json.loads(path.read_text())
+        if evaluation.get("policy_sha256") == record.get("policy_sha256"):
+            out["evaluation"] = evaluation
+        else:
+            out["stale_evaluation"] = evaluation
+    return out
+
+
+def _best_window(values: list[float], n: int) -> float | None:
+    if len(values) < n:
+        return None
+    return float(np.max(np.convolve(values, np.ones(n) / n, mode="valid")))
 
 
 def _make_env(kind: str, game: str, n_envs: int, seed: int, device: str) -> Any:
@@ -178,32 +253,144 @@ def _mean(values: list[float]) -> float | None:
 def run(
     game: str = "Pong", steps: int = 100_000, seed: int = 0, n_envs: int = 8, device: str = "auto",
     out: Path | None = None, ppo_overrides: dict[str, Any] | None = None,
+    runs: Sequence[str | Path] = DEFAULT_RUNS,
 ) -> dict[str, Any]:
-    """Train the three agents and (when ``out``) write the files."""
+    """Read the long runs, train the three same-budget agents (``steps`` > 0), write the files.
+
+    ``steps=0`` trains nothing and carries the same-budget rows of ``<out>/agents.json`` over.
+    """
     from tqdm import tqdm
 
     from moc_envs.games import get_game
 
     name = get_game(game).name
-    runs: dict[str, dict[str, Any]] = {}
-    labels = {"learned": "objects (learned), MlpPolicy", "ram": "objects (ram oracle), MlpPolicy",
-              "pixels": "pixels, CnnPolicy"}
-    for kind in tqdm(("learned", "ram", "pixels"), desc="agents", unit="agent"):
-        if kind == "learned":
-            note = not_available(name) if learned_weights(name) is None else learned_objects_note(name, device)
-            if note:
-                # Training on an all-zero observation would only measure a blind policy.
-                runs[labels[kind]] = {"note": note}
-                continue
-        runs[labels[kind]] = {**train_agent(kind, name, steps, seed, n_envs, device, ppo_overrides), "note": ""}
-    result = {"game": name, "steps": steps, "n_envs": n_envs, "seed": seed, "ppo": {**PPO_KWARGS, **(ppo_overrides or {})}, "runs": runs,
-              "anchors": [{"what": a, "value": v} for a, v in ANCHORS]}
+    long_runs = [r for r in (long_run(f) for f in runs) if r is not None]
+    result: dict[str, Any] = {
+        "game": name,
+        "long_runs": long_runs,
+        "target": TARGET,
+        "target_verdict": target_verdict(long_runs),
+        "anchors": [{"what": a, "value": v, "source": src} for a, v, src in ANCHORS],
+    }
+    if steps > 0:
+        short: dict[str, dict[str, Any]] = {}
+        labels = {"learned": "objects (learned), MlpPolicy", "ram": "objects (ram oracle), MlpPolicy",
+                  "pixels": "pixels, CnnPolicy"}
+        for kind in tqdm(("learned", "ram", "pixels"), desc="agents", unit="agent"):
+            if kind == "learned":
+                note = not_available(name) if learned_weights(name) is None else learned_objects_note(name, device)
+                if note:
+                    # Training on an all-zero observation would only measure a blind policy.
+                    short[labels[kind]] = {"note": note}
+                    continue
+            short[labels[kind]] = {**train_agent(kind, name, steps, seed, n_envs, device, ppo_overrides), "note": ""}
+        result.update(steps=steps, n_envs=n_envs, seed=seed, ppo={**PPO_KWARGS, **(ppo_overrides or {})},
+                      runs=short, short_budget_source="measured in this run of the benchmark")
+    else:
+        result.update(_previous_short_budget(out))
     if out is not None:
         _write(result, out)
     return result
 
 
+def _previous_short_budget(out: Path | None) -> dict[str, Any]:
+    """The same-budget part of an earlier ``agents.json`` in ``out`` (for ``--steps 0``)."""
+    import json
+
+    path = None if out is None else out / "agents.json"
+    if path is None or not path.is_file():
+        return {"runs": {}, "short_budget_source": "not run (--steps 0, no earlier agents.json)"}
+    old = json.loads(path.read_text())
+    machine = old.get("short_budget_machine") or old.get("machine") or {}
+    when = f"{machine.get('date', '?')} (commit {machine.get('commit') or '?'})"
+    return {
+        **{k: old[k] for k in ("steps", "n_envs", "seed", "ppo") if k in old},
+        "runs": old.get("runs", {}),
+        "short_budget_machine": machine,
+        "short_budget_source": old.get("short_budget_source", "")
+        if old.get("short_budget_source", "").startswith("carried over")
+        else f"carried over from the benchmark run of {when} (--steps 0 trained nothing now)",
+    }
+
+
+def target_verdict(long_runs: list[dict[str, Any]]) -> str:
+    """Whether the issue's target is met, not met, or not yet measurable, from the evaluations."""
+    by = {r["detector"]: r for r in long_runs}
+    space, ram = by.get("space"), by.get("ram")
+    if space is None or space.get("evaluation") is None:
+        return "not measured: no evaluation of a learned-objects agent at its last checkpoint"
+    s = space["evaluation"]["results"].get("space")
+    if s is None:
+        return "not measured: the learned-objects agent was not evaluated on learned objects"
+    budget = f"{space['frames']:,} frames" + (" (partial run)" if space["partial"] else "")
+    text = f"learned-objects agent {s['mean']:+.1f} on learned objects after {budget}"
+    met = s["mean"] >= 15
+    if ram is not None and ram.get("evaluation") is not None and "ram" in ram["evaluation"]["results"]:
+        r = ram["evaluation"]["results"]["ram"]
+        gap = r["mean"] - s["mean"]
+        text += f"; RAM-oracle agent {r['mean']:+.1f} on RAM objects after {ram['frames']:,} frames (gap {gap:+.1f})"
+        met = met and gap <= 2
+    else:
+        text += "; no RAM-oracle evaluation to compare with"
+        met = False
+    return ("met: " if met else "not met: ") + text
+
+
+def _cell(evaluation: dict[str, Any] | None, detector: str) -> str:
+    if evaluation is None or detector not in evaluation["results"]:
+        return "-"
+    r = evaluation["results"][detector]
+    trunc = f", {r['truncated']} truncated" if r["truncated"] else ""
+    return f"{r['mean']:+.1f} ± {r['std']:.1f} (n={r['episodes']}{trunc})"
+
+
+def _long_runs_markdown(result: dict[str, Any]) -> str:
+    runs = result["long_runs"]
+    if not runs:
+        return ("No long run found (" + ", ".join(DEFAULT_RUNS) + "): start them with "
+                "`python -m trainers.agent` (see the README's Agents section).")
+    rows = []
+    for r in runs:
+        status = (f"partial: {r['frames']:,} of {r['target_frames']:,} frames" if r["partial"]
+                  else f"complete: {r['frames']:,} frames")
+        ev = r["evaluation"]
+        stale = r.get("stale_evaluation")
+        note = "" if ev is not None else (
+            f"evaluation of an earlier checkpoint ({stale['frames']:,} frames): "
+            f"{_cell(stale, 'ram')} on RAM, {_cell(stale, 'space')} on learned" if stale else "not evaluated yet")
+        rows.append([r["run"], DETECTOR_NAMES.get(r["detector"], r["detector"]), status, r["steps_per_s"],
+                     r["wall_hours"], r["episodes"], r["last_100_return"], _cell(ev, "ram"), _cell(ev, "space"), note])
+    table = markdown_table(
+        ["run", "trained on", "budget", "train steps/s (median)", "wall hours", "training episodes",
+         "training return, last 100 episodes", "eval on RAM-oracle objects", "eval on learned objects",
+         "note"],
+        rows, digits=1,
+    )
+    return (
+        "Each agent: SB3 PPO, MlpPolicy (64-64 tanh) on the flat object observation, "
+        "`python -m trainers.agent` (hyperparameters in `trainers.agent.PPO_DEFAULTS`). Evaluation: "
+        "`python -m trainers.agent_eval`, 30 episodes per cell with the deterministic policy, mean ± "
+        "standard deviation (ddof=1); each agent plays on the objects it was trained on and on the "
+        "other detector's (cross-evaluation: what the detector's errors cost).\n\n"
+        f"{table}\n\n**{TARGET}** Verdict: {result['target_verdict']}."
+    )
+
+
 def _write(result: dict[str, Any], out: Path) -> None:
+    anchors = markdown_table(["anchor", "Pong score", "source"], ANCHORS)
+    body = (
+        f"Game: {result['game']}.\n\n## Agents trained to 10M frames\n\n{_long_runs_markdown(result)}\n\n"
+        f"## Anchors (published, not measured here)\n\n{anchors}\n\n"
+        "![learning curves](agents.png)\n\n"
+        f"## Same budget, short: objects vs pixels\n\n{_short_markdown(result)}\n"
+    )
+    _plot(result, out / "agents.png")
+    write_results(out, "agents", result, body, "Agents benchmark")
+
+
+def _short_markdown(result: dict[str, Any]) -> str:
+    if not result.get("runs"):
+        return f"Not run: {result.get('short_budget_source', '')}."
     rows = []
     for label, r in result["runs"].items():
         if "steps" not in r:
@@ -220,9 +407,9 @@ def _write(result: dict[str, Any], out: Path) -> None:
          "reward per 1k steps, first quarter", "reward per 1k steps, last quarter", "verdict"],
         rows,
     )
-    anchors = markdown_table(["anchor (published, 10M+ frames)", "score"], ANCHORS)
-    body = (
-        f"Game: {result['game']}; {result['steps']:,} env steps per agent (4 frames each), "
+    return (
+        f"{result['short_budget_source'].capitalize()}. "
+        f"{result['steps']:,} env steps per agent (4 frames each), "
         f"{result['n_envs']} envs, seed {result['seed']}, PPO settings {result['ppo']}; object agents "
         "see their observation through VecNormalize (running mean / std per feature, rewards untouched). "
         "First / last quarter: the episodes that ended in the first / last quarter of the budget "
@@ -231,20 +418,50 @@ def _write(result: dict[str, Any], out: Path) -> None:
         "score). Reward per 1k steps is the mean reward per env step over the first / last quarter "
         "of the rollouts, times 1000. Verdict: learning when the last quarter's episodes return at "
         "least 1 point more or last at least 20% longer than the first quarter's.\n\n"
-        f"{table}\n\n## Anchors\n\n{anchors}\n\n![learning curves](agents.png)\n"
+        f"{table}"
     )
-    curves = {}
-    for label, r in result["runs"].items():
+
+
+def _rolling(x: list[float], y: list[float], w: int) -> tuple[list[float], list[float]]:
+    if len(y) < 2:
+        return [], []
+    w = max(1, min(w, len(y)))
+    smooth = np.convolve(np.asarray(y, float), np.ones(w) / w, mode="valid")
+    return list(x[w - 1 :]), smooth.tolist()
+
+
+def _plot(result: dict[str, Any], path: Path) -> Path:
+    """Long runs (return vs frames, anchors dashed) and the same-budget runs, side by side."""
+    from benchmarks.common import _pyplot, _save_figure
+
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for r in result["long_runs"]:
+        x, y = _rolling(r["curve_frames"], r["curve_returns"], 20)
+        label = f"{Path(r['run']).name}: {DETECTOR_NAMES.get(r['detector'], r['detector'])} ({r['frames'] / 1e6:.1f}M frames" + (
+            ", partial)" if r["partial"] else ")")
+        if x:
+            left.plot(np.asarray(x) / 1e6, y, label=label)
+    for (name, value), style in zip(ANCHOR_LINES.items(), ("C3--", "C4--", "C5:", "C7:"), strict=True):
+        left.axhline(value, color=style[:2], linestyle=style[2:], linewidth=1, label=f"{name} (published)")
+    left.set_xlabel("emulator frames (millions)")
+    left.set_ylabel("training episode return (rolling mean of 20)")
+    left.set_title(f"{result['game']}: PPO on objects, long runs")
+    left.set_ylim(-22, 22)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7, loc="lower right")
+    for label, r in (result.get("runs") or {}).items():
         eps = r.get("episodes") or []
-        if len(eps) >= 2:
-            steps = np.asarray([e[0] for e in eps])
-            ret = np.asarray([e[1] for e in eps])
-            w = max(1, min(10, len(ret)))
-            smooth = np.convolve(ret, np.ones(w) / w, mode="valid")
-            curves[label] = (steps[w - 1 :].tolist(), smooth.tolist())
-    line_plot(out / "agents.png", curves, "env steps", "episode return (rolling mean of 10 episodes)",
-              f"{result['game']}: PPO learning curves")
-    write_results(out, "agents", result, body, "Agents benchmark")
+        x, y = _rolling([e[0] for e in eps], [e[1] for e in eps], 10)
+        if x:
+            right.plot(x, y, label=label)
+    right.set_xlabel("env steps")
+    right.set_ylabel("episode return (rolling mean of 10)")
+    right.set_title(f"same budget ({result.get('steps', 0):,} env steps)")
+    right.grid(alpha=0.3)
+    if right.lines:
+        right.legend(fontsize=7)
+    return _save_figure(plt, fig, path)
 
 
 def verdict(run: dict[str, Any]) -> str:
@@ -269,17 +486,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     add_common_args(p)
     p.add_argument("--game", default="Pong", help="game")
-    p.add_argument("--steps", type=int, default=100_000, help="env steps per agent (2M+ on a GPU)")
+    p.add_argument("--runs", nargs="*", default=list(DEFAULT_RUNS), help="long-run folders of trainers.agent to report")
+    p.add_argument("--steps", type=int, default=100_000,
+                   help="env steps per agent of the same-budget part (0: carry the previous rows over)")
     p.add_argument("--n-envs", type=int, default=8, help="parallel envs per agent")
     args = p.parse_args(argv)
+    if args.steps < 0:
+        p.error(f"--steps must be >= 0, got {args.steps}")
     torch_threads(args.threads)
     overrides = None
     if args.quick:
         args.steps, args.n_envs = 256, 2
         overrides = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
-    result = run(args.game, args.steps, args.seed, args.n_envs, args.device, args.out, overrides)
+    result = run(args.game, args.steps, args.seed, args.n_envs, args.device, args.out, overrides, args.runs)
+    for r in result["long_runs"]:
+        print(f"{r['run']:<34} {r['frames']:,} frames, last 100 training episodes {r['last_100_return']}")
     for label, r in result["runs"].items():
         print(f"{label:<34} {r['note'] or verdict(r)}")
+    print(result["target_verdict"])
     return result
 
 

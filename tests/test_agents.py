@@ -218,3 +218,43 @@ def test_demo_with_agent_but_none_trained_explains(tmp_path, monkeypatch, capsys
                  "--out", str(tmp_path / "x.gif")]) == 2
     assert "No trained agent for Pong" in capsys.readouterr().err
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_benchmark_reports_a_run_its_evaluation_and_staleness(tiny_run, tmp_path) -> None:
+    import shutil
+
+    from benchmarks import agents as bench
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["out"], run)
+    agent_eval.evaluate_run(run, ["ram"], episodes=2, envs=2, max_steps=10, progress=False)
+    report = bench.long_run(run)
+    assert report["detector"] == "ram" and report["frames"] == 2048 and not report["partial"]
+    assert report["evaluation"]["results"]["ram"]["episodes"] == 2
+    # An evaluation of another checkpoint than the run's last is kept apart, not reported as current.
+    data = json.loads((run / agent_eval.EVAL_FILE).read_text())
+    (run / agent_eval.EVAL_FILE).write_text(json.dumps({**data, "policy_sha256": "0" * 64}))
+    report = bench.long_run(run)
+    assert report["evaluation"] is None and report["stale_evaluation"]["frames"] == 2048
+
+    result = bench.run(steps=0, out=tmp_path / "results", runs=[run, tmp_path / "no_such_run"])
+    md = (tmp_path / "results" / "agents.md").read_text()
+    assert [r["run"] for r in result["long_runs"]] == [str(run)]
+    assert "evaluation of an earlier checkpoint (2,048 frames)" in md and "17.2" in md
+    assert "Not run: not run (--steps 0, no earlier agents.json)" in md
+    assert (tmp_path / "results" / "agents.png").is_file()
+
+
+def test_target_verdict_needs_both_evaluations() -> None:
+    from benchmarks.agents import target_verdict
+
+    def run(detector: str, on: str, mean: float, partial: bool = False) -> dict:
+        return {"detector": detector, "frames": 10_000_000, "partial": partial,
+                "evaluation": {"results": {on: {"mean": mean}}}}
+
+    assert target_verdict([]).startswith("not measured")
+    assert target_verdict([run("space", "space", 16.0), run("ram", "ram", 17.5)]).startswith("met: ")
+    assert target_verdict([run("space", "space", 16.0), run("ram", "ram", 19.0)]).startswith("not met: ")
+    assert target_verdict([run("space", "space", 14.0), run("ram", "ram", 14.5)]).startswith("not met: ")
+    assert target_verdict([run("space", "space", 16.0)]).startswith("not met: ")
+    assert "(partial run)" in target_verdict([run("space", "space", 3.0, partial=True)])
