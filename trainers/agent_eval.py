@@ -36,12 +36,15 @@ import numpy as np
 from moc_envs.atomic import atomic_write_text
 from moc_envs.errors import CorruptWeightsError, MocEnvsError
 from moc_envs.games import get_game
+from moc_envs.manifest import write_manifest
 from trainers.agent import FRAMESKIP, load_checkpoint, policy_from_checkpoint
 
-__all__ = ["EVAL_FILE", "DEFAULT_EPISODES", "DEFAULT_MAX_STEPS", "episode_quotas", "evaluate",
-           "evaluate_run", "export_run", "main"]
+__all__ = ["EVAL_FILE", "CARD_FILE", "DEFAULT_EPISODES", "DEFAULT_MAX_STEPS", "episode_quotas",
+           "evaluate", "evaluate_run", "export_run", "agent_card", "main"]
 
 EVAL_FILE = "eval.json"
+CARD_FILE = "card.md"
+"""The shipped agent's Markdown card, beside agent.json."""
 DEFAULT_EPISODES = 30
 DEFAULT_MAX_STEPS = 10_000
 """Cap of an evaluation episode in env steps (40,000 frames, 11 minutes of play): a Pong game
@@ -206,7 +209,7 @@ def export_run(run: str | Path, folder: str | Path, evaluation: dict[str, Any] |
     ``evaluation``: :func:`evaluate_run`'s result for this very checkpoint (its SHA-256 must
     match), or None to ship without one (recorded as null).
     """
-    from moc_envs.agents import save_agent
+    from moc_envs.agents import AGENT_FILE, save_agent
 
     run = Path(run)
     record, policy = _load_run(run)
@@ -217,8 +220,64 @@ def export_run(run: str | Path, folder: str | Path, evaluation: dict[str, Any] |
         )
     info = {**policy.info, "evaluation": _summary(evaluation) if evaluation is not None else None,
             "source_run": str(run), "policy_sha256_checkpoint": record["policy_sha256"]}
-    return save_agent(folder, record["game"], policy.hidden, policy.action, policy.normalisation,
-                      policy.activation, info)
+    folder = save_agent(folder, record["game"], policy.hidden, policy.action, policy.normalisation,
+                        policy.activation, info)
+    atomic_write_text(folder / CARD_FILE, agent_card(json.loads((folder / AGENT_FILE).read_text())))
+    write_manifest(folder, record["game"], written=[CARD_FILE])
+    return folder
+
+
+def agent_card(info: dict[str, Any]) -> str:
+    """The Markdown card of a shipped agent, from its agent.json."""
+    arch = info["architecture"]
+    layers = " -> ".join(str(n) for n in [arch["input"], *arch["hidden"], arch["actions"]])
+    names = {"ram": "RAM-oracle objects (detector=\"ram\")", "space": "learned objects (detector=\"space\")"}
+    lines = [
+        f"# {info['game']} agent: PPO on {names.get(info['detector'], info['detector'])}",
+        "",
+        f"**Status: {info['status']}.**" + (
+            " Trained for part of its planned budget: its scores are those of a partially "
+            "trained agent, not the final result." if info.get("partial") else ""),
+        "",
+        f"- Trained on: {names.get(info['detector'], info['detector'])} of `{info['env_id']}`, "
+        f"{info['frames']:,} emulator frames ({info['env_steps']:,} env steps of 4 frames, sticky "
+        "actions 0.25), seed " + str(info.get("seed")) + ".",
+        f"- Policy: {info['algorithm']}; MLP {layers}, {arch['activation']}; the observation is "
+        "standardised with the training run's running mean / variance (in agent.json).",
+        f"- Hyperparameters: {info['hyperparameters']}.",
+        "",
+        "## Evaluation",
+        "",
+    ]
+    ev = info.get("evaluation")
+    if ev is None:
+        lines.append("Not evaluated.")
+    else:
+        lines += [
+            f"{ev['protocol']}; evaluated {ev['evaluated']} at {ev['frames']:,} frames"
+            + (" (partial)" if info.get("partial") else "") + ".",
+            "",
+            "| played on | mean return | std | min | max | episodes | truncated |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for det, r in ev["results"].items():
+            lines.append(f"| {names.get(det, det)} | {r['mean']:+.2f} | {r['std']:.2f} | {r['min']:+.0f} | "
+                         f"{r['max']:+.0f} | {r['episodes']} | {r['truncated']} |")
+        lines += ["", "Anchors (published, not measured here): SCoBots on RAM objects 17.2, deep PPO "
+                  "on pixels 16.4, human 14.6, random -20.7."]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import moc_envs.agents",
+        f"policy = moc_envs.agents.load(\"{info['game']}\")   # NumPy in, action out; no torch, no pickle",
+        "```",
+        "",
+        f"`moc-envs demo --game {info['game']} --agent` writes a GIF of it playing.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
