@@ -258,3 +258,23 @@ def test_target_verdict_needs_both_evaluations() -> None:
     assert target_verdict([run("space", "space", 14.0), run("ram", "ram", 14.5)]).startswith("not met: ")
     assert target_verdict([run("space", "space", 16.0)]).startswith("not met: ")
     assert "(partial run)" in target_verdict([run("space", "space", 3.0, partial=True)])
+
+
+@pytest.mark.parametrize("module", ["trainers.agent", "trainers.agent_eval"])
+def test_entry_points_show_help_with_threads(module, option_help) -> None:
+    import subprocess
+    import sys
+
+    text = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
+                          check=True).stdout
+    options = option_help(text)
+    assert "torch CPU threads" in options["--threads"] and "(default: 1)" in options["--threads"]
+
+
+def test_training_arguments_are_checked(capsys) -> None:
+    with pytest.raises(SystemExit):
+        agent_train.main(["--game", "Pong", "--out", "x", "--workers", "3", "--envs", "2"])
+    assert "--workers (3) cannot exceed --envs (2)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        agent_train.main(["--game", "Pong", "--out", "x", "--detector", "vision"])
+    assert "invalid choice: 'vision'" in capsys.readouterr().err

@@ -123,7 +123,7 @@ class Args:
     threads: int = field(default=1, metadata={"help": "torch CPU threads per process (PPO and the detector)"})
     resume: bool = field(default=False, metadata={"help": "continue from <out>/checkpoint.json (a fresh start when there is none)"})
     seed: int = field(default=0, metadata={"help": "random seed (envs, PPO)"})
-    until_frames: int | None = field(default=None, metadata={"help": "stop this session (with a checkpoint) once this many frames are done; the schedule still runs over --frames"})
+    until_frames: int | None = field(default=None, metadata={"help": "stop this session (with a checkpoint) once this many frames are done, None: at --frames; the schedule runs over --frames either way"})
     checkpoint_every: int = field(default=100_000, metadata={"help": "env steps between checkpoints"})
     n_steps: int = field(default=PPO_DEFAULTS["n_steps"], metadata={"help": "rollout length per env"})
     device: str = field(default="auto", metadata={"help": "torch device of the learned detector (PPO's small MLP runs on the CPU)"})
@@ -141,7 +141,9 @@ def _parse(argv: Sequence[str] | None) -> Args:
         if f.type == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
         elif f.default is dataclasses.MISSING:
-            p.add_argument(flag, required=True, help=f.metadata["help"])
+            p.add_argument(flag, required=True, default=argparse.SUPPRESS, help=f.metadata["help"])
+        elif f.name == "detector":
+            p.add_argument(flag, choices=("space", "ram"), default=f.default, help=f.metadata["help"])
         else:
             kind = {"int": _int, "int | None": _int, "float": float}.get(str(f.type), str)
             p.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
