@@ -109,12 +109,17 @@ HELP_MODULES = [
     "trainers.evaluate",
     "trainers.card",
     "trainers.raw_frames",
+    "trainers.distill",
+    "trainers.pipeline",
     "benchmarks.speed",
+    "benchmarks.flicker",
+    "benchmarks.ddp_speed",
     "benchmarks.detection",
     "benchmarks.probe",
     "benchmarks.agents",
     "benchmarks.train_speed",
     "benchmarks",
+    "examples.rllib_ppo",
 ]
 
 
