@@ -38,7 +38,7 @@ from gymnasium.vector.utils import batch_space
 from moc_envs.arguments import check_actions
 from moc_envs.errors import WorkerError
 from moc_envs.games import GameSpec
-from moc_envs.vector import MocVectorEnv
+from moc_envs.vector import MocVectorEnv, reset_arguments
 
 __all__ = ["MocParallelVectorEnv", "split_rows", "check_workers"]
 
@@ -272,22 +272,7 @@ class MocParallelVectorEnv(VectorEnv):
         options: dict[str, Any] | None = None,
     ) -> tuple[Any, dict[str, Any]]:
         """Reset every env (or those of ``options["reset_mask"]``), as :meth:`MocVectorEnv.reset`."""
-        if seed is None or isinstance(seed, int | np.integer):
-            seeds: list[int | None] = (
-                [None] * self.num_envs if seed is None else [int(seed) + i for i in range(self.num_envs)]
-            )
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        options = dict(options or {})
-        mask = options.pop("reset_mask", None)
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
-                raise ValueError(
-                    f"reset_mask must be a bool array of shape ({self.num_envs},), got {mask.dtype} {mask.shape}"
-                )
+        seeds, options, mask = reset_arguments(seed, options, self.num_envs)
         touched: list[int] = []
         jobs = []
         for k, rows in enumerate(self.parts):

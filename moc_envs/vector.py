@@ -52,7 +52,7 @@ from moc_envs.registration import env_id as registered_id
 if TYPE_CHECKING:
     from moc_envs.parallel import MocParallelVectorEnv
 
-__all__ = ["AUTORESET_MODES", "MocVectorEnv", "make_vec", "vector_entry"]
+__all__ = ["AUTORESET_MODES", "MocVectorEnv", "make_vec", "vector_entry", "reset_arguments"]
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
 """Autoreset modes MocVectorEnv supports (``DISABLED`` is not)."""
@@ -69,6 +69,26 @@ def _autoreset_mode(mode: str | AutoresetMode) -> AutoresetMode:
         names = ", ".join(m.name for m in AUTORESET_MODES)
         raise ValueError(f"Unknown autoreset_mode {mode!r}; expected one of {names}")
     return resolved
+
+
+def reset_arguments(
+    seed: int | Sequence[int | None] | None, options: dict[str, Any] | None, num_envs: int
+) -> tuple[list[int | None], dict[str, Any], np.ndarray | None]:
+    """A vector reset's seed per env (int: env i gets ``seed + i``), its other options and its
+    ``reset_mask`` (bool (num_envs,) or None), checked."""
+    if seed is None or isinstance(seed, int | np.integer):
+        seeds: list[int | None] = [None] * num_envs if seed is None else [int(seed) + i for i in range(num_envs)]
+    else:
+        seeds = list(seed)
+        if len(seeds) != num_envs:
+            raise ValueError(f"got {len(seeds)} seeds for {num_envs} envs")
+    options = dict(options or {})
+    mask = options.pop("reset_mask", None)
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.dtype != np.bool_ or mask.shape != (num_envs,):
+            raise ValueError(f"reset_mask must be a bool array of shape ({num_envs},), got {mask.dtype} {mask.shape}")
+    return seeds, options, mask
 
 
 class MocVectorEnv(VectorEnv):
@@ -249,26 +269,8 @@ class MocVectorEnv(VectorEnv):
         ``options["reset_mask"]`` (bool array) resets only some envs (NEXT_STEP's
         partial reset, as in Gymnasium's SyncVectorEnv).
         """
-        if seed is None or isinstance(seed, int | np.integer):
-            seeds: list[int | None] = (
-                [None] * self.num_envs if seed is None else [int(seed) + i for i in range(self.num_envs)]
-            )
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        options = dict(options or {})
-        mask = options.pop("reset_mask", None)
-        if mask is None:
-            rows = list(range(self.num_envs))
-        else:
-            mask = np.asarray(mask)
-            if mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
-                raise ValueError(
-                    f"reset_mask must be a bool array of shape ({self.num_envs},), "
-                    f"got {mask.dtype} {mask.shape}"
-                )
-            rows = [int(i) for i in np.flatnonzero(mask)]
+        seeds, options, mask = reset_arguments(seed, options, self.num_envs)
+        rows = list(range(self.num_envs)) if mask is None else [int(i) for i in np.flatnonzero(mask)]
         base = {i: self._reset_env(i, seeds[i], options or None) for i in rows}
         infos: dict[str, Any] = {}
         for i, (obs, extra) in self._detect_rows(rows).items():
