@@ -337,8 +337,10 @@ def load_state(algo: Any, path: Path, args: Args) -> dict[str, Any]:
     current = algo.learner_group.get_state(not_components=skip)["learner"].get("weights_seq_no", 0)
     state["learner"]["weights_seq_no"] = int(current) + 1
     algo.learner_group.set_state(state)
+    # timeout_seconds=None waits until every runner holds the weights (RLlib's default, 0.0,
+    # returns at once, so a busy machine could still sample with the old ones).
     algo.env_runner_group.sync_weights(
-        from_worker_or_learner_group=algo.learner_group, inference_only=True
+        from_worker_or_learner_group=algo.learner_group, inference_only=True, timeout_seconds=None
     )
     return progress
 

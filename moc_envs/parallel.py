@@ -14,10 +14,11 @@ the observation and info layout is the same.
 
 Each worker is a fresh interpreter (``python -m moc_envs.parallel``: torch and OpenMP state
 does not survive a fork, and multiprocessing's spawn would re-import the caller's script); each
-imports torch and loads the detector once, a few seconds. Detections, labels and
-observations come back through a pipe; nothing is read from a weights folder but by the usual
-loaders in each process. A worker that fails raises :class:`~moc_envs.errors.WorkerError` here,
-with the worker's own error and traceback.
+imports torch and loads the detector once, a few seconds. Each process reads its weights with
+the usual loaders (manifest-checked safetensors and JSON); commands, actions, observations and
+detections travel over a private socket pair between this process and the workers it started
+(multiprocessing's connection), and an error comes back as text. A worker that fails raises :class:`~moc_envs.errors.WorkerError` here, with the worker's
+own error and traceback.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _serve(conn: Connection) -> None:
         _, (game, num_envs, kwargs) = conn.recv()
         envs = MocVectorEnv(game, num_envs, **kwargs)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which raises it
-        conn.send(("error", _picklable(err), traceback.format_exc()))
+        conn.send(("error", _report(err), traceback.format_exc()))
         conn.close()
         return
     conn.send(("ok", None, ""))
@@ -90,7 +91,7 @@ def _serve(conn: Connection) -> None:
                 break
             conn.send(("ok", _run(envs, cmd, payload), ""))
         except BaseException as err:  # noqa: BLE001
-            conn.send(("error", _picklable(err), traceback.format_exc()))
+            conn.send(("error", _report(err), traceback.format_exc()))
     conn.close()
 
 
@@ -118,14 +119,9 @@ def _run(envs: MocVectorEnv, cmd: str, payload: Any) -> Any:
     raise ValueError(f"unknown worker command {cmd!r}")
 
 
-def _picklable(err: BaseException) -> BaseException:
-    import pickle
-
-    try:
-        pickle.loads(pickle.dumps(err))
-        return err
-    except Exception:  # noqa: BLE001 - an exception that cannot travel goes as its text
-        return RuntimeError(f"{type(err).__name__}: {err}")
+def _report(err: BaseException) -> str:
+    """The error as text for the parent (only strings cross back, never exception objects)."""
+    return f"{type(err).__name__}: {err}"
 
 
 class _Worker:
@@ -173,7 +169,7 @@ class _Worker:
         finally:
             self._pending = False
         if status == "error":
-            raise WorkerError(f"{self._name()} failed:\n{tb.rstrip()}") from value
+            raise WorkerError(f"{self._name()} failed with {value}\n{tb.rstrip()}")
         return value
 
     def _name(self) -> str:

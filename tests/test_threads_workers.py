@@ -142,6 +142,10 @@ def test_workers_split_the_envs_and_route_per_env_calls() -> None:
         venv.set_attr("tag", "a", indices=[0, 2])
         assert venv.get_attr("tag") == ["a", "b", "a", "b"]
         assert venv.env_method("get_wrapper_attr", "_frameskip", indices=[0, 3]) == [3, 3]
+        from moc_envs.errors import WorkerError
+
+        with pytest.raises(WorkerError, match=r"worker process 1 \(envs 2..3\) failed with AttributeError: .*no_such_method"):
+            venv.env_method("no_such_method", indices=[3])
         assert venv.env_is_wrapped(gym.Wrapper) == [True] * 4
         venv.step_async(np.zeros(4, dtype=np.int64))
         venv.step_wait()
