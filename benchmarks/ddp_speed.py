@@ -58,7 +58,7 @@ def worker(argv: Sequence[str]) -> None:
         motion_terms,
         total_loss,
     )
-    from trainers.train import TrainData, load_train_data
+    from trainers.train import TrainData, load_train_data, optimizer_step
 
     set_torch_threads(a.threads)
     dist = distributed.setup(a.device)
@@ -102,13 +102,7 @@ def worker(argv: Sequence[str]) -> None:
             loss = total_loss(terms, cfg.weights, 0.5)
             if not dist.all_true(bool(torch.isfinite(loss))):
                 raise RuntimeError(f"non-finite loss at step {i}{dist.where}")
-            fg_opt.zero_grad(set_to_none=True)
-            bg_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.foreground_parameters(), cfg.clip)
-            torch.nn.utils.clip_grad_norm_(model.background.parameters(), cfg.clip)
-            fg_opt.step()
-            bg_opt.step()
+            optimizer_step(model, fg_opt, bg_opt, loss, cfg.clip)
             dist.mean(cfg.dynamic_scale * motion_distance(out, m_pres, m_where))
             if i >= a.warmup:
                 times.append(time.perf_counter() - t0)

@@ -86,6 +86,7 @@ def measure_training(
     from moc_envs.model import SpaceModel
     from trainers.config import make_config
     from trainers.losses import continuity_loss, elbo_terms, motion_terms, total_loss
+    from trainers.train import optimizer_step
 
     cfg = make_config(game, "cpu", seed=seed)
     torch.manual_seed(seed)
@@ -105,13 +106,7 @@ def measure_training(
         terms.update(motion_terms(out, pres, where, mask, cfg.weights.pres_loss))
         terms["continuity"] = continuity_loss(out, cfg.seq_len, cfg.model.grid, cfg.weights.oc_beta)
         loss = total_loss(terms, cfg.weights, 0.5)
-        fg_opt.zero_grad(set_to_none=True)
-        bg_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.foreground_parameters(), cfg.clip)
-        torch.nn.utils.clip_grad_norm_(model.background.parameters(), cfg.clip)
-        fg_opt.step()
-        bg_opt.step()
+        optimizer_step(model, fg_opt, bg_opt, loss, cfg.clip)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return {

@@ -489,6 +489,23 @@ def _warn_if_other_world(ckpt: dict[str, Any], path: Path, dist: distributed.Dis
         )
 
 
+
+def optimizer_step(
+    model: Any, fg_opt: torch.optim.Optimizer, bg_opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update of both optimisers from ``loss``, each part's gradient norm clipped to ``clip``.
+
+    Returns the foreground's and the background's gradient norms before clipping.
+    """
+    fg_opt.zero_grad(set_to_none=True)
+    bg_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    fg_norm = torch.nn.utils.clip_grad_norm_(model.foreground_parameters(), clip)
+    bg_norm = torch.nn.utils.clip_grad_norm_(model.background.parameters(), clip)
+    fg_opt.step()
+    bg_opt.step()
+    return fg_norm, bg_norm
+
 def train(args: Args) -> dict[str, Any]:
     """Run (or resume) one training run; return a summary dict.
 
@@ -637,13 +654,7 @@ def _train_locked(
         if not dist.all_true(finite):  # every rank stops, none waits for the others
             what = "non-finite on another rank" if finite else loss.item()
             raise TrainError(f"loss became {what} at step {step}{dist.where}; lower the learning rates")
-        fg_opt.zero_grad(set_to_none=True)
-        bg_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        fg_norm = torch.nn.utils.clip_grad_norm_(model.foreground_parameters(), cfg.clip)
-        bg_norm = torch.nn.utils.clip_grad_norm_(model.background.parameters(), cfg.clip)
-        fg_opt.step()
-        bg_opt.step()
+        fg_norm, bg_norm = optimizer_step(model, fg_opt, bg_opt, loss, cfg.clip)
         v = dist.mean(cfg.dynamic_scale * motion_distance(out, m_pres, m_where))
         sched["v_ema"] = v if sched["v_ema"] is None else 0.9 * sched["v_ema"] + 0.1 * v
         step += 1
