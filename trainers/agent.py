@@ -126,6 +126,8 @@ class Args:
     until_frames: int | None = field(default=None, metadata={"help": "stop this session (with a checkpoint) once this many frames are done, None: at --frames; the schedule runs over --frames either way"})
     checkpoint_every: int = field(default=100_000, metadata={"help": "env steps between checkpoints"})
     n_steps: int = field(default=PPO_DEFAULTS["n_steps"], metadata={"help": "rollout length per env"})
+    learning_rate: float = field(default=PPO_DEFAULTS["learning_rate"], metadata={"help": "initial Adam learning rate (annealed linearly to 0 over --frames)"})
+    n_epochs: int = field(default=PPO_DEFAULTS["n_epochs"], metadata={"help": "passes over each rollout"})
     device: str = field(default="auto", metadata={"help": "torch device of the learned detector (PPO's small MLP runs on the CPU)"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
 
@@ -163,7 +165,9 @@ def _int(text: str) -> int:
 def _check_args(args: Args) -> None:
     if args.detector not in ("space", "ram"):
         raise AgentTrainError(f"--detector must be 'space' or 'ram', got {args.detector!r}")
-    for name in ("envs", "workers", "threads", "checkpoint_every", "n_steps"):
+    if not args.learning_rate > 0:
+        raise AgentTrainError(f"--learning-rate must be > 0, got {args.learning_rate}")
+    for name in ("envs", "workers", "threads", "checkpoint_every", "n_steps", "n_epochs"):
         if getattr(args, name) < 1:
             raise AgentTrainError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.workers > args.envs:
@@ -395,7 +399,8 @@ def _linear_schedule(initial: float) -> Callable[[float], float]:
 
 
 def _hyperparameters(args: Args) -> dict[str, Any]:
-    return {**PPO_DEFAULTS, "n_steps": args.n_steps, "n_envs": args.envs}
+    return {**PPO_DEFAULTS, "n_steps": args.n_steps, "learning_rate": args.learning_rate,
+            "n_epochs": args.n_epochs, "n_envs": args.envs}
 
 
 def _new_record(args: Args, hp: dict[str, Any]) -> dict[str, Any]:
@@ -434,7 +439,7 @@ def _check_resume(record: dict[str, Any], args: Args, hp: dict[str, Any], out: P
         diff = {k: (saved.get(k), hp.get(k)) for k in set(saved) | set(hp) if saved.get(k) != hp.get(k)}
         raise AgentTrainError(
             f"{out} was trained with other PPO settings (saved vs asked: {diff}); resume with the "
-            "same --envs / --n-steps, or choose another --out"
+            "same --envs / --n-steps / --learning-rate / --n-epochs, or choose another --out"
         )
 
 
