@@ -3,8 +3,9 @@
 They read the RAM oracle's objects (or RAM bytes) of the current step, so they
 are evaluation tools only: the detection benchmark uses them to see frames a
 random agent rarely produces (long Pong rallies, Boxing clinches, Skiing runs
-down the slope). Each policy acts randomly with probability ``epsilon`` so that
-runs differ by seed.
+down the slope, a Freeway chicken in the upper lanes, a Breakout wall with
+holes). Each policy acts randomly with probability ``epsilon`` so that runs
+differ by seed.
 """
 
 from __future__ import annotations
@@ -80,7 +81,35 @@ def _skiing(ram: np.ndarray, objects: Sequence[Detection]) -> int:
     return 0
 
 
-SCRIPTED: dict[str, ScriptedPolicy] = {"Pong": _pong, "Boxing": _boxing, "Skiing": _skiing}
+def _freeway(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+    # Cross the road (UP 1), waiting (NOOP 0) while a car in the lane just above is about to
+    # reach the chicken's column, so that the chicken gets to the upper lanes and scores.
+    chicken = [c for c in _find(objects, "Chicken") if c.center[0] < 76]
+    if not chicken:
+        return 1
+    cx, cy = chicken[0].center
+    for car in _find(objects, "Car"):
+        if 0 < cy - car.center[1] < 16 and abs(car.center[0] - cx) < 14:
+            return 0
+    return 1
+
+
+def _breakout(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+    # Keep the paddle under the ball (RIGHT 2, LEFT 3); FIRE (1) launches a new ball.
+    player, ball = _find(objects, "Player"), _find(objects, "Ball")
+    if not player or not ball:
+        return 1
+    dx = ball[0].center[0] - player[0].center[0]
+    if dx > 4:
+        return 2
+    if dx < -4:
+        return 3
+    return 0
+
+
+SCRIPTED: dict[str, ScriptedPolicy] = {
+    "Pong": _pong, "Boxing": _boxing, "Skiing": _skiing, "Freeway": _freeway, "Breakout": _breakout,
+}
 """Games with a scripted policy."""
 
 
