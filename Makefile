@@ -20,6 +20,9 @@ STEPS ?= 300
 DETECTOR ?= space
 # AGENT=1: the game's trained PPO agent plays (weights/<Game>/agent) instead of random actions
 AGENT ?= 0
+# `make train-games`: `moc-envs train` for each of GAMES in turn (each resumable: run it again to continue)
+GAMES ?= Breakout Freeway Tennis SpaceInvaders MsPacman Seaquest Asterix Carnival
+PRESET ?= auto
 
 PY := $(VENV)/bin/python
 DEPS := pyproject.toml setup.py Makefile
@@ -27,7 +30,7 @@ DEPS := pyproject.toml setup.py Makefile
 DEMO_STAMP := $(VENV)/.moc-envs-demo.stamp
 DEV_STAMP := $(VENV)/.moc-envs-dev.stamp
 
-.PHONY: install install-dev demo test lint
+.PHONY: install install-dev demo test lint train-games
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +59,9 @@ demo: $(DEMO_STAMP)
 
 test: $(DEV_STAMP)
 	$(PY) -m pytest
+
+train-games: $(DEV_STAMP)
+	set -e; for game in $(GAMES); do $(VENV)/bin/moc-envs train --game $$game --preset $(PRESET); done
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
