@@ -191,6 +191,36 @@ def test_evaluate_plays_each_envs_share_and_caps_episodes(exported) -> None:
     assert r["mean"] == pytest.approx(np.mean(r["returns"]))
 
 
+def test_evaluate_counts_points_won_and_lost(exported) -> None:
+    policy = agents.load("Pong", weights=exported)
+    r = agent_eval.evaluate(policy, "Pong", "ram", episodes=2, envs=2, max_steps=400, progress=False)
+    # An untrained agent loses points within 400 steps; each return is won minus lost.
+    assert sum(r["points_lost"]) >= 1
+    for ret, won, lost in zip(r["returns"], r["points_won"], r["points_lost"], strict=True):
+        assert ret == pytest.approx(won - lost) and won >= 0 and lost >= 0
+    assert r["won_share"] == pytest.approx(sum(r["points_won"]) / (sum(r["points_won"]) + sum(r["points_lost"])))
+
+
+def test_export_ships_the_runs_own_evaluation_with_use_eval(tiny_run, tmp_path, capsys) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["out"], run)
+    folder = tmp_path / "agent"
+    with pytest.raises(SystemExit):  # no eval.json yet
+        agent_eval.main(["--run", str(run), "--export", str(folder), "--use-eval"])
+    assert "evaluate the run first" in capsys.readouterr().err and not folder.exists()
+    evaluation = agent_eval.evaluate_run(run, ["ram"], episodes=2, envs=2, max_steps=30, progress=False)
+    agent_eval.main(["--run", str(run), "--export", str(folder), "--use-eval"])
+    shipped = json.loads((folder / agents.AGENT_FILE).read_text())["evaluation"]
+    assert shipped["results"]["ram"]["mean"] == evaluation["results"]["ram"]["mean"]
+    assert "won_share" in shipped["results"]["ram"]
+    card = (folder / agent_eval.CARD_FILE).read_text()
+    assert "points won / lost" in card and "Truncated episodes stopped at 30 env steps" in card
+    with pytest.raises(SystemExit):
+        agent_eval.main(["--run", str(run), "--use-eval"])  # --use-eval needs --export
+
+
 def test_demo_with_agent_writes_gif_with_the_score(exported, tmp_path, monkeypatch, capsys) -> None:
     from PIL import Image
 

@@ -2,7 +2,7 @@
 
     python -m trainers.agent_eval --run runs/agents/pong_ram --run runs/agents/pong_space
         [--detectors ram,space] [--episodes 30] [--envs 8] [--workers 2] [--threads 1]
-        [--max-steps 10000] [--export weights/Pong/agent]
+        [--max-steps 10000] [--export weights/Pong/agent [--use-eval]]
 
 Protocol: each agent plays ``--episodes`` (30) full episodes with its deterministic policy
 (argmax of the logits) on every detector of ``--detectors``, the one it was trained on and the
@@ -12,7 +12,9 @@ a fixed share of the episodes (4, 4, ..., 3 for 30 over 8), so that short episod
 over-represented as they would be by taking the first 30 to finish. An episode longer than
 ``--max-steps`` env steps is truncated by the ALE (``max_num_frames_per_episode``) and counted
 with ``truncated``; a Pong game ends by itself when a side reaches 21. Reported: mean, standard
-deviation (ddof=1), min, max of the returns, the episode lengths, the number truncated.
+deviation (ddof=1), min, max of the returns, the episode lengths, the number truncated, and the
+points won and lost (the positive and negative rewards): a truncated game's return counts only
+the points played so far, its share of points won says who was winning.
 
 A run's results go to ``<run>/eval.json``, tagged with the checkpoint's SHA-256 and frames, which
 ``benchmarks.agents`` reads. ``--export DIR`` (one ``--run``) writes the run's policy as a shipped
@@ -98,7 +100,9 @@ def evaluate(
     returns: list[list[float]] = [[] for _ in range(envs)]
     lengths: list[list[int]] = [[] for _ in range(envs)]
     truncated: list[list[bool]] = [[] for _ in range(envs)]
-    ret = np.zeros(envs)
+    won: list[list[float]] = [[] for _ in range(envs)]
+    lost: list[list[float]] = [[] for _ in range(envs)]
+    ret, plus, minus = np.zeros(envs), np.zeros(envs), np.zeros(envs)
     length = np.zeros(envs, dtype=np.int64)
     start = time.perf_counter()
     steps = 0
@@ -109,20 +113,26 @@ def evaluate(
             obs, rewards, terms, truncs, _ = venv.step(np.asarray(policy(obs)))
             steps += envs
             ret += rewards
+            plus += np.maximum(rewards, 0.0)
+            minus += np.maximum(-rewards, 0.0)
             length += 1
             for i in np.flatnonzero(terms | truncs):
                 if len(returns[i]) < quotas[i]:  # an env past its share plays on, unrecorded
                     returns[i].append(float(ret[i]))
                     lengths[i].append(int(length[i]))
                     truncated[i].append(bool(truncs[i] and not terms[i]))
+                    won[i].append(float(plus[i]))
+                    lost[i].append(float(minus[i]))
                     bar.update(1)
-                ret[i], length[i] = 0.0, 0
+                ret[i], plus[i], minus[i], length[i] = 0.0, 0.0, 0.0, 0
     finally:
         bar.close()
         venv.close()
     seconds = time.perf_counter() - start
     flat_r = [r for rs in returns for r in rs]
     flat_l = [n for ns in lengths for n in ns]
+    flat_won, flat_lost = [w for ws in won for w in ws], [x for xs in lost for x in xs]
+    points = sum(flat_won) + sum(flat_lost)
     return {
         "game": name,
         "detector": detector,
@@ -135,6 +145,9 @@ def evaluate(
         "lengths": flat_l,
         "mean_length": float(np.mean(flat_l)),
         "truncated": int(sum(t for ts in truncated for t in ts)),
+        "points_won": flat_won,
+        "points_lost": flat_lost,
+        "won_share": sum(flat_won) / points if points > 0 else None,
         "max_steps": max_steps,
         "seed": seed,
         "envs": envs,
@@ -199,8 +212,16 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
         "ddof=1 (python -m trainers.agent_eval)",
         "frames": result["frames"],
         "evaluated": result["evaluated"],
-        "results": {d: {k: r[k] for k in keep} for d, r in result["results"].items()},
+        "results": {d: {**{k: r[k] for k in keep}, **_points(r)} for d, r in result["results"].items()},
     }
+
+
+def _points(r: dict[str, Any]) -> dict[str, Any]:
+    """Mean points won / lost per episode and the share won (absent from older evaluations)."""
+    if "points_won" not in r:
+        return {}
+    return {"mean_points_won": float(np.mean(r["points_won"])), "mean_points_lost": float(np.mean(r["points_lost"])),
+            "won_share": r["won_share"]}
 
 
 def export_run(run: str | Path, folder: str | Path, evaluation: dict[str, Any] | None) -> Path:
@@ -257,12 +278,19 @@ def agent_card(info: dict[str, Any]) -> str:
             f"{ev['protocol']}; evaluated {ev['evaluated']} at {ev['frames']:,} frames"
             + (" (partial)" if info.get("partial") else "") + ".",
             "",
-            "| played on | mean return | std | min | max | episodes | truncated |",
-            "|---|---|---|---|---|---|---|",
+            "| played on | mean return | std | min | max | episodes | truncated | points won / lost per "
+            "episode (share won) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for det, r in ev["results"].items():
+            pts = (f"{r['mean_points_won']:.1f} / {r['mean_points_lost']:.1f} ({r['won_share']:.2f})"
+                   if "won_share" in r and r["won_share"] is not None else "-")
             lines.append(f"| {names.get(det, det)} | {r['mean']:+.2f} | {r['std']:.2f} | {r['min']:+.0f} | "
-                         f"{r['max']:+.0f} | {r['episodes']} | {r['truncated']} |")
+                         f"{r['max']:+.0f} | {r['episodes']} | {r['truncated']} | {pts} |")
+        if any(r["truncated"] for r in ev["results"].values()):
+            cap = max(r["max_steps"] for r in ev["results"].values())
+            lines += ["", f"Truncated episodes stopped at {cap:,} env steps ({cap * 4:,} frames) before "
+                      "either side reached 21: their return counts only the points played by then."]
         lines += ["", "Anchors (published, not measured here): SCoBots on RAM objects 17.2, deep PPO "
                   "on pixels 16.4, human 14.6, random -20.7."]
     lines += [
@@ -297,6 +325,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=10_000, help="seed of env i is seed + i")
     p.add_argument("--device", default="auto", help="torch device of the learned detector")
     p.add_argument("--export", default=None, help="write the (single) --run's policy as an agent folder here")
+    p.add_argument("--use-eval", action="store_true",
+                   help="with --export: ship with the run's eval.json (it must be of the run's last checkpoint) "
+                   "instead of evaluating again")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
     args = p.parse_args(argv)
     args.detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
@@ -307,6 +338,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("give one or more --run folders, or one --agent folder")
     if args.export and len(args.run) != 1:
         p.error(f"--export writes one agent: give exactly one --run, got {len(args.run)}")
+    if args.use_eval and not args.export:
+        p.error("--use-eval goes with --export (it ships the run's existing evaluation)")
     for name in ("episodes", "envs", "workers", "threads", "max_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -333,7 +366,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 print(f"[agent_eval] {args.agent} on {d}: {r['mean']:+.2f} +- {r['std']:.2f} over "
                       f"{r['episodes']} episodes ({r['truncated']} truncated)", file=sys.stderr)
             return out
-        results = {run: evaluate_run(run, args.detectors, **kwargs) for run in args.run}
+        if args.use_eval:
+            path = Path(args.run[0]) / EVAL_FILE
+            if not path.is_file():
+                raise MocEnvsError(f"--use-eval: {path} does not exist; evaluate the run first (drop --use-eval)")
+            results = {args.run[0]: json.loads(path.read_text())}
+        else:
+            results = {run: evaluate_run(run, args.detectors, **kwargs) for run in args.run}
         if args.export:
             path = export_run(args.run[0], args.export, results[args.run[0]])
             print(f"[agent_eval] exported {args.run[0]} to {path}", file=sys.stderr)
