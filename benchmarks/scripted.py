@@ -26,17 +26,22 @@ def _find(objects: Sequence[Detection], category: str) -> list[Detection]:
     return [o for o in objects if o.category == category]
 
 
-def _pong(ram: np.ndarray, objects: Sequence[Detection]) -> int:
-    # Keep the paddle's centre on the ball's; RIGHT (2) moves the paddle up, LEFT (3) down.
+def _paddle_to_ball(objects: Sequence[Detection], axis: int, dead: float, toward_less: int, toward_more: int) -> int:
+    """Move the Player's centre onto the Ball's along ``axis``; FIRE (1) when either is missing."""
     player, ball = _find(objects, "Player"), _find(objects, "Ball")
     if not player or not ball:
-        return 1  # FIRE serves a new ball
-    dy = ball[0].center[1] - player[0].center[1]
-    if dy < -3:
-        return 2
-    if dy > 3:
-        return 3
+        return 1  # FIRE serves / launches a new ball
+    delta = ball[0].center[axis] - player[0].center[axis]
+    if delta < -dead:
+        return toward_less
+    if delta > dead:
+        return toward_more
     return 0
+
+
+def _pong(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+    # RIGHT (2) moves the paddle up, LEFT (3) down.
+    return _paddle_to_ball(objects, axis=1, dead=3, toward_less=2, toward_more=3)
 
 
 def _boxing(ram: np.ndarray, objects: Sequence[Detection]) -> int:
@@ -95,16 +100,8 @@ def _freeway(ram: np.ndarray, objects: Sequence[Detection]) -> int:
 
 
 def _breakout(ram: np.ndarray, objects: Sequence[Detection]) -> int:
-    # Keep the paddle under the ball (RIGHT 2, LEFT 3); FIRE (1) launches a new ball.
-    player, ball = _find(objects, "Player"), _find(objects, "Ball")
-    if not player or not ball:
-        return 1
-    dx = ball[0].center[0] - player[0].center[0]
-    if dx > 4:
-        return 2
-    if dx < -4:
-        return 3
-    return 0
+    # Keep the paddle under the ball: LEFT (3) and RIGHT (2).
+    return _paddle_to_ball(objects, axis=0, dead=4, toward_less=3, toward_more=2)
 
 
 SCRIPTED: dict[str, ScriptedPolicy] = {
