@@ -211,12 +211,13 @@ def test_export_ships_the_runs_own_evaluation_with_use_eval(tiny_run, tmp_path, 
         agent_eval.main(["--run", str(run), "--export", str(folder), "--use-eval"])
     assert "evaluate the run first" in capsys.readouterr().err and not folder.exists()
     evaluation = agent_eval.evaluate_run(run, ["ram"], episodes=2, envs=2, max_steps=30, progress=False)
-    agent_eval.main(["--run", str(run), "--export", str(folder), "--use-eval"])
+    agent_eval.main(["--run", str(run), "--export", str(folder), "--use-eval", "--note", "Why it ships."])
     shipped = json.loads((folder / agents.AGENT_FILE).read_text())["evaluation"]
     assert shipped["results"]["ram"]["mean"] == evaluation["results"]["ram"]["mean"]
     assert "won_share" in shipped["results"]["ram"]
     card = (folder / agent_eval.CARD_FILE).read_text()
     assert "points won / lost" in card and "Truncated episodes stopped at 30 env steps" in card
+    assert "## Notes\n\nWhy it ships.\n\n## Use" in card
     with pytest.raises(SystemExit):
         agent_eval.main(["--run", str(run), "--use-eval"])  # --use-eval needs --export
 

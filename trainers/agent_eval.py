@@ -224,11 +224,14 @@ def _points(r: dict[str, Any]) -> dict[str, Any]:
             "won_share": r["won_share"]}
 
 
-def export_run(run: str | Path, folder: str | Path, evaluation: dict[str, Any] | None) -> Path:
+def export_run(
+    run: str | Path, folder: str | Path, evaluation: dict[str, Any] | None, notes: Sequence[str] = ()
+) -> Path:
     """Write a run's last checkpoint as a shipped agent folder, with ``evaluation`` in agent.json.
 
     ``evaluation``: :func:`evaluate_run`'s result for this very checkpoint (its SHA-256 must
-    match), or None to ship without one (recorded as null).
+    match), or None to ship without one (recorded as null). ``notes``: paragraphs for the card's
+    Notes section (why this agent ships, what its evaluation means), kept in agent.json.
     """
     from moc_envs.agents import AGENT_FILE, save_agent
 
@@ -240,7 +243,8 @@ def export_run(run: str | Path, folder: str | Path, evaluation: dict[str, Any] |
             f"{record['policy_sha256']} (the run went on meanwhile): evaluate again, then export"
         )
     info = {**policy.info, "evaluation": _summary(evaluation) if evaluation is not None else None,
-            "source_run": str(run), "policy_sha256_checkpoint": record["policy_sha256"]}
+            "source_run": str(run), "policy_sha256_checkpoint": record["policy_sha256"],
+            "notes": [str(n) for n in notes]}
     folder = save_agent(folder, record["game"], policy.hidden, policy.action, policy.normalisation,
                         policy.activation, info)
     atomic_write_text(folder / CARD_FILE, agent_card(json.loads((folder / AGENT_FILE).read_text())))
@@ -293,6 +297,11 @@ def agent_card(info: dict[str, Any]) -> str:
                       "either side reached 21: their return counts only the points played by then."]
         lines += ["", "Anchors (published, not measured here): SCoBots on RAM objects 17.2, deep PPO "
                   "on pixels 16.4, human 14.6, random -20.7."]
+    if info.get("notes"):
+        lines += ["", "## Notes", ""]
+        for note in info["notes"]:
+            lines += [note, ""]
+        lines.pop()
     lines += [
         "",
         "## Use",
@@ -325,6 +334,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=10_000, help="seed of env i is seed + i")
     p.add_argument("--device", default="auto", help="torch device of the learned detector")
     p.add_argument("--export", default=None, help="write the (single) --run's policy as an agent folder here")
+    p.add_argument("--note", action="append", default=[],
+                   help="with --export: a paragraph for the card's Notes section (repeatable)")
     p.add_argument("--use-eval", action="store_true",
                    help="with --export: ship with the run's eval.json (it must be of the run's last checkpoint) "
                    "instead of evaluating again")
@@ -338,6 +349,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("give one or more --run folders, or one --agent folder")
     if args.export and len(args.run) != 1:
         p.error(f"--export writes one agent: give exactly one --run, got {len(args.run)}")
+    if args.note and not args.export:
+        p.error("--note goes with --export (it is written into the exported agent's card)")
     if args.use_eval and not args.export:
         p.error("--use-eval goes with --export (it ships the run's existing evaluation)")
     for name in ("episodes", "envs", "workers", "threads", "max_steps"):
@@ -374,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         else:
             results = {run: evaluate_run(run, args.detectors, **kwargs) for run in args.run}
         if args.export:
-            path = export_run(args.run[0], args.export, results[args.run[0]])
+            path = export_run(args.run[0], args.export, results[args.run[0]], notes=args.note)
             print(f"[agent_eval] exported {args.run[0]} to {path}", file=sys.stderr)
         return results
     except MocEnvsError as err:
