@@ -129,6 +129,26 @@ def test_exported_policy_matches_the_sb3_policy(tiny_run, exported, monkeypatch)
     np.testing.assert_array_equal(policy(batch.reshape(-1, 3, 7)), want)
 
 
+@pytest.mark.skipif(agents.agent_dir("Pong") is None, reason="no shipped Pong agent in weights/")
+def test_shipped_pong_agent_loads_and_wins_points() -> None:
+    import gymnasium as gym
+
+    policy = agents.load("Pong")  # the bundled weights/Pong/agent, manifest-checked
+    info = policy.info
+    assert info["game"] == "Pong" and info["frames"] >= 10_000_000 and info["evaluation"] is not None
+    won = lost = 0
+    env = gym.make("MOC/Pong-v0", detector=policy.detector)
+    obs, _ = env.reset(seed=1)
+    for _ in range(1500):
+        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        won, lost = won + (reward > 0), lost + (reward < 0)
+        if terminated or truncated:
+            break
+    env.close()
+    # A random policy wins about one point in 20 (-20.7 a game); the trained one returns the ball.
+    assert won >= 2 and won >= lost, (won, lost)
+
+
 def _copy(exported: Path, tmp_path: Path) -> Path:
     import shutil
 
