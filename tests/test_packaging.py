@@ -118,6 +118,7 @@ HELP_MODULES = [
     "benchmarks.probe",
     "benchmarks.agents",
     "benchmarks.train_speed",
+    "benchmarks.transfer",
     "benchmarks",
     "examples.rllib_ppo",
 ]
