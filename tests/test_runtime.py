@@ -17,7 +17,7 @@ from moc_envs.weights import weights_root
 FIXTURE = Path(__file__).parent / "fixtures" / "pong_frames.npz"
 
 
-@pytest.mark.parametrize("game", ["Pong", "Boxing", "Skiing"])
+@pytest.mark.parametrize("game", ["Pong", "Boxing", "Skiing", "Freeway"])
 def test_frozen_detector_finds_what_the_eager_one_finds(game: str) -> None:
     folder = weights_root() / game
     spec = get_game(game)

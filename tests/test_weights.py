@@ -185,5 +185,5 @@ def test_regular_install_ships_weights(tmp_path) -> None:
     # The installed folders pass their manifests (no file lost or changed on the way).
     from moc_envs.manifest import verify_folder
 
-    for game in ("Pong", "Boxing", "Skiing"):
+    for game in ("Pong", "Boxing", "Skiing", "Freeway"):
         verify_folder(root / game, game)

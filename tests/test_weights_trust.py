@@ -270,7 +270,7 @@ def test_tiny_max_box_is_refused(pong):
         make_detector("space", "Pong", "cpu", weights=pong)
 
 
-def test_the_shipped_three_load_with_their_classifiers():
-    for game in ("Pong", "Boxing", "Skiing"):
+def test_the_shipped_detectors_load_with_their_classifiers():
+    for game in ("Pong", "Boxing", "Skiing", "Freeway"):
         det = make_detector("space", game, "cpu")
         assert det.classifier is not None and set(det.classifier.classes) <= set(det.game.category_names)
