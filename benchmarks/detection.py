@@ -148,7 +148,9 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
     def start(s: int | None) -> tuple[list[Any], list[Any]]:
         env.reset(seed=s)
         oracle.reset(0)
-        return init_objects(spec.name, True), init_objects(spec.name, True, vision=True)
+        # Vision without HUD objects: only the spec's categories are scored, and OCAtari 2.2.1's
+        # Freeway vision classes fail to build with hud=True (`super().hud = True`).
+        return init_objects(spec.name, True), init_objects(spec.name, False, vision=True)
 
     gt_objs, vis_objs = start(seed)
     try:
