@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,20 @@ def _det_boxes(dets: Sequence[Any]) -> np.ndarray:
     return np.array([(d.x, d.y, d.w, d.h) for d in dets], dtype=np.float64).reshape(-1, 4)
 
 
+def _vision_objects(init_objects: Callable[..., list[Any]], game: str) -> list[Any]:
+    """OCAtari's vision-mode object list for ``game``, with its HUD objects where it can build them.
+
+    OCAtari 2.2.1 is inconsistent here: Pong's vision code needs the HUD objects (without them
+    it fails while detecting), while Freeway's HUD classes fail to build (``super().hud = True``).
+    Only the spec's moving categories are scored, so the HUD-less list serves where the other
+    cannot be built.
+    """
+    try:
+        return init_objects(game, True, vision=True)
+    except AttributeError:
+        return init_objects(game, False, vision=True)
+
+
 def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
     """Play ``steps`` steps; per frame: the frame, truth, OCAtari vision and RAM-oracle boxes."""
     from ocatari.ram.extract_ram_info import detect_objects_ram, init_objects
@@ -148,9 +162,7 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
     def start(s: int | None) -> tuple[list[Any], list[Any]]:
         env.reset(seed=s)
         oracle.reset(0)
-        # Vision without HUD objects: only the spec's categories are scored, and OCAtari 2.2.1's
-        # Freeway vision classes fail to build with hud=True (`super().hud = True`).
-        return init_objects(spec.name, True), init_objects(spec.name, False, vision=True)
+        return init_objects(spec.name, True), _vision_objects(init_objects, spec.name)
 
     gt_objs, vis_objs = start(seed)
     try:
