@@ -293,7 +293,7 @@ def agent_card(info: dict[str, Any]) -> str:
                          f"{r['max']:+.0f} | {r['episodes']} | {r['truncated']} | {pts} |")
         if any(r["truncated"] for r in ev["results"].values()):
             cap = max(r["max_steps"] for r in ev["results"].values())
-            lines += ["", f"Truncated episodes stopped at {cap:,} env steps ({cap * 4:,} frames) before "
+            lines += ["", f"Truncated episodes stopped at {cap:,} env steps ({cap * FRAMESKIP:,} frames) before "
                       "either side reached 21: their return counts only the points played by then."]
         lines += ["", "Anchors (published, not measured here): SCoBots on RAM objects 17.2, deep PPO "
                   "on pixels 16.4, human 14.6, random -20.7."]
