@@ -62,7 +62,7 @@ class LockstepError(RuntimeError):
 def lockstep(
     policy: Any, game: str, seeds: Sequence[int], steps: int, device: str = "auto", threads: int = 1
 ) -> dict[str, np.ndarray]:
-    """Play ``steps`` steps per seed with both detectors in lockstep; return both observations.
+    """Play ``steps`` steps, split over ``seeds``, with both detectors in lockstep; return both observations.
 
     The agent acts on the observation of ``policy.detector`` (its training detector). Returns
     ``{"ram": (T, F), "space": (T, F)}`` flat observations of the same T moments.
