@@ -14,7 +14,10 @@ about 10x21), so IoU with the true box is poor even when the centre is right.
 the most common colour on the crop's border is the background, the most common other colour
 in the box's central half is the object's, and the box becomes the bounding box of the
 connected region of that colour that covers most of the central half. A wall or a neighbour
-of another colour stays out; when the central half holds only background the box is kept.
+of another colour stays out; when the central half holds only background the box is kept. So is
+it when that region reaches across the whole grown crop, from edge to edge in width or in
+height: an object inside the box does not, scenery does (Freeway's chicken on the kerb gets the
+pavement's colour as its central half's most common one, and the pavement crosses the crop).
 
 A cell can also claim a box far larger than any object of the game (a stretch of empty snow in
 Skiing). :func:`size_mask` drops boxes beyond a per-game ``max_box`` (``config.json``), which the
@@ -271,6 +274,8 @@ def refine_boxes(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.25) -> 
         if votes[k] == 0:
             continue
         left, top, width, height = (float(v) for v in stats[k, :4])
+        if width >= x1 - x0 or height >= y1 - y0:
+            continue
         out[i] = (x0 + left, y0 + top, width, height)
     return out
 
@@ -461,6 +466,9 @@ def _refine_chunk(
     head[1:] = region_crop[best[1:]] != region_crop[best[:-1]]
     best = best[head]
     won, label = region_crop[best], voted[best]
+    # A region from edge to edge of its crop is scenery, not the object: those boxes stay.
+    inside = (stats[label, cv2.CC_STAT_WIDTH] < cw[won]) & (stats[label, cv2.CC_STAT_HEIGHT] < ch[won])
+    won, label = won[inside], label[inside]
     out = boxes.copy()
     out[won, 0] = x0[won] + stats[label, cv2.CC_STAT_LEFT].astype(np.float64)
     out[won, 1] = y0[won] + (stats[label, cv2.CC_STAT_TOP] - top[won]).astype(np.float64)

@@ -21,13 +21,14 @@ from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.preprocess import resize_frames
 from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE, SpaceDetector
 from trainers.card import build_card, write_card
+from trainers.card import main as card_main
 from trainers.classifier import NoObjectsFoundError, fit_from_weights
 from trainers.classifier import main as classifier_main
 from trainers.data import DatasetError, load_split
 from trainers.dataset import build_dataset
 from trainers.evaluate import evaluate, main, write_report
 from trainers.export import MAX_BOX_QUANTILE, motion_max_box
-from trainers.raw_frames import build_raw_frames, load_raw_frames
+from trainers.raw_frames import build_raw_frames, has_raw_frames, load_raw_frames
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +117,8 @@ def test_classifier_is_fitted_shipped_and_used(tiny, random_weights, tmp_path):
     assert set(report["test"]["by_category"]) <= {"Player", "Enemy", "Ball"}
     det = SpaceDetector.from_pretrained(folder, get_game("Pong"))
     assert det.classifier is not None
+    if not has_raw_frames(tiny, "test"):  # built by the replay test when the module runs whole
+        build_raw_frames(tiny, "test", progress=False)
     frames = load_raw_frames(tiny, "test")[0]
     cats = {d.category for frame in det.detect(frames) for d in frame}
     assert cats and cats <= set(det.classifier.classes) | {UNKNOWN}
@@ -133,6 +136,17 @@ def test_classifier_is_fitted_shipped_and_used(tiny, random_weights, tmp_path):
     listed = set(verify_folder(folder, "Pong").files)
     assert {"eval_test.json", "eval_test.md", "card.json", "card.md"} <= listed
     assert SpaceDetector.from_pretrained(folder, get_game("Pong")).classifier is not None
+    # --refresh rebuilds the card from a new evaluation and keeps what only the run knew.
+    for block in res["detector"].values():
+        block["moving"]["relative"]["f1"] = 0.5
+    write_report(res, folder)
+    refreshed = card_main(["--game", "Pong", "--weights", str(folder), "--refresh"])
+    assert refreshed["training"]["hardware"] == "test machine" and refreshed["training"]["minutes"] == 1.5
+    assert refreshed["ship"]["f1_moving"] == 0.5
+    assert SpaceDetector.from_pretrained(folder, get_game("Pong")).classifier is not None
+    (folder / "card.json").unlink()
+    with pytest.raises(SystemExit, match="needs an existing card"):
+        card_main(["--game", "Pong", "--weights", str(folder), "--refresh"])
 
 
 def test_motion_max_box_scales_the_motion_boxes(tiny, random_weights, tmp_path):

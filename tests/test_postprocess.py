@@ -70,6 +70,22 @@ def test_refine_keeps_boxes_on_background_and_checks_the_frame():
         refine_boxes(frame[..., 0], empty)
 
 
+def test_refine_keeps_the_box_when_scenery_crosses_the_crop():
+    """Freeway's chicken on the kerb: the pavement fills most of the box's centre, not the chicken."""
+    from moc_envs.postprocess import refine_boxes_batched
+
+    frame = np.full((210, 160, 3), 142, dtype=np.uint8)  # road
+    frame[186:195] = (170, 170, 170)  # pavement, across the screen
+    frame[180:188, 44:50] = (252, 252, 84)  # the 6x8 chicken, half on the road
+    loose = np.array([[32.0, 180.0, 26.0, 16.0], [40.0, 177.0, 14.0, 14.0]])
+    # The first box's central half is mostly pavement: the pavement would become a 40-px box.
+    # The second is centred on the chicken and still tightens to it.
+    expected = [[32, 180, 26, 16], [44, 180, 6, 8]]
+    np.testing.assert_allclose(refine_boxes(frame, loose), expected)
+    many = np.repeat(loose, 20, axis=0)  # past the batched function's few-box shortcut
+    np.testing.assert_allclose(refine_boxes_batched(frame[None], many, np.zeros(len(many), dtype=int)), np.repeat(expected, 20, axis=0))
+
+
 def test_size_mask_drops_boxes_beyond_the_limit():
     boxes = np.array([[0, 0, 10, 20], [5, 5, 30, 20], [5, 5, 10, 61], [1, 1, 30, 60]], dtype=float)
     assert size_mask(boxes, (30.0, 60.0)).tolist() == [True, True, False, True]

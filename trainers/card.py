@@ -2,6 +2,7 @@
 
     python -m trainers.card --game Pong --weights weights/Pong [--run runs/pong]
                             [--hardware "2-core CPU"] [--train-minutes 95]
+    python -m trainers.card --game Pong --weights weights/Pong --refresh
 
 Gathers what the weights folder knows (``config.json`` from the exporter: model, step, training
 config, data path; ``classifier.json``; ``eval_test.json`` from ``trainers.evaluate``), the
@@ -10,8 +11,9 @@ last event) unless given. Reports the held-out test figures beside OCAtari's vis
 whether the shipping bar is met (F1 on moving objects, category accuracy: :data:`SHIP_BAR`,
 else :data:`DEFAULT_BAR`, and :data:`CATEGORY_BAR`). A card written by ``moc-envs train`` also
 lists the settings derived from the data and the per-game settings in code, each with its
-reason (``derived``, from the pipeline's state). Refreshes the folder's ``manifest.json``
-after writing.
+reason (``derived``, from the pipeline's state). ``--refresh`` rebuilds an existing card after
+a new evaluation, keeping what only the training run knew (minutes, hardware, derived settings).
+Refreshes the folder's ``manifest.json`` after writing.
 """
 
 from __future__ import annotations
@@ -374,6 +376,20 @@ def write_card(card: dict[str, Any], weights: str | Path) -> tuple[Path, Path]:
     return paths
 
 
+def _existing_card(weights: Path) -> dict[str, Any]:
+    """The folder's card.json, for ``--refresh``; a clear error when there is none to refresh."""
+    path = weights / "card.json"
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"--refresh needs an existing card, but {path} does not exist") from None
+    except ValueError as err:
+        raise SystemExit(f"--refresh needs a readable card, but {path} is not JSON: {err}") from None
+    if not isinstance(card, dict):
+        raise SystemExit(f"--refresh needs a card object in {path}, got {type(card).__name__}")
+    return card
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(
@@ -387,8 +403,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--hardware", default=None, help="what it was trained on, e.g. '1x H100' or '2-core CPU'")
     p.add_argument("--train-minutes", type=float, default=None, help="training wall time (default: from the run)")
     p.add_argument("--eval", default=None, help="evaluation JSON (default <weights>/eval_test.json)")
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="rebuild the folder's card from a new evaluation, keeping the training minutes, "
+        "hardware and derived settings of its card.json (no run folder needed)",
+    )
     args = p.parse_args(argv)
-    card = build_card(args.game, args.weights, args.run, args.hardware, args.train_minutes, args.eval)
+    derived = None
+    if args.refresh:
+        old = _existing_card(Path(args.weights))
+        training = old.get("training") or {}
+        args.train_minutes = args.train_minutes if args.train_minutes is not None else training.get("minutes")
+        args.hardware = args.hardware or training.get("hardware")
+        derived = old.get("derived")
+    card = build_card(args.game, args.weights, args.run, args.hardware, args.train_minutes, args.eval, derived)
     j, m = write_card(card, args.weights)
     print(card_markdown(card))
     print(f"wrote {j} and {m}")
