@@ -358,17 +358,20 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
         note = "" if ev is not None else (
             f"evaluation of an earlier checkpoint ({stale['frames']:,} frames): "
             f"{_cell(stale, 'ram')} on RAM, {_cell(stale, 'space')} on learned" if stale else "not evaluated yet")
-        rows.append([r["run"], DETECTOR_NAMES.get(r["detector"], r["detector"]), status, r["steps_per_s"],
+        hp = r.get("hyperparameters") or {}
+        settings = f"{hp['learning_rate']:g} / {hp['n_epochs']}" if {"learning_rate", "n_epochs"} <= set(hp) else "-"
+        rows.append([r["run"], DETECTOR_NAMES.get(r["detector"], r["detector"]), settings, status, r["steps_per_s"],
                      r["wall_hours"], r["episodes"], r["last_100_return"], _cell(ev, "ram"), _cell(ev, "space"), note])
     table = markdown_table(
-        ["run", "trained on", "budget", "train steps/s (median)", "wall hours", "training episodes",
+        ["run", "trained on", "Adam lr / epochs", "budget", "train steps/s (median)", "wall hours", "training episodes",
          "training return, last 100 episodes", "eval on RAM-oracle objects", "eval on learned objects",
          "note"],
         rows, digits=1,
     )
     return (
         "Each agent: SB3 PPO, MlpPolicy (64-64 tanh) on the flat object observation, "
-        "`python -m trainers.agent` (hyperparameters in `trainers.agent.PPO_DEFAULTS`). Evaluation: "
+        "`python -m trainers.agent` (hyperparameters in `trainers.agent.PPO_DEFAULTS`; the runs before "
+        "lr 7.5e-4 and 8 epochs became the defaults used CleanRL's 2.5e-4 and 4). Evaluation: "
         "`python -m trainers.agent_eval`, 30 episodes per cell with the deterministic policy, mean ± "
         "standard deviation (ddof=1); each agent plays on the objects it was trained on and on the "
         "other detector's (cross-evaluation: what the detector's errors cost).\n\n"

@@ -52,12 +52,13 @@ def test_training_checkpoints_and_resume_continues_counting(tiny_run) -> None:
     lr0 = agent_train.PPO_DEFAULTS["learning_rate"]
     assert _lr(first_tensors) == pytest.approx(lr0 / 2)
     assert _lr(tensors) == pytest.approx(0.0)
-    # Adam's state came back too: its step count went on from the first session's 16
-    # (4 epochs x 4 minibatches per rollout). Only the last checkpoint's .pt is kept, and the
-    # observation statistics kept counting.
+    # Adam's state came back too: its step count went on from the first session's one rollout
+    # (epochs x minibatches steps). Only the last checkpoint's .pt is kept, and the observation
+    # statistics kept counting.
+    per_rollout = float(agent_train.PPO_DEFAULTS["n_epochs"] * agent_train.PPO_DEFAULTS["n_minibatches"])
     steps = [float(s["step"]) for s in first_tensors["optimizer"]["state"].values()]
-    assert set(steps) == {16.0}
-    assert {float(s["step"]) for s in tensors["optimizer"]["state"].values()} == {32.0}
+    assert set(steps) == {per_rollout}
+    assert {float(s["step"]) for s in tensors["optimizer"]["state"].values()} == {2 * per_rollout}
     assert [p.name for p in out.glob("checkpoint-*.pt")] == [record["policy_file"]]
     assert record["normalisation"]["count"] > first_record["normalisation"]["count"]
     assert any((out / "tb").iterdir())
