@@ -4,7 +4,7 @@ They read the RAM oracle's objects (or RAM bytes) of the current step, so they
 are evaluation tools only: the detection benchmark uses them to see frames a
 random agent rarely produces (long Pong rallies, Boxing clinches, Skiing runs
 down the slope, a Freeway chicken in the upper lanes, a Breakout wall with
-holes). Each policy acts randomly with probability ``epsilon`` so that runs
+holes, Tennis rallies). Each policy acts randomly with probability ``epsilon`` so that runs
 differ by seed.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from moc_envs.detection import Detection
+from moc_envs.games import TENNIS_NET_Y
 
 __all__ = ["ScriptedPolicy", "SCRIPTED", "scripted_policy"]
 
@@ -44,6 +45,10 @@ def _pong(ram: np.ndarray, objects: Sequence[Detection]) -> int:
     return _paddle_to_ball(objects, axis=1, dead=3, toward_less=2, toward_more=3)
 
 
+_DIRECTIONS = {"": 0, "UP": 2, "RIGHT": 3, "LEFT": 4, "DOWN": 5, "UPRIGHT": 6, "UPLEFT": 7, "DOWNRIGHT": 8, "DOWNLEFT": 9}
+"""The 18-action set's movements; the same movement with FIRE is that action + 8 (FIRE alone 1)."""
+
+
 def _boxing(ram: np.ndarray, objects: Sequence[Detection]) -> int:
     # Walk to a punching position beside the enemy, then punch.
     player, enemy = _find(objects, "Player"), _find(objects, "Enemy")
@@ -56,11 +61,7 @@ def _boxing(ram: np.ndarray, objects: Sequence[Detection]) -> int:
     want_x = dx - np.sign(dx) * 28 if dx else 28.0
     horiz = "RIGHT" if want_x > 2 else "LEFT" if want_x < -2 else ""
     vert = "DOWN" if dy > 3 else "UP" if dy < -3 else ""
-    table = {
-        "": 0, "UP": 2, "RIGHT": 3, "LEFT": 4, "DOWN": 5,
-        "UPRIGHT": 6, "UPLEFT": 7, "DOWNRIGHT": 8, "DOWNLEFT": 9,
-    }
-    return table[vert + horiz]
+    return _DIRECTIONS[vert + horiz]
 
 
 def _skiing(ram: np.ndarray, objects: Sequence[Detection]) -> int:
@@ -104,8 +105,25 @@ def _breakout(ram: np.ndarray, objects: Sequence[Detection]) -> int:
     return _paddle_to_ball(objects, axis=0, dead=4, toward_less=3, toward_more=2)
 
 
+def _tennis(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+    # Follow the ball's shadow (where the ball is over the court) across, and up or down while
+    # it is on the player's side of the net, feet to shadow; swing (FIRE) all along. The sides
+    # swap between sets, so the side is read from the player's position.
+    player = _find(objects, "Player")
+    target = _find(objects, "BallShadow") or _find(objects, "Ball")
+    if not player or not target:
+        return 1  # FIRE serves
+    (px, py), (bx, by) = player[0].center, target[0].center
+    dx = bx - px
+    same_side = (by < TENNIS_NET_Y) == (py < TENNIS_NET_Y)
+    dy = by - (player[0].y + player[0].h) if same_side else 0.0
+    move = ("DOWN" if dy > 4 else "UP" if dy < -4 else "") + ("RIGHT" if dx > 3 else "LEFT" if dx < -3 else "")
+    return _DIRECTIONS[move] + 8 if move else 1
+
+
 SCRIPTED: dict[str, ScriptedPolicy] = {
     "Pong": _pong, "Boxing": _boxing, "Skiing": _skiing, "Freeway": _freeway, "Breakout": _breakout,
+    "Tennis": _tennis,
 }
 """Games with a scripted policy."""
 

@@ -23,6 +23,7 @@ __all__ = [
     "GAMES",
     "get_game",
     "game_names",
+    "TENNIS_NET_Y",
 ]
 
 LabelKind = Literal["agent", "small", "other", "score", "misc"]
@@ -142,7 +143,8 @@ def _labels(*rows: tuple[str, int, LabelKind]) -> tuple[RamLabel, ...]:
     return tuple(RamLabel(name, index, kind) for name, index, kind in rows)
 
 
-_TENNIS_NET = 110.0  # centre y that separates the two courts (measured)
+TENNIS_NET_Y = 110.0
+"""Frame y (pixels) of the Tennis net: an object centred above it is on the upper court (measured)."""
 
 # RAM indexes and kinds: the AtariARI tables (see ../shared/spec/labels-and-probing.md).
 # Pixel offsets: OCAtari's RAM-mode object positions, inverted.
@@ -321,18 +323,18 @@ _SPECS: tuple[GameSpec, ...] = (
         # RAM 26/24 hold whoever plays the upper court and 27/25 the lower one
         # (the sides swap between sets), so the links pick a player by court.
         label_links=(
-            LabelLink("player_x", ("Player", "Enemy"), "x", 1, region=("y", -100, _TENNIS_NET)),
+            LabelLink("player_x", ("Player", "Enemy"), "x", 1, region=("y", -100, TENNIS_NET_Y)),
             LabelLink(
                 "player_y",
                 ("Player", "Enemy"),
                 "y",
                 166,
                 scale=-1.0,
-                region=("y", -100, _TENNIS_NET),
+                region=("y", -100, TENNIS_NET_Y),
             ),
-            LabelLink("enemy_x", ("Player", "Enemy"), "x", 1, region=("y", _TENNIS_NET, 400)),
+            LabelLink("enemy_x", ("Player", "Enemy"), "x", 1, region=("y", TENNIS_NET_Y, 400)),
             LabelLink(
-                "enemy_y", ("Player", "Enemy"), "y", 166, scale=-1.0, region=("y", _TENNIS_NET, 400)
+                "enemy_y", ("Player", "Enemy"), "y", 166, scale=-1.0, region=("y", TENNIS_NET_Y, 400)
             ),
             LabelLink("ball_x", "Ball", "x", 2),
         ),
