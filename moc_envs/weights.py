@@ -33,6 +33,7 @@ __all__ = [
     "WeightsOrigin",
     "WeightsInfo",
     "weights_root",
+    "bundled_games",
     "weights_search_path",
     "find_weights",
     "weights_dir",
@@ -69,6 +70,15 @@ def weights_root() -> Path:
     if (checkout / "pyproject.toml").is_file() and (checkout / "weights").is_dir():
         return checkout / "weights"
     return _PACKAGE_DIR / "_weights"
+
+
+def bundled_games() -> tuple[str, ...]:
+    """Registered games whose detector ships in the bundled root (:func:`weights_root`), sorted.
+
+    A folder counts when it holds :data:`REQUIRED_FILES`; whether it loads is checked at load.
+    """
+    root = weights_root()
+    return tuple(name for name in game_names() if all((root / name / f).is_file() for f in REQUIRED_FILES))
 
 
 def weights_search_path() -> list[tuple[Path, WeightsOrigin]]:

@@ -12,12 +12,12 @@ from torch import nn
 from moc_envs.games import get_game
 from moc_envs.model.runtime import frozen_encoder
 from moc_envs.space_detector import SpaceDetector
-from moc_envs.weights import weights_root
+from moc_envs.weights import bundled_games, weights_root
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pong_frames.npz"
 
 
-@pytest.mark.parametrize("game", ["Pong", "Boxing", "Skiing", "Freeway"])
+@pytest.mark.parametrize("game", bundled_games())
 def test_frozen_detector_finds_what_the_eager_one_finds(game: str) -> None:
     folder = weights_root() / game
     spec = get_game(game)

@@ -16,6 +16,7 @@ from moc_envs import weights_dir, weights_root
 from moc_envs.detectors import make_detector
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.weights import (
+    bundled_games,
     find_weights,
     format_weights_table,
     require_weights,
@@ -185,5 +186,7 @@ def test_regular_install_ships_weights(tmp_path) -> None:
     # The installed folders pass their manifests (no file lost or changed on the way).
     from moc_envs.manifest import verify_folder
 
-    for game in ("Pong", "Boxing", "Skiing", "Freeway"):
+    shipped = bundled_games()
+    assert {"Pong", "Boxing", "Skiing", "Freeway"} <= set(shipped)
+    for game in shipped:
         verify_folder(root / game, game)
