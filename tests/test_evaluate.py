@@ -20,7 +20,7 @@ from moc_envs.model.config import ModelConfig
 from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.preprocess import resize_frames
 from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE, SpaceDetector
-from trainers.card import build_card, write_card
+from trainers.card import build_card, card_markdown, write_card
 from trainers.card import main as card_main
 from trainers.classifier import NoObjectsFoundError, fit_from_weights
 from trainers.classifier import main as classifier_main
@@ -147,6 +147,27 @@ def test_classifier_is_fitted_shipped_and_used(tiny, random_weights, tmp_path):
     (folder / "card.json").unlink()
     with pytest.raises(SystemExit, match="needs an existing card"):
         card_main(["--game", "Pong", "--weights", str(folder), "--refresh"])
+
+
+def test_categories_without_a_slot_are_scored_as_the_observation_drops_them(tiny, random_weights, tmp_path):
+    """A classifier may name categories the game has no slot for (Breakout's brick rows)."""
+    folder = _copy(random_weights, tmp_path / "Pong")
+    fit_from_weights("Pong", folder, tiny, labels_per_class=2)
+    if not has_raw_frames(tiny, "test"):
+        build_raw_frames(tiny, "test", progress=False)
+    meta = json.loads((folder / CLASSIFIER_JSON).read_text())
+    renamed = ["Brick" if c == "Ball" else c for c in meta["classes"]]
+    (folder / CLASSIFIER_JSON).write_text(json.dumps({**meta, "classes": renamed}))
+    write_manifest(folder, "Pong")
+    res = evaluate("Pong", tiny, weights=folder, split="test", vision=False, progress=False)
+    slots, env = res["detector"]["in_slots"], res["detector"]["refined"]
+    assert slots["dropped_categories"] == ["Brick"]
+    for subset in ("all", "moving"):
+        assert slots[subset]["predictions"] <= env[subset]["predictions"]
+    write_report(res, folder)
+    card = build_card("Pong", folder)
+    assert card["evaluation"]["dropped_categories"] == ["Brick"]
+    assert "as the observation holds it: Brick dropped" in card_markdown(card)
 
 
 def test_motion_max_box_scales_the_motion_boxes(tiny, random_weights, tmp_path):

@@ -132,6 +132,9 @@ def build_card(
             "boxes": "pixel-tight boxes, as the env runs" if "refined" in ev["detector"] else "model boxes",
             "detector_model_boxes": _summary(ev["detector"]["suppressed"]),
             "detector_without_suppression": _summary(ev["detector"]["raw"]),
+            # Detections of categories without an observation slot dropped, as the env does.
+            "detector_in_slots": _summary(ev["detector"]["in_slots"]) if "in_slots" in ev["detector"] else None,
+            "dropped_categories": ev["detector"].get("in_slots", {}).get("dropped_categories"),
             "latent": {"few_shot_ridge": ev["latent"]["few_shot_ridge"], "kmeans": ev["latent"]["kmeans"]},
         }
         if "skipped" not in ev.get("ocatari_vision", {"skipped": ""}):
@@ -323,6 +326,9 @@ def card_markdown(card: dict[str, Any]) -> str:
     ]
     if ev.get("boxes") != "pixel-tight boxes, as the env runs":
         rows.pop(1)
+    if ev.get("detector_in_slots"):
+        dropped = ", ".join(ev.get("dropped_categories") or [])
+        rows.insert(1, (f"SPACE+MOC (as the observation holds it: {dropped} dropped)", ev["detector_in_slots"]))
     if "ocatari_vision" in ev:
         rows.append(("OCAtari vision mode", ev["ocatari_vision"]))
     for name, block in rows:
