@@ -206,3 +206,18 @@ def test_learned_rows_run_when_weights_exist(untrained_weights, tmp_path) -> Non
     assert "learned" in data["label_accuracy"]
     # No category classifier in the folder: every box is "object" and fills no slot.
     assert "fills no observation slot" in data["learned_objects_note"]
+
+
+def test_detections_without_an_observation_slot_are_set_aside() -> None:
+    """Breakout's shipped classifier names brick pieces (``Block``), a category without a slot."""
+    from moc_envs.detectors import make_detector
+    from moc_envs.weights import bundled_games
+
+    if "Breakout" not in bundled_games():
+        pytest.skip("no bundled Breakout detector")
+    frames = detection.collect("Breakout", "scripted", 48, seed=0)["frames"]
+    boxes, aside = detection._learned("Breakout", frames, "cpu")
+    found = make_detector("space", "Breakout", "cpu").detect(frames)
+    blocks = sum(d.category == "Block" for dets in found for d in dets)
+    assert blocks > 0 and aside == {"Block": blocks}
+    assert [len(b) for b in boxes] == [sum(d.category != "Block" for d in dets) for dets in found]
