@@ -200,21 +200,22 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
 
 def _learned(game: str, frames: np.ndarray, device: str, batch: int = 64) -> tuple[list[np.ndarray], dict[str, int]]:
     """The learned detector's boxes per frame, and how many detections of each category without
-    an observation slot were set aside (Breakout's brick pieces: the observation leaves them out,
-    and the truth and vision keep only the game's categories too)."""
+    an observation slot were set aside: with a classifier, what the observation leaves out
+    ('unknown', Breakout's brick pieces); the truth and vision keep only the game's categories
+    too. Without a classifier every box counts (its category is a placeholder)."""
     from moc_envs.detectors import make_detector
 
     det = make_detector("space", game, device, allow_unclassified=True)
-    classes = getattr(det.classifier, "classes", ()) if det.classifier is not None else ()
-    outside = frozenset(classes) - frozenset(det.game.category_names)
+    slots = frozenset(det.game.category_names)
     out: list[np.ndarray] = []
     aside: dict[str, int] = {}
     for lo in range(0, len(frames), batch):
         for dets in det.detect(np.ascontiguousarray(frames[lo : lo + batch])):
+            kept = [d for d in dets if det.classifier is None or d.category in slots]
             for d in dets:
-                if d.category in outside:
+                if det.classifier is not None and d.category not in slots:
                     aside[d.category] = aside.get(d.category, 0) + 1
-            out.append(_det_boxes([d for d in dets if d.category not in outside]))
+            out.append(_det_boxes(kept))
     return out, aside
 
 
@@ -274,7 +275,7 @@ def _write(result: dict[str, Any], out: Path) -> None:
         f"Hungarian matching of box centres closer than {MAX_DIST:g} px (OCAtari's criterion); "
         "IoU averaged over matched pairs. Unmatched predictions on HUD objects (score digits) "
         "are set aside, not counted as false positives (column `on HUD`), as in trainers.metrics; so are "
-        "learned detections of a category the game's observation has no slot for (noted per row). "
+        "learned detections the observation has no slot for ('unknown', or a category beyond the game's; noted per row). "
         "Scripted policies read the RAM oracle's objects (benchmarks/scripted.py: Pong tracks the ball, "
         "Boxing walks beside the enemy and punches, Skiing steers toward the next gate, Freeway's chicken "
         "waits for gaps, Breakout keeps the paddle under the ball, Tennis follows the ball's shadow), "
