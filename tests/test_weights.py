@@ -15,6 +15,7 @@ import pytest
 from moc_envs import weights_dir, weights_root
 from moc_envs.detectors import make_detector
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
+from moc_envs.games import game_names
 from moc_envs.weights import (
     bundled_games,
     find_weights,
@@ -25,6 +26,9 @@ from moc_envs.weights import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+UNSHIPPED = next(g for g in game_names() if g not in bundled_games())
+"""A registered game without bundled weights, the example of a game that needs training."""
+LOWER = UNSHIPPED.lower()
 BUNDLED = REPO / "weights"
 
 
@@ -46,7 +50,7 @@ def test_checkout_weights_by_default(monkeypatch) -> None:
     assert weights_dir("pong") == BUNDLED / "Pong"
     assert weights_search_path() == [(BUNDLED, "bundled")]
     assert find_weights("Pong") == (BUNDLED / "Pong", "bundled")
-    assert find_weights("Breakout") is None
+    assert find_weights(UNSHIPPED) is None
     # Where a game without weights would be shipped.
     assert weights_dir("SPACEINVADERS") == BUNDLED / "SpaceInvaders"
 
@@ -109,16 +113,16 @@ def test_explicit_weights_game_folder_and_root(monkeypatch, tmp_path) -> None:
 
 def test_missing_weights_name_the_commands_weights_and_env_var(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
-    with pytest.raises(MissingWeightsError, match=r"No trained SPACE\+MOC detector for Breakout: missing .*Breakout/detector\.safetensors") as err:
-        require_weights("breakout")
+    with pytest.raises(MissingWeightsError, match=rf"No trained SPACE\+MOC detector for {UNSHIPPED}: missing .*{UNSHIPPED}/detector\.safetensors") as err:
+        require_weights(LOWER)
     message = str(err.value)
     for piece in (
         f"searched {tmp_path.resolve()}, {BUNDLED}",
-        "python -m trainers.train --game Breakout --data data/Breakout --out runs/breakout",
-        "python -m trainers.export runs/breakout --game Breakout",
-        "python -m trainers.classifier --game Breakout --weights runs/breakout/weights/Breakout",
-        "weights='runs/breakout/weights'",
-        "MOC_ENVS_WEIGHTS=runs/breakout/weights",
+        f"python -m trainers.train --game {UNSHIPPED} --data data/{UNSHIPPED} --out runs/{LOWER}",
+        f"python -m trainers.export runs/{LOWER} --game {UNSHIPPED}",
+        f"python -m trainers.classifier --game {UNSHIPPED} --weights runs/{LOWER}/weights/{UNSHIPPED}",
+        f"weights='runs/{LOWER}/weights'",
+        f"MOC_ENVS_WEIGHTS=runs/{LOWER}/weights",
         "detector='ram'",
     ):
         assert piece in message, piece
@@ -129,13 +133,13 @@ def test_weights_table(monkeypatch, tmp_path) -> None:
     _flip_detector_byte(_copy_game(root))
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(root))
     rows = {r.game: r for r in weights_table()}
-    assert set(rows) >= {"Pong", "Boxing", "Skiing", "Breakout"}
+    assert set(rows) == set(game_names())
     assert rows["Pong"].origin == "MOC_ENVS_WEIGHTS" and rows["Pong"].status.startswith("refused: ")
     assert "detector.safetensors does not match" in rows["Pong"].status
     assert rows["Boxing"].origin == "bundled" and rows["Boxing"].status == "ok"
     boxing = json.loads((BUNDLED / "Boxing" / "card.json").read_text())["ship"]
     assert rows["Boxing"].f1_moving == pytest.approx(boxing["f1_moving"]) and rows["Boxing"].meets_bar is True
-    assert rows["Breakout"].origin == "none" and rows["Breakout"].folder is None
+    assert rows[UNSHIPPED].origin == "none" and rows[UNSHIPPED].folder is None
     explicit = {r.game: r for r in weights_table(weights=BUNDLED / "Skiing")}
     assert explicit["Skiing"].origin == "explicit" and explicit["Pong"].origin == "MOC_ENVS_WEIGHTS"
     text = format_weights_table(weights=BUNDLED)
@@ -145,7 +149,7 @@ def test_weights_table(monkeypatch, tmp_path) -> None:
     card = json.loads((BUNDLED / "Pong" / "card.json").read_text())["ship"]
     expected = [f"{card['f1_moving']:.3f}", f"{card['category_accuracy']:.3f}"]
     assert pong.split()[:6] == ["Pong", "explicit", *expected, "met", "ok"]
-    assert next(line for line in lines if line.startswith("Breakout ")).split()[:2] == ["Breakout", "none"]
+    assert next(line for line in lines if line.startswith(f"{UNSHIPPED} ")).split()[:2] == [UNSHIPPED, "none"]
     assert f"searched: {root.resolve()} (MOC_ENVS_WEIGHTS), {BUNDLED} (bundled)" in text
 
 
