@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moc_envs.weights import REQUIRED_FILES, weights_dir
+from moc_envs.weights import REQUIRED_FILES, bundled_games, weights_dir
 
 FRAMES = Path(__file__).parent / "fixtures" / "pong_frames.npz"
 PONG = weights_dir("Pong")
@@ -93,13 +93,7 @@ def test_demo_defaults_to_bundled_weights(tmp_path, capsys):
     assert "(space detector)" in text and out.is_file()
 
 
-def _shipped() -> list[str]:
-    from moc_envs.games import game_names
-
-    return [g for g in game_names() if all((weights_dir(g) / f).is_file() for f in REQUIRED_FILES)]
-
-
-@pytest.mark.parametrize("game", _shipped())
+@pytest.mark.parametrize("game", bundled_games())
 def test_every_shipped_game_runs_on_its_weights(game):
     import gymnasium as gym
 
