@@ -211,9 +211,11 @@ def _learned(game: str, frames: np.ndarray, device: str, batch: int = 64) -> tup
     aside: dict[str, int] = {}
     for lo in range(0, len(frames), batch):
         for dets in det.detect(np.ascontiguousarray(frames[lo : lo + batch])):
-            kept = [d for d in dets if det.classifier is None or d.category in slots]
+            kept = []
             for d in dets:
-                if det.classifier is not None and d.category not in slots:
+                if det.classifier is None or d.category in slots:
+                    kept.append(d)
+                else:
                     aside[d.category] = aside.get(d.category, 0) + 1
             out.append(_det_boxes(kept))
     return out, aside

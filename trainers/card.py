@@ -328,7 +328,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         rows.pop(1)
     if ev.get("detector_in_slots"):
         dropped = ", ".join(ev.get("dropped_categories") or [])
-        rows.insert(1, (f"SPACE+MOC (as the observation holds it: {dropped} dropped)", ev["detector_in_slots"]))
+        rows.insert(1, (f"SPACE+MOC (as the observation holds it: {dropped} dropped, 'unknown' too)", ev["detector_in_slots"]))
     if "ocatari_vision" in ev:
         rows.append(("OCAtari vision mode", ev["ocatari_vision"]))
     for name, block in rows:

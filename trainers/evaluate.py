@@ -340,7 +340,7 @@ def to_markdown(res: dict[str, Any]) -> str:
         methods.append(("SPACE+MOC, suppressed, pixel-tight boxes (env)", res["detector"]["refined"]))
     if "in_slots" in res["detector"]:
         dropped = ", ".join(res["detector"]["in_slots"]["dropped_categories"])
-        methods.append((f"SPACE+MOC, as the observation holds it (no {dropped})", res["detector"]["in_slots"]))
+        methods.append((f"SPACE+MOC, as the observation holds it (no {dropped}, no 'unknown')", res["detector"]["in_slots"]))
     vis = res.get("ocatari_vision", {})
     if "skipped" not in vis:
         methods.append(("OCAtari vision mode", vis))
