@@ -7,11 +7,13 @@ detector found something that looks like no category it was shown) or when it is
 its distance to the nearest centroid is more than ``max_ratio`` times its distance to the
 nearest centroid of another category (it sits between two categories). A classifier may also
 read the size of the detector's box (``size_dims == 2``: log width and height of the model's
-box, the z_where scale, appended to z_what before standardising).
+box, the z_where scale, appended to z_what before standardising) and the object's colour
+(``colour_dims == 3``: its RGB in [0, 1] as :func:`moc_envs.postprocess.refine_and_colour` finds
+it, appended after the sizes): categories that share a shape but not a colour (Tennis' players).
 
 On disk (``<root>/<Game>/``): ``classifier.safetensors`` holds the arrays and
-``classifier.json`` the rest (format tag, game, classes, ``max_ratio``, ``size_dims``, fit
-details). Loading reads safetensors and JSON only, through the folder's verified manifest
+``classifier.json`` the rest (format tag, game, classes, ``max_ratio``, ``size_dims``,
+``colour_dims``, fit details). Loading reads safetensors and JSON only, through the folder's verified manifest
 (:mod:`moc_envs.manifest`): nothing is ever unpickled. A folder that still holds only the
 legacy pickled ``classifier.joblib`` is refused with the command that re-fits it. No torch here.
 """
@@ -37,6 +39,7 @@ __all__ = [
     "LEGACY_CLASSIFIER_FILE",
     "CLASSIFIER_FORMAT",
     "ZWhatClassifier",
+    "colour_features",
     "save_classifier",
     "load_classifier",
     "read_classifier",
@@ -77,7 +80,9 @@ class ZWhatClassifier:
     max_ratio: float = 1.0
     """Unknown when nearest distance > ``max_ratio`` x the nearest other category's distance (1.0: off)."""
     size_dims: int = 0
-    """2 when the features end with the log width and height of the detector's box, else 0."""
+    """2 when the features hold the log width and height of the detector's box after z_what, else 0."""
+    colour_dims: int = 0
+    """3 when the features end with the object's RGB colour in [0, 1], else 0."""
 
     def __post_init__(self) -> None:
         self.centroids = np.asarray(self.centroids, np.float32)
@@ -101,9 +106,12 @@ class ZWhatClassifier:
             )
         if self.centroid_class.min() < 0 or self.centroid_class.max() >= len(self.classes):
             raise ValueError(f"centroid_class must index {len(self.classes)} classes")
-        self.size_dims = int(self.size_dims)
-        if self.size_dims not in (0, 2) or d <= self.size_dims:
-            raise ValueError(f"size_dims must be 0 or 2 (and less than the {d} features), got {self.size_dims}")
+        self.size_dims, self.colour_dims = int(self.size_dims), int(self.colour_dims)
+        if self.size_dims not in (0, 2) or self.colour_dims not in (0, 3) or d <= self.size_dims + self.colour_dims:
+            raise ValueError(
+                f"size_dims must be 0 or 2 and colour_dims 0 or 3 (together less than the {d} features), "
+                f"got {self.size_dims} and {self.colour_dims}"
+            )
         self.max_ratio = float(self.max_ratio)
         if not 0.0 < self.max_ratio <= 1.0:
             raise ValueError(f"max_ratio must be in (0, 1], got {self.max_ratio}")
@@ -121,37 +129,58 @@ class ZWhatClassifier:
     @property
     def z_what_dim(self) -> int:
         """Size of the z_what this classifier expects."""
-        return int(self.centroids.shape[1]) - self.size_dims
+        return int(self.centroids.shape[1]) - self.size_dims - self.colour_dims
 
     @property
     def uses_sizes(self) -> bool:
         """Whether :meth:`predict` needs the boxes' sizes."""
         return self.size_dims > 0
 
-    def features(self, z_what: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
-        """The unstandardised feature rows: z_what (M, D), then log box width and height when used."""
+    @property
+    def uses_colours(self) -> bool:
+        """Whether :meth:`predict` needs the objects' colours."""
+        return self.colour_dims > 0
+
+    def features(
+        self, z_what: np.ndarray, sizes: np.ndarray | None = None, colours: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The unstandardised feature rows: z_what (M, D), then log box width and height, then the
+        RGB colour in [0, 1], each when used."""
         z = np.asarray(z_what, np.float32)
         if z.size == 0:
             z = np.zeros((0, self.z_what_dim), np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_what_dim:
             raise ValueError(f"z_what must be (M, {self.z_what_dim}) with {self.z_what_dim} columns, got shape {z.shape}")
-        if not self.uses_sizes:
-            return z
-        if sizes is None:
-            raise ValueError("this classifier also reads the boxes' sizes: pass sizes (M, 2) as (width, height)")
-        wh = np.asarray(sizes, np.float32)
-        if wh.size == 0:
-            wh = wh.reshape(0, 2)
-        if wh.shape != (len(z), 2):
-            raise ValueError(f"sizes must be ({len(z)}, 2) as (width, height), got shape {np.shape(sizes)}")
-        return np.hstack([z, np.log(np.clip(wh, 1.0, None))])
+        parts = [z]
+        if self.uses_sizes:
+            if sizes is None:
+                raise ValueError("this classifier also reads the boxes' sizes: pass sizes (M, 2) as (width, height)")
+            wh = np.asarray(sizes, np.float32)
+            if wh.size == 0:
+                wh = wh.reshape(0, 2)
+            if wh.shape != (len(z), 2):
+                raise ValueError(f"sizes must be ({len(z)}, 2) as (width, height), got shape {np.shape(sizes)}")
+            parts.append(np.log(np.clip(wh, 1.0, None)))
+        if self.uses_colours:
+            if colours is None:
+                raise ValueError("this classifier also reads the objects' colours: pass colours (M, 3) as RGB 0-255")
+            rgb = np.asarray(colours)
+            if rgb.size == 0:
+                rgb = rgb.reshape(0, 3)
+            if rgb.shape != (len(z), 3):
+                raise ValueError(f"colours must be ({len(z)}, 3) as RGB 0-255, got shape {np.shape(colours)}")
+            parts.append(colour_features(rgb))
+        return np.hstack(parts) if len(parts) > 1 else z
 
-    def predict_index(self, z_what: np.ndarray, sizes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_index(
+        self, z_what: np.ndarray, sizes: np.ndarray | None = None, colours: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Class index per row of ``z_what`` (M, D), -1 for unknown, and the distance (M,).
 
-        ``sizes`` (M, 2): width and height of the detector's boxes, needed when :attr:`uses_sizes`.
+        ``sizes`` (M, 2): width and height of the detector's boxes, needed when :attr:`uses_sizes`;
+        ``colours`` (M, 3): the objects' RGB colours (0-255), needed when :attr:`uses_colours`.
         """
-        z = self.features(z_what, sizes)
+        z = self.features(z_what, sizes, colours)
         zs = (z - self.mean) / self.scale
         d = np.linalg.norm(zs[:, None, :] - self.centroids[None], axis=-1)
         near = d.argmin(axis=1) if len(z) else np.zeros(0, np.int64)
@@ -166,14 +195,25 @@ class ZWhatClassifier:
         idx = np.where(ok, idx, -1)
         return idx, dist
 
-    def predict(self, z_what: np.ndarray, sizes: np.ndarray | None = None) -> list[str]:
-        """Category name per row of ``z_what`` (M, D); ``"unknown"`` when unsure (``sizes`` as in :meth:`predict_index`)."""
-        idx, _ = self.predict_index(z_what, sizes)
+    def predict(
+        self, z_what: np.ndarray, sizes: np.ndarray | None = None, colours: np.ndarray | None = None
+    ) -> list[str]:
+        """Category name per row of ``z_what`` (M, D); ``"unknown"`` when unsure (``sizes`` and
+        ``colours`` as in :meth:`predict_index`)."""
+        idx, _ = self.predict_index(z_what, sizes, colours)
         return [self.classes[i] if i >= 0 else UNKNOWN for i in idx.tolist()]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays stored in ``classifier.safetensors``."""
         return {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
+
+
+def colour_features(colours: np.ndarray) -> np.ndarray:
+    """RGB colours (M, 3), 0-255, as the classifier's colour features: floats in [0, 1]."""
+    rgb = np.asarray(colours, np.float32)
+    if rgb.ndim != 2 or rgb.shape[1] != 3:
+        raise ValueError(f"colours must be (M, 3) as RGB 0-255, got shape {rgb.shape}")
+    return rgb / 255.0
 
 
 def refit_command(folder: str | Path, game: str) -> str:
@@ -201,6 +241,7 @@ def save_classifier(clf: ZWhatClassifier, folder: str | Path, game: str) -> Path
         "centroids": int(clf.centroids.shape[0]),
         "max_ratio": clf.max_ratio,
         "size_dims": clf.size_dims,
+        "colour_dims": clf.colour_dims,
         "info": clf.info,
     }
     return atomic_write_text(folder / CLASSIFIER_JSON, json.dumps(meta, indent=2) + "\n")
@@ -292,6 +333,7 @@ def read_classifier(files: VerifiedFolder, game: str | None = None) -> ZWhatClas
             info=dict(meta.get("info") or {}),
             max_ratio=float(meta.get("max_ratio", 1.0)),
             size_dims=int(meta.get("size_dims", 0)),
+            colour_dims=int(meta.get("colour_dims", 0)),
             **{n: arrays[n] for n in _ARRAYS},
         )
     except (KeyError, TypeError, ValueError) as err:

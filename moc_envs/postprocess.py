@@ -46,6 +46,8 @@ __all__ = [
     "size_mask",
     "refine_boxes",
     "refine_boxes_batched",
+    "refine_and_colour",
+    "unpack_colours",
 ]
 
 
@@ -235,6 +237,12 @@ def refine_boxes(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.25) -> 
     See the module docstring; ``margin`` is the share of the box's width/height added on each
     side before looking for the object (the loose box may cut the object). Returns new boxes.
     """
+    return _refine_frame(frame, boxes, margin)[0]
+
+
+def _refine_frame(frame: np.ndarray, boxes: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`refine_boxes` and each box's packed object colour (-1 where the crop is under 3x3
+    pixels or the box is not finite; the background's where the central half holds only background)."""
     import cv2
 
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -242,6 +250,7 @@ def refine_boxes(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.25) -> 
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"frame must be (H, W, 3), got shape {frame.shape}")
     out = boxes.copy()
+    colours = np.full(len(boxes), -1, dtype=np.int64)
     fh, fw = frame.shape[:2]
     # Scalar geometry in Python floats (the same IEEE doubles as numpy's float64 scalars, without
     # a numpy call each): this loop is the detector's path for a frame's few boxes.
@@ -263,9 +272,11 @@ def refine_boxes(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.25) -> 
         cy1 = min(max(math.ceil(y + 3 * h / 4) - y0, cy0 + 1), y1 - y0)
         centre = crop[cy0:cy1, cx0:cx1]
         inner = centre[centre != background]
+        colours[i] = background
         if not inner.size:
             continue
         values, counts = np.unique(inner, return_counts=True)
+        colours[i] = values[counts.argmax()]
         mask = (crop == values[counts.argmax()]).astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         votes = np.bincount(labels[cy0:cy1, cx0:cx1].ravel(), minlength=n)
@@ -277,7 +288,7 @@ def refine_boxes(frame: np.ndarray, boxes: np.ndarray, margin: float = 0.25) -> 
         if width >= x1 - x0 or height >= y1 - y0:
             continue
         out[i] = (x0 + left, y0 + top, width, height)
-    return out
+    return out, colours
 
 
 _CANVAS_PIXELS = 1 << 22
@@ -355,6 +366,41 @@ def refine_boxes_batched(
     Errors: ValueError for shapes, out-of-range frame indices and non-finite boxes, TypeError for
     non-uint8 frames and non-integer frame indices.
     """
+    return _refine_batch(frames, boxes, frame_index, margin)[0]
+
+
+def refine_and_colour(
+    frames: np.ndarray, boxes: np.ndarray, frame_index: np.ndarray, margin: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`refine_boxes_batched` and each box's object colour (M, 3) uint8 RGB, in one pass.
+
+    The object colour is the one the refinement looks for: the most common colour of the box's
+    central half other than the crop border's (the background's when there is none; the pixel
+    under the box's centre when the grown crop is under 3x3 pixels at the frame's edge). A
+    classifier can read it beside z_what: Tennis' players differ in colour more than in shape.
+    """
+    out, packed = _refine_batch(frames, boxes, frame_index, margin)
+    missing = np.flatnonzero(packed < 0)
+    if len(missing):
+        frames = np.asarray(frames)
+        fh, fw = frames.shape[1:3]
+        b = np.nan_to_num(np.asarray(boxes, np.float64).reshape(-1, 4)[missing])
+        x = np.clip(np.floor(b[:, 0] + b[:, 2] / 2), 0, fw - 1).astype(np.int64)
+        y = np.clip(np.floor(b[:, 1] + b[:, 3] / 2), 0, fh - 1).astype(np.int64)
+        packed[missing] = _packed(frames[_frame_index(frame_index, len(out))[missing], y, x])
+    return out, unpack_colours(packed)
+
+
+def unpack_colours(packed: np.ndarray) -> np.ndarray:
+    """Packed colours (M,) (R << 16 | G << 8 | B) as RGB rows (M, 3) uint8."""
+    packed = np.asarray(packed, np.int64).reshape(-1)
+    return np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).astype(np.uint8)
+
+
+def _refine_batch(
+    frames: np.ndarray, boxes: np.ndarray, frame_index: np.ndarray, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`refine_boxes_batched` and the packed object colours of :func:`_refine_frame`."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3:
         raise ValueError(f"frames must be (N, H, W, 3), got shape {frames.shape}")
@@ -368,8 +414,9 @@ def refine_boxes_batched(
     m = len(boxes)
     fi = _frame_index(frame_index, m)
     out = boxes.copy()
+    colours = np.full(m, -1, dtype=np.int64)
     if m == 0:
-        return out
+        return out, colours
     n, fh, fw = frames.shape[:3]
     if fi.min() < 0 or fi.max() >= n:
         raise ValueError(f"frame_index must lie in [0, {n}) for {n} frames, got [{fi.min()}, {fi.max()}]")
@@ -378,11 +425,11 @@ def refine_boxes_batched(
     if m <= _FEW_BOXES:
         # The batch costs about 60 numpy calls whatever its size, the definition about 15 a box.
         if fi.min() == fi.max():
-            return refine_boxes(frames[fi[0]], boxes, margin)
+            return _refine_frame(frames[fi[0]], boxes, margin)
         for f in np.unique(fi):
             part = np.flatnonzero(fi == f)
-            out[part] = refine_boxes(frames[f], boxes[part], margin)
-        return out
+            out[part], colours[part] = _refine_frame(frames[f], boxes[part], margin)
+        return out, colours
     # The grown crop and the central half, by refine_boxes' float expressions; in float until the
     # crop is known to be at least 3x3 inside the frame, so that far-away boxes cannot overflow.
     xy, wh = boxes[:, :2], boxes[:, 2:]
@@ -390,7 +437,7 @@ def refine_boxes_batched(
     size = np.minimum(np.array([fw, fh], dtype=np.float64), np.ceil(xy + wh + margin * wh)) - lo
     rows = np.flatnonzero((size >= 3).all(axis=1))
     if not len(rows):
-        return out
+        return out, colours
     xy, wh, lo, size = xy[rows], wh[rows], lo[rows], size[rows]
     c0 = np.clip(np.floor(xy + wh / 4) - lo, 0, size - 1)
     c1 = np.clip(np.ceil(xy + 3 * wh / 4) - lo, c0 + 1, size)
@@ -407,9 +454,9 @@ def refine_boxes_batched(
         base = ends[start - 1] if start else 0
         stop = max(start + 1, int(np.searchsorted(ends, base + _CANVAS_PIXELS, side="right")))
         part = rows[start:stop]
-        out[part] = _refine_chunk(buf, fh, fw, fi[part], geometry[:, start:stop], slot[start:stop], out[part])
+        out[part], colours[part] = _refine_chunk(buf, fh, fw, fi[part], geometry[:, start:stop], slot[start:stop], out[part])
         start = stop
-    return out
+    return out, colours
 
 
 def _refine_chunk(
@@ -420,8 +467,9 @@ def _refine_chunk(
     geometry: np.ndarray,
     slot: np.ndarray,
     boxes: np.ndarray,
-) -> np.ndarray:
-    """Refined boxes of crops at least 3x3; geometry rows: x0, y0, w, h, cx0, cy0, cx1, cy1."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refined boxes of crops at least 3x3 and their packed object colours; geometry rows: x0,
+    y0, w, h, cx0, cy0, cx1, cy1."""
     import cv2
 
     x0, y0, cw, ch, cx0, cy0, cx1, cy1 = geometry
@@ -450,6 +498,7 @@ def _refine_chunk(
     values = flat[centre]
     inner = values != background[owner]
     colour = _modes(owner[inner], values[inner], k)
+    found = np.where(colour >= 0, colour, background)
     # colour is -1 where the centre holds only background: no packed pixel equals it.
     mask = canvas == colour[crop_of][:, None]
     mask &= np.arange(width) < np.where(r < ch[crop_of], cw[crop_of], 0)[:, None]
@@ -458,7 +507,7 @@ def _refine_chunk(
     votes[0] = 0
     voted = np.flatnonzero(votes)
     if not len(voted):
-        return boxes
+        return boxes, found
     # Per crop the region with the most votes, ties to the lowest label (as argmax in refine_boxes).
     region_crop = crop_of[stats[voted, cv2.CC_STAT_TOP]]
     best = np.lexsort((voted, -votes[voted], region_crop))
@@ -474,4 +523,4 @@ def _refine_chunk(
     out[won, 1] = y0[won] + (stats[label, cv2.CC_STAT_TOP] - top[won]).astype(np.float64)
     out[won, 2] = stats[label, cv2.CC_STAT_WIDTH]
     out[won, 3] = stats[label, cv2.CC_STAT_HEIGHT]
-    return out
+    return out, found

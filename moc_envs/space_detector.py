@@ -43,6 +43,7 @@ from moc_envs.model.runtime import RawEncoder, frozen_encoder
 from moc_envs.postprocess import (
     DEFAULT_SUPPRESSION,
     SuppressionConfig,
+    refine_and_colour,
     refine_boxes_batched,
     size_mask,
     suppress_duplicates_batched,
@@ -311,7 +312,7 @@ class SpaceDetector:
         """:meth:`detect` and the wall seconds of each of its stages (the speed benchmark's profile).
 
         Stages on the CPU: resize, image encoder, cells and glimpses, glimpse encoder,
-        suppression, classifier, pixel-tight boxes, records (on CUDA the first four are one,
+        suppression, pixel-tight boxes, classifier, records (on CUDA the first four are one,
         "model").
         """
         marks: list[tuple[str, float]] = [("", time.perf_counter())]
@@ -339,16 +340,22 @@ class SpaceDetector:
         if self.suppression is not None and len(keep):
             keep = keep[suppress_duplicates_batched(boxes[keep], prob[keep], b_idx[keep], self.suppression)]
         _mark(marks, "suppression")
-        # Categories first: a classifier reading box sizes was fitted on the model's boxes.
+        # A classifier reading box sizes was fitted on the model's boxes, not the tightened ones.
+        model_sizes = boxes[keep, 2:4].copy()
+        colours = None
+        if len(keep) and self.classifier is not None and self.classifier.uses_colours:
+            refined, colours = refine_and_colour(frames, boxes[keep], b_idx[keep])
+            if self.refine:
+                boxes[keep] = refined
+        elif self.refine and len(keep):
+            boxes[keep] = refine_boxes_batched(frames, boxes[keep], b_idx[keep])
+        _mark(marks, "pixel-tight boxes")
         cats = (
-            self.classifier.predict(z_what[keep], boxes[keep, 2:4])
+            self.classifier.predict(z_what[keep], model_sizes, colours)
             if self.classifier is not None
             else [DEFAULT_CATEGORY] * len(keep)
         )
         _mark(marks, "classifier")
-        if self.refine and len(keep):
-            boxes[keep] = refine_boxes_batched(frames, boxes[keep], b_idx[keep])
-        _mark(marks, "pixel-tight boxes")
         out: list[list[Detection]] = [[] for _ in range(n)]
         for i, cat in zip(keep.tolist(), cats, strict=True):
             x, y, w, h = (float(v) for v in boxes[i])

@@ -196,3 +196,36 @@ def test_box_sizes_as_features(tmp_path):
     assert loaded.size_dims == 2 and loaded.predict(z, sizes) == sized.predict(z, sizes)
     with pytest.raises(ValueError, match=r"size_weight > 0 needs sizes of shape \(400, 2\)"):
         fit_classifier(z, lab, size_weight=1.0)
+
+
+def test_object_colours_as_features(tmp_path):
+    rng = np.random.default_rng(1)
+    # Same shape (z_what) and size, told apart only by colour (Tennis' orange and blue players).
+    z = rng.normal(0, 1, (400, 4))
+    sizes = rng.normal((13, 23), 0.5, (400, 2))
+    lab = np.array(["Player"] * 200 + ["Enemy"] * 200, dtype=object)
+    colours = np.vstack([np.tile([240, 128, 128], (200, 1)), np.tile([117, 128, 240], (200, 1))]).astype(np.uint8)
+    sized = fit_classifier(z, lab, labels_per_class=8, max_ratio=1.0, sizes=sizes, size_weight=3.0)
+    assert score_classifier(sized, z, lab, sizes)["accuracy"] < 0.8
+    both = fit_classifier(
+        z, lab, labels_per_class=8, max_ratio=1.0, sizes=sizes, size_weight=3.0, colours=colours, colour_weight=3.0
+    )
+    assert both.uses_sizes and both.uses_colours and both.z_what_dim == 4
+    assert both.info["colour_weight"] == 3.0
+    assert score_classifier(both, z, lab, sizes, colours)["accuracy"] > 0.97
+    with pytest.raises(ValueError, match="also reads the objects' colours"):
+        both.predict(z, sizes)
+    with pytest.raises(ValueError, match=r"colours must be \(400, 3\)"):
+        both.predict(z, sizes, colours[:, :2])
+    assert both.predict(np.zeros((0, 4)), np.zeros((0, 2)), np.zeros((0, 3))) == []
+    _save(both, tmp_path)
+    assert json.loads((tmp_path / CLASSIFIER_JSON).read_text())["colour_dims"] == 3
+    loaded = load_classifier(tmp_path, "Pong")
+    assert loaded.colour_dims == 3 and loaded.predict(z, sizes, colours) == both.predict(z, sizes, colours)
+    # Colours alone, without sizes: the features are z_what then the colour.
+    only = fit_classifier(z, lab, labels_per_class=8, max_ratio=1.0, colours=colours, colour_weight=3.0)
+    assert not only.uses_sizes and score_classifier(only, z, lab, None, colours)["accuracy"] > 0.97
+    with pytest.raises(ValueError, match=r"colour_weight > 0 needs colours of shape \(400, 3\)"):
+        fit_classifier(z, lab, colour_weight=1.0)
+    with pytest.raises(ValueError, match="colour_dims 0 or 3"):
+        ZWhatClassifier(CLASSES, np.zeros((1, 6)), np.zeros(1), np.ones(1), np.zeros(6), np.ones(6), colour_dims=2)

@@ -148,14 +148,19 @@ def test_real_pong_probe_finds_its_score_band() -> None:
 
 
 # ---------------------------------------------------------------------------- box sizes
-def test_z_scale_prior_from_the_median_larger_side() -> None:
-    # Boxes whose larger side is 16 of 210 rows (Pong's paddles) give MOC's Pong prior.
-    sizes = np.array([[4 / W, 16 / H]] * 3 + [[2 / W, 4 / H]] * 2)
-    start, end = z_scale_prior_mean(sizes)
+def test_z_scale_prior_sits_between_the_small_and_large_boxes() -> None:
+    # One object size: boxes whose larger side is 16 of 210 rows (Pong's paddles) give MOC's Pong prior.
+    paddles = np.array([[4 / W, 16 / H]] * 5)
+    start, end = z_scale_prior_mean(paddles)
     assert end == round(math.log((16 / H) / (1 - 16 / H)), 2) == -2.5
     assert start == -2.0
-    bigger = z_scale_prior_mean(sizes * 3)
+    bigger = z_scale_prior_mean(paddles * 3)
     assert bigger[1] > end  # larger objects, larger prior boxes
+    # Two sizes, the large one common (Tennis' players and ball): the prior side is their geometric
+    # mean, 8 rows for 4 and 16, not the median's 16, however many more large boxes there are.
+    for n_large in (6, 60):
+        mixed = np.array([[4 / W, 16 / H]] * n_large + [[2 / W, 4 / H]] * (n_large // 2))
+        assert z_scale_prior_mean(mixed)[1] == round(math.log((8 / H) / (1 - 8 / H)), 2)
     with pytest.raises(ValueError, match=r"non-empty \(N, 2\)"):
         z_scale_prior_mean(np.zeros((0, 2)))
     with pytest.raises(ValueError, match="finite and > 0"):
@@ -195,13 +200,25 @@ def test_options_that_read_the_box_size_win_when_only_the_size_tells() -> None:
     z, labels, sizes, half = _samples()
     chosen, table = choose_classifier_options(z, labels, sizes, half)
     assert chosen.size_weight > 0
-    assert len(table) == len(CLASSIFIER_CANDIDATES)
+    # Without colours the candidates that read them are left out.
+    searched = [c for c in CLASSIFIER_CANDIDATES if not c.colour_weight]
+    assert len(table) == len(searched) < len(CLASSIFIER_CANDIDATES)
     best = max(row["accuracy"] for row in table)
     assert best > 0.95 and max(r["accuracy"] for r in table if r["size_weight"] == 0) < 0.8
     # Among equally good candidates the earliest (fewest labels, simplest) wins.
-    assert chosen == next(
-        c for c, r in zip(CLASSIFIER_CANDIDATES, table, strict=True) if r["accuracy"] >= best - 0.002
-    )
+    assert chosen == next(c for c, r in zip(searched, table, strict=True) if r["accuracy"] >= best - 0.002)
+
+
+def test_options_that_read_the_colour_win_when_only_the_colour_tells() -> None:
+    z, labels, sizes, half = _samples()
+    sizes = np.full_like(sizes, 12.0)  # one size: only the colour tells the two apart
+    colours = np.where((labels == "Ball")[:, None], [236, 236, 236], [240, 128, 128]).astype(np.uint8)
+    chosen, table = choose_classifier_options(z, labels, sizes, half, colours=colours)
+    assert len(table) == len(CLASSIFIER_CANDIDATES)
+    assert chosen.colour_weight > 0
+    assert max(r["accuracy"] for r in table if r["colour_weight"] == 0) < 0.8 < 0.95 < max(r["accuracy"] for r in table)
+    with pytest.raises(ValueError, match="colours need one row per sample"):
+        choose_classifier_options(z, labels, sizes, half, colours=colours[:-1])
 
 
 def test_option_search_errors() -> None:

@@ -434,3 +434,92 @@ def test_resize_frames_is_the_per_frame_area_resize(real_frames, n):
         assert got.shape == (n, 128, 128, 3) and got.dtype == np.uint8
     np.testing.assert_array_equal(resize_frames(frames), expected)
     np.testing.assert_array_equal(resize_frames(frames[n:]), expected[n:])
+
+
+# refine_and_colour: the object colour the refinement looks for
+
+
+@pytest.mark.parametrize("few", [0, 64])
+def test_refine_and_colour_gives_the_objects_colour(real_frames, monkeypatch, few):
+    monkeypatch.setattr(postprocess, "_FEW_BOXES", few)  # the batched path, then the per-frame one
+    frames, oracle = real_frames["Boxing"]
+    boxes = np.concatenate(oracle)
+    fi = np.repeat(np.arange(len(oracle)), [len(b) for b in oracle])
+    loose = boxes + np.array([-3.0, -3.0, 6.0, 6.0])
+    refined, colours = postprocess.refine_and_colour(frames, loose, fi)
+    np.testing.assert_array_equal(refined, refine_boxes_batched(frames, loose, fi))
+    assert colours.shape == (len(boxes), 3) and colours.dtype == np.uint8
+    # Each colour is the most common pixel colour inside the refined box other than the ring's.
+    for k in range(len(boxes)):
+        x, y, w, h = refined[k].astype(int)
+        inside = frames[fi[k], y : y + h, x : x + w].reshape(-1, 3)
+        assert (inside == colours[k]).all(axis=1).any()
+    # Boxing's two boxers: one white, one black, never the ring's green.
+    ring = np.array([110, 156, 66], np.uint8)
+    assert not (colours == ring).all(axis=1).any()
+    assert len(np.unique(colours, axis=0)) >= 2
+
+
+def test_refine_and_colour_background_and_edge_cases():
+    frame = np.zeros((1, 210, 160, 3), np.uint8)
+    frame[0, 50:60, 40:44] = (200, 72, 72)
+    boxes = np.array(
+        [
+            [36.0, 46.0, 12.0, 18.0],  # around the object: its colour
+            [100.0, 100.0, 10.0, 10.0],  # over empty background: the background's
+            [159.0, 209.0, 1.0, 1.0],  # a crop under 3x3 at the corner: the pixel under its centre
+        ]
+    )
+    _, colours = postprocess.refine_and_colour(frame, boxes, np.zeros(3, np.int64))
+    np.testing.assert_array_equal(colours, [[200, 72, 72], [0, 0, 0], [0, 0, 0]])
+    _, none = postprocess.refine_and_colour(frame, np.zeros((0, 4)), np.zeros(0, np.int64))
+    assert none.shape == (0, 3)
+    np.testing.assert_array_equal(postprocess.unpack_colours(np.array([0xC84848])), [[200, 72, 72]])
+
+
+@pytest.mark.parametrize("game", ["Pong", *ALE_GAMES])
+def test_refine_and_colour_batched_equals_per_frame(real_frames, monkeypatch, game):
+    frames, oracle = real_frames[game]
+    boxes, fi = adversarial_boxes(np.random.default_rng(11), oracle)
+    monkeypatch.setattr(postprocess, "_FEW_BOXES", 0)
+    batched = postprocess.refine_and_colour(frames, boxes, fi)
+    monkeypatch.setattr(postprocess, "_FEW_BOXES", 10**9)
+    per_frame = postprocess.refine_and_colour(frames, boxes, fi)
+    np.testing.assert_array_equal(batched[0], per_frame[0])
+    np.testing.assert_array_equal(batched[1], per_frame[1])
+
+
+def test_detect_names_objects_by_colour_with_a_colour_classifier():
+    # A classifier that reads nothing but the colour (z_what and size standardised away) names
+    # Pong's objects right: the detector hands it the colours of the full-size frame.
+    pytest.importorskip("torch")
+    from moc_envs.classifier import ZWhatClassifier
+    from moc_envs.games import get_game
+    from moc_envs.space_detector import SpaceDetector
+
+    folder = ROOT / "weights" / "Pong"
+    detector = SpaceDetector.from_pretrained(folder, get_game("Pong"))
+    d = detector.classifier.z_what_dim
+    rgb = np.array([[236, 236, 236], [213, 130, 74], [92, 186, 92]], np.float32) / 255.0
+    colour_only = ZWhatClassifier(
+        classes=("Ball", "Enemy", "Player"),
+        centroids=np.hstack([np.zeros((3, d + 2)), rgb]),
+        centroid_class=np.arange(3),
+        radius=np.full(3, 0.2),
+        mean=np.zeros(d + 5),
+        scale=np.r_[np.full(d + 2, 1e6), np.ones(3)],
+        max_ratio=1.0,
+        size_dims=2,
+        colour_dims=3,
+    )
+    detector.classifier = colour_only
+    pong = np.load(FIXTURE)
+    found = 0
+    for frame_dets, boxes, cats in zip(detector.detect(pong["frames"]), pong["boxes"], pong["categories"], strict=True):
+        for det in frame_dets:
+            centre = np.array([det.x + det.w / 2, det.y + det.h / 2])
+            truth = np.linalg.norm(boxes[:, :2] + boxes[:, 2:] / 2 - centre, axis=1)
+            if truth.min() < 3:
+                assert det.category == str(cats[truth.argmin()])
+                found += 1
+    assert found >= len(pong["frames"]) * 2

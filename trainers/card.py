@@ -157,6 +157,7 @@ def build_card(
         classifier["labels_per_class"] = info.get("labels_per_class")
         classifier["method"] = info.get("method", "kmeans")
         classifier["size_weight"] = info.get("size_weight", 0.0)
+        classifier["colour_weight"] = info.get("colour_weight", 0.0)
         classifier["max_ratio"] = man.get("max_ratio", 1.0)
         classifier["test"] = info.get("test")
     if derived is None and run is not None:
@@ -296,7 +297,8 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines.append(
         f"- Classifier: {', '.join(clf['classes'])} ({clf['labels_per_class']} labelled val predictions per class, "
         f"{_METHOD.get(clf.get('method') or 'kmeans', clf.get('method'))}"
-        f"{', plus the box size' if clf.get('size_weight') else ''}; 'unknown' beyond a centroid's radius"
+        f"{', plus the box size' if clf.get('size_weight') else ''}"
+        f"{', plus the object colour' if clf.get('colour_weight') else ''}; 'unknown' beyond a centroid's radius"
         + (
             f" or when nearest/other-category distance > {clf['max_ratio']})"
             if (clf.get("max_ratio") or 1.0) < 1.0

@@ -30,6 +30,7 @@ from moc_envs.classifier import (
     CLASSIFIER_JSON,
     UNKNOWN,
     ZWhatClassifier,
+    colour_features,
     save_classifier,
 )
 from moc_envs.errors import MocEnvsError
@@ -37,7 +38,7 @@ from moc_envs.manifest import write_manifest
 from moc_envs.threads import add_threads_argument, set_torch_threads
 from trainers.derive import ClassifierOptions, choose_classifier_options
 
-__all__ = ["METHODS", "NoObjectsFoundError", "fit_classifier", "score_classifier", "choose_options", "fit_from_weights", "main"]
+__all__ = ["METHODS", "NoObjectsFoundError", "fit_classifier", "score_classifier", "split_colours", "choose_options", "fit_from_weights", "main"]
 
 
 class NoObjectsFoundError(MocEnvsError, ValueError):
@@ -66,6 +67,8 @@ def fit_classifier(
     method: str = "kmeans",
     sizes: np.ndarray | None = None,
     size_weight: float = 0.0,
+    colours: np.ndarray | None = None,
+    colour_weight: float = 0.0,
 ) -> ZWhatClassifier:
     """Fit a classifier on ``z`` (N, D) where ``labels`` (N,) holds a category or "" (no label).
 
@@ -74,7 +77,9 @@ def fit_classifier(
     ``"prototypes"``, each labelled sample is a centroid of its category (nearest labelled
     neighbour; better when a category has several looks). With ``sizes`` (N, 2) (width, height
     of the detector's boxes) and ``size_weight > 0`` their logs join the features, each
-    weighted like ``size_weight`` z_what dimensions after standardising.
+    weighted like ``size_weight`` z_what dimensions after standardising; likewise ``colours``
+    (N, 3) (the objects' RGB, 0-255, :func:`moc_envs.postprocess.refine_and_colour`) with
+    ``colour_weight > 0``.
     """
     z = np.asarray(z, np.float64)
     labels = np.asarray(labels, dtype=object)
@@ -95,11 +100,21 @@ def fit_classifier(
             raise ValueError(f"size_weight > 0 needs sizes of shape ({len(z)}, 2), got {None if sizes is None else np.shape(sizes)}")
         z = np.hstack([z, np.log(np.clip(np.asarray(sizes, np.float64), 1.0, None))])
         size_dims = 2
+    colour_dims = 0
+    if colour_weight > 0:
+        if colours is None or np.shape(colours) != (len(z), 3):
+            raise ValueError(
+                f"colour_weight > 0 needs colours of shape ({len(z)}, 3), got {None if colours is None else np.shape(colours)}"
+            )
+        z = np.hstack([z, colour_features(colours)])
+        colour_dims = 3
     rng = np.random.default_rng(seed)
     mean = z.mean(0)
     scale = z.std(0) + 1e-6
+    if colour_dims:
+        scale[-3:] /= colour_weight
     if size_dims:
-        scale[-2:] /= size_weight
+        scale[z.shape[1] - colour_dims - 2 : z.shape[1] - colour_dims] /= size_weight
     zs = (z - mean) / scale
     fixed = np.full(len(z), -1)
     for ci, c in enumerate(classes):
@@ -154,17 +169,28 @@ def fit_classifier(
         "radius_margin": radius_margin,
         "max_ratio": max_ratio,
         "size_weight": size_weight if size_dims else 0.0,
+        "colour_weight": colour_weight if colour_dims else 0.0,
     }
     return ZWhatClassifier(
-        classes, cent, cent_class, radius_of[cent_class], mean, scale, info, max_ratio=max_ratio, size_dims=size_dims
-    )
+        classes, cent, cent_class, radius_of[cent_class], mean, scale, info,
+        max_ratio=max_ratio, size_dims=size_dims, colour_dims=colour_dims,
+    )  # fmt: skip
 
 
-def score_classifier(clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray, sizes: np.ndarray | None = None) -> dict[str, Any]:
+def score_classifier(
+    clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray, sizes: np.ndarray | None = None, colours: np.ndarray | None = None
+) -> dict[str, Any]:
     """Accuracy per category on labelled samples ("unknown" counts as wrong) and the unknown rate."""
     labels = np.asarray(labels, dtype=object)
     keep = labels != ""
-    pred = np.asarray(clf.predict(np.asarray(z)[keep], None if sizes is None else np.asarray(sizes)[keep]), dtype=object)
+    pred = np.asarray(
+        clf.predict(
+            np.asarray(z)[keep],
+            None if sizes is None else np.asarray(sizes)[keep],
+            None if colours is None else np.asarray(colours)[keep],
+        ),
+        dtype=object,
+    )
     labels = labels[keep]
     per = {
         str(c): {"samples": int((labels == c).sum()), "accuracy": float((pred[labels == c] == c).mean())}
@@ -181,9 +207,10 @@ def score_classifier(clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray, si
 def _split_samples(
     encoder: Any, data: str | Path, split: str, device: str, limit: int | None, max_box: tuple[float, float] | None = None,
     threshold: float = 0.5,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Suppressed predictions' z_what, best-IoU categories ("" when on no object), box sizes and
-    stack indices of a split.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Suppressed predictions' z_what, best-IoU categories ("" when on no object), box sizes,
+    object colours (None when the split's full-size frames have not been recovered:
+    :mod:`trainers.raw_frames`) and stack indices of a split.
 
     Boxes larger than ``max_box`` are dropped first, as the env does.
     """
@@ -203,20 +230,35 @@ def _split_samples(
     z = np.concatenate([p.reshape(-1, dim) for p in pred.z_what]) if pred.z_what else np.zeros((0, dim))
     sizes = np.concatenate([b.reshape(-1, 4)[:, 2:4] for b in pred.boxes]) if pred.boxes else np.zeros((0, 2))
     stacks = np.repeat(np.arange(len(pred.boxes)) // T, [len(b) for b in pred.boxes])
-    return z, np.concatenate(labels) if labels else np.zeros(0, object), sizes, stacks
+    colours = split_colours(data, split, S, pred.boxes)
+    return z, np.concatenate(labels) if labels else np.zeros(0, object), sizes, colours, stacks
+
+
+def split_colours(data: str | Path, split: str, stacks: int, boxes: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The object colour (M, 3) of every box of the split's first ``stacks`` stacks (``boxes``: one
+    (m, 4) array of frame-pixel boxes per frame, in order), read from the full-size frames as the
+    env reads them; None when the split's full-size frames have not been recovered."""
+    from trainers.evaluate import box_colours
+    from trainers.raw_frames import has_raw_frames, load_raw_frames
+
+    if not has_raw_frames(data, split):
+        return None
+    raw = load_raw_frames(data, split)[:stacks]
+    return box_colours(raw.reshape(-1, *raw.shape[2:]), boxes)
 
 
 def choose_options(
-    z: np.ndarray, labels: np.ndarray, sizes: np.ndarray, stacks: np.ndarray, seed: int = 0
+    z: np.ndarray, labels: np.ndarray, sizes: np.ndarray, stacks: np.ndarray, seed: int = 0, colours: np.ndarray | None = None
 ) -> tuple[ClassifierOptions, dict[str, Any]]:
     """Options of :data:`trainers.derive.CLASSIFIER_CANDIDATES` chosen on the val split's samples:
     fitted on the first half of its stacks, scored on the second (they share few episodes).
 
+    Without ``colours`` the candidates that read them are left out.
     Returns the choice and a record of the search (for classifier.json and the card).
     """
     cut = int(np.max(stacks)) // 2 + 1 if len(stacks) else 0
     fit_half = np.asarray(stacks) < cut
-    chosen, table = choose_classifier_options(z, labels, sizes, fit_half, seed=seed)
+    chosen, table = choose_classifier_options(z, labels, sizes, fit_half, seed=seed, colours=colours)
     best = next(row for row in table if {k: row[k] for k in chosen.as_json()} == chosen.as_json())
     record = {
         "chosen": chosen.as_json(),
@@ -241,11 +283,14 @@ def fit_from_weights(
     method: str = "kmeans",
     size_weight: float = 0.0,
     auto: bool = False,
+    colour_weight: float = 0.0,
 ) -> dict[str, Any]:
     """Fit on the val split, score on the test split, save beside the weights (or in ``out``).
 
-    ``auto``: ``labels_per_class``, ``method``, ``size_weight`` and ``max_ratio`` are chosen by
-    :func:`choose_options` instead (the search is kept in classifier.json as ``options_search``).
+    ``auto``: ``labels_per_class``, ``method``, ``size_weight``, ``colour_weight`` and
+    ``max_ratio`` are chosen by :func:`choose_options` instead (the search is kept in
+    classifier.json as ``options_search``). Colours need the full-size frames of the val and test
+    splits (``python -m trainers.raw_frames --data DATA --split val --split test``).
     """
     from moc_envs.games import get_game
     from trainers.evaluate import load_encoder, max_box_of
@@ -254,7 +299,12 @@ def fit_from_weights(
     encoder, meta = load_encoder(weights, None, spec.name, device)
     max_box = max_box_of(meta)
     threshold = float(meta.get("pres_threshold", 0.5))  # the detector's own z_pres threshold
-    z_val, lab_val, wh_val, stack_val = _split_samples(encoder, data, "val", device, limit, max_box, threshold)
+    z_val, lab_val, wh_val, rgb_val, stack_val = _split_samples(encoder, data, "val", device, limit, max_box, threshold)
+    if colour_weight > 0 and rgb_val is None:
+        raise MocEnvsError(
+            f"colour_weight {colour_weight:g} needs the full-size frames of the val split of {data}: "
+            f"python -m trainers.raw_frames --data {data} --split val --split test"
+        )
     if not any(lab_val.tolist()):
         # fit_classifier would only say "no labelled samples"; say what that means here.
         raise NoObjectsFoundError(
@@ -269,23 +319,29 @@ def fit_from_weights(
     search = None
     if auto:
         try:
-            chosen, search = choose_options(z_val, lab_val, wh_val, stack_val, seed)
+            chosen, search = choose_options(z_val, lab_val, wh_val, stack_val, seed, colours=rgb_val)
         except ValueError as err:
             # Too few labelled predictions to compare options (a tiny val split): keep the
             # given ones, and say so where the options are recorded.
-            chosen = ClassifierOptions(labels_per_class, method, size_weight, max_ratio)
+            chosen = ClassifierOptions(labels_per_class, method, size_weight, max_ratio, colour_weight)
             search = {"chosen": chosen.as_json(), "held_out_accuracy": None, "why": f"not searched: {err}"}
         labels_per_class, method = chosen.labels_per_class, chosen.method
-        size_weight, max_ratio = chosen.size_weight, chosen.max_ratio
+        size_weight, max_ratio, colour_weight = chosen.size_weight, chosen.max_ratio, chosen.colour_weight
     clf = fit_classifier(
-        z_val, lab_val, labels_per_class, seed, max_ratio=max_ratio, method=method, sizes=wh_val, size_weight=size_weight
-    )
+        z_val, lab_val, labels_per_class, seed, max_ratio=max_ratio, method=method, sizes=wh_val, size_weight=size_weight,
+        colours=rgb_val, colour_weight=colour_weight,
+    )  # fmt: skip
     if search is not None:
         clf.info["options_search"] = search
-    z_test, lab_test, wh_test, _ = _split_samples(encoder, data, "test", device, limit, max_box, threshold)
+    z_test, lab_test, wh_test, rgb_test, _ = _split_samples(encoder, data, "test", device, limit, max_box, threshold)
+    if clf.uses_colours and rgb_test is None:
+        raise MocEnvsError(
+            f"the classifier reads colours but the test split of {data} has no full-size frames: "
+            f"python -m trainers.raw_frames --data {data} --split test"
+        )
     report = {
-        "val": score_classifier(clf, z_val, lab_val, wh_val),
-        "test": score_classifier(clf, z_test, lab_test, wh_test),
+        "val": score_classifier(clf, z_val, lab_val, wh_val, rgb_val),
+        "test": score_classifier(clf, z_test, lab_test, wh_test, rgb_test),
     }
     clf.info["test"] = report["test"]
     clf.info["val"] = report["val"]
@@ -314,8 +370,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--method", choices=METHODS, default="kmeans", help="kmeans: one refined centroid per category; prototypes: the labelled samples")
     p.add_argument("--size-weight", type=float, default=0.0, help="weight of the boxes' log width/height as features (0: z_what only)")
     p.add_argument(
+        "--colour-weight", type=float, default=0.0,
+        help="weight of the objects' RGB colour as features (0: none; needs the val/test full-size frames of trainers.raw_frames)",
+    )  # fmt: skip
+    p.add_argument(
         "--auto", action="store_true",
-        help="choose --labels-per-class, --method, --size-weight and --max-ratio instead: fitted on one half of "
+        help="choose --labels-per-class, --method, --size-weight, --colour-weight and --max-ratio instead: fitted on one half of "
         "the val split's stacks, scored on the other (the given values are ignored)",
     )  # fmt: skip
     add_threads_argument(p)
@@ -324,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         report = fit_from_weights(
             args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit,
-            args.max_ratio, args.method, args.size_weight, args.auto,
+            args.max_ratio, args.method, args.size_weight, args.auto, args.colour_weight,
         )  # fmt: skip
     except MocEnvsError as err:
         p.exit(2, f"error: {err}\n")

@@ -250,20 +250,29 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+Z_SCALE_QUANTILES = (0.1, 0.9)
+"""The small and large end of the motion boxes' larger sides that the z_scale prior sits between."""
+
+
 def z_scale_prior_mean(sizes: np.ndarray) -> tuple[float, float]:
     """(start, end) of the z_scale prior's pre-sigmoid mean from motion boxes' sizes.
 
     ``sizes``: (N, 2) widths and heights as fractions of the frame (a motion target's
     ``[sx, sy]``). SPACE's box side is sigmoid(z_scale) of the frame, and a box must cover its
-    object along both axes, so the end value is the logit of the median box's larger side
-    fraction; the start lies :data:`Z_SCALE_SPAN` above. Rounded to 0.01.
+    object along both axes, so the end value is the logit of a larger side fraction: the
+    geometric mean of the :data:`Z_SCALE_QUANTILES` of the boxes' larger sides, so that a
+    game of one object size gets that size and a game of two (Tennis: 2 px ball, 23 px
+    players) gets a prior box that neither is more than a constant factor away from. The
+    median alone follows whichever size is more common (Tennis' players) and costs the
+    other its cells. The start lies :data:`Z_SCALE_SPAN` above. Rounded to 0.01.
     """
     sizes = np.asarray(sizes, np.float64)
     if sizes.ndim != 2 or sizes.shape[1] != 2 or len(sizes) == 0:
         raise ValueError(f"sizes must be a non-empty (N, 2) array of box fractions, got shape {sizes.shape}")
     if not np.isfinite(sizes).all() or (sizes <= 0).any():
         raise ValueError("sizes must be finite and > 0 (fractions of the frame)")
-    side = float(np.median(sizes.max(axis=1)))
+    small, large = np.quantile(sizes.max(axis=1), Z_SCALE_QUANTILES)
+    side = float(np.sqrt(small * large))
     side = min(max(side, 1.0 / FRAME_H), 0.99)  # a box of one pixel to nearly the whole frame
     end = round(_logit(side), 2)
     return round(end + Z_SCALE_SPAN, 2), end
@@ -318,6 +327,7 @@ class ClassifierOptions:
     method: str = "kmeans"
     size_weight: float = 0.0
     max_ratio: float = 0.9
+    colour_weight: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -325,9 +335,10 @@ class ClassifierOptions:
 
 
 CLASSIFIER_CANDIDATES: tuple[ClassifierOptions, ...] = tuple(
-    ClassifierOptions(n, method, weight, ratio)
+    ClassifierOptions(n, method, weight, ratio, colour)
     for n in (8, 16, 32, 64)
     for method in ("kmeans", "prototypes")
+    for colour in (0.0, 3.0)
     for weight in (0.0, 3.0)
     for ratio in (0.9, 1.0)
 )
@@ -343,12 +354,14 @@ def choose_classifier_options(
     candidates: tuple[ClassifierOptions, ...] = CLASSIFIER_CANDIDATES,
     seed: int = 0,
     tolerance: float = 0.002,
+    colours: np.ndarray | None = None,
 ) -> tuple[ClassifierOptions, list[dict[str, Any]]]:
     """The candidate whose classifier, fitted on the samples where ``fit_half`` is True, names
     the other samples best; and every candidate's score.
 
-    ``z`` (N, D), ``labels`` (N,) category or "" and ``sizes`` (N, 2) as for
-    :func:`trainers.classifier.fit_classifier`. Accuracy counts "unknown" as wrong. A candidate
+    ``z`` (N, D), ``labels`` (N,) category or "", ``sizes`` (N, 2) and ``colours`` (N, 3) as for
+    :func:`trainers.classifier.fit_classifier`; without ``colours`` the candidates with a
+    ``colour_weight`` are left out. Accuracy counts "unknown" as wrong. A candidate
     within ``tolerance`` of the best accuracy that comes earlier in ``candidates`` (fewer labels,
     a simpler method) wins. Raises ValueError when either half has no labelled sample.
     """
@@ -362,6 +375,11 @@ def choose_classifier_options(
             f"z, labels, sizes and fit_half need one row per sample, got {len(z)}, {len(labels)}, "
             f"{len(sizes)} and {len(fit_half)}"
         )
+    if colours is None:  # the candidates that read colours cannot be fitted: left out
+        candidates = tuple(c for c in candidates if not c.colour_weight)
+    rgb = np.zeros((len(z), 3)) if colours is None else np.asarray(colours)
+    if len(rgb) != len(z):
+        raise ValueError(f"colours need one row per sample, got {len(rgb)} for {len(z)}")
     if not candidates:
         raise ValueError("no candidate options to choose from")
     for name, half in (("fit", fit_half), ("score", ~fit_half)):
@@ -373,11 +391,12 @@ def choose_classifier_options(
             clf = fit_classifier(
                 z[fit_half], labels[fit_half], opt.labels_per_class, seed,
                 max_ratio=opt.max_ratio, method=opt.method, sizes=sizes[fit_half], size_weight=opt.size_weight,
+                colours=rgb[fit_half], colour_weight=opt.colour_weight,
             )  # fmt: skip
         except ValueError as err:  # e.g. degenerate features: this candidate cannot be fitted here
             table.append({**opt.as_json(), "accuracy": None, "unknown_rate": None, "error": str(err)})
             continue
-        score = score_classifier(clf, z[~fit_half], labels[~fit_half], sizes[~fit_half])
+        score = score_classifier(clf, z[~fit_half], labels[~fit_half], sizes[~fit_half], rgb[~fit_half])
         table.append({**opt.as_json(), "accuracy": score["accuracy"], "unknown_rate": score["unknown_rate"]})
     scored = [row["accuracy"] for row in table if row["accuracy"] is not None]
     if not scored:

@@ -286,12 +286,13 @@ def glimpse_pairs(
 
     ``inputs``: the glimpse the *student's* box crops (as at inference), float16 (M, 3, g, g);
     ``z_what`` / ``z_std``: the teacher's posterior on its own box's glimpse (M, D);
-    ``sizes``: the teacher box's width and height in frame pixels (M, 2), for classifiers that read them.
+    ``boxes``: the teacher's box (x, y, w, h) in frame pixels (M, 4), and ``frame``: its index into
+    ``frames`` (M,), for classifiers that read box sizes or object colours.
     """
     from moc_envs.model.geometry import crop_glimpses, where_to_boxes
 
     cfg = teacher.cfg
-    parts: dict[str, list[np.ndarray]] = {"inputs": [], "z_what": [], "z_std": [], "sizes": []}
+    parts: dict[str, list[np.ndarray]] = {"inputs": [], "z_what": [], "z_std": [], "boxes": [], "frame": []}
     for i in range(0, len(frames), batch):
         x = _to_input(frames[i : i + batch])
         raw_t = teacher.image_encoder.raw(x).flatten(2).transpose(1, 2)
@@ -306,7 +307,8 @@ def glimpse_pairs(
         parts["inputs"].append(crop_glimpses(x[b], where_s, cfg.glimpse).half().numpy())
         parts["z_what"].append(z.numpy())
         parts["z_std"].append(z_std.numpy())
-        parts["sizes"].append(where_to_boxes(where_t)[:, 2:4].numpy())
+        parts["boxes"].append(where_to_boxes(where_t).numpy())
+        parts["frame"].append(i + b.numpy())
     if not parts["inputs"]:
         raise TrainError("the teacher finds no object in this split; nothing to distil the glimpse encoder from")
     return {k: np.concatenate(v) for k, v in parts.items()}
@@ -340,15 +342,33 @@ def train_glimpse_encoder(
     enc.eval()
 
 
+def _val_colours(data: str | Path, pairs: dict[str, np.ndarray]) -> np.ndarray:
+    """The object colours of the val pairs' teacher boxes, from the val split's full-size frames."""
+    from moc_envs.postprocess import refine_and_colour
+    from trainers.raw_frames import has_raw_frames, load_raw_frames
+
+    if not has_raw_frames(data, "val"):
+        raise TrainError(
+            f"the teacher's classifier reads object colours, which come from the full-size frames of the val "
+            f"split of {data}; recover them with: python -m trainers.raw_frames --data {data} --split val"
+        )
+    raw = load_raw_frames(data, "val")
+    return refine_and_colour(raw.reshape(-1, *raw.shape[2:]), pairs["boxes"], pairs["frame"])[1]
+
+
 @torch.inference_mode()
-def glimpse_agreement(student: SpaceEncoder, pairs: dict[str, np.ndarray], classifier: Any | None) -> dict[str, float]:
+def glimpse_agreement(
+    student: SpaceEncoder, pairs: dict[str, np.ndarray], classifier: Any | None, colours: np.ndarray | None = None
+) -> dict[str, float]:
     """How close the lean glimpse encoder's z_what is to the teacher's, and how often the teacher's
-    classifier names the same category for both."""
+    classifier names the same category for both (``colours``: the boxes' object colours (M, 3),
+    for a classifier that reads them)."""
     mean, _ = student.glimpse_encoder(torch.from_numpy(pairs["inputs"]).float())
     z_s, z_t = mean.numpy(), pairs["z_what"]
     out = {"z_what_r2": float(1.0 - ((z_s - z_t) ** 2).sum() / ((z_t - z_t.mean(0)) ** 2).sum())}
     if classifier is not None:
-        same = np.asarray(classifier.predict(z_s, pairs["sizes"])) == np.asarray(classifier.predict(z_t, pairs["sizes"]))
+        sizes = pairs["boxes"][:, 2:4]
+        same = np.asarray(classifier.predict(z_s, sizes, colours)) == np.asarray(classifier.predict(z_t, sizes, colours))
         out["category_agreement"] = float(same.mean())
     return out
 
@@ -488,10 +508,13 @@ def distill(args: Args) -> dict[str, Any]:
                 train_glimpse_encoder(student, train_pairs, args.glimpse_epochs, args.seed)
                 save_checkpoint(glimpse_done=True)
             val_pairs = glimpse_pairs(teacher, student, val_frames)
+            colours = None
+            if det.classifier is not None and det.classifier.uses_colours:
+                colours = _val_colours(args.data, val_pairs)
             glimpse_info = {
                 "epochs": args.glimpse_epochs,
                 "seconds": round(time.perf_counter() - start, 1),
-                "val": glimpse_agreement(student, val_pairs, det.classifier),
+                "val": glimpse_agreement(student, val_pairs, det.classifier, colours),
             }
             print(f"glimpse encoder: val {glimpse_info['val']}")
         info = {

@@ -227,6 +227,18 @@ def _score(pred: Predictions, gt_sets: dict[str, tuple[list, list, list]]) -> di
     return res
 
 
+def box_colours(frames: np.ndarray, boxes: Sequence[np.ndarray]) -> np.ndarray:
+    """The object colour (M, 3) of every box of every frame, in order, in one batched pass
+    (``frames`` full-size (F, 210, 160, 3), ``boxes`` one (m, 4) array of frame-pixel boxes per frame)."""
+    from moc_envs.postprocess import refine_and_colour
+
+    if len(frames) != len(boxes):
+        raise ValueError(f"{len(boxes)} frames of boxes for {len(frames)} full-size frames")
+    counts = [len(np.asarray(b).reshape(-1, 4)) for b in boxes]
+    flat = np.concatenate([np.asarray(b).reshape(-1, 4) for b in boxes]) if len(boxes) else np.zeros((0, 4))
+    return refine_and_colour(frames, flat, np.repeat(np.arange(len(boxes)), counts))[1]
+
+
 def evaluate(
     game: str,
     data: str | Path,
@@ -266,13 +278,24 @@ def evaluate(
 
         if has_classifier(weights):
             classifier = load_classifier(weights, spec.name)
-    if classifier is not None:
-        raw_pred.categories = [classifier.predict(z, b[:, 2:4]) for z, b in zip(raw_pred.z_what, raw_pred.boxes, strict=True)]
-    max_box = max_box_of(det_meta)
-    sup_pred = suppress(drop_oversized(raw_pred, max_box), sup_cfg)
     from trainers.raw_frames import has_raw_frames, load_raw_frames
 
     raw = load_raw_frames(data, split)[:S] if has_raw_frames(data, split) else None
+    if classifier is not None:
+        colours: list[np.ndarray | None] = [None] * len(raw_pred.boxes)
+        if classifier.uses_colours:
+            if raw is None:
+                raise ValueError(
+                    f"the classifier of {weights} reads object colours, which come from the full-size frames of "
+                    f"the {split} split of {data}: python -m trainers.raw_frames --data {data} --split {split}"
+                )
+            rgb = box_colours(raw.reshape(-1, *raw.shape[2:]), raw_pred.boxes)
+            colours = list(np.split(rgb, np.cumsum([len(b) for b in raw_pred.boxes])[:-1]))
+        raw_pred.categories = [
+            classifier.predict(z, b[:, 2:4], c) for z, b, c in zip(raw_pred.z_what, raw_pred.boxes, colours, strict=True)
+        ]
+    max_box = max_box_of(det_meta)
+    sup_pred = suppress(drop_oversized(raw_pred, max_box), sup_cfg)
 
     result: dict[str, Any] = {
         "game": spec.name,

@@ -12,11 +12,13 @@ Runs the stage modules in this process, one after the other, into ``--out``:
    z_scale prior derived from the motion boxes (:func:`trainers.derive.z_scale_prior_mean`).
 3. ``export``: the teacher to ``<out>/weights/<Game>/space`` (:func:`trainers.export.export_run`)
    with ``max_box`` derived from the motion boxes (:func:`trainers.derive.max_box`).
-4. ``classifier``: its z_what classifier, options chosen on the validation split
+4. ``raw_frames``: full-size frames of the val and test splits
+   (:func:`trainers.raw_frames.build_raw_frames`): the objects' colours for the classifier and
+   OCAtari's vision mode for the evaluation.
+5. ``classifier``: its z_what classifier, options chosen on the validation split
    (:func:`trainers.classifier.fit_from_weights` with ``auto=True``).
-5. ``distill``: the lean detector (:func:`trainers.distill.distill`) into ``<out>/weights/<Game>``:
+6. ``distill``: the lean detector (:func:`trainers.distill.distill`) into ``<out>/weights/<Game>``:
    what ships.
-6. ``raw_frames``: full-size frames of the test split (:func:`trainers.raw_frames.build_raw_frames`).
 7. ``evaluate``: the lean detector on the test split beside OCAtari's vision mode
    (:func:`trainers.evaluate.evaluate`), written beside the weights.
 8. ``card``: the model card (:mod:`trainers.card`) with the derived settings and the bar verdict.
@@ -66,7 +68,7 @@ __all__ = [
     "main",
 ]
 
-STAGES: tuple[str, ...] = ("dataset", "teacher", "export", "classifier", "distill", "raw_frames", "evaluate", "card")
+STAGES: tuple[str, ...] = ("dataset", "teacher", "export", "raw_frames", "classifier", "distill", "evaluate", "card")
 """The stages in the order they run."""
 STATE_FILE = "pipeline.json"
 STATE_FORMAT = "moc_envs.pipeline/1"
@@ -79,7 +81,7 @@ _DISTILL_GLIMPSE_EPOCHS = 30
 _SETTING_STAGE = {"data": "dataset", "seed": "dataset", "preset": "teacher"}
 """The first stage each identity setting of a run feeds: changing it needs --redo there."""
 _DERIVED_BY = {"hud_bands": "dataset", "z_scale_prior": "teacher", "max_box": "export", "classifier": "classifier"}
-_ESTIMATE_S = {"dataset": 210.0, "export": 5.0, "classifier": 60.0, "raw_frames": 30.0, "evaluate": 120.0, "card": 2.0}
+_ESTIMATE_S = {"dataset": 210.0, "export": 5.0, "classifier": 60.0, "raw_frames": 60.0, "evaluate": 120.0, "card": 2.0}
 """Rough duration of the fixed-cost stages on two CPU cores (seconds): the progress bar's weights.
 Only their ratios matter; the bar's rate adapts to the machine as stages finish."""
 
@@ -362,7 +364,7 @@ def _train_args(run: _Run, out: Path, steps: int, z_scale: tuple[float, float], 
 def _plan_teacher(run: _Run) -> dict[str, Any]:
     """Steps, z_scale prior and time cap of the teacher run, fixed before it starts."""
     from trainers.config import make_config
-    from trainers.derive import motion_box_sizes, z_scale_prior_mean
+    from trainers.derive import Z_SCALE_QUANTILES, motion_box_sizes, z_scale_prior_mean
 
     sizes = motion_box_sizes(run.data, "train")
     if not len(sizes):
@@ -372,8 +374,9 @@ def _plan_teacher(run: _Run) -> dict[str, Any]:
     run.state["derived"]["z_scale_prior"] = {
         "start": start,
         "end": end,
-        "source": f"trainers.derive.z_scale_prior_mean: the logit of the median larger side of {len(sizes)} "
-        "training motion boxes as a share of the frame, the start 0.5 above it",
+        "source": "trainers.derive.z_scale_prior_mean: the logit of the geometric mean of the "
+        f"{Z_SCALE_QUANTILES[0]} and {Z_SCALE_QUANTILES[1]} quantiles of the larger sides of {len(sizes)} training motion boxes as shares of the frame, "
+        "the start 0.5 above it",
         "table": [table.start_value, table.end_value],
     }
     steps = int(run.cfg.train_options.get("steps") or make_config(run.game, run.preset).steps)
@@ -489,6 +492,7 @@ def _stage_export(run: _Run) -> dict[str, Any]:
 def _stage_classifier(run: _Run) -> dict[str, Any]:
     from trainers.classifier import fit_from_weights
 
+    _stage_raw_frames(run)  # a run begun when this stage came later holds the test split's frames only
     report = fit_from_weights(run.game, run.space_dir, run.data, seed=run.cfg.seed, device=run.device, auto=True)
     info = json.loads((run.space_dir / "classifier.json").read_text())["info"]
     run.state["derived"]["classifier"] = info.get("options_search")
@@ -577,7 +581,8 @@ def _stage_distill(run: _Run) -> dict[str, Any]:
 def _stage_raw_frames(run: _Run) -> dict[str, Any]:
     from trainers.raw_frames import build_raw_frames
 
-    return {"file": str(build_raw_frames(run.data, "test", progress=run.cfg.progress))}
+    # build_raw_frames keeps a split's frames that are already there.
+    return {"files": {split: str(build_raw_frames(run.data, split, progress=run.cfg.progress)) for split in ("val", "test")}}
 
 
 def _stage_evaluate(run: _Run) -> dict[str, Any]:
