@@ -165,3 +165,44 @@ def test_crops_of_present_cells_equal_the_per_box_crops(frame_index):
     assert got.shape == (len(frame_index), 3, 16, 16)
     if frame_index:
         assert torch.equal(got, crop_glimpses(images[b], where, 16))
+
+
+def _full_canvas_composite(rgb, alpha, z_where, z_pres, z_depth, n_cells, out_size):
+    """The blend with every glimpse pasted on the whole canvas: the definition."""
+    b, k = z_pres.shape
+    glimpse = torch.cat([rgb, alpha], dim=2).flatten(0, 1)
+    pasted = paste_glimpses(glimpse, z_where.flatten(0, 1), out_size).view(b, k, 4, out_size, out_size)
+    alpha_hat = pasted[:, :, 3:] * z_pres[:, :, None, None, None]
+    importance = alpha_hat * 100.0 * torch.sigmoid(-z_depth)[:, :, None, None, None]
+    logits = torch.cat([importance, importance.new_zeros((b, n_cells - k, 1, out_size, out_size))], dim=1)
+    weight = torch.softmax(logits, dim=1)[:, :k]
+    return (weight * pasted[:, :, :3] * alpha_hat).sum(1), (weight * alpha_hat).sum(1)
+
+
+@pytest.mark.parametrize("largest", [0.05, 0.3, 0.95])
+def test_composite_on_windows_equals_the_full_canvas_blend(largest):
+    # Small boxes take the windowed path, a box near the canvas size the full one; boxes reach
+    # past every edge of the canvas. Values and every input's gradient agree.
+    from moc_envs.model.decoder import _window_size, composite
+
+    g = torch.Generator().manual_seed(int(largest * 100))
+    b, k, gl, s, n = 2, 12, 8, 48, 64
+    rgb = torch.rand(b, k, 3, gl, gl, generator=g).requires_grad_()
+    alpha = torch.rand(b, k, 1, gl, gl, generator=g).requires_grad_()
+    scale = torch.rand(b, k, 2, generator=g) * largest + 0.01
+    shift = torch.rand(b, k, 2, generator=g) * 2.4 - 1.2
+    z_where = torch.cat([scale, shift], -1).requires_grad_()
+    z_pres = torch.rand(b, k, generator=g).requires_grad_()
+    z_depth = torch.randn(b, k, generator=g).requires_grad_()
+    inputs = (rgb, alpha, z_where, z_pres, z_depth)
+    weights = torch.randn(b, 3, s, s, generator=g)
+    fg, alpha_map = composite(*inputs, n, s)
+    fg_ref, alpha_ref = _full_canvas_composite(*inputs, n, s)
+    torch.testing.assert_close(fg, fg_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(alpha_map, alpha_ref, atol=1e-5, rtol=1e-4)
+    grads = torch.autograd.grad((fg * weights).sum() + alpha_map.sum(), inputs)
+    grads_ref = torch.autograd.grad((fg_ref * weights).sum() + alpha_ref.sum(), inputs)
+    for got, want in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4 * float(want.abs().max()), rtol=1e-3)
+    windowed = _window_size(z_where, gl, s) < s
+    assert windowed == (largest < 0.5)
