@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from moc_envs.model.config import ModelConfig
-from moc_envs.model.geometry import paste_glimpses
 
 __all__ = ["GlimpseDecoder", "composite"]
 
@@ -64,105 +61,108 @@ def composite(
     with zero importance, so that the top-K blend equals the all-cell blend when those cells
     carry no alpha. Returns fg (B, 3, S, S) and alpha_map (B, 1, S, S).
 
-    A pasted glimpse is zero outside its box, so when every box of the batch is smaller than the
-    canvas the blend is computed on a window around each box only (:func:`_composite_windows`,
-    the same values; a game of 41 object slots decodes 82 glimpses a frame, and pasting each on
-    the whole canvas made this function most of a training step).
+    A pasted glimpse is zero outside its box, so each glimpse is pasted on a window around its
+    box only, the windows sized by powers of two (:data:`WINDOWS`) and the whole canvas for a
+    box larger than the largest; the softmax is then gathered per canvas pixel with
+    scatter-adds. The values are those of pasting every glimpse on the whole canvas (to float
+    rounding); a game of 41 object slots decodes 82 glimpses a frame, and pasting them all on
+    the whole canvas made this function most of a training step.
     """
     b, k = z_pres.shape
-    window = _window_size(z_where, rgb.shape[-1], out_size)
-    if window < out_size:
-        return _composite_windows(rgb, alpha, z_where, z_pres, z_depth, n_cells, out_size, window)
-    glimpse = torch.cat([rgb, alpha], dim=2).flatten(0, 1)  # (B*K, 4, g, g)
-    pasted = paste_glimpses(glimpse, z_where.flatten(0, 1), out_size)
-    pasted = pasted.view(b, k, 4, out_size, out_size)
-    alpha_hat = pasted[:, :, 3:] * z_pres[:, :, None, None, None]
-    importance = alpha_hat * 100.0 * torch.sigmoid(-z_depth)[:, :, None, None, None]
-    # Softmax with (n_cells - K) extra zero logits, computed stably.
-    top = importance.amax(dim=1, keepdim=True).clamp_min(0.0)
-    e = torch.exp(importance - top)
-    denom = e.sum(dim=1, keepdim=True) + (n_cells - k) * torch.exp(-top)
-    weight = e / denom
-    fg = (weight * pasted[:, :, :3] * alpha_hat).sum(dim=1)
-    alpha_map = (weight * alpha_hat).sum(dim=1)
-    return fg, alpha_map
-
-
-def _window_size(z_where: torch.Tensor, g: int, out_size: int) -> int:
-    """Side in canvas pixels of a window that holds every pasted glimpse's non-zero pixels.
-
-    A glimpse of g texels, sampled bilinearly with zero padding, is non-zero within
-    (1 + 1/g) of its box's half-size of its centre; two pixels more cover the rounding of the
-    window's origin.
-    """
-    if z_where.numel() == 0:
-        return 1
-    half = z_where[..., :2].detach().clamp_min(1e-4).amax() * (1.0 + 1.0 / g)
-    return int(math.ceil(float(half) * out_size)) + 2
-
-
-def _composite_windows(
-    rgb: torch.Tensor,
-    alpha: torch.Tensor,
-    z_where: torch.Tensor,
-    z_pres: torch.Tensor,
-    z_depth: torch.Tensor,
-    n_cells: int,
-    out_size: int,
-    window: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`composite` on a ``window`` x ``window`` patch around each box.
-
-    Each glimpse is sampled at the canvas pixels of its patch with the pasting's own mapping
-    (u = (x - tx) / sx at pixel centres), so its values there equal the full paste's, and it is
-    zero elsewhere. The softmax over cells then needs, per canvas pixel, the largest importance
-    (a detached shift: the softmax does not depend on it), the sum of exp(importance - top) over
-    the patches that cover it, and n_cells x exp(-top) for the cells whose importance there is
-    zero (every cell not covering it, and the covering ones' zero pixels, which are subtracted
-    back). Sums over patches are scatter-adds into the canvas.
-    """
-    b, k = z_pres.shape
-    s = out_size
-    g = rgb.shape[-1]
-    sx, sy, tx, ty = z_where.float().unbind(-1)  # (B, K)
+    s, g = out_size, rgb.shape[-1]
+    device = z_where.device
+    sx, sy, tx, ty = z_where.float().unbind(-1)
     sx, sy = sx.clamp_min(1e-4), sy.clamp_min(1e-4)
-    # Patch origins: the first pixel whose centre may fall inside the glimpse's support.
-    reach_x = sx.detach() * (1.0 + 1.0 / g)
-    reach_y = sy.detach() * (1.0 + 1.0 / g)
-    ox = torch.floor((tx.detach() + 1.0 - reach_x) * s / 2.0 - 0.5).long()
-    oy = torch.floor((ty.detach() + 1.0 - reach_y) * s / 2.0 - 0.5).long()
-    step = torch.arange(window, device=z_where.device)
-    px = ox[..., None] + step  # (B, K, W) canvas columns
-    py = oy[..., None] + step  # (B, K, W) canvas rows
-    # Normalised pixel centres -> glimpse coordinates, as paste_glimpses' inverse mapping.
-    u = ((2.0 * px.to(sx.dtype) + 1.0) / s - 1.0 - tx[..., None]) / sx[..., None]
-    v = ((2.0 * py.to(sy.dtype) + 1.0) / s - 1.0 - ty[..., None]) / sy[..., None]
-    grid = torch.stack(torch.broadcast_tensors(u[..., None, :], v[..., :, None]), dim=-1)  # (B, K, W, W, 2)
+    # Bilinear sampling with zero padding reaches (1 + 1/g) box half-sizes from the centre; the
+    # window's origin is rounded down to a pixel, hence two pixels more.
+    reach_x, reach_y = sx.detach() * (1.0 + 1.0 / g), sy.detach() * (1.0 + 1.0 / g)
+    need = (torch.maximum(reach_x, reach_y) * s).ceil().long() + 2  # (B, K)
     glimpse = torch.cat([rgb, alpha], dim=2).flatten(0, 1)  # (B*K, 4, g, g)
-    patch = F.grid_sample(
-        glimpse, grid.flatten(0, 1).to(glimpse.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
-    ).view(b, k, 4, window, window)
-    inside = ((px >= 0) & (px < s))[..., None, :] & ((py >= 0) & (py < s))[..., :, None]  # (B, K, W, W)
-    # Flat canvas index of every patch pixel; pixels off the canvas go to one extra bin, dropped.
-    frame = torch.arange(b, device=z_where.device)[:, None, None, None]
-    index = torch.where(inside, frame * s * s + py[..., :, None] * s + px[..., None, :], b * s * s).flatten()
-    alpha_hat = patch[:, :, 3] * z_pres[:, :, None, None]
-    importance = alpha_hat * 100.0 * torch.sigmoid(-z_depth)[:, :, None, None]
-    flat_imp = importance.flatten()
-    top = torch.zeros(b * s * s + 1, dtype=flat_imp.dtype, device=flat_imp.device)
-    top = top.scatter_reduce(0, index, flat_imp.detach(), reduce="amax", include_self=True)
+    weight = torch.sigmoid(-z_depth).flatten()  # (B*K,)
+    pres = z_pres.flatten()
+    frame_of = torch.arange(b, device=device).repeat_interleave(k)
+    parts: list[tuple[torch.Tensor, ...]] = []  # per window pixel: canvas index, alpha_hat, rgb, glimpse
+    flat_need = need.flatten()
+    lower = 0
+    for window in (*WINDOWS, None):
+        upper = window if window is not None and window < s else None
+        chosen = flat_need > lower if upper is None else (flat_need > lower) & (flat_need <= upper)
+        rows = torch.nonzero(chosen).flatten()
+        lower = upper or 0
+        if len(rows):
+            parts.append(
+                _paste_windows(
+                    glimpse, rows, (sx.flatten(), sy.flatten(), tx.flatten(), ty.flatten()),
+                    (reach_x.flatten(), reach_y.flatten()), frame_of, pres, s, upper,
+                )
+            )  # fmt: skip
+        if upper is None:
+            break
+    index = torch.cat([p[0] for p in parts])
+    alpha_hat = torch.cat([p[1] for p in parts])
+    colour = torch.cat([p[2] for p in parts])
+    owner = torch.cat([p[3] for p in parts])
+    importance = alpha_hat * 100.0 * weight[owner]
+    bins = b * s * s + 1  # the last bin takes the window pixels off the canvas
+    # The softmax does not depend on the shift, so it is taken without gradient; with the
+    # undecoded cells' zero logits, it is at least 0.
+    top = torch.zeros(bins, dtype=importance.dtype, device=device)
+    top = top.scatter_reduce(0, index, importance.detach(), reduce="amax", include_self=True)
     top_at = top[index]
-    e = torch.exp(flat_imp - top_at)
+    e = torch.exp(importance - top_at)
 
     def canvas_sum(values: torch.Tensor) -> torch.Tensor:
-        out = values.new_zeros((b * s * s + 1,) + values.shape[1:])
-        return out.index_add(0, index, values)[:-1]
+        return values.new_zeros((bins,) + values.shape[1:]).index_add(0, index, values)[:-1]
 
-    empty = torch.exp(-top[:-1])
-    denom = canvas_sum(e - torch.exp(-top_at)) + n_cells * empty  # (B*S*S,)
-    weighted = (e * alpha_hat.flatten())[:, None]
-    colour = patch[:, :, :3].permute(0, 1, 3, 4, 2).reshape(-1, 3)
-    fg = canvas_sum(weighted * colour) / denom[:, None]
-    alpha_map = canvas_sum(weighted[:, 0]) / denom
-    fg = fg.view(b, s, s, 3).permute(0, 3, 1, 2)
-    return fg, alpha_map.view(b, 1, s, s)
+    # Every cell whose importance at a pixel is zero adds exp(-top) there: all n_cells of them,
+    # less the window pixels that carry a value (their own term replaces it).
+    denom = canvas_sum(e - torch.exp(-top_at)) + n_cells * torch.exp(-top[:-1])
+    weighted = e * alpha_hat
+    fg = canvas_sum(weighted[:, None] * colour) / denom[:, None]
+    alpha_map = canvas_sum(weighted) / denom
+    return fg.view(b, s, s, 3).permute(0, 3, 1, 2), alpha_map.view(b, 1, s, s)
+
+
+WINDOWS = (8, 16, 32, 64)
+"""Side in pixels of the windows glimpses are pasted on, by the size their box needs."""
+
+
+def _paste_windows(
+    glimpse: torch.Tensor,
+    rows: torch.Tensor,
+    where: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    reach: tuple[torch.Tensor, torch.Tensor],
+    frame: torch.Tensor,
+    pres: torch.Tensor,
+    s: int,
+    window: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Glimpses ``rows`` of (B*K, 4, g, g) pasted on a ``window`` x ``window`` patch each (the
+    whole canvas when None). Per patch pixel: its flat canvas index (``B*S*S``, one bin past the
+    canvas, when off it), alpha x z_pres, RGB (P, 3) and the glimpse's row.
+
+    ``where``: sx, sy, tx, ty (B*K,) (scales at least 1e-4); ``reach``: each box's support
+    half-size in x and y. Each glimpse is sampled at its patch's pixel centres with the
+    pasting's own mapping (u = (x - tx) / sx in the [-1, 1] frame), so the values equal the
+    whole-canvas paste's.
+    """
+    sx, sy, tx, ty = (t[rows] for t in where)
+    m = len(rows)
+    side = s if window is None else window
+    step = torch.arange(side, device=glimpse.device)
+    if window is None:
+        px = py = step.expand(m, side)
+    else:
+        px = torch.floor((tx.detach() + 1.0 - reach[0][rows]) * s / 2.0 - 0.5).long()[:, None] + step
+        py = torch.floor((ty.detach() + 1.0 - reach[1][rows]) * s / 2.0 - 0.5).long()[:, None] + step
+    u = ((2.0 * px.to(sx.dtype) + 1.0) / s - 1.0 - tx[:, None]) / sx[:, None]
+    v = ((2.0 * py.to(sy.dtype) + 1.0) / s - 1.0 - ty[:, None]) / sy[:, None]
+    grid = torch.stack(torch.broadcast_tensors(u[:, None, :], v[:, :, None]), dim=-1)  # (M, W, W, 2)
+    src = glimpse[rows]
+    patch = F.grid_sample(src, grid.to(src.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+    inside = ((px >= 0) & (px < s))[:, None, :] & ((py >= 0) & (py < s))[:, :, None]
+    off = (int(frame.max()) + 1) * s * s
+    index = torch.where(inside, frame[rows, None, None] * s * s + py[:, :, None] * s + px[:, None, :], off)
+    alpha_hat = patch[:, 3] * pres[rows, None, None]
+    colour = patch[:, :3].permute(0, 2, 3, 1).reshape(-1, 3)
+    return index.flatten(), alpha_hat.flatten(), colour, rows.repeat_interleave(side * side)
