@@ -4,7 +4,7 @@ They read the RAM oracle's objects (or RAM bytes) of the current step, so they
 are evaluation tools only: the detection benchmark uses them to see frames a
 random agent rarely produces (long Pong rallies, Boxing clinches, Skiing runs
 down the slope, a Freeway chicken in the upper lanes, a Breakout wall with
-holes, Tennis rallies). Each policy acts randomly with probability ``epsilon`` so that runs
+holes, Tennis rallies, SpaceInvaders and Carnival with their targets shot away). Each policy acts randomly with probability ``epsilon`` so that runs
 differ by seed.
 """
 
@@ -121,9 +121,36 @@ def _tennis(ram: np.ndarray, objects: Sequence[Detection]) -> int:
     return _DIRECTIONS[move] + 8 if move else 1
 
 
+def _shooter(targets: tuple[str, ...], dead: float) -> ScriptedPolicy:
+    """A cannon at the bottom (NOOP, FIRE, RIGHT, LEFT, RIGHTFIRE, LEFTFIRE): slide under the
+    target nearest in x, and press FIRE on every other step (Carnival fires on a press, not
+    while the button is held)."""
+    steps = [0]
+
+    def act(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+        steps[0] += 1
+        press = steps[0] % 2 == 0
+        player = _find(objects, "Player")
+        aims = [o for o in objects if o.category in targets]
+        if not player or not aims:
+            return 1 if press else 0
+        px = player[0].center[0]
+        dx = min((o.center[0] - px for o in aims), key=abs)
+        if dx > dead:
+            return 4 if press else 2
+        if dx < -dead:
+            return 5 if press else 3
+        return 1 if press else 0
+
+    return act
+
+
 SCRIPTED: dict[str, ScriptedPolicy] = {
     "Pong": _pong, "Boxing": _boxing, "Skiing": _skiing, "Freeway": _freeway, "Breakout": _breakout,
     "Tennis": _tennis,
+    # Thinned alien waves marching lower; Carnival's rows of targets shot away.
+    "SpaceInvaders": _shooter(("Alien", "Satellite"), dead=2),
+    "Carnival": _shooter(("Duck", "Rabbit", "Owl", "FlyingDuck", "ExtraBullets"), dead=2),
 }
 """Games with a scripted policy."""
 
