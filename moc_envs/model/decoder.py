@@ -93,7 +93,7 @@ def composite(
             parts.append(
                 _paste_windows(
                     glimpse, rows, (sx.flatten(), sy.flatten(), tx.flatten(), ty.flatten()),
-                    (reach_x.flatten(), reach_y.flatten()), frame_of, pres, s, upper,
+                    (reach_x.flatten(), reach_y.flatten()), frame_of, pres, s, upper, b * s * s,
                 )
             )  # fmt: skip
         if upper is None:
@@ -136,10 +136,11 @@ def _paste_windows(
     pres: torch.Tensor,
     s: int,
     window: int | None,
+    off: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Glimpses ``rows`` of (B*K, 4, g, g) pasted on a ``window`` x ``window`` patch each (the
-    whole canvas when None). Per patch pixel: its flat canvas index (``B*S*S``, one bin past the
-    canvas, when off it), alpha x z_pres, RGB (P, 3) and the glimpse's row.
+    whole canvas when None). Per patch pixel: its flat canvas index (``off``, one bin past the
+    B canvases, when off its canvas), alpha x z_pres, RGB (P, 3) and the glimpse's row.
 
     ``where``: sx, sy, tx, ty (B*K,) (scales at least 1e-4); ``reach``: each box's support
     half-size in x and y. Each glimpse is sampled at its patch's pixel centres with the
@@ -161,7 +162,6 @@ def _paste_windows(
     src = glimpse[rows]
     patch = F.grid_sample(src, grid.to(src.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
     inside = ((px >= 0) & (px < s))[:, None, :] & ((py >= 0) & (py < s))[:, :, None]
-    off = (int(frame.max()) + 1) * s * s
     index = torch.where(inside, frame[rows, None, None] * s * s + py[:, :, None] * s + px[:, None, :], off)
     alpha_hat = patch[:, 3] * pres[rows, None, None]
     colour = patch[:, :3].permute(0, 2, 3, 1).reshape(-1, 3)
