@@ -159,3 +159,22 @@ def test_pres_threshold_of_a_folder_is_used_and_checked(tmp_path) -> None:
         write_detector_folder(tmp_path / "Pong", "Pong", state, {**meta, "pres_threshold": bad})
         with pytest.raises(CorruptWeightsError, match="pres_threshold must be a number in"):
             SpaceDetector.from_pretrained(folder, get_game("Pong"), allow_unclassified=True)
+
+
+def test_glimpse_pairs_stop_at_max_pairs_in_the_given_order(teacher) -> None:
+    # A game of many objects teaches the glimpse encoder from a capped, seeded subset of frames.
+    from trainers.distill import _student_of, glimpse_pairs
+
+    det = SpaceDetector.from_pretrained(teacher, get_game("Pong"), allow_unclassified=True)
+    enc = det.encoder.float()
+    student = _student_of(enc)
+    frames = np.random.default_rng(0).integers(0, 256, (40, 128, 128, 3), dtype=np.uint8)
+    every = glimpse_pairs(enc, student, frames, batch=8)
+    assert len(every["z_what"]) > 10
+    cap = len(every["z_what"]) // 3
+    order = np.random.default_rng(1).permutation(len(frames))
+    some = glimpse_pairs(enc, student, frames, batch=8, order=order, max_pairs=cap)
+    assert all(len(v) == cap for v in some.values())
+    # Each kept glimpse is one of the full run's (same frame, same teacher box).
+    full = {(int(f), *np.round(b, 4)) for f, b in zip(every["frame"], every["boxes"], strict=True)}
+    assert {(int(f), *np.round(b, 4)) for f, b in zip(some["frame"], some["boxes"], strict=True)} <= full

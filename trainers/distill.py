@@ -75,6 +75,10 @@ class Args:
     present_above: float = field(default=0.1, metadata={"help": "cells whose teacher z_pres probability exceeds this get the z_pres loss weighted up"})
     calibrate_threshold: bool = field(default=False, metadata={"help": "choose the student's z_pres threshold on the val split (else 0.5)"})
     glimpse_epochs: int = field(default=30, metadata={"help": "epochs of the lean glimpse encoder's distillation (0: keep the teacher's)"})
+    glimpse_pairs: int = field(
+        default=65536,
+        metadata={"help": "at most this many teacher glimpses (from train frames in a seeded random order) teach the lean glimpse encoder"},
+    )
     seed: int = field(default=0, metadata={"help": "random seed"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 cannot oversubscribe a shared machine)"})
     resume: bool = field(default=False, metadata={"help": "continue from <out>/checkpoint.pt"})
@@ -97,7 +101,7 @@ def _parse(argv: Sequence[str] | None) -> Args:
             kind = {"int": int, "float": float}.get(str(f.type), str)
             p.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
     args = Args(**vars(p.parse_args(argv)))
-    if args.epochs < 1 or args.batch < 1 or args.threads < 1 or args.glimpse_epochs < 0:
+    if args.epochs < 1 or args.batch < 1 or args.threads < 1 or args.glimpse_epochs < 0 or args.glimpse_pairs < 1:
         p.error(
             f"--epochs, --batch and --threads must be >= 1 and --glimpse-epochs >= 0, got {args.epochs}, "
             f"{args.batch}, {args.threads}, {args.glimpse_epochs}"
@@ -280,9 +284,18 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 
 @torch.inference_mode()
 def glimpse_pairs(
-    teacher: SpaceEncoder, student: SpaceEncoder, frames: np.ndarray, batch: int = 64
+    teacher: SpaceEncoder,
+    student: SpaceEncoder,
+    frames: np.ndarray,
+    batch: int = 64,
+    order: np.ndarray | None = None,
+    max_pairs: int | None = None,
 ) -> dict[str, np.ndarray]:
     """What the lean glimpse encoder learns from, for every cell the teacher thinks present.
+
+    Frames are read in ``order`` (indices; default: as stored) and the first ``max_pairs``
+    glimpses kept: a game of 50 objects a frame (SpaceInvaders) would otherwise give 800k glimpses
+    and a glimpse stage sixteen times as long as a game of three.
 
     ``inputs``: the glimpse the *student's* box crops (as at inference), float16 (M, 3, g, g);
     ``z_what`` / ``z_std``: the teacher's posterior on its own box's glimpse (M, D);
@@ -293,8 +306,13 @@ def glimpse_pairs(
 
     cfg = teacher.cfg
     parts: dict[str, list[np.ndarray]] = {"inputs": [], "z_what": [], "z_std": [], "boxes": [], "frame": []}
-    for i in range(0, len(frames), batch):
-        x = _to_input(frames[i : i + batch])
+    order = np.arange(len(frames)) if order is None else np.asarray(order)
+    collected = 0
+    for i in range(0, len(order), batch):
+        if max_pairs is not None and collected >= max_pairs:
+            break
+        rows = np.sort(order[i : i + batch])
+        x = _to_input(frames[rows])
         raw_t = teacher.image_encoder.raw(x).flatten(2).transpose(1, 2)
         raw_s = student.image_encoder.raw(x).flatten(2).transpose(1, 2)
         present = torch.sigmoid(cfg.pres_squash * torch.tanh(raw_t[..., 0])) > 0.5
@@ -308,10 +326,11 @@ def glimpse_pairs(
         parts["z_what"].append(z.numpy())
         parts["z_std"].append(z_std.numpy())
         parts["boxes"].append(where_to_boxes(where_t).numpy())
-        parts["frame"].append(i + b.numpy())
+        parts["frame"].append(rows[b.numpy()])
+        collected += len(b)
     if not parts["inputs"]:
         raise TrainError("the teacher finds no object in this split; nothing to distil the glimpse encoder from")
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    return {k: np.concatenate(v)[:max_pairs] for k, v in parts.items()}
 
 
 def train_glimpse_encoder(
@@ -502,7 +521,8 @@ def distill(args: Args) -> dict[str, Any]:
             done = args.resume and bool(_load_checkpoint(ckpt_path).get("glimpse_done"))
             if not done:
                 print("glimpse encoder: collecting the teacher's z_what on the student's boxes")
-                train_pairs = glimpse_pairs(teacher, student, train_frames)
+                order = np.random.default_rng(args.seed).permutation(len(train_frames))
+                train_pairs = glimpse_pairs(teacher, student, train_frames, order=order, max_pairs=args.glimpse_pairs)
                 torch.manual_seed(args.seed)
                 student = _with_lean_glimpses(student)
                 train_glimpse_encoder(student, train_pairs, args.glimpse_epochs, args.seed)
