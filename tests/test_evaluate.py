@@ -144,6 +144,16 @@ def test_classifier_is_fitted_shipped_and_used(tiny, random_weights, tmp_path):
     assert refreshed["training"]["hardware"] == "test machine" and refreshed["training"]["minutes"] == 1.5
     assert refreshed["ship"]["f1_moving"] == 0.5
     assert SpaceDetector.from_pretrained(folder, get_game("Pong")).classifier is not None
+    # A detector below the bar carries its shortfall; a later --refresh keeps it.
+    note = tmp_path / "shortfall.md"
+    note.write_text("Balls of 1 px are missed; a finer grid would find them.\n")
+    card_main(["--game", "Pong", "--weights", str(folder), "--refresh", "--shortfall", str(note)])
+    card_main(["--game", "Pong", "--weights", str(folder), "--refresh"])
+    kept = json.loads((folder / "card.json").read_text())["ship"]["shortfall"]
+    assert kept == "Balls of 1 px are missed; a finer grid would find them."
+    assert "### Shortfall, diagnosis and what would fix it" in (folder / "card.md").read_text()
+    with pytest.raises(SystemExit, match="does not exist"):
+        card_main(["--game", "Pong", "--weights", str(folder), "--refresh", "--shortfall", str(tmp_path / "no.md")])
     (folder / "card.json").unlink()
     with pytest.raises(SystemExit, match="needs an existing card"):
         card_main(["--game", "Pong", "--weights", str(folder), "--refresh"])

@@ -3,6 +3,8 @@
     python -m trainers.card --game Pong --weights weights/Pong [--run runs/pong]
                             [--hardware "2-core CPU"] [--train-minutes 95]
     python -m trainers.card --game Pong --weights weights/Pong --refresh
+    python -m trainers.card --game SpaceInvaders --weights weights/SpaceInvaders --refresh \
+                            --shortfall trainers/shortfalls/SpaceInvaders.md
 
 Gathers what the weights folder knows (``config.json`` from the exporter: model, step, training
 config, data path; ``classifier.json``; ``eval_test.json`` from ``trainers.evaluate``), the
@@ -13,6 +15,9 @@ else :data:`DEFAULT_BAR`, and :data:`CATEGORY_BAR`). A card written by ``moc-env
 lists the settings derived from the data and the per-game settings in code, each with its
 reason (``derived``, from the pipeline's state). ``--refresh`` rebuilds an existing card after
 a new evaluation, keeping what only the training run knew (minutes, hardware, derived settings).
+A detector that misses the bar but ships because it is still useful carries its shortfall, the
+diagnosis and what would fix it (``--shortfall``, a Markdown file written by whoever ships it;
+kept by ``--refresh``).
 Refreshes the folder's ``manifest.json`` after writing.
 """
 
@@ -91,8 +96,12 @@ def build_card(
     train_minutes: float | None = None,
     eval_path: str | Path | None = None,
     derived: dict[str, Any] | None = None,
+    shortfall: str | None = None,
 ) -> dict[str, Any]:
     """The card's content as a dict (see the module docstring).
+
+    ``shortfall``: Markdown saying why a detector below the bar ships, what its errors are and
+    what would fix them (``ship.shortfall``); None for none.
 
     ``derived``: the settings that ``moc-envs train`` derived from the data and the per-game
     overrides in code (``derived`` of its state file, :mod:`trainers.pipeline`); None reads
@@ -148,6 +157,8 @@ def build_card(
     else:
         verdict["meets_bar"] = False
         verdict["why"] = f"no evaluation at {eval_file}; run python -m trainers.evaluate"
+    if shortfall is not None:
+        verdict["shortfall"] = shortfall.strip()
     classifier = None
     if (weights / CLASSIFIER_JSON).is_file() and (weights / CLASSIFIER_FILE).is_file():
         man = json.loads((weights / CLASSIFIER_JSON).read_text())
@@ -353,6 +364,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"{ship['category_accuracy_required']}: **{'met' if ship['meets_bar'] else 'not met'}** "
         f"(F1 {_f(ship.get('f1_moving'))}, category accuracy {_f(ship.get('category_accuracy'))}).",
     ]
+    if ship.get("shortfall"):
+        lines += ["", "### Shortfall, diagnosis and what would fix it", "", ship["shortfall"]]
     cats = sorted({c for _, block in rows for sub in ("all", "moving") for c in block[sub]["recall_by_category"]})
     if cats:
         lines += ["", "### Recall per category (moving objects)", "", "| method | " + " | ".join(cats) + " |", "|---|" + "---|" * len(cats)]
@@ -398,6 +411,17 @@ def _existing_card(weights: Path) -> dict[str, Any]:
     return card
 
 
+def _read_shortfall(path: str) -> str:
+    """The text of ``--shortfall``'s file; a clear error when it is missing or empty."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise SystemExit(f"--shortfall expects a Markdown file, but {path} does not exist") from None
+    if not text.strip():
+        raise SystemExit(f"--shortfall expects the diagnosis text, but {path} is empty")
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(
@@ -417,15 +441,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="rebuild the folder's card from a new evaluation, keeping the training minutes, "
         "hardware and derived settings of its card.json (no run folder needed)",
     )
+    p.add_argument(
+        "--shortfall",
+        default=None,
+        help="Markdown file: why a detector below the bar still ships, its diagnosis and what would fix it "
+        "(--refresh keeps the card's own when not given)",
+    )
     args = p.parse_args(argv)
     derived = None
+    shortfall = _read_shortfall(args.shortfall) if args.shortfall else None
     if args.refresh:
         old = _existing_card(Path(args.weights))
         training = old.get("training") or {}
         args.train_minutes = args.train_minutes if args.train_minutes is not None else training.get("minutes")
         args.hardware = args.hardware or training.get("hardware")
         derived = old.get("derived")
-    card = build_card(args.game, args.weights, args.run, args.hardware, args.train_minutes, args.eval, derived)
+        if shortfall is None:
+            shortfall = (old.get("ship") or {}).get("shortfall")
+    card = build_card(
+        args.game, args.weights, args.run, args.hardware, args.train_minutes, args.eval, derived, shortfall
+    )
     j, m = write_card(card, args.weights)
     print(card_markdown(card))
     print(f"wrote {j} and {m}")
