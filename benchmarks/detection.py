@@ -41,6 +41,7 @@ from benchmarks.common import (
 )
 from benchmarks.scripted import SCRIPTED, scripted_policy
 from trainers import detection_metrics
+from trainers.ground_truth import vision_step
 from trainers.metrics import OCATARI_MAX_DIST
 
 __all__ = ["match_pairs", "box_iou", "score_frames", "collect", "run", "main"]
@@ -158,6 +159,7 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
     oracle = RamDetector(spec)
     frames, truth, hud, vision, ram_oracle = [], [], [], [], []
     episodes, returns, ret = 0, [], 0.0
+    vision_refused = 0
 
     def start(s: int | None) -> tuple[list[Any], list[Any]]:
         env.reset(seed=s)
@@ -169,12 +171,13 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
         for _ in range(steps):
             frame, ram = frame_of(), ale.getRAM()
             detect_objects_ram(gt_objs, ram, spec.name, True)
-            detect_objects_vision(vis_objs, frame, spec.name, True)
+            vision_ok = vision_step(detect_objects_vision, vis_objs, frame, spec.name, True)
+            vision_refused += not vision_ok
             dets = oracle.detect(frame[None], ram[None])[0]
             frames.append(frame)
             truth.append(_boxes(gt_objs, keep))
             hud.append(_boxes(gt_objs, None, hud=True))
-            vision.append(_boxes(vis_objs, keep))
+            vision.append(_boxes(vis_objs, keep) if vision_ok else np.zeros((0, 4)))
             ram_oracle.append(_det_boxes(dets))
             action = scripted(ram, dets) if scripted else int(rng.integers(n_actions))
             _, r, term, trunc, _ = env.step(action)
@@ -191,6 +194,7 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
         "truth": truth,
         "hud": hud,
         "vision": vision,
+        "vision_refused": vision_refused,
         "ram_oracle": ram_oracle,
         "episodes_finished": episodes,
         "mean_return_finished": float(np.mean(returns)) if returns else None,
@@ -247,8 +251,11 @@ def run(
                              "set_aside": aside, "note": note})
             else:
                 rows.append({**base, "detector": "learned (SPACE+MOC)", "note": not_available(name)})
+            vision_note = [f"published F1 {VISION_ANCHOR_F1[name]:.3f}"] if name in VISION_ANCHOR_F1 else []
+            if data["vision_refused"]:
+                vision_note.append(f"vision raised on {data['vision_refused']:,} frames, scored as finding nothing")
             rows.append({**base, "detector": "OCAtari vision", **score_frames(data["vision"], data["truth"], data["hud"]),
-                         "note": f"published F1 {VISION_ANCHOR_F1[name]:.3f}" if name in VISION_ANCHOR_F1 else ""})
+                         "vision_refused": data["vision_refused"], "note": "; ".join(vision_note)})
             rows.append({**base, "detector": "RAM oracle (sanity)", **score_frames(data["ram_oracle"], data["truth"], data["hud"]),
                          "note": "same RAM extraction as the truth: plumbing check, not a result"})
             tqdm.write(f"detection: {name} {policy} done")

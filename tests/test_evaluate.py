@@ -216,3 +216,18 @@ def test_classifier_on_a_detector_that_finds_nothing(tiny, tmp_path, capsys):
         classifier_main(["--game", "Pong", "--weights", str(folder), "--data", str(tiny)])
     assert exit_info.value.code == 2
     assert "error: the detector in" in capsys.readouterr().err
+
+
+def test_ocatari_vision_frames_it_raises_on_count_as_finding_nothing():
+    # OCAtari's SpaceInvaders vision holds one satellite; two satellite-coloured blobs make it
+    # raise. The frame must be scored as vision finding nothing and counted, not end the run.
+    from trainers.evaluate import ocatari_vision
+
+    frames = np.zeros((1, 2, 210, 160, 3), np.uint8)
+    frames[0, 1, 20:27, 10:18] = (151, 25, 122)
+    frames[0, 1, 20:27, 100:108] = (151, 25, 122)
+    frames[0, 0, 20:27, 10:18] = (151, 25, 122)  # one satellite: fine
+    pred = ocatari_vision("SpaceInvaders", frames)
+    assert pred.refused == 1
+    assert len(pred.boxes[1]) == 0
+    assert "Satellite" in pred.categories[0]

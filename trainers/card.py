@@ -148,6 +148,7 @@ def build_card(
         }
         if "skipped" not in ev.get("ocatari_vision", {"skipped": ""}):
             evaluation["ocatari_vision"] = _summary(ev["ocatari_vision"])
+            evaluation["ocatari_vision_refused_frames"] = ev["ocatari_vision"].get("refused_frames", 0)
         mv = evaluation["detector"]["moving"]
         verdict["f1_moving"] = mv["f1"]
         verdict["category_accuracy"] = mv["category_accuracy"]
@@ -343,7 +344,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         dropped = ", ".join(ev.get("dropped_categories") or [])
         rows.insert(1, (f"SPACE+MOC (as the observation holds it: {dropped} dropped, 'unknown' too)", ev["detector_in_slots"]))
     if "ocatari_vision" in ev:
-        rows.append(("OCAtari vision mode", ev["ocatari_vision"]))
+        refused = ev.get("ocatari_vision_refused_frames")
+        rows.append((f"OCAtari vision mode (raised on {refused} frames: nothing found)" if refused else "OCAtari vision mode", ev["ocatari_vision"]))
     for name, block in rows:
         for subset in ("all", "moving"):
             m = block[subset]

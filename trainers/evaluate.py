@@ -35,6 +35,7 @@ from moc_envs.postprocess import SuppressionConfig, refine_boxes, size_mask, sup
 from moc_envs.threads import add_threads_argument, set_torch_threads
 from trainers.data import GroundTruth, load_ground_truth, load_meta, load_split
 from trainers.detection_metrics import FrameSet, detection_report, match_pairs
+from trainers.ground_truth import vision_step
 from trainers.latent_metrics import latent_report
 
 __all__ = [
@@ -66,6 +67,8 @@ class Predictions:
     scores: list[np.ndarray]
     z_what: list[np.ndarray]
     categories: list[list[str]] | None = None
+    refused: int = 0
+    """Frames the detector refused (OCAtari vision raising), scored as finding nothing."""
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -196,7 +199,10 @@ def category_accuracy(fs: FrameSet, categories: list[list[str]]) -> dict[str, An
 
 
 def ocatari_vision(game: str, raw: np.ndarray, progress: bool = False) -> Predictions:
-    """OCAtari's vision mode on full-size frames (S, T, 210, 160, 3); state reset per stack."""
+    """OCAtari's vision mode on full-size frames (S, T, 210, 160, 3); state reset per stack.
+
+    A frame vision raises on (:func:`trainers.ground_truth.vision_step`) counts as finding
+    nothing; ``refused`` says how many."""
     name = game
     importlib.import_module(f"ocatari.ram.{name.lower()}")
     importlib.import_module(f"ocatari.vision.{name.lower()}")
@@ -208,8 +214,11 @@ def ocatari_vision(game: str, raw: np.ndarray, progress: bool = False) -> Predic
     for s in tqdm(range(raw.shape[0]), desc="ocatari vision", disable=not progress):
         objects = init_objects(name, False, vision=True)
         for t in range(raw.shape[1]):
-            detect_objects_vision(objects, raw[s, t], name, False)
-            found = [o for o in objects if o and not getattr(o, "hud", False) and o.w > 0 and o.h > 0]
+            if not vision_step(detect_objects_vision, objects, raw[s, t], name, False):
+                out.refused += 1
+                found = []
+            else:
+                found = [o for o in objects if o and not getattr(o, "hud", False) and o.w > 0 and o.h > 0]
             out.boxes.append(np.array([list(o.xywh) for o in found], np.float64).reshape(-1, 4))
             out.scores.append(np.ones(len(found)))
             out.z_what.append(np.zeros((len(found), 0)))
@@ -337,7 +346,8 @@ def evaluate(
             "skipped": f"no full-size frames; run `python -m trainers.raw_frames --data {data} --split {split}`"
         }
     else:
-        result["ocatari_vision"] = _score(ocatari_vision(spec.name, raw, progress), gt_sets)
+        vis_pred = ocatari_vision(spec.name, raw, progress)
+        result["ocatari_vision"] = {**_score(vis_pred, gt_sets), "refused_frames": vis_pred.refused}
     return result
 
 
@@ -379,6 +389,8 @@ def to_markdown(res: dict[str, Any]) -> str:
             )
     if "skipped" in vis:
         lines += ["", f"OCAtari vision mode: skipped ({vis['skipped']})."]
+    elif vis.get("refused_frames"):
+        lines += ["", f"OCAtari vision mode raised on {vis['refused_frames']} frames, scored as finding nothing."]
     lines += ["", "## Recall per category (relative criterion)", ""]
     cats = sorted({c for _, r in methods for s in SUBSETS for c in r[s]["recall_by_category"]})
     lines += ["| method | objects | " + " | ".join(cats) + " |", "|---|---|" + "---|" * len(cats)]

@@ -10,13 +10,15 @@ in order, warm-up included. Training never imports this module.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from moc_envs.ram_detector import import_ocatari
 
-__all__ = ["GTObject", "RamGroundTruth", "ocatari_game_name"]
+__all__ = ["GTObject", "RamGroundTruth", "ocatari_game_name", "vision_step"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,22 @@ class GTObject:
 def ocatari_game_name(ale_id: str) -> str:
     """OCAtari's game name for an ALE id: ``"ALE/Pong-v5"`` -> ``"Pong"``."""
     return ale_id.split("/")[-1].split("-")[0]
+
+
+def vision_step(detect: Callable[..., Any], objects: list[Any], frame: np.ndarray, game: str, hud: bool) -> bool:
+    """Update OCAtari's vision-mode ``objects`` in place from one frame; False when vision refused it.
+
+    ``detect`` is OCAtari's ``detect_objects_vision``. Its per-game code raises ValueError when it
+    finds more objects of a class than its list holds (SpaceInvaders' satellite drawn as two
+    boxes in later waves); such a frame counts as vision finding nothing, and the caller should
+    count it, so that a baseline's failure shows in the table instead of ending the run. The
+    list may be left half-updated; the next frame's call overwrites every position it reports.
+    """
+    try:
+        detect(objects, frame, game, hud)
+    except ValueError:
+        return False
+    return True
 
 
 class RamGroundTruth:
