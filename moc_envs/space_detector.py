@@ -270,11 +270,12 @@ class SpaceDetector:
         with torch_threads(self.threads) if self.device.type == "cpu" else nullcontext():
             return (self._image_raw or self.encoder.image_encoder.raw)(x)
 
-    def _infer_cpu(
+    def _cells_cpu(
         self, frames: np.ndarray, marks: list[tuple[str, float]] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Frame index, z_pres probability, box and z_what of the present cells, in NumPy after
-        the image encoder (:mod:`moc_envs.model.decode_np`); ``marks``: see :meth:`detect_timed`."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Frame index, z_pres probability, z_where and box of the present cells, and the encoder's
+        input images (channels-last), in NumPy after the image encoder
+        (:mod:`moc_envs.model.decode_np`); ``marks``: see :meth:`detect_timed`."""
         cfg = self.encoder.cfg
         # The same float32 division as _to_input; channels-last memory that NumPy reads too
         # (permute() of NHWC memory is a channels-last NCHW view: no copy).
@@ -283,21 +284,31 @@ class SpaceDetector:
         raw = self._image_channels(torch.from_numpy(images).permute(0, 3, 1, 2)).float().numpy()
         _mark(marks, "image encoder")
         b_idx, prob, where, boxes = decode_cells(raw, cfg.pres_squash, self.threshold)
+        return b_idx, prob, where, boxes, images
+
+    def _z_what_cpu(
+        self, images: np.ndarray, b_idx: np.ndarray, where: np.ndarray, marks: list[tuple[str, float]] | None = None
+    ) -> np.ndarray:
+        """z_what (M, D) of the cells ``b_idx``/``where`` of ``images``: glimpses cropped in NumPy,
+        then the glimpse encoder under the detector's threads."""
+        cfg = self.encoder.cfg
         glimpses = crop_glimpses_np(images, b_idx, where, cfg.glimpse)
-        _mark(marks, "cells and glimpses")
+        _mark(marks, "glimpses")
         if not len(b_idx):
-            return b_idx, prob, boxes, np.zeros((0, cfg.z_what_dim), dtype=np.float32)
-        with torch_threads(self.threads):
-            if self._glimpse_kernel is not None:
-                z_what = self._glimpse_kernel(glimpses)
-            else:
-                z_what = self.encoder.glimpse_encoder(torch.from_numpy(glimpses).permute(0, 3, 1, 2))[0]
-                z_what = z_what.float().numpy()
+            z_what = np.zeros((0, cfg.z_what_dim), dtype=np.float32)
+        else:
+            with torch_threads(self.threads):
+                if self._glimpse_kernel is not None:
+                    z_what = self._glimpse_kernel(glimpses)
+                else:
+                    z_what = self.encoder.glimpse_encoder(torch.from_numpy(glimpses).permute(0, 3, 1, 2))[0]
+                    z_what = z_what.float().numpy()
         _mark(marks, "glimpse encoder")
-        return b_idx, prob, boxes, z_what
+        return z_what
 
     def _infer_torch(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """As :meth:`_infer_cpu`, with every step in torch on the detector's device (CUDA)."""
+        """Frame index, z_pres probability, box and z_what of every present cell, each step in torch
+        on the detector's device (CUDA); the CPU path is :meth:`_cells_cpu` then :meth:`_z_what_cpu`."""
         b_idx, prob, where, z_what = self.encoder.infer(
             self._to_input(frames), self.threshold, image_raw=self._image_channels
         )
@@ -311,9 +322,9 @@ class SpaceDetector:
     def detect_timed(self, frames: np.ndarray) -> tuple[list[list[Detection]], dict[str, float]]:
         """:meth:`detect` and the wall seconds of each of its stages (the speed benchmark's profile).
 
-        Stages on the CPU: resize, image encoder, cells and glimpses, glimpse encoder,
-        suppression, pixel-tight boxes, classifier, records (on CUDA the first four are one,
-        "model").
+        Stages on the CPU: resize, image encoder, suppression, glimpses, glimpse encoder,
+        pixel-tight boxes, classifier, records (on CUDA the model's stages are one, "model",
+        before the suppression).
         """
         marks: list[tuple[str, float]] = [("", time.perf_counter())]
         out = self._detect(frames, None, marks)
@@ -331,15 +342,20 @@ class SpaceDetector:
         n = frames.shape[0]
         if n == 0:
             return []
-        if self.device.type == "cpu":
-            b_idx, prob, boxes, z_what = self._infer_cpu(frames, marks)
+        cpu = self.device.type == "cpu"
+        if cpu:
+            b_idx, prob, where, boxes, images = self._cells_cpu(frames, marks)
         else:
-            b_idx, prob, boxes, z_what = self._infer_torch(frames)
+            b_idx, prob, boxes, z_all = self._infer_torch(frames)
             _mark(marks, "model")
         keep = np.flatnonzero(size_mask(boxes, self.max_box))
         if self.suppression is not None and len(keep):
             keep = keep[suppress_duplicates_batched(boxes[keep], prob[keep], b_idx[keep], self.suppression)]
         _mark(marks, "suppression")
+        # Suppression needs only the boxes and scores, so on the CPU only the kept cells' glimpses
+        # are cropped and encoded: a game with many objects (SpaceInvaders: ~80 present cells for
+        # ~50 objects) pays for its objects, not for its duplicate cells.
+        z_what = self._z_what_cpu(images, b_idx[keep], where[keep], marks) if cpu else z_all[keep]
         # A classifier reading box sizes was fitted on the model's boxes, not the tightened ones.
         model_sizes = boxes[keep, 2:4].copy()
         colours = None
@@ -351,15 +367,15 @@ class SpaceDetector:
             boxes[keep] = refine_boxes_batched(frames, boxes[keep], b_idx[keep])
         _mark(marks, "pixel-tight boxes")
         cats = (
-            self.classifier.predict(z_what[keep], model_sizes, colours)
+            self.classifier.predict(z_what, model_sizes, colours)
             if self.classifier is not None
             else [DEFAULT_CATEGORY] * len(keep)
         )
         _mark(marks, "classifier")
         out: list[list[Detection]] = [[] for _ in range(n)]
-        for i, cat in zip(keep.tolist(), cats, strict=True):
+        for k, (i, cat) in enumerate(zip(keep.tolist(), cats, strict=True)):
             x, y, w, h = (float(v) for v in boxes[i])
-            out[int(b_idx[i])].append(Detection(cat, x, y, w, h, score=float(prob[i]), z_what=z_what[i]))
+            out[int(b_idx[i])].append(Detection(cat, x, y, w, h, score=float(prob[i]), z_what=z_what[k]))
         _mark(marks, "records")
         return out
 

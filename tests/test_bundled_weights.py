@@ -143,3 +143,39 @@ def test_every_shipped_game_runs_on_its_weights(game):
         assert all(d.slot == -1 for d in info["objects"] if d.category not in spec.category_names)
     finally:
         env.close()
+
+
+@pytest.mark.skipif("SpaceInvaders" not in bundled_games(), reason="no shipped SpaceInvaders weights")
+def test_cpu_detector_encodes_only_the_kept_cells_and_agrees_with_the_torch_path():
+    from moc_envs.detectors import make_detector
+    from moc_envs.frames import frame_source
+    from moc_envs.games import get_game
+    from moc_envs.registration import make_ale_env
+
+    env = make_ale_env(get_game("SpaceInvaders"))
+    env.reset(seed=0)
+    grab, rng, frames = frame_source(env), np.random.default_rng(0), []
+    for i in range(120):
+        env.step(int(rng.integers(env.action_space.n)))
+        if i % 30 == 29:
+            frames.append(grab())
+    env.close()
+    frames = np.stack(frames)
+    det = make_detector("space", "SpaceInvaders", "cpu")
+    asked: list[int] = []
+    encode = det._z_what_cpu
+
+    def spy(images, b_idx, where, marks=None):
+        asked.append(len(b_idx))
+        return encode(images, b_idx, where, marks)
+
+    det._z_what_cpu = spy
+    found = det.detect(frames)
+    b_idx, prob, _, z_all = det._infer_torch(frames)
+    # Glimpses are encoded for the detections only, not for the suppressed duplicate cells...
+    assert asked == [sum(len(d) for d in found)] and asked[0] < len(b_idx)
+    # ...and each detection's z_what is the one the all-cells torch path gives its cell.
+    for f, dets in enumerate(found):
+        for d in dets:
+            (cell,) = np.flatnonzero((b_idx == f) & np.isclose(prob, d.score, rtol=0, atol=1e-6))[:1]
+            np.testing.assert_allclose(d.z_what, z_all[cell], atol=1e-4)
