@@ -353,8 +353,7 @@ class SpaceDetector:
             keep = keep[suppress_duplicates_batched(boxes[keep], prob[keep], b_idx[keep], self.suppression)]
         _mark(marks, "suppression")
         # Suppression needs only the boxes and scores, so on the CPU only the kept cells' glimpses
-        # are cropped and encoded: a game with many objects (SpaceInvaders: ~80 present cells for
-        # ~50 objects) pays for its objects, not for its duplicate cells.
+        # are cropped and encoded: duplicate and oversized cells cost no glimpse.
         z_what = self._z_what_cpu(images, b_idx[keep], where[keep], marks) if cpu else z_all[keep]
         # A classifier reading box sizes was fitted on the model's boxes, not the tightened ones.
         model_sizes = boxes[keep, 2:4].copy()
