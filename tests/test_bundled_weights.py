@@ -129,9 +129,12 @@ def test_every_shipped_game_runs_on_its_weights(game):
     assert not (folder / LEGACY_CLASSIFIER_FILE).exists()
     classes = set(load_classifier(folder, spec.name).classes)
     # Every category the classifier names has a slot, except ones the observation leaves out on
-    # purpose: Breakout's brick pieces ('Block': OCAtari labels whole brick rows) and
-    # SpaceInvaders' shields ('Shield': static, worn away in place) have no slot.
-    assert classes & set(spec.category_names) and classes - set(spec.category_names) <= {"Block", "Shield"}
+    # purpose (Breakout's brick pieces, SpaceInvaders' shields, MsPacman's pills: static, no
+    # slot); those the card must name as dropped and score without.
+    extra = classes - set(spec.category_names)
+    assert classes & set(spec.category_names)
+    card = json.loads((folder / "card.json").read_text())
+    assert extra == set(card["evaluation"].get("dropped_categories") or []), (game, extra)
     env = gym.make(f"MOC/{game}-v0", device="cpu")
     try:
         obs, info = env.reset(seed=0)
