@@ -287,7 +287,7 @@ def _write(result: dict[str, Any], out: Path) -> None:
         "learned detections the observation has no slot for ('unknown', or a category beyond the game's; noted per row). "
         "Scripted policies read the RAM oracle's objects (benchmarks/scripted.py: Pong tracks the ball, "
         "Boxing walks beside the enemy and punches, Skiing steers toward the next gate, Freeway's chicken "
-        "waits for gaps, Breakout keeps the paddle under the ball, Tennis follows the ball's shadow), "
+        "waits for gaps, Breakout keeps the paddle under the ball, Tennis follows the ball's shadow, SpaceInvaders' and Carnival's cannons shoot, Ms. Pac-Man tours the maze away from the ghosts), "
         "10% random actions.\n\n"
         f"{table}\n\nPlay statistics:\n\n{play}\n\n![F1 per detector](detection.png)\n"
     )

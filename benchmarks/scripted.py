@@ -4,7 +4,8 @@ They read the RAM oracle's objects (or RAM bytes) of the current step, so they
 are evaluation tools only: the detection benchmark uses them to see frames a
 random agent rarely produces (long Pong rallies, Boxing clinches, Skiing runs
 down the slope, a Freeway chicken in the upper lanes, a Breakout wall with
-holes, Tennis rallies, SpaceInvaders and Carnival with their targets shot away). Each policy acts randomly with probability ``epsilon`` so that runs
+holes, Tennis rallies, SpaceInvaders and Carnival with their targets shot away, Ms. Pac-Man
+away from her start). Each policy acts randomly with probability ``epsilon`` so that runs
 differ by seed.
 """
 
@@ -145,12 +146,47 @@ def _shooter(targets: tuple[str, ...], dead: float) -> ScriptedPolicy:
     return act
 
 
+def _maze_runner(seed: int = 0) -> ScriptedPolicy:
+    """MsPacman (NOOP, UP, RIGHT, LEFT, DOWN, ...): run from the nearest ghost when it is within
+    40 px, else hold a heading, and take a new one (a turn, at random) whenever she has not
+    moved for two steps or has held it for 12, so that she tours the maze eating pills."""
+    headings = (1, 2, 4, 3)  # UP, RIGHT, DOWN, LEFT: a turn is the next or the previous one
+    rng = np.random.default_rng(seed)
+    state = {"heading": 0, "still": 0, "held": 0, "last": (-1.0, -1.0)}
+
+    def act(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+        player = _find(objects, "Player")
+        if not player:
+            return 0
+        px, py = player[0].center
+        moved = abs(px - state["last"][0]) + abs(py - state["last"][1]) >= 1
+        state["still"] = 0 if moved else state["still"] + 1
+        state["last"] = (px, py)
+        state["held"] += 1
+        if state["still"] >= 2 or state["held"] >= 12:
+            state["heading"] = (state["heading"] + int(rng.choice((1, 3)))) % 4
+            state["still"] = state["held"] = 0
+        ghosts = _find(objects, "Ghost")
+        if ghosts:
+            near = min(ghosts, key=lambda g: abs(g.center[0] - px) + abs(g.center[1] - py))
+            dx, dy = px - near.center[0], py - near.center[1]
+            if abs(dx) + abs(dy) < 40:
+                if abs(dx) > abs(dy):
+                    return 2 if dx > 0 else 3
+                return 4 if dy > 0 else 1
+        return headings[state["heading"]]
+
+    return act
+
+
 SCRIPTED: dict[str, ScriptedPolicy] = {
     "Pong": _pong, "Boxing": _boxing, "Skiing": _skiing, "Freeway": _freeway, "Breakout": _breakout,
     "Tennis": _tennis,
     # Thinned alien waves marching lower; Carnival's rows of targets shot away.
     "SpaceInvaders": _shooter(("Alien", "Satellite"), dead=2),
     "Carnival": _shooter(("Duck", "Rabbit", "Owl", "FlyingDuck", "ExtraBullets"), dead=2),
+    # Ms. Pac-Man touring the maze, away from her start, fleeing the ghosts.
+    "MsPacman": _maze_runner(),
 }
 """Games with a scripted policy."""
 

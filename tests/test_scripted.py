@@ -41,7 +41,7 @@ def _play(game: str, policy: str, steps: int, seed: int = 0) -> float:
     return total
 
 
-@pytest.mark.parametrize("game", ["Freeway", "Breakout", "Tennis", "SpaceInvaders", "Carnival"])
+@pytest.mark.parametrize("game", ["Freeway", "Breakout", "Tennis", "SpaceInvaders", "Carnival", "MsPacman"])
 def test_scripted_policy_outscores_random_play(game: str) -> None:
     assert game in SCRIPTED
     scripted, rand = _play(game, "scripted", 600), _play(game, "random", 600)
