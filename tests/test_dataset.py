@@ -11,9 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from moc_envs.atomic import temporary_path
 from moc_envs.errors import MocEnvsError
+from moc_envs.games import get_game
+from moc_envs.preprocess import MODEL_SIZE
 from trainers.data import (
     DatasetError,
     DatasetFileError,
@@ -24,7 +27,7 @@ from trainers.data import (
 )
 from trainers.dataset import BuildInterrupted, DatasetWarning, build_dataset, main
 from trainers.motion import match_centres, targets_to_boxes
-from trainers.storage import gt_file, partial_dir, split_file
+from trainers.storage import BACKGROUND_FILE, gt_file, partial_dir, split_file
 
 # Small but real: two training chunks so that resume has something to resume.
 TINY = dict(game="Pong", train=8, val=2, test=2, seed=0, chunk_stacks=4, progress=False)
@@ -185,6 +188,23 @@ def test_motion_targets_find_moving_pong_objects(tmp_path):
     for cat, h in hits.items():
         assert np.mean(h) >= 0.9, (cat, np.mean(h), len(h))
     assert report["splits"]["train"]["recall_moved"] >= 0.9
+
+
+def test_tall_screen_is_cropped_to_the_frames_detectors_see(tmp_path):
+    # Carnival's ALE screen has 214 rows; the dataset holds what the env's detector gets, its top
+    # 210 rows (the env crops the same way), so motion targets and boxes keep OCAtari's coordinates.
+    from moc_envs.frames import screen_of
+    from trainers.dataset import _make_env
+
+    out = tmp_path / "carnival"
+    build_dataset(out=out, **{**TINY, "game": "Carnival", "train": 2, "val": 1, "test": 1, "chunk_stacks": 2})
+    assert load_split(out, "train").frames.shape == (2, 4, MODEL_SIZE, MODEL_SIZE, 3)
+    assert np.asarray(Image.open(out / BACKGROUND_FILE)).shape == (210, 160, 3)
+    env = _make_env(get_game("Carnival"))
+    env.reset(seed=0)
+    assert env.unwrapped.ale.getScreenRGB().shape == (214, 160, 3)
+    assert screen_of(env.unwrapped.ale).shape == (210, 160, 3)
+    env.close()
 
 
 def test_stack_dataset_and_loader(tiny):

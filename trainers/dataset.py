@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from moc_envs.atomic import atomic_path, remove_stale_temporaries
 from moc_envs.errors import MocEnvsError
+from moc_envs.frames import frame_source
 from moc_envs.games import GameSpec, get_game
 from moc_envs.preprocess import MODEL_SIZE, resize_frames
 from trainers.ground_truth import GTObject, RamGroundTruth, ocatari_game_name
@@ -177,6 +178,9 @@ class _Player:
 
     def __init__(self, env, oracle: RamGroundTruth | None, policy, env_seed: int) -> None:
         self.env, self.oracle, self.policy = env, oracle, policy
+        # What the env's detector would see: cropped to 210 rows (Carnival's screen has 214) and,
+        # in a flicker game, the max of the last two emulator frames.
+        self._frame = frame_source(env)
         self.env_seed: int | None = env_seed
         self.steps = 0
         self.episodes = 0
@@ -185,6 +189,7 @@ class _Player:
         """Reset the env (seeded the first time only) and the OCAtari objects."""
         # Later episodes continue the env's RNG, so one seed fixes the whole chunk.
         self.obs, _ = self.env.reset(seed=self.env_seed)
+        self.frame = self._frame()
         self.env_seed = None
         self.episodes += 1
         if self.oracle is not None:
@@ -200,6 +205,7 @@ class _Player:
         """One env step; returns False when the episode ended."""
         obs, _, terminated, truncated, _ = self.env.step(self.policy(self.obs))
         self.obs = obs
+        self.frame = self._frame()
         self.steps += 1
         self.gt = self._oracle()
         return not (terminated or truncated)
@@ -220,8 +226,8 @@ def _collect_background(spec: GameSpec, s: BuildSettings, policy: PolicySpec) ->
         n = 0
         while alive and n < per_episode and len(kept) < s.background_frames:
             alive = player.step()
-            if rng.random() < s.background_keep and player.obs.any():
-                kept.append(player.obs.copy())
+            if rng.random() < s.background_keep and player.frame.any():
+                kept.append(player.frame.copy())
                 n += 1
     env.close()
     return mode_image(np.stack(kept))
@@ -298,7 +304,7 @@ def _collect_chunk(
             frames, rams, gts = [], [], []
             for _ in range(T):
                 alive = player.step()
-                frames.append(player.obs.copy())
+                frames.append(player.frame.copy())
                 rams.append(player.env.unwrapped.ale.getRAM().copy())
                 gts.append(player.gt)
                 if not alive:
