@@ -5,7 +5,8 @@ are evaluation tools only: the detection benchmark uses them to see frames a
 random agent rarely produces (long Pong rallies, Boxing clinches, Skiing runs
 down the slope, a Freeway chicken in the upper lanes, a Breakout wall with
 holes, Tennis rallies, SpaceInvaders and Carnival with their targets shot away, Ms. Pac-Man
-away from her start). Each policy acts randomly with probability ``epsilon`` so that runs
+away from her start, Seaquest's submarine in deeper water, Asterix collecting in his lanes).
+Each policy acts randomly with probability ``epsilon`` so that runs
 differ by seed.
 """
 
@@ -179,25 +180,83 @@ def _maze_runner(seed: int = 0) -> ScriptedPolicy:
     return act
 
 
-SCRIPTED: dict[str, ScriptedPolicy] = {
-    "Pong": _pong, "Boxing": _boxing, "Skiing": _skiing, "Freeway": _freeway, "Breakout": _breakout,
-    "Tennis": _tennis,
+def _seaquest(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+    # Surface for air when the oxygen meter (RAM 102, full at 64) runs low; otherwise swim to the
+    # depth of the nearest shark or submarine, face it and fire.
+    player = _find(objects, "Player")
+    if not player:
+        return 1
+    px, py = player[0].center
+    if int(ram[102]) < 16:
+        return _DIRECTIONS["UP"] + 8
+    enemies = [o for o in objects if o.category in ("Shark", "Submarine")]
+    if not enemies:
+        return _DIRECTIONS["DOWN"] + 8 if py < 60 else 1
+    near = min(enemies, key=lambda o: abs(o.center[1] - py) + 0.25 * abs(o.center[0] - px))
+    dy = near.center[1] - py
+    vert = "DOWN" if dy > 3 else "UP" if dy < -3 else ""
+    horiz = "RIGHT" if near.center[0] > px else "LEFT"
+    return _DIRECTIONS[vert + horiz] + 8
+
+
+_ASTERIX_LANE_PX = 8.0
+"""Objects whose centres are within this many rows of the player's share its lane."""
+
+
+def _asterix(ram: np.ndarray, objects: Sequence[Detection]) -> int:
+    # Asterix (NOOP, UP, RIGHT, LEFT, DOWN, UPRIGHT, UPLEFT, DOWNRIGHT, DOWNLEFT): head for the
+    # nearest lane with something to collect and no enemy close by; step out of a lane when an
+    # enemy comes within 40 px.
+    player = _find(objects, "Player")
+    if not player:
+        return 0
+    px, py = player[0].center
+    enemies = _find(objects, "Enemy")
+
+    def danger(y: float) -> bool:
+        return any(abs(e.center[1] - y) < _ASTERIX_LANE_PX and abs(e.center[0] - px) < 40 for e in enemies)
+
+    goods = [o for o in objects if o.category == "Consumable" and not danger(o.center[1])]
+    if danger(py):
+        # Away from the enemy's lane: the direction with no enemy in the next lane over.
+        up_safe = not danger(py - 2 * _ASTERIX_LANE_PX)
+        return 1 if up_safe else 4
+    if not goods:
+        return 0
+    aim = min(goods, key=lambda o: abs(o.center[1] - py) + 0.1 * abs(o.center[0] - px))
+    dy, dx = aim.center[1] - py, aim.center[0] - px
+    vert = "DOWN" if dy > _ASTERIX_LANE_PX / 2 else "UP" if dy < -_ASTERIX_LANE_PX / 2 else ""
+    horiz = "RIGHT" if dx > 4 else "LEFT" if dx < -4 else ""
+    return {"": 0, "UP": 1, "RIGHT": 2, "LEFT": 3, "DOWN": 4, "UPRIGHT": 5, "UPLEFT": 6, "DOWNRIGHT": 7,
+            "DOWNLEFT": 8}[vert + horiz]
+
+
+def _stateless(policy: ScriptedPolicy) -> Callable[[int], ScriptedPolicy]:
+    return lambda seed: policy
+
+
+SCRIPTED: dict[str, Callable[[int], ScriptedPolicy]] = {
+    "Pong": _stateless(_pong), "Boxing": _stateless(_boxing), "Skiing": _stateless(_skiing),
+    "Freeway": _stateless(_freeway), "Breakout": _stateless(_breakout), "Tennis": _stateless(_tennis),
     # Thinned alien waves marching lower; Carnival's rows of targets shot away.
-    "SpaceInvaders": _shooter(("Alien", "Satellite"), dead=2),
-    "Carnival": _shooter(("Duck", "Rabbit", "Owl", "FlyingDuck", "ExtraBullets"), dead=2),
+    "SpaceInvaders": lambda seed: _shooter(("Alien", "Satellite"), dead=2),
+    "Carnival": lambda seed: _shooter(("Duck", "Rabbit", "Owl", "FlyingDuck", "ExtraBullets"), dead=2),
     # Ms. Pac-Man touring the maze, away from her start, fleeing the ghosts.
-    "MsPacman": _maze_runner(),
+    "MsPacman": _maze_runner,
+    # Deeper water with divers and enemy waves; Asterix's lanes with objects collected.
+    "Seaquest": _stateless(_seaquest), "Asterix": _stateless(_asterix),
 }
-"""Games with a scripted policy."""
+"""Games with a scripted policy: seed -> a fresh policy (some keep state between steps)."""
 
 
 def scripted_policy(
     game: str, n_actions: int, seed: int, epsilon: float = 0.1
 ) -> ScriptedPolicy | None:
-    """The game's scripted policy with epsilon-random actions, or None when the game has none."""
-    base = SCRIPTED.get(game)
-    if base is None:
+    """A fresh scripted policy of the game with epsilon-random actions, or None when it has none."""
+    make = SCRIPTED.get(game)
+    if make is None:
         return None
+    base = make(seed)
     rng = np.random.default_rng(seed)
 
     def act(ram: np.ndarray, objects: Sequence[Detection]) -> int:

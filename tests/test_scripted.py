@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from benchmarks.scripted import SCRIPTED, scripted_policy
+from moc_envs.detection import Detection
 from moc_envs.frames import frame_source
-from moc_envs.games import get_game
+from moc_envs.games import game_names, get_game
 from moc_envs.ram_detector import RamDetector
 from moc_envs.registration import make_ale_env
 
@@ -41,14 +42,35 @@ def _play(game: str, policy: str, steps: int, seed: int = 0) -> float:
     return total
 
 
-@pytest.mark.parametrize("game", ["Freeway", "Breakout", "Tennis", "SpaceInvaders", "Carnival", "MsPacman"])
+@pytest.mark.parametrize(
+    "game", ["Freeway", "Breakout", "Tennis", "SpaceInvaders", "Carnival", "MsPacman", "Seaquest", "Asterix"]
+)
 def test_scripted_policy_outscores_random_play(game: str) -> None:
     assert game in SCRIPTED
     scripted, rand = _play(game, "scripted", 600), _play(game, "random", 600)
     # Freeway: the chicken crosses several times; Breakout: the paddle returns the ball; Tennis:
-    # the player returns the ball instead of losing every point.
+    # the player returns the ball instead of losing every point; Seaquest's submarine shoots what
+    # swims at its depth; Asterix collects objects away from the enemies.
     assert scripted >= rand + 3, (scripted, rand)
 
 
-def test_no_scripted_policy_for_an_unscripted_game() -> None:
-    assert scripted_policy("Seaquest", 18, seed=0) is None
+def test_every_registered_game_has_one_and_unknown_games_none() -> None:
+    assert set(SCRIPTED) == set(game_names())
+    assert scripted_policy("NotAGame", 18, seed=0) is None
+
+
+def test_each_call_builds_a_fresh_policy() -> None:
+    # Ms. Pac-Man's runner keeps her heading between steps: two benchmark runs in one process
+    # must not share it, so a policy's actions depend only on its own seed and inputs.
+    her = [Detection("Player", 80.0 + i % 3, 100.0, 8.0, 10.0) for i in range(40)]
+    ram = np.zeros(128, np.uint8)
+    alone = scripted_policy("MsPacman", 9, seed=3, epsilon=0.0)
+    first = scripted_policy("MsPacman", 9, seed=3, epsilon=0.0)
+    second = scripted_policy("MsPacman", 9, seed=3, epsilon=0.0)
+    assert alone is not None and first is not None and second is not None
+    expected = [alone(ram, [d]) for d in her]
+    got = []
+    for d in her:
+        got.append(first(ram, [d]))
+        second(ram, [Detection("Player", 10.0, 10.0, 8.0, 10.0)])  # a run elsewhere in the maze
+    assert got == expected
