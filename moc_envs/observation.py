@@ -98,11 +98,12 @@ class ObjectObservationBuilder:
         ram_labels: bool = False,
         max_distance: float = 40.0,
         max_age: int = 30,
+        coast: int = 0,
     ) -> None:
         self.spec = spec
         self.obs_mode = check_obs_mode(obs_mode)
         self.ram_labels = bool(ram_labels)
-        self.tracker = SlotTracker(spec, max_distance=max_distance, max_age=max_age)
+        self.tracker = SlotTracker(spec, max_distance=max_distance, max_age=max_age, coast=coast)
         self.objects: list[Detection] = []
         """Detections of the latest step, with slots."""
 
@@ -114,11 +115,12 @@ class ObjectObservationBuilder:
     def object_array(self) -> np.ndarray:
         """The (n_slots, 7) float32 observation of the tracker's current state."""
         t = self.tracker
+        shown, boxes = t.shown()
         obs = np.zeros((self.spec.n_slots, len(FEATURES)), dtype=np.float64)
-        obs[:, 0] = t.present
-        obs[:, 1:5] = t.boxes / _SCALE[:4]
+        obs[:, 0] = shown
+        obs[:, 1:5] = boxes / _SCALE[:4]
         obs[:, 5:7] = t.velocity / _SCALE[4:]
-        obs[~t.present] = 0.0
+        obs[~shown] = 0.0
         return np.clip(obs, _LOW, _HIGH).astype(np.float32)
 
     def update(

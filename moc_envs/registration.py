@@ -28,6 +28,7 @@ from moc_envs.games import GAMES, GameSpec, get_game
 from moc_envs.observation import check_obs_mode
 from moc_envs.render import check_display
 from moc_envs.threads import check_threads
+from moc_envs.tracking import check_coast
 from moc_envs.weights import require_weights
 
 __all__ = [
@@ -149,6 +150,7 @@ def make_env(
     allow_unclassified: bool = False,
     max_distance: float = 40.0,
     max_age: int = 30,
+    coast: int = 0,
     threads: int | None = None,
     **ale_kwargs: Any,
 ) -> gym.Env:
@@ -156,7 +158,8 @@ def make_env(
 
     ``weights`` (a game folder or a root holding ``<Game>/``) and ``allow_unclassified``
     go to the learned detector (:func:`moc_envs.detectors.make_detector`);
-    ``max_distance`` and ``max_age`` to the slot tracker; ``threads`` (torch CPU threads,
+    ``max_distance``, ``max_age`` and ``coast`` (steps a missed object stays in the observation
+    at its predicted box) to the slot tracker; ``threads`` (torch CPU threads,
     None: one) to the learned detector. ``ale_kwargs`` (``frameskip``,
     ``repeat_action_probability``, ``mode``, ``difficulty``, ``full_action_space``, ...)
     go to ``gym.make("ALE/<Game>-v5")``; any other keyword is refused with the nearest
@@ -170,6 +173,7 @@ def make_env(
         spec, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights, ale_kwargs
     )
     check_display(render_mode)
+    check_coast(coast, max_age)
     inner = make_ale_env(spec, render_mode, **ale_kwargs)
     try:
         return ObjectCentricWrapper(
@@ -182,6 +186,7 @@ def make_env(
             render_mode=render_mode,
             max_distance=max_distance,
             max_age=max_age,
+            coast=coast,
             weights=weights,
             allow_unclassified=allow_unclassified,
             threads=threads,

@@ -11,9 +11,17 @@ from scipy.optimize import linear_sum_assignment
 from moc_envs.detection import Detection
 from moc_envs.games import GameSpec
 
-__all__ = ["SlotTracker"]
+__all__ = ["SlotTracker", "check_coast"]
 
 _FREE = -1
+
+
+def check_coast(coast: object, max_age: int = 30) -> None:
+    """Refuse a ``coast`` that is not an int in ``0 .. max_age`` steps."""
+    if isinstance(coast, bool) or not isinstance(coast, int | np.integer):
+        raise TypeError(f"coast must be an int number of steps, got {type(coast).__name__} {coast!r}")
+    if not 0 <= coast <= max_age:
+        raise ValueError(f"coast must be in 0..max_age={max_age} steps, got {coast}")
 
 
 class SlotTracker:
@@ -30,17 +38,25 @@ class SlotTracker:
     else the slot whose memory is oldest. Detections of categories outside the
     spec, or beyond a category's slot count, get ``slot = -1``.
 
+    ``coast`` (steps, default 0) lets an observation keep a missed object for up to that many
+    steps at its predicted box (:meth:`shown`): a detector that drops a fast ball on one frame
+    then does not blank its slot. Detections, ``info["objects"]`` and labels are unaffected.
+
     Slots are global row indexes of the observation, ``0 .. spec.n_slots - 1``.
     """
 
-    def __init__(self, spec: GameSpec, max_distance: float = 40.0, max_age: int = 30) -> None:
+    def __init__(
+        self, spec: GameSpec, max_distance: float = 40.0, max_age: int = 30, coast: int = 0
+    ) -> None:
         if max_distance <= 0:
             raise ValueError(f"max_distance must be > 0 pixels, got {max_distance}")
         if max_age < 0:
             raise ValueError(f"max_age must be >= 0 steps, got {max_age}")
+        check_coast(coast, max_age)
         self.spec = spec
         self.max_distance = float(max_distance)
         self.max_age = int(max_age)
+        self.coast = int(coast)
         self._ranges = spec.slot_ranges
         n = spec.n_slots
         self.boxes = np.zeros((n, 4), dtype=np.float64)
@@ -51,6 +67,17 @@ class SlotTracker:
         """Whether the slot's object was detected in the latest step."""
         self.age = np.full(n, _FREE, dtype=np.int64)
         """Steps since each slot's object was last seen; -1 for a free slot."""
+
+    def shown(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which slots an observation shows and their boxes: (n_slots,) bool, (n_slots, 4).
+
+        The slots detected this step at their boxes, plus those missed for at most ``coast``
+        steps at the box their velocity predicts (last centre + velocity x steps missed).
+        """
+        coasting = (self.age > 0) & (self.age <= self.coast)
+        boxes = self.boxes.copy()
+        boxes[coasting, :2] += self.velocity[coasting] * self.age[coasting, None]
+        return self.present | coasting, boxes
 
     def reset(self) -> None:
         """Forget every slot (call at episode start)."""

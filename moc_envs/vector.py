@@ -48,6 +48,7 @@ from moc_envs.games import GameSpec
 from moc_envs.observation import ObjectObservationBuilder, observation_space
 from moc_envs.registration import check_env_arguments, game_of_id, make_ale_env
 from moc_envs.registration import env_id as registered_id
+from moc_envs.tracking import check_coast
 
 if TYPE_CHECKING:
     from moc_envs.parallel import MocParallelVectorEnv
@@ -107,6 +108,9 @@ class MocVectorEnv(VectorEnv):
         autoreset_mode: ``"NextStep"`` / ``"next_step"`` (default) or ``"SameStep"``.
         max_distance: tracking gate in pixels.
         max_age: steps a lost object's slot is kept for it.
+        coast: steps a missed object stays in the observation at the box its velocity
+            predicts (0: a missed object's row is zero at once); detections, objects and
+            labels in ``info`` are unaffected.
         weights: the learned detector's weights, a game folder or a root holding
             ``<Game>/``; ``"space"`` only.
         allow_unclassified: accept weights without a z_what classifier; ``"space"`` only.
@@ -136,6 +140,7 @@ class MocVectorEnv(VectorEnv):
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
         max_distance: float = 40.0,
         max_age: int = 30,
+        coast: int = 0,
         weights: str | os.PathLike[str] | None = None,
         allow_unclassified: bool = False,
         threads: int | None = None,
@@ -150,6 +155,7 @@ class MocVectorEnv(VectorEnv):
             self.game, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights,
             ale_kwargs,
         )  # fmt: skip
+        check_coast(coast, max_age)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.detector = make_detector(
@@ -175,7 +181,8 @@ class MocVectorEnv(VectorEnv):
         self._frame_sources = [frame_source(env) for env in self.envs]
         self.builders = [
             ObjectObservationBuilder(
-                self.game, obs_mode, ram_labels, max_distance=max_distance, max_age=max_age
+                self.game, obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
+                coast=coast,
             )
             for _ in range(self.num_envs)
         ]

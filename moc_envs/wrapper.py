@@ -24,6 +24,7 @@ from moc_envs.frames import frame_source, screen_of
 from moc_envs.games import GAMES, GameSpec, game_names, get_game
 from moc_envs.observation import ObjectObservationBuilder, check_obs_mode, observation_space
 from moc_envs.render import check_display, draw_objects
+from moc_envs.tracking import check_coast
 
 __all__ = ["ObjectCentricWrapper", "SharedDetectorKwargs", "game_of_env", "screen_of"]
 
@@ -99,6 +100,9 @@ class ObjectCentricWrapper(
             to the inner env's. ``"human"`` needs a display (ValueError otherwise).
         max_distance: tracking gate in pixels.
         max_age: steps a lost object's slot is kept for it.
+        coast: steps a missed object stays in the observation at the box its velocity
+            predicts (0: a missed object's row is zero at once); detections, objects and
+            labels in ``info`` are unaffected.
         weights: the learned detector's weights, a game folder or a root holding
             ``<Game>/`` (see :func:`moc_envs.weights.require_weights`); ``"space"`` only.
         allow_unclassified: accept weights without a z_what classifier (every detection
@@ -127,6 +131,7 @@ class ObjectCentricWrapper(
         render_mode: str | None = None,
         max_distance: float = 40.0,
         max_age: int = 30,
+        coast: int = 0,
         weights: str | os.PathLike[str] | None = None,
         allow_unclassified: bool = False,
         threads: int | None = None,
@@ -145,6 +150,7 @@ class ObjectCentricWrapper(
             device=device,
             max_distance=max_distance,
             max_age=max_age,
+            coast=coast,
             weights=weights,
             allow_unclassified=allow_unclassified,
             threads=threads,
@@ -156,6 +162,7 @@ class ObjectCentricWrapper(
         check_flag("ram_labels", ram_labels)
         check_flag("allow_unclassified", allow_unclassified)
         check_ram_device(detector, device)
+        check_coast(coast, max_age)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"Unknown render_mode {render_mode!r}; expected one of "
@@ -177,7 +184,8 @@ class ObjectCentricWrapper(
             threads=threads,
         )  # fmt: skip
         self.builder = ObjectObservationBuilder(
-            self.game, obs_mode, ram_labels, max_distance=max_distance, max_age=max_age
+            self.game, obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
+                coast=coast,
         )
         self.observation_space = observation_space(self.game, obs_mode)
         self._frame: np.ndarray | None = None

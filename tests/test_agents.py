@@ -222,6 +222,22 @@ def test_evaluate_counts_points_won_and_lost(exported) -> None:
     assert r["won_share"] == pytest.approx(sum(r["points_won"]) / (sum(r["points_won"]) + sum(r["points_lost"])))
 
 
+def test_coasted_evaluation_goes_to_its_own_file(tiny_run, tmp_path, capsys) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["out"], run)
+    (run / agent_eval.EVAL_FILE).unlink(missing_ok=True)
+    agent_eval.main(["--run", str(run), "--detectors", "ram", "--coast", "2", "--episodes", "2", "--envs", "2",
+                     "--workers", "1", "--max-steps", "20", "--no-progress"])
+    coasted = json.loads((run / "eval_coast2.json").read_text())
+    assert coasted["results"]["ram"]["coast"] == 2 and not (run / agent_eval.EVAL_FILE).exists()
+    for bad in (["--coast", "-1"], ["--coast", "2", "--export", str(tmp_path / "agent")]):
+        with pytest.raises(SystemExit):
+            agent_eval.main(["--run", str(run), *bad])
+        assert "--coast" in capsys.readouterr().err
+
+
 def test_export_ships_the_runs_own_evaluation_with_use_eval(tiny_run, tmp_path, capsys) -> None:
     import shutil
 

@@ -174,11 +174,25 @@ def test_vector_keywords_include_its_own(no_emulator) -> None:
 
 
 def test_tracker_keywords_pass_through_make(make_moc) -> None:
-    wrapper = make_moc("Pong", max_distance=12.5, max_age=3)
+    wrapper = make_moc("Pong", max_distance=12.5, max_age=3, coast=2)
     while not isinstance(wrapper, ObjectCentricWrapper):
         wrapper = wrapper.env
     tracker = wrapper.builder.tracker
-    assert tracker.max_distance == 12.5 and tracker.max_age == 3
+    assert tracker.max_distance == 12.5 and tracker.max_age == 3 and tracker.coast == 2
+    envs = make_vec("MOC/Pong-v0", 2, detector="ram", coast=3)
+    try:
+        assert all(b.tracker.coast == 3 for b in envs.builders)
+    finally:
+        envs.close()
+
+
+@pytest.mark.parametrize("coast", [-1, 31, 2.0, True])
+def test_bad_coast_is_refused_before_the_emulator_starts(no_emulator, coast) -> None:
+    pattern = r"coast must be (in 0\.\.max_age=30 steps|an int number of steps), got"
+    with pytest.raises((TypeError, ValueError), match=pattern):
+        gym.make("MOC/Pong-v0", detector="ram", coast=coast)
+    with pytest.raises((TypeError, ValueError), match=pattern):
+        make_vec("MOC/Pong-v0", 2, detector="ram", coast=coast)
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", "gpu"])

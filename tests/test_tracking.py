@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from moc_envs import Detection, GameSpec
 from moc_envs.games import CategorySpec
 from moc_envs.tracking import SlotTracker
@@ -83,3 +85,43 @@ def test_reset_forgets_everything() -> None:
     tracker.update([ball(10, 10)])
     tracker.reset()
     assert not tracker.present.any() and (tracker.age == -1).all()
+
+
+def test_coasting_shows_a_missed_object_at_its_predicted_box_for_coast_steps() -> None:
+    from moc_envs.observation import ObjectObservationBuilder
+
+    builder = ObjectObservationBuilder(SPEC, coast=2)
+    builder.update([ball(10, 50)])
+    obs, _ = builder.update([ball(14, 53)])  # velocity (4, 3) px per step
+    row = builder.objects[0].slot
+    for missed in (1, 2):
+        obs, info = builder.update([])
+        assert info["objects"] == [] and info["labels"] == {}
+        assert obs[row, 0] == 1.0
+        assert np.isclose(obs[row, 1] * 160, 14 + 4 * missed) and np.isclose(obs[row, 2] * 210, 53 + 3 * missed)
+        assert np.isclose(obs[row, 5] * 160, 4.0) and np.isclose(obs[row, 6] * 210, 3.0)
+    obs, _ = builder.update([])  # a third miss: past coast, the row is empty
+    assert not obs[row].any()
+    # It comes back where it was predicted: same slot, velocity over the four steps.
+    back = builder.update([ball(30, 65)])[1]["objects"][0]
+    assert back.slot == row
+
+
+def test_without_coast_a_missed_object_leaves_its_row_empty() -> None:
+    from moc_envs.observation import ObjectObservationBuilder
+
+    builder = ObjectObservationBuilder(SPEC)
+    builder.update([ball(10, 50)])
+    obs, _ = builder.update([])
+    assert not obs.any()
+
+
+def test_bad_coast_is_refused_with_the_expected_range() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"coast must be in 0\.\.max_age=5 steps, got 6"):
+        SlotTracker(SPEC, max_age=5, coast=6)
+    with pytest.raises(TypeError, match="coast must be an int"):
+        SlotTracker(SPEC, coast=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="coast must be an int"):
+        SlotTracker(SPEC, coast=True)

@@ -41,7 +41,7 @@ from moc_envs.games import get_game
 from moc_envs.manifest import write_manifest
 from trainers.agent import FRAMESKIP, load_checkpoint, policy_from_checkpoint
 
-__all__ = ["EVAL_FILE", "CARD_FILE", "DEFAULT_EPISODES", "DEFAULT_MAX_STEPS", "episode_quotas",
+__all__ = ["EVAL_FILE", "CARD_FILE", "DEFAULT_EPISODES", "DEFAULT_MAX_STEPS", "episode_quotas", "eval_file",
            "evaluate", "evaluate_run", "export_run", "agent_card", "main"]
 
 EVAL_FILE = "eval.json"
@@ -51,6 +51,12 @@ DEFAULT_EPISODES = 30
 DEFAULT_MAX_STEPS = 10_000
 """Cap of an evaluation episode in env steps (40,000 frames, 11 minutes of play): a Pong game
 between close players lasts about 4,000-6,000 steps, a lost one under 1,000."""
+
+
+def eval_file(coast: int = 0) -> str:
+    """A run's evaluation file: ``eval.json``, or ``eval_coast<N>.json`` for an evaluation whose
+    env coasted missed objects for N steps (kept apart: the shipped agent's card quotes eval.json)."""
+    return EVAL_FILE if coast == 0 else f"eval_coast{coast}.json"
 
 
 def episode_quotas(episodes: int, envs: int) -> list[int]:
@@ -73,8 +79,12 @@ def evaluate(
     max_steps: int = DEFAULT_MAX_STEPS,
     device: str = "auto",
     progress: bool = True,
+    coast: int = 0,
 ) -> dict[str, Any]:
     """Play ``episodes`` episodes of ``MOC/<game>-v0`` with ``detector``; return the statistics.
+
+    ``coast``: the env's tracker keeps a missed object in the observation for up to that many
+    steps at its predicted box (:class:`moc_envs.tracking.SlotTracker`); 0 as in training.
 
     ``policy``: batch of flat observations ``(N, F)`` -> ``(N,)`` actions (a
     :class:`moc_envs.agents.Policy`). Env i is seeded ``seed + i``; the evaluation seeds differ
@@ -95,7 +105,7 @@ def evaluate(
     venv = make_vec(
         f"MOC/{name}-v0", envs, detector=detector, workers=min(workers, envs), threads=threads,
         autoreset_mode="SameStep", obs_mode="flat", max_num_frames_per_episode=max_steps * FRAMESKIP,
-        **extra,
+        coast=coast, **extra,
     )  # fmt: skip
     returns: list[list[float]] = [[] for _ in range(envs)]
     lengths: list[list[int]] = [[] for _ in range(envs)]
@@ -150,6 +160,7 @@ def evaluate(
         "won_share": sum(flat_won) / points if points > 0 else None,
         "max_steps": max_steps,
         "seed": seed,
+        "coast": coast,
         "envs": envs,
         "seconds": seconds,
         "steps_per_s": steps / seconds if seconds > 0 else None,
@@ -199,7 +210,7 @@ def evaluate_run(
             file=sys.stderr,
         )
     if write:
-        atomic_write_text(run / EVAL_FILE, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(run / eval_file(kwargs.get("coast", 0)), json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -333,6 +344,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, help="env steps after which an episode is truncated")
     p.add_argument("--seed", type=int, default=10_000, help="seed of env i is seed + i")
     p.add_argument("--device", default="auto", help="torch device of the learned detector")
+    p.add_argument("--coast", type=int, default=0,
+                   help="steps the env keeps a missed object in the observation at its predicted box "
+                   "(written to <run>/eval_coast<N>.json)")
     p.add_argument("--export", default=None, help="write the (single) --run's policy as an agent folder here")
     p.add_argument("--note", action="append", default=[],
                    help="with --export: a paragraph for the card's Notes section (repeatable)")
@@ -351,6 +365,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--export writes one agent: give exactly one --run, got {len(args.run)}")
     if args.note and not args.export:
         p.error("--note goes with --export (it is written into the exported agent's card)")
+    if args.coast and args.export:
+        p.error("--coast evaluates a variant of the env; ship with the plain evaluation (drop --coast)")
+    if not 0 <= args.coast <= 30:
+        p.error(f"--coast must be in 0..30 steps, got {args.coast}")
     if args.use_eval and not args.export:
         p.error("--use-eval goes with --export (it ships the run's existing evaluation)")
     for name in ("episodes", "envs", "workers", "threads", "max_steps"):
@@ -367,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     set_torch_threads(args.threads)
     kwargs = {"episodes": args.episodes, "envs": args.envs, "workers": args.workers,
               "threads": args.threads, "seed": args.seed, "max_steps": args.max_steps,
-              "device": args.device, "progress": args.progress}
+              "device": args.device, "progress": args.progress, "coast": args.coast}
     try:
         if args.agent:
             from moc_envs.agents import load_folder
