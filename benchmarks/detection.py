@@ -7,7 +7,9 @@ scripted RAM-reading policy that reaches later states, see
 :mod:`benchmarks.scripted`) in one ALE v5 env. On every frame:
 
 - truth: OCAtari RAM mode (HUD on, then HUD objects dropped), objects of the
-  game spec's moving categories;
+  game spec's moving categories that RAM mode also reports with the HUD off (with
+  the HUD on, OCAtari's MsPacman adds the level's fruit icon in the bottom bar as
+  a Fruit not flagged HUD);
 - ``learned``: our SPACE+MOC detector (``weights/<Game>``) on the frame, all
   its boxes (class-agnostic), or "not available: no weights for <Game>";
 - ``OCAtari vision``: OCAtari's vision mode on the same frame, same categories;
@@ -117,6 +119,14 @@ def _boxes(objects: Sequence[Any], keep: frozenset[str] | None, hud: bool = Fals
     return np.array(out, dtype=np.float64).reshape(-1, 4)
 
 
+def _in_play(boxes: np.ndarray, play: np.ndarray) -> np.ndarray:
+    """The rows of ``boxes`` that are also in ``play`` (same box within half a pixel)."""
+    if not len(boxes) or not len(play):
+        return boxes[:0]
+    same = (np.abs(boxes[:, None, :] - play[None, :, :]) <= 0.5).all(axis=2).any(axis=1)
+    return boxes[same]
+
+
 def _det_boxes(dets: Sequence[Any]) -> np.ndarray:
     return np.array([(d.x, d.y, d.w, d.h) for d in dets], dtype=np.float64).reshape(-1, 4)
 
@@ -161,21 +171,22 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
     episodes, returns, ret = 0, [], 0.0
     vision_refused = 0
 
-    def start(s: int | None) -> tuple[list[Any], list[Any]]:
+    def start(s: int | None) -> tuple[list[Any], list[Any], list[Any]]:
         env.reset(seed=s)
         oracle.reset(0)
-        return init_objects(spec.name, True), _vision_objects(init_objects, spec.name)
+        return init_objects(spec.name, True), init_objects(spec.name, False), _vision_objects(init_objects, spec.name)
 
-    gt_objs, vis_objs = start(seed)
+    gt_objs, play_objs, vis_objs = start(seed)
     try:
         for _ in range(steps):
             frame, ram = frame_of(), ale.getRAM()
             detect_objects_ram(gt_objs, ram, spec.name, True)
+            detect_objects_ram(play_objs, ram, spec.name, False)
             vision_ok = vision_step(detect_objects_vision, vis_objs, frame, spec.name, True)
             vision_refused += not vision_ok
             dets = oracle.detect(frame[None], ram[None])[0]
             frames.append(frame)
-            truth.append(_boxes(gt_objs, keep))
+            truth.append(_in_play(_boxes(gt_objs, keep), _boxes(play_objs, keep)))
             hud.append(_boxes(gt_objs, None, hud=True))
             vision.append(_boxes(vis_objs, keep) if vision_ok else np.zeros((0, 4)))
             ram_oracle.append(_det_boxes(dets))
@@ -186,7 +197,7 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
                 episodes += 1
                 returns.append(ret)
                 ret = 0.0
-                gt_objs, vis_objs = start(None)
+                gt_objs, play_objs, vis_objs = start(None)
     finally:
         env.close()
     return {
@@ -280,7 +291,8 @@ def _write(result: dict[str, Any], out: Path) -> None:
     )
     body = (
         f"{result['steps_per_policy']} frames per game and policy, the same frames for every detector. "
-        "Truth: OCAtari RAM mode, the game spec's moving (non-HUD) categories. Class-agnostic "
+        "Truth: OCAtari RAM mode, the game spec's moving (non-HUD) categories, objects RAM mode reports with its HUD off too "
+        "(with it on, MsPacman's bottom-bar fruit icon is a Fruit). Class-agnostic "
         f"Hungarian matching of box centres closer than {MAX_DIST:g} px (OCAtari's criterion); "
         "IoU averaged over matched pairs. Unmatched predictions on HUD objects (score digits) "
         "are set aside, not counted as false positives (column `on HUD`), as in trainers.metrics; so are "

@@ -226,3 +226,13 @@ def test_detections_without_an_observation_slot_are_set_aside() -> None:
         expected[d.category] = expected.get(d.category, 0) + 1
     assert expected.get("Block", 0) > 0 and aside == expected
     assert [len(b) for b in boxes] == [sum(d.category in slots for d in dets) for dets in found]
+
+
+def test_detection_truth_leaves_out_mspacman_bottom_bar_fruit() -> None:
+    # With its HUD on, OCAtari's MsPacman reports the level's fruit icon in the bottom bar as a
+    # Fruit not flagged HUD; the truth keeps only objects RAM mode also reports with the HUD off,
+    # so the RAM oracle (which reads that mode) finds every truth object.
+    data = detection.collect("MsPacman", "random", 30, seed=0)
+    assert all(len(t) and (t[:, 1] < 171).all() for t in data["truth"])
+    scores = score_frames(data["ram_oracle"], data["truth"], data["hud"])
+    assert scores["recall"] == 1.0 and scores["precision"] == 1.0
