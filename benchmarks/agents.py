@@ -134,6 +134,14 @@ def long_run(folder: str | Path) -> dict[str, Any] | None:
             out["evaluation"] = evaluation
         else:
             out["stale_evaluation"] = evaluation
+    # Evaluations in an env that coasts missed objects (trainers.agent_eval --coast N), current only.
+    out["coasted"] = {}
+    for path in sorted(folder.glob("eval_coast*.json")):
+        evaluation = json.loads(path.read_text())
+        results = evaluation.get("results", {})
+        coast = next((r.get("coast") for r in results.values() if r.get("coast")), None)
+        if coast and evaluation.get("policy_sha256") == record.get("policy_sha256"):
+            out["coasted"][int(coast)] = evaluation
     return out
 
 
@@ -360,12 +368,14 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
             f"{_cell(stale, 'ram')} on RAM, {_cell(stale, 'space')} on learned" if stale else "not evaluated yet")
         hp = r.get("hyperparameters") or {}
         settings = f"{hp['learning_rate']:g} / {hp['n_epochs']}" if {"learning_rate", "n_epochs"} <= set(hp) else "-"
+        coasted = "; ".join(f"coast {n}: {_cell(e, 'space')}" for n, e in sorted(r.get("coasted", {}).items()))
         rows.append([r["run"], DETECTOR_NAMES.get(r["detector"], r["detector"]), settings, status, r["steps_per_s"],
-                     r["wall_hours"], r["episodes"], r["last_100_return"], _cell(ev, "ram"), _cell(ev, "space"), note])
+                     r["wall_hours"], r["episodes"], r["last_100_return"], _cell(ev, "ram"), _cell(ev, "space"),
+                     coasted or "-", note])
     table = markdown_table(
         ["run", "trained on", "Adam lr / epochs", "budget", "train steps/s (median)", "wall hours", "training episodes",
          "training return, last 100 episodes", "eval on RAM-oracle objects", "eval on learned objects",
-         "note"],
+         "eval on learned objects, missed objects coasted", "note"],
         rows, digits=1,
     )
     return (
@@ -374,7 +384,10 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
         "lr 7.5e-4 and 8 epochs became the defaults used CleanRL's 2.5e-4 and 4). Evaluation: "
         "`python -m trainers.agent_eval`, 30 episodes per cell with the deterministic policy, mean ± "
         "standard deviation (ddof=1); each agent plays on the objects it was trained on and on the "
-        "other detector's (cross-evaluation: what the detector's errors cost).\n\n"
+        "other detector's (cross-evaluation: what the detector's errors cost). Coasted: the same "
+        "policy on learned objects in an env made with `coast=N`, which keeps a missed object in the "
+        "observation for up to N steps at the box its velocity predicts "
+        "(`python -m trainers.agent_eval --coast N`, eval_coast<N>.json; training never coasted).\n\n"
         f"{table}\n\n**{TARGET}** Verdict: {result['target_verdict']}."
     )
 

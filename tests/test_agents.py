@@ -304,11 +304,19 @@ def test_benchmark_reports_a_run_its_evaluation_and_staleness(tiny_run, tmp_path
     (run / agent_eval.EVAL_FILE).write_text(json.dumps({**data, "policy_sha256": "0" * 64}))
     report = bench.long_run(run)
     assert report["evaluation"] is None and report["stale_evaluation"]["frames"] == 2048
+    # A coasted evaluation of the last checkpoint gets its own column.
+    agent_eval.evaluate_run(run, ["ram"], episodes=2, envs=2, max_steps=10,
+                            progress=False, coast=2)
+    coasted = json.loads((run / "eval_coast2.json").read_text())
+    coasted["results"]["space"] = coasted["results"].pop("ram")
+    (run / "eval_coast2.json").write_text(json.dumps(coasted))
+    assert list(bench.long_run(run)["coasted"]) == [2]
 
     result = bench.run(steps=0, out=tmp_path / "results", runs=[run, tmp_path / "no_such_run"])
     md = (tmp_path / "results" / "agents.md").read_text()
     assert [r["run"] for r in result["long_runs"]] == [str(run)]
     assert "evaluation of an earlier checkpoint (2,048 frames)" in md and "17.2" in md
+    assert "coast 2: " in md
     assert "Not run: not run (--steps 0, no earlier agents.json)" in md
     assert (tmp_path / "results" / "agents.png").is_file()
 
