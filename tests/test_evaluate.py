@@ -231,3 +231,14 @@ def test_ocatari_vision_frames_it_raises_on_count_as_finding_nothing():
     assert pred.refused == 1
     assert len(pred.boxes[1]) == 0
     assert "Satellite" in pred.categories[0]
+
+
+def test_vision_step_counts_seaquest_frames_without_lives_as_refused():
+    # OCAtari's Seaquest vision with its HUD on indexes the lives it finds; a black frame has none.
+    from ocatari.ram.extract_ram_info import init_objects
+    from ocatari.vision.extract_vision_info import detect_objects_vision
+
+    from trainers.ground_truth import vision_step
+
+    objects = init_objects("Seaquest", True)
+    assert not vision_step(detect_objects_vision, objects, np.zeros((210, 160, 3), np.uint8), "Seaquest", True)

@@ -47,13 +47,14 @@ def vision_step(detect: Callable[..., Any], objects: list[Any], frame: np.ndarra
 
     ``detect`` is OCAtari's ``detect_objects_vision``. Its per-game code raises ValueError when it
     finds more objects of a class than its list holds (SpaceInvaders' satellite drawn as two
-    boxes in later waves); such a frame counts as vision finding nothing, and the caller should
+    boxes in later waves), and its Seaquest HUD code raises IndexError on a frame with no lives
+    left drawn; such a frame counts as vision finding nothing, and the caller should
     count it, so that a baseline's failure shows in the table instead of ending the run. The
     list may be left half-updated; the next frame's call overwrites every position it reports.
     """
     try:
         detect(objects, frame, game, hud)
-    except ValueError:
+    except (ValueError, IndexError):
         return False
     return True
 
