@@ -365,9 +365,10 @@ class SpaceDetector:
         elif self.refine and len(keep):
             boxes[keep] = refine_boxes_batched(frames, boxes[keep], b_idx[keep])
         _mark(marks, "pixel-tight boxes")
+        # No detection (a black frame at reset): nothing to name, and no colours were read.
         cats = (
             self.classifier.predict(z_what, model_sizes, colours)
-            if self.classifier is not None
+            if self.classifier is not None and len(keep)
             else [DEFAULT_CATEGORY] * len(keep)
         )
         _mark(marks, "classifier")
