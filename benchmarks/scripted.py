@@ -199,6 +199,9 @@ def _seaquest(ram: np.ndarray, objects: Sequence[Detection]) -> int:
     return _DIRECTIONS[vert + horiz] + 8
 
 
+_ASTERIX_MOVES = {"": 0, "UP": 1, "RIGHT": 2, "LEFT": 3, "DOWN": 4, "UPRIGHT": 5, "UPLEFT": 6, "DOWNRIGHT": 7, "DOWNLEFT": 8}
+"""Asterix's 9-action set (no FIRE)."""
+
 _ASTERIX_LANE_PX = 8.0
 """Objects whose centres are within this many rows of the player's share its lane."""
 
@@ -227,8 +230,7 @@ def _asterix(ram: np.ndarray, objects: Sequence[Detection]) -> int:
     dy, dx = aim.center[1] - py, aim.center[0] - px
     vert = "DOWN" if dy > _ASTERIX_LANE_PX / 2 else "UP" if dy < -_ASTERIX_LANE_PX / 2 else ""
     horiz = "RIGHT" if dx > 4 else "LEFT" if dx < -4 else ""
-    return {"": 0, "UP": 1, "RIGHT": 2, "LEFT": 3, "DOWN": 4, "UPRIGHT": 5, "UPLEFT": 6, "DOWNRIGHT": 7,
-            "DOWNLEFT": 8}[vert + horiz]
+    return _ASTERIX_MOVES[vert + horiz]
 
 
 def _stateless(policy: ScriptedPolicy) -> Callable[[int], ScriptedPolicy]:
