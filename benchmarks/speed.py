@@ -67,9 +67,20 @@ class SpeedRow:
     note: str = ""
 
 
-def time_single(make: Callable[[], Any], steps: int, warmup: int, seed: int, ocatari: bool = False) -> tuple[int, float]:
-    """Time ``steps`` random-action steps of one env (reset on episode end); (steps, seconds)."""
+def time_single(
+    make: Callable[[], Any], steps: int, warmup: int, seed: int, ocatari: bool = False
+) -> tuple[int, float] | tuple[int, float, int]:
+    """Time ``steps`` random-action steps of one env (reset on episode end); (steps, seconds).
+
+    With ``ocatari`` the env is OCAtari's, whose step returns (obs, reward, truncated,
+    terminated, info) and whose vision code raises ValueError or IndexError on some frames
+    (Seaquest: more enemy missiles than its list holds; its HUD code on the last life) after the
+    emulator has stepped. Such a step counts, as :func:`trainers.ground_truth.vision_step` counts
+    a frame where vision found nothing, and the result gains a third item: the number of steps
+    that raised (0 when none did), for the table's note.
+    """
     env = make()
+    refused = 0
     try:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -77,17 +88,28 @@ def time_single(make: Callable[[], Any], steps: int, warmup: int, seed: int, oca
         rng = np.random.default_rng(seed)
         actions = rng.integers(0, n_act, size=steps + warmup)
 
-        def run(lo: int, hi: int) -> None:
+        def run(lo: int, hi: int) -> int:
+            raised = 0
             for t in range(lo, hi):
-                out = env.step(int(actions[t]))
-                # OCAtari returns (obs, reward, truncated, terminated, info): either flag ends it.
-                if out[2] or out[3]:
+                if not ocatari:
+                    out = env.step(int(actions[t]))
+                    done = out[2] or out[3]
+                else:
+                    try:
+                        out = env.step(int(actions[t]))
+                        done = out[2] or out[3]
+                    except (ValueError, IndexError):
+                        raised += 1
+                        # The emulator stepped before OCAtari's detection raised.
+                        done = env._env.unwrapped.ale.game_over()
+                if done:
                     env.reset()
+            return raised
 
         run(0, warmup)
         with Timer() as timer:
-            run(warmup, warmup + steps)
-        return steps, timer.seconds
+            refused = run(warmup, warmup + steps)
+        return (steps, timer.seconds, refused) if ocatari else (steps, timer.seconds)
     finally:
         env.close()
 
@@ -338,8 +360,13 @@ def run(
     for name, n, dev, job, note in tqdm(plan, desc="speed", unit="row"):
         row = SpeedRow(name, n, dev, note=note)
         if job is not None:
-            row.steps, row.seconds = job()
+            row.steps, row.seconds, *refused = job()
             row.steps_per_s = row.steps / row.seconds
+            if refused and refused[0]:
+                row.note = (
+                    f"its detection raised on {refused[0]} of {row.steps} steps (ValueError/IndexError from its "
+                    "per-game code), each timed as a step"
+                )
         rows.append(row)
     detect_rows: list[DetectRow] = []
     if folders:

@@ -392,7 +392,9 @@ _SPECS: tuple[GameSpec, ...] = (
             FlyingDuck=6,
             ExtraBullets=6,
         ),
-        max_object_size=(20, 20),
+        # 28 wide: the wheel (22-28 x 12 px) is an object; the bonus value beside it ("-500", 32 px)
+        # and most of the bullet bar at the bottom stay out of the targets.
+        max_object_size=(28, 20),
         screen_height=214,
     ),
 )

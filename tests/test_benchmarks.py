@@ -236,3 +236,42 @@ def test_detection_truth_leaves_out_mspacman_bottom_bar_fruit() -> None:
     assert all(len(t) and (t[:, 1] < 171).all() for t in data["truth"])
     scores = score_frames(data["ram_oracle"], data["truth"], data["hud"])
     assert scores["recall"] == 1.0 and scores["precision"] == 1.0
+
+
+class _RaisingVisionEnv:
+    """OCAtari-shaped env whose detection raises on every third step, after the emulator stepped."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        import gymnasium as gym
+
+        self.action_space = gym.spaces.Discrete(3)
+        self.t = 0
+        self.resets = 0
+        ale = SimpleNamespace(game_over=lambda: self.t % 10 == 0)
+        self._env = SimpleNamespace(unwrapped=SimpleNamespace(ale=ale))
+
+    def reset(self, **_: object) -> tuple[np.ndarray, dict]:
+        self.resets += 1
+        return np.zeros(1), {}
+
+    def step(self, action: int) -> tuple:
+        self.t += 1
+        if self.t % 3 == 0:
+            raise ValueError("more objects than its list holds")
+        return np.zeros(1), 0.0, False, self.t % 10 == 0, {}
+
+    def close(self) -> None:
+        pass
+
+
+def test_time_single_counts_ocatari_steps_that_raise() -> None:
+    env = _RaisingVisionEnv()
+    steps, seconds, raised = speed.time_single(lambda: env, steps=30, warmup=0, seed=0, ocatari=True)
+    assert (steps, raised) == (30, 10)
+    assert seconds > 0
+    # Episode ends are still seen on a step that raised (t = 30) and on one that did not (10, 20).
+    assert env.resets == 1 + 3
+    with pytest.raises(ValueError, match="list holds"):
+        speed.time_single(_RaisingVisionEnv, steps=30, warmup=0, seed=0)
