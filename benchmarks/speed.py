@@ -73,9 +73,10 @@ def time_single(
     """Time ``steps`` random-action steps of one env (reset on episode end); (steps, seconds).
 
     With ``ocatari`` the env is OCAtari's, whose step returns (obs, reward, truncated,
-    terminated, info) and whose vision code raises ValueError or IndexError on some frames
-    (Seaquest: more enemy missiles than its list holds; its HUD code on the last life) after the
-    emulator has stepped. Such a step counts, as :func:`trainers.ground_truth.vision_step` counts
+    terminated, info) and raises ValueError or IndexError on some frames after the emulator has
+    stepped: its vision code (Seaquest: more enemy missiles than its list holds; its HUD code on
+    the last life), or its object-vector observation when the number of objects changes
+    (Carnival, in RAM mode too). Such a step counts, as :func:`trainers.ground_truth.vision_step` counts
     a frame where vision found nothing, and the result gains a third item: the number of steps
     that raised (0 when none did), for the table's note.
     """
@@ -364,8 +365,8 @@ def run(
             row.steps_per_s = row.steps / row.seconds
             if refused and refused[0]:
                 row.note = (
-                    f"its detection raised on {refused[0]} of {row.steps} steps (ValueError/IndexError from its "
-                    "per-game code), each timed as a step"
+                    f"its step raised on {refused[0]} of {row.steps} steps (ValueError/IndexError from its per-game "
+                    "code or its object-vector observation), each timed as a step"
                 )
         rows.append(row)
     detect_rows: list[DetectRow] = []
