@@ -299,3 +299,11 @@ def test_a_hud_band_set_by_hand_replaces_the_derived_one_and_is_in_the_card(tmp_
     assert derived["hud_bands"]["bands"] == [[0, 0, 160, 20]] and "a test's reason" in derived["hud_bands"]["source"]
     assert {"setting": "hud_bands", "value": [[0, 0, 160, 20]], "why": "trainers.motion.HUD_BAND_OVERRIDES: a test's reason"} in derived["overrides"]
     assert any(o["setting"] == "hud_bands" and why in o["why"] for o in pl._overrides("Carnival"))
+
+
+@pytest.mark.parametrize("game, split", [("Boxing", True), ("Seaquest", True), ("Skiing", False), ("Pong", False)])
+def test_the_colour_split_is_an_override_the_card_names(game: str, split: bool) -> None:
+    settings = {o["setting"]: o for o in pl._overrides(game)}
+    assert ("split_colours" in settings) is split
+    if split:
+        assert settings["split_colours"]["value"] is True and "COLOUR_SPLIT_GAMES" in settings["split_colours"]["why"]
