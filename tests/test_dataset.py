@@ -232,6 +232,25 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert "Unknown game 'Pongg'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, split", [("game", True), ("off", False)])
+def test_cli_colour_split_and_hud_regions_are_recorded(tmp_path, capsys, flag: str, split: bool):
+    """Boxing splits by colour unless told off; given HUD rectangles reach meta.json."""
+    out = tmp_path / flag
+    args = ["--game", "Boxing", "--out", str(out), "--train", "2", "--val", "0", "--test", "0", "--chunk-stacks", "2"]
+    main([*args, "--quiet", "--split-colours", flag, "--hud-regions", "0,0,160,26"])
+    meta = load_meta(out)
+    assert meta["build"]["split_colours"] is split and meta["hud_regions"] == [[0, 0, 160, 26]]
+    assert '"recall_moved_by_category"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text", ["0,0,160", "a,b,c,d", "0,0,0,10", ""])
+def test_cli_refuses_malformed_hud_regions(tmp_path, capsys, text: str):
+    with pytest.raises(SystemExit) as exc:
+        main(["--game", "Pong", "--out", str(tmp_path / "x"), "--quiet", "--hud-regions", text])
+    assert exc.value.code == 2
+    assert "expected rectangles 'x,y,w,h;...'" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- damaged files
 def _copy(root: Path, dest: Path) -> Path:
     shutil.copytree(root, dest, ignore=shutil.ignore_patterns(".cache", "vis"))

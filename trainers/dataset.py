@@ -483,6 +483,7 @@ def build_dataset(
     hud_regions: Sequence[Sequence[int]] | None = None,
     progress: bool = True,
     on_chunk: Callable[[str, int], None] | None = None,
+    split_colours: bool | None = None,
 ) -> dict[str, Any]:
     """Build (or finish) the dataset of ``game`` in ``out``; return the report.
 
@@ -492,7 +493,9 @@ def build_dataset(
     ``on_chunk(split, chunk)`` is called after each chunk is saved; raising there
     (e.g. :class:`BuildInterrupted`) stops the build, and calling again resumes.
     A callable ``policy`` is recorded by its type name only: resuming with a
-    different callable of the same type is not detected.
+    different callable of the same type is not detected. ``split_colours``: split motion blobs
+    by sprite colour (None: as :data:`trainers.motion.COLOUR_SPLIT_GAMES` says for the game;
+    True / False to measure what the split changes, in the report's recall per category).
     """
     spec = get_game(game)
     if train < 1 or val < 0 or test < 0:
@@ -504,7 +507,7 @@ def build_dataset(
         grid=grid, T=T, warmup=warmup, warmup_jitter=warmup_jitter,
         stacks_per_episode=stacks_per_episode, max_gap=max_gap, chunk_stacks=chunk_stacks,
         background_frames=background_frames, hud_mask=hud_mask,
-        split_colours=spec.name in COLOUR_SPLIT_GAMES,
+        split_colours=spec.name in COLOUR_SPLIT_GAMES if split_colours is None else bool(split_colours),
         max_object_size=tuple(spec.max_object_size),
     )  # fmt: skip
     if hud_regions is not None and not hud_mask:
@@ -563,7 +566,7 @@ def build_dataset(
     motion_cfg = MotionConfig(
         max_object_size=tuple(spec.max_object_size),
         ignore=tuple(tuple(r) for r in regions),
-        split_colours=spec.name in COLOUR_SPLIT_GAMES,
+        split_colours=settings.split_colours,
     )
     bg_path = out / BACKGROUND_FILE
     if bg_path.is_file():
@@ -681,6 +684,17 @@ def _write_vis(out: Path, s: BuildSettings, background: np.ndarray, per_split: i
             _save_png(vis_dir / f"{split}_{i}.png", panel)
 
 
+def _regions(text: str) -> list[list[int]]:
+    """``'x,y,w,h;x,y,w,h'`` -> rectangles, for ``--hud-regions``."""
+    try:
+        rects = [[int(v) for v in part.split(",")] for part in text.split(";") if part.strip()]
+    except ValueError:
+        rects = []
+    if not rects or any(len(r) != 4 or min(r[2:]) <= 0 for r in rects):
+        raise argparse.ArgumentTypeError(f"expected rectangles 'x,y,w,h;...' with w, h > 0, got {text!r}")
+    return rects
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point: ``python -m trainers.dataset --game Pong --out data/Pong``."""
     p = argparse.ArgumentParser(
@@ -700,6 +714,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--chunk-stacks", type=int, default=256, help="stacks per resumable chunk")
     p.add_argument("--no-hud-mask", action="store_true", help="keep HUD regions in the targets")
     p.add_argument(
+        "--hud-regions", type=_regions, default=None,
+        help="HUD rectangles 'x,y,w,h;x,y,w,h' left out of the targets (default: the game's hand-set "
+        "entry of trainers.motion.HUD_REGIONS, none for most games; moc-envs train derives them)",
+    )  # fmt: skip
+    p.add_argument(
+        "--split-colours", choices=("game", "on", "off"), default="game",
+        help="split motion blobs by sprite colour: as trainers.motion.COLOUR_SPLIT_GAMES says for the "
+        "game, or on / off to compare the targets' recall per category (report.json)",
+    )  # fmt: skip
+    p.add_argument(
         "--force", action="store_true",
         help="rebuild from scratch: delete the previous build's files first (also a damaged or "
         "differently configured one); every file is then written atomically, and an interrupted "
@@ -712,7 +736,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report = build_dataset(
             a.game, a.out, a.train, a.val, a.test, seed=a.seed, policy=a.policy, grid=a.grid,
             force=a.force, vis=a.vis, chunk_stacks=a.chunk_stacks, hud_mask=not a.no_hud_mask,
-            progress=not a.quiet,
+            hud_regions=a.hud_regions, progress=not a.quiet,
+            split_colours={"game": None, "on": True, "off": False}[a.split_colours],
         )  # fmt: skip
     except MocEnvsError as err:
         p.exit(2, f"error: {err}\n")

@@ -55,7 +55,7 @@ def build_raw_frames(root: str | Path, split: str, progress: bool = True, force:
     """
     from moc_envs.games import get_game
     from trainers import dataset as ds
-    from trainers.motion import COLOUR_SPLIT_GAMES, HUD_REGIONS, MotionConfig
+    from trainers.motion import HUD_REGIONS, MotionConfig
     from trainers.storage import BACKGROUND_FILE, save_npz_atomic
 
     root = Path(root)
@@ -72,10 +72,11 @@ def build_raw_frames(root: str | Path, split: str, progress: bool = True, force:
     background = ds._load_png(root / BACKGROUND_FILE)
     # The regions the build left out (derived ones included), as meta.json records them.
     table = HUD_REGIONS.get(spec.name, ()) if settings.hud_mask else ()
+    # The motion settings the build recorded, not today's table: a replay must give its targets.
     motion_cfg = MotionConfig(
-        max_object_size=tuple(spec.max_object_size),
+        max_object_size=settings.max_object_size,
         ignore=tuple(tuple(r) for r in meta.get("hud_regions", table)),
-        split_colours=spec.name in COLOUR_SPLIT_GAMES,
+        split_colours=settings.split_colours,
     )
     T = stored.frames.shape[1]
     raw = np.zeros((n, T, 210, 160, 3), np.uint8)
