@@ -392,9 +392,7 @@ _SPECS: tuple[GameSpec, ...] = (
             FlyingDuck=6,
             ExtraBullets=6,
         ),
-        # 28 wide: the wheel (22-28 x 12 px) is an object; the bonus value beside it ("-500", 32 px)
-        # and most of the bullet bar at the bottom stay out of the targets.
-        max_object_size=(28, 20),
+        max_object_size=(20, 20),
         screen_height=214,
     ),
 )

@@ -111,6 +111,7 @@ HELP_MODULES = [
     "trainers.raw_frames",
     "trainers.distill",
     "trainers.pipeline",
+    "trainers.unmatched",
     "benchmarks.speed",
     "benchmarks.flicker",
     "benchmarks.ddp_speed",

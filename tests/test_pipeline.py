@@ -271,36 +271,6 @@ def test_real_stages_end_to_end_on_a_tiny_dataset(tmp_path, monkeypatch, tiny_po
     assert "bar" in pl.format_summary(summary) and 'gym.make("MOC/Pong-v0"' in pl.format_summary(summary)
 
 
-def test_a_hud_band_set_by_hand_replaces_the_derived_one_and_is_in_the_card(tmp_path, fake_stages, monkeypatch) -> None:
-    """Carnival's wheel spins in place below the score, where the derived rule sees a HUD: a band
-    set in trainers.motion.HUD_BAND_OVERRIDES is used as is (nothing derived) and the card says why."""
-    import trainers.dataset
-    import trainers.motion
-
-    carnival, why = trainers.motion.HUD_BAND_OVERRIDES["Carnival"]
-    assert carnival == ((0, 0, 160, 11),)  # the score (rows 2-9), not the wheel (rows 15-27)
-    monkeypatch.setitem(trainers.motion.HUD_BAND_OVERRIDES, "Pong", (((0, 0, 160, 20),), "a test's reason"))
-
-    def no_probe(*_: object, **__: object):
-        raise AssertionError("derived HUD bands although the game has them set by hand")
-
-    seen: dict[str, object] = {}
-
-    def build(game, data, hud_regions=None, **_: object) -> dict:
-        seen["hud_regions"] = hud_regions
-        return {"splits": {"train": {"stacks": 1}}}
-
-    monkeypatch.setattr(pl, "probe_pairs", no_probe)
-    monkeypatch.setattr(trainers.dataset, "build_dataset", build)
-    monkeypatch.setitem(pl.STAGE_FUNCS, "dataset", STAGE_FUNCS["dataset"])
-    run_pipeline(_cfg(tmp_path), log=lambda _: None)
-    assert seen["hud_regions"] == [[0, 0, 160, 20]]
-    derived = read_state(tmp_path / "run", "Pong")["derived"]
-    assert derived["hud_bands"]["bands"] == [[0, 0, 160, 20]] and "a test's reason" in derived["hud_bands"]["source"]
-    assert {"setting": "hud_bands", "value": [[0, 0, 160, 20]], "why": "trainers.motion.HUD_BAND_OVERRIDES: a test's reason"} in derived["overrides"]
-    assert any(o["setting"] == "hud_bands" and why in o["why"] for o in pl._overrides("Carnival"))
-
-
 @pytest.mark.parametrize("game, split", [("Boxing", True), ("Seaquest", True), ("Skiing", False), ("Pong", False)])
 def test_the_colour_split_is_an_override_the_card_names(game: str, split: bool) -> None:
     settings = {o["setting"]: o for o in pl._overrides(game)}

@@ -31,7 +31,6 @@ from scipy.optimize import linear_sum_assignment
 __all__ = [
     "FRAME_SHAPE",
     "HUD_REGIONS",
-    "HUD_BAND_OVERRIDES",
     "COLOUR_SPLIT_GAMES",
     "MotionConfig",
     "MotionResult",
@@ -59,18 +58,6 @@ HUD_REGIONS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
     "Skiing": ((0, 0, 160, 25),),
 }
 """Per-game screen rectangles excluded from the motion targets (score, clock)."""
-
-HUD_BAND_OVERRIDES: dict[str, tuple[tuple[tuple[int, int, int, int], ...], str]] = {
-    # Carnival's shooting-gallery wheel spins in place at rows 15-27, 6 rows below the score:
-    # it changes at a fixed place like a clock's digits and no shift explains its turning, so
-    # trainers.derive.hud_bands joins it to the score's band (rows 0-27) and the detector never
-    # learns it, though OCAtari lists it as an object. The score's own run is rows 2-9.
-    "Carnival": (
-        ((0, 0, 160, 11),),
-        "the wheel spins in place just below the score; the derived rule (rows 0-27) took it for part of the HUD",
-    ),
-}
-"""HUD bands set by hand where :func:`trainers.derive.hud_bands` is wrong, with the reason (for the card)."""
 
 COLOUR_SPLIT_GAMES = frozenset({"Boxing", "Seaquest"})
 """Games whose objects are single-coloured sprites that often touch: Boxing's boxers

@@ -304,7 +304,6 @@ def probe_pairs(game: str, n: int, seed: int = 0) -> Any:
 def _stage_dataset(run: _Run) -> dict[str, Any]:
     from trainers.dataset import build_dataset
     from trainers.derive import hud_bands
-    from trainers.motion import HUD_BAND_OVERRIDES
     from trainers.storage import META_FILE
 
     entry = run.stage("dataset")
@@ -315,10 +314,6 @@ def _stage_dataset(run: _Run) -> dict[str, Any]:
             meta = json.loads(meta_path.read_text())
             bands = meta.get("hud_regions", [])
             hud = {"bands": bands, "source": f"as recorded in {meta_path}, a dataset this run did not build"}
-        elif run.game in HUD_BAND_OVERRIDES:
-            given, why = HUD_BAND_OVERRIDES[run.game]
-            bands = [list(b) for b in given]
-            hud = {"bands": bands, "source": f"trainers.motion.HUD_BAND_OVERRIDES, set by hand: {why}"}
         else:
             run.log(f"deriving HUD bands from {run.cfg.probe_pairs} pairs of frames of random play")
             pairs = probe_pairs(run.game, run.cfg.probe_pairs, run.cfg.seed)
@@ -623,7 +618,7 @@ STAGE_FUNCS: dict[str, Callable[[_Run], dict[str, Any]]] = {
 def _overrides(game: str) -> list[dict[str, Any]]:
     """Per-game settings that stay in code, each with the reason it is there (for the card)."""
     from trainers.config import make_config
-    from trainers.motion import COLOUR_SPLIT_GAMES, HUD_BAND_OVERRIDES
+    from trainers.motion import COLOUR_SPLIT_GAMES
 
     spec = get_game(game)
     out = [
@@ -633,9 +628,6 @@ def _overrides(game: str) -> list[dict[str, Any]]:
             "why": "moc_envs.games: larger motion boxes are flashes or scrolling artefacts, dropped from the targets",
         }
     ]
-    if spec.name in HUD_BAND_OVERRIDES:
-        bands, why = HUD_BAND_OVERRIDES[spec.name]
-        out.append({"setting": "hud_bands", "value": [list(b) for b in bands], "why": f"trainers.motion.HUD_BAND_OVERRIDES: {why}"})
     if spec.name in COLOUR_SPLIT_GAMES:
         out.append(
             {
