@@ -7,6 +7,7 @@ The detector is a randomly initialised, exported SPACE encoder: these tests chec
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,13 @@ def test_vision_step_counts_seaquest_frames_without_lives_as_refused():
 
     objects = init_objects("Seaquest", True)
     assert not vision_step(detect_objects_vision, objects, np.zeros((210, 160, 3), np.uint8), "Seaquest", True)
+
+
+def test_refresh_keeps_what_the_card_said_of_a_dataset_that_is_gone(tmp_path) -> None:
+    """Bundled cards name a run's dataset folder that a fresh checkout does not have."""
+    folder = tmp_path / "Carnival"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "weights" / "Carnival", folder)
+    before = json.loads((folder / "card.json").read_text())["dataset"]
+    assert not Path(before["path"]).joinpath("meta.json").is_file() and before["policy"] == "random"
+    after = card_main(["--game", "Carnival", "--weights", str(folder), "--refresh"])["dataset"]
+    assert after == before

@@ -463,6 +463,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     card = build_card(
         args.game, args.weights, args.run, args.hardware, args.train_minutes, args.eval, derived, shortfall
     )
+    if args.refresh and card["dataset"].get("path") == (old.get("dataset") or {}).get("path"):
+        # The dataset folder is often gone (a run's data, not shipped): keep what the card said of it.
+        card["dataset"] = {**(old.get("dataset") or {}), **{k: v for k, v in card["dataset"].items() if v is not None}}
     j, m = write_card(card, args.weights)
     print(card_markdown(card))
     print(f"wrote {j} and {m}")
