@@ -59,15 +59,13 @@ HUD_REGIONS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
 }
 """Per-game screen rectangles excluded from the motion targets (score, clock)."""
 
-COLOUR_SPLIT_GAMES = frozenset({"Boxing", "Seaquest"})
+COLOUR_SPLIT_GAMES = frozenset({"Boxing"})
 """Games whose objects are single-coloured sprites that often touch: Boxing's boxers
-(white and black) merge into one motion blob whenever they clinch, and Seaquest's divers
-swim beside a shark in the same lane, so blobs are split by colour there (measured on 384
-stacks of Seaquest's random play against OCAtari's RAM, ``python -m trainers.dataset
---split-colours off`` / ``on``: motion boxes found 0.888 -> 0.987 of the moving divers,
-0.835 -> 0.879 of the enemy missiles, 0.920 -> 0.890 of the sharks).
-Not for games with multi-coloured objects (Skiing's trees are green and brown and would be
-cut in two)."""
+(white and black) merge into one motion blob whenever they clinch, so blobs are
+split by colour there. Not for games with multi-coloured objects (Skiing's trees
+are green and brown and would be cut in two). Seaquest was tried (2026-12-02): the split
+raised the motion targets' recall of divers (0.888 -> 0.987) but the detector trained on
+them found fewer divers and enemy missiles (README, Seaquest), so it is not set."""
 
 
 @dataclass(frozen=True)
