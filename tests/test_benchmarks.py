@@ -275,3 +275,29 @@ def test_time_single_counts_ocatari_steps_that_raise() -> None:
     assert env.resets == 1 + 3
     with pytest.raises(ValueError, match="list holds"):
         speed.time_single(_RaisingVisionEnv, steps=30, warmup=0, seed=0)
+
+
+def test_games_table_gathers_every_committed_result(tmp_path) -> None:
+    from benchmarks import games
+    from benchmarks.common import RESULTS_DIR
+
+    table = games.run(RESULTS_DIR, tmp_path)
+    assert {"Pong", "Boxing", "Skiing", "Freeway", "Breakout", "SpaceInvaders", "MsPacman", "Seaquest"} <= set(table)
+    pong = table["Pong"]
+    assert {"speed", "detection", "probe"} <= set(pong)
+    assert 0 < pong["speed"]["learned_1_env"] < 1 and pong["detection"]["objects_per_frame"] > 0
+    speed = json.loads((RESULTS_DIR / "speed.json").read_text())
+    assert pong["speed"]["raw_ale_steps_per_s"] == speed["rows"][0]["steps_per_s"]
+    md = (tmp_path / "games.md").read_text()
+    assert md.count("\n| ") >= len(table) + 1 and (tmp_path / "games.png").stat().st_size > 0
+
+
+def test_games_table_refuses_a_folder_without_results(tmp_path, capsys) -> None:
+    from benchmarks import games
+
+    with pytest.raises(SystemExit) as exc:
+        games.main(["--results", str(tmp_path), "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "no speed.json, detection.json or probe.json" in capsys.readouterr().err
+    (tmp_path / "speed.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        games.gather(tmp_path)

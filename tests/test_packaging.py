@@ -120,6 +120,7 @@ HELP_MODULES = [
     "benchmarks.agents",
     "benchmarks.train_speed",
     "benchmarks.transfer",
+    "benchmarks.games",
     "benchmarks",
     "examples.rllib_ppo",
 ]
