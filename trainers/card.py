@@ -451,6 +451,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     args = p.parse_args(argv)
     derived = None
+    old: dict[str, Any] = {}
     shortfall = _read_shortfall(args.shortfall) if args.shortfall else None
     if args.refresh:
         old = _existing_card(Path(args.weights))
@@ -463,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     card = build_card(
         args.game, args.weights, args.run, args.hardware, args.train_minutes, args.eval, derived, shortfall
     )
-    if args.refresh and card["dataset"].get("path") == (old.get("dataset") or {}).get("path"):
+    if old and card["dataset"].get("path") == (old.get("dataset") or {}).get("path"):
         # The dataset folder is often gone (a run's data, not shipped): keep what the card said of it.
         card["dataset"] = {**(old.get("dataset") or {}), **{k: v for k, v in card["dataset"].items() if v is not None}}
     j, m = write_card(card, args.weights)
