@@ -296,17 +296,20 @@ def probe_all(data: dict[str, Any], epochs: int, seed: int) -> dict[str, Any]:
 
 
 def label_accuracy(estimates: dict[str, np.ndarray], truth: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
-    """Per estimated label: coverage, exact, within 2, MAE over the steps where it was present."""
+    """Per estimated label: coverage, exact, within 2, MAE and the median signed error (estimate
+    minus RAM: a constant offset shows here) over the steps where it was present."""
     out: dict[str, dict[str, float]] = {}
     for lab, est in estimates.items():
         t = truth[:, names.index(lab)].astype(np.float64)
         present = ~np.isnan(est)
-        err = np.abs(est[present] - t[present])
+        signed = est[present] - t[present]
+        err = np.abs(signed)
         out[lab] = {
             "coverage": float(present.mean()),
             "exact": float((err == 0).mean()) if len(err) else float("nan"),
             "within_2": float((err <= 2).mean()) if len(err) else float("nan"),
             "mae": float(err.mean()) if len(err) else float("nan"),
+            "median_error": float(np.median(signed)) if len(err) else float("nan"),
         }
     return out
 
@@ -374,13 +377,13 @@ def _write(result: dict[str, Any], out: Path) -> None:
             label_rows.append([rep, lab, m["f1"], m["accuracy"], m["val_accuracy"], m["epochs"]])
     per_label = markdown_table(["representation", "label", "test F1", "test accuracy", "best val accuracy", "epochs"], label_rows)
     acc_rows = [
-        [det, lab, m["coverage"], m["exact"], m["within_2"], m["mae"]]
+        [det, lab, m["coverage"], m["exact"], m["within_2"], m["mae"], m.get("median_error")]
         for det, labels in result["label_accuracy"].items()
         for lab, m in labels.items()
     ]
     if not result["learned_available"]:
-        acc_rows.append(["learned", "-", None, None, None, None])
-    acc = markdown_table(["detector", "label", "coverage", "exact", "within 2", "MAE"], acc_rows)
+        acc_rows.append(["learned", "-", None, None, None, None, None])
+    acc = markdown_table(["detector", "label", "coverage", "exact", "within 2", "MAE", "median error"], acc_rows)
     ent = ", ".join(f"{k} {v:.2f}" for k, v in probe["entropy"].items())
     body = (
         f"Game: {game}; {result['steps']} samples from {probe['episodes']} episodes "
@@ -402,7 +405,8 @@ def _write(result: dict[str, Any], out: Path) -> None:
         f"## Probe F1 (AtariARI protocol)\n\n{summary}\n\n## Per label\n\n{per_label}\n\n"
         "## Direct accuracy of info[\"labels\"] against info[\"ram_labels\"]\n\n"
         "Coverage: fraction of steps where the label was estimated (its object seen); exact / "
-        f"within 2 / MAE over those steps.\n\n{acc}\n\n## Deviations from the protocol\n\n"
+        "within 2 / MAE over those steps; median error: the median of estimate minus RAM (a constant offset of the "
+        f"box against the one the label was calibrated on shows here).\n\n{acc}\n\n## Deviations from the protocol\n\n"
         + "\n".join(f"- {d}" for d in result["deviations"])
         + "\n\n![probe F1](probe.png)\n"
     )

@@ -65,6 +65,7 @@ def test_probe_helpers() -> None:
     acc = label_accuracy({"a": np.array([10.0, 21.0, np.nan, 45.0])}, truth, ["a"])["a"]
     assert acc["coverage"] == 0.75 and acc["exact"] == pytest.approx(1 / 3)
     assert acc["within_2"] == pytest.approx(2 / 3) and acc["mae"] == pytest.approx(2.0)
+    assert acc["median_error"] == 1.0  # errors 0, +1, +5: the estimate sits above the RAM
     # Two slots: a present object at (10, 20) px, an empty slot.
     obs = np.zeros((1, 2 * 7), np.float32)
     obs[0, :3] = (1.0, 10 / 160, 20 / 210)
