@@ -69,16 +69,16 @@ class SpeedRow:
 
 def time_single(
     make: Callable[[], Any], steps: int, warmup: int, seed: int, ocatari: bool = False
-) -> tuple[int, float] | tuple[int, float, int]:
-    """Time ``steps`` random-action steps of one env (reset on episode end); (steps, seconds).
+) -> tuple[int, float, int]:
+    """Time ``steps`` random-action steps of one env (reset on episode end); (steps, seconds, raised).
 
     With ``ocatari`` the env is OCAtari's, whose step returns (obs, reward, truncated,
     terminated, info) and raises ValueError or IndexError on some frames after the emulator has
     stepped: its vision code (Seaquest: more enemy missiles than its list holds; its HUD code on
     the last life), or its object-vector observation when the number of objects changes
     (Carnival, in RAM mode too). Such a step counts, as :func:`trainers.ground_truth.vision_step` counts
-    a frame where vision found nothing, and the result gains a third item: the number of steps
-    that raised (0 when none did), for the table's note.
+    a frame where vision found nothing; ``raised`` is the number of such steps (always 0 for
+    other envs, whose errors propagate), for the table's note.
     """
     env = make()
     refused = 0
@@ -92,17 +92,16 @@ def time_single(
         def run(lo: int, hi: int) -> int:
             raised = 0
             for t in range(lo, hi):
-                if not ocatari:
+                try:
                     out = env.step(int(actions[t]))
+                    # OCAtari returns (obs, reward, truncated, terminated, info): either flag ends it.
                     done = out[2] or out[3]
-                else:
-                    try:
-                        out = env.step(int(actions[t]))
-                        done = out[2] or out[3]
-                    except (ValueError, IndexError):
-                        raised += 1
-                        # The emulator stepped before OCAtari's detection raised.
-                        done = env._env.unwrapped.ale.game_over()
+                except (ValueError, IndexError):
+                    if not ocatari:
+                        raise
+                    raised += 1
+                    # The emulator stepped before OCAtari's detection raised.
+                    done = env._env.unwrapped.ale.game_over()
                 if done:
                     env.reset()
             return raised
@@ -110,7 +109,7 @@ def time_single(
         run(0, warmup)
         with Timer() as timer:
             refused = run(warmup, warmup + steps)
-        return (steps, timer.seconds, refused) if ocatari else (steps, timer.seconds)
+        return steps, timer.seconds, refused
     finally:
         env.close()
 
@@ -397,7 +396,7 @@ def run(
     # Raw ALE once more at the end: on a shared machine the load can change during the run, so
     # every ratio is to the mean of the two measurements (both are in the table).
     end = SpeedRow(f"raw {spec.ale_id}, again at the end", 1, "-")
-    end.steps, end.seconds = time_single(_ale(spec.ale_id), steps, warmup, seed)
+    end.steps, end.seconds, _ = time_single(_ale(spec.ale_id), steps, warmup, seed)
     end.steps_per_s = end.steps / end.seconds
     rows.append(end)
     base = (rows[0].steps_per_s + end.steps_per_s) / 2
