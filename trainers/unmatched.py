@@ -57,7 +57,8 @@ def unmatched_predictions(
             predictions += len(dets)
             pred = np.array([[d.x, d.y, d.w, d.h] for d in dets], np.float64).reshape(-1, 4)
             gt, _ = truth.boxes(stack, t)
-            hud_idx = truth.rows(stack, t)[truth.hud[truth.rows(stack, t)]]
+            rows = truth.rows(stack, t)
+            hud_idx = rows[truth.hud[rows]]
             hud = np.stack([truth.x[hud_idx], truth.y[hud_idx], truth.w[hud_idx], truth.h[hud_idx]], axis=1)
             matched = set(match_pairs(pred, gt)[0].tolist()) | set(match_pairs(pred, hud)[0].tolist())
             for i, d in enumerate(dets):
