@@ -10,7 +10,9 @@ error). Each step yields the same moment as two observations, and the report say
 differ and what that does to the agent's choice:
 
 - per slot: how often the oracle sees the object and the learned detector does not (misses),
-  how long the runs of consecutive misses are, and the other way round (extra objects);
+  how long the runs of consecutive misses are, and the other way round (extra objects); the
+  miss rate apart from and touching another object (oracle boxes at most ``TOUCH_GAP`` px apart:
+  Pong's ball on a paddle, Boxing's clinches), where detectors trained on motion blobs fail;
 - per feature, where both see the object: the mean and 99th percentile of the absolute
   difference, in pixels (pixels per step for velocities);
 - action agreement: the share of steps where the agent picks the same action on both
@@ -50,6 +52,10 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 """Columns of the object observation substituted together in the attribution (besides the rows
 of objects that one detector sees and the other does not, substituted whole)."""
+
+TOUCH_GAP = 2.0
+"""An object whose oracle box lies within this many pixels of another present object's (edge to
+edge) is touching it: the motion targets' 3 x 3 closing joins such sprites into one blob."""
 
 # Pixels per unit of each observation column (present has none).
 _PIXELS = {"x": 160.0, "y": 210.0, "w": 160.0, "h": 210.0, "dx": 160.0, "dy": 210.0}
@@ -116,6 +122,27 @@ def _runs(mask: np.ndarray) -> list[int]:
     return runs
 
 
+def _touching(obs: np.ndarray, slots: Sequence[str], col: dict[str, int]) -> dict[str, np.ndarray]:
+    """Per slot, the steps where its box lies within ``TOUCH_GAP`` px of another present object's."""
+    boxes = {
+        s: np.stack([obs[:, col[f"{s}.{f}"]] * _PIXELS[f] for f in ("x", "y", "w", "h")], axis=1) for s in slots
+    }
+    shown = {s: obs[:, col[f"{s}.present"]] > 0.5 for s in slots}
+    out = {}
+    for s in slots:
+        near = np.zeros(len(obs), bool)
+        a = boxes[s]
+        for o in slots:
+            if o == s:
+                continue
+            b = boxes[o]
+            gap_x = np.maximum(b[:, 0] - (a[:, 0] + a[:, 2]), a[:, 0] - (b[:, 0] + b[:, 2]))
+            gap_y = np.maximum(b[:, 1] - (a[:, 1] + a[:, 3]), a[:, 1] - (b[:, 1] + b[:, 3]))
+            near |= shown[o] & (np.maximum(gap_x, gap_y) <= TOUCH_GAP)
+        out[s] = shown[s] & near
+    return out
+
+
 def analyse(policy: Any, ram: np.ndarray, space: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     """Misses, feature differences, action agreement and its attribution (see the module doc)."""
     if ram.shape != space.shape or ram.shape[1] != len(names):
@@ -123,10 +150,15 @@ def analyse(policy: Any, ram: np.ndarray, space: np.ndarray, names: Sequence[str
     slots = list(dict.fromkeys(n.split(".")[0] for n in names))
     col = {n: i for i, n in enumerate(names)}
     present = {s: (ram[:, col[f"{s}.present"]] > 0.5, space[:, col[f"{s}.present"]] > 0.5) for s in slots}
+    touching = _touching(ram, slots, col)
     per_slot = {}
     for s, (r, learned) in present.items():
         missed = r & ~learned
+        near = r & touching[s]
         per_slot[s] = {
+            "seen_touching": int(near.sum()),
+            "miss_rate_touching": float((missed & near).sum() / near.sum()) if near.any() else None,
+            "miss_rate_apart": float((missed & ~near).sum() / (r & ~near).sum()) if (r & ~near).any() else None,
             "seen_by_oracle": int(r.sum()),
             "missed": int(missed.sum()),
             "miss_rate": float(missed.sum() / r.sum()) if r.any() else None,
@@ -225,9 +257,11 @@ def _markdown(r: dict[str, Any]) -> str:
         return f"{r['game']}: {r['note']}."
     slots = markdown_table(
         ["slot", "seen by the oracle", "missed by the learned detector", "miss rate", "mean / longest miss run",
-         "extra (learned only)"],
+         "extra (learned only)", f"seen touching another object (<= {TOUCH_GAP:g} px)", "miss rate touching",
+         "miss rate apart"],
         [(s, v["seen_by_oracle"], v["missed"], v["miss_rate"],
-          f"{v['mean_miss_run'] or 0:.1f} / {v['longest_miss_run']}", v["extra"]) for s, v in r["per_slot"].items()],
+          f"{v['mean_miss_run'] or 0:.1f} / {v['longest_miss_run']}", v["extra"], v.get("seen_touching"),
+          v.get("miss_rate_touching"), v.get("miss_rate_apart")) for s, v in r["per_slot"].items()],
     )  # fmt: skip
     feats = markdown_table(
         ["feature", "mean abs. difference (px)", "99th percentile (px)"],

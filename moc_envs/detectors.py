@@ -11,7 +11,7 @@ from moc_envs.games import GameSpec, get_game
 from moc_envs.threads import check_threads
 from moc_envs.weights import require_weights
 
-__all__ = ["DetectorName", "make_detector"]
+__all__ = ["DetectorName", "label_spec", "make_detector"]
 
 DetectorName = Literal["space", "ram"]
 
@@ -69,3 +69,13 @@ def make_detector(
         f"detector must be 'space', 'ram' or an object with a detect(frames, rams=None) "
         f"method, got {type(detector).__name__}"
     )
+
+
+def label_spec(spec: GameSpec, detector: Detector) -> GameSpec:
+    """The spec whose label links ``info["labels"]`` reads for ``detector``'s boxes.
+
+    A learned detector may carry offsets fitted for its own boxes (``label_offsets``, from its
+    weights folder's ``labels.json``); the RAM oracle and detectors without them keep the game's.
+    """
+    offsets = getattr(detector, "label_offsets", None)
+    return spec.with_label_offsets(offsets) if offsets else spec

@@ -9,7 +9,9 @@ how detected boxes map to AtariARI localisation labels.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from moc_envs.errors import UnknownGameError
@@ -133,6 +135,28 @@ class GameSpec:
     def localization_labels(self) -> tuple[str, ...]:
         """Labels that ``info["labels"]`` estimates from detected objects."""
         return tuple(link.label for link in self.label_links)
+
+    def with_label_offsets(self, offsets: Mapping[str, float]) -> GameSpec:
+        """This spec with the ``offset`` of the named label links replaced.
+
+        A learned detector's boxes can sit a pixel off the OCAtari boxes the links were fitted
+        on; its weights folder then carries offsets fitted for it (``labels.json``,
+        :mod:`trainers.label_offsets`). Unknown label names or non-finite offsets raise ValueError.
+        """
+        known = set(self.localization_labels)
+        unknown = sorted(set(offsets) - known)
+        if unknown:
+            raise ValueError(
+                f"{self.name} has no label links named {unknown}; expected some of {sorted(known)}"
+            )
+        bad = {k: v for k, v in offsets.items() if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)}
+        if bad:
+            raise ValueError(f"label offsets must be finite numbers, got {bad}")
+        links = tuple(
+            replace(link, offset=float(offsets[link.label])) if link.label in offsets else link
+            for link in self.label_links
+        )
+        return replace(self, label_links=links)
 
 
 def _cats(**slots: int) -> tuple[CategorySpec, ...]:

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from moc_envs.detection import RAM_SIZE, Detection
+from moc_envs.errors import CorruptWeightsError
 from moc_envs.games import GameSpec, LabelLink
 
-__all__ = ["labels_from_detections", "labels_from_ram", "link_value"]
+if TYPE_CHECKING:
+    from moc_envs.manifest import VerifiedFolder
+
+__all__ = [
+    "LABELS_FILE",
+    "LABELS_FORMAT",
+    "labels_from_detections",
+    "labels_from_ram",
+    "link_box",
+    "link_value",
+    "read_label_offsets",
+]
+
+LABELS_FILE = "labels.json"
+"""A weights folder's label calibration: the offsets of its game's label links fitted for its
+detector (:mod:`trainers.label_offsets`). Optional: without it the game's own offsets apply."""
+LABELS_FORMAT = "moc_envs.labels/1"
+"""Format tag of ``labels.json``."""
 
 
 def _candidates(link: LabelLink, detections: Sequence[Detection]) -> list[Detection]:
@@ -20,6 +40,12 @@ def _candidates(link: LabelLink, detections: Sequence[Detection]) -> list[Detect
         picked = [d for d in picked if lo <= d.center[0 if axis == "x" else 1] < hi]
     picked.sort(key=lambda d: (d.y, d.x))
     return picked
+
+
+def link_box(link: LabelLink, detections: Sequence[Detection]) -> Detection | None:
+    """The box that ``link`` reads its label from among ``detections`` (None: object absent)."""
+    boxes = _candidates(link, detections)
+    return boxes[link.instance] if len(boxes) > link.instance else None
 
 
 def link_value(link: LabelLink, box: Detection) -> float:
@@ -41,10 +67,10 @@ def labels_from_detections(spec: GameSpec, detections: Sequence[Detection]) -> d
     """
     labels: dict[str, int] = {}
     for link in spec.label_links:
-        boxes = _candidates(link, detections)
-        if len(boxes) <= link.instance:
+        box = link_box(link, detections)
+        if box is None:
             continue
-        value = round(link_value(link, boxes[link.instance]))
+        value = round(link_value(link, box))
         labels[link.label] = int(min(max(value, 0), 255))
     return labels
 
@@ -55,3 +81,31 @@ def labels_from_ram(spec: GameSpec, ram: np.ndarray) -> dict[str, int]:
     if ram.shape != (RAM_SIZE,):
         raise ValueError(f"ram must have shape ({RAM_SIZE},), got {ram.shape}")
     return {lab.name: int(ram[lab.index]) for lab in spec.ram_labels}
+
+
+def read_label_offsets(files: VerifiedFolder, spec: GameSpec) -> dict[str, float]:
+    """The label offsets of a verified weights folder's ``labels.json`` ({} when it has none).
+
+    Raises CorruptWeightsError when the file is for another game or format, names a label the
+    game has no link for, or holds an offset that is not a finite number.
+    """
+    path = files.folder / LABELS_FILE
+    if not path.exists():
+        return {}
+    data = files.read_json(LABELS_FILE)
+    if not isinstance(data, dict) or data.get("format") != LABELS_FORMAT:
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise CorruptWeightsError(f"{path} has format {got!r}, expected {LABELS_FORMAT!r}")
+    if data.get("game") != spec.name:
+        raise CorruptWeightsError(f"{path} holds label offsets for game {data.get('game')!r}, not {spec.name!r}")
+    offsets = data.get("offsets")
+    if not isinstance(offsets, dict):
+        raise CorruptWeightsError(f"{path}: 'offsets' must be an object of label -> number, got {type(offsets).__name__}")
+    known = set(spec.localization_labels)
+    unknown = sorted(set(offsets) - known)
+    if unknown:
+        raise CorruptWeightsError(f"{path} names labels {unknown} that {spec.name} has no link for; expected some of {sorted(known)}")
+    bad = {k: v for k, v in offsets.items() if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)}
+    if bad:
+        raise CorruptWeightsError(f"{path}: label offsets must be finite numbers, got {bad}")
+    return {k: float(v) for k, v in offsets.items()}

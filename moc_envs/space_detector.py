@@ -34,6 +34,7 @@ from moc_envs.classifier import (
 from moc_envs.detection import Detection, validate_frames, validate_rams
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import GameSpec
+from moc_envs.labels import read_label_offsets
 from moc_envs.manifest import safetensors_metadata, verify_folder
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.decode_np import LeanGlimpseKernel, crop_glimpses_np, decode_cells
@@ -98,6 +99,7 @@ class SpaceDetector:
         max_box: tuple[float, float] | None = None,
         threads: int | None = None,
         freeze: bool = True,
+        label_offsets: dict[str, float] | None = None,
     ) -> None:
         """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one).
 
@@ -107,7 +109,10 @@ class SpaceDetector:
         ``max_box`` (width, height in frame pixels) drops larger model boxes (None: no limit);
         ``threads``: torch CPU threads of the forward pass (None: one, see :mod:`moc_envs.threads`);
         ``freeze``: on the CPU, run the image encoder as a frozen TorchScript graph
-        (:mod:`moc_envs.model.runtime`: the same outputs to float rounding, less overhead per call).
+        (:mod:`moc_envs.model.runtime`: the same outputs to float rounding, less overhead per call);
+        ``label_offsets``: offsets of the game's label links fitted for this detector's boxes
+        (``labels.json``; the env applies them to ``info["labels"]``, see
+        :meth:`moc_envs.games.GameSpec.with_label_offsets`).
         """
         self.threads = check_threads(threads)
         self.game = game
@@ -120,6 +125,8 @@ class SpaceDetector:
         self.suppression = suppression
         self.refine = refine
         self.max_box = max_box
+        game.with_label_offsets(label_offsets or {})  # refuses unknown labels and non-finite offsets
+        self.label_offsets: dict[str, float] = dict(label_offsets or {})
         self._image_raw: RawEncoder | None = None
         # The lean glimpse encoder runs as two NumPy matrix products on the CPU.
         self._glimpse_kernel = (
@@ -158,7 +165,8 @@ class SpaceDetector:
         CorruptWeightsError when the manifest does not check out, or the config, the weights or
         the classifier cannot be read, are for another game or format, do not match the model
         (keys, shapes), hold non-finite values, or cannot work (a classifier filling no slot, a
-        ``max_box`` smaller than one grid cell). ``threads`` and ``freeze``: see :class:`SpaceDetector`.
+        ``max_box`` smaller than one grid cell, a ``labels.json`` for another game or naming labels
+        the game has no link for). ``threads`` and ``freeze``: see :class:`SpaceDetector`.
         """
         from safetensors import SafetensorError
         from safetensors.torch import load
@@ -257,6 +265,7 @@ class SpaceDetector:
         return cls(
             encoder, game, device=device, threshold=float(threshold), meta=meta, classifier=classifier,
             refine=refine, max_box=max_box, threads=threads, freeze=freeze,
+            label_offsets=read_label_offsets(files, game),
         )  # fmt: skip
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:

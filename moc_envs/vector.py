@@ -42,7 +42,7 @@ from moc_envs.arguments import (
     check_keywords,
 )
 from moc_envs.detection import Detector, claim_detector, release_detector, validate_detections
-from moc_envs.detectors import DetectorName, make_detector
+from moc_envs.detectors import DetectorName, label_spec, make_detector
 from moc_envs.frames import frame_source
 from moc_envs.games import GameSpec
 from moc_envs.observation import ObjectObservationBuilder, observation_space
@@ -181,7 +181,7 @@ class MocVectorEnv(VectorEnv):
         self._frame_sources = [frame_source(env) for env in self.envs]
         self.builders = [
             ObjectObservationBuilder(
-                self.game, obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
+                label_spec(self.game, self.detector), obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
                 coast=coast,
             )
             for _ in range(self.num_envs)

@@ -18,7 +18,7 @@ from moc_envs.detection import (
     release_detector,
     validate_detections,
 )
-from moc_envs.detectors import DetectorName, make_detector
+from moc_envs.detectors import DetectorName, label_spec, make_detector
 from moc_envs.errors import UnknownGameError
 from moc_envs.frames import frame_source, screen_of
 from moc_envs.games import GAMES, GameSpec, game_names, get_game
@@ -184,7 +184,7 @@ class ObjectCentricWrapper(
             threads=threads,
         )  # fmt: skip
         self.builder = ObjectObservationBuilder(
-            self.game, obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
+            label_spec(self.game, self.detector), obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
                 coast=coast,
         )
         self.observation_space = observation_space(self.game, obs_mode)

@@ -230,6 +230,7 @@ def test_real_stages_end_to_end_on_a_tiny_dataset(tmp_path, monkeypatch, tiny_po
     cfg = _cfg(
         tmp_path, data=data, threads=1, train_options={"steps": 2, "batch_stacks": 1},
         distill_options={"epochs": 1, "glimpse_epochs": 1, "batch": 16},
+        label_options={"steps": 64, "num_envs": 2, "min_samples": 8},
     )  # fmt: skip
 
     def interrupted(run):
@@ -261,6 +262,8 @@ def test_real_stages_end_to_end_on_a_tiny_dataset(tmp_path, monkeypatch, tiny_po
     assert card["evaluation"]["ocatari_vision"]["moving"]["f1"] > 0.9  # OCAtari vision ran beside it
     assert card["derived"]["classifier"]["chosen"] and card["derived"]["max_box"]
     assert "Settings derived from the data" in (weights / "card.md").read_text()
+    assert set(card["labels"]["labels"]) == {"player_y", "enemy_y", "ball_x", "ball_y"}  # the labels stage's
+    assert "## Labels" in (weights / "card.md").read_text()
     assert card["detector"]["image_encoder"] == "lean"
     assert summary["ship"] == card["ship"] and summary["test_moving"]["f1"] is not None
     env = gym.make("MOC/Pong-v0", weights=str(cfg.out / "weights"), threads=1)

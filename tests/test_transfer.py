@@ -63,6 +63,24 @@ def test_misses_runs_and_substitution(policy) -> None:
         transfer.analyse(policy, ram, space[:, :-1], NAMES)
 
 
+def test_misses_touching_another_object_are_counted_apart(policy) -> None:
+    ram = np.zeros((10, len(NAMES)), dtype=np.float32)
+    boxes = {"Player0": (140, 100, 4, 16), "Enemy0": (16, 100, 4, 16), "Ball0": (80, 100, 2, 4)}
+    for s, (x, y, w, h) in boxes.items():
+        ram[:, _col(f"{s}.present")] = 1.0
+        for f, v, scale in (("x", x, 160), ("y", y, 210), ("w", w, 160), ("h", h, 210)):
+            ram[:, _col(f"{s}.{f}")] = v / scale
+    ram[:4, _col("Ball0.x")] = 137 / 160  # 1 px left of the player's paddle on steps 0-3
+    ram[4, _col("Ball0.x")] = 135 / 160  # 3 px: apart
+    space = ram.copy()
+    space[[0, 1, 2, 8], _col("Ball0.present")] = 0.0
+    ball = transfer.analyse(policy, ram, space, NAMES)["per_slot"]["Ball0"]
+    assert ball["seen_touching"] == 4
+    assert ball["miss_rate_touching"] == pytest.approx(3 / 4) and ball["miss_rate_apart"] == pytest.approx(1 / 6)
+    paddle = transfer.analyse(policy, ram, space, NAMES)["per_slot"]["Player0"]
+    assert paddle["seen_touching"] == 4 and paddle["miss_rate_touching"] == 0.0
+
+
 def test_quick_run_writes_the_report(tmp_path) -> None:
     transfer.main(["--quick", "--out", str(tmp_path), "--seeds", "3"])
     data = json.loads((tmp_path / "transfer.json").read_text())

@@ -32,6 +32,7 @@ from typing import Any
 from moc_envs.atomic import atomic_write_text
 from moc_envs.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON
 from moc_envs.games import get_game
+from moc_envs.labels import LABELS_FILE
 from moc_envs.manifest import refresh_manifest, sha256_file
 from moc_envs.space_detector import CONFIG_FILE, WEIGHTS_FILE
 
@@ -174,6 +175,7 @@ def build_card(
         classifier["test"] = info.get("test")
     if derived is None and run is not None:
         derived = _pipeline_derived(Path(run))
+    labels = json.loads((weights / LABELS_FILE).read_text()) if (weights / LABELS_FILE).is_file() else None
     w_file = weights / WEIGHTS_FILE
     return {
         "game": spec.name,
@@ -203,6 +205,7 @@ def build_card(
         "evaluation": evaluation,
         "ship": verdict,
         "derived": derived,
+        "labels": None if labels is None else {k: labels.get(k) for k in ("offsets", "fit", "labels")},
     }
 
 
@@ -265,6 +268,41 @@ def _f(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def _g(v: Any) -> str:
+    return "-" if v is None else f"{v:g}"
+
+
+def _labels_lines(labels: dict[str, Any] | None) -> list[str]:
+    """The card's section on ``info["labels"]``: each link's offset, fitted and held out."""
+    if not labels or not labels.get("labels"):
+        return []
+    fit = labels.get("fit") or {}
+    seeds = fit.get("seeds") or {}
+    lines = [
+        "",
+        "## Labels (`info[\"labels\"]`)",
+        "",
+        f"Each label link's offset fitted for this detector's boxes (`python -m trainers.label_offsets`: "
+        f"{fit.get('steps')} steps of random play with seed {seeds.get('fit')}, the whole-number offset that "
+        f"makes the most labels equal to the RAM byte) and judged on another {fit.get('steps')} steps (seed "
+        f"{seeds.get('held_out')}); the fitted offset is kept where it is better there. Rates over the held-out "
+        "steps where the object was found.",
+        "",
+        "| label | game's offset | kept | exact (game's -> kept) | within 2 | median error (estimate - RAM) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lab, row in labels["labels"].items():
+        held = row.get("held_out") or {}
+        g = held.get("game") or {}
+        k = held.get("fitted") if row.get("decision") == "fitted" else g
+        lines.append(
+            f"| {lab} | {_g(row.get('game_offset'))} | {_g(row.get('offset', row.get('game_offset')))} | "
+            f"{_f(g.get('exact'))} -> {_f(k.get('exact'))} | {_f(g.get('within_2'))} -> {_f(k.get('within_2'))} | "
+            f"{_g(g.get('median_error'))} -> {_g(k.get('median_error'))} |"
+        )
+    return lines
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The card as Markdown."""
     tr, ds, det = card["training"], card["dataset"], card["detector"]
@@ -324,7 +362,7 @@ def card_markdown(card: dict[str, Any]) -> str:
     ev = card["evaluation"]
     ship = card["ship"]
     if ev is None:
-        lines += ["", f"No evaluation yet: {ship.get('why')}"]
+        lines += ["", f"No evaluation yet: {ship.get('why')}", *_labels_lines(card.get("labels"))]
         return "\n".join(lines) + "\n"
     lines += [
         "",
@@ -383,6 +421,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             lines.append("| few-shot ridge accuracy | " + " | ".join(f"{v['mean']:.3f} ± {v['std']:.3f}" for v in fs.values()) + " |")
         if km:
             lines += ["", f"KMeans (k = {km['k']}): AMI {km['ami']:.3f}, ARI {km['ari']:.3f}."]
+    lines += _labels_lines(card.get("labels"))
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,10 @@ Runs the stage modules in this process, one after the other, into ``--out``:
    what ships.
 7. ``evaluate``: the lean detector on the test split beside OCAtari's vision mode
    (:func:`trainers.evaluate.evaluate`), written beside the weights.
-8. ``card``: the model card (:mod:`trainers.card`) with the derived settings and the bar verdict.
+8. ``labels``: the offsets of the game's label links fitted for the lean detector's boxes
+   (:func:`trainers.label_offsets.calibrate`, two runs of random play: fit and held out) into the
+   weights' ``labels.json``; nothing for a game without label links.
+9. ``card``: the model card (:mod:`trainers.card`) with the derived settings and the bar verdict.
 
 ``<out>/pipeline.json`` (written atomically after every change) records the finished stages,
 each long stage's plan (its steps or epochs, fixed when it starts) and the derived settings.
@@ -68,7 +71,7 @@ __all__ = [
     "main",
 ]
 
-STAGES: tuple[str, ...] = ("dataset", "teacher", "export", "raw_frames", "classifier", "distill", "evaluate", "card")
+STAGES: tuple[str, ...] = ("dataset", "teacher", "export", "raw_frames", "classifier", "distill", "evaluate", "labels", "card")
 """The stages in the order they run."""
 STATE_FILE = "pipeline.json"
 STATE_FORMAT = "moc_envs.pipeline/1"
@@ -81,7 +84,7 @@ _DISTILL_GLIMPSE_EPOCHS = 30
 _SETTING_STAGE = {"data": "dataset", "seed": "dataset", "preset": "teacher"}
 """The first stage each identity setting of a run feeds: changing it needs --redo there."""
 _DERIVED_BY = {"hud_bands": "dataset", "z_scale_prior": "teacher", "max_box": "export", "classifier": "classifier"}
-_ESTIMATE_S = {"dataset": 210.0, "export": 5.0, "classifier": 60.0, "raw_frames": 60.0, "evaluate": 120.0, "card": 2.0}
+_ESTIMATE_S = {"dataset": 210.0, "export": 5.0, "classifier": 60.0, "raw_frames": 60.0, "evaluate": 120.0, "labels": 90.0, "card": 2.0}
 """Rough duration of the fixed-cost stages on two CPU cores (seconds): the progress bar's weights.
 Only their ratios matter; the bar's rate adapts to the machine as stages finish."""
 
@@ -115,6 +118,8 @@ class PipelineConfig:
     """Extra fields of :class:`trainers.train.Args` (``steps``, ``batch_stacks``, ...)."""
     distill_options: dict[str, Any] = field(default_factory=dict)
     """Extra fields of :class:`trainers.distill.Args` (``epochs``, ``glimpse_epochs``, ``batch``, ...)."""
+    label_options: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments of :func:`trainers.label_offsets.calibrate` (``steps``, ``min_samples``)."""
 
 
 # ---------------------------------------------------------------------------- settings
@@ -593,6 +598,15 @@ def _stage_evaluate(run: _Run) -> dict[str, Any]:
     return {"report": str(j)}
 
 
+def _stage_labels(run: _Run) -> dict[str, Any]:
+    from trainers.label_offsets import calibrate, write_labels
+
+    if not get_game(run.game).label_links:
+        return {"labels": None, "why": f"{run.game} has no label links (info['labels'] estimates nothing)"}
+    result = calibrate(run.game, run.weights_dir, threads=run.threads, progress=run.cfg.progress, **run.cfg.label_options)
+    return {"labels": str(write_labels(result, run.weights_dir)), "offsets": result["offsets"]}
+
+
 def _stage_card(run: _Run) -> dict[str, Any]:
     from trainers.card import build_card, write_card
 
@@ -611,6 +625,7 @@ STAGE_FUNCS: dict[str, Callable[[_Run], dict[str, Any]]] = {
     "distill": _stage_distill,
     "raw_frames": _stage_raw_frames,
     "evaluate": _stage_evaluate,
+    "labels": _stage_labels,
     "card": _stage_card,
 }
 
