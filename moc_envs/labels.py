@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -101,11 +100,8 @@ def read_label_offsets(files: VerifiedFolder, spec: GameSpec) -> dict[str, float
     offsets = data.get("offsets")
     if not isinstance(offsets, dict):
         raise CorruptWeightsError(f"{path}: 'offsets' must be an object of label -> number, got {type(offsets).__name__}")
-    known = set(spec.localization_labels)
-    unknown = sorted(set(offsets) - known)
-    if unknown:
-        raise CorruptWeightsError(f"{path} names labels {unknown} that {spec.name} has no link for; expected some of {sorted(known)}")
-    bad = {k: v for k, v in offsets.items() if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)}
-    if bad:
-        raise CorruptWeightsError(f"{path}: label offsets must be finite numbers, got {bad}")
+    try:
+        spec.with_label_offsets(offsets)
+    except ValueError as err:
+        raise CorruptWeightsError(f"{path}: {err}") from err
     return {k: float(v) for k, v in offsets.items()}

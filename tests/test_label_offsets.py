@@ -116,7 +116,7 @@ def test_vector_env_applies_the_offsets(boxing_copy: Path) -> None:
     [
         ({"format": "other/1", "game": "Boxing", "offsets": {}}, "has format 'other/1', expected 'moc_envs.labels/1'"),
         ({"format": LABELS_FORMAT, "game": "Pong", "offsets": {}}, "for game 'Pong', not 'Boxing'"),
-        ({"format": LABELS_FORMAT, "game": "Boxing", "offsets": {"ball_x": 1}}, r"names labels \['ball_x'\]"),
+        ({"format": LABELS_FORMAT, "game": "Boxing", "offsets": {"ball_x": 1}}, r"no label links named \['ball_x'\]"),
         ({"format": LABELS_FORMAT, "game": "Boxing", "offsets": {"enemy_x": "3"}}, "finite numbers"),
         ({"format": LABELS_FORMAT, "game": "Boxing", "offsets": [1, 2]}, "must be an object"),
     ],
