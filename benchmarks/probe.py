@@ -12,7 +12,8 @@ budget needs, all listed in the output:
 - episodes split 70/10/20 into train / val / test; test samples whose RAM equals
   a train sample's are dropped (our stand-in for "identical frame").
 - labels with natural-log entropy below 0.6 over all samples are dropped.
-- one linear 256-way probe per label on the frozen features, Adam lr 3e-4,
+- one linear 256-way probe per label on the frozen features (features constant
+  over the training split left out: they could only add to the bias), Adam lr 3e-4,
   batch 64, up to ``--epochs`` epochs with early stopping on validation accuracy
   (patience 15) and LR-on-plateau; support-weighted F1 on test; mean per
   category, then the mean over categories.
@@ -276,10 +277,14 @@ def probe_all(data: dict[str, Any], epochs: int, seed: int) -> dict[str, Any]:
         "dropped_low_entropy": [n for n in names if ent[n] < ENTROPY_MIN],
         "representations": {},
     }
+    # A feature constant over the training split can only act as the probe's bias, so it is left
+    # out: the same function class, and Seaquest's 12,985-wide thermometer code shrinks to the
+    # columns its objects ever change.
+    varying = {rep: np.flatnonzero(np.ptp(x[train], axis=0) > 0) for rep, x in data["features"].items()}
     jobs = [(rep, j) for rep in data["features"] for j in kept]
     per: dict[str, dict[str, Any]] = {rep: {} for rep in data["features"]}
     for rep, j in tqdm(jobs, desc="probes", unit="probe"):
-        x = data["features"][rep]
+        x = data["features"][rep][:, varying[rep]]
         per[rep][names[j]] = train_probe(x[train], y[train, j], x[val], y[val, j], x[test], y[test, j], epochs, seed)
     for rep, labels in per.items():
         cats: dict[str, list[float]] = {}
@@ -291,6 +296,7 @@ def probe_all(data: dict[str, Any], epochs: int, seed: int) -> dict[str, Any]:
             "categories": cat_mean,
             "overall": float(np.mean(list(cat_mean.values()))) if cat_mean else None,
             "dim": int(data["features"][rep].shape[1]),
+            "dim_varying": int(len(varying[rep])),
         }
     return out
 
@@ -341,6 +347,9 @@ def run(
             "(no max-pooling over the last two frames; labels are the RAM after the step)",
             "test samples dropped when their RAM (not the frame) equals a train sample's",
             f"{num_envs} parallel envs: episodes are the split unit as in the protocol",
+            "features constant over the training split left out of each probe (the same function class: "
+            "such a feature only adds to the bias; 'dim' counts all, the JSON's dim_varying those used; "
+            "since 2026-12-02, after the Pong, Boxing and MsPacman reports)",
         ],
     }
     if not learned:
@@ -364,7 +373,8 @@ def _write(result: dict[str, Any], out: Path) -> None:
         source = "measured here"
         if empty and rep.startswith("objects (learned)"):
             source = "measured here on an all-zero observation: " + empty.removeprefix("not available: ")
-        rows.append([f"ours: {rep}", r["dim"], *(r["categories"].get(c) for c in cats), r["overall"], source])
+        dim = r["dim"] if r.get("dim_varying", r["dim"]) == r["dim"] else f"{r['dim']} ({r['dim_varying']} varying)"
+        rows.append([f"ours: {rep}", dim, *(r["categories"].get(c) for c in cats), r["overall"], source])
     if not result["learned_available"]:
         for rep in ("objects (learned)", f"objects (learned){CODE_SUFFIX}", "z_what (learned)"):
             rows.append([f"ours: {rep}", None, *(None for _ in cats), None, result["learned_note"]])

@@ -118,6 +118,27 @@ def test_detection_quick_scores_vision_and_oracle(no_weights, tmp_path) -> None:
     assert (tmp_path / "detection.png").is_file()
 
 
+def test_probe_leaves_out_features_constant_in_training() -> None:
+    """A constant column can only act as a bias: the probe skips it, so a representation with
+    constant columns gets exactly the probe of the same representation without them."""
+    from benchmarks.probe import probe_all
+
+    rng = np.random.default_rng(0)
+    n = 200
+    label = rng.integers(0, 4, n)
+    x = np.zeros((n, 6), np.float32)
+    x[np.arange(n), label] = 1.0  # one-hot of the label in columns 0-3
+    x[:, 5] = 7.0  # columns 4 and 5 never change
+    data = {
+        "episode": np.repeat(np.arange(20), n // 20), "rams": [bytes([i % 256, i // 256]) for i in range(n)],
+        "label_names": ["pos"], "kinds": ["agent"], "labels": label[:, None],
+        "features": {"with constants": x, "without": x[:, :4].copy()},
+    }  # fmt: skip
+    reps = probe_all(data, epochs=3, seed=0)["representations"]
+    assert (reps["with constants"]["dim"], reps["with constants"]["dim_varying"]) == (6, 4)
+    assert reps["with constants"]["labels"] == reps["without"]["labels"]
+
+
 def test_probe_quick_runs_the_protocol(no_weights, tmp_path) -> None:
     probe.main(["--quick", "--out", str(tmp_path)])
     data, md = _read(tmp_path, "probe")
