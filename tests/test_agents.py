@@ -354,3 +354,21 @@ def test_training_arguments_are_checked(capsys) -> None:
     with pytest.raises(SystemExit):
         agent_train.main(["--game", "Pong", "--out", "x", "--detector", "vision"])
     assert "invalid choice: 'vision'" in capsys.readouterr().err
+
+
+def test_recorded_evaluation_replaces_the_agent_folders(exported, tmp_path, capsys) -> None:
+    import shutil
+
+    folder = tmp_path / "agent"
+    shutil.copytree(exported / "Pong" / agents.AGENT_DIR, folder)
+    assert json.loads((folder / agents.AGENT_FILE).read_text())["evaluation"] is None
+    out = agent_eval.main(["--agent", str(folder), "--detectors", "ram", "--episodes", "2", "--envs", "2",
+                           "--workers", "1", "--max-steps", "20", "--no-progress", "--record"])
+    ev = json.loads((folder / agents.AGENT_FILE).read_text())["evaluation"]
+    assert ev["results"]["ram"]["episodes"] == 2 and ev["results"]["ram"]["mean"] == out["ram"]["mean"]
+    assert "learned_detector_sha256" not in ev  # played on RAM objects only
+    assert f"| {out['ram']['mean']:+.2f} |" in (folder / agent_eval.CARD_FILE).read_text()
+    assert agents.load_folder(folder).game == "Pong"  # the manifest was refreshed: it still loads
+    with pytest.raises(SystemExit):
+        agent_eval.main(["--run", str(tmp_path), "--record"])
+    assert "--record" in capsys.readouterr().err

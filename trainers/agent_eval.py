@@ -263,6 +263,29 @@ def export_run(
     return folder
 
 
+def record_evaluation(folder: str | Path, results: dict[str, dict[str, Any]]) -> Path:
+    """Replace a shipped agent's evaluation (agent.json, its card, its manifest) with ``results``
+    (per detector, :func:`evaluate`'s result for this very folder's policy).
+
+    For a re-evaluation after the bundled learned detector changed: the evaluation then names the
+    detector weights it played on (``learned_detector_sha256``).
+    """
+    from moc_envs.agents import AGENT_FILE
+    from moc_envs.manifest import sha256_file
+    from moc_envs.weights import weights_dir
+
+    folder = Path(folder)
+    info = json.loads((folder / AGENT_FILE).read_text())
+    summary = _summary({"frames": info["frames"], "evaluated": time.strftime("%Y-%m-%d %H:%M:%S %z"), "results": results})
+    if "space" in results:
+        summary["learned_detector_sha256"] = sha256_file(weights_dir(info["game"]) / "detector.safetensors")
+    info["evaluation"] = summary
+    atomic_write_text(folder / AGENT_FILE, json.dumps(info, indent=2) + "\n")
+    atomic_write_text(folder / CARD_FILE, agent_card(info))
+    write_manifest(folder, info["game"], written=[AGENT_FILE, CARD_FILE])
+    return folder
+
+
 def agent_card(info: dict[str, Any]) -> str:
     """The Markdown card of a shipped agent, from its agent.json."""
     arch = info["architecture"]
@@ -306,6 +329,9 @@ def agent_card(info: dict[str, Any]) -> str:
             cap = max(r["max_steps"] for r in ev["results"].values())
             lines += ["", f"Truncated episodes stopped at {cap:,} env steps ({cap * FRAMESKIP:,} frames) before "
                       "either side reached 21: their return counts only the points played by then."]
+        if ev.get("learned_detector_sha256"):
+            lines += ["", f"Learned objects: the bundled detector whose `detector.safetensors` has SHA-256 "
+                      f"`{ev['learned_detector_sha256'][:16]}...`."]
         lines += ["", "Anchors (published, not measured here): SCoBots on RAM objects 17.2, deep PPO "
                   "on pixels 16.4, human 14.6, random -20.7."]
     if info.get("notes"):
@@ -353,6 +379,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--use-eval", action="store_true",
                    help="with --export: ship with the run's eval.json (it must be of the run's last checkpoint) "
                    "instead of evaluating again")
+    p.add_argument("--record", action="store_true",
+                   help="with --agent: write this evaluation into the agent folder (agent.json, card, manifest)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
     args = p.parse_args(argv)
     args.detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
@@ -363,6 +391,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("give one or more --run folders, or one --agent folder")
     if args.export and len(args.run) != 1:
         p.error(f"--export writes one agent: give exactly one --run, got {len(args.run)}")
+    if args.record and not args.agent:
+        p.error("--record writes into an exported agent folder: give --agent DIR (a run's results go to <run>/eval.json)")
+    if args.record and args.coast:
+        p.error("--record keeps the plain evaluation (drop --coast)")
     if args.note and not args.export:
         p.error("--note goes with --export (it is written into the exported agent's card)")
     if args.coast and args.export:
@@ -396,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 r = out[d] = evaluate(policy, policy.game, d, **kwargs)
                 print(f"[agent_eval] {args.agent} on {d}: {r['mean']:+.2f} +- {r['std']:.2f} over "
                       f"{r['episodes']} episodes ({r['truncated']} truncated)", file=sys.stderr)
+            if args.record:
+                record_evaluation(args.agent, out)
             return out
         if args.use_eval:
             path = Path(args.run[0]) / EVAL_FILE
