@@ -274,7 +274,7 @@ def test_real_stages_end_to_end_on_a_tiny_dataset(tmp_path, monkeypatch, tiny_po
     assert "bar" in pl.format_summary(summary) and 'gym.make("MOC/Pong-v0"' in pl.format_summary(summary)
 
 
-@pytest.mark.parametrize("game, split", [("Boxing", True), ("Seaquest", False), ("Skiing", False), ("Pong", False)])
+@pytest.mark.parametrize("game, split", [("Boxing", True), ("Pong", True), ("Seaquest", False), ("Skiing", False)])
 def test_the_colour_split_is_an_override_the_card_names(game: str, split: bool) -> None:
     settings = {o["setting"]: o for o in pl._overrides(game)}
     assert ("split_colours" in settings) is split

@@ -59,9 +59,10 @@ HUD_REGIONS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
 }
 """Per-game screen rectangles excluded from the motion targets (score, clock)."""
 
-COLOUR_SPLIT_GAMES = frozenset({"Boxing"})
+COLOUR_SPLIT_GAMES = frozenset({"Boxing", "Pong"})
 """Games whose objects are single-coloured sprites that often touch: Boxing's boxers
-(white and black) merge into one motion blob whenever they clinch, so blobs are
+(white and black) merge into one motion blob whenever they clinch, and Pong's ball
+merges with the paddle that hits it (the moment an agent needs to see it), so blobs are
 split by colour there. Not for games with multi-coloured objects (Skiing's trees
 are green and brown and would be cut in two). Seaquest was tried (2026-12-02): the split
 raised the motion targets' recall of divers (0.888 -> 0.987) but the detector trained on
