@@ -3,7 +3,8 @@
     python -m benchmarks.games [--results benchmarks/results] [--out benchmarks/results]
 
 Reads every ``speed.json``, ``detection.json`` and ``probe.json`` under ``--results`` (Pong's,
-Boxing's and Skiing's sit at the top, the other games' in ``<game>/``) and writes
+Boxing's and Skiing's sit at the top, the other games' in ``<game>/``; where two runs hold the
+same game, the newer one's) and writes
 ``games.json`` / ``.md`` / ``.png``: per game, detection F1 of the learned detector and of
 OCAtari's vision mode (random and scripted play), the true objects per frame, the learned env's
 and vision's steps/s as ratios to raw ALE measured in the same run, ``detect()``'s milliseconds
@@ -83,20 +84,25 @@ def _probe(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _oldest_first(results: Path, name: str) -> list[tuple[Path, dict[str, Any]]]:
+    """Every ``name`` under ``results``, read, the oldest run first: where two files hold the same
+    game (the top-level detection table and a game's own), the newer run's row wins."""
+    found = [(path, _read(path)) for path in sorted(results.glob(f"**/{name}"))]
+    return sorted(found, key=lambda pd: str((pd[1].get("machine") or {}).get("date", "")))
+
+
 def gather(results: Path) -> dict[str, dict[str, Any]]:
     """Per game, what the result files under ``results`` hold (see the module docstring)."""
     results = Path(results)
     if not results.is_dir():
         raise ValueError(f"--results must be a folder of benchmark results, got {results}")
     games: dict[str, dict[str, Any]] = {}
-    for path in sorted(results.glob("**/speed.json")):
-        data = _read(path)
+    for path, data in _oldest_first(results, "speed.json"):
         games.setdefault(data["game"], {})["speed"] = _speed(data, path)
-    for path in sorted(results.glob("**/detection.json")):
-        for game, row in _detection(_read(path)).items():
+    for _, data in _oldest_first(results, "detection.json"):
+        for game, row in _detection(data).items():
             games.setdefault(game, {})["detection"] = row
-    for path in sorted(results.glob("**/probe.json")):
-        data = _read(path)
+    for _, data in _oldest_first(results, "probe.json"):
         games.setdefault(data["game"], {})["probe"] = _probe(data)
     if not games:
         raise ValueError(f"no speed.json, detection.json or probe.json under {results}")

@@ -323,3 +323,20 @@ def test_games_table_refuses_a_folder_without_results(tmp_path, capsys) -> None:
     (tmp_path / "speed.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="expected a JSON object"):
         games.gather(tmp_path)
+
+
+def test_games_table_keeps_the_newer_run_of_a_game(tmp_path) -> None:
+    """The top-level detection table and a game's own can both hold a game: the newer run wins,
+    wherever its file sorts."""
+    from benchmarks import games
+
+    def detection(f1: float, date: str) -> str:
+        row = {"game": "Pong", "policy": "random", "detector": games.LEARNED, "f1": f1, "objects": 30, "frames": 10}
+        return json.dumps({"rows": [row], "machine": {"date": date}})
+
+    (tmp_path / "zz").mkdir()
+    (tmp_path / "detection.json").write_text(detection(0.9, "2026-12-02T10:00:00+00:00"))
+    (tmp_path / "zz" / "detection.json").write_text(detection(0.5, "2026-12-01T10:00:00+00:00"))
+    assert games.gather(tmp_path)["Pong"]["detection"]["learned_random"] == 0.9
+    (tmp_path / "zz" / "detection.json").write_text(detection(0.7, "2026-12-03T10:00:00+00:00"))
+    assert games.gather(tmp_path)["Pong"]["detection"]["learned_random"] == 0.7
