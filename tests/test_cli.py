@@ -26,12 +26,13 @@ def test_demo_writes_gif_and_tables(tmp_path, capsys) -> None:
 
 
 def test_demo_without_weights_explains(tmp_path, monkeypatch, capsys) -> None:
-    # An empty MOC_ENVS_WEIGHTS root falls through to the bundled weights: use a game without any.
-    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
-    from moc_envs.games import game_names
-    from moc_envs.weights import bundled_games
+    # Every game ships weights: an empty MOC_ENVS_WEIGHTS root and an empty bundled root stand
+    # in for a game without any.
+    import moc_envs.weights
 
-    game = next(g for g in game_names() if g not in bundled_games())
+    monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
+    monkeypatch.setattr(moc_envs.weights, "weights_root", lambda: tmp_path)
+    game = "Tennis"
     assert main(["demo", "--game", game, "--steps", "5", "--out", str(tmp_path / "x.gif")]) == 2
     err = capsys.readouterr().err
     assert f"No trained SPACE+MOC detector for {game}" in err and "python -m trainers.train" in err

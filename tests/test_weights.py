@@ -26,10 +26,24 @@ from moc_envs.weights import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-UNSHIPPED = next(g for g in game_names() if g not in bundled_games())
-"""A registered game without bundled weights, the example of a game that needs training."""
+UNSHIPPED = "Tennis"
+"""The example of a game that needs training: every game ships weights, so the tests that need
+one without hide it (:func:`partial_bundle`)."""
 LOWER = UNSHIPPED.lower()
 BUNDLED = REPO / "weights"
+
+
+@pytest.fixture
+def partial_bundle(monkeypatch, tmp_path) -> Path:
+    """A bundled root holding copies of Pong, Boxing and Skiing only (UNSHIPPED among the missing)."""
+    import moc_envs.weights
+
+    root = tmp_path / "bundle"
+    for game in ("Pong", "Boxing", "Skiing"):
+        shutil.copytree(BUNDLED / game, root / game, ignore=shutil.ignore_patterns("space", "agent"))
+    monkeypatch.setattr(moc_envs.weights, "weights_root", lambda: root)
+    assert UNSHIPPED not in bundled_games()
+    return root
 
 
 def _copy_game(root: Path, game: str = "Pong") -> Path:
@@ -50,9 +64,13 @@ def test_checkout_weights_by_default(monkeypatch) -> None:
     assert weights_dir("pong") == BUNDLED / "Pong"
     assert weights_search_path() == [(BUNDLED, "bundled")]
     assert find_weights("Pong") == (BUNDLED / "Pong", "bundled")
-    assert find_weights(UNSHIPPED) is None
+    assert set(bundled_games()) == set(game_names())  # every game ships
+
+
+def test_a_game_outside_every_root_is_not_found(partial_bundle) -> None:
+    assert find_weights(UNSHIPPED) is None and find_weights("Pong") == (partial_bundle / "Pong", "bundled")
     # Where a game without weights would be shipped.
-    assert weights_dir("SPACEINVADERS") == BUNDLED / "SpaceInvaders"
+    assert weights_dir("SPACEINVADERS") == partial_bundle / "SpaceInvaders"
 
 
 def test_env_var_root_without_the_game_falls_through_to_bundled(monkeypatch, tmp_path) -> None:
@@ -111,13 +129,13 @@ def test_explicit_weights_game_folder_and_root(monkeypatch, tmp_path) -> None:
         make_detector("ram", "Pong", weights=root)
 
 
-def test_missing_weights_name_the_commands_weights_and_env_var(monkeypatch, tmp_path) -> None:
+def test_missing_weights_name_the_commands_weights_and_env_var(monkeypatch, tmp_path, partial_bundle) -> None:
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
     with pytest.raises(MissingWeightsError, match=rf"No trained SPACE\+MOC detector for {UNSHIPPED}: missing .*{UNSHIPPED}/detector\.safetensors") as err:
         require_weights(LOWER)
     message = str(err.value)
     for piece in (
-        f"searched {tmp_path.resolve()}, {BUNDLED}",
+        f"searched {tmp_path.resolve()}, {partial_bundle}",
         f"python -m trainers.train --game {UNSHIPPED} --data data/{UNSHIPPED} --out runs/{LOWER}",
         f"python -m trainers.export runs/{LOWER} --game {UNSHIPPED}",
         f"python -m trainers.classifier --game {UNSHIPPED} --weights runs/{LOWER}/weights/{UNSHIPPED}",
@@ -128,7 +146,7 @@ def test_missing_weights_name_the_commands_weights_and_env_var(monkeypatch, tmp_
         assert piece in message, piece
 
 
-def test_weights_table(monkeypatch, tmp_path) -> None:
+def test_weights_table(monkeypatch, tmp_path, partial_bundle) -> None:
     root = tmp_path / "root"
     _flip_detector_byte(_copy_game(root))
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(root))
@@ -137,12 +155,13 @@ def test_weights_table(monkeypatch, tmp_path) -> None:
     assert rows["Pong"].origin == "MOC_ENVS_WEIGHTS" and rows["Pong"].status.startswith("refused: ")
     assert "detector.safetensors does not match" in rows["Pong"].status
     assert rows["Boxing"].origin == "bundled" and rows["Boxing"].status == "ok"
+    assert rows["Boxing"].folder == partial_bundle / "Boxing"
     boxing = json.loads((BUNDLED / "Boxing" / "card.json").read_text())["ship"]
     assert rows["Boxing"].f1_moving == pytest.approx(boxing["f1_moving"]) and rows["Boxing"].meets_bar is True
     assert rows[UNSHIPPED].origin == "none" and rows[UNSHIPPED].folder is None
-    explicit = {r.game: r for r in weights_table(weights=BUNDLED / "Skiing")}
+    explicit = {r.game: r for r in weights_table(weights=partial_bundle / "Skiing")}
     assert explicit["Skiing"].origin == "explicit" and explicit["Pong"].origin == "MOC_ENVS_WEIGHTS"
-    text = format_weights_table(weights=BUNDLED)
+    text = format_weights_table(weights=partial_bundle)
     lines = text.splitlines()
     assert lines[0].split() == ["game", "source", "F1", "moving", "category", "acc.", "bar", "status", "folder"]
     pong = next(line for line in lines if line.startswith("Pong "))
@@ -150,7 +169,7 @@ def test_weights_table(monkeypatch, tmp_path) -> None:
     expected = [f"{card['f1_moving']:.3f}", f"{card['category_accuracy']:.3f}"]
     assert pong.split()[:6] == ["Pong", "explicit", *expected, "met", "ok"]
     assert next(line for line in lines if line.startswith(f"{UNSHIPPED} ")).split()[:2] == [UNSHIPPED, "none"]
-    assert f"searched: {root.resolve()} (MOC_ENVS_WEIGHTS), {BUNDLED} (bundled)" in text
+    assert f"searched: {root.resolve()} (MOC_ENVS_WEIGHTS), {partial_bundle} (bundled)" in text
 
 
 def test_regular_install_ships_weights(tmp_path) -> None:
