@@ -80,7 +80,15 @@ ANCHORS = (
 
 ANCHOR_LINES = {"SCoBots (RAM objects) 17.2": 17.2, "deep PPO, pixels 16.4": 16.4, "human 14.6": 14.6, "random -20.7": -20.7}
 
-DEFAULT_RUNS = ("runs/agents/pong_ram", "runs/agents/pong_space")
+DEFAULT_RUNS = (
+    "runs/agents/pong_ram",
+    "runs/agents/pong_space",
+    "runs/agents/pong_ram_lr7.5e-4_ep8",
+    "runs/agents/pong_space_lr7.5e-4_ep8",
+    "runs/agents/pong_space_split",
+)
+"""The Pong runs reported: RAM and learned objects with CleanRL's settings and the faster ones,
+and the learned-objects run on the detector retrained with colour-split motion targets."""
 """The long runs of the README's commands (relative to the checkout)."""
 
 TARGET = (
@@ -272,7 +280,7 @@ def run(
     from moc_envs.games import get_game
 
     name = get_game(game).name
-    long_runs = [r for r in (long_run(f) for f in runs) if r is not None]
+    long_runs = _long_runs(runs, out)
     result: dict[str, Any] = {
         "game": name,
         "long_runs": long_runs,
@@ -299,6 +307,26 @@ def run(
     if out is not None:
         _write(result, out)
     return result
+
+
+def _long_runs(runs: Sequence[str | Path], out: Path | None) -> list[dict[str, Any]]:
+    """Each run folder's record; a folder that is gone (runs/ is not committed) keeps the row the
+    earlier ``<out>/agents.json`` holds for it, marked ``carried_over``."""
+    import json
+
+    path = None if out is None else out / "agents.json"
+    old = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+    earlier = {r["run"]: r for r in old.get("long_runs", [])}
+    when = (old.get("machine") or {}).get("date", "?")
+    found = []
+    for folder in runs:
+        record = long_run(folder)
+        if record is None and str(folder) in earlier:
+            record = {**earlier[str(folder)]}
+            record.setdefault("carried_over", f"carried over from agents.json of {when} (its run folder is not here)")
+        if record is not None:
+            found.append(record)
+    return found
 
 
 def _previous_short_budget(out: Path | None) -> dict[str, Any]:
@@ -366,6 +394,8 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
         note = "" if ev is not None else (
             f"evaluation of an earlier checkpoint ({stale['frames']:,} frames): "
             f"{_cell(stale, 'ram')} on RAM, {_cell(stale, 'space')} on learned" if stale else "not evaluated yet")
+        if r.get("carried_over"):
+            note = f"{note}; {r['carried_over']}" if note else r["carried_over"]
         hp = r.get("hyperparameters") or {}
         settings = f"{hp['learning_rate']:g} / {hp['n_epochs']}" if {"learning_rate", "n_epochs"} <= set(hp) else "-"
         coasted = "; ".join(f"coast {n}: {_cell(e, 'space')}" for n, e in sorted(r.get("coasted", {}).items()))

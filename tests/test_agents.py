@@ -319,6 +319,11 @@ def test_benchmark_reports_a_run_its_evaluation_and_staleness(tiny_run, tmp_path
     assert "coast 2: " in md
     assert "Not run: not run (--steps 0, no earlier agents.json)" in md
     assert (tmp_path / "results" / "agents.png").is_file()
+    # A run folder that is gone keeps its row from the earlier agents.json, marked as carried over.
+    shutil.rmtree(run)
+    again = bench.run(steps=0, out=tmp_path / "results", runs=[run])
+    assert [r["run"] for r in again["long_runs"]] == [str(run)] and again["long_runs"][0]["frames"] == 2048
+    assert "carried over from agents.json of" in (tmp_path / "results" / "agents.md").read_text()
 
 
 def test_target_verdict_needs_both_evaluations() -> None:
