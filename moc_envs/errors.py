@@ -13,6 +13,7 @@ __all__ = [
     "DetectorInUseError",
     "MissingDependencyError",
     "WorkerError",
+    "ClosedEnvError",
 ]
 
 
@@ -54,3 +55,7 @@ class MissingDependencyError(MocEnvsError, ImportError):
 
 class WorkerError(MocEnvsError, RuntimeError):
     """A worker process of a vector env failed or exited; the worker's own error is the cause."""
+
+
+class ClosedEnvError(MocEnvsError, RuntimeError):
+    """An env or vector env was used after ``close()``."""
