@@ -34,6 +34,7 @@ Nothing is unpickled: the loader reads safetensors and JSON, and the forward pas
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -57,6 +58,7 @@ __all__ = [
     "normalise_observation",
     "agent_dir",
     "find_agent",
+    "game_actions",
     "load",
     "load_folder",
     "save_agent",
@@ -120,10 +122,12 @@ class ObsNormalisation:
             )
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.all(var >= 0)):
             raise CorruptWeightsError(f"{source}: normalisation mean / var must be finite, var >= 0")
-        if not (norm.clip > 0 and norm.min_std >= 0 and norm.epsilon >= 0):
+        # Infinite min_std or epsilon would divide every feature to 0: a constant action.
+        scalars = (norm.clip, norm.min_std, norm.epsilon)
+        if not (all(np.isfinite(scalars)) and norm.clip > 0 and norm.min_std >= 0 and norm.epsilon >= 0):
             raise CorruptWeightsError(
-                f"{source}: clip must be > 0 and min_std, epsilon >= 0, got clip {norm.clip}, "
-                f"min_std {norm.min_std}, epsilon {norm.epsilon}"
+                f"{source}: clip must be a finite number > 0 and min_std, epsilon finite numbers "
+                f">= 0, got clip {norm.clip}, min_std {norm.min_std}, epsilon {norm.epsilon}"
             )
         return norm
 
@@ -265,6 +269,25 @@ def find_agent(game: str, weights: str | os.PathLike[str] | None = None) -> Path
     return folder
 
 
+@functools.cache
+def game_actions(game: str) -> int:
+    """How many actions ``MOC/<Game>-v0`` takes: the size of the game's minimal ALE action set.
+
+    Read from the ROM (ALE's ``getMinimalActionSet``), which is what the envs play unless made
+    with ``full_action_space=True``.
+    """
+    import ale_py
+    import gymnasium as gym
+    from ale_py import ALEInterface, LoggerMode, roms
+
+    gym.register_envs(ale_py)
+    rom = gym.spec(get_game(game).ale_id).kwargs["game"]
+    ALEInterface.setLoggerMode(LoggerMode.Error)  # no banner for a look-up
+    ale = ALEInterface()
+    ale.loadROM(roms.get_rom_path(rom))
+    return len(ale.getMinimalActionSet())
+
+
 def _check_tensor(tensors: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...], source: Path) -> np.ndarray:
     if name not in tensors:
         raise CorruptWeightsError(f"{source} has no tensor {name!r}; it holds {sorted(tensors)}")
@@ -280,7 +303,9 @@ def load_folder(folder: str | os.PathLike[str], game: str | None = None) -> Poli
     """The :class:`Policy` of one agent folder, after its manifest check.
 
     Raises MissingWeightsError when the folder does not exist and CorruptWeightsError when the
-    manifest, a file's hash, the format, the game or a tensor's shape is not what it should be.
+    manifest, a file's hash, the format, the game (agent.json's or the policy file's tag), the
+    action count (the game's, see :func:`game_actions`), a tensor's shape, an extra tensor or a
+    normalisation value (non-finite, out of range) is not what it should be.
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load as load_safetensors
@@ -299,6 +324,12 @@ def load_folder(folder: str | os.PathLike[str], game: str | None = None) -> Poli
         raise CorruptWeightsError(f"{source} has format {got!r}, expected {AGENT_FORMAT!r}")
     if name is not None and info.get("game") != name:
         raise CorruptWeightsError(f"{source} is an agent for {info.get('game')!r}, not {name!r}")
+    try:
+        agent_game = get_game(info.get("game")).name  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        raise CorruptWeightsError(f"{source}: 'game' must name a supported game ({err})") from err
+    if info["game"] != agent_game:
+        raise CorruptWeightsError(f"{source}: 'game' must be spelled {agent_game!r}, got {info['game']!r}")
     arch = info.get("architecture")
     try:
         n_in = int(arch["input"])
@@ -314,6 +345,12 @@ def load_folder(folder: str | os.PathLike[str], game: str | None = None) -> Poli
         raise CorruptWeightsError(f"{source}: activation must be one of {ACTIVATIONS}, got {activation!r}")
     if min([n_in, n_actions, *sizes]) < 1:
         raise CorruptWeightsError(f"{source}: layer sizes must be >= 1, got {[n_in, *sizes, n_actions]}")
+    if n_actions != game_actions(agent_game):
+        # An argmax over more logits than the env has actions returns actions the env refuses.
+        raise CorruptWeightsError(
+            f"{source}: the policy has {n_actions} actions, {agent_game} has {game_actions(agent_game)} "
+            f"(its minimal ALE action set, as MOC/{agent_game}-v0 plays it)"
+        )
     norm = ObsNormalisation.from_json(info.get("normalisation") or {}, n_in, str(source))
 
     weights_path = folder / POLICY_FILE
@@ -321,6 +358,12 @@ def load_folder(folder: str | os.PathLike[str], game: str | None = None) -> Poli
     meta = safetensors_metadata(data, weights_path)
     if meta.get("format") != AGENT_FORMAT:
         raise CorruptWeightsError(f"{weights_path} has format {meta.get('format')!r}, expected {AGENT_FORMAT!r}")
+    if meta.get("game") != agent_game:
+        # A policy copied in from another game's agent folder next to this game's agent.json.
+        raise CorruptWeightsError(
+            f"{weights_path} is tagged game {meta.get('game')!r}, expected {agent_game!r} (as "
+            f"{AGENT_FILE} says): a policy from another game's agent"
+        )
     try:
         tensors = load_safetensors(data)
     except (SafetensorError, ValueError) as err:
@@ -336,6 +379,13 @@ def load_folder(folder: str | os.PathLike[str], game: str | None = None) -> Poli
         _check_tensor(tensors, "action.weight", (n_actions, prev), weights_path),
         _check_tensor(tensors, "action.bias", (n_actions,), weights_path),
     )
+    names = {f"hidden.{i}.{part}" for i in range(len(sizes)) for part in ("weight", "bias")}
+    extra = sorted(set(tensors) - names - {"action.weight", "action.bias"})
+    if extra:
+        raise CorruptWeightsError(
+            f"{weights_path} holds tensors that {AGENT_FILE}'s architecture has no place for: {extra[:5]}"
+            f"{'...' if len(extra) > 5 else ''} (expected exactly {sorted(names | {'action.weight', 'action.bias'})})"
+        )
     return Policy(hidden, action, norm, activation, info)  # type: ignore[arg-type]
 
 

@@ -118,8 +118,6 @@ class SpaceDetector:
         self.game = game
         self.device = torch.device(device)
         self.threshold = threshold
-        self.encoder = encoder.to(self.device).eval()
-        self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self.meta = dict(meta or {})
         self.classifier = classifier
         self.suppression = suppression
@@ -128,15 +126,17 @@ class SpaceDetector:
         game.with_label_offsets(label_offsets or {})  # refuses unknown labels and non-finite offsets
         self.label_offsets: dict[str, float] = dict(label_offsets or {})
         self._image_raw: RawEncoder | None = None
-        # The lean glimpse encoder runs as two NumPy matrix products on the CPU.
-        self._glimpse_kernel = (
-            LeanGlimpseKernel(self.encoder.glimpse_encoder, encoder.cfg.glimpse)
-            if self.device.type == "cpu" and encoder.cfg.glimpse_encoder == "lean"
-            else None
-        )
-        if freeze and self.device.type == "cpu":
-            example = torch.zeros((1, 3, encoder.cfg.img_size, encoder.cfg.img_size), device=self.device)
-            with torch_threads(self.threads):
+        self._glimpse_kernel: LeanGlimpseKernel | None = None
+        # Set-up work runs on one torch thread: starting OpenMP's pool here would make a later
+        # fork of this process hang (see from_pretrained); only detection uses self.threads.
+        with torch_threads(1):
+            self.encoder = encoder.to(self.device).eval().to(memory_format=torch.channels_last)
+            # The lean glimpse encoder runs as two NumPy matrix products on the CPU.
+            if self.device.type == "cpu" and encoder.cfg.glimpse_encoder == "lean":
+                self._glimpse_kernel = LeanGlimpseKernel(self.encoder.glimpse_encoder, encoder.cfg.glimpse)
+            if freeze and self.device.type == "cpu":
+                size = encoder.cfg.img_size
+                example = torch.zeros((1, 3, size, size), device=self.device)
                 self._image_raw = frozen_encoder(
                     self.encoder.image_encoder, example.contiguous(memory_format=torch.channels_last)
                 )
@@ -168,9 +168,7 @@ class SpaceDetector:
         ``max_box`` smaller than one grid cell, a ``labels.json`` for another game or naming labels
         the game has no link for). ``threads`` and ``freeze``: see :class:`SpaceDetector`.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load
-
+        threads = check_threads(threads)
         path = Path(path)
         cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
         for p in (cfg_path, w_path):
@@ -213,31 +211,12 @@ class SpaceDetector:
                 f"expected format {FORMAT!r}, game {game.name!r} (as {cfg_path.name} says): "
                 "a detector from another game or another exporter"
             )
-        try:
-            state = load(blob)
-        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-            raise CorruptWeightsError(f"{w_path} is not a readable safetensors file: {err}") from err
-        encoder = SpaceEncoder(model_cfg)
-        expected = encoder.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise CorruptWeightsError(
-                f"{w_path} does not match the detector model: missing keys {missing[:5]}"
-                f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-                f"{'...' if len(unexpected) > 5 else ''}"
-            )
-        bad = [
-            f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-            for k, v in expected.items()
-            if tuple(state[k].shape) != tuple(v.shape)
-        ]
-        if bad:
-            raise CorruptWeightsError(f"{w_path} has tensors of the wrong shape: {'; '.join(bad[:5])}")
-        non_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-        if non_finite:
-            raise CorruptWeightsError(f"{w_path} holds non-finite values in {non_finite[:5]}")
-        encoder.load_state_dict(state)
+        # One torch thread while loading whatever the detector's count: an op on more threads
+        # starts OpenMP's worker pool, and a process that forks after that (gymnasium's async
+        # vector env builds an env in the parent, then forks) hangs in its children's first
+        # parallel op. Large tensor ops (the finiteness checks, copies) are parallel ops.
+        with torch_threads(1):
+            encoder = _load_encoder(blob, model_cfg, w_path, cfg_path)
         classifier = read_classifier(files, game.name) if clf_path.exists() else None
         if classifier is not None and classifier.z_what_dim != model_cfg.z_what_dim:
             raise CorruptWeightsError(
@@ -387,6 +366,50 @@ class SpaceDetector:
             out[int(b_idx[i])].append(Detection(cat, x, y, w, h, score=float(prob[i]), z_what=z_what[k]))
         _mark(marks, "records")
         return out
+
+
+def _load_encoder(blob: bytes, cfg: ModelConfig, w_path: Path, cfg_path: Path) -> SpaceEncoder:
+    """The :class:`SpaceEncoder` of ``cfg`` with the weights of safetensors ``blob``.
+
+    Every tensor's name and shape is compared with the model's before the model is built (its
+    shapes come from a copy on torch's meta device, which allocates nothing), so a config that
+    disagrees with the weights costs no memory beyond the file's. CorruptWeightsError names the
+    file, the tensors and the config's sizes when they disagree or a value is not finite.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        state = load(blob)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CorruptWeightsError(f"{w_path} is not a readable safetensors file: {err}") from err
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in SpaceEncoder(cfg).state_dict().items()}
+    sizes = (
+        f"({cfg_path.name} model: z_what_dim {cfg.z_what_dim}, glimpse {cfg.glimpse}, image_encoder "
+        f"{cfg.image_encoder!r}, glimpse_encoder {cfg.glimpse_encoder!r})"
+    )
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CorruptWeightsError(
+            f"{w_path} does not match the detector model {sizes}: missing keys {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+            f"{'...' if len(unexpected) > 5 else ''}"
+        )
+    bad = [
+        f"{k}: file {tuple(state[k].shape)} vs model {shape}"
+        for k, shape in expected.items()
+        if tuple(state[k].shape) != shape
+    ]
+    if bad:
+        raise CorruptWeightsError(f"{w_path} has tensors of the wrong shape {sizes}: {'; '.join(bad[:5])}")
+    non_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if non_finite:
+        raise CorruptWeightsError(f"{w_path} holds non-finite values in {non_finite[:5]}")
+    encoder = SpaceEncoder(cfg)
+    encoder.load_state_dict(state)
+    return encoder
 
 
 def _mark(marks: list[tuple[str, float]] | None, stage: str) -> None:

@@ -5,20 +5,47 @@ small that eager PyTorch's per-call overhead is a large share of their time; tra
 forward pass once and freezing it (weights folded in as constants, conv + ReLU fused by the
 oneDNN passes) removes most of it. Freezing is skipped on CUDA (kernel time dominates there)
 and falls back to eager mode if tracing fails, so it never stops a detector from loading.
+
+TorchScript never frees what a trace registers (its global compilation unit keeps every
+traced graph: about 1.7 MB per trace of the lean encoder, pytorch/pytorch#35600), so tracing
+on every detector load made a loop of ``gym.make`` / ``close`` grow without bound. The frozen
+graph is stateless at inference, so it is traced once per distinct encoder (class, layers and
+weight bytes) and input shape, and shared by every detector that loads the same weights; after
+:data:`FROZEN_CACHE_SIZE` distinct encoders, further ones run eagerly, which keeps memory
+bounded in a process that loads many checkpoints.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import torch
 from torch import nn
 
-__all__ = ["RawEncoder", "frozen_encoder"]
+__all__ = ["FROZEN_CACHE_SIZE", "RawEncoder", "frozen_encoder", "frozen_cache_size"]
 
 RawEncoder = Callable[[torch.Tensor], torch.Tensor]
 """(B, 3, S, S) images in [0, 1] -> the encoder's raw head channels (B, 11, G, G)."""
+
+FROZEN_CACHE_SIZE = 64
+"""Distinct encoders whose frozen graphs a process keeps; more run eagerly (see the module doc)."""
+
+_frozen: dict[Hashable, RawEncoder] = {}
+_lock = threading.Lock()
+_full_warned = False
+
+
+def _reset_lock_in_child() -> None:
+    # A fork while another thread held the lock would leave the child's copy locked for good.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 class _Raw(nn.Module):
@@ -32,21 +59,72 @@ class _Raw(nn.Module):
         return self.encoder.raw(x)
 
 
+def _cache_key(encoder: nn.Module, example: torch.Tensor) -> Hashable:
+    """What the frozen graph depends on: the code, the layers, every weight byte and the input.
+
+    The layers' hyperparameters (strides, groups, eps) are in ``repr``; the weights are hashed
+    with their dtype, shape and strides (the graph keeps their memory format).
+    """
+    digest = hashlib.sha256()
+    for name, tensor in encoder.state_dict().items():
+        t = tensor.detach()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|{t.stride()}|{t.device}\n".encode())
+        digest.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    raw = getattr(encoder, "raw", None)
+    return (
+        f"{type(encoder).__module__}.{type(encoder).__qualname__}",
+        getattr(raw, "__qualname__", repr(raw)),
+        repr(encoder),
+        digest.hexdigest(),
+        tuple(example.shape),
+        example.dtype,
+        example.stride(),
+        str(example.device),
+    )
+
+
+def _freeze(encoder: nn.Module, example: torch.Tensor) -> RawEncoder:
+    """Trace ``encoder.raw`` on ``example``, freeze it and run it once (raises on failure)."""
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation notices
+        traced = torch.jit.trace(_Raw(encoder).eval(), example, check_trace=False)
+        frozen = torch.jit.freeze(traced)
+        frozen(example)  # compiles the graph once here rather than on the first env step
+    return frozen
+
+
 def frozen_encoder(encoder: nn.Module, example: torch.Tensor) -> RawEncoder:
     """The frozen TorchScript graph of ``encoder.raw`` traced on ``example``, or ``encoder.raw``.
 
     ``encoder`` must be in eval mode and stay unchanged afterwards (its weights are copied into
-    the graph). Returns ``encoder.raw`` itself on CUDA, or when tracing or freezing fails (with a
-    warning saying why); the graph's outputs agree with eager mode to float rounding.
+    the graph). An encoder equal to one frozen before (same class, layers and weights; same
+    input shape, dtype and layout) gets that graph back: frozen graphs hold no state, and one
+    may run in several threads at once. Returns ``encoder.raw`` itself on CUDA, once
+    :data:`FROZEN_CACHE_SIZE` other encoders are frozen, or when tracing or freezing fails (with
+    a warning saying why); the graph's outputs agree with eager mode to float rounding.
     """
+    global _full_warned
     if example.device.type != "cpu":
         return encoder.raw
     try:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TorchScript's deprecation notices
-            traced = torch.jit.trace(_Raw(encoder).eval(), example, check_trace=False)
-            frozen = torch.jit.freeze(traced)
-            frozen(example)  # compiles the graph once here rather than on the first env step
+        key = _cache_key(encoder, example)
+        with _lock:
+            cached = _frozen.get(key)
+            if cached is not None:
+                return cached
+            if len(_frozen) >= FROZEN_CACHE_SIZE:
+                if not _full_warned:
+                    _full_warned = True
+                    warnings.warn(
+                        f"{FROZEN_CACHE_SIZE} different image encoders are frozen in this process "
+                        "(TorchScript never frees a traced graph); further ones run eagerly",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                return encoder.raw
+            frozen = _freeze(encoder, example)
+            _frozen[key] = frozen
+            return frozen
     except Exception as err:  # noqa: BLE001 - any failure keeps the eager path, which works
         warnings.warn(
             f"could not freeze the image encoder ({type(err).__name__}: {err}); running it eagerly",
@@ -54,4 +132,8 @@ def frozen_encoder(encoder: nn.Module, example: torch.Tensor) -> RawEncoder:
             stacklevel=2,
         )
         return encoder.raw
-    return frozen
+
+
+def frozen_cache_size() -> int:
+    """How many distinct encoders have a frozen graph in this process (see :func:`frozen_encoder`)."""
+    return len(_frozen)
