@@ -1,4 +1,5 @@
-"""Up-front checks of env arguments: actions, flags, keywords and the RAM oracle's device.
+"""Up-front checks of env arguments: actions, flags, keywords, the RAM oracle's device, the
+tracker's gates, episode limits and reset arguments.
 
 Each check fails with the argument's name, what was expected and what was given, before
 the value can reach the emulator, where a bad action surfaces ten frames later as an
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -24,7 +26,10 @@ __all__ = [
     "check_actions",
     "check_flag",
     "check_keywords",
+    "check_max_episode_steps",
     "check_ram_device",
+    "check_reset",
+    "check_tracking",
 ]
 
 _RAM_DEVICES = ("auto", "cpu")
@@ -84,6 +89,61 @@ def check_ram_device(detector: object, device: object) -> None:
             f"detector='ram' reads objects from the emulator RAM on the CPU; device must be "
             f"'auto' or 'cpu', got {device!r}"
         )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def check_tracking(max_distance: object, max_age: object, coast: object = 0) -> None:
+    """Refuse tracker arguments that are not numbers of the right kind, before any model loads.
+
+    ``max_distance``: a finite number of pixels > 0 (a string such as ``'40'`` compares with
+    nothing and NaN gates every match away); ``max_age``: an int number of steps >= 0 (a float
+    count of steps has no meaning); ``coast``: an int in ``0 .. max_age``.
+    """
+    if isinstance(max_distance, bool | np.bool_) or not isinstance(
+        max_distance, int | float | np.integer | np.floating
+    ):
+        raise TypeError(f"max_distance must be a number of pixels > 0, got {_describe(max_distance)}")
+    if not math.isfinite(float(max_distance)) or float(max_distance) <= 0:
+        raise ValueError(f"max_distance must be a finite number of pixels > 0, got {max_distance!r}")
+    if not _is_int(max_age):
+        raise TypeError(f"max_age must be an int number of steps >= 0, got {_describe(max_age)}")
+    if int(max_age) < 0:  # type: ignore[call-overload]
+        raise ValueError(f"max_age must be an int number of steps >= 0, got {max_age!r}")
+    from moc_envs.tracking import check_coast
+
+    check_coast(coast, int(max_age))  # type: ignore[call-overload]
+
+
+def check_max_episode_steps(max_episode_steps: object) -> None:
+    """Refuse a ``max_episode_steps`` that is neither None nor an int >= 1."""
+    if max_episode_steps is None:
+        return
+    if not _is_int(max_episode_steps):
+        raise TypeError(
+            f"max_episode_steps must be None or an int >= 1, got {_describe(max_episode_steps)}"
+        )
+    if int(max_episode_steps) < 1:  # type: ignore[call-overload]
+        raise ValueError(f"max_episode_steps must be None or an int >= 1, got {max_episode_steps}")
+
+
+def check_reset(seed: object, options: object) -> int | None:
+    """Check a single env's ``reset(seed=, options=)``; return the seed as a Python int or None.
+
+    ``seed``: None or a non-negative int, Python or numpy (ALE itself refuses ``np.int64``,
+    which the vector envs accept); ``options``: None or a dict.
+    """
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict or None, got {_describe(options)}")
+    if seed is None:
+        return None
+    if not _is_int(seed):
+        raise TypeError(f"seed must be None or a non-negative int, got {_describe(seed)}")
+    if int(seed) < 0:  # type: ignore[call-overload]
+        raise ValueError(f"seed must be None or a non-negative int, got {seed}")
+    return int(seed)  # type: ignore[call-overload]
 
 
 def _discrete_action(action: Any, space: spaces.Discrete, name: str) -> int:

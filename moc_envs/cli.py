@@ -25,6 +25,17 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(out)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of ``demo --steps``: an int >= 1, else the demo parser's own usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _write_gif(frames: list[np.ndarray], path: Path, fps: int) -> None:
     from PIL import Image
 
@@ -198,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     demo.add_argument("--game", default="Pong", help=f"one of: {', '.join(game_names())}")
-    demo.add_argument("--steps", type=int, default=200, help="environment steps to play")
+    demo.add_argument(
+        "--steps", type=_positive_int, default=200, help="environment steps to play (>= 1)"
+    )
     demo.add_argument(
         "--detector",
         default="space",
@@ -269,8 +282,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(format_weights_table())
             return 0
-        if args.steps < 1:
-            parser.error("--steps must be >= 1")
         spec = get_game(args.game)
         suffix = "-agent" if args.agent else ""
         out = args.out or Path(f"demo-{spec.name.lower()}{suffix}.gif")

@@ -1,9 +1,12 @@
-"""Registers ``MOC/<Game>-v0`` for every game in the registry.
+"""Registers ``MOC/<Game>-v0`` and ``MOC/<Game>-flat-v0`` for every game in the registry.
 
 Gymnasium 1.x loads no plugins, so ``import moc_envs`` (or the
 ``"moc_envs:MOC/Pong-v0"`` id form, which imports the module) runs
 :func:`register_envs`. Each id builds the game's ALE v5 env and wraps it in
-:class:`~moc_envs.wrapper.ObjectCentricWrapper` through :func:`make_env`.
+:class:`~moc_envs.wrapper.ObjectCentricWrapper` through :func:`make_env`. The ``-flat`` ids
+(named after ALE's ``ALE/Pong-ram-v5``) differ only in their default ``obs_mode="flat"``: a
+1-D observation for clients that call ``gym.make(env_id)`` without keywords and size a network
+by ``prod(observation_space.shape)`` (CleanRL's ``ppo.py``).
 """
 
 from __future__ import annotations
@@ -19,23 +22,25 @@ from moc_envs.arguments import (
     ale_keywords,
     check_flag,
     check_keywords,
+    check_max_episode_steps,
     check_ram_device,
+    check_tracking,
 )
 from moc_envs.detection import Detector
 from moc_envs.detectors import DetectorName
 from moc_envs.device import resolve_device
 from moc_envs.games import GAMES, GameSpec, get_game
 from moc_envs.observation import check_obs_mode
-from moc_envs.render import check_display
 from moc_envs.threads import check_threads
-from moc_envs.tracking import check_coast
 from moc_envs.weights import require_weights
 
 __all__ = [
     "NAMESPACE",
+    "FLAT",
     "DEFAULT_KWARGS",
     "env_id",
     "game_of_id",
+    "is_flat_id",
     "make_ale_env",
     "check_env_arguments",
     "make_env",
@@ -45,6 +50,8 @@ __all__ = [
 
 NAMESPACE = "MOC"
 VERSION = 0
+FLAT = "-flat"
+"""Suffix of the game name in the flat-observation ids, ``MOC/Pong-flat-v0``."""
 
 DEFAULT_KWARGS: dict[str, Any] = {
     # The learned detector is what the package is for; "ram" is the oracle.
@@ -63,41 +70,67 @@ DEFAULT_KWARGS: dict[str, Any] = {
 }
 
 
-def env_id(game: str) -> str:
-    """The registered id of a game, e.g. ``"MOC/Pong-v0"``."""
-    return f"{NAMESPACE}/{get_game(game).name}-v{VERSION}"
+def env_id(game: str, flat: bool = False) -> str:
+    """The registered id of a game, e.g. ``"MOC/Pong-v0"`` (``flat``: ``"MOC/Pong-flat-v0"``)."""
+    return f"{NAMESPACE}/{get_game(game).name}{FLAT if flat else ''}-v{VERSION}"
 
 
-def game_of_id(env_id_: str) -> GameSpec:
-    """The game of a ``MOC/<Game>-v0`` id (``"moc_envs:MOC/Pong-v0"`` and bare names work too)."""
+def _split_id(env_id_: str) -> tuple[str, bool]:
     name = env_id_.split(":")[-1]
     if name.startswith(f"{NAMESPACE}/"):
         name = name[len(NAMESPACE) + 1 :]
     suffix = f"-v{VERSION}"
     if name.endswith(suffix):
         name = name[: -len(suffix)]
-    return get_game(name)
+    flat = name.lower().endswith(FLAT)
+    return (name[: -len(FLAT)] if flat else name), flat
 
 
-def make_ale_env(spec: GameSpec, render_mode: str | None = None, **ale_kwargs: Any) -> gym.Env:
+def game_of_id(env_id_: str) -> GameSpec:
+    """The game of a ``MOC/<Game>-v0`` or ``MOC/<Game>-flat-v0`` id
+    (``"moc_envs:MOC/Pong-v0"`` and bare names work too)."""
+    return get_game(_split_id(env_id_)[0])
+
+
+def is_flat_id(env_id_: str) -> bool:
+    """Whether an id names the flat-observation variant (``MOC/Pong-flat-v0``)."""
+    return _split_id(env_id_)[1]
+
+
+def make_ale_env(
+    spec: GameSpec,
+    render_mode: str | None = None,
+    max_episode_steps: int | None = None,
+    **ale_kwargs: Any,
+) -> gym.Env:
     """The game's plain ALE v5 env, as every MOC env (single or vector) and the dataset builder run it.
 
     For a ``flicker`` game: ALE stepped one emulator frame at a time under
     :class:`~moc_envs.frames.MaxOfLastTwoFrames` (``frameskip`` frames per step, frame = the
     maximum of the last two); read frames through :func:`moc_envs.frames.frame_source`.
+    ``max_episode_steps`` (the vector envs' counterpart of ``gym.make``'s keyword) truncates an
+    episode after that many steps, as Gymnasium's ``TimeLimit`` does.
     """
     import ale_py
 
     gym.register_envs(ale_py)
+    check_max_episode_steps(max_episode_steps)
     render = "rgb_array" if render_mode is not None else None
+    env: gym.Env
     if not spec.flicker:
-        return gym.make(spec.ale_id, render_mode=render, disable_env_checker=True, **ale_kwargs)
-    from moc_envs.frames import MaxOfLastTwoFrames
+        env = gym.make(spec.ale_id, render_mode=render, disable_env_checker=True, **ale_kwargs)
+    else:
+        from moc_envs.frames import MaxOfLastTwoFrames
 
-    kwargs = dict(ale_kwargs)
-    frameskip = kwargs.pop("frameskip", 4)  # ALE v5's default
-    env = gym.make(spec.ale_id, render_mode=render, disable_env_checker=True, frameskip=1, **kwargs)
-    return MaxOfLastTwoFrames(env, frameskip)
+        kwargs = dict(ale_kwargs)
+        frameskip = kwargs.pop("frameskip", 4)  # ALE v5's default
+        env = gym.make(
+            spec.ale_id, render_mode=render, disable_env_checker=True, frameskip=1, **kwargs
+        )
+        env = MaxOfLastTwoFrames(env, frameskip)
+    if max_episode_steps is not None:
+        env = gym.wrappers.TimeLimit(env, int(max_episode_steps))
+    return env
 
 
 def make_env_keywords() -> frozenset[str]:
@@ -125,12 +158,14 @@ def check_env_arguments(
 
     Raises with expected vs got for a bad obs_mode, flag, thread count or RAM-oracle device, and
     MissingWeightsError / DeviceUnavailableError for the learned detector's weights and device.
+    A ``max_episode_steps`` among ``ale_kwargs`` (the vector envs take it there) is checked too.
     """
     check_obs_mode(obs_mode)
     check_flag("ram_labels", ram_labels)
     check_flag("allow_unclassified", allow_unclassified)
     for name in ale_flag_keywords() & set(ale_kwargs):
         check_flag(name, ale_kwargs[name])
+    check_max_episode_steps(ale_kwargs.get("max_episode_steps"))
     check_ram_device(detector, device)
     check_threads(threads)
     if isinstance(detector, str) and detector == "space":
@@ -163,7 +198,8 @@ def make_env(
     None: one) to the learned detector. ``ale_kwargs`` (``frameskip``,
     ``repeat_action_probability``, ``mode``, ``difficulty``, ``full_action_space``, ...)
     go to ``gym.make("ALE/<Game>-v5")``; any other keyword is refused with the nearest
-    valid one. Arguments are checked before the emulator starts.
+    valid one. Arguments are checked before the emulator starts. ``render_mode="human"``
+    opens its window at the first reset (see :class:`~moc_envs.wrapper.ObjectCentricWrapper`).
     """
     from moc_envs.wrapper import ObjectCentricWrapper
 
@@ -172,8 +208,7 @@ def make_env(
     check_env_arguments(
         spec, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights, ale_kwargs
     )
-    check_display(render_mode)
-    check_coast(coast, max_age)
+    check_tracking(max_distance, max_age, coast)
     inner = make_ale_env(spec, render_mode, **ale_kwargs)
     try:
         return ObjectCentricWrapper(
@@ -197,17 +232,23 @@ def make_env(
 
 
 def register_envs() -> None:
-    """Register ``MOC/<Game>-v0`` for every game (idempotent)."""
+    """Register ``MOC/<Game>-v0`` and ``MOC/<Game>-flat-v0`` for every game (idempotent)."""
     for name in GAMES:
-        gid = f"{NAMESPACE}/{name}-v{VERSION}"
-        if gid in gym.registry:
-            continue
-        gym.register(
-            id=gid,
-            entry_point="moc_envs.registration:make_env",
-            # gymnasium.make_vec(id, num_envs) builds the batched MocVectorEnv (one detect call
-            # per step for all envs; workers=N: MocParallelVectorEnv), not a SyncVectorEnv of
-            # single envs.
-            vector_entry_point="moc_envs.vector:vector_entry",
-            kwargs={"game": name, **DEFAULT_KWARGS},
-        )
+        for flat in (False, True):
+            gid = env_id(name, flat=flat)
+            if gid in gym.registry:
+                continue
+            kwargs = {"game": name, **DEFAULT_KWARGS}
+            if flat:
+                # gym.make(id) with no keywords gives a 1-D Box (n_slots * 7,): what
+                # classic-control trainers (CleanRL's ppo.py) size their first layer by.
+                kwargs["obs_mode"] = "flat"
+            gym.register(
+                id=gid,
+                entry_point="moc_envs.registration:make_env",
+                # gymnasium.make_vec(id, num_envs) builds the batched MocVectorEnv (one detect
+                # call per step for all envs; workers=N: MocParallelVectorEnv), not a
+                # SyncVectorEnv of single envs.
+                vector_entry_point="moc_envs.vector:vector_entry",
+                kwargs=kwargs,
+            )

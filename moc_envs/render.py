@@ -5,14 +5,21 @@ from __future__ import annotations
 import colorsys
 import os
 import sys
+import warnings
 import zlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from moc_envs.detection import Detection
 
-__all__ = ["category_color", "check_display", "display_problem", "draw_objects"]
+__all__ = ["category_color", "display_problem", "draw_objects", "open_window"]
+
+_HEADLESS_ADVICE = (
+    "On a headless machine use render_mode='rgb_array' and save the frames env.render() returns "
+    "(e.g. as a GIF)."
+)
 
 _HEADLESS_DRIVERS = frozenset({"dummy", "offscreen"})
 """SDL video drivers that draw nowhere a person can see."""
@@ -48,19 +55,46 @@ def display_problem(
     return None
 
 
-def check_display(render_mode: str | None) -> None:
-    """Raise ValueError for ``render_mode="human"`` where no window can be shown.
+def open_window(width: int, height: int, caption: str) -> Any:
+    """Open the pygame window of ``render_mode="human"`` and return its surface.
 
-    Without this, pygame prints an SDL warning and the env runs on, showing nothing.
+    Called at the first frame a human-mode env shows (its first reset or render), never at
+    construction: Gymnasium's ``check_env`` and ``env.spec.make(render_mode="human")`` build
+    envs in every declared render mode, on headless machines too. Where SDL cannot open a
+    window at all (``SDL_VIDEODRIVER=x11`` without an X server, no usable video driver) this
+    raises ValueError naming SDL's reason and the headless alternative. Where SDL opens one
+    that nobody can see (the ``dummy`` or ``offscreen`` driver, which SDL also falls back to
+    on a Linux machine without DISPLAY or WAYLAND_DISPLAY) it warns once and the env runs on,
+    as ALE's own human mode does.
     """
-    if render_mode != "human":
-        return
+    try:
+        import pygame
+    except ImportError as err:  # pragma: no cover - pygame comes with ocatari
+        import gymnasium as gym
+
+        raise gym.error.DependencyNotInstalled(
+            "render_mode='human' needs pygame: pip install pygame"
+        ) from err
     problem = display_problem()
-    if problem is not None:
+    try:
+        pygame.display.init()
+        pygame.display.set_caption(caption)
+        window = pygame.display.set_mode((width, height))
+    except pygame.error as err:
+        pygame.display.quit()
+        why = f" ({problem})" if problem is not None else ""
         raise ValueError(
-            f"render_mode='human' opens a window, but {problem}. On a headless machine use "
-            f"render_mode='rgb_array' and save the frames env.render() returns (e.g. as a GIF)."
+            f"render_mode='human' cannot open a window: SDL says {str(err)!r}{why}. "
+            f"{_HEADLESS_ADVICE}"
+        ) from None
+    if problem is not None:
+        warnings.warn(
+            f"render_mode='human' shows nothing here: {problem}, so SDL draws to its "
+            f"{pygame.display.get_driver()!r} driver. {_HEADLESS_ADVICE}",
+            UserWarning,
+            stacklevel=2,
         )
+    return window
 
 
 def draw_objects(frame: np.ndarray, objects: Sequence[Detection], scale: int = 3) -> np.ndarray:

@@ -11,11 +11,17 @@ every rollout step detects all N frames in one batched call, or a
     venv = SB3VecEnv(make_vec("MOC/Pong-v0", 8, workers=2, autoreset_mode="SameStep"))
     PPO("MlpPolicy", venv).learn(100_000)
 
+Episode statistics come in the info of the step that ends an episode, as SB3's ``Monitor``
+writes them (``info["episode"] = {"r": return, "l": length, "t": seconds}``), so
+``rollout/ep_rew_mean`` and ``ep_len_mean`` are logged without a wrapper; ``VecMonitor`` on top
+replaces them with its own (the same figures), so nothing is counted twice.
+
 Importing this module imports stable-baselines3 (and torch); ``import moc_envs`` does not.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +36,12 @@ __all__ = ["SB3VecEnv"]
 
 
 class SB3VecEnv(VecEnv):
-    """SB3 ``VecEnv`` over a SAME_STEP :class:`MocVectorEnv` (batched detection per step)."""
+    """SB3 ``VecEnv`` over a SAME_STEP :class:`MocVectorEnv` (batched detection per step).
+
+    The info of a step that ends an env's episode holds ``"episode"``: its return ``r``, length
+    ``l`` (steps) and ``t``, seconds since this adapter was made (SB3 ``Monitor``'s layout,
+    which SB3 reads for ``rollout/ep_rew_mean``).
+    """
 
     def __init__(self, venv: MocVectorEnv | MocParallelVectorEnv) -> None:
         if not isinstance(venv, MocVectorEnv | MocParallelVectorEnv):
@@ -46,12 +57,17 @@ class SB3VecEnv(VecEnv):
         self.venv = venv
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
         self._actions: np.ndarray | None = None
+        self._t_start = time.time()
+        self._returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
 
     def reset(self) -> VecEnvObs:
         """Reset all envs with the seeds/options set through ``seed()``/``set_options()``."""
         seeds = [s if s is None else int(s) for s in self._seeds]
         options = self._options[0] if self._options and self._options[0] else None
         obs, _ = self.venv.reset(seed=seeds, options=options)
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
         self.reset_infos = [dict(info) for info in self.venv.env_infos]
         self._reset_seeds()
         self._reset_options()
@@ -67,6 +83,8 @@ class SB3VecEnv(VecEnv):
             raise RuntimeError("step_wait() called before step_async()")
         obs, rewards, terms, truncs, _ = self.venv.step(self._actions)
         self._actions = None
+        self._returns += rewards
+        self._lengths += 1
         infos: list[dict[str, Any]] = []
         for i, raw in enumerate(self.venv.env_infos):
             info = dict(raw)
@@ -74,6 +92,14 @@ class SB3VecEnv(VecEnv):
                 info["terminal_observation"] = info.pop("final_obs")
                 info.pop("final_info", None)
             info["TimeLimit.truncated"] = bool(truncs[i] and not terms[i])
+            if terms[i] or truncs[i]:
+                info["episode"] = {
+                    "r": round(float(self._returns[i]), 6),
+                    "l": int(self._lengths[i]),
+                    "t": round(time.time() - self._t_start, 6),
+                }
+                self._returns[i] = 0.0
+                self._lengths[i] = 0
             infos.append(info)
         dones = terms | truncs
         return obs, rewards.astype(np.float32), dones, infos

@@ -40,15 +40,15 @@ from moc_envs.arguments import (
     ale_keywords,
     check_actions,
     check_keywords,
+    check_tracking,
 )
 from moc_envs.detection import Detector, claim_detector, release_detector, validate_detections
 from moc_envs.detectors import DetectorName, label_spec, make_detector
 from moc_envs.frames import frame_source
 from moc_envs.games import GameSpec
 from moc_envs.observation import ObjectObservationBuilder, observation_space
-from moc_envs.registration import check_env_arguments, game_of_id, make_ale_env
+from moc_envs.registration import check_env_arguments, game_of_id, is_flat_id, make_ale_env
 from moc_envs.registration import env_id as registered_id
-from moc_envs.tracking import check_coast
 
 if TYPE_CHECKING:
     from moc_envs.parallel import MocParallelVectorEnv
@@ -115,8 +115,8 @@ class MocVectorEnv(VectorEnv):
             ``<Game>/``; ``"space"`` only.
         allow_unclassified: accept weights without a z_what classifier; ``"space"`` only.
         threads: torch CPU threads of the learned detector (None: one).
-        **ale_kwargs: passed to every ``gym.make("ALE/<Game>-v5")``; other keywords are
-            refused with the nearest valid one.
+        **ale_kwargs: passed to every ``gym.make("ALE/<Game>-v5")`` (``max_episode_steps``:
+            a TimeLimit on each env); other keywords are refused with the nearest valid one.
 
     ``infos`` follow Gymnasium's vector convention (a dict of arrays, each key
     with a ``_key`` mask): ``infos["objects"]`` is an object array holding each
@@ -155,7 +155,7 @@ class MocVectorEnv(VectorEnv):
             self.game, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights,
             ale_kwargs,
         )  # fmt: skip
-        check_coast(coast, max_age)
+        check_tracking(max_distance, max_age, coast)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.detector = make_detector(
@@ -366,7 +366,8 @@ def _vector_keywords() -> frozenset[str]:
         for name, p in inspect.signature(MocVectorEnv.__init__).parameters.items()
         if p.kind is not inspect.Parameter.VAR_KEYWORD and name not in ("self", "game")
     }
-    return frozenset(own | ale_keywords() | {"workers"})
+    # max_episode_steps travels with the ALE keywords to make_ale_env (a TimeLimit per env).
+    return frozenset(own | ale_keywords() | {"workers", "max_episode_steps"})
 
 
 def make_vec(
@@ -391,11 +392,15 @@ def make_vec(
     (``obs_mode``, ``ram_labels``, ALE arguments) and ``autoreset_mode``; ``weights``,
     ``allow_unclassified`` and ``threads`` (torch CPU threads per process, None: one) go to the
     learned detector. Also reached through ``gymnasium.make_vec("MOC/Pong-v0", num_envs=8)``
-    (the ids' ``vector_entry_point``). Example::
+    (the ids' ``vector_entry_point``). ``max_episode_steps`` truncates each env's episode after
+    that many steps, as ``gym.make``'s keyword does; a ``-flat`` id (``"MOC/Pong-flat-v0"``)
+    defaults ``obs_mode`` to ``"flat"``. Example::
 
         envs = moc_envs.make_vec("MOC/Pong-v0", num_envs=8, workers=2)
         obs, infos = envs.reset(seed=0)          # obs: (8, n_slots, 7)
     """
+    if is_flat_id(env_id):
+        kwargs.setdefault("obs_mode", "flat")  # what gym.make_vec reads from the id's kwargs
     return vector_entry(
         game_of_id(env_id), num_envs, detector=detector, device=device, weights=weights,
         allow_unclassified=allow_unclassified, threads=threads, workers=workers, **kwargs,

@@ -10,7 +10,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
-from moc_envs.arguments import check_action, check_flag, check_ram_device
+from moc_envs.arguments import (
+    check_action,
+    check_flag,
+    check_ram_device,
+    check_reset,
+    check_tracking,
+)
 from moc_envs.detection import (
     Detection,
     Detector,
@@ -19,12 +25,11 @@ from moc_envs.detection import (
     validate_detections,
 )
 from moc_envs.detectors import DetectorName, label_spec, make_detector
-from moc_envs.errors import UnknownGameError
+from moc_envs.errors import ClosedEnvError, UnknownGameError
 from moc_envs.frames import frame_source, screen_of
 from moc_envs.games import GAMES, GameSpec, game_names, get_game
 from moc_envs.observation import ObjectObservationBuilder, check_obs_mode, observation_space
-from moc_envs.render import check_display, draw_objects
-from moc_envs.tracking import check_coast
+from moc_envs.render import draw_objects, open_window
 
 __all__ = ["ObjectCentricWrapper", "SharedDetectorKwargs", "game_of_env", "screen_of"]
 
@@ -97,7 +102,10 @@ class ObjectCentricWrapper(
         ram_labels: add ``info["ram_labels"]``.
         device: torch device of the learned detector (``"auto"``, ``"cpu"``, ``"cuda"``).
         render_mode: ``"rgb_array"`` or ``"human"`` for annotated frames; defaults
-            to the inner env's. ``"human"`` needs a display (ValueError otherwise).
+            to the inner env's. ``"human"`` opens its window at the first reset or render:
+            ValueError there if SDL cannot open one, a warning if the window it opens shows
+            nothing (no display), never an error at construction
+            (:func:`moc_envs.render.open_window`).
         max_distance: tracking gate in pixels.
         max_age: steps a lost object's slot is kept for it.
         coast: steps a missed object stays in the observation at the box its velocity
@@ -115,7 +123,9 @@ class ObjectCentricWrapper(
     non-finite boxes or scores, or no area inside the frame, are dropped and counted in
     ``info["dropped_detections"]``, and boxes are clipped to the frame. A detector with
     per-env state (``reset(i)``) serves one open env at a time
-    (:class:`~moc_envs.errors.DetectorInUseError`).
+    (:class:`~moc_envs.errors.DetectorInUseError`). After :meth:`close`, which frees the
+    detector for other envs, ``reset``, ``step`` and ``render`` raise
+    :class:`~moc_envs.errors.ClosedEnvError`.
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 15}
@@ -158,18 +168,19 @@ class ObjectCentricWrapper(
         self._saved_kwargs = SharedDetectorKwargs(self._saved_kwargs)
         gym.Wrapper.__init__(self, env)
         self._owns_detector = False
+        self._closed = False
+        self._window: Any = None
         check_obs_mode(obs_mode)
         check_flag("ram_labels", ram_labels)
         check_flag("allow_unclassified", allow_unclassified)
         check_ram_device(detector, device)
-        check_coast(coast, max_age)
+        check_tracking(max_distance, max_age, coast)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"Unknown render_mode {render_mode!r}; expected one of "
                 f"{', '.join(self.metadata['render_modes'])} or None"
             )
         self._render_mode = render_mode if render_mode is not None else env.render_mode
-        check_display(self._render_mode)
         self.game = get_game(game) if isinstance(game, str) else (game or game_of_env(env))
         self.ale = getattr(env.unwrapped, "ale", None)
         if self.ale is None:
@@ -189,7 +200,6 @@ class ObjectCentricWrapper(
         )
         self.observation_space = observation_space(self.game, obs_mode)
         self._frame: np.ndarray | None = None
-        self._window: Any = None
         # Last: a failed constructor must not leave the detector claimed.
         claim_detector(self.detector, self, f"{self.game.name} ObjectCentricWrapper")
         self._owns_detector = True
@@ -215,6 +225,13 @@ class ObjectCentricWrapper(
         """The latest step's detections with slots."""
         return self.builder.objects
 
+    def _check_open(self, call: str) -> None:
+        if self._closed:
+            raise ClosedEnvError(
+                f"{call} on a closed {self.game.name} env: close() ended it and freed its "
+                f"detector; make a new env (gym.make) to play on"
+            )
+
     def _screen(self) -> np.ndarray:
         return self._frame_of()
 
@@ -234,7 +251,12 @@ class ObjectCentricWrapper(
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, Any]]:
-        """Reset the game, the tracker and the detector's per-env state."""
+        """Reset the game, the tracker and the detector's per-env state.
+
+        ``seed``: None or a non-negative int (Python or numpy); ``options``: None or a dict.
+        """
+        self._check_open("reset()")
+        seed = check_reset(seed, options)
         _, info = self.env.reset(seed=seed, options=options)
         self.builder.reset()
         reset = getattr(self.detector, "reset", None)
@@ -253,6 +275,7 @@ class ObjectCentricWrapper(
         Discrete space (a numpy integer or 0-d integer array is fine); anything else
         raises TypeError / ValueError before the emulator runs.
         """
+        self._check_open("step()")
         action = check_action(action, self.env.action_space)
         _, reward, terminated, truncated, info = self.env.step(action)
         obs, extra = self._observe()
@@ -266,6 +289,7 @@ class ObjectCentricWrapper(
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         """Return (``rgb_array``) or show (``human``) the annotated frame."""
+        self._check_open("render()")
         if self._render_mode == "rgb_array":
             return self.annotated_frame()
         if self._render_mode == "human":
@@ -273,28 +297,28 @@ class ObjectCentricWrapper(
         return None
 
     def _show(self) -> None:
-        try:
-            import pygame
-        except ImportError as err:  # pragma: no cover - pygame comes with ocatari
-            raise gym.error.DependencyNotInstalled(
-                "render_mode='human' needs pygame: pip install pygame"
-            ) from err
         img = self.annotated_frame()
         if self._window is None:
-            pygame.display.init()
-            pygame.display.set_caption(f"moc_envs {self.game.name}")
-            self._window = pygame.display.set_mode((img.shape[1], img.shape[0]))
+            # Opened here, at the first frame shown, so that building a human-mode env (as
+            # check_env and env.spec.make do) works on any machine.
+            self._window = open_window(img.shape[1], img.shape[0], f"moc_envs {self.game.name}")
+        import pygame
+
         surface = pygame.surfarray.make_surface(np.transpose(img, (1, 0, 2)))
         self._window.blit(surface, (0, 0))
         pygame.event.pump()
         pygame.display.flip()
 
     def close(self) -> None:
-        """Close the window (human mode) and the inner env; free the detector for other envs."""
+        """Close the window (human mode) and the inner env; free the detector for other envs.
+
+        Closing again does nothing; any other use after close raises ClosedEnvError.
+        """
+        self._closed = True
         if getattr(self, "_owns_detector", False):
             release_detector(self.detector, self)
             self._owns_detector = False
-        if self._window is not None:
+        if getattr(self, "_window", None) is not None:
             import pygame
 
             pygame.display.quit()
