@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS_DIR, markdown_table, write_results
+from moc_envs.atomic import atomic_write_text
 
 __all__ = ["measure", "worker", "main"]
 
@@ -124,7 +125,7 @@ def worker(argv: Sequence[str]) -> None:
                 "threads_per_process": torch.get_num_threads(),
                 "source": source,
             }
-            Path(a.result).write_text(json.dumps(result))
+            atomic_write_text(a.result, json.dumps(result))
     finally:
         dist.close()
 

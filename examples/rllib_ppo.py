@@ -20,7 +20,8 @@ Written to ``--out``: ``tb/`` (TensorBoard: ``charts/episode_return_mean``,
 ``charts/env_steps_per_sec``, ``loss/...`` against sampled env steps) and ``checkpoint.safetensors``
 after every ``--checkpoint-every`` iterations (atomically): the policy's weights and the
 optimiser's state as arrays, the rest as JSON in the file's metadata, so loading it runs no
-code (RLlib's own checkpoints are pickles). ``--resume`` continues from it.
+code (RLlib's own checkpoints are pickles). ``--resume`` continues from it. ``train.lock`` is
+held while it runs, so a second run into the same ``--out`` refuses (as the trainers do).
 """
 
 from __future__ import annotations
@@ -447,25 +448,32 @@ def fit(algo: Any, args: Args) -> dict[str, Any]:
 
 
 def train(args: Args) -> dict[str, Any]:
-    """Start Ray (or join ``args.address``), build the PPO algorithm, :func:`fit` it, stop."""
+    """Start Ray (or join ``args.address``), build the PPO algorithm, :func:`fit` it, stop.
+
+    Holds ``<out>/train.lock`` (:class:`trainers.run_lock.RunLock`) throughout, so a second
+    run into the same ``--out`` refuses at once instead of interleaving checkpoints.
+    """
     import ray
 
     from moc_envs.threads import set_torch_threads
+    from trainers.run_lock import RunLock
 
-    if (Path(args.out) / CHECKPOINT).exists() and not args.resume:  # before Ray's start-up
-        raise ValueError(
-            f"{Path(args.out) / CHECKPOINT} exists; pass --resume to continue it or choose another --out"
-        )
-    set_torch_threads(args.threads)
-    start_ray(args)
-    try:
-        algo = build_config(args).build_algo()
+    with RunLock(args.out):  # before Ray's start-up: a refusal costs nothing
+        if (Path(args.out) / CHECKPOINT).exists() and not args.resume:
+            raise ValueError(
+                f"{Path(args.out) / CHECKPOINT} exists; pass --resume to continue it or choose "
+                "another --out"
+            )
+        set_torch_threads(args.threads)
+        start_ray(args)
         try:
-            return fit(algo, args)
+            algo = build_config(args).build_algo()
+            try:
+                return fit(algo, args)
+            finally:
+                algo.stop()
         finally:
-            algo.stop()
-    finally:
-        ray.shutdown()
+            ray.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -476,7 +484,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    from moc_envs.errors import MocEnvsError
+
     try:
         main()
-    except ValueError as err:
+    except (ValueError, MocEnvsError) as err:  # a bad argument, or --out locked by another run
         sys.exit(f"error: {err}")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,18 +38,19 @@ def _positive_int(text: str) -> int:
 def _write_gif(frames: list[np.ndarray], path: Path, fps: int) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    from moc_envs.atomic import atomic_path
+
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(
-        tmp,
-        format="GIF",
-        save_all=True,
-        append_images=images[1:],
-        duration=int(1000 / fps),
-        loop=0,
-    )
-    os.replace(tmp, path)  # atomic: a reader never sees half a GIF
+    # atomic (a reader never sees half a GIF) and never through a planted symlink
+    with atomic_path(path) as tmp:
+        images[0].save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=int(1000 / fps),
+            loop=0,
+        )
 
 
 def _agent_banner(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:

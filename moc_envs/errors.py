@@ -14,6 +14,7 @@ __all__ = [
     "MissingDependencyError",
     "WorkerError",
     "ClosedEnvError",
+    "UnsafePathError",
 ]
 
 
@@ -59,3 +60,7 @@ class WorkerError(MocEnvsError, RuntimeError):
 
 class ClosedEnvError(MocEnvsError, RuntimeError):
     """An env or vector env was used after ``close()``."""
+
+
+class UnsafePathError(MocEnvsError, OSError):
+    """A path to be written is a symlink (or was swapped for one): refused, never written through."""

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from moc_envs.atomic import atomic_path
+from moc_envs.atomic import atomic_path, atomic_write_text
 from trainers.storage import (
     ARRAY_KEYS,
     DatasetError,
@@ -152,7 +152,7 @@ def load_split(root: str | Path, split: str, mmap: bool = False) -> SplitData:
     if mapped is None:
         raise DatasetError(f"the memory-mapped copy in {cache} cannot be read back; delete that folder")
     check_split_arrays(path, mapped, meta, split, root)  # the copy is the file's content
-    stamp.write_text(source)
+    atomic_write_text(stamp, source)
     return SplitData(**mapped)
 
 

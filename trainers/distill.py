@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moc_envs.atomic import atomic_path, remove_stale_temporaries
+from moc_envs.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from moc_envs.errors import CorruptWeightsError
 from moc_envs.games import get_game
 from moc_envs.model.encoder import SpaceEncoder
@@ -552,7 +552,7 @@ def distill(args: Args) -> dict[str, Any]:
         }
         export = Path(args.export_to) if args.export_to else out_dir / "weights" / spec.name
         export_student(student, Path(args.teacher), export, spec.name, info)
-        (out_dir / "distill.json").write_text(json.dumps({**info, "export": str(export)}, indent=2) + "\n")
+        atomic_write_text(out_dir / "distill.json", json.dumps({**info, "export": str(export)}, indent=2) + "\n")
         print(f"exported the lean detector to {export}")
         return {**info, "export": str(export)}
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from moc_envs.atomic import atomic_write_text
 from moc_envs.threads import add_threads_argument, set_torch_threads
 
 __all__ = [
@@ -256,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        atomic_write_text(args.out, text + "\n")
     return result
 
 

@@ -15,6 +15,10 @@ reason, ``kill -9`` included, so there is no check-then-write race and no guessi
 
 A released lock's file is deleted. On platforms without ``fcntl`` the file's existence is
 the lock (``O_CREAT | O_EXCL``); a stale one is then never taken over automatically.
+
+The lock file is opened without following a symlink and must be a regular file with one link:
+a symlink or hard link planted as ``train.lock`` in a folder that others can write to
+(``/tmp``) would otherwise have its target truncated and overwritten with our record.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import sys
 import time
 import warnings
@@ -29,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from moc_envs.errors import MocEnvsError
+from moc_envs.errors import MocEnvsError, UnsafePathError
 
 try:
     import fcntl
@@ -40,6 +45,14 @@ __all__ = ["LOCK_FILE", "RunLockedError", "RunLockWarning", "RunLock", "read_loc
 
 LOCK_FILE = "train.lock"
 
+# A lock record is one short JSON line; anything longer is not ours.
+_MAX_RECORD = 1 << 16
+# O_NOFOLLOW: a planted symlink is refused (ELOOP), not followed; O_NONBLOCK: a planted FIFO
+# does not block the open, so fstat can refuse it.
+_NO_FOLLOW = (
+    getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+
 
 class RunLockedError(MocEnvsError, RuntimeError):
     """Another training run holds (or may hold) the output folder's lock."""
@@ -49,13 +62,34 @@ class RunLockWarning(UserWarning):
     """A lock left behind by a run that died was taken over."""
 
 
-def read_lock_record(path: str | Path) -> dict[str, Any]:
-    """The holder record in a lock file; empty when the file is absent, empty or unreadable."""
+def _parse_record(data: bytes) -> dict[str, Any]:
     try:
-        record = json.loads(Path(path).read_text() or "{}")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        record = json.loads(data.decode() or "{}")
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return {}
     return record if isinstance(record, dict) else {}
+
+
+def _read_fd(fd: int) -> dict[str, Any]:
+    try:
+        return _parse_record(os.pread(fd, _MAX_RECORD, 0))
+    except OSError:
+        return {}
+
+
+def read_lock_record(path: str | Path) -> dict[str, Any]:
+    """The holder record in a lock file; empty when the file is absent, empty or unreadable.
+
+    Only a regular file is read (a symlink or named pipe in its place reads as empty).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _NO_FOLLOW)
+    except OSError:
+        return {}
+    try:
+        return _read_fd(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else {}
+    finally:
+        os.close(fd)
 
 
 def _describe(record: dict[str, Any]) -> str:
@@ -103,31 +137,63 @@ class RunLock:
             f"lock file {self.path}. Wait for it to finish, or choose another --out"
         )
 
+    def _unsafe(self, what: str) -> UnsafePathError:
+        return UnsafePathError(
+            f"refusing to use the lock file {self.path}: it is {what}, expected a regular file "
+            "that only this folder's runs create. Remove it (someone may have planted it to have "
+            "another file overwritten) or choose another --out"
+        )
+
+    def _open(self, flags: int) -> int:
+        """Open the lock file without following a link; refuse anything but a plain file."""
+        try:
+            # 0o666 like open(): the umask decides who else may read it.
+            fd = os.open(self.path, flags | _NO_FOLLOW, 0o666)
+        except OSError as e:
+            if os.path.islink(self.path):
+                raise self._unsafe(f"a symlink (to {os.readlink(self.path)})") from None
+            raise e
+        st = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(st.st_mode):
+            problem = "not a regular file"
+        elif st.st_nlink != 1:
+            problem = f"a file with {st.st_nlink} hard links"
+        if problem is not None:
+            os.close(fd)
+            raise self._unsafe(problem)
+        return fd
+
     def acquire(self) -> RunLock:
-        """Take the lock or raise :class:`RunLockedError`; returns ``self``."""
+        """Take the lock or raise :class:`RunLockedError`; returns ``self``.
+
+        Raises :class:`~moc_envs.errors.UnsafePathError` when ``train.lock`` is a symlink, a
+        hard link or not a regular file.
+        """
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this RunLock")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if fcntl is None:
             return self._acquire_exclusive()
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open(os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                record = _read_fd(fd)
                 os.close(fd)
-                raise self._refuse(read_lock_record(self.path)) from None
+                raise self._refuse(record) from None
             # The previous holder may have deleted the file between our open and our flock:
             # then we hold a lock on a file nobody else will open, so try again on the new one.
             try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                same = os.lstat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False
             if same:
                 break
             os.close(fd)
         try:
-            self._check_leftover(read_lock_record(self.path))
+            self._check_leftover(_read_fd(fd))
         except BaseException:
             os.close(fd)
             raise
@@ -149,17 +215,21 @@ class RunLock:
             )
         # Same host and the kernel let us lock: its owner exited without releasing (killed).
         self.taken_over = record
-        warnings.warn(
+        # Located at a pseudo-file rather than a line of code: Python's default display then
+        # prints the message alone, not a source line of ours (or of the trainer's ``with``).
+        warnings.warn_explicit(
             f"took over the lock {self.path} left by {_describe(record)}, which is no longer "
             "running (it was killed or crashed before releasing it)",
             RunLockWarning,
-            stacklevel=3,
+            filename="<run lock>",
+            lineno=0,
+            module=__name__,
         )
 
     def _acquire_exclusive(self) -> RunLock:
         """Fallback without flock: the file's existence is the lock."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = self._open(os.O_RDWR | os.O_CREAT | os.O_EXCL)  # EXCL: a link is never followed
         except FileExistsError:
             record = read_lock_record(self.path)
             raise RunLockedError(
@@ -178,7 +248,7 @@ class RunLock:
             return
         try:
             # Delete while still locked: a waiter that opened the old file notices (inode check).
-            if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+            if os.lstat(self.path).st_ino == os.fstat(fd).st_ino:
                 self.path.unlink()
         except FileNotFoundError:
             pass
