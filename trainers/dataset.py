@@ -709,7 +709,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--val", type=int, default=512, help="validation stacks")
     p.add_argument("--test", type=int, default=512, help="test stacks")
     p.add_argument("--seed", type=int, default=0, help="master seed (splits get their own streams)")
-    p.add_argument("--policy", default="random", help="'random' or 'sb3:<ALGO>:<model.zip>'")
+    p.add_argument(
+        "--policy", default="random",
+        help="'random' or 'sb3:<ALGO>:<model.zip>' (ALGO: PPO, A2C or DQN with SB3's MlpPolicy or "
+        "CnnPolicy). The zip is read without unpickling, unlike SB3's own load: only the tensors of "
+        "policy.pth (torch.load with weights_only=True) and the plain-JSON parts of 'data' are used; "
+        "a model that cannot be rebuilt from those (a custom policy or features extractor) is refused",
+    )  # fmt: skip
     p.add_argument("--grid", type=int, default=16, help="grid size G of the motion targets")
     p.add_argument("--chunk-stacks", type=int, default=256, help="stacks per resumable chunk")
     p.add_argument("--no-hud-mask", action="store_true", help="keep HUD regions in the targets")

@@ -6,6 +6,9 @@ default; :class:`SB3Policy` plays a saved Stable-Baselines3 model so that later
 game states can be reached. Builders create one policy per chunk through
 :func:`make_policy` with a chunk-specific seed, which keeps builds deterministic
 and resumable.
+
+An SB3 model is read without unpickling (:mod:`trainers.sb3_zip`): SB3's own ``load``
+would run whatever code a doctored zip carries.
 """
 
 from __future__ import annotations
@@ -51,29 +54,31 @@ class SB3Policy:
     Models trained on raw frames (observation (210, 160, 3)) get the frame as is;
     models trained with SB3's Atari preprocessing get 84x84 grayscale frames,
     stacked as their observation space says (channel-last or channel-first).
+    The zip is read by :func:`trainers.sb3_zip.load_sb3_zip` (PPO, A2C or DQN with
+    SB3's MlpPolicy or CnnPolicy), which unpickles nothing; actions are drawn from
+    the policy with this policy's own seeded generator, so a build is reproducible.
     """
 
     def __init__(
         self, path: str | Path, algo: str = "PPO", seed: int | None = None, epsilon: float = 0.0
     ) -> None:
-        """Load ``path`` with ``stable_baselines3.<algo>``; act randomly with prob. ``epsilon``."""
-        import stable_baselines3
+        """Rebuild the ``algo`` policy saved in ``path``; act randomly with prob. ``epsilon``."""
+        from trainers.sb3_zip import load_sb3_zip
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"SB3 policy file not found: {path}")
-        cls = getattr(stable_baselines3, algo.upper(), None)
-        if cls is None:
-            raise ValueError(f"Unknown SB3 algorithm '{algo}'; expected e.g. PPO, DQN, A2C")
-        self.model = cls.load(str(path), device="cpu")
+        self.model = load_sb3_zip(path, algo)
         self.rng = np.random.default_rng(seed)
         self.epsilon = epsilon
         shape = tuple(self.model.observation_space.shape)
         self.raw = shape == (210, 160, 3)
+        if not self.raw and (len(shape) != 3 or sorted(shape)[1:] != [84, 84]):
+            raise ValueError(
+                f"SB3 policy {path} was trained on observations of shape {shape}; expected raw "
+                "frames (210, 160, 3) or stacked 84x84 grayscale frames (84, 84, k) / (k, 84, 84)"
+            )
         self.channel_first = not self.raw and shape[0] < shape[-1]
         self.stack = 1 if self.raw else (shape[0] if self.channel_first else shape[-1])
         self.frames: deque[np.ndarray] = deque(maxlen=self.stack)
-        self.n_actions = int(self.model.action_space.n)
+        self.n_actions = self.model.n_actions
 
     def __call__(self, frame: np.ndarray) -> int:
         """The model's action for the latest frames (epsilon-greedy if configured)."""
@@ -88,8 +93,7 @@ class SB3Policy:
             obs = np.stack(self.frames, axis=0 if self.channel_first else -1)
         if self.epsilon and self.rng.random() < self.epsilon:
             return int(self.rng.integers(self.n_actions))
-        action, _ = self.model.predict(obs, deterministic=False)
-        return int(action)
+        return self.model.act(obs, self.rng)
 
 
 def policy_name(policy: str | Callable[[np.ndarray], int]) -> str:
@@ -102,6 +106,7 @@ def make_policy(
 ) -> Callable[[np.ndarray], int]:
     """Build a policy from ``spec``: ``"random"``, ``"sb3:<ALGO>:<path.zip>"`` or a callable.
 
+    ``<ALGO>`` is PPO, A2C or DQN; the zip is read without unpickling (:class:`SB3Policy`).
     A callable is used as given (its own randomness is then the caller's
     business: determinism under ``seed`` only holds for the string forms).
     """
