@@ -12,24 +12,34 @@ half of the envs while another detects the other half. Processes share nothing: 
 rollout is the one an in-process vector env with the same seed gives (tests check this), and
 the observation and info layout is the same.
 
-Each worker is a fresh interpreter (``python -m moc_envs.parallel``: torch and OpenMP state
-does not survive a fork, and multiprocessing's spawn would re-import the caller's script); each
-imports torch and loads the detector once, a few seconds. Each process reads its weights with
-the usual loaders (manifest-checked safetensors and JSON); commands, actions, observations and
-detections travel over a private socket pair between this process and the workers it started
-(multiprocessing's connection), and an error comes back as text. A worker that fails raises :class:`~moc_envs.errors.WorkerError` here, with the worker's
-own error and traceback.
+Each worker is a fresh interpreter (torch and OpenMP state does not survive a fork, and
+multiprocessing's spawn would re-import the caller's script) that imports exactly this
+process's ``moc_envs``, never one from the working directory (:mod:`moc_envs.workers`); it
+loads the detector once, a few seconds, with the usual loaders (manifest-checked safetensors
+and JSON). Commands, actions, observations and detections travel over a private socket pair
+between this process and the workers it started (multiprocessing's connection), and an error
+comes back as text: :class:`~moc_envs.errors.WorkerError` here, with the worker's own error and
+traceback.
+
+The protocol cannot fall out of step. Every argument is checked (and every command encoded)
+before the first command is sent; each command carries a sequence number that its reply
+echoes, and a reply to an earlier command (one a call that raised never collected) is dropped,
+never returned. A step or reset that raises after its commands went out (an error in one part,
+a KeyboardInterrupt, a timeout) may leave the parts a step apart, so the next ``step()`` raises
+WorkerError until a full ``reset()``. A worker that does not answer within ``worker_timeout``
+seconds (default 300) gives WorkerError naming it, its pid and its state (running, stopped,
+zombie, from ``/proc``); one that exits, or whose connection broke in the middle of a message,
+makes every later call raise WorkerError. One call runs at a time (a lock); ``close()`` from
+another thread waits for the call in progress (at most about ``worker_timeout``), and a closed
+env raises :class:`~moc_envs.errors.ClosedEnvError`.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import traceback
-from collections.abc import Sequence
-from multiprocessing.connection import Connection
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -37,14 +47,33 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from moc_envs.arguments import check_actions
-from moc_envs.errors import WorkerError
+from moc_envs.errors import ClosedEnvError, WorkerError
 from moc_envs.games import GameSpec
 from moc_envs.vector import MocVectorEnv, reset_arguments
+from moc_envs.workers import (
+    CLOSE_TIMEOUT_S,
+    START_SEQ,
+    Worker,
+    pack_command,
+    process_state,
+    run_command,
+)
 
-__all__ = ["MocParallelVectorEnv", "split_rows", "check_workers"]
+__all__ = [
+    "DEFAULT_WORKER_TIMEOUT_S",
+    "MocParallelVectorEnv",
+    "check_worker_timeout",
+    "check_workers",
+    "process_state",  # re-exported from moc_envs.workers
+    "split_rows",
+]
+
+DEFAULT_WORKER_TIMEOUT_S = 300.0
+"""How long a call waits for a worker's reply by default: far above any step (milliseconds) or
+per-env call, so that only a worker that stopped answering reaches it."""
 
 _START_TIMEOUT_S = 600.0
-"""How long a worker may take to build its envs and load its detector."""
+"""How long a worker may take to build its envs and load its detector (at least)."""
 
 
 def check_workers(workers: object, num_envs: int) -> int:
@@ -52,10 +81,32 @@ def check_workers(workers: object, num_envs: int) -> int:
     if workers is None:
         return 1
     if isinstance(workers, bool) or not isinstance(workers, int | np.integer):
-        raise TypeError(f"workers must be a positive int or None, got {type(workers).__name__} {workers!r}")
+        raise TypeError(
+            f"workers must be a positive int or None, got {type(workers).__name__} {workers!r}"
+        )
     if not 1 <= int(workers) <= num_envs:
-        raise ValueError(f"workers must be in [1, num_envs={num_envs}] (each process steps at least one env), got {workers}")
+        raise ValueError(
+            f"workers must be in [1, num_envs={num_envs}] (each process steps at least one env), "
+            f"got {workers}"
+        )
     return int(workers)
+
+
+def check_worker_timeout(value: object) -> float:
+    """``worker_timeout`` as positive finite seconds, else a clear TypeError/ValueError."""
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
+        raise TypeError(
+            "worker_timeout must be a positive number of seconds, got "
+            f"{type(value).__name__} {value!r}"
+        )
+    seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(
+            f"worker_timeout must be a positive finite number of seconds, got {value!r}"
+        )
+    return seconds
 
 
 def split_rows(num_envs: int, workers: int) -> list[range]:
@@ -69,158 +120,48 @@ def split_rows(num_envs: int, workers: int) -> list[range]:
     return out
 
 
-def _serve(conn: Connection) -> None:
-    """Worker process: build a MocVectorEnv and answer the parent's commands until "close"."""
-    try:
-        _, (game, num_envs, kwargs) = conn.recv()
-        envs = MocVectorEnv(game, num_envs, **kwargs)
-    except BaseException as err:  # noqa: BLE001 - reported to the parent, which raises it
-        conn.send(("error", _report(err), traceback.format_exc()))
-        conn.close()
-        return
-    conn.send(("ok", None, ""))
-    while True:
-        try:
-            cmd, payload = conn.recv()
-        except (EOFError, KeyboardInterrupt):  # the parent is gone
-            break
-        try:
-            if cmd == "close":
-                envs.close()
-                conn.send(("ok", None, ""))
-                break
-            conn.send(("ok", _run(envs, cmd, payload), ""))
-        except BaseException as err:  # noqa: BLE001
-            conn.send(("error", _report(err), traceback.format_exc()))
-    conn.close()
-
-
-def _run(envs: MocVectorEnv, cmd: str, payload: Any) -> Any:
-    if cmd == "step":
-        obs, rewards, terms, truncs, _ = envs.step(payload)
-        return obs, rewards, terms, truncs, envs.env_infos, envs.detect_calls
-    if cmd == "reset":
-        seeds, options = payload
-        obs, _ = envs.reset(seed=seeds, options=options)
-        return obs, envs.env_infos, envs.detect_calls
-    if cmd == "get_attr":
-        rows, name = payload
-        return envs.get_env_attr(name, rows)
-    if cmd == "set_attr":
-        rows, name, value = payload
-        envs.set_env_attr(name, value, rows)
-        return None
-    if cmd == "call":
-        rows, name, args, kwargs = payload
-        return envs.call_env_method(name, rows, *args, **kwargs)
-    if cmd == "is_wrapped":
-        rows, wrapper_class = payload
-        return envs.env_is_wrapped(wrapper_class, rows)
-    raise ValueError(f"unknown worker command {cmd!r}")
-
-
-def _report(err: BaseException) -> str:
-    """The error as text for the parent (only strings cross back, never exception objects)."""
-    return f"{type(err).__name__}: {err}"
-
-
-class _Worker:
-    """One worker process (``python -m moc_envs.parallel FD``) and its end of a socket pair.
-
-    Not multiprocessing.Process: its ``spawn`` start method re-imports the caller's main
-    module in the child, which fails in any script without an ``if __name__ == "__main__"``
-    guard; a fresh interpreter running this module imports only moc_envs.
-    """
-
-    def __init__(self, index: int, rows: range, game: str, kwargs: dict[str, Any]) -> None:
-        self.index, self.rows = index, rows
-        ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        # The child finds moc_envs (and whatever the caller imports from) where this process did.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "moc_envs.parallel", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-        finally:
-            theirs.close()
-        self.conn = Connection(ours.detach())
-        self._pending = False
-        self.send("start", (game, len(rows), kwargs))
-
-    def send(self, cmd: str, payload: Any = None) -> None:
-        try:
-            self.conn.send((cmd, payload))
-        except (ConnectionError, OSError) as err:
-            raise WorkerError(f"{self._name()} exited unexpectedly (exit code {self._exit_code()})") from err
-        self._pending = True
-
-    def receive(self, timeout: float | None = None) -> Any:
-        """The answer to the last command; raises the worker's error as :class:`WorkerError`'s cause."""
-        try:
-            if timeout is not None and not self.conn.poll(timeout):
-                raise WorkerError(f"{self._name()} did not answer within {timeout:.0f} s")
-            status, value, tb = self.conn.recv()
-        except (EOFError, ConnectionError, OSError) as err:
-            raise WorkerError(f"{self._name()} exited unexpectedly (exit code {self._exit_code()})") from err
-        finally:
-            self._pending = False
-        if status == "error":
-            raise WorkerError(f"{self._name()} failed with {value}\n{tb.rstrip()}")
-        return value
-
-    def _name(self) -> str:
-        return f"worker process {self.index} (envs {self.rows.start}..{self.rows.stop - 1})"
-
-    def _exit_code(self) -> int | None:
-        try:
-            return self.process.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                if self._pending:
-                    self.receive(timeout=30.0)
-                self.send("close")
-                self.receive(timeout=30.0)
-            except (WorkerError, OSError):
-                pass
-        try:
-            self.process.wait(timeout=10.0)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5.0)
-        self.conn.close()
-
-
 class MocParallelVectorEnv(VectorEnv):
     """N MOC envs of one game split over ``workers`` processes (see the module docstring).
 
     Takes :class:`~moc_envs.vector.MocVectorEnv`'s arguments; ``detector`` must be a name
     (``"space"`` or ``"ram"``): each process builds its own. ``workers`` >= 2 and <= ``num_envs``.
     Rows 0..n0-1 run in this process, the others in worker processes, in order.
+    ``worker_timeout``: seconds a call waits for a worker's reply before it raises
+    :class:`~moc_envs.errors.WorkerError` naming the worker, its pid and its state.
     """
 
     metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, game: str | GameSpec, num_envs: int, workers: int = 2, **kwargs: Any) -> None:
-        self._workers: list[_Worker] = []
+    def __init__(
+        self,
+        game: str | GameSpec,
+        num_envs: int,
+        workers: int = 2,
+        worker_timeout: float = DEFAULT_WORKER_TIMEOUT_S,
+        **kwargs: Any,
+    ) -> None:
+        # First, so that close() works whatever fails below.
+        self._workers: list[Worker] = []
         self._local: MocVectorEnv | None = None
+        self._lock = threading.RLock()
+        self._closing = False
+        self._stale: str | None = None
+        self._timeout = DEFAULT_WORKER_TIMEOUT_S
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         workers = check_workers(workers, int(num_envs))
         if workers < 2:
-            raise ValueError(f"MocParallelVectorEnv needs workers >= 2, got {workers}; use MocVectorEnv for one process")
+            raise ValueError(
+                f"MocParallelVectorEnv needs workers >= 2, got {workers}; "
+                "use MocVectorEnv for one process"
+            )
+        self._timeout = check_worker_timeout(worker_timeout)
         detector = kwargs.get("detector", "space")
         if not isinstance(detector, str):
             raise TypeError(
                 "workers > 1 needs detector='space' or 'ram' (each process builds its own); got a "
-                f"{type(detector).__name__} object, which cannot be shared across processes: use workers=1"
+                f"{type(detector).__name__} object, which cannot be shared across processes: "
+                "use workers=1"
             )
         name = game if isinstance(game, str) else game.name
         self.num_envs = int(num_envs)
@@ -229,10 +170,15 @@ class MocParallelVectorEnv(VectorEnv):
         # The local part first: its checks (game, keywords, weights) fail fast, before any spawn.
         self._local = MocVectorEnv(name, len(self.parts[0]), **kwargs)
         try:
-            self._workers = [_Worker(k, rows, name, kwargs) for k, rows in enumerate(self.parts) if k > 0]
-            for w in self._workers:
-                w._pending = True
-                w.receive(timeout=_START_TIMEOUT_S)
+            starts = [
+                pack_command(START_SEQ, "start", (name, len(rows), kwargs))
+                for rows in self.parts[1:]
+            ]
+            for k, rows in enumerate(self.parts[1:], start=1):
+                self._workers.append(Worker(k, rows, self._timeout))
+            seqs = [w.send(blob) for w, blob in zip(self._workers, starts, strict=True)]
+            for w, seq in zip(self._workers, seqs, strict=True):
+                w.receive(seq, "start", max(_START_TIMEOUT_S, self._timeout))
         except BaseException:
             self.close_extras()
             raise
@@ -256,9 +202,44 @@ class MocParallelVectorEnv(VectorEnv):
         return len(self.parts)
 
     @property
+    def worker_timeout(self) -> float:
+        """Seconds a call waits for a worker's reply."""
+        return self._timeout
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes (parts 1.., in order)."""
+        return [w.pid for w in self._workers]
+
+    @property
     def detect_calls(self) -> int:
         """``detector.detect`` calls of every part, summed."""
         return self._local.detect_calls + sum(self._calls[1:]) if self._local is not None else 0
+
+    # ------------------------------------------------------------ call guard
+    @contextmanager
+    def _calling(self, call: str) -> Iterator[None]:
+        """Run ``call`` alone (a lock), on an open env whose workers can all be used."""
+        with self._lock:
+            if self._closing or self.closed:
+                raise ClosedEnvError(f"{call}() on a closed MocParallelVectorEnv; make a new one")
+            for w in self._workers:
+                w.check()
+            yield
+
+    def _exchange_failed(self, call: str, err: BaseException) -> None:
+        """Note that ``call`` raised after its commands went out: the parts may be a step apart."""
+        what = type(err).__name__ + (f": {str(err).splitlines()[0]}" if str(err).strip() else "")
+        self._stale = (
+            f"MocParallelVectorEnv: {call}() was interrupted ({what}) after its commands went to "
+            "the worker processes, so its parts may be a step apart"
+        )
+
+    def _check_in_step(self, call: str) -> None:
+        if self._stale is not None:
+            raise WorkerError(
+                f"{self._stale}; call reset() without reset_mask before {call}(), or close this env"
+            )
 
     # ---------------------------------------------------------------- API
     def reset(
@@ -267,49 +248,78 @@ class MocParallelVectorEnv(VectorEnv):
         seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[Any, dict[str, Any]]:
-        """Reset every env (or those of ``options["reset_mask"]``), as :meth:`MocVectorEnv.reset`."""
-        seeds, options, mask = reset_arguments(seed, options, self.num_envs)
-        touched: list[int] = []
-        jobs = []
-        for k, rows in enumerate(self.parts):
-            part_opts = dict(options)
+        """Reset every env (or those of ``options["reset_mask"]``), as :meth:`MocVectorEnv.reset`.
+
+        After a step or reset that raised, only a full reset (no ``reset_mask``) is accepted.
+        """
+        with self._calling("reset"):
+            seeds, options, mask = reset_arguments(seed, options, self.num_envs)
             if mask is not None:
-                if not mask[rows.start : rows.stop].any():
-                    continue
-                part_opts["reset_mask"] = mask[rows.start : rows.stop]
-            jobs.append((k, [seeds[i] for i in rows], part_opts or None))
-            touched += [i for i in rows if mask is None or mask[i]]
-        for k, part_seeds, part_opts in jobs:
-            if k > 0:
-                self._workers[k - 1].send("reset", (part_seeds, part_opts))
-        for k, part_seeds, part_opts in jobs:
-            if k == 0:
-                obs, _ = self._local.reset(seed=part_seeds, options=part_opts)
-                infos, calls = self._local.env_infos, self._local.detect_calls
-            else:
-                obs, infos, calls = self._workers[k - 1].receive()
-                self._calls[k] = calls
-            self._store(k, obs, infos)
-        return self._batch(), self._infos(touched)
+                self._check_in_step("reset(options={'reset_mask': ...})")
+            touched: list[int] = []
+            jobs = []
+            for k, rows in enumerate(self.parts):
+                part_opts = dict(options)
+                if mask is not None:
+                    if not mask[rows.start : rows.stop].any():
+                        continue
+                    part_opts["reset_mask"] = mask[rows.start : rows.stop]
+                jobs.append((k, [seeds[i] for i in rows], part_opts or None))
+                touched += [i for i in rows if mask is None or mask[i]]
+            # Encoded before anything is sent: options that cannot travel raise here.
+            blobs = {k: self._workers[k - 1].pack("reset", (s, o)) for k, s, o in jobs if k > 0}
+            try:
+                seqs = {k: self._workers[k - 1].send(blob) for k, blob in blobs.items()}
+                for k, part_seeds, part_opts in jobs:
+                    if k == 0:
+                        obs, _ = self._local.reset(seed=part_seeds, options=part_opts)
+                        infos, calls = self._local.env_infos, self._local.detect_calls
+                    else:
+                        obs, infos, calls = self._workers[k - 1].receive(
+                            seqs[k], "reset", self._timeout
+                        )
+                        self._calls[k] = calls
+                    self._store(k, obs, infos)
+                out = self._batch(), self._infos(touched)
+            except BaseException as err:
+                self._exchange_failed("reset", err)
+                raise
+            if mask is None:
+                self._stale = None
+            return out
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every env, each part in its own process at the same time; as :meth:`MocVectorEnv.step`."""
-        actions = check_actions(actions, self.single_action_space, self.num_envs)
-        for k, rows in enumerate(self.parts):
-            if k > 0:
-                self._workers[k - 1].send("step", actions[rows.start : rows.stop])
-        rewards = np.zeros(self.num_envs, dtype=np.float64)
-        terms = np.zeros(self.num_envs, dtype=bool)
-        truncs = np.zeros(self.num_envs, dtype=bool)
-        for k, rows in enumerate(self.parts):
-            if k == 0:
-                obs, r, te, tr, _ = self._local.step(actions[rows.start : rows.stop])
-                infos = self._local.env_infos
-            else:
-                obs, r, te, tr, infos, self._calls[k] = self._workers[k - 1].receive()
-            rewards[rows.start : rows.stop], terms[rows.start : rows.stop], truncs[rows.start : rows.stop] = r, te, tr
-            self._store(k, obs, infos)
-        return self._batch(), rewards, terms, truncs, self._infos(range(self.num_envs))
+        """Step every env, each part in its own process at the same time (as MocVectorEnv.step)."""
+        with self._calling("step"):
+            self._check_in_step("step")
+            actions = check_actions(actions, self.single_action_space, self.num_envs)
+            blobs = {
+                k: self._workers[k - 1].pack("step", actions[rows.start : rows.stop])
+                for k, rows in enumerate(self.parts)
+                if k > 0
+            }
+            rewards = np.zeros(self.num_envs, dtype=np.float64)
+            terms = np.zeros(self.num_envs, dtype=bool)
+            truncs = np.zeros(self.num_envs, dtype=bool)
+            try:
+                seqs = {k: self._workers[k - 1].send(blob) for k, blob in blobs.items()}
+                for k, rows in enumerate(self.parts):
+                    if k == 0:
+                        obs, r, te, tr, _ = self._local.step(actions[rows.start : rows.stop])
+                        infos = self._local.env_infos
+                    else:
+                        obs, r, te, tr, infos, calls = self._workers[k - 1].receive(
+                            seqs[k], "step", self._timeout
+                        )
+                        self._calls[k] = calls
+                    part = slice(rows.start, rows.stop)
+                    rewards[part], terms[part], truncs[part] = r, te, tr
+                    self._store(k, obs, infos)
+                out = self._batch(), rewards, terms, truncs, self._infos(range(self.num_envs))
+            except BaseException as err:
+                self._exchange_failed("step", err)
+                raise
+            return out
 
     def _store(self, k: int, obs: Any, infos: list[dict[str, Any]]) -> None:
         rows = self.parts[k]
@@ -338,45 +348,76 @@ class MocParallelVectorEnv(VectorEnv):
             out.setdefault(k, []).append(i - self.parts[k].start)
         return list(out.items())
 
-    def _per_env(self, cmd: str, indices: Sequence[int], *args: Any) -> list[Any]:
-        indices = list(indices)
-        results: dict[int, Any] = {}
-        for k, local_rows in self._route(indices):
-            if k == 0:
-                value = _run(self._local, cmd, (local_rows, *args))
-            else:
-                self._workers[k - 1].send(cmd, (local_rows, *args))
-                value = self._workers[k - 1].receive()
-            if value is not None:
-                for j, v in zip(local_rows, value, strict=True):
-                    results[self.parts[k].start + j] = v
-        return [results.get(i) for i in indices]
+    def _check_indices(self, call: str, indices: Sequence[int]) -> list[int]:
+        out = []
+        for i in indices:
+            if isinstance(i, bool | np.bool_) or not isinstance(i, int | np.integer):
+                raise TypeError(f"{call}: env indices must be ints, got {type(i).__name__} {i!r}")
+            if not 0 <= int(i) < self.num_envs:
+                raise IndexError(
+                    f"{call}: env index {int(i)} is out of range for {self.num_envs} envs"
+                )
+            out.append(int(i))
+        return out
+
+    def _per_env(self, call: str, cmd: str, indices: Sequence[int], *args: Any) -> list[Any]:
+        with self._calling(call):
+            indices = self._check_indices(call, indices)
+            routes = self._route(indices)
+            blobs = {
+                k: self._workers[k - 1].pack(cmd, (rows, *args)) for k, rows in routes if k > 0
+            }
+            results: dict[int, Any] = {}
+            for k, local_rows in routes:
+                if k == 0:
+                    value = run_command(self._local, cmd, (local_rows, *args))
+                else:
+                    w = self._workers[k - 1]
+                    value = w.receive(w.send(blobs[k]), cmd, self._timeout)
+                if value is not None:
+                    for j, v in zip(local_rows, value, strict=True):
+                        results[self.parts[k].start + j] = v
+            return [results.get(i) for i in indices]
 
     def get_env_attr(self, name: str, indices: Sequence[int]) -> list[Any]:
         """Attribute ``name`` of each inner ALE env ``indices``."""
-        return self._per_env("get_attr", indices, name)
+        return self._per_env("get_env_attr", "get_attr", indices, name)
 
     def set_env_attr(self, name: str, value: Any, indices: Sequence[int]) -> None:
         """Set attribute ``name`` on each inner ALE env ``indices``."""
-        self._per_env("set_attr", indices, name, value)
+        self._per_env("set_env_attr", "set_attr", indices, name, value)
 
-    def call_env_method(self, name: str, indices: Sequence[int], *args: Any, **kwargs: Any) -> list[Any]:
+    def call_env_method(
+        self, name: str, indices: Sequence[int], *args: Any, **kwargs: Any
+    ) -> list[Any]:
         """Call method ``name`` of each inner ALE env ``indices``."""
-        return self._per_env("call", indices, name, args, kwargs)
+        return self._per_env("call_env_method", "call", indices, name, args, kwargs)
 
     def env_is_wrapped(self, wrapper_class: type, indices: Sequence[int]) -> list[bool]:
         """Whether each inner env ``indices`` is wrapped with ``wrapper_class``."""
-        return self._per_env("is_wrapped", indices, wrapper_class)
+        return self._per_env("env_is_wrapped", "is_wrapped", indices, wrapper_class)
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Stop the worker processes and close the local part."""
-        for w in self._workers:
-            w.close()
-        self._workers = []
-        if self._local is not None:
-            self._local.close()
-            self._local = None
+        """Stop the worker processes and close the local part.
 
-
-if __name__ == "__main__":
-    _serve(Connection(int(sys.argv[1])))
+        A call in progress in another thread finishes first (it waits at most
+        ``worker_timeout`` for a worker); later calls raise ClosedEnvError.
+        """
+        self._closing = True
+        held = self._lock.acquire(timeout=self._timeout + CLOSE_TIMEOUT_S)
+        try:
+            if not held:
+                # The call in progress is stuck outside any worker wait: free it by ending the
+                # workers (its reads fail at once), then take the lock.
+                for w in self._workers:
+                    w.kill()
+                held = self._lock.acquire(timeout=CLOSE_TIMEOUT_S)
+            for w in self._workers:
+                w.close()
+            self._workers = []
+            if self._local is not None and held:
+                self._local.close()
+                self._local = None
+        finally:
+            if held:
+                self._lock.release()

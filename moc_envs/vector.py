@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -76,13 +76,41 @@ def reset_arguments(
     seed: int | Sequence[int | None] | None, options: dict[str, Any] | None, num_envs: int
 ) -> tuple[list[int | None], dict[str, Any], np.ndarray | None]:
     """A vector reset's seed per env (int: env i gets ``seed + i``), its other options and its
-    ``reset_mask`` (bool (num_envs,) or None), checked."""
-    if seed is None or isinstance(seed, int | np.integer):
+    ``reset_mask`` (bool (num_envs,) or None), checked before any env is touched.
+
+    A seed is None or a non-negative int (Python or numpy); ``seed`` is one of them or a
+    sequence of ``num_envs`` of them. ``options`` is None or a dict.
+    """
+    expected = f"None, a non-negative int or a sequence of num_envs={num_envs} of them"
+    if seed is None or isinstance(seed, int | np.integer) and not isinstance(seed, bool | np.bool_):
         seeds: list[int | None] = [None] * num_envs if seed is None else [int(seed) + i for i in range(num_envs)]
+        if seed is not None and int(seed) < 0:
+            raise ValueError(f"seed must be {expected}, got {int(seed)}")
     else:
+        if (
+            isinstance(seed, str | bytes)
+            or not isinstance(seed, Sequence | np.ndarray)
+            or isinstance(seed, np.ndarray) and seed.ndim != 1
+        ):
+            raise TypeError(f"seed must be {expected}, got {type(seed).__name__} {seed!r}")
         seeds = list(seed)
         if len(seeds) != num_envs:
-            raise ValueError(f"got {len(seeds)} seeds for {num_envs} envs")
+            raise ValueError(f"seed must be {expected}, got {len(seeds)} seeds for {num_envs} envs")
+        for i, s in enumerate(seeds):
+            if s is None:
+                continue
+            if isinstance(s, bool | np.bool_) or not isinstance(s, int | np.integer):
+                raise TypeError(
+                    f"seed[{i}] (env {i}) must be None or a non-negative int, "
+                    f"got {type(s).__name__} {s!r}"
+                )
+            if s < 0:
+                raise ValueError(
+                    f"seed[{i}] (env {i}) must be None or a non-negative int, got {int(s)}"
+                )
+            seeds[i] = int(s)
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict or None, got {type(options).__name__} {options!r}")
     options = dict(options or {})
     mask = options.pop("reset_mask", None)
     if mask is not None:
@@ -367,7 +395,7 @@ def _vector_keywords() -> frozenset[str]:
         if p.kind is not inspect.Parameter.VAR_KEYWORD and name not in ("self", "game")
     }
     # max_episode_steps travels with the ALE keywords to make_ale_env (a TimeLimit per env).
-    return frozenset(own | ale_keywords() | {"workers", "max_episode_steps"})
+    return frozenset(own | ale_keywords() | {"workers", "worker_timeout", "max_episode_steps"})
 
 
 def make_vec(
@@ -391,8 +419,10 @@ def make_vec(
     processes put a second core to work. ``kwargs`` take the single env's keywords
     (``obs_mode``, ``ram_labels``, ALE arguments) and ``autoreset_mode``; ``weights``,
     ``allow_unclassified`` and ``threads`` (torch CPU threads per process, None: one) go to the
-    learned detector. Also reached through ``gymnasium.make_vec("MOC/Pong-v0", num_envs=8)``
-    (the ids' ``vector_entry_point``). ``max_episode_steps`` truncates each env's episode after
+    learned detector. ``worker_timeout`` (seconds, default 300) bounds each wait for a worker
+    process's reply (``workers`` > 1; checked, and unused, with one process). Also reached
+    through ``gymnasium.make_vec("MOC/Pong-v0", num_envs=8)`` (the ids' ``vector_entry_point``).
+    ``max_episode_steps`` truncates each env's episode after
     that many steps, as ``gym.make``'s keyword does; a ``-flat`` id (``"MOC/Pong-flat-v0"``)
     defaults ``obs_mode`` to ``"flat"``. Example::
 
@@ -411,7 +441,7 @@ def vector_entry(
     game: str | GameSpec, num_envs: int, workers: int | None = None, **kwargs: Any
 ) -> MocVectorEnv | MocParallelVectorEnv:
     """The registered ids' ``vector_entry_point``: a MocVectorEnv, or a MocParallelVectorEnv for ``workers`` > 1."""
-    from moc_envs.parallel import check_workers
+    from moc_envs.parallel import check_worker_timeout, check_workers
 
     if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
@@ -419,4 +449,6 @@ def vector_entry(
         from moc_envs.parallel import MocParallelVectorEnv
 
         return MocParallelVectorEnv(game, int(num_envs), workers=int(workers), **kwargs)  # type: ignore[arg-type]
+    if "worker_timeout" in kwargs:  # one process: no worker to wait for
+        check_worker_timeout(kwargs.pop("worker_timeout"))
     return MocVectorEnv(game, num_envs, **kwargs)

@@ -156,7 +156,7 @@ def test_wrapper_checks_its_flags(make_moc) -> None:
         ("repeat_action_prob", r"Did you mean 'repeat_action_probability'\?"),
         ("wieghts", r"Did you mean 'weights'\?"),
         ("xyzzy", r"Unknown keyword 'xyzzy' for MOC/Pong-v0\. Valid keywords: allow_unclassified, "
-         r".*detector, device, .*frameskip, .*weights(, workers)?\."),
+         r".*detector, device, .*frameskip, .*weights(, worker_timeout)?(, workers)?\."),
     ],
 )
 def test_unknown_keyword_suggests_the_nearest(no_emulator, key: str, pattern: str) -> None:
