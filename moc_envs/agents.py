@@ -244,11 +244,14 @@ def agent_dir(game: str) -> Path | None:
 
 def find_agent(game: str, weights: str | os.PathLike[str] | None = None) -> Path:
     """The agent folder of ``game`` (``weights``: an agent folder or a root), or MissingWeightsError."""
+    from moc_envs.weights import check_weights_argument
+
     name = get_game(game).name
-    if weights is not None:
-        path = Path(weights).expanduser()
+    path = check_weights_argument(weights)  # TypeError / ValueError for a non-path or ''
+    if weights is not None and path is not None:
         for candidate in (path, path / AGENT_DIR, path / name / AGENT_DIR):
-            if (candidate / AGENT_FILE).is_file():
+            # lexists: a FIFO or link in its place is refused by the load, naming what it is.
+            if os.path.lexists(candidate / AGENT_FILE):
                 return candidate
         raise MissingWeightsError(
             f"weights={str(weights)!r} holds no agent: expected {AGENT_FILE} in it, in "

@@ -21,6 +21,7 @@ legacy pickled ``classifier.joblib`` is refused with the command that re-fits it
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from moc_envs.atomic import atomic_path, atomic_write_text
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import get_game
 from moc_envs.manifest import VerifiedFolder, safetensors_metadata, verify_folder
+from moc_envs.safe_read import finite_for_json
 
 __all__ = [
     "UNKNOWN",
@@ -242,9 +244,10 @@ def save_classifier(clf: ZWhatClassifier, folder: str | Path, game: str) -> Path
         "max_ratio": clf.max_ratio,
         "size_dims": clf.size_dims,
         "colour_dims": clf.colour_dims,
-        "info": clf.info,
+        # A rate over no samples is NaN, which strict JSON (and read_classifier) refuses.
+        "info": finite_for_json(clf.info),
     }
-    return atomic_write_text(folder / CLASSIFIER_JSON, json.dumps(meta, indent=2) + "\n")
+    return atomic_write_text(folder / CLASSIFIER_JSON, json.dumps(meta, indent=2, allow_nan=False) + "\n")
 
 
 def has_classifier(folder: str | Path) -> bool:
@@ -253,7 +256,13 @@ def has_classifier(folder: str | Path) -> bool:
     :func:`load_classifier` refuses the legacy one with the command that re-fits it.
     """
     folder = Path(folder)
-    return any((folder / n).exists() for n in (CLASSIFIER_FILE, CLASSIFIER_JSON, LEGACY_CLASSIFIER_FILE))
+    return any(os.path.lexists(folder / n) for n in (CLASSIFIER_FILE, CLASSIFIER_JSON, LEGACY_CLASSIFIER_FILE))
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a hostile file can hold megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _legacy_error(folder: Path, game: str | None) -> CorruptWeightsError:
@@ -276,8 +285,9 @@ def load_classifier(folder: str | Path, game: str | None = None) -> ZWhatClassif
     is malformed, names another game or cannot fill any slot of ``game``.
     """
     folder = Path(folder)
-    if not (folder / CLASSIFIER_FILE).is_file():
-        if (folder / LEGACY_CLASSIFIER_FILE).exists():
+    # lexists: a FIFO or symlink in its place is refused by the manifest check, not called missing.
+    if not os.path.lexists(folder / CLASSIFIER_FILE):
+        if os.path.lexists(folder / LEGACY_CLASSIFIER_FILE):
             raise _legacy_error(folder, game)
         raise MissingWeightsError(
             f"classifier file {folder / CLASSIFIER_FILE} is missing; fit one with:\n  "
@@ -327,13 +337,21 @@ def read_classifier(files: VerifiedFolder, game: str | None = None) -> ZWhatClas
     try:
         classes = meta["classes"]
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-            raise TypeError(f"classes must be a list of strings, got {classes!r}")
+            raise TypeError(f"classes must be a list of strings, got {_short(classes)}")
+        settings = {k: meta.get(k, d) for k, d in (("max_ratio", 1.0), ("size_dims", 0), ("colour_dims", 0))}
+        for key, value in settings.items():
+            kind, allowed = ("a number", int | float) if key == "max_ratio" else ("an integer", int)
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                raise TypeError(f"{key} must be {kind} in {j_path.name}, got {_short(value)}")
+        info = meta.get("info") or {}
+        if not isinstance(info, dict):
+            raise TypeError(f"info must be a JSON object in {j_path.name}, got {type(info).__name__}")
         clf = ZWhatClassifier(
             classes=tuple(classes),
-            info=dict(meta.get("info") or {}),
-            max_ratio=float(meta.get("max_ratio", 1.0)),
-            size_dims=int(meta.get("size_dims", 0)),
-            colour_dims=int(meta.get("colour_dims", 0)),
+            info=dict(info),
+            max_ratio=float(settings["max_ratio"]),
+            size_dims=settings["size_dims"],
+            colour_dims=settings["colour_dims"],
             **{n: arrays[n] for n in _ARRAYS},
         )
     except (KeyError, TypeError, ValueError) as err:

@@ -9,7 +9,7 @@ from moc_envs.detection import Detector
 from moc_envs.device import resolve_device
 from moc_envs.games import GameSpec, get_game
 from moc_envs.threads import check_threads
-from moc_envs.weights import require_weights
+from moc_envs.weights import check_weights_argument, require_weights
 
 __all__ = ["DetectorName", "label_spec", "make_detector"]
 
@@ -39,6 +39,7 @@ def make_detector(
     """
     spec = game if isinstance(game, GameSpec) else get_game(game)
     threads = check_threads(threads)
+    check_weights_argument(weights)  # a clear TypeError / ValueError before anything else
     if weights is not None and not (isinstance(detector, str) and detector == "space"):
         name = detector if isinstance(detector, str) else type(detector).__name__
         raise ValueError(

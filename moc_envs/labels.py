@@ -85,11 +85,14 @@ def labels_from_ram(spec: GameSpec, ram: np.ndarray) -> dict[str, int]:
 def read_label_offsets(files: VerifiedFolder, spec: GameSpec) -> dict[str, float]:
     """The label offsets of a verified weights folder's ``labels.json`` ({} when it has none).
 
-    Raises CorruptWeightsError when the file is for another game or format, names a label the
-    game has no link for, or holds an offset that is not a finite number.
+    Whether the folder has one is decided by its verified manifest: a listed ``labels.json``
+    that is gone or changed at read time, or one on disk that the manifest does not list,
+    raises CorruptWeightsError (fitted offsets are never dropped silently). So does a file for
+    another game or format, naming a label the game has no link for, or holding an offset that
+    is not a finite number.
     """
     path = files.folder / LABELS_FILE
-    if not path.exists():
+    if not files.holds(LABELS_FILE):
         return {}
     data = files.read_json(LABELS_FILE)
     if not isinstance(data, dict) or data.get("format") != LABELS_FORMAT:

@@ -5,10 +5,13 @@ the evaluation and the card. Every writer (``trainers.export``, ``trainers.class
 ``trainers.evaluate``, ``trainers.card``) refreshes the manifest after writing
 (:func:`write_manifest`), and every loader first opens the folder through
 :func:`verify_folder`: a missing manifest, a listed file that is missing or whose bytes changed,
-a symlink inside the folder, or a file read without being listed raises
-:class:`moc_envs.errors.CorruptWeightsError` naming the file (expected vs actual hash). Files are
-then read through :meth:`VerifiedFolder.read_bytes`, which checks the hash of the very bytes it
-returns, so a file swapped between the check and the load is caught too.
+a symlink or other non-regular entry (a FIFO, a device) inside the folder, or a file read without
+being listed raises :class:`moc_envs.errors.CorruptWeightsError` naming the file (expected vs
+actual hash). Files are then read through :meth:`VerifiedFolder.read_bytes`, which checks the
+hash of the very bytes it returns, so a file swapped between the check and the load is caught
+too, and a listed file that is gone by then is corruption, never an absent optional file: what a
+folder holds is decided from its verified manifest (:meth:`VerifiedFolder.listed`). Every file is
+opened as a regular file only and JSON is parsed strictly (:mod:`moc_envs.safe_read`).
 
 The manifest catches accidents and naive tampering; it is not a signature (whoever can write
 the folder can write a manifest). What keeps a loaded folder from running code is that nothing
@@ -24,6 +27,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +37,7 @@ from typing import Any
 
 from moc_envs.atomic import atomic_write_text
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
+from moc_envs.safe_read import MAX_JSON_BYTES, file_kind, load_json_file, open_regular, parse_json
 
 __all__ = [
     "MANIFEST_FILE",
@@ -53,6 +60,7 @@ MANIFEST_FORMAT = "moc_envs.manifest/1"
 """Format tag of ``manifest.json``."""
 
 _TAMPERING = "corruption or tampering"
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -60,13 +68,23 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
+def _hash_regular(path: Path, follow_symlinks: bool = False) -> tuple[str, int]:
+    """(hex SHA-256, size) of regular file ``path``, hashed from one open descriptor."""
+    h, size = hashlib.sha256(), 0
+    with open_regular(path, follow_symlinks=follow_symlinks) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+            size += len(block)
+    return h.hexdigest(), size
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a regular file's bytes (a symlink is followed to its target).
+
+    Raises CorruptWeightsError naming the file when it is not a regular file (a FIFO is never
+    waited on); inside a weights folder, :func:`verify_folder` refuses symlinks themselves.
+    """
+    return _hash_regular(Path(path), follow_symlinks=True)[0]
 
 
 @dataclass(frozen=True)
@@ -77,27 +95,39 @@ class ManifestEntry:
     bytes: int
 
 
-def _symlinks(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_symlink())
+def _entries(folder: Path) -> list[tuple[Path, int]]:
+    """Every entry of ``folder`` with its ``lstat`` mode (links not followed), sorted by name."""
+    out = []
+    for p in sorted(folder.iterdir()):
+        try:
+            out.append((p, os.lstat(p).st_mode))
+        except FileNotFoundError:  # removed while listing: it is not there
+            continue
+    return out
 
 
 def _refuse_symlinks(folder: Path) -> None:
-    links = _symlinks(folder)
-    if links:
-        p = links[0]
-        raise CorruptWeightsError(
-            f"{p} is a symlink (to {p.readlink()}) inside the weights folder {folder}: possible "
-            f"{_TAMPERING}; a weights folder holds only regular files, copy the file in instead"
-        )
+    """Refuse a symlink, FIFO, socket or device inside ``folder`` (sub-folders are fine)."""
+    for p, mode in _entries(folder):
+        if stat.S_ISLNK(mode):
+            raise CorruptWeightsError(
+                f"{p} is a symlink (to {os.readlink(p)}) inside the weights folder {folder}: possible "
+                f"{_TAMPERING}; a weights folder holds only regular files, copy the file in instead"
+            )
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise CorruptWeightsError(
+                f"{p} is {file_kind(mode)} inside the weights folder {folder}, expected a regular file: "
+                f"possible {_TAMPERING}; a weights folder holds only regular files"
+            )
 
 
 def _listable(folder: Path) -> list[Path]:
     """The files a manifest of ``folder`` lists: regular, not hidden (atomic temporaries), not itself."""
-    return sorted(
+    return [
         p
-        for p in folder.iterdir()
-        if p.is_file() and not p.is_symlink() and p.name != MANIFEST_FILE and not p.name.startswith(".")
-    )
+        for p, mode in _entries(folder)
+        if stat.S_ISREG(mode) and p.name != MANIFEST_FILE and not p.name.startswith(".")
+    ]
 
 
 def build_manifest(folder: str | Path, game: str) -> dict[str, Any]:
@@ -110,7 +140,10 @@ def build_manifest(folder: str | Path, game: str) -> dict[str, Any]:
     if not folder.is_dir():
         raise MissingWeightsError(f"weights folder {folder} does not exist")
     _refuse_symlinks(folder)
-    files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in _listable(folder)}
+    files = {}
+    for p in _listable(folder):
+        digest, size = _hash_regular(p)
+        files[p.name] = {"sha256": digest, "bytes": size}
     return {"format": MANIFEST_FORMAT, "game": game, "files": files}
 
 
@@ -130,16 +163,19 @@ def _parse(folder: Path, data: Any) -> tuple[str, dict[str, ManifestEntry]]:
         ok_entry = (
             isinstance(entry, dict)
             and isinstance(entry.get("sha256"), str)
-            and len(entry["sha256"]) == 64
+            and _HEX64.fullmatch(entry["sha256"]) is not None
             and isinstance(entry.get("bytes"), int)
             and not isinstance(entry.get("bytes"), bool)
+            and entry["bytes"] >= 0
         )
         if not (ok_name and ok_entry):
+            shown = repr(entry)
             raise CorruptWeightsError(
                 f"{path}: entry {name!r} must be a plain file name with a 64-hex 'sha256' and an "
-                f"integer 'bytes', got {entry!r}"
+                f"integer 'bytes' >= 0, got {shown[:200]}{'...' if len(shown) > 200 else ''}"
             )
-        entries[name] = ManifestEntry(entry["sha256"], entry["bytes"])
+        # hexdigest() is lowercase; a digest written in uppercase names the same bytes.
+        entries[name] = ManifestEntry(entry["sha256"].lower(), entry["bytes"])
     return game, entries
 
 
@@ -149,7 +185,7 @@ def read_manifest(folder: str | Path) -> tuple[str, dict[str, ManifestEntry]]:
     path = folder / MANIFEST_FILE
     if path.is_symlink():
         raise CorruptWeightsError(f"{path} is a symlink: possible {_TAMPERING}")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise CorruptWeightsError(
             f"{folder} has no {MANIFEST_FILE}: possible {_TAMPERING}, or a folder written before "
             "manifests existed. Re-export it (python -m trainers.export <run> --game <Game> --out "
@@ -157,9 +193,11 @@ def read_manifest(folder: str | Path) -> tuple[str, dict[str, ManifestEntry]]:
             f"`python -m moc_envs.manifest {folder} --game <Game>`"
         )
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CorruptWeightsError(f"{path} is not valid JSON ({err}): possible {_TAMPERING}") from err
+        data = load_json_file(path, what="manifest")
+    except FileNotFoundError as err:  # removed since the check above
+        raise CorruptWeightsError(f"{path} vanished while being read: possible {_TAMPERING}") from err
+    except CorruptWeightsError as err:
+        raise CorruptWeightsError(f"{err}: possible {_TAMPERING}") from err
     return _parse(folder, data)
 
 
@@ -173,14 +211,27 @@ class VerifiedFolder:
         self.files = dict(files)
 
     def listed(self, name: str) -> bool:
-        """Whether the manifest lists file ``name``."""
+        """Whether the manifest lists file ``name``: what the folder holds, as verified.
+
+        A listed file must be read (:meth:`read_bytes`): one that is gone or changed by then is
+        corruption, never an absent optional file.
+        """
         return name in self.files
+
+    def holds(self, name: str) -> bool:
+        """Whether the folder holds ``name``: listed in the manifest, or present on disk anyway.
+
+        For optional files: a listed one is there (or its read fails as corruption), and an
+        unlisted one found on disk is read too, so that its read refuses it as unrecorded
+        rather than it being ignored.
+        """
+        return self.listed(name) or os.path.lexists(self.folder / name)
 
     def read_bytes(self, name: str) -> bytes:
         """The bytes of file ``name``, after checking them against the manifest.
 
-        Raises CorruptWeightsError when the file is not listed, is a symlink, or its bytes do
-        not match the recorded SHA-256 and size.
+        Raises CorruptWeightsError when the file is not listed, is missing, is not a regular
+        file (a symlink, a FIFO), or its bytes do not match the recorded SHA-256 and size.
         """
         path = self.folder / name
         entry = self.files.get(name)
@@ -192,20 +243,21 @@ class VerifiedFolder:
         if path.is_symlink():
             raise CorruptWeightsError(f"{path} is a symlink: possible {_TAMPERING}")
         try:
-            data = path.read_bytes()
+            with open_regular(path) as f:
+                data = f.read(entry.bytes + 1)  # one byte more than recorded shows a longer file
         except FileNotFoundError as err:
             raise CorruptWeightsError(
                 f"{path} is listed in {MANIFEST_FILE} but missing: possible {_TAMPERING}"
             ) from err
+        except CorruptWeightsError as err:
+            raise CorruptWeightsError(f"{err}: possible {_TAMPERING}") from err
         _check(path, entry, sha256_bytes(data), len(data))
         return data
 
     def read_json(self, name: str) -> Any:
-        """File ``name`` parsed as JSON, after the check of :meth:`read_bytes`."""
-        try:
-            return json.loads(self.read_bytes(name).decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CorruptWeightsError(f"{self.folder / name} is not valid JSON: {err}") from err
+        """File ``name`` parsed as strict JSON (:func:`moc_envs.safe_read.parse_json`), after
+        the check of :meth:`read_bytes`."""
+        return parse_json(self.read_bytes(name), self.folder / name)
 
 
 def _check(path: Path, entry: ManifestEntry, actual: str, size: int) -> None:
@@ -233,11 +285,15 @@ def verify_folder(folder: str | Path, game: str | None = None) -> VerifiedFolder
         )
     for name, entry in entries.items():
         path = folder / name
-        if not path.is_file():
+        try:
+            digest, size = _hash_regular(path)
+        except FileNotFoundError as err:
             raise CorruptWeightsError(
                 f"{path} is listed in {MANIFEST_FILE} but missing: possible {_TAMPERING}"
-            )
-        _check(path, entry, sha256_file(path), path.stat().st_size)
+            ) from err
+        except CorruptWeightsError as err:
+            raise CorruptWeightsError(f"{err}: possible {_TAMPERING}") from err
+        _check(path, entry, digest, size)
     return VerifiedFolder(folder, saved_game, entries)
 
 
@@ -250,13 +306,19 @@ def safetensors_metadata(data: bytes, source: str | Path) -> dict[str, str]:
 
     try:
         (size,) = struct.unpack("<Q", data[:8])
-        if not 2 <= size <= len(data) - 8:
+        if not 2 <= size <= min(len(data) - 8, MAX_JSON_BYTES):
             raise ValueError(f"header of {size} bytes in a {len(data)}-byte file")
-        header = json.loads(data[8 : 8 + size].decode())
+        try:
+            header = parse_json(data[8 : 8 + size], "its header")
+        except CorruptWeightsError as err:
+            raise ValueError(str(err)) from err
+        if not isinstance(header, dict):
+            raise ValueError(f"the header must be a JSON object, got {type(header).__name__}")
         meta = header.get("__metadata__") or {}
         if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-            raise ValueError(f"__metadata__ must map strings to strings, got {meta!r}")
-    except (struct.error, ValueError, UnicodeDecodeError, AttributeError) as err:
+            shown = repr(meta)
+            raise ValueError(f"__metadata__ must map strings to strings, got {shown[:200]}")
+    except (struct.error, ValueError) as err:
         raise CorruptWeightsError(f"{source} is not a readable safetensors file: {err}") from err
     return dict(meta)
 
@@ -280,8 +342,9 @@ def write_manifest(folder: str | Path, game: str, written: Iterable[str] | None 
         fresh = set(written)
         for name, entry in entries.items():
             path = folder / name
-            if name not in fresh and path.is_file() and not path.is_symlink():
-                _check(path, entry, sha256_file(path), path.stat().st_size)
+            if name not in fresh and os.path.lexists(path):
+                # A non-regular entry is refused here (and by build_manifest below).
+                _check(path, entry, *_hash_regular(path))
     manifest = build_manifest(folder, game)
     return atomic_write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
 
@@ -292,7 +355,7 @@ def refresh_manifest(folder: str | Path, game: str, written: Iterable[str]) -> P
     For writers that add files to an existing weights folder (evaluation, card): a folder
     without a manifest was never verified, and adding a file must not vouch for the others.
     """
-    if not (Path(folder) / MANIFEST_FILE).is_file():
+    if not os.path.lexists(Path(folder) / MANIFEST_FILE):
         return None
     return write_manifest(folder, game, written)
 

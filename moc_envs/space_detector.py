@@ -15,6 +15,7 @@ Importing this module imports torch; ``import moc_envs`` does not.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -172,21 +173,24 @@ class SpaceDetector:
         path = Path(path)
         cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
         for p in (cfg_path, w_path):
-            if not p.is_file():
+            if not os.path.lexists(p):  # a FIFO or link in its place is refused by verify_folder
                 raise MissingWeightsError(f"detector file {p} is missing")
         clf_path = path / CLASSIFIER_FILE
-        if not clf_path.exists() and not allow_unclassified:
-            if (path / LEGACY_CLASSIFIER_FILE).exists():
-                # The legacy pickle is refused with its own message before the manifest check:
-                # such folders predate manifests too.
-                load_classifier(path, game.name)
+        if not os.path.lexists(clf_path) and os.path.lexists(path / LEGACY_CLASSIFIER_FILE) and not allow_unclassified:
+            # The legacy pickle is refused with its own message before the manifest check:
+            # such folders predate manifests too.
+            load_classifier(path, game.name)
+        files = verify_folder(path, game.name)
+        # What the folder holds is the verified manifest's word: a listed classifier deleted
+        # after the check fails its read as corruption instead of loading a detector without one.
+        has_classifier = files.holds(CLASSIFIER_FILE)
+        if not has_classifier and not allow_unclassified:
             raise MissingWeightsError(
                 f"{path} holds a detector for {game.name} but no z_what classifier ({CLASSIFIER_FILE}): "
                 "every detection would be category 'object' and fill no observation slot. Fit one "
                 f"with:\n  {refit_command(path, game.name)}\nor pass allow_unclassified=True to "
                 "load the detector without categories"
             )
-        files = verify_folder(path, game.name)
         meta = files.read_json(CONFIG_FILE)
         try:
             if not isinstance(meta, dict):
@@ -217,7 +221,7 @@ class SpaceDetector:
         # parallel op. Large tensor ops (the finiteness checks, copies) are parallel ops.
         with torch_threads(1):
             encoder = _load_encoder(blob, model_cfg, w_path, cfg_path)
-        classifier = read_classifier(files, game.name) if clf_path.exists() else None
+        classifier = read_classifier(files, game.name) if has_classifier else None
         if classifier is not None and classifier.z_what_dim != model_cfg.z_what_dim:
             raise CorruptWeightsError(
                 f"classifier in {path} expects z_what of size {classifier.z_what_dim}, "

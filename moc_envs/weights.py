@@ -7,6 +7,10 @@ A game's weights folder (``detector.safetensors``, ``config.json``, the classifi
    It wins over everything.
 2. The roots of ``$MOC_ENVS_WEIGHTS`` (``os.pathsep``-separated), in order: the first root that
    holds a ``<Game>/`` folder provides the game; a game missing there falls through.
+
+A relative ``weights=`` or ``$MOC_ENVS_WEIGHTS`` entry is relative to the current working
+directory at the time of the lookup, and is made absolute there: the folder found (and loaded, and
+handed to workers) stays the same if the process changes directory later.
 3. The bundled weights: the checkout's top-level ``weights/`` when running from a source tree
    (or an editable install), else the copy a regular ``pip install`` places in the package as
    ``moc_envs/_weights``.
@@ -18,7 +22,6 @@ JSON is read here (no torch, no unpickling): ``import moc_envs`` stays cheap.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from typing import Any, Literal
 
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError, MocEnvsError
 from moc_envs.games import game_names, get_game
+from moc_envs.safe_read import load_json_file
 
 __all__ = [
     "WEIGHTS_ENV_VAR",
@@ -35,6 +39,7 @@ __all__ = [
     "weights_root",
     "bundled_games",
     "weights_search_path",
+    "check_weights_argument",
     "find_weights",
     "weights_dir",
     "require_weights",
@@ -84,8 +89,9 @@ def bundled_games() -> tuple[str, ...]:
 def weights_search_path() -> list[tuple[Path, WeightsOrigin]]:
     """The roots searched for ``<Game>/`` folders, in order, each with its origin.
 
-    Every non-empty entry of ``$MOC_ENVS_WEIGHTS`` (split on ``os.pathsep``), then the bundled
-    root of :func:`weights_root`.
+    Every non-empty entry of ``$MOC_ENVS_WEIGHTS`` (split on ``os.pathsep``; ``~`` expanded, a
+    relative entry resolved against the current working directory now), then the bundled root
+    of :func:`weights_root`.
     """
     raw = os.environ.get(WEIGHTS_ENV_VAR, "")
     roots: list[tuple[Path, WeightsOrigin]] = [
@@ -95,15 +101,40 @@ def weights_search_path() -> list[tuple[Path, WeightsOrigin]]:
     return roots
 
 
-def _explicit_folder(game: str, weights: str | os.PathLike[str]) -> Path:
-    """The game folder that ``weights=`` names: itself (a game folder) or ``<weights>/<Game>``."""
-    path = Path(weights).expanduser()
+def check_weights_argument(weights: object) -> Path | None:
+    """A ``weights=`` argument as an absolute path (None stays None).
+
+    ``~`` is expanded and a relative path is made absolute against the current working
+    directory now. Raises TypeError for anything but a ``str`` or ``os.PathLike`` path or None,
+    and ValueError for an empty string (which would otherwise mean the working directory).
+    """
+    if weights is None:
+        return None
+    if not isinstance(weights, str | os.PathLike):
+        raise TypeError(
+            f"weights must be a path (str or os.PathLike) to a game folder or a weights root, or "
+            f"None, got {type(weights).__name__} {weights!r}"
+        )
+    raw = os.fspath(weights)
+    if not isinstance(raw, str):
+        raise TypeError(f"weights must be a str path, got {type(raw).__name__} {raw!r}")
+    if not raw.strip():
+        raise ValueError(
+            f"weights={raw!r} names no folder: pass a game folder holding {_DETECTOR_FILE} or a "
+            "weights root holding <Game>/, or None to search $MOC_ENVS_WEIGHTS and the bundled weights"
+        )
+    return Path(os.path.abspath(Path(raw).expanduser()))
+
+
+def _explicit_folder(game: str, weights: str | os.PathLike[str], path: Path) -> Path:
+    """The game folder that ``weights=`` (absolute: ``path``) names: itself (a game folder) or
+    ``<weights>/<Game>``."""
     if not path.is_dir():
         raise MissingWeightsError(
             f"weights={str(weights)!r} is not a folder; expected a game folder holding "
             f"{_DETECTOR_FILE} or a weights root holding {game}/"
         )
-    if (path / _DETECTOR_FILE).is_file():
+    if os.path.lexists(path / _DETECTOR_FILE):
         return path
     if (path / game).is_dir():
         return path / game
@@ -118,13 +149,15 @@ def find_weights(
 ) -> tuple[Path, WeightsOrigin] | None:
     """The folder the game's weights would load from and its origin, or None when there is none.
 
-    ``weights`` (a game folder or a root) wins; otherwise the first root of
-    :func:`weights_search_path` holding a ``<Game>/`` folder. The folder's files are not checked
-    here (:func:`require_weights` does).
+    ``weights`` (a game folder or a root, see :func:`check_weights_argument`) wins; otherwise
+    the first root of :func:`weights_search_path` holding a ``<Game>/`` folder. The folder is
+    absolute: a relative ``weights`` or root is resolved against the working directory now. The
+    folder's files are not checked here (:func:`require_weights` does).
     """
+    path = check_weights_argument(weights)
     name = get_game(game).name
-    if weights is not None:
-        return _explicit_folder(name, weights), "explicit"
+    if weights is not None and path is not None:
+        return _explicit_folder(name, weights, path), "explicit"
     for root, origin in weights_search_path():
         if (root / name).is_dir():
             return root / name, origin
@@ -164,7 +197,8 @@ def require_weights(game: str, weights: str | os.PathLike[str] | None = None) ->
     found = find_weights(spec.name, weights)
     if found is not None:
         folder, origin = found
-        missing = [folder / name for name in REQUIRED_FILES if not (folder / name).is_file()]
+        # lexists: a FIFO or symlink in a file's place is refused at load, naming what it is.
+        missing = [folder / name for name in REQUIRED_FILES if not os.path.lexists(folder / name)]
         if not missing:
             return folder
         detail = {
@@ -206,10 +240,17 @@ class WeightsInfo:
 
 
 def _card_headline(folder: Path) -> tuple[float | None, float | None, bool | None]:
-    """(F1 on moving objects, category accuracy, bar verdict) from a folder's card.json."""
+    """(F1 on moving objects, category accuracy, bar verdict) from a folder's card.json.
+
+    Nones when the card is absent or unreadable (not a regular file, not strict JSON): the
+    folder's status says why (:func:`_folder_status` verifies every file the manifest lists).
+    """
     try:
-        ship = json.loads((folder / _CARD_FILE).read_text()).get("ship") or {}
-    except (OSError, ValueError, AttributeError):
+        card = load_json_file(folder / _CARD_FILE, what="card")
+    except (OSError, MocEnvsError):
+        return None, None, None
+    ship = card.get("ship") if isinstance(card, dict) else None
+    if not isinstance(ship, dict):
         return None, None, None
 
     def number(key: str) -> float | None:
@@ -225,15 +266,19 @@ def _folder_status(folder: Path, game: str) -> str:
     from moc_envs.classifier import CLASSIFIER_FILE, LEGACY_CLASSIFIER_FILE
     from moc_envs.manifest import verify_folder
 
-    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    missing = [name for name in REQUIRED_FILES if not os.path.lexists(folder / name)]
     if missing:
         return "missing " + ", ".join(missing)
-    if not (folder / CLASSIFIER_FILE).is_file():
-        return "legacy pickled classifier" if (folder / LEGACY_CLASSIFIER_FILE).is_file() else "no classifier"
+    legacy_only = not os.path.lexists(folder / CLASSIFIER_FILE) and os.path.lexists(folder / LEGACY_CLASSIFIER_FILE)
     try:
-        verify_folder(folder, game)
+        files = verify_folder(folder, game)
     except MocEnvsError as err:
-        return "refused: " + str(err).split("\n")[0]
+        # Legacy folders predate manifests: say what to re-fit rather than "no manifest".
+        return "legacy pickled classifier" if legacy_only else "refused: " + str(err).split("\n")[0]
+    except OSError as err:  # unreadable (permissions): the table still lists every game
+        return f"refused: {err}"
+    if not files.holds(CLASSIFIER_FILE):
+        return "legacy pickled classifier" if files.holds(LEGACY_CLASSIFIER_FILE) else "no classifier"
     return "ok"
 
 
@@ -247,9 +292,9 @@ def weights_table(weights: str | os.PathLike[str] | None = None) -> list[Weights
     """
     explicit_game: tuple[str, Path] | None = None
     explicit_root: Path | None = None
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if (path / _DETECTOR_FILE).is_file():
+    path = check_weights_argument(weights)
+    if path is not None:
+        if os.path.lexists(path / _DETECTOR_FILE):
             game = _config_game(path)
             if game is None:
                 raise CorruptWeightsError(
@@ -281,9 +326,10 @@ def weights_table(weights: str | os.PathLike[str] | None = None) -> list[Weights
 def _config_game(folder: Path) -> str | None:
     """The ``game`` a detector folder's config.json names (None when unreadable)."""
     try:
-        game: Any = json.loads((folder / REQUIRED_FILES[1]).read_text()).get("game")
-    except (OSError, ValueError, AttributeError):
+        config: Any = load_json_file(folder / REQUIRED_FILES[1], what="detector config")
+    except (OSError, MocEnvsError):
         return None
+    game = config.get("game") if isinstance(config, dict) else None
     return game if isinstance(game, str) else None
 
 

@@ -48,6 +48,7 @@ from moc_envs.atomic import atomic_path, atomic_write_text, remove_stale_tempora
 from moc_envs.errors import CorruptWeightsError, MocEnvsError
 from moc_envs.games import game_names, get_game
 from moc_envs.manifest import sha256_file
+from moc_envs.safe_read import torch_load_error_text
 
 __all__ = [
     "FRAMESKIP",
@@ -307,7 +308,8 @@ def load_checkpoint(out: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         tensors = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a bad file
-        raise CorruptWeightsError(f"{path} is not a readable checkpoint: {err}") from err
+        # Without torch's advice to retry with weights_only=False, which would run the file's code.
+        raise CorruptWeightsError(f"{path} is not a readable checkpoint: {torch_load_error_text(err)}") from err
     if not isinstance(tensors, dict) or not {"policy", "optimizer"} <= set(tensors):
         raise CorruptWeightsError(f"{path} must hold 'policy' and 'optimizer' state dicts")
     return record, tensors

@@ -49,6 +49,7 @@ from moc_envs.errors import CorruptWeightsError
 from moc_envs.games import get_game
 from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.model.geometry import latents_to_where
+from moc_envs.safe_read import torch_load_error_text
 from trainers.run_lock import RunLock
 from trainers.train import TrainError, checkpoint_digest
 
@@ -270,7 +271,10 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated / foreign files
-        raise CorruptWeightsError(f"checkpoint {path} is corrupt or not a distillation checkpoint: {err}") from err
+        # Without torch's advice to retry with weights_only=False, which would run the file's code.
+        raise CorruptWeightsError(
+            f"checkpoint {path} is corrupt or not a distillation checkpoint: {torch_load_error_text(err)}"
+        ) from err
     if not isinstance(ckpt, dict) or not {"student", "opt", "epoch", "args", "rng", "digest"} <= set(ckpt):
         raise CorruptWeightsError(f"checkpoint {path} is not a distillation checkpoint")
     stored = ckpt.pop("digest")

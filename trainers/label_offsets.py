@@ -30,6 +30,7 @@ from moc_envs.atomic import atomic_write_text
 from moc_envs.games import GameSpec, get_game
 from moc_envs.labels import LABELS_FILE, LABELS_FORMAT, link_box, link_value
 from moc_envs.manifest import refresh_manifest
+from moc_envs.safe_read import finite_for_json
 from moc_envs.threads import add_threads_argument, set_torch_threads
 
 __all__ = ["collect_link_values", "label_scores", "fit_offset", "calibrate", "write_labels", "to_markdown", "main"]
@@ -164,7 +165,8 @@ def calibrate(
 def write_labels(result: dict[str, Any], weights: str | Path) -> Path:
     """Write ``labels.json`` into the weights folder atomically and refresh its manifest."""
     path = Path(weights) / LABELS_FILE
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    # A rate over no held-out samples is NaN, which strict JSON (read_label_offsets) refuses.
+    atomic_write_text(path, json.dumps(finite_for_json(result), indent=2, allow_nan=False) + "\n")
     refresh_manifest(Path(weights), result["game"], [LABELS_FILE])
     return path
 

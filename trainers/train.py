@@ -54,6 +54,7 @@ from moc_envs.errors import CorruptWeightsError, MocEnvsError
 from moc_envs.games import game_names
 from moc_envs.model import SpaceModel
 from moc_envs.model.geometry import where_to_boxes
+from moc_envs.safe_read import torch_load_error_text
 from trainers import distributed
 from trainers.config import PRESETS, TrainConfig, lambda_dynamic, lambda_linear, make_config
 from trainers.losses import continuity_loss, elbo_terms, motion_distance, motion_terms, total_loss
@@ -321,8 +322,9 @@ def load_checkpoint(path: Path, expect: TrainConfig | None = None) -> dict[str, 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated / foreign files
+        # Without torch's advice to retry with weights_only=False, which would run the file's code.
         raise CorruptWeightsError(
-            f"checkpoint {path} is corrupt or not a training checkpoint: {err}; {advice}"
+            f"checkpoint {path} is corrupt or not a training checkpoint: {torch_load_error_text(err)}; {advice}"
         ) from err
     keys = {"model", "fg_opt", "bg_opt", "step", "config", "rng", "sched"}
     if not isinstance(ckpt, dict) or not keys <= set(ckpt):
