@@ -5,10 +5,10 @@
 
 Two parts, one report (``agents.json`` / ``.md`` / ``.png``):
 
-1. **Long runs** (:mod:`trainers.agent`, 10M frames each, hours on a CPU, run in the
+1. **Long runs** (:mod:`trainers.agents.train`, 10M frames each, hours on a CPU, run in the
    background): each run folder's ``checkpoint.json`` gives its learning curve (the return of
    every training episode against frames) and its speed; its ``eval.json``
-   (:mod:`trainers.agent_eval`: 30 episodes, deterministic policy, on RAM-oracle and on learned
+   (:mod:`trainers.agents.evaluate`: 30 episodes, deterministic policy, on RAM-oracle and on learned
    objects) gives the evaluation table, marked stale when it is of an earlier checkpoint than
    the run's last. A run short of its budget is labelled "partial". The published anchors
    (SCoBots 17.2 on RAM objects, deep PPO on pixels 16.4, human 14.6, random -20.7) stand beside
@@ -19,8 +19,8 @@ Two parts, one report (``agents.json`` / ``.md`` / ``.png``):
    ent_coef 0.01), each step 4 emulator frames, sticky actions 0.25:
 
    - ``objects (learned)``: ``MlpPolicy`` on ``MOC/<Game>-v0`` with the learned detector, 8 envs
-     in one :class:`~moc_envs.vector.MocVectorEnv` (batched detection) through
-     :class:`moc_envs.sb3.SB3VecEnv`; "not available: no weights for <Game>" without weights;
+     in one :class:`~moc_envs.envs.vector.MocVectorEnv` (batched detection) through
+     :class:`moc_envs.envs.sb3.SB3VecEnv`; "not available: no weights for <Game>" without weights;
    - ``objects (ram)``: the same on ``detector="ram"`` (RAM-oracle objects); both object agents
      see their observation through SB3's ``VecNormalize`` (running mean / std of each feature,
      rewards untouched): positions in [0, 1] and velocities of a few hundredths are otherwise
@@ -100,7 +100,7 @@ DETECTOR_NAMES = {"ram": "RAM-oracle objects", "space": "learned objects"}
 
 
 def long_run(folder: str | Path) -> dict[str, Any] | None:
-    """What a :mod:`trainers.agent` run folder says of itself; None when it has no checkpoint.
+    """What a :mod:`trainers.agents.train` run folder says of itself; None when it has no checkpoint.
 
     Its learning curve (every training episode's end frame and return), frames done and
     planned, speed, and its ``eval.json`` when that is of the run's last checkpoint (else the
@@ -108,8 +108,8 @@ def long_run(folder: str | Path) -> dict[str, Any] | None:
     """
     import json
 
-    from trainers.agent import FRAMESKIP, read_checkpoint
-    from trainers.agent_eval import EVAL_FILE
+    from trainers.agents.evaluate import EVAL_FILE
+    from trainers.agents.train import FRAMESKIP, read_checkpoint
 
     folder = Path(folder)
     record = read_checkpoint(folder)
@@ -142,7 +142,7 @@ def long_run(folder: str | Path) -> dict[str, Any] | None:
             out["evaluation"] = evaluation
         else:
             out["stale_evaluation"] = evaluation
-    # Evaluations in an env that coasts missed objects (trainers.agent_eval --coast N), current only.
+    # Evaluations in an env that coasts missed objects (trainers.agents.evaluate --coast N), current only.
     out["coasted"] = {}
     for path in sorted(folder.glob("eval_coast*.json")):
         evaluation = json.loads(path.read_text())
@@ -173,8 +173,8 @@ def _make_env(kind: str, game: str, n_envs: int, seed: int, device: str) -> Any:
         return VecFrameStack(venv, 4)
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from moc_envs.sb3 import SB3VecEnv
-    from moc_envs.vector import make_vec
+    from moc_envs.envs.make import make_vec
+    from moc_envs.envs.sb3 import SB3VecEnv
 
     detector = "space" if kind == "learned" else "ram"
     # The RAM oracle runs on the CPU: only the learned detector takes a device.
@@ -384,7 +384,7 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
     runs = result["long_runs"]
     if not runs:
         return ("No long run found (" + ", ".join(DEFAULT_RUNS) + "): start them with "
-                "`python -m trainers.agent` (see the README's Agents section).")
+                "`python -m trainers.agents.train` (see the README's Agents section).")
     rows = []
     for r in runs:
         status = (f"partial: {r['frames']:,} of {r['target_frames']:,} frames" if r["partial"]
@@ -410,14 +410,14 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
     )
     return (
         "Each agent: SB3 PPO, MlpPolicy (64-64 tanh) on the flat object observation, "
-        "`python -m trainers.agent` (hyperparameters in `trainers.agent.PPO_DEFAULTS`; the runs before "
+        "`python -m trainers.agents.train` (hyperparameters in `trainers.agents.train.PPO_DEFAULTS`; the runs before "
         "lr 7.5e-4 and 8 epochs became the defaults used CleanRL's 2.5e-4 and 4). Evaluation: "
-        "`python -m trainers.agent_eval`, 30 episodes per cell with the deterministic policy, mean ± "
+        "`python -m trainers.agents.evaluate`, 30 episodes per cell with the deterministic policy, mean ± "
         "standard deviation (ddof=1); each agent plays on the objects it was trained on and on the "
         "other detector's (cross-evaluation: what the detector's errors cost). Coasted: the same "
         "policy on learned objects in an env made with `coast=N`, which keeps a missed object in the "
         "observation for up to N steps at the box its velocity predicts "
-        "(`python -m trainers.agent_eval --coast N`, eval_coast<N>.json; training never coasted).\n\n"
+        "(`python -m trainers.agents.evaluate --coast N`, eval_coast<N>.json; training never coasted).\n\n"
         f"{table}\n\n**{TARGET}** Verdict: {result['target_verdict']}."
     )
 
@@ -532,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     add_common_args(p)
     p.add_argument("--game", default="Pong", help="game")
-    p.add_argument("--runs", nargs="*", default=list(DEFAULT_RUNS), help="long-run folders of trainers.agent to report")
+    p.add_argument("--runs", nargs="*", default=list(DEFAULT_RUNS), help="long-run folders of trainers.agents.train to report")
     p.add_argument("--steps", type=int, default=100_000,
                    help="env steps per agent of the same-budget part (0: carry the previous rows over)")
     p.add_argument("--n-envs", type=int, default=8, help="parallel envs per agent")

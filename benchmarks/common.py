@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from moc_envs.atomic import atomic_path, atomic_write_text
+from moc_envs.weights.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "RESULTS_DIR",
@@ -82,7 +82,7 @@ def image_encoder_of(folder: Path) -> str:
 def learned_weights(game: str) -> Path | None:
     """The game's exported detector folder, or None when no weights are shipped."""
     from moc_envs.errors import MissingWeightsError
-    from moc_envs.weights import require_weights
+    from moc_envs.weights.search import require_weights
 
     try:
         return require_weights(game)
@@ -129,7 +129,7 @@ def learned_objects_note(game: str, device: str = "auto", steps: int = 32, seed:
     )
 
 
-BUSY_PATTERNS = ("trainers.train", "benchmarks.train_speed")
+BUSY_PATTERNS = ("trainers.detector.train", "benchmarks.train_speed")
 """Command lines of heavy jobs whose presence marks a benchmark's machine as shared."""
 
 

@@ -3,13 +3,13 @@
     python -m benchmarks.ddp_speed [--data data/Pong] [--runs 1x1,2x1,1x2] [--steps 10] [--device cpu]
 
 For each run ``NxT`` (N processes of T torch threads each), launches ``torchrun --standalone --nproc-per-node N`` on this module
-(:func:`trainers.distributed.torchrun_command`); every process times the training step of
-``trainers.train`` (a batch from its own shard, forward, every loss term, backward with DDP's
+(:func:`trainers.detector.distributed.torchrun_command`); every process times the training step of
+``trainers.detector.train`` (a batch from its own shard, forward, every loss term, backward with DDP's
 gradient averaging, clipping, both optimiser updates, the per-step agreement between ranks)
 on ``--batch-stacks`` stacks of T=4 frames. Throughput counts every rank's frames:
 N x batch x T frames per step over the wall time of the timed steps (all ranks start and end
 them together). N = 1 runs the same command without a process group, as a plain
-``trainers.train`` run does. Writes ``benchmarks/results/ddp_speed.json`` and ``.md``.
+``trainers.detector.train`` run does. Writes ``benchmarks/results/ddp_speed.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS_DIR, markdown_table, write_results
-from moc_envs.atomic import atomic_write_text
+from moc_envs.weights.atomic import atomic_write_text
 
 __all__ = ["measure", "worker", "main"]
 
@@ -50,16 +50,16 @@ def worker(argv: Sequence[str]) -> None:
 
     from moc_envs.model import SpaceModel
     from moc_envs.threads import set_torch_threads
-    from trainers import distributed
-    from trainers.config import make_config
-    from trainers.losses import (
+    from trainers.detector import distributed
+    from trainers.detector.config import make_config
+    from trainers.detector.losses import (
         continuity_loss,
         elbo_terms,
         motion_distance,
         motion_terms,
         total_loss,
     )
-    from trainers.train import TrainData, load_train_data, optimizer_step
+    from trainers.detector.train import TrainData, load_train_data, optimizer_step
 
     set_torch_threads(a.threads)
     dist = distributed.setup(a.device)
@@ -134,7 +134,7 @@ def measure(
     nproc: int, steps: int, warmup: int, batch_stacks: int, data: str, threads: int, device: str
 ) -> dict[str, Any]:
     """Launch ``nproc`` processes under torchrun on :func:`worker`; return rank 0's timings."""
-    from trainers.distributed import torchrun_command
+    from trainers.detector.distributed import torchrun_command
 
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
@@ -211,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     table = markdown_table(headers, rows, digits=2)
     notes = (
         f"SPACE+MOC training step of the cpu preset ({args.batch_stacks} stacks x T=4 frames per "
-        "process), as `trainers.train` runs it under torchrun: own shard, DDP gradient averaging "
+        "process), as `trainers.detector.train` runs it under torchrun: own shard, DDP gradient averaging "
         f"({', '.join(sorted({r['backend'] for r in runs if r['backend']})) or 'none: one process'}), clipping, RMSprop + Adam, the per-step agreement "
         f"between ranks; {args.steps} timed steps after {args.warmup} warm-up steps, "
         f"{runs[0]['source']}. frames/s counts every rank's frames over the slowest rank's wall "

@@ -18,7 +18,7 @@ scripted RAM-reading policy that reaches later states, see
 
 Matching is class-agnostic: Hungarian on box centres, a pair counts when the
 centres are closer than 5 frame pixels (OCAtari's criterion, as in
-trainers.metrics); IoU is the mean IoU of the matched pairs. Writes
+trainers.evaluate.metrics); IoU is the mean IoU of the matched pairs. Writes
 ``detection.json`` / ``.md`` / ``.png``.
 """
 
@@ -42,9 +42,9 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.scripted import scripted_policy
-from trainers import detection_metrics
-from trainers.ground_truth import vision_step
-from trainers.metrics import OCATARI_MAX_DIST
+from trainers.data.ground_truth import vision_step
+from trainers.evaluate import detection_metrics
+from trainers.evaluate.metrics import OCATARI_MAX_DIST
 
 __all__ = ["match_pairs", "box_iou", "score_frames", "collect", "run", "main"]
 
@@ -81,7 +81,7 @@ def score_frames(
 
     An unmatched prediction on a HUD box of ``huds`` (a score digit: a real
     object we do not score) is set aside as ``hud_predictions``, not counted as
-    a false positive, as trainers.metrics does.
+    a false positive, as trainers.evaluate.metrics does.
     """
     tp = fp = fn = on_hud = 0
     ious: list[np.ndarray] = []
@@ -150,10 +150,10 @@ def collect(game: str, policy: str, steps: int, seed: int) -> dict[str, Any]:
     from ocatari.ram.extract_ram_info import detect_objects_ram, init_objects
     from ocatari.vision.extract_vision_info import detect_objects_vision
 
-    from moc_envs.frames import frame_source
+    from moc_envs.envs.registration import make_ale_env
     from moc_envs.games import get_game
-    from moc_envs.ram_detector import RamDetector
-    from moc_envs.registration import make_ale_env
+    from moc_envs.perception.frames import frame_source
+    from moc_envs.perception.ram_detector import RamDetector
 
     spec = get_game(game)
     importlib.import_module(f"ocatari.vision.{spec.name.lower()}")
@@ -218,7 +218,7 @@ def _learned(game: str, frames: np.ndarray, device: str, batch: int = 64) -> tup
     an observation slot were set aside: with a classifier, what the observation leaves out
     ('unknown', Breakout's brick pieces); the truth and vision keep only the game's categories
     too. Without a classifier every box counts (its category is a placeholder)."""
-    from moc_envs.detectors import make_detector
+    from moc_envs.perception.detectors import make_detector
 
     det = make_detector("space", game, device, allow_unclassified=True)
     slots = frozenset(det.game.category_names)
@@ -295,7 +295,7 @@ def _write(result: dict[str, Any], out: Path) -> None:
         "(with it on, MsPacman's bottom-bar fruit icon is a Fruit). Class-agnostic "
         f"Hungarian matching of box centres closer than {MAX_DIST:g} px (OCAtari's criterion); "
         "IoU averaged over matched pairs. Unmatched predictions on HUD objects (score digits) "
-        "are set aside, not counted as false positives (column `on HUD`), as in trainers.metrics; so are "
+        "are set aside, not counted as false positives (column `on HUD`), as in trainers.evaluate.metrics; so are "
         "learned detections the observation has no slot for ('unknown', or a category beyond the game's; noted per row). "
         "Scripted policies read the RAM oracle's objects (benchmarks/scripted.py: Pong tracks the ball, "
         "Boxing walks beside the enemy and punches, Skiing steers toward the next gate, Freeway's chicken "

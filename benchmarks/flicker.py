@@ -58,10 +58,10 @@ def visible(frame: np.ndarray, box: Sequence[float], ring: int = 2) -> bool | No
 
 def measure_game(game: str, steps: int, seed: int) -> dict[str, Any]:
     """Visible share of true objects, last frame vs max of the last two, overall and per category."""
+    from moc_envs.envs.registration import make_ale_env
+    from moc_envs.envs.wrapper import screen_of
     from moc_envs.games import get_game
-    from moc_envs.ram_detector import RamDetector
-    from moc_envs.registration import make_ale_env
-    from moc_envs.wrapper import screen_of
+    from moc_envs.perception.ram_detector import RamDetector
 
     spec = get_game(game)
     det = RamDetector(spec)

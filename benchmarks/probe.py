@@ -86,7 +86,7 @@ def thermometer_positions(obs: np.ndarray, n_slots: int) -> np.ndarray:
     """Object observations (N, n_slots * 7) -> (N, n_slots * 371): per slot its present flag,
     [x > t] for t = 0..159 and [y > t] for t = 0..209 (x, y in frame pixels); all zero for an
     empty slot."""
-    from moc_envs.detection import FRAME_HEIGHT, FRAME_WIDTH
+    from moc_envs.perception.detection import FRAME_HEIGHT, FRAME_WIDTH
 
     obs = np.asarray(obs, dtype=np.float32).reshape(len(obs), n_slots, -1)
     present = obs[:, :, :1] > 0.5
@@ -119,8 +119,8 @@ def collect(
     the same seeds and actions (ALE is deterministic without sticky actions), so
     both representations describe the same frames.
     """
+    from moc_envs.envs.make import make_vec
     from moc_envs.games import get_game
-    from moc_envs.vector import make_vec
 
     spec = get_game(game)
     kw = {"ram_labels": True, "repeat_action_probability": 0.0}

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from moc_envs.detection import Detection
 from moc_envs.games import TENNIS_NET_Y
+from moc_envs.perception.detection import Detection
 
 __all__ = ["ScriptedPolicy", "SCRIPTED", "scripted_policy"]
 

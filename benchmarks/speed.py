@@ -76,7 +76,7 @@ def time_single(
     terminated, info) and raises ValueError or IndexError on some frames after the emulator has
     stepped: its vision code (Seaquest: more enemy missiles than its list holds; its HUD code on
     the last life), or its object-vector observation when the number of objects changes
-    (Carnival, in RAM mode too). Such a step counts, as :func:`trainers.ground_truth.vision_step` counts
+    (Carnival, in RAM mode too). Such a step counts, as :func:`trainers.data.ground_truth.vision_step` counts
     a frame where vision found nothing; ``raised`` is the number of such steps (always 0 for
     other envs, whose errors propagate), for the table's note.
     """
@@ -169,7 +169,7 @@ def _moc_vec(
     game: str, n: int, detector: str, device: str, weights: Path | None = None, workers: int = 1
 ) -> Callable[[], gym.vector.VectorEnv]:
     def make() -> gym.vector.VectorEnv:
-        from moc_envs.vector import make_vec
+        from moc_envs.envs.make import make_vec
 
         return make_vec(f"MOC/{game}-v0", n, detector=detector, device=device, workers=workers,
                         **_learned(detector, weights))  # fmt: skip
@@ -206,7 +206,7 @@ def time_detect(
     import time
 
     from moc_envs.games import get_game
-    from moc_envs.space_detector import SpaceDetector
+    from moc_envs.perception.space_detector import SpaceDetector
 
     det = SpaceDetector.from_pretrained(
         folder, get_game(game), device=device, allow_unclassified=True, freeze=freeze
@@ -227,15 +227,15 @@ def profile_step(folder: Path, game: str, frames: np.ndarray, batch: int, repeat
     """Median milliseconds per frame of each ``detect()`` stage, and of tracking + observation.
 
     ``detect()`` stages from :meth:`SpaceDetector.detect_timed` (one thread, CPU); "tracking and
-    observation" is one env's :class:`~moc_envs.observation.ObjectObservationBuilder` update
+    observation" is one env's :class:`~moc_envs.perception.observation.ObjectObservationBuilder` update
     on those detections, what every env step adds after detection.
     """
     import statistics
     import time
 
     from moc_envs.games import get_game
-    from moc_envs.observation import ObjectObservationBuilder
-    from moc_envs.space_detector import SpaceDetector
+    from moc_envs.perception.observation import ObjectObservationBuilder
+    from moc_envs.perception.space_detector import SpaceDetector
 
     spec = get_game(game)
     det = SpaceDetector.from_pretrained(folder, spec, device="cpu", allow_unclassified=True)
@@ -459,7 +459,7 @@ def _write(result: dict[str, Any], rows: list[SpeedRow], out: Path) -> None:
         "Learned rows use one torch thread per process (the envs' default) and the frozen image "
         "encoder on the CPU (the envs' default, `moc_envs.model.runtime`); vector rows step N "
         "envs and detect their frames in batches; `workers=W` rows split them over W processes that "
-        "step, detect and track their shares at the same time (`moc_envs.parallel`); vector "
+        "step, detect and track their shares at the same time (`moc_envs.envs.parallel`); vector "
         "steps/s count env steps. `shipped` is the detector in `weights/<Game>`, "
         "`baseline` the SPACE-encoder detector it was distilled from (`weights/<Game>/space`). "
         "Raw ALE is timed first and again last; every ratio is to the mean of the two.\n\n"

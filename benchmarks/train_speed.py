@@ -6,7 +6,7 @@ Measures, on this machine:
 
 - training: frames per second of full optimisation steps of 16 frames (4 stacks x T=4):
   forward (encoder, top-K glimpse encoding/decoding, compositing, background), all loss terms,
-  backward, gradient clipping and both optimiser updates, exactly as ``trainers.train`` does;
+  backward, gradient clipping and both optimiser updates, exactly as ``trainers.detector.train`` does;
 - inference: latency of the exported encoder path (image encoder, heads, glimpse encoder,
   posterior means) on one frame and on a batch of 64 frames, and of the full
   ``SpaceDetector.detect`` on one raw 210x160 frame (resize included).
@@ -52,7 +52,7 @@ def _frames(data: str | None, n_stacks: int, seed: int) -> tuple[Any, ...]:
     import torch
 
     if data:
-        from trainers.train import load_train_data
+        from trainers.detector.train import load_train_data
 
         d = load_train_data(data)
         return d, "dataset " + data
@@ -62,7 +62,7 @@ def _frames(data: str | None, n_stacks: int, seed: int) -> tuple[Any, ...]:
     pres = (torch.rand(s, 4, 256, generator=g) < 0.01).float()
     where = torch.rand(s, 4, 256, 4, generator=g) * pres[..., None]
     mask = (torch.rand(s, 4, 128, 128, generator=g) < 0.01).to(torch.uint8)
-    from trainers.train import TrainData
+    from trainers.detector.train import TrainData
 
     return TrainData(frames, pres, where, mask), "random frames"
 
@@ -84,9 +84,9 @@ def measure_training(
     import torch
 
     from moc_envs.model import SpaceModel
-    from trainers.config import make_config
-    from trainers.losses import continuity_loss, elbo_terms, motion_terms, total_loss
-    from trainers.train import optimizer_step
+    from trainers.detector.config import make_config
+    from trainers.detector.losses import continuity_loss, elbo_terms, motion_terms, total_loss
+    from trainers.detector.train import optimizer_step
 
     cfg = make_config(game, "cpu", seed=seed)
     torch.manual_seed(seed)
@@ -122,12 +122,12 @@ def measure_training(
 
 
 def measure_distillation(steps: int = 10, warmup: int = 3, batch: int = 64, seed: int = 0) -> dict[str, Any]:
-    """Time ``trainers.distill``'s optimisation step of the lean image encoder on ``batch`` frames."""
+    """Time ``trainers.detector.distill``'s optimisation step of the lean image encoder on ``batch`` frames."""
     import torch
 
     from moc_envs.model import SpaceEncoder
     from moc_envs.model.config import ModelConfig
-    from trainers.distill import _losses
+    from trainers.detector.distill import _losses
 
     torch.manual_seed(seed)
     student = SpaceEncoder(ModelConfig(image_encoder="lean"))
@@ -190,9 +190,9 @@ def measure_inference(game: str = "Pong", repeats: int = 30, seed: int = 0) -> d
 
     from moc_envs.games import get_game
     from moc_envs.model import SpaceEncoder
-    from moc_envs.preprocess import resize_frames
-    from moc_envs.space_detector import SpaceDetector
-    from trainers.config import make_config
+    from moc_envs.perception.preprocess import resize_frames
+    from moc_envs.perception.space_detector import SpaceDetector
+    from trainers.detector.config import make_config
 
     spec = get_game(game)
     weights = learned_weights(spec.name)
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"(4 stacks x T=4), forward + every loss term + backward + clipping + both optimiser "
         f"updates, median of {len(train['step_s_all'])} steps after warm-up, {train['source']}; "
         "the lean row runs the same step with the lean image encoder (`moc_envs.model.lean`). "
-        "Distillation: one `trainers.distill` step of the lean image encoder (forward, losses "
+        "Distillation: one `trainers.detector.distill` step of the lean image encoder (forward, losses "
         "against cached teacher posteriors, backward, Adam) on 64 frames; the shipped detectors "
         "are distilled this way from their SPACE encoders (the teacher's posteriors are "
         "computed once per frame beforehand). "

@@ -223,7 +223,7 @@ def run(
     import moc_envs.agents
     from benchmarks.common import learned_weights
     from moc_envs.games import get_game
-    from moc_envs.observation import feature_names
+    from moc_envs.perception.observation import feature_names
 
     spec = get_game(game)
     if learned_weights(spec.name) is None:

@@ -298,7 +298,7 @@ def save_state(algo: Any, path: Path, progress: dict[str, Any]) -> None:
     """
     from safetensors.numpy import save_file
 
-    from moc_envs.atomic import atomic_path
+    from moc_envs.weights.atomic import atomic_path
 
     state = algo.learner_group.get_state(components=["learner/rl_module", "learner/optimizer"])
     arrays: dict[str, np.ndarray] = {}

@@ -6,9 +6,11 @@ and OCAtari load only when an env that needs them is made.
 
 from __future__ import annotations
 
-from moc_envs.detection import Detection, Detector, validate_detections
-from moc_envs.detectors import make_detector
 from moc_envs.device import resolve_device
+from moc_envs.envs.make import make_vec
+from moc_envs.envs.registration import env_id, make_env, register_envs
+from moc_envs.envs.vector import MocVectorEnv
+from moc_envs.envs.wrapper import ObjectCentricWrapper
 from moc_envs.errors import (
     CorruptWeightsError,
     DetectorInUseError,
@@ -21,13 +23,13 @@ from moc_envs.errors import (
     UnknownGameError,
 )
 from moc_envs.games import GAMES, GameSpec, game_names, get_game
-from moc_envs.labels import labels_from_detections, labels_from_ram
-from moc_envs.observation import FEATURES, ObjectObservationBuilder, feature_names
-from moc_envs.ram_detector import RamDetector
-from moc_envs.registration import env_id, make_env, register_envs
-from moc_envs.tracking import SlotTracker
-from moc_envs.vector import MocVectorEnv, make_vec
-from moc_envs.weights import (
+from moc_envs.perception.detection import Detection, Detector, validate_detections
+from moc_envs.perception.detectors import make_detector
+from moc_envs.perception.labels import labels_from_detections, labels_from_ram
+from moc_envs.perception.observation import FEATURES, ObjectObservationBuilder, feature_names
+from moc_envs.perception.ram_detector import RamDetector
+from moc_envs.perception.tracking import SlotTracker
+from moc_envs.weights.search import (
     find_weights,
     format_weights_table,
     require_weights,
@@ -35,7 +37,6 @@ from moc_envs.weights import (
     weights_root,
     weights_table,
 )
-from moc_envs.wrapper import ObjectCentricWrapper
 
 __all__ = [
     "Detection",

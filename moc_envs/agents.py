@@ -13,7 +13,7 @@ its game, whichever detector the env uses::
     obs, _ = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(policy(obs))
 
-An agent folder is ``<root>/<Game>/agent/`` under the weights roots of :mod:`moc_envs.weights`
+An agent folder is ``<root>/<Game>/agent/`` under the weights roots of :mod:`moc_envs.weights.search`
 (``$MOC_ENVS_WEIGHTS`` first, then the bundled weights; the first root that holds
 ``<Game>/agent/`` provides it). It holds:
 
@@ -23,12 +23,12 @@ An agent folder is ``<root>/<Game>/agent/`` under the weights roots of :mod:`moc
 - ``agent.json``: the format tag, the game, the detector the agent was trained on, the
   architecture (layer sizes, activation), the observation normalisation (running mean and
   variance, floor of the standard deviation, clip), the training budget (frames, whether the
-  run was partial) and the evaluation of :mod:`trainers.agent_eval`;
+  run was partial) and the evaluation of :mod:`trainers.agents.evaluate`;
 - ``manifest.json``: every file's SHA-256, checked before anything is read
-  (:func:`moc_envs.manifest.verify_folder`).
+  (:func:`moc_envs.weights.manifest.verify_folder`).
 
 Nothing is unpickled: the loader reads safetensors and JSON, and the forward pass is NumPy
-(no torch import). :mod:`trainers.agent` trains agents and writes this folder through
+(no torch import). :mod:`trainers.agents.train` trains agents and writes this folder through
 :func:`save_agent`.
 """
 
@@ -233,7 +233,7 @@ class Policy:
 # ---------------------------------------------------------------------------- folders
 def agent_dir(game: str) -> Path | None:
     """The ``<root>/<Game>/agent`` folder of the first weights root that has one, else None."""
-    from moc_envs.weights import weights_search_path
+    from moc_envs.weights.search import weights_search_path
 
     name = get_game(game).name
     for root, _ in weights_search_path():
@@ -244,7 +244,7 @@ def agent_dir(game: str) -> Path | None:
 
 def find_agent(game: str, weights: str | os.PathLike[str] | None = None) -> Path:
     """The agent folder of ``game`` (``weights``: an agent folder or a root), or MissingWeightsError."""
-    from moc_envs.weights import check_weights_argument
+    from moc_envs.weights.search import check_weights_argument
 
     name = get_game(game).name
     path = check_weights_argument(weights)  # TypeError / ValueError for a non-path or ''
@@ -259,13 +259,13 @@ def find_agent(game: str, weights: str | os.PathLike[str] | None = None) -> Path
         )
     folder = agent_dir(name)
     if folder is None:
-        from moc_envs.weights import weights_search_path
+        from moc_envs.weights.search import weights_search_path
 
         searched = ", ".join(str(root / name / AGENT_DIR) for root, _ in weights_search_path())
         raise MissingWeightsError(
             f"No trained agent for {name}: none of {searched} exists. Train and export one with:\n"
-            f"  python -m trainers.agent --game {name} --detector space --out runs/agents/{name.lower()}_space\n"
-            f"  python -m trainers.agent_eval --run runs/agents/{name.lower()}_space --export "
+            f"  python -m trainers.agents.train --game {name} --detector space --out runs/agents/{name.lower()}_space\n"
+            f"  python -m trainers.agents.evaluate --run runs/agents/{name.lower()}_space --export "
             f"<root>/{name}/{AGENT_DIR}\n"
             "then set MOC_ENVS_WEIGHTS=<root> (or pass weights=<root>)"
         )
@@ -313,7 +313,7 @@ def load_folder(folder: str | os.PathLike[str], game: str | None = None) -> Poli
     from safetensors import SafetensorError
     from safetensors.numpy import load as load_safetensors
 
-    from moc_envs.manifest import safetensors_metadata, verify_folder
+    from moc_envs.weights.manifest import safetensors_metadata, verify_folder
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -421,8 +421,8 @@ def save_agent(
     """
     from safetensors.numpy import save as save_safetensors
 
-    from moc_envs.atomic import atomic_path, atomic_write_text
-    from moc_envs.manifest import write_manifest
+    from moc_envs.weights.atomic import atomic_path, atomic_write_text
+    from moc_envs.weights.manifest import write_manifest
 
     name = get_game(game).name
     policy = Policy(hidden, action, normalisation, activation)

@@ -1,5 +1,5 @@
 """The ``moc-envs`` command line: ``moc-envs demo --game Pong``, ``moc-envs list``,
-``moc-envs train --game Breakout`` (which delegates to :mod:`trainers.pipeline`)."""
+``moc-envs train --game Breakout`` (which delegates to :mod:`trainers.pipeline.run`)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _positive_int(text: str) -> int:
 def _write_gif(frames: list[np.ndarray], path: Path, fps: int) -> None:
     from PIL import Image
 
-    from moc_envs.atomic import atomic_path
+    from moc_envs.weights.atomic import atomic_path
 
     images = [Image.fromarray(f) for f in frames]
     # atomic (a reader never sees half a GIF) and never through a planted symlink
@@ -96,7 +96,7 @@ def run_demo(
     import gymnasium as gym
     from tqdm import tqdm
 
-    from moc_envs.registration import env_id
+    from moc_envs.envs.registration import env_id
 
     spec = get_game(game)
     policy = None
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "headline figures of its card.",
         formatter_class=_HelpFormatter,
     )
-    # `moc-envs train ...` is handed to trainers.pipeline before this parser runs (see main):
+    # `moc-envs train ...` is handed to trainers.pipeline.run before this parser runs (see main):
     # its options, defaults and --help live there, and trainers is imported only then.
     train = sub.add_parser(
         "train",
@@ -251,9 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(argv: Sequence[str]) -> int:
-    """``moc-envs train ARGS``: :func:`trainers.pipeline.main`, imported only now."""
+    """``moc-envs train ARGS``: :func:`trainers.pipeline.run.main`, imported only now."""
     try:
-        from trainers.pipeline import main as pipeline_main
+        from trainers.pipeline.run import main as pipeline_main
     except ImportError as err:
         print(
             f"moc-envs: error: 'moc-envs train' needs the training code (the trainers package) and its "
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "list":
-            from moc_envs.weights import format_weights_table
+            from moc_envs.weights.search import format_weights_table
 
             print(format_weights_table())
             return 0

@@ -103,7 +103,7 @@ class GameSpec:
     # border), so boxes keep OCAtari's coordinates.
     screen_height: int = 210
     # Whether some objects are drawn on alternate emulator frames only: the env and the dataset
-    # then hand the detector the maximum of the last two frames (moc_envs.frames).
+    # then hand the detector the maximum of the last two frames (moc_envs.perception.frames).
     flicker: bool = False
 
     @property
@@ -141,7 +141,7 @@ class GameSpec:
 
         A learned detector's boxes can sit a pixel off the OCAtari boxes the links were fitted
         on; its weights folder then carries offsets fitted for it (``labels.json``,
-        :mod:`trainers.label_offsets`). Unknown label names or non-finite offsets raise ValueError.
+        :mod:`trainers.evaluate.label_offsets`). Unknown label names or non-finite offsets raise ValueError.
         """
         known = set(self.localization_labels)
         unknown = sorted(set(offsets) - known)

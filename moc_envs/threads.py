@@ -9,7 +9,7 @@ The envs do not change torch's process-wide setting for good: the learned detect
 forward pass under :func:`torch_threads`, which sets the count for the call and restores the
 previous one. Command-line entry points own their process and call :func:`set_torch_threads`.
 
-Loading a detector runs on one thread whatever its count (:mod:`moc_envs.space_detector`): the
+Loading a detector runs on one thread whatever its count (:mod:`moc_envs.perception.space_detector`): the
 first torch op on more than one thread starts OpenMP's worker pool, and a process that forks
 after that hangs in its children's first parallel op. Gymnasium's async vector env builds an
 env in the parent and then forks, so a parent that only built envs must have no pool yet.

@@ -44,7 +44,7 @@ def blank_frames():
 @pytest.fixture(scope="session")
 def tiny_pong(tmp_path_factory):
     """A tiny real Pong dataset (8 train stacks) built by the dataset builder; tests only read it."""
-    from trainers.dataset import build_dataset
+    from trainers.data.dataset import build_dataset
 
     root = tmp_path_factory.mktemp("data") / "Pong"
     build_dataset(

@@ -17,8 +17,8 @@ pytest.importorskip("ocatari")
 
 import moc_envs.agents as agents  # noqa: E402
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError  # noqa: E402
-from trainers import agent as agent_train  # noqa: E402
-from trainers import agent_eval  # noqa: E402
+from trainers.agents import evaluate as agent_eval  # noqa: E402
+from trainers.agents import train as agent_train  # noqa: E402
 
 TINY = ["--game", "Pong", "--detector", "ram", "--envs", "2", "--workers", "1", "--n-steps", "128",
         "--frames", "2048", "--no-progress"]  # 512 env steps in all, 2 rollouts of 256
@@ -168,7 +168,7 @@ def test_corrupted_agent_is_refused(exported, tmp_path) -> None:
 
 
 def test_agent_json_that_disagrees_with_the_tensors_is_refused(exported, tmp_path) -> None:
-    from moc_envs.manifest import write_manifest
+    from moc_envs.weights.manifest import write_manifest
 
     folder = _copy(exported, tmp_path)
     info = json.loads((folder / agents.AGENT_FILE).read_text())
@@ -186,8 +186,8 @@ def test_agent_for_another_game_and_missing_agent(exported, tmp_path, monkeypatc
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(empty))
-    monkeypatch.setattr("moc_envs.weights.weights_root", lambda: empty)
-    with pytest.raises(MissingWeightsError, match="(?s)No trained agent for Pong.*python -m trainers.agent --game Pong"):
+    monkeypatch.setattr("moc_envs.weights.search.weights_root", lambda: empty)
+    with pytest.raises(MissingWeightsError, match="(?s)No trained agent for Pong.*python -m trainers.agents.train --game Pong"):
         agents.load("Pong")
 
 
@@ -281,7 +281,7 @@ def test_demo_with_agent_but_none_trained_explains(tmp_path, monkeypatch, capsys
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(empty))
-    monkeypatch.setattr("moc_envs.weights.weights_root", lambda: empty)
+    monkeypatch.setattr("moc_envs.weights.search.weights_root", lambda: empty)
     assert main(["demo", "--game", "Pong", "--agent", "--detector", "ram", "--steps", "5",
                  "--out", str(tmp_path / "x.gif")]) == 2
     assert "No trained agent for Pong" in capsys.readouterr().err
@@ -341,7 +341,7 @@ def test_target_verdict_needs_both_evaluations() -> None:
     assert "(partial run)" in target_verdict([run("space", "space", 3.0, partial=True)])
 
 
-@pytest.mark.parametrize("module", ["trainers.agent", "trainers.agent_eval"])
+@pytest.mark.parametrize("module", ["trainers.agents.train", "trainers.agents.evaluate"])
 def test_entry_points_show_help_with_threads(module, option_help) -> None:
     import subprocess
     import sys

@@ -14,10 +14,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import moc_envs.registration
-import moc_envs.render
-import moc_envs.vector
-import moc_envs.weights
+import moc_envs.envs.registration
+import moc_envs.envs.render
+import moc_envs.envs.vector
+import moc_envs.weights.search
 from moc_envs import (
     Detection,
     DetectorInUseError,
@@ -27,7 +27,7 @@ from moc_envs import (
     make_env,
     make_vec,
 )
-from moc_envs.render import display_problem
+from moc_envs.envs.render import display_problem
 
 
 class Stateless:
@@ -44,8 +44,8 @@ def no_emulator(monkeypatch):
     def boom(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the emulator was started before the arguments were checked")
 
-    monkeypatch.setattr(moc_envs.registration, "make_ale_env", boom)
-    monkeypatch.setattr(moc_envs.vector, "make_ale_env", boom)
+    monkeypatch.setattr(moc_envs.envs.registration, "make_ale_env", boom)
+    monkeypatch.setattr(moc_envs.envs.vector, "make_ale_env", boom)
 
 
 # ------------------------------------------------------------------ actions
@@ -213,9 +213,9 @@ def test_ram_detector_accepts_auto_and_cpu(make_moc) -> None:
 @pytest.fixture
 def unclassified_pong(tmp_path):
     """A copy of the bundled Pong detector without its z_what classifier, with its own manifest."""
-    from moc_envs.manifest import write_manifest
+    from moc_envs.weights.manifest import write_manifest
 
-    source = moc_envs.weights.weights_root() / "Pong"
+    source = moc_envs.weights.search.weights_root() / "Pong"
     if not (source / "detector.safetensors").is_file():
         pytest.skip("no bundled Pong weights")
     folder = tmp_path / "root" / "Pong"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from moc_envs.atomic import (
+from moc_envs.weights.atomic import (
     atomic_path,
     atomic_write_text,
     pid_alive,
@@ -80,7 +80,7 @@ def test_a_killed_write_leaves_a_temporary_that_the_cleanup_removes(tmp_path: Pa
     target.write_text("old")
     code = (
         "import sys, time\n"
-        "from moc_envs.atomic import atomic_path\n"
+        "from moc_envs.weights.atomic import atomic_path\n"
         f"with atomic_path({str(target)!r}) as tmp:\n"
         "    tmp.write_text('half')\n"
         "    print('writing', flush=True)\n"

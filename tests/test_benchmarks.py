@@ -12,7 +12,7 @@ from benchmarks.__main__ import main as run_all
 from benchmarks.common import markdown_table
 from benchmarks.detection import box_iou, match_pairs, score_frames
 from benchmarks.probe import entropy, label_accuracy, split_episodes, thermometer_positions
-from trainers.metrics import match_frame
+from trainers.evaluate.metrics import match_frame
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def no_weights(monkeypatch, tmp_path):
     empty.mkdir()
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(empty))
     # MOC_ENVS_WEIGHTS roots fall through to the bundled weights: hide those too.
-    monkeypatch.setattr("moc_envs.weights.weights_root", lambda: empty)
+    monkeypatch.setattr("moc_envs.weights.search.weights_root", lambda: empty)
     return empty
 
 
@@ -184,10 +184,10 @@ def untrained_weights(monkeypatch, tmp_path):
     torch = pytest.importorskip("torch")
     from safetensors.torch import save_file
 
-    from moc_envs.manifest import write_manifest
     from moc_envs.model.config import ModelConfig
     from moc_envs.model.encoder import SpaceEncoder
-    from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE
+    from moc_envs.perception.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE
+    from moc_envs.weights.manifest import write_manifest
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -233,8 +233,8 @@ def test_learned_rows_run_when_weights_exist(untrained_weights, tmp_path) -> Non
 def test_detections_without_an_observation_slot_are_set_aside() -> None:
     """Breakout's shipped classifier names brick pieces (``Block``), a category without a slot; like
     'unknown', the observation leaves them out."""
-    from moc_envs.detectors import make_detector
-    from moc_envs.weights import bundled_games
+    from moc_envs.perception.detectors import make_detector
+    from moc_envs.weights.search import bundled_games
 
     if "Breakout" not in bundled_games():
         pytest.skip("no bundled Breakout detector")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moc_envs.weights import REQUIRED_FILES, bundled_games, weights_dir
+from moc_envs.weights.search import REQUIRED_FILES, bundled_games, weights_dir
 
 FRAMES = Path(__file__).parent / "fixtures" / "pong_frames.npz"
 PONG = weights_dir("Pong")
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(
 
 def test_pong_weights_find_ball_and_paddles():
     from moc_envs.games import get_game
-    from moc_envs.space_detector import SpaceDetector
-    from trainers.detection_metrics import iou_matrix, match_pairs
+    from moc_envs.perception.space_detector import SpaceDetector
+    from trainers.evaluate.detection_metrics import iou_matrix, match_pairs
 
     with np.load(FRAMES) as z:
         frames, boxes, cats = z["frames"], z["boxes"], z["categories"]
@@ -45,7 +45,7 @@ def test_pong_weights_find_ball_and_paddles():
 def test_env_defaults_to_bundled_weights():
     import gymnasium as gym
 
-    from moc_envs.space_detector import SpaceDetector
+    from moc_envs.perception.space_detector import SpaceDetector
 
     env = gym.make("MOC/Pong-v0", device="cpu")  # no detector argument: the learned one
     try:
@@ -73,17 +73,17 @@ def _detector(env):
 def test_games_without_weights_name_the_training_commands(tmp_path, monkeypatch):
     import gymnasium as gym
 
-    import moc_envs.weights
+    import moc_envs.weights.search
     from moc_envs.errors import MissingWeightsError
 
     # Every game ships weights: an installation whose bundled root is empty stands in for a
     # game without them.
-    monkeypatch.setattr(moc_envs.weights, "weights_root", lambda: tmp_path)
+    monkeypatch.setattr(moc_envs.weights.search, "weights_root", lambda: tmp_path)
     monkeypatch.delenv("MOC_ENVS_WEIGHTS", raising=False)
     game = "Tennis"
     with pytest.raises(MissingWeightsError, match=f"No trained SPACE\\+MOC detector for {game}") as err:
         gym.make(f"MOC/{game}-v0")
-    assert f"python -m trainers.train --game {game}" in str(err.value)
+    assert f"python -m trainers.detector.train --game {game}" in str(err.value)
 
 
 def test_demo_defaults_to_bundled_weights(tmp_path, capsys):
@@ -100,7 +100,7 @@ def test_a_black_frame_is_detected_without_error(game):
     # Asterix's first frame is black: no cell is present, and a classifier that reads colours
     # must not be asked to name an empty set without them.
     from moc_envs.games import get_game
-    from moc_envs.space_detector import SpaceDetector
+    from moc_envs.perception.space_detector import SpaceDetector
 
     detector = SpaceDetector.from_pretrained(weights_dir(game), get_game(game), device="cpu")
     out = detector.detect(np.zeros((2, 210, 160, 3), np.uint8))
@@ -113,14 +113,14 @@ def test_a_black_frame_is_detected_without_error(game):
 def test_every_shipped_game_runs_on_its_weights(game):
     import gymnasium as gym
 
-    from moc_envs.classifier import (
+    from moc_envs.games import get_game
+    from moc_envs.perception.classifier import (
         CLASSIFIER_FILE,
         CLASSIFIER_JSON,
         LEGACY_CLASSIFIER_FILE,
         load_classifier,
     )
-    from moc_envs.games import get_game
-    from moc_envs.manifest import verify_folder
+    from moc_envs.weights.manifest import verify_folder
 
     spec = get_game(game)
     folder = weights_dir(game)
@@ -134,7 +134,7 @@ def test_every_shipped_game_runs_on_its_weights(game):
     baseline = folder / "space"
     if baseline.is_dir():
         # The SPACE detector a lean one was distilled from: verified, loadable, and the one named.
-        from moc_envs.space_detector import SpaceDetector
+        from moc_envs.perception.space_detector import SpaceDetector
 
         base_files = verify_folder(baseline, spec.name)
         cfg = json.loads((folder / "config.json").read_text())
@@ -166,10 +166,10 @@ def test_every_shipped_game_runs_on_its_weights(game):
 
 @pytest.mark.skipif("SpaceInvaders" not in bundled_games(), reason="no shipped SpaceInvaders weights")
 def test_cpu_detector_encodes_only_the_kept_cells_and_agrees_with_the_torch_path():
-    from moc_envs.detectors import make_detector
-    from moc_envs.frames import frame_source
+    from moc_envs.envs.registration import make_ale_env
     from moc_envs.games import get_game
-    from moc_envs.registration import make_ale_env
+    from moc_envs.perception.detectors import make_detector
+    from moc_envs.perception.frames import frame_source
 
     env = make_ale_env(get_game("SpaceInvaders"))
     env.reset(seed=0)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from moc_envs.classifier import (
+from moc_envs.errors import CorruptWeightsError, MissingWeightsError
+from moc_envs.perception.classifier import (
     CLASSIFIER_FILE,
     CLASSIFIER_FORMAT,
     CLASSIFIER_JSON,
@@ -16,10 +17,9 @@ from moc_envs.classifier import (
     load_classifier,
     save_classifier,
 )
-from moc_envs.errors import CorruptWeightsError, MissingWeightsError
-from moc_envs.manifest import MANIFEST_FILE, write_manifest
-from trainers.classifier import fit_classifier, score_classifier
-from trainers.latent_metrics import cluster_scores, few_shot_accuracy
+from moc_envs.weights.manifest import MANIFEST_FILE, write_manifest
+from trainers.classify.classifier import fit_classifier, score_classifier
+from trainers.evaluate.latent_metrics import cluster_scores, few_shot_accuracy
 
 CLASSES = ("Ball", "Enemy", "Player")
 
@@ -33,7 +33,7 @@ def clustered(n: int = 200, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, np
 
 
 def _save(clf, folder, game: str = "Pong"):
-    """Save a classifier and record it in the folder's manifest, as trainers.classifier does."""
+    """Save a classifier and record it in the folder's manifest, as trainers.classify.classifier does."""
     path = save_classifier(clf, folder, game)
     write_manifest(folder, game, written=[CLASSIFIER_FILE, CLASSIFIER_JSON])
     return path

@@ -28,14 +28,14 @@ def test_demo_writes_gif_and_tables(tmp_path, capsys) -> None:
 def test_demo_without_weights_explains(tmp_path, monkeypatch, capsys) -> None:
     # Every game ships weights: an empty MOC_ENVS_WEIGHTS root and an empty bundled root stand
     # in for a game without any.
-    import moc_envs.weights
+    import moc_envs.weights.search
 
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
-    monkeypatch.setattr(moc_envs.weights, "weights_root", lambda: tmp_path)
+    monkeypatch.setattr(moc_envs.weights.search, "weights_root", lambda: tmp_path)
     game = "Tennis"
     assert main(["demo", "--game", game, "--steps", "5", "--out", str(tmp_path / "x.gif")]) == 2
     err = capsys.readouterr().err
-    assert f"No trained SPACE+MOC detector for {game}" in err and "python -m trainers.train" in err
+    assert f"No trained SPACE+MOC detector for {game}" in err and "python -m trainers.detector.train" in err
 
 
 def test_import_stays_cheap() -> None:
@@ -79,7 +79,7 @@ def test_version_and_demo_defaults(capsys) -> None:
 
 def test_list_shows_every_game_and_its_source(capsys) -> None:
     from moc_envs.games import game_names
-    from moc_envs.weights import bundled_games
+    from moc_envs.weights.search import bundled_games
 
     assert main(["list"]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
@@ -108,7 +108,7 @@ def test_train_help_shows_its_options_and_defaults(capsys, option_help) -> None:
 def test_train_without_the_training_code_says_what_to_install(monkeypatch, capsys) -> None:
     import sys
 
-    monkeypatch.setitem(sys.modules, "trainers.pipeline", None)  # as if trainers could not be imported
+    monkeypatch.setitem(sys.modules, "trainers.pipeline.run", None)  # as if trainers could not be imported
     assert main(["train", "--game", "Pong"]) == 2
     err = capsys.readouterr().err
     assert "'moc-envs train' needs the training code" in err and 'pip install -e ".[train]"' in err

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import moc_envs.registration
-import moc_envs.vector
-import moc_envs.wrapper
+import moc_envs.envs.registration
+import moc_envs.envs.vector
+import moc_envs.envs.wrapper
 from moc_envs import GAMES, RamDetector, env_id, make_vec
 from moc_envs.cli import main
+from moc_envs.envs.registration import game_of_id, is_flat_id
 from moc_envs.errors import ClosedEnvError
-from moc_envs.registration import game_of_id, is_flat_id
 
 
 @pytest.fixture
@@ -36,9 +36,9 @@ def nothing_built(monkeypatch):
     def boom(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("an emulator or detector was built before the arguments were checked")
 
-    for module in (moc_envs.registration, moc_envs.vector):
+    for module in (moc_envs.envs.registration, moc_envs.envs.vector):
         monkeypatch.setattr(module, "make_ale_env", boom)
-    for module in (moc_envs.wrapper, moc_envs.vector):
+    for module in (moc_envs.envs.wrapper, moc_envs.envs.vector):
         monkeypatch.setattr(module, "make_detector", boom)
 
 
@@ -149,7 +149,7 @@ def test_cleanrl_style_loop_on_a_flat_id() -> None:
 
 # ------------------------------------------------------------------ SB3 episode statistics
 def _sb3_venv(steps: int) -> Any:
-    from moc_envs.sb3 import SB3VecEnv
+    from moc_envs.envs.sb3 import SB3VecEnv
 
     return SB3VecEnv(
         make_vec("MOC/Pong-flat-v0", 2, detector="ram", autoreset_mode="SameStep",
@@ -263,7 +263,7 @@ def test_numpy_tracker_arguments_are_accepted(make_moc) -> None:
     env = make_moc("Pong", max_distance=np.float32(12.5), max_age=np.int64(3))
     env.reset(seed=0)
     wrapper = env
-    while not isinstance(wrapper, moc_envs.wrapper.ObjectCentricWrapper):
+    while not isinstance(wrapper, moc_envs.envs.wrapper.ObjectCentricWrapper):
         wrapper = wrapper.env
     tracker = wrapper.builder.tracker
     assert tracker.max_distance == 12.5 and tracker.max_age == 3

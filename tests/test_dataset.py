@@ -13,11 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from moc_envs.atomic import temporary_path
 from moc_envs.errors import MocEnvsError
 from moc_envs.games import get_game
-from moc_envs.preprocess import MODEL_SIZE
-from trainers.data import (
+from moc_envs.perception.preprocess import MODEL_SIZE
+from moc_envs.weights.atomic import temporary_path
+from trainers.data.dataset import BuildInterrupted, DatasetWarning, build_dataset, main
+from trainers.data.motion import match_centres, targets_to_boxes
+from trainers.data.reader import (
     DatasetError,
     DatasetFileError,
     StackDataset,
@@ -25,9 +27,7 @@ from trainers.data import (
     load_meta,
     load_split,
 )
-from trainers.dataset import BuildInterrupted, DatasetWarning, build_dataset, main
-from trainers.motion import match_centres, targets_to_boxes
-from trainers.storage import BACKGROUND_FILE, gt_file, partial_dir, split_file
+from trainers.data.storage import BACKGROUND_FILE, gt_file, partial_dir, split_file
 
 # Small but real: two training chunks so that resume has something to resume.
 TINY = dict(game="Pong", train=8, val=2, test=2, seed=0, chunk_stacks=4, progress=False)
@@ -193,8 +193,8 @@ def test_motion_targets_find_moving_pong_objects(tmp_path):
 def test_tall_screen_is_cropped_to_the_frames_detectors_see(tmp_path):
     # Carnival's ALE screen has 214 rows; the dataset holds what the env's detector gets, its top
     # 210 rows (the env crops the same way), so motion targets and boxes keep OCAtari's coordinates.
-    from moc_envs.frames import screen_of
-    from trainers.dataset import _make_env
+    from moc_envs.perception.frames import screen_of
+    from trainers.data.dataset import _make_env
 
     out = tmp_path / "carnival"
     build_dataset(out=out, **{**TINY, "game": "Carnival", "train": 2, "val": 1, "test": 1, "chunk_stacks": 2})
@@ -298,7 +298,7 @@ def test_damaged_split_file_names_the_file_and_the_rebuild(tiny, tmp_path, case)
     damage, what = DAMAGE[case]
     root = _copy(tiny[0], tmp_path / "Pong")
     damage(split_file(root, "train"))
-    rebuild = re.escape(f"rebuild with `python -m trainers.dataset --game Pong --out {root} --force`")
+    rebuild = re.escape(f"rebuild with `python -m trainers.data.dataset --game Pong --out {root} --force`")
     with pytest.raises(DatasetFileError, match=f"{what}.*{rebuild}"):
         load_split(root, "train")
     with pytest.raises(DatasetFileError, match=what):

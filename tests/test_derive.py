@@ -1,4 +1,4 @@
-"""Settings derived from unlabelled data (trainers.derive): HUD bands, z_scale prior, max_box, classifier options."""
+"""Settings derived from unlabelled data (trainers.detector.derive): HUD bands, z_scale prior, max_box, classifier options."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from trainers.derive import (
+from trainers.detector.derive import (
     CLASSIFIER_CANDIDATES,
     ClassifierOptions,
     HudSettings,
@@ -137,7 +137,7 @@ def test_hud_bands_refuses_bad_frames() -> None:
 
 
 def test_real_pong_probe_finds_its_score_band() -> None:
-    from trainers.pipeline import probe_pairs
+    from trainers.pipeline.run import probe_pairs
 
     pairs = probe_pairs("Pong", 32, seed=0)
     assert pairs.shape == (32, 2, H, W, 3) and pairs.dtype == np.uint8
@@ -177,7 +177,7 @@ def test_max_box_is_a_margin_times_a_quantile_at_least_the_minimum() -> None:
 
 
 def test_motion_box_sizes_reads_the_targets(tiny_pong) -> None:
-    from trainers.data import load_split
+    from trainers.data.reader import load_split
 
     d = load_split(tiny_pong, "train")
     sizes = motion_box_sizes(tiny_pong)

@@ -1,18 +1,18 @@
-"""Box metrics on hand-made boxes with known answers, and agreement with trainers.metrics."""
+"""Box metrics on hand-made boxes with known answers, and agreement with trainers.evaluate.metrics."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from trainers.detection_metrics import (
+from trainers.evaluate.detection_metrics import (
     FrameSet,
     average_precision,
     detection_report,
     duplicate_stats,
     iou_matrix,
 )
-from trainers.metrics import evaluate_boxes
+from trainers.evaluate.metrics import evaluate_boxes
 
 A = np.array([[10.0, 10.0, 10.0, 10.0]])
 B = np.array([[50.0, 50.0, 4.0, 8.0]])

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from moc_envs import GAMES, Detection, DetectorOutputError, make_vec
-from moc_envs.detection import validate_detections
+from moc_envs.perception.detection import validate_detections
 
 
 class Scripted:

@@ -1,4 +1,4 @@
-"""Data-parallel training (trainers.distributed): 2 CPU processes over gloo, gradient averaging,
+"""Data-parallel training (trainers.detector.distributed): 2 CPU processes over gloo, gradient averaging,
 rank 0 alone writing, resume with another process count, the torchrun launcher."""
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import sys
 import pytest
 import torch
 
-from trainers import distributed
-from trainers.config import make_config
-from trainers.distributed import (
+from trainers.detector import distributed
+from trainers.detector.config import make_config
+from trainers.detector.distributed import (
     Dist,
     DistributedError,
     parameter_digest,
     strip_nproc,
     torchrun_command,
 )
-from trainers.train import CHECKPOINT, TrainWarning, load_model_from_run, main
+from trainers.detector.train import CHECKPOINT, TrainWarning, load_model_from_run, main
 
 
 def _argv(data, out, *extra: str) -> list[str]:
@@ -36,7 +36,7 @@ def test_torchrun_command_and_nproc_stripping():
     cmd = torchrun_command(["--game", "Pong"], 3)
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--standalone" in cmd and "--nproc-per-node=3" in cmd
-    assert cmd[-4:] == ["-m", "trainers.train", "--game", "Pong"]
+    assert cmd[-4:] == ["-m", "trainers.detector.train", "--game", "Pong"]
     assert strip_nproc(["--nproc", "2", "--steps", "4", "--nproc=8", "--resume"]) == ["--steps", "4", "--resume"]
     with pytest.raises(DistributedError, match="nproc must be >= 1, got 0"):
         torchrun_command([], 0)
@@ -81,7 +81,7 @@ def test_one_process_leaves_everything_as_it_is():
 
 
 def test_shards_are_disjoint_and_cover_the_split(tiny_pong):
-    from trainers.train import load_train_data
+    from trainers.detector.train import load_train_data
 
     data = load_train_data(tiny_pong)
     parts = [distributed.shard(data, r, 3) for r in range(3)]
@@ -94,8 +94,8 @@ def test_shards_are_disjoint_and_cover_the_split(tiny_pong):
 
 # ---------------------------------------------------------------- one step, two ranks
 def _loss(model, batch, cfg) -> torch.Tensor:
-    """The training loss of trainers.train at step 0 (linear lambda 0)."""
-    from trainers.losses import continuity_loss, elbo_terms, motion_terms, total_loss
+    """The training loss of trainers.detector.train at step 0 (linear lambda 0)."""
+    from trainers.detector.losses import continuity_loss, elbo_terms, motion_terms, total_loss
 
     x, pres, where, mask = batch
     out = model(x)
@@ -106,7 +106,7 @@ def _loss(model, batch, cfg) -> torch.Tensor:
 
 
 def _step(model, forward, batch, cfg) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Gradients and parameter change of one optimiser step as trainers.train takes it."""
+    """Gradients and parameter change of one optimiser step as trainers.detector.train takes it."""
     fg = torch.optim.RMSprop(model.foreground_parameters(), lr=cfg.fg_lr)
     bg = torch.optim.Adam(model.background.parameters(), lr=cfg.bg_lr)
     before = {k: p.detach().clone() for k, p in model.named_parameters()}
@@ -123,7 +123,7 @@ def _step(model, forward, batch, cfg) -> tuple[dict[str, torch.Tensor], dict[str
 def _rank_worker(rank: int, port: int, data: str, out: str) -> None:
     """One of two gloo processes: a local step and a DDP step from the same weights and noise."""
     from moc_envs.model import SpaceModel
-    from trainers.train import load_train_data
+    from trainers.detector.train import load_train_data
 
     os.environ.update(
         RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",
@@ -175,7 +175,7 @@ def test_one_ddp_step_averages_the_gradients_of_both_shards(tiny_pong, tmp_path)
         assert any(not torch.equal(r0["ddp_grads"][k], g) for k, g in local.items() if k in r0["ddp_grads"])
 
 
-# ---------------------------------------------------------------- trainers.train --nproc 2
+# ---------------------------------------------------------------- trainers.detector.train --nproc 2
 def test_two_process_run_stays_in_sync_and_resumes_on_one(tiny_pong, tmp_path):
     run = tmp_path / "ddp"
     summary = main(_argv(tiny_pong, run, "--steps", "3", "--until-step", "2", "--nproc", "2"))

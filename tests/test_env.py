@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import moc_envs.render
+import moc_envs.envs.render
 from moc_envs import GAMES, Detection, ObjectCentricWrapper, RamDetector
 
 
 @pytest.fixture
 def pretend_display(monkeypatch):
     """Let render_mode="human" through on this headless machine (pygame draws to SDL's dummy driver)."""
-    monkeypatch.setattr(moc_envs.render, "display_problem", lambda *args, **kwargs: None)
+    monkeypatch.setattr(moc_envs.envs.render, "display_problem", lambda *args, **kwargs: None)
 
 
 def _check(env: gym.Env) -> None:
@@ -116,7 +116,7 @@ def test_render_rgb_array_and_human(make_moc, monkeypatch) -> None:
     blind = make_moc("Pong", render_mode="human")
     with pytest.warns(UserWarning, match="SDL_VIDEODRIVER=dummy draws no window.*'rgb_array'"):
         blind.reset(seed=0)
-    monkeypatch.setattr(moc_envs.render, "display_problem", lambda *args, **kwargs: None)
+    monkeypatch.setattr(moc_envs.envs.render, "display_problem", lambda *args, **kwargs: None)
     human = make_moc("Pong", render_mode="human")
     human.reset(seed=0)
     human.step(0)

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import moc_envs.weights
+import moc_envs.weights.search
 from moc_envs import (
     DeviceUnavailableError,
     FrameFormatError,
@@ -34,7 +34,7 @@ def no_cuda(monkeypatch):
 def empty_weights(tmp_path, monkeypatch):
     # $MOC_ENVS_WEIGHTS is searched in front of the bundled weights: hide those too.
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
-    monkeypatch.setattr(moc_envs.weights, "weights_root", lambda: tmp_path)
+    monkeypatch.setattr(moc_envs.weights.search, "weights_root", lambda: tmp_path)
     return tmp_path
 
 
@@ -104,16 +104,16 @@ def test_missing_weights(empty_weights) -> None:
     with pytest.raises(MissingWeightsError, match=pattern) as err:
         gym.make("MOC/Pong-v0")
     message = str(err.value)
-    assert "python -m trainers.dataset --game Pong --out data/Pong" in message
-    assert "python -m trainers.train --game Pong --data data/Pong --out runs/pong" in message
-    assert "python -m trainers.export runs/pong --game Pong" in message
+    assert "python -m trainers.data.dataset --game Pong --out data/Pong" in message
+    assert "python -m trainers.detector.train --game Pong --data data/Pong --out runs/pong" in message
+    assert "python -m trainers.evaluate.export runs/pong --game Pong" in message
     with pytest.raises(MissingWeightsError, match="Boxing/config.json"):
         require_weights("boxing")
 
 
 def test_missing_ocatari_names_the_install_command(monkeypatch) -> None:
     from moc_envs.errors import MissingDependencyError
-    from moc_envs.ram_detector import import_ocatari
+    from moc_envs.perception.ram_detector import import_ocatari
 
     # A None entry in sys.modules makes the import fail as if OCAtari were not installed.
     for mod in [m for m in list(sys.modules) if m == "ocatari" or m.startswith("ocatari.")]:

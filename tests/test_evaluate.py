@@ -14,22 +14,22 @@ import numpy as np
 import pytest
 import torch
 
-from moc_envs.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON, UNKNOWN
 from moc_envs.games import get_game
-from moc_envs.manifest import MANIFEST_FILE, verify_folder, write_manifest
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.encoder import SpaceEncoder
-from moc_envs.preprocess import resize_frames
-from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE, SpaceDetector
-from trainers.card import build_card, card_markdown, write_card
-from trainers.card import main as card_main
-from trainers.classifier import NoObjectsFoundError, fit_from_weights
-from trainers.classifier import main as classifier_main
-from trainers.data import DatasetError, load_split
-from trainers.dataset import build_dataset
-from trainers.evaluate import evaluate, main, write_report
-from trainers.export import MAX_BOX_QUANTILE, motion_max_box
-from trainers.raw_frames import build_raw_frames, has_raw_frames, load_raw_frames
+from moc_envs.perception.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON, UNKNOWN
+from moc_envs.perception.preprocess import resize_frames
+from moc_envs.perception.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE, SpaceDetector
+from moc_envs.weights.manifest import MANIFEST_FILE, verify_folder, write_manifest
+from trainers.classify.classifier import NoObjectsFoundError, fit_from_weights
+from trainers.classify.classifier import main as classifier_main
+from trainers.data.dataset import build_dataset
+from trainers.data.raw_frames import build_raw_frames, has_raw_frames, load_raw_frames
+from trainers.data.reader import DatasetError, load_split
+from trainers.evaluate.card import build_card, card_markdown, write_card
+from trainers.evaluate.card import main as card_main
+from trainers.evaluate.detector import evaluate, main, write_report
+from trainers.evaluate.export import MAX_BOX_QUANTILE, motion_max_box
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def _export_encoder(out: Path, encoder: SpaceEncoder) -> Path:
-    """Write an encoder as trainers.export does: tagged weights, config, manifest."""
+    """Write an encoder as trainers.evaluate.export does: tagged weights, config, manifest."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True)
@@ -66,7 +66,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 def test_raw_frames_replay_matches_the_stored_split(tiny):
-    with pytest.raises(DatasetError, match="python -m trainers.raw_frames"):
+    with pytest.raises(DatasetError, match="python -m trainers.data.raw_frames"):
         load_raw_frames(tiny, "test")
     build_raw_frames(tiny, "test", progress=False)
     raw = load_raw_frames(tiny, "test")
@@ -222,7 +222,7 @@ def test_classifier_on_a_detector_that_finds_nothing(tiny, tmp_path, capsys):
 def test_ocatari_vision_frames_it_raises_on_count_as_finding_nothing():
     # OCAtari's SpaceInvaders vision holds one satellite; two satellite-coloured blobs make it
     # raise. The frame must be scored as vision finding nothing and counted, not end the run.
-    from trainers.evaluate import ocatari_vision
+    from trainers.evaluate.detector import ocatari_vision
 
     frames = np.zeros((1, 2, 210, 160, 3), np.uint8)
     frames[0, 1, 20:27, 10:18] = (151, 25, 122)
@@ -239,7 +239,7 @@ def test_vision_step_counts_seaquest_frames_without_lives_as_refused():
     from ocatari.ram.extract_ram_info import init_objects
     from ocatari.vision.extract_vision_info import detect_objects_vision
 
-    from trainers.ground_truth import vision_step
+    from trainers.data.ground_truth import vision_step
 
     objects = init_objects("Seaquest", True)
     assert not vision_step(detect_objects_vision, objects, np.zeros((210, 160, 3), np.uint8), "Seaquest", True)

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from moc_envs.detection import Detection
 from moc_envs.errors import CorruptWeightsError, FrameFormatError, MissingWeightsError
 from moc_envs.games import get_game
-from moc_envs.manifest import MANIFEST_FILE, verify_folder, write_manifest
 from moc_envs.model import SpaceModel, where_to_boxes
-from moc_envs.preprocess import resize_frames
-from moc_envs.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE, SpaceDetector
-from trainers.config import make_config
-from trainers.data import DatasetError
-from trainers.export import default_out, export_run, main
-from trainers.train import CHECKPOINT, TrainError, save_checkpoint
+from moc_envs.perception.detection import Detection
+from moc_envs.perception.preprocess import resize_frames
+from moc_envs.perception.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE, SpaceDetector
+from moc_envs.weights.manifest import MANIFEST_FILE, verify_folder, write_manifest
+from trainers.data.reader import DatasetError
+from trainers.detector.config import make_config
+from trainers.detector.train import CHECKPOINT, TrainError, save_checkpoint
+from trainers.evaluate.export import default_out, export_run, main
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,7 @@ def test_export_default_out_is_under_the_run(run_dir, capsys):
     assert out == default_out(run, "Pong") == run / "weights" / "Pong"
     assert (out / WEIGHTS_FILE).is_file() and (out / CONFIG_FILE).is_file()
     assert set(verify_folder(out, "Pong").files) == {WEIGHTS_FILE, CONFIG_FILE}
-    assert "python -m trainers.classifier --game Pong --weights" in capsys.readouterr().out
+    assert "python -m trainers.classify.classifier --game Pong --weights" in capsys.readouterr().out
 
 
 def test_export_writes_a_manifest_and_tags(exported):
@@ -216,7 +216,7 @@ def test_export_writes_a_manifest_and_tags(exported):
     assert set(files.files) == {WEIGHTS_FILE, CONFIG_FILE}
     with safe_open(str(exported / WEIGHTS_FILE), "pt") as f:
         assert f.metadata() == {"format": FORMAT, "game": "Pong"}
-    with pytest.raises(MissingWeightsError, match="(?s)no z_what classifier.*python -m trainers.classifier --game Pong"):
+    with pytest.raises(MissingWeightsError, match="(?s)no z_what classifier.*python -m trainers.classify.classifier --game Pong"):
         SpaceDetector.from_pretrained(exported, get_game("Pong"))
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import moc_envs
-from moc_envs.frames import MaxOfLastTwoFrames, frame_source
+from moc_envs.envs.registration import make_ale_env
 from moc_envs.games import GAMES, get_game
-from moc_envs.registration import make_ale_env
+from moc_envs.perception.frames import MaxOfLastTwoFrames, frame_source
 
 
 def test_flicker_games_are_the_measured_ones() -> None:

@@ -25,20 +25,25 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from moc_envs.agents import load_folder
-from moc_envs.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON, load_classifier
-from moc_envs.detectors import make_detector
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import get_game
-from moc_envs.labels import LABELS_FILE, read_label_offsets
-from moc_envs.manifest import MANIFEST_FILE, safetensors_metadata, verify_folder, write_manifest
-from moc_envs.safe_read import (
+from moc_envs.perception.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON, load_classifier
+from moc_envs.perception.detectors import make_detector
+from moc_envs.perception.labels import LABELS_FILE, read_label_offsets
+from moc_envs.weights.manifest import (
+    MANIFEST_FILE,
+    safetensors_metadata,
+    verify_folder,
+    write_manifest,
+)
+from moc_envs.weights.safe_read import (
     MAX_JSON_DEPTH,
     load_json_file,
     parse_json,
     read_regular_file,
     torch_load_error_text,
 )
-from moc_envs.weights import find_weights, require_weights, weights_table
+from moc_envs.weights.search import find_weights, require_weights, weights_table
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "weights"
@@ -294,14 +299,14 @@ def _error_of(code: str, folder: Path) -> str:
 def test_a_fifo_in_place_of_a_listed_file_is_named_not_called_missing(pong):
     (pong / LABELS_FILE).unlink()
     os.mkfifo(pong / LABELS_FILE)
-    out = _error_of("from moc_envs.detectors import make_detector; make_detector('space', 'Pong', 'cpu', weights=F)", pong)
+    out = _error_of("from moc_envs.perception.detectors import make_detector; make_detector('space', 'Pong', 'cpu', weights=F)", pong)
     assert "labels.json is a FIFO (named pipe)" in out and "missing" not in out, out
 
 
 @needs_fifo
 def test_a_fifo_swapped_in_after_the_check_is_refused_at_read(pong):
     code = (
-        "from moc_envs.manifest import verify_folder; files = verify_folder(F, 'Pong'); "
+        "from moc_envs.weights.manifest import verify_folder; files = verify_folder(F, 'Pong'); "
         "(F / 'labels.json').unlink(); os.mkfifo(F / 'labels.json'); files.read_bytes('labels.json')"
     )
     out = _error_of(code, pong)
@@ -313,16 +318,16 @@ def test_a_fifo_swapped_in_after_the_check_is_refused_at_read(pong):
 
 def _delete_after_check(monkeypatch, name: str) -> None:
     """Delete ``name`` from the folder right after its manifest checks out (the issue's race)."""
-    import moc_envs.space_detector
+    import moc_envs.perception.space_detector
 
-    real = moc_envs.space_detector.verify_folder
+    real = moc_envs.perception.space_detector.verify_folder
 
     def verify_then_delete(folder, game=None):
         files = real(folder, game)
         (Path(folder) / name).unlink()
         return files
 
-    monkeypatch.setattr(moc_envs.space_detector, "verify_folder", verify_then_delete)
+    monkeypatch.setattr(moc_envs.perception.space_detector, "verify_folder", verify_then_delete)
 
 
 @pytest.mark.parametrize("allow_unclassified", [False, True])
@@ -377,8 +382,8 @@ def test_an_uppercase_digest_names_the_same_bytes(pong):
 def test_torch_advice_to_unpickle_is_not_passed_on(tmp_path):
     import torch
 
-    from trainers.distill import _load_checkpoint
-    from trainers.train import load_checkpoint
+    from trainers.detector.distill import _load_checkpoint
+    from trainers.detector.train import load_checkpoint
 
     marker = tmp_path / "pwned"
 

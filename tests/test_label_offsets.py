@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from moc_envs import get_game, labels_from_detections
-from moc_envs.detection import Detection
-from moc_envs.detectors import label_spec
 from moc_envs.errors import CorruptWeightsError
-from moc_envs.labels import LABELS_FILE, LABELS_FORMAT
-from moc_envs.manifest import refresh_manifest
-from trainers.label_offsets import fit_offset, label_scores, main, write_labels
+from moc_envs.perception.detection import Detection
+from moc_envs.perception.detectors import label_spec
+from moc_envs.perception.labels import LABELS_FILE, LABELS_FORMAT
+from moc_envs.weights.manifest import refresh_manifest
+from trainers.evaluate.label_offsets import fit_offset, label_scores, main, write_labels
 
 BOXING = Path(__file__).resolve().parents[1] / "weights" / "Boxing"
 

@@ -1,4 +1,4 @@
-"""The lean encoders: both architectures load, and trainers.distill turns a SPACE detector into one."""
+"""The lean encoders: both architectures load, and trainers.detector.distill turns a SPACE detector into one."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from moc_envs.games import get_game
-from moc_envs.manifest import verify_folder
 from moc_envs.model import SpaceEncoder
 from moc_envs.model.config import ModelConfig
-from moc_envs.space_detector import CONFIG_FILE, SpaceDetector
-from trainers.export import write_detector_folder
+from moc_envs.perception.space_detector import CONFIG_FILE, SpaceDetector
+from moc_envs.weights.manifest import verify_folder
+from trainers.evaluate.export import write_detector_folder
 
 LEAN = {"image_encoder": "lean", "glimpse_encoder": "lean"}
 
@@ -107,7 +107,7 @@ def teacher(tmp_path_factory):
 
 
 def test_distill_exports_a_lean_detector_and_resumes(tiny_pong, teacher, tmp_path) -> None:
-    from trainers.distill import main
+    from trainers.detector.distill import main
 
     out = tmp_path / "run"
     args = ["--game", "Pong", "--teacher", str(teacher), "--data", str(tiny_pong), "--out", str(out),
@@ -126,7 +126,7 @@ def test_distill_exports_a_lean_detector_and_resumes(tiny_pong, teacher, tmp_pat
     det = SpaceDetector.from_pretrained(folder, get_game("Pong"), allow_unclassified=True)
     assert det.config == dataclasses.replace(ModelConfig(), **LEAN)
     # A second run into the same folder refuses; --resume finishes without training again.
-    from trainers.train import TrainError
+    from trainers.detector.train import TrainError
 
     with pytest.raises(TrainError, match="pass --resume"):
         main(args)
@@ -136,8 +136,8 @@ def test_distill_exports_a_lean_detector_and_resumes(tiny_pong, teacher, tmp_pat
 
 
 def test_distill_refuses_a_lean_teacher(tiny_pong, tmp_path) -> None:
-    from trainers.distill import main
-    from trainers.train import TrainError
+    from trainers.detector.distill import main
+    from trainers.detector.train import TrainError
 
     cfg = ModelConfig(**LEAN)
     state = {k: v.contiguous() for k, v in SpaceEncoder(cfg).state_dict().items()}
@@ -163,7 +163,7 @@ def test_pres_threshold_of_a_folder_is_used_and_checked(tmp_path) -> None:
 
 def test_glimpse_pairs_stop_at_max_pairs_in_the_given_order(teacher) -> None:
     # A game of many objects teaches the glimpse encoder from a capped, seeded subset of frames.
-    from trainers.distill import _student_of, glimpse_pairs
+    from trainers.detector.distill import _student_of, glimpse_pairs
 
     det = SpaceDetector.from_pretrained(teacher, get_game("Pong"), allow_unclassified=True)
     enc = det.encoder.float()

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from moc_envs.model import ModelConfig, SpaceModel
-from trainers.config import LossWeights
-from trainers.losses import (
+from trainers.detector.config import LossWeights
+from trainers.detector.losses import (
     bernoulli_kl,
     continuity_loss,
     elbo_terms,

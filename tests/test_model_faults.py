@@ -35,11 +35,11 @@ import torch
 from moc_envs import agents
 from moc_envs.errors import CorruptWeightsError
 from moc_envs.games import get_game
-from moc_envs.manifest import write_manifest
 from moc_envs.model import runtime
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.encoder import SpaceEncoder
-from moc_envs.space_detector import SpaceDetector
+from moc_envs.perception.space_detector import SpaceDetector
+from moc_envs.weights.manifest import write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 PONG = REPO / "weights" / "Pong"
@@ -89,7 +89,7 @@ _LOADER = textwrap.dedent(
     import json, resource, sys
     resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
     from moc_envs.games import get_game
-    from moc_envs.space_detector import SpaceDetector
+    from moc_envs.perception.space_detector import SpaceDetector
     out = {{}}
     for name, folder in json.loads(sys.argv[1]).items():
         try:
@@ -152,7 +152,7 @@ def test_config_that_disagrees_with_the_tensors_names_its_sizes(tmp_path, model,
 
 def test_shapes_are_compared_before_the_model_is_built(tmp_path, monkeypatch) -> None:
     """The expected shapes come from a meta-device model: no real model for a wrong config."""
-    import moc_envs.space_detector as sd
+    import moc_envs.perception.space_detector as sd
 
     built: list[str] = []
 
@@ -293,8 +293,8 @@ def test_loading_a_detector_starts_no_torch_worker_threads() -> None:
         import os, torch
         torch.set_num_threads(2)  # as on a two-core machine without OMP_NUM_THREADS
         from moc_envs.games import get_game
-        from moc_envs.space_detector import SpaceDetector
-        from moc_envs.weights import weights_root
+        from moc_envs.perception.space_detector import SpaceDetector
+        from moc_envs.weights.search import weights_root
         before = len(os.listdir("/proc/self/task"))
         SpaceDetector.from_pretrained(weights_root() / "Pong", get_game("Pong"), threads=2)
         print(before, len(os.listdir("/proc/self/task")), torch.get_num_threads())

@@ -1,11 +1,11 @@
-"""Motion targets (trainers.motion) on synthetic frames: no emulator needed."""
+"""Motion targets (trainers.data.motion) on synthetic frames: no emulator needed."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from trainers.motion import (
+from trainers.data.motion import (
     MotionConfig,
     boxes_to_targets,
     mask_to_model,

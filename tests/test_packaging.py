@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import moc_envs  # noqa: F401  (registers MOC/<Game>-v0)
-from moc_envs.observation import FEATURES, feature_names
+from moc_envs.perception.observation import FEATURES, feature_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,16 +102,16 @@ def test_make_installs_only_when_dependencies_changed(tmp_path: Path, target: st
 
 
 HELP_MODULES = [
-    "trainers.dataset",
-    "trainers.train",
-    "trainers.export",
-    "trainers.classifier",
-    "trainers.evaluate",
-    "trainers.card",
-    "trainers.raw_frames",
-    "trainers.distill",
-    "trainers.pipeline",
-    "trainers.unmatched",
+    "trainers.data.dataset",
+    "trainers.detector.train",
+    "trainers.evaluate.export",
+    "trainers.classify.classifier",
+    "trainers.evaluate.detector",
+    "trainers.evaluate.card",
+    "trainers.data.raw_frames",
+    "trainers.detector.distill",
+    "trainers.pipeline.run",
+    "trainers.evaluate.unmatched",
     "benchmarks.speed",
     "benchmarks.flicker",
     "benchmarks.ddp_speed",

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import moc_envs
-import moc_envs.workers as workers
+import moc_envs.envs.workers as workers
+from moc_envs.envs.parallel import MocParallelVectorEnv
 from moc_envs.errors import ClosedEnvError, WorkerError
-from moc_envs.parallel import MocParallelVectorEnv
 
 NUM_ENVS = 4
 

@@ -1,4 +1,4 @@
-"""moc-envs train (trainers.pipeline): stage resume, --redo, the state file, budgets, a real smoke run."""
+"""moc-envs train (trainers.pipeline.run): stage resume, --redo, the state file, budgets, a real smoke run."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from trainers import pipeline as pl
-from trainers.pipeline import (
+from trainers.pipeline import run as pl
+from trainers.pipeline.run import (
     STAGE_FUNCS,
     STAGES,
     STATE_FILE,
@@ -165,13 +165,13 @@ def test_minutes_split_over_the_long_stages(tmp_path, monkeypatch, tiny_pong) ->
 
 
 def test_nproc_trains_the_teacher_through_the_launcher(tmp_path, monkeypatch, tiny_pong) -> None:
-    import trainers.distributed
-    from trainers.train import _parse
+    import trainers.detector.distributed
+    from trainers.detector.train import _parse
 
     data = tmp_path / "data"
     shutil.copytree(tiny_pong, data)
     launched: list = []
-    monkeypatch.setattr(trainers.distributed, "launch", lambda argv, nproc: launched.append((argv, nproc)) or 3)
+    monkeypatch.setattr(trainers.detector.distributed, "launch", lambda argv, nproc: launched.append((argv, nproc)) or 3)
     cfg = _cfg(tmp_path, nproc=2, data=data, train_options={"steps": 2, "batch_stacks": 1})
     with pytest.raises(PipelineError, match="2 training processes stopped with exit code 3"):
         run_pipeline(cfg, log=lambda _: None)
@@ -179,8 +179,8 @@ def test_nproc_trains_the_teacher_through_the_launcher(tmp_path, monkeypatch, ti
     args = _parse(argv)
     assert nproc == 2 and args.out == str(cfg.out / "teacher") and args.steps == 2 and not args.resume
     assert args.z_scale_mean == "{},{}".format(*read_state(cfg.out, "Pong")["stages"]["teacher"]["plan"]["z_scale_mean"])
-    monkeypatch.setitem(sys.modules, "trainers.distributed", None)
-    with pytest.raises(PipelineError, match="--nproc 2 needs trainers.distributed"):
+    monkeypatch.setitem(sys.modules, "trainers.detector.distributed", None)
+    with pytest.raises(PipelineError, match="--nproc 2 needs trainers.detector.distributed"):
         run_pipeline(cfg, log=lambda _: None)
 
 
@@ -201,8 +201,8 @@ def _random_teacher(run) -> dict:
     import torch
 
     from moc_envs.model import SpaceModel
-    from trainers.config import make_config
-    from trainers.train import CHECKPOINT, save_checkpoint
+    from trainers.detector.config import make_config
+    from trainers.detector.train import CHECKPOINT, save_checkpoint
 
     cfg = make_config("Pong", "cpu", steps=1)
     torch.manual_seed(0)

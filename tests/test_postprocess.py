@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moc_envs.postprocess import SuppressionConfig, refine_boxes, size_mask, suppress_duplicates
+from moc_envs.perception.postprocess import (
+    SuppressionConfig,
+    refine_boxes,
+    size_mask,
+    suppress_duplicates,
+)
 
 
 def test_removes_a_neighbouring_duplicate_keeping_the_best():
@@ -72,7 +77,7 @@ def test_refine_keeps_boxes_on_background_and_checks_the_frame():
 
 def test_refine_keeps_the_box_when_scenery_crosses_the_crop():
     """Freeway's chicken on the kerb: the pavement fills most of the box's centre, not the chicken."""
-    from moc_envs.postprocess import refine_boxes_batched
+    from moc_envs.perception.postprocess import refine_boxes_batched
 
     frame = np.full((210, 160, 3), 142, dtype=np.uint8)  # road
     frame[186:195] = (170, 170, 170)  # pavement, across the screen

@@ -18,15 +18,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import moc_envs.postprocess as postprocess
-from moc_envs.postprocess import (
+import moc_envs.perception.postprocess as postprocess
+from moc_envs.perception.postprocess import (
     SuppressionConfig,
     refine_boxes,
     refine_boxes_batched,
     suppress_duplicates,
     suppress_duplicates_batched,
 )
-from moc_envs.preprocess import resize_frames
+from moc_envs.perception.preprocess import resize_frames
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pong_frames.npz"
 ROOT = Path(__file__).resolve().parents[1]
@@ -395,9 +395,9 @@ def test_refine_batched_property(boxes, seed):
 @pytest.mark.parametrize("game", ["Pong", "Skiing"])
 def test_detect_equals_the_per_frame_post_processing(monkeypatch, game):
     pytest.importorskip("torch")
-    import moc_envs.space_detector as space_detector
+    import moc_envs.perception.space_detector as space_detector
     from moc_envs.games import get_game
-    from moc_envs.space_detector import SpaceDetector
+    from moc_envs.perception.space_detector import SpaceDetector
 
     data = ROOT / "data" / game / "test_raw.npz"
     folder = ROOT / "weights" / game
@@ -493,9 +493,9 @@ def test_detect_names_objects_by_colour_with_a_colour_classifier():
     # A classifier that reads nothing but the colour (z_what and size standardised away) names
     # Pong's objects right: the detector hands it the colours of the full-size frame.
     pytest.importorskip("torch")
-    from moc_envs.classifier import ZWhatClassifier
     from moc_envs.games import get_game
-    from moc_envs.space_detector import SpaceDetector
+    from moc_envs.perception.classifier import ZWhatClassifier
+    from moc_envs.perception.space_detector import SpaceDetector
 
     folder = ROOT / "weights" / "Pong"
     detector = SpaceDetector.from_pretrained(folder, get_game("Pong"))

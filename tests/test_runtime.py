@@ -11,8 +11,8 @@ from torch import nn
 
 from moc_envs.games import get_game
 from moc_envs.model.runtime import frozen_encoder
-from moc_envs.space_detector import SpaceDetector
-from moc_envs.weights import bundled_games, weights_root
+from moc_envs.perception.space_detector import SpaceDetector
+from moc_envs.weights.search import bundled_games, weights_root
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pong_frames.npz"
 

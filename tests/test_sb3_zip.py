@@ -1,7 +1,7 @@
 """SB3 model zips load without unpickling and play as SB3's own load would.
 
-``trainers.dataset --policy sb3:PPO:<zip>`` used ``PPO.load``, which unpickles the zip's
-``:serialized:`` entries: a doctored zip ran code. ``trainers.sb3_zip`` reads the tensors and the
+``trainers.data.dataset --policy sb3:PPO:<zip>`` used ``PPO.load``, which unpickles the zip's
+``:serialized:`` entries: a doctored zip ran code. ``trainers.data.sb3_zip`` reads the tensors and the
 plain JSON only; these tests check it against ``PPO.load`` on zips the test saved itself, and
 that doctored zips run nothing.
 """
@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from moc_envs.errors import CorruptWeightsError
-from trainers.policies import SB3Policy, make_policy
-from trainers.sb3_zip import load_sb3_zip
+from trainers.data.policies import SB3Policy, make_policy
+from trainers.data.sb3_zip import load_sb3_zip
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # SB3's advice on CPU/GPU use
 
@@ -258,7 +258,7 @@ def test_the_frame_policy_is_reproducible_under_its_seed(tmp_path: Path) -> None
 
 
 def test_dataset_help_says_the_zip_is_read_without_unpickling(capsys: pytest.CaptureFixture[str]) -> None:
-    from trainers.dataset import main
+    from trainers.data.dataset import main
 
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from benchmarks.scripted import SCRIPTED, scripted_policy
-from moc_envs.detection import Detection
-from moc_envs.frames import frame_source
+from moc_envs.envs.registration import make_ale_env
 from moc_envs.games import game_names, get_game
-from moc_envs.ram_detector import RamDetector
-from moc_envs.registration import make_ale_env
+from moc_envs.perception.detection import Detection
+from moc_envs.perception.frames import frame_source
+from moc_envs.perception.ram_detector import RamDetector
 
 
 def _play(game: str, policy: str, steps: int, seed: int = 0) -> float:

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import moc_envs
-from moc_envs.detection import Detection
+from moc_envs.envs.vector import MocVectorEnv
+from moc_envs.perception.detection import Detection
 from moc_envs.threads import check_threads, torch_threads
-from moc_envs.vector import MocVectorEnv
 
 
 class CountingThreads:
@@ -125,8 +125,8 @@ def test_worker_processes_give_the_same_rollout(mode: str) -> None:
 
 
 def test_workers_split_the_envs_and_route_per_env_calls() -> None:
-    from moc_envs.parallel import MocParallelVectorEnv, split_rows
-    from moc_envs.sb3 import SB3VecEnv
+    from moc_envs.envs.parallel import MocParallelVectorEnv, split_rows
+    from moc_envs.envs.sb3 import SB3VecEnv
 
     assert [list(r) for r in split_rows(5, 2)] == [[0, 1, 2], [3, 4]]
     assert [len(r) for r in split_rows(8, 3)] == [3, 3, 2]

@@ -6,7 +6,7 @@ import numpy as np
 
 from moc_envs import Detection, GameSpec
 from moc_envs.games import CategorySpec
-from moc_envs.tracking import SlotTracker
+from moc_envs.perception.tracking import SlotTracker
 
 SPEC = GameSpec(
     name="Test",
@@ -88,7 +88,7 @@ def test_reset_forgets_everything() -> None:
 
 
 def test_coasting_shows_a_missed_object_at_its_predicted_box_for_coast_steps() -> None:
-    from moc_envs.observation import ObjectObservationBuilder
+    from moc_envs.perception.observation import ObjectObservationBuilder
 
     builder = ObjectObservationBuilder(SPEC, coast=2)
     builder.update([ball(10, 50)])
@@ -108,7 +108,7 @@ def test_coasting_shows_a_missed_object_at_its_predicted_box_for_coast_steps() -
 
 
 def test_without_coast_a_missed_object_leaves_its_row_empty() -> None:
-    from moc_envs.observation import ObjectObservationBuilder
+    from moc_envs.perception.observation import ObjectObservationBuilder
 
     builder = ObjectObservationBuilder(SPEC)
     builder.update([ball(10, 50)])

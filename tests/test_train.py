@@ -10,7 +10,7 @@ import torch
 
 from moc_envs.errors import CorruptWeightsError
 from moc_envs.games import get_game
-from trainers.config import (
+from trainers.detector.config import (
     Anneal,
     LossWeights,
     TrainConfig,
@@ -20,7 +20,7 @@ from trainers.config import (
     make_config,
     top_k_for,
 )
-from trainers.train import CHECKPOINT, TrainError, load_checkpoint, main, parse_scale_mean
+from trainers.detector.train import CHECKPOINT, TrainError, load_checkpoint, main, parse_scale_mean
 
 
 def _argv(data, out, *extra: str) -> list[str]:
@@ -172,8 +172,8 @@ def test_checkpoint_errors(tiny_pong, tmp_path):
 def test_short_training_lowers_total_and_motion_loss(tiny_pong, tmp_path):
     """A few dozen steps on a tiny real Pong dataset lower the total and the motion loss."""
     from moc_envs.model import SpaceModel
-    from trainers.losses import elbo_terms, motion_terms, total_loss
-    from trainers.train import load_model_from_run, load_train_data
+    from trainers.detector.losses import elbo_terms, motion_terms, total_loss
+    from trainers.detector.train import load_model_from_run, load_train_data
 
     data = load_train_data(tiny_pong)
     x, pres, where, mask = data.batch(torch.arange(len(data)), torch.device("cpu"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainers.metrics import evaluate_boxes, match_frame
+from trainers.evaluate.metrics import evaluate_boxes, match_frame
 
 
 def test_ocatari_criterion_matches_centres_closer_than_5_px():

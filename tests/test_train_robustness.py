@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from moc_envs.atomic import temporary_path
 from moc_envs.errors import CorruptWeightsError
+from moc_envs.weights.atomic import temporary_path
 from trainers import run_lock
-from trainers.data import DatasetError
+from trainers.data.reader import DatasetError
+from trainers.detector.train import CHECKPOINT, TrainWarning, load_checkpoint, main
 from trainers.run_lock import LOCK_FILE, RunLock, RunLockedError, RunLockWarning
-from trainers.train import CHECKPOINT, TrainWarning, load_checkpoint, main
 
 
 def _argv(data: Path, out: Path, *extra: str) -> list[str]:
@@ -128,12 +128,12 @@ def test_lock_of_another_host_is_not_taken_over(tmp_path):
 
 
 def test_lock_is_released_on_keyboard_interrupt(tmp_path, monkeypatch):
-    import trainers.train
+    import trainers.detector.train
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainers.train, "load_train_data", interrupted)
+    monkeypatch.setattr(trainers.detector.train, "load_train_data", interrupted)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         main(_argv(tmp_path / "no-data", out))

@@ -10,7 +10,7 @@ import pytest
 import moc_envs.agents
 from benchmarks import transfer
 from moc_envs.games import get_game
-from moc_envs.observation import feature_names
+from moc_envs.perception.observation import feature_names
 
 NAMES = feature_names(get_game("Pong"))
 

@@ -1,4 +1,4 @@
-"""trainers.unmatched: a detector's unmatched predictions, grouped by category, rows and size."""
+"""trainers.evaluate.unmatched: a detector's unmatched predictions, grouped by category, rows and size."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from moc_envs.detection import Detection
-from trainers import unmatched
-from trainers.data import load_ground_truth
-from trainers.raw_frames import build_raw_frames
+from moc_envs.perception.detection import Detection
+from trainers.data.raw_frames import build_raw_frames
+from trainers.data.reader import load_ground_truth
+from trainers.evaluate import unmatched
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ class _TruthPlusOne:
 
 
 def test_only_the_stray_boxes_are_unmatched_and_grouped(data, monkeypatch) -> None:
-    monkeypatch.setattr("moc_envs.space_detector.SpaceDetector.from_pretrained", lambda *a, **k: _TruthPlusOne(data))
+    monkeypatch.setattr("moc_envs.perception.space_detector.SpaceDetector.from_pretrained", lambda *a, **k: _TruthPlusOne(data))
     res = unmatched.unmatched_predictions("Pong", data, "unused", progress=False)
     frames = res["frames"]
     assert frames == 2 * 4  # two test stacks of T = 4

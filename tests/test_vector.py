@@ -8,9 +8,10 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import moc_envs
-from moc_envs.detection import Detection
-from moc_envs.ram_detector import RamDetector
-from moc_envs.vector import MocVectorEnv, make_vec
+from moc_envs.envs.make import make_vec
+from moc_envs.envs.vector import MocVectorEnv
+from moc_envs.perception.detection import Detection
+from moc_envs.perception.ram_detector import RamDetector
 
 
 class CountingDetector:
@@ -190,7 +191,7 @@ def test_bad_arguments_raise_clear_errors() -> None:
 def test_missing_weights_fail_before_starting_emulators(monkeypatch, tmp_path) -> None:
     # $MOC_ENVS_WEIGHTS is searched in front of the bundled weights: hide those too.
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(tmp_path))
-    monkeypatch.setattr(moc_envs.weights, "weights_root", lambda: tmp_path)
+    monkeypatch.setattr(moc_envs.weights.search, "weights_root", lambda: tmp_path)
     with pytest.raises(moc_envs.MissingWeightsError, match="No trained SPACE\\+MOC detector for Pong"):
         make_vec("MOC/Pong-v0", 2)
 
@@ -199,7 +200,7 @@ def test_sb3_ppo_trains_on_the_vector_env() -> None:
     torch = pytest.importorskip("torch")
     from stable_baselines3 import PPO
 
-    from moc_envs.sb3 import SB3VecEnv
+    from moc_envs.envs.sb3 import SB3VecEnv
 
     torch.set_num_threads(1)
     det = CountingDetector()

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from moc_envs import weights_dir, weights_root
-from moc_envs.detectors import make_detector
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import game_names
-from moc_envs.weights import (
+from moc_envs.perception.detectors import make_detector
+from moc_envs.weights.search import (
     bundled_games,
     find_weights,
     format_weights_table,
@@ -36,12 +36,12 @@ BUNDLED = REPO / "weights"
 @pytest.fixture
 def partial_bundle(monkeypatch, tmp_path) -> Path:
     """A bundled root holding copies of Pong, Boxing and Skiing only (UNSHIPPED among the missing)."""
-    import moc_envs.weights
+    import moc_envs.weights.search
 
     root = tmp_path / "bundle"
     for game in ("Pong", "Boxing", "Skiing"):
         shutil.copytree(BUNDLED / game, root / game, ignore=shutil.ignore_patterns("space", "agent"))
-    monkeypatch.setattr(moc_envs.weights, "weights_root", lambda: root)
+    monkeypatch.setattr(moc_envs.weights.search, "weights_root", lambda: root)
     assert UNSHIPPED not in bundled_games()
     return root
 
@@ -136,9 +136,9 @@ def test_missing_weights_name_the_commands_weights_and_env_var(monkeypatch, tmp_
     message = str(err.value)
     for piece in (
         f"searched {tmp_path.resolve()}, {partial_bundle}",
-        f"python -m trainers.train --game {UNSHIPPED} --data data/{UNSHIPPED} --out runs/{LOWER}",
-        f"python -m trainers.export runs/{LOWER} --game {UNSHIPPED}",
-        f"python -m trainers.classifier --game {UNSHIPPED} --weights runs/{LOWER}/weights/{UNSHIPPED}",
+        f"python -m trainers.detector.train --game {UNSHIPPED} --data data/{UNSHIPPED} --out runs/{LOWER}",
+        f"python -m trainers.evaluate.export runs/{LOWER} --game {UNSHIPPED}",
+        f"python -m trainers.classify.classifier --game {UNSHIPPED} --weights runs/{LOWER}/weights/{UNSHIPPED}",
         f"weights='runs/{LOWER}/weights'",
         f"MOC_ENVS_WEIGHTS=runs/{LOWER}/weights",
         "detector='ram'",
@@ -186,7 +186,7 @@ def test_regular_install_ships_weights(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MOC_ENVS_WEIGHTS"}
     env["PYTHONPATH"] = str(site)
     code = (
-        "import moc_envs, moc_envs.weights as w; print(moc_envs.__file__); print(w.weights_root())"
+        "import moc_envs, moc_envs.weights.search as w; print(moc_envs.__file__); print(w.weights_root())"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -207,7 +207,7 @@ def test_regular_install_ships_weights(tmp_path) -> None:
     installed = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
     assert expected and expected <= installed
     # The installed folders pass their manifests (no file lost or changed on the way).
-    from moc_envs.manifest import verify_folder
+    from moc_envs.weights.manifest import verify_folder
 
     shipped = bundled_games()
     assert {"Pong", "Boxing", "Skiing", "Freeway"} <= set(shipped)

@@ -17,23 +17,23 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from moc_envs.classifier import (
+from moc_envs.errors import CorruptWeightsError, MissingWeightsError
+from moc_envs.perception.classifier import (
     CLASSIFIER_FILE,
     CLASSIFIER_FORMAT,
     CLASSIFIER_JSON,
     LEGACY_CLASSIFIER_FILE,
     load_classifier,
 )
-from moc_envs.detectors import make_detector
-from moc_envs.errors import CorruptWeightsError, MissingWeightsError
-from moc_envs.manifest import (
+from moc_envs.perception.detectors import make_detector
+from moc_envs.weights.manifest import (
     MANIFEST_FILE,
     refresh_manifest,
     sha256_file,
     verify_folder,
     write_manifest,
 )
-from moc_envs.weights import bundled_games
+from moc_envs.weights.search import bundled_games
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "weights"

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from moc_envs.atomic import atomic_path, atomic_write_text, temporary_owner, temporary_path
 from moc_envs.errors import CorruptWeightsError, UnsafePathError
+from moc_envs.weights.atomic import atomic_path, atomic_write_text, temporary_owner, temporary_path
 from trainers.run_lock import LOCK_FILE, RunLock, RunLockWarning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def _plain_mode(folder: Path) -> int:
 
 # ---------------------------------------------------------------- every writer, by kind
 def _tiny_classifier():
-    from trainers.classifier import fit_classifier
+    from trainers.classify.classifier import fit_classifier
 
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 5, (3, 8))
@@ -73,37 +73,37 @@ def _tiny_classifier():
 
 
 def _write_detector(folder: Path) -> None:
-    from trainers.export import write_detector_folder
+    from trainers.evaluate.export import write_detector_folder
 
     state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
     write_detector_folder(folder, "Pong", state, {"format": "moc_envs.space_detector/1", "game": "Pong"})
 
 
 def _write_classifier(folder: Path) -> None:
-    from moc_envs.classifier import save_classifier
+    from moc_envs.perception.classifier import save_classifier
 
     folder.mkdir(parents=True, exist_ok=True)
     save_classifier(_tiny_classifier(), folder, "Pong")
 
 
 def _write_checkpoint(folder: Path) -> None:
-    from trainers.train import save_checkpoint
+    from trainers.detector.train import save_checkpoint
 
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(folder / "checkpoint.pt", {"step": 3, "model": {"w": torch.ones(2)}})
 
 
 def _write_card(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainers.card
+    import trainers.evaluate.card
 
     # The card's content is not the point here: only how write_card writes it.
-    monkeypatch.setattr(trainers.card, "card_markdown", lambda card: "# card\n")
+    monkeypatch.setattr(trainers.evaluate.card, "card_markdown", lambda card: "# card\n")
     folder.mkdir(parents=True, exist_ok=True)
-    trainers.card.write_card({"game": "Pong"}, folder)
+    trainers.evaluate.card.write_card({"game": "Pong"}, folder)
 
 
 def _write_json_and_npz(folder: Path) -> None:
-    from trainers.storage import save_npz_atomic, write_json_atomic
+    from trainers.data.storage import save_npz_atomic, write_json_atomic
 
     write_json_atomic(folder / "meta.json", {"a": 1})
     save_npz_atomic(folder / "train.npz", frames=np.zeros((2, 3), np.uint8))
@@ -298,7 +298,7 @@ _WRITE_CALLS = {"write_text", "write_bytes", "savefig", "save", "savez", "savez_
 _METHODS = {"write_text", "write_bytes", "touch"}  # Path methods: the receiver is the path
 # Writers may fill the temporary that atomic_path yields (``tmp``), or a file object opened on it
 # (``f``); the modules that implement the safe opening themselves are exempt.
-_EXEMPT = {"moc_envs/atomic.py", "trainers/run_lock.py"}
+_EXEMPT = {"moc_envs/weights/atomic.py", "trainers/run_lock.py"}
 
 
 def _arg_names(node: ast.Call) -> set[str]:
@@ -344,7 +344,7 @@ def test_every_writer_of_a_user_path_goes_through_atomic_path() -> None:
             if rel in _EXEMPT:
                 continue
             found += [f"{rel}:{line}" for line in _unsafe_writes(path.read_text())]
-    assert found == [], "write these through moc_envs.atomic.atomic_path: " + ", ".join(found)
+    assert found == [], "write these through moc_envs.weights.atomic.atomic_path: " + ", ".join(found)
 
 
 def test_the_source_scan_finds_direct_writes() -> None:

@@ -10,10 +10,10 @@ multiply-adds per 128x128 frame, most of them in 128- and 256-channel 3x3 convol
   at 32x32 and, after a 2x2 stride-2 convolution, at the 16x16 cell grid;
 - no normalisation layers (nothing to fold at inference) and ReLU activations;
 - the same 1x1 heads (z_pres, z_depth, z_scale, z_shift: 11 channels) as SPACE's encoder,
-  so :class:`~moc_envs.model.encoder.CellLatents` and everything after it are unchanged.
+  so :class:`~moc_envs.model.latents.CellLatents` and everything after it are unchanged.
 
 About 8M multiply-adds per frame at the default widths. It is trained by distilling a trained
-SPACE+MOC encoder's posteriors (``python -m trainers.distill``).
+SPACE+MOC encoder's posteriors (``python -m trainers.detector.distill``).
 
 :class:`LeanGlimpseEncoder` does the same for the glimpse encoder (SPACE's: four convolutions
 with group norm, about 1.4M multiply-adds and a dozen kernel launches per object): one hidden
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from moc_envs.model.config import ModelConfig
-from moc_envs.model.encoder import CellLatents, cell_latents
+from moc_envs.model.latents import CellLatents, cell_latents
 
 __all__ = ["LEAN_WIDTHS", "LEAN_GLIMPSE_HIDDEN", "SeparableBlock", "LeanImageEncoder", "LeanGlimpseEncoder"]
 

@@ -1,0 +1,101 @@
+"""The RAM oracle: objects read from the emulator RAM through OCAtari's RAM mode.
+
+It implements the same :class:`~moc_envs.perception.detection.Detector` protocol as the
+learned detector, but reads ``rams`` instead of pixels. It is the upper bound
+a pixel detector is measured against, and the detector used until trained
+weights exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from moc_envs.errors import FrameFormatError, MissingDependencyError
+from moc_envs.games import GameSpec, get_game
+from moc_envs.perception.detection import Detection, validate_frames, validate_rams
+
+__all__ = ["OCATARI_INSTALL", "import_ocatari", "RamDetector"]
+
+OCATARI_INSTALL = (
+    'pip install "moc-envs[oracle]" && pip install --no-deps "ocatari==2.2.1" (one OpenCV, what '
+    '`make install` does), or pip install "moc-envs[ocatari]" (OCAtari with its own dependencies)'
+)
+
+
+def import_ocatari(module: str) -> Any:
+    """Import an OCAtari module, or raise MissingDependencyError saying how to install OCAtari."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        # OCAtari itself, or one of the packages it imports (termcolor, scikit-image, ...).
+        raise MissingDependencyError(
+            f"the RAM oracle and OCAtari's ground truth need OCAtari, which cannot be imported "
+            f"({err}); install it with: {OCATARI_INSTALL}"
+        ) from err
+
+
+def _ocatari_ram() -> Any:
+    # OCAtari's RAM package imports every game module (and pygame) on first
+    # use: about two seconds, so it stays off `import moc_envs`.
+    return import_ocatari("ocatari.ram.extract_ram_info")
+
+
+class RamDetector:
+    """Detector that reads each game's objects from RAM (OCAtari RAM mode, HUD off).
+
+    OCAtari keeps per-episode object state for some games (Skiing's object
+    slots, Breakout's blocks), so the detector keeps one object list per batch
+    position: batch row ``i`` of every call must come from the same env. Call
+    :meth:`reset` with that position when its env resets.
+
+    Only the spec's moving categories are returned (no HUD, no static pills or
+    shields), with ``score=1.0``.
+    """
+
+    def __init__(self, game: str | GameSpec) -> None:
+        self.spec = game if isinstance(game, GameSpec) else get_game(game)
+        self._extract = _ocatari_ram()
+        self._game_key = self.spec.name
+        self._keep = frozenset(self.spec.category_names)
+        self._states: list[list[Any]] = []
+
+    def __repr__(self) -> str:
+        return f"RamDetector(game={self.spec.name!r})"
+
+    def reset(self, index: int | None = None) -> None:
+        """Forget the object state of batch position ``index`` (all when None)."""
+        if index is None:
+            self._states.clear()
+        elif 0 <= index < len(self._states):
+            self._states[index] = self._extract.init_objects(self._game_key, hud=False)
+
+    def detect(self, frames: np.ndarray, rams: np.ndarray | None = None) -> list[list[Detection]]:
+        """Read the objects of N envs from their RAM; ``frames`` is only validated."""
+        frames = validate_frames(frames)
+        if rams is None:
+            raise FrameFormatError(
+                "RamDetector reads objects from RAM: pass rams, a uint8 array of shape "
+                f"({frames.shape[0]}, 128), e.g. env.unwrapped.ale.getRAM()[None]"
+            )
+        rams = validate_rams(rams, frames.shape[0])
+        while len(self._states) < len(rams):
+            self._states.append(self._extract.init_objects(self._game_key, hud=False))
+        out: list[list[Detection]] = []
+        for i, ram in enumerate(rams):
+            objects = self._states[i]
+            self._extract.detect_objects_ram(objects, ram, self._game_key, False)
+            out.append(self._to_detections(objects))
+        return out
+
+    def _to_detections(self, objects: list[Any]) -> list[Detection]:
+        found: list[Detection] = []
+        for obj in objects:
+            # OCAtari marks empty slots with a falsy NoObject placeholder.
+            if not obj or obj.category not in self._keep or getattr(obj, "hud", False):
+                continue
+            x, y, w, h = (float(v) for v in obj.xywh)
+            found.append(Detection(obj.category, x, y, w, h, score=1.0))
+        return found

@@ -1,0 +1,396 @@
+"""Fit the z_what -> category classifier shipped beside a detector.
+
+    python -m trainers.classify.classifier --game Pong --weights weights/Pong --data data/Pong [--labels-per-class 8]
+
+On the validation split: the detector's predictions (after duplicate suppression, as at
+inference) and their z_what. Only ``labels_per_class`` predictions per category are labelled
+(with the category of the ground-truth object they overlap most, a stand-in for a person
+naming a handful of crops). The classifier is a semi-supervised k-means: one centroid per
+category, started at the mean of its labelled samples, then refined on every validation z_what
+(labelled samples stay with their category, the rest join their nearest centroid; samples far
+from every centroid are left out). Each centroid's radius is a quantile of its members'
+distances times a margin; beyond it a prediction is "unknown". Per-class accuracy is reported
+on the test split. Saved as ``classifier.safetensors`` (arrays) + ``classifier.json`` (classes,
+settings, fit details), then the folder's ``manifest.json`` is refreshed. A detector that finds
+no object in the validation split raises :class:`NoObjectsFoundError` with the likely causes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moc_envs.errors import MocEnvsError
+from moc_envs.perception.classifier import (
+    CLASSIFIER_FILE,
+    CLASSIFIER_JSON,
+    UNKNOWN,
+    ZWhatClassifier,
+    colour_features,
+    save_classifier,
+)
+from moc_envs.threads import add_threads_argument, set_torch_threads
+from moc_envs.weights.manifest import write_manifest
+from trainers.detector.derive import ClassifierOptions, choose_classifier_options
+
+__all__ = ["METHODS", "NoObjectsFoundError", "fit_classifier", "score_classifier", "split_colours", "choose_options", "fit_from_weights", "main"]
+
+
+class NoObjectsFoundError(MocEnvsError, ValueError):
+    """The detector found no object of the dataset's ground truth in a split: nothing to label."""
+
+
+METHODS = ("kmeans", "prototypes")
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances (N, K) between rows of a (N, D) and b (K, D), without an (N, K, D) array."""
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2.0 * a @ b.T
+    return np.sqrt(np.clip(sq, 0.0, None))
+
+
+def fit_classifier(
+    z: np.ndarray,
+    labels: np.ndarray,
+    labels_per_class: int = 8,
+    seed: int = 0,
+    iterations: int = 20,
+    radius_quantile: float = 0.99,
+    radius_margin: float = 1.0,
+    outlier_factor: float = 3.0,
+    max_ratio: float = 0.9,
+    method: str = "kmeans",
+    sizes: np.ndarray | None = None,
+    size_weight: float = 0.0,
+    colours: np.ndarray | None = None,
+    colour_weight: float = 0.0,
+) -> ZWhatClassifier:
+    """Fit a classifier on ``z`` (N, D) where ``labels`` (N,) holds a category or "" (no label).
+
+    Only ``labels_per_class`` labelled samples per category are used as labels. ``method``:
+    ``"kmeans"``, one centroid per category that every sample (labelled or not) refines, or
+    ``"prototypes"``, each labelled sample is a centroid of its category (nearest labelled
+    neighbour; better when a category has several looks). With ``sizes`` (N, 2) (width, height
+    of the detector's boxes) and ``size_weight > 0`` their logs join the features, each
+    weighted like ``size_weight`` z_what dimensions after standardising; likewise ``colours``
+    (N, 3) (the objects' RGB, 0-255, :func:`moc_envs.perception.postprocess.refine_and_colour`) with
+    ``colour_weight > 0``.
+    """
+    z = np.asarray(z, np.float64)
+    labels = np.asarray(labels, dtype=object)
+    if z.ndim != 2 or len(z) != len(labels):
+        raise ValueError(f"z must be (N, D) with one label per row, got z {z.shape} and {len(labels)} labels")
+    classes = sorted({str(c) for c in labels.tolist() if c})
+    if not classes:
+        raise ValueError("no labelled samples: every label is empty")
+    if labels_per_class < 1:
+        raise ValueError(f"labels_per_class must be >= 1, got {labels_per_class}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not 0.0 < max_ratio <= 1.0:
+        raise ValueError(f"max_ratio must be in (0, 1], got {max_ratio}")
+    size_dims = 0
+    if size_weight > 0:
+        if sizes is None or np.shape(sizes) != (len(z), 2):
+            raise ValueError(f"size_weight > 0 needs sizes of shape ({len(z)}, 2), got {None if sizes is None else np.shape(sizes)}")
+        z = np.hstack([z, np.log(np.clip(np.asarray(sizes, np.float64), 1.0, None))])
+        size_dims = 2
+    colour_dims = 0
+    if colour_weight > 0:
+        if colours is None or np.shape(colours) != (len(z), 3):
+            raise ValueError(
+                f"colour_weight > 0 needs colours of shape ({len(z)}, 3), got {None if colours is None else np.shape(colours)}"
+            )
+        z = np.hstack([z, colour_features(colours)])
+        colour_dims = 3
+    rng = np.random.default_rng(seed)
+    mean = z.mean(0)
+    scale = z.std(0) + 1e-6
+    if colour_dims:
+        scale[-3:] /= colour_weight
+    if size_dims:
+        scale[z.shape[1] - colour_dims - 2 : z.shape[1] - colour_dims] /= size_weight
+    zs = (z - mean) / scale
+    fixed = np.full(len(z), -1)
+    for ci, c in enumerate(classes):
+        idx = np.flatnonzero(labels == c)
+        fixed[rng.choice(idx, size=min(labels_per_class, len(idx)), replace=False)] = ci
+    if method == "prototypes":
+        cent = zs[fixed >= 0]
+        cent_class = fixed[fixed >= 0]
+        member = cent_class[_distances(zs, cent).argmin(1)]
+        member[fixed >= 0] = fixed[fixed >= 0]
+    else:
+        cent = np.stack([zs[fixed == ci].mean(0) for ci in range(len(classes))])
+        cent_class = np.arange(len(classes))
+        member = fixed.copy()
+        for _ in range(iterations):
+            d = _distances(zs, cent)
+            near = d.argmin(1)
+            dn = d[np.arange(len(zs)), near]
+            lab_d = d[fixed >= 0, fixed[fixed >= 0]]
+            # Samples much farther than the labelled ones are junk (background, half objects).
+            cutoff = outlier_factor * max(float(np.median(lab_d)), 1e-6)
+            new = np.where(dn <= cutoff, near, -1)
+            new[fixed >= 0] = fixed[fixed >= 0]
+            if np.array_equal(new, member):
+                break
+            member = new
+            cent = np.stack([zs[member == ci].mean(0) for ci in range(len(classes))])
+    d = _distances(zs, cent)
+    # The radius covers the samples nearest to the category, not only the refinement's members:
+    # those stop at a few times the labelled samples' spread, which real objects often exceed.
+    near_class = cent_class[d.argmin(1)]
+    dn = d.min(1)
+    radius_of = np.array(
+        [
+            radius_margin * np.quantile(dn[near_class == ci] if (near_class == ci).any() else d[fixed == ci].min(1), radius_quantile)
+            for ci in range(len(classes))
+        ]
+    )
+    if (radius_of <= 0).any():
+        # A category whose only nearby sample sits on its centroid (one labelled sample, tiny
+        # splits) has no spread to measure: it gets the widest radius of the others.
+        positive = radius_of[radius_of > 0]
+        radius_of = np.where(radius_of > 0, radius_of, positive.max() if len(positive) else 1.0)
+    info = {
+        "method": method,
+        "labels_per_class": labels_per_class,
+        "labelled": {c: int((fixed == ci).sum()) for ci, c in enumerate(classes)},
+        "members": {c: int((member == ci).sum()) for ci, c in enumerate(classes)},
+        "samples": int(len(z)),
+        "seed": seed,
+        "radius_quantile": radius_quantile,
+        "radius_margin": radius_margin,
+        "max_ratio": max_ratio,
+        "size_weight": size_weight if size_dims else 0.0,
+        "colour_weight": colour_weight if colour_dims else 0.0,
+    }
+    return ZWhatClassifier(
+        classes, cent, cent_class, radius_of[cent_class], mean, scale, info,
+        max_ratio=max_ratio, size_dims=size_dims, colour_dims=colour_dims,
+    )  # fmt: skip
+
+
+def score_classifier(
+    clf: ZWhatClassifier, z: np.ndarray, labels: np.ndarray, sizes: np.ndarray | None = None, colours: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Accuracy per category on labelled samples ("unknown" counts as wrong) and the unknown rate."""
+    labels = np.asarray(labels, dtype=object)
+    keep = labels != ""
+    pred = np.asarray(
+        clf.predict(
+            np.asarray(z)[keep],
+            None if sizes is None else np.asarray(sizes)[keep],
+            None if colours is None else np.asarray(colours)[keep],
+        ),
+        dtype=object,
+    )
+    labels = labels[keep]
+    per = {
+        str(c): {"samples": int((labels == c).sum()), "accuracy": float((pred[labels == c] == c).mean())}
+        for c in sorted(set(labels.tolist()))
+    }
+    return {
+        "accuracy": float((pred == labels).mean()) if len(labels) else None,
+        "unknown_rate": float((pred == UNKNOWN).mean()) if len(labels) else None,
+        "samples": int(len(labels)),
+        "by_category": per,
+    }
+
+
+def _split_samples(
+    encoder: Any, data: str | Path, split: str, device: str, limit: int | None, max_box: tuple[float, float] | None = None,
+    threshold: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Suppressed predictions' z_what, best-IoU categories ("" when on no object), box sizes,
+    object colours (None when the split's full-size frames have not been recovered:
+    :mod:`trainers.data.raw_frames`) and stack indices of a split.
+
+    Boxes larger than ``max_box`` are dropped first, as the env does.
+    """
+    from trainers.data.reader import load_ground_truth, load_split
+    from trainers.evaluate.detector import drop_oversized, gt_frames, predict_frames, suppress
+    from trainers.evaluate.latent_metrics import label_by_iou
+
+    d = load_split(data, split)
+    S, T = d.frames.shape[:2]
+    if limit is not None:
+        S = min(S, limit)
+    frames = np.ascontiguousarray(d.frames[:S]).reshape(S * T, *d.frames.shape[2:])
+    pred = suppress(drop_oversized(predict_frames(encoder, frames, device, threshold=threshold), max_box))
+    gt_boxes, gt_cats, _ = gt_frames(load_ground_truth(data, split), S, T)["all"]
+    labels = label_by_iou(pred.boxes, gt_boxes, gt_cats)
+    dim = encoder.cfg.z_what_dim
+    z = np.concatenate([p.reshape(-1, dim) for p in pred.z_what]) if pred.z_what else np.zeros((0, dim))
+    sizes = np.concatenate([b.reshape(-1, 4)[:, 2:4] for b in pred.boxes]) if pred.boxes else np.zeros((0, 2))
+    stacks = np.repeat(np.arange(len(pred.boxes)) // T, [len(b) for b in pred.boxes])
+    colours = split_colours(data, split, S, pred.boxes)
+    return z, np.concatenate(labels) if labels else np.zeros(0, object), sizes, colours, stacks
+
+
+def split_colours(data: str | Path, split: str, stacks: int, boxes: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The object colour (M, 3) of every box of the split's first ``stacks`` stacks (``boxes``: one
+    (m, 4) array of frame-pixel boxes per frame, in order), read from the full-size frames as the
+    env reads them; None when the split's full-size frames have not been recovered."""
+    from trainers.data.raw_frames import has_raw_frames, load_raw_frames
+    from trainers.evaluate.detector import box_colours
+
+    if not has_raw_frames(data, split):
+        return None
+    raw = load_raw_frames(data, split)[:stacks]
+    return box_colours(raw.reshape(-1, *raw.shape[2:]), boxes)
+
+
+def choose_options(
+    z: np.ndarray, labels: np.ndarray, sizes: np.ndarray, stacks: np.ndarray, seed: int = 0, colours: np.ndarray | None = None
+) -> tuple[ClassifierOptions, dict[str, Any]]:
+    """Options of :data:`trainers.detector.derive.CLASSIFIER_CANDIDATES` chosen on the val split's samples:
+    fitted on the first half of its stacks, scored on the second (they share few episodes).
+
+    Without ``colours`` the candidates that read them are left out.
+    Returns the choice and a record of the search (for classifier.json and the card).
+    """
+    cut = int(np.max(stacks)) // 2 + 1 if len(stacks) else 0
+    fit_half = np.asarray(stacks) < cut
+    chosen, table = choose_classifier_options(z, labels, sizes, fit_half, seed=seed, colours=colours)
+    best = next(row for row in table if {k: row[k] for k in chosen.as_json()} == chosen.as_json())
+    record = {
+        "chosen": chosen.as_json(),
+        "held_out_accuracy": best["accuracy"],
+        "fit_half": f"val stacks 0..{cut - 1} ({int(fit_half.sum())} predictions)",
+        "score_half": f"val stacks {cut}.. ({int((~fit_half).sum())} predictions)",
+        "candidates": table,
+    }
+    return chosen, record
+
+
+def fit_from_weights(
+    game: str,
+    weights: str | Path,
+    data: str | Path,
+    labels_per_class: int = 8,
+    seed: int = 0,
+    device: str = "cpu",
+    out: str | Path | None = None,
+    limit: int | None = None,
+    max_ratio: float = 0.9,
+    method: str = "kmeans",
+    size_weight: float = 0.0,
+    auto: bool = False,
+    colour_weight: float = 0.0,
+) -> dict[str, Any]:
+    """Fit on the val split, score on the test split, save beside the weights (or in ``out``).
+
+    ``auto``: ``labels_per_class``, ``method``, ``size_weight``, ``colour_weight`` and
+    ``max_ratio`` are chosen by :func:`choose_options` instead (the search is kept in
+    classifier.json as ``options_search``). Colours need the full-size frames of the val and test
+    splits (``python -m trainers.data.raw_frames --data DATA --split val --split test``).
+    """
+    from moc_envs.games import get_game
+    from trainers.evaluate.detector import load_encoder, max_box_of
+
+    spec = get_game(game)
+    encoder, meta = load_encoder(weights, None, spec.name, device)
+    max_box = max_box_of(meta)
+    threshold = float(meta.get("pres_threshold", 0.5))  # the detector's own z_pres threshold
+    z_val, lab_val, wh_val, rgb_val, stack_val = _split_samples(encoder, data, "val", device, limit, max_box, threshold)
+    if colour_weight > 0 and rgb_val is None:
+        raise MocEnvsError(
+            f"colour_weight {colour_weight:g} needs the full-size frames of the val split of {data}: "
+            f"python -m trainers.data.raw_frames --data {data} --split val --split test"
+        )
+    if not any(lab_val.tolist()):
+        # fit_classifier would only say "no labelled samples"; say what that means here.
+        raise NoObjectsFoundError(
+            f"the detector in {weights} found no objects in the val split of {data}: "
+            f"{len(z_val)} predictions after suppression, none on a ground-truth object, so there "
+            "is nothing to label. Likely causes: an undertrained run (train longer, check its "
+            "losses and the evaluation of `python -m trainers.evaluate.detector --run <run>`), the wrong "
+            f"--weights for {spec.name} or for this dataset, or a max_box in config.json "
+            f"({'none' if max_box is None else f'{max_box[0]:g} x {max_box[1]:g} px'}) that "
+            "drops the real boxes (re-export with a larger --max-box-margin, or none)"
+        )
+    search = None
+    if auto:
+        try:
+            chosen, search = choose_options(z_val, lab_val, wh_val, stack_val, seed, colours=rgb_val)
+        except ValueError as err:
+            # Too few labelled predictions to compare options (a tiny val split): keep the
+            # given ones, and say so where the options are recorded.
+            chosen = ClassifierOptions(labels_per_class, method, size_weight, max_ratio, colour_weight)
+            search = {"chosen": chosen.as_json(), "held_out_accuracy": None, "why": f"not searched: {err}"}
+        labels_per_class, method = chosen.labels_per_class, chosen.method
+        size_weight, max_ratio, colour_weight = chosen.size_weight, chosen.max_ratio, chosen.colour_weight
+    clf = fit_classifier(
+        z_val, lab_val, labels_per_class, seed, max_ratio=max_ratio, method=method, sizes=wh_val, size_weight=size_weight,
+        colours=rgb_val, colour_weight=colour_weight,
+    )  # fmt: skip
+    if search is not None:
+        clf.info["options_search"] = search
+    z_test, lab_test, wh_test, rgb_test, _ = _split_samples(encoder, data, "test", device, limit, max_box, threshold)
+    if clf.uses_colours and rgb_test is None:
+        raise MocEnvsError(
+            f"the classifier reads colours but the test split of {data} has no full-size frames: "
+            f"python -m trainers.data.raw_frames --data {data} --split test"
+        )
+    report = {
+        "val": score_classifier(clf, z_val, lab_val, wh_val, rgb_val),
+        "test": score_classifier(clf, z_test, lab_test, wh_test, rgb_test),
+    }
+    clf.info["test"] = report["test"]
+    clf.info["val"] = report["val"]
+    folder = Path(out or weights)
+    report["classifier"] = str(save_classifier(clf, folder, spec.name))
+    report["manifest"] = str(write_manifest(folder, spec.name, written=[CLASSIFIER_FILE, CLASSIFIER_JSON]))
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line (see the module docstring)."""
+    p = argparse.ArgumentParser(
+        prog="python -m trainers.classify.classifier",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--game", required=True, help="game name, e.g. Pong")
+    p.add_argument("--weights", required=True, help="exported weights folder (weights/<Game>)")
+    p.add_argument("--data", required=True, help="dataset directory (trainers.data.dataset output)")
+    p.add_argument("--labels-per-class", type=int, default=8, help="labelled samples per category")
+    p.add_argument("--seed", type=int, default=0, help="seed of the labelled-sample draw")
+    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N stacks of each split (default: all)")
+    p.add_argument("--out", default=None, help="output folder (default: the weights folder)")
+    p.add_argument("--max-ratio", type=float, default=0.9, help="ambiguity ratio beyond which a prediction is unknown (1: off)")
+    p.add_argument("--method", choices=METHODS, default="kmeans", help="kmeans: one refined centroid per category; prototypes: the labelled samples")
+    p.add_argument("--size-weight", type=float, default=0.0, help="weight of the boxes' log width/height as features (0: z_what only)")
+    p.add_argument(
+        "--colour-weight", type=float, default=0.0,
+        help="weight of the objects' RGB colour as features (0: none; needs the val/test full-size frames of trainers.data.raw_frames)",
+    )  # fmt: skip
+    p.add_argument(
+        "--auto", action="store_true",
+        help="choose --labels-per-class, --method, --size-weight, --colour-weight and --max-ratio instead: fitted on one half of "
+        "the val split's stacks, scored on the other (the given values are ignored)",
+    )  # fmt: skip
+    add_threads_argument(p)
+    args = p.parse_args(argv)
+    set_torch_threads(args.threads)
+    try:
+        report = fit_from_weights(
+            args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit,
+            args.max_ratio, args.method, args.size_weight, args.auto, args.colour_weight,
+        )  # fmt: skip
+    except MocEnvsError as err:
+        p.exit(2, f"error: {err}\n")
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

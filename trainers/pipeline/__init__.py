@@ -1,0 +1,1 @@
+"""The whole pipeline, gameplay to shipped weights, as one resumable command (``moc-envs train``)."""
