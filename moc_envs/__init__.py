@@ -12,6 +12,7 @@ from moc_envs.envs.registration import env_id, make_env, register_envs
 from moc_envs.envs.vector import MocVectorEnv
 from moc_envs.envs.wrapper import ObjectCentricWrapper
 from moc_envs.errors import (
+    ClosedEnvError,
     CorruptWeightsError,
     DetectorInUseError,
     DetectorOutputError,
@@ -21,6 +22,8 @@ from moc_envs.errors import (
     MissingWeightsError,
     MocEnvsError,
     UnknownGameError,
+    UnsafePathError,
+    WorkerError,
 )
 from moc_envs.games import GAMES, GameSpec, game_names, get_game
 from moc_envs.perception.detection import Detection, Detector, validate_detections
@@ -76,6 +79,9 @@ __all__ = [
     "DeviceUnavailableError",
     "DetectorOutputError",
     "DetectorInUseError",
+    "ClosedEnvError",
+    "UnsafePathError",
+    "WorkerError",
 ]
 
 __version__ = "0.1.0"

@@ -437,3 +437,17 @@ def test_weights_argument_of_the_wrong_type_or_empty(tmp_path, monkeypatch):
             weights_table(weights=empty)
     with pytest.raises(MissingWeightsError, match="is not a folder"):
         require_weights("Pong", weights="nowhere")
+
+
+def test_a_card_with_a_rate_over_no_samples_is_written_as_strict_json(tmp_path) -> None:
+    """NaN (a recall over no ground truth) is written as null, so the strict reader accepts it."""
+    from moc_envs.weights.safe_read import load_json_file
+    from moc_envs.weights.search import weights_root
+    from trainers.evaluate.card import write_card
+
+    card = json.loads((weights_root() / "Pong" / "card.json").read_text())
+    card["rate_over_no_samples"] = {"recall": float("nan"), "precision": 0.5}
+    json_path, _ = write_card(card, tmp_path)
+    assert "NaN" not in json_path.read_text()
+    back = load_json_file(json_path, what="card")
+    assert back["rate_over_no_samples"] == {"recall": None, "precision": 0.5}

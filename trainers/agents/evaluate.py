@@ -39,6 +39,7 @@ from moc_envs.errors import CorruptWeightsError, MocEnvsError
 from moc_envs.games import get_game
 from moc_envs.weights.atomic import atomic_write_text
 from moc_envs.weights.manifest import write_manifest
+from moc_envs.weights.safe_read import finite_for_json
 from trainers.agents.train import FRAMESKIP, load_checkpoint, policy_from_checkpoint
 
 __all__ = ["EVAL_FILE", "CARD_FILE", "DEFAULT_EPISODES", "DEFAULT_MAX_STEPS", "episode_quotas", "eval_file",
@@ -280,7 +281,7 @@ def record_evaluation(folder: str | Path, results: dict[str, dict[str, Any]]) ->
     if "space" in results:
         summary["learned_detector_sha256"] = sha256_file(weights_dir(info["game"]) / "detector.safetensors")
     info["evaluation"] = summary
-    atomic_write_text(folder / AGENT_FILE, json.dumps(info, indent=2) + "\n")
+    atomic_write_text(folder / AGENT_FILE, json.dumps(finite_for_json(info), indent=2, allow_nan=False) + "\n")
     atomic_write_text(folder / CARD_FILE, agent_card(info))
     write_manifest(folder, info["game"], written=[AGENT_FILE, CARD_FILE])
     return folder

@@ -35,6 +35,7 @@ from moc_envs.perception.labels import LABELS_FILE
 from moc_envs.perception.space_detector import CONFIG_FILE, WEIGHTS_FILE
 from moc_envs.weights.atomic import atomic_write_text
 from moc_envs.weights.manifest import refresh_manifest, sha256_file
+from moc_envs.weights.safe_read import finite_for_json
 
 __all__ = [
     "SHIP_BAR",
@@ -432,7 +433,7 @@ def write_card(card: dict[str, Any], weights: str | Path) -> tuple[Path, Path]:
     """
     weights = Path(weights)
     paths = (weights / "card.json", weights / "card.md")
-    for path, text in zip(paths, (json.dumps(card, indent=2) + "\n", card_markdown(card)), strict=True):
+    for path, text in zip(paths, (json.dumps(finite_for_json(card), indent=2, allow_nan=False) + "\n", card_markdown(card)), strict=True):
         atomic_write_text(path, text)
     refresh_manifest(weights, card["game"], [p.name for p in paths])
     return paths

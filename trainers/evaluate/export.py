@@ -113,7 +113,7 @@ def write_detector_folder(
 
     with atomic_path(out_dir / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp), metadata={"format": FORMAT, "game": game})
-    atomic_write_text(out_dir / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out_dir / CONFIG_FILE, json.dumps(meta, indent=2, allow_nan=False) + "\n")
     for name, data in (extra or {}).items():
         with atomic_path(out_dir / name) as tmp:
             tmp.write_bytes(data)
