@@ -150,8 +150,9 @@ class MocVectorEnv(VectorEnv):
 
     ``infos`` follow Gymnasium's vector convention (a dict of arrays, each key
     with a ``_key`` mask): ``infos["objects"]`` is an object array holding each
-    env's detection list, ``infos["labels"]`` a dict of per-label int arrays
-    (masked where the object was not seen), ``infos["dropped_detections"]`` (int per
+    env's detection list, ``infos["labels"]`` a dict of per-label int arrays, each beside
+    its ``_<label>`` bool array (False, and the value 0, where that env did not see the
+    object; plain arrays, not NumPy masked arrays), ``infos["dropped_detections"]`` (int per
     env: detections dropped for a non-finite box or score or no area inside the frame;
     see :func:`moc_envs.perception.detection.validate_detections`), plus the ALE's own ``lives``,
     ``episode_frame_number`` and ``frame_number``.
