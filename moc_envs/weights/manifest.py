@@ -30,7 +30,8 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,20 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+@contextmanager
+def _listed_file_errors(path: Path) -> Iterator[None]:
+    """Errors reading a file the manifest lists, as CorruptWeightsError: gone or not a regular
+    file after the manifest named it is tampering, not a missing optional file."""
+    try:
+        yield
+    except FileNotFoundError as err:
+        raise CorruptWeightsError(
+            f"{path} is listed in {MANIFEST_FILE} but missing: possible {_TAMPERING}"
+        ) from err
+    except CorruptWeightsError as err:
+        raise CorruptWeightsError(f"{err}: possible {_TAMPERING}") from err
 
 
 def _hash_regular(path: Path, follow_symlinks: bool = False) -> tuple[str, int]:
@@ -248,15 +263,8 @@ class VerifiedFolder:
             )
         if path.is_symlink():
             raise CorruptWeightsError(f"{path} is a symlink: possible {_TAMPERING}")
-        try:
-            with open_regular(path) as f:
-                data = f.read(entry.bytes + 1)  # one byte more than recorded shows a longer file
-        except FileNotFoundError as err:
-            raise CorruptWeightsError(
-                f"{path} is listed in {MANIFEST_FILE} but missing: possible {_TAMPERING}"
-            ) from err
-        except CorruptWeightsError as err:
-            raise CorruptWeightsError(f"{err}: possible {_TAMPERING}") from err
+        with _listed_file_errors(path), open_regular(path) as f:
+            data = f.read(entry.bytes + 1)  # one byte more than recorded shows a longer file
         _check(path, entry, sha256_bytes(data), len(data))
         return data
 
@@ -291,14 +299,8 @@ def verify_folder(folder: str | Path, game: str | None = None) -> VerifiedFolder
         )
     for name, entry in entries.items():
         path = folder / name
-        try:
+        with _listed_file_errors(path):
             digest, size = _hash_regular(path)
-        except FileNotFoundError as err:
-            raise CorruptWeightsError(
-                f"{path} is listed in {MANIFEST_FILE} but missing: possible {_TAMPERING}"
-            ) from err
-        except CorruptWeightsError as err:
-            raise CorruptWeightsError(f"{err}: possible {_TAMPERING}") from err
         _check(path, entry, digest, size)
     return VerifiedFolder(folder, saved_game, entries)
 
