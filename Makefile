@@ -1,8 +1,9 @@
 # Quick start: `make demo` (set up, then play Pong and write demo-pong.gif)
 # and `make test` (set up, then run the test suite). Both create the virtual
 # environment $(VENV) when it is missing and install what they need once: a
-# stamp file in the venv records the install, and is redone only when
-# pyproject.toml or setup.py change (or the stamp is deleted).
+# stamp file in the venv records the install, and it is redone only when
+# pyproject.toml, setup.py or this Makefile is newer than the stamp (or the
+# stamp is deleted). `make docs` builds the docs site into $(VENV)/site.
 #
 # Install order: torch first where the venv has none (so that torch>=2.3 is
 # already satisfied and pip does not pull a CUDA build), then the package with
@@ -26,11 +27,13 @@ PRESET ?= auto
 
 PY := $(VENV)/bin/python
 DEPS := pyproject.toml setup.py Makefile
-# `demo`: the package, the RAM oracle; `dev`: also training, video and test tools.
+# `demo`: the package, the RAM oracle; `dev`: also training, video, docs and test tools, and
+# `rllib` (Ray, which the `dev` extra leaves out for its size) so that the RLlib test runs.
+DEV_EXTRAS := dev,rllib
 DEMO_STAMP := $(VENV)/.moc-envs-demo.stamp
 DEV_STAMP := $(VENV)/.moc-envs-dev.stamp
 
-.PHONY: install install-dev demo test lint train-games
+.PHONY: install install-dev demo test lint docs train-games
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +50,7 @@ $(DEMO_STAMP): $(DEPS) | $(PY)
 
 # The dev install holds everything the demo needs, so it stamps both.
 $(DEV_STAMP): $(DEPS) | $(PY)
-	$(call install_with,dev)
+	$(call install_with,$(DEV_EXTRAS))
 	touch $(DEMO_STAMP) $@
 
 install: $(DEMO_STAMP)
@@ -65,3 +68,7 @@ train-games: $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
+
+# The docs site, warnings as errors (broken links and anchors included), offline.
+docs: $(DEV_STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir $(VENV)/site
