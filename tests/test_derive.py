@@ -137,7 +137,7 @@ def test_hud_bands_refuses_bad_frames() -> None:
 
 
 def test_real_pong_probe_finds_its_score_band() -> None:
-    from trainers.pipeline.run import probe_pairs
+    from trainers.pipeline import probe_pairs
 
     pairs = probe_pairs("Pong", 32, seed=0)
     assert pairs.shape == (32, 2, H, W, 3) and pairs.dtype == np.uint8

@@ -110,7 +110,7 @@ HELP_MODULES = [
     "trainers.evaluate.card",
     "trainers.data.raw_frames",
     "trainers.detector.distill",
-    "trainers.pipeline.run",
+    "trainers.pipeline.cli",
     "trainers.evaluate.unmatched",
     "benchmarks.speed",
     "benchmarks.flicker",

@@ -1,4 +1,4 @@
-"""moc-envs train (trainers.pipeline.run): stage resume, --redo, the state file, budgets, a real smoke run."""
+"""moc-envs train (trainers.pipeline): stage resume, --redo, the state file, budgets, a real smoke run."""
 
 from __future__ import annotations
 
@@ -9,16 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from trainers.pipeline import run as pl
-from trainers.pipeline.run import (
+from trainers.pipeline import (
     STAGE_FUNCS,
     STAGES,
     STATE_FILE,
+    STATE_FORMAT,
     PipelineConfig,
     PipelineError,
+    format_summary,
+    main,
     read_state,
+    resolve_preset,
     run_pipeline,
+    stages,
 )
+from trainers.pipeline import run as pl  # run_pipeline looks its stages up here
+from trainers.pipeline.state import overrides
 
 
 def _cfg(tmp_path: Path, **kw) -> PipelineConfig:
@@ -96,13 +102,13 @@ def test_redo_runs_a_stage_and_every_later_one_again(tmp_path, fake_stages) -> N
         ("{not json", "not a readable pipeline state file"),
         ("[1, 2]", "not a pipeline state file: expected format"),
         (json.dumps({"format": "someone/else"}), "not a pipeline state file: expected format"),
-        (json.dumps({"format": pl.STATE_FORMAT, "game": "Pong", "stages": {}}), "lacks its 'stages', 'settings' or 'derived'"),
+        (json.dumps({"format": STATE_FORMAT, "game": "Pong", "stages": {}}), "lacks its 'stages', 'settings' or 'derived'"),
         (
-            json.dumps({"format": pl.STATE_FORMAT, "game": "Pong", "stages": {"train": {}}, "settings": {}, "derived": {}}),
+            json.dumps({"format": STATE_FORMAT, "game": "Pong", "stages": {"train": {}}, "settings": {}, "derived": {}}),
             r"unknown stages \['train'\]",
         ),
         (
-            json.dumps({"format": pl.STATE_FORMAT, "game": "Boxing", "stages": {}, "settings": {}, "derived": {}}),
+            json.dumps({"format": STATE_FORMAT, "game": "Boxing", "stages": {}, "settings": {}, "derived": {}}),
             "records a run for game 'Boxing', not 'Pong'",
         ),
     ],
@@ -114,7 +120,7 @@ def test_a_corrupt_or_foreign_state_file_is_refused(tmp_path, fake_stages, capsy
     (out / STATE_FILE).write_text(content)
     with pytest.raises(PipelineError, match=message):
         read_state(out, "Pong")
-    assert pl.main(["--game", "Pong", "--out", str(out), "--preset", "cpu", "--no-progress"]) == 2
+    assert main(["--game", "Pong", "--out", str(out), "--preset", "cpu", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and str(out / STATE_FILE) in err and "Traceback" not in err
     assert calls == []
@@ -137,29 +143,29 @@ def test_preset_auto_follows_cuda(monkeypatch) -> None:
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert pl.resolve_preset("auto") == ("cpu", "cpu", "preset auto -> cpu (no CUDA device)")
+    assert resolve_preset("auto") == ("cpu", "cpu", "preset auto -> cpu (no CUDA device)")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "Test GPU")
-    assert pl.resolve_preset("auto") == ("gpu", "cuda", "preset auto -> gpu (CUDA device Test GPU)")
+    assert resolve_preset("auto") == ("gpu", "cuda", "preset auto -> gpu (CUDA device Test GPU)")
     with pytest.raises(PipelineError, match="--preset must be one of auto, cpu, gpu"):
-        pl.resolve_preset("tpu")
+        resolve_preset("tpu")
 
 
 def test_minutes_split_over_the_long_stages(tmp_path, monkeypatch, tiny_pong) -> None:
     data = tmp_path / "data"
     shutil.copytree(tiny_pong, data)
     run = pl._start(_cfg(tmp_path, minutes=10.0, data=data), log=lambda _: None)
-    monkeypatch.setattr(pl, "_seconds_per_step", lambda *_: 2.0)
-    plan = pl._plan_teacher(run)
+    monkeypatch.setattr(stages, "_seconds_per_step", lambda *_: 2.0)
+    plan = stages._plan_teacher(run)
     # 60% of 10 minutes is 360 s; 90% of that at 2 s a step.
     assert plan["max_minutes"] == 6.0 and plan["steps"] == 162
     assert plan["z_scale_mean"] == [run.state["derived"]["z_scale_prior"][k] for k in ("start", "end")]
-    monkeypatch.setattr(pl, "_distill_costs", lambda _: (60.0, 30.0))
-    plan = pl._plan_distill(run)
+    monkeypatch.setattr(stages, "_distill_costs", lambda _: (60.0, 30.0))
+    plan = stages._plan_distill(run)
     # 25% of 10 minutes is 150 s; 90% of it less 60 s of passes over the data fits 2 epochs of 30 s.
     assert (plan["epochs"], plan["glimpse_epochs"]) == (2, 5)
     fast = pl._start(_cfg(tmp_path, minutes=600.0, data=data), log=lambda _: None)
-    assert pl._plan_distill(fast)["epochs"] == 12  # never more than the full schedule
+    assert stages._plan_distill(fast)["epochs"] == 12  # never more than the full schedule
     with pytest.raises(PipelineError, match="--minutes must be > 0"):
         pl._start(_cfg(tmp_path, minutes=0.0), log=lambda _: None)
 
@@ -271,12 +277,12 @@ def test_real_stages_end_to_end_on_a_tiny_dataset(tmp_path, monkeypatch, tiny_po
     env.step(0)
     env.close()
     assert "objects" in info
-    assert "bar" in pl.format_summary(summary) and 'gym.make("MOC/Pong-v0"' in pl.format_summary(summary)
+    assert "bar" in format_summary(summary) and 'gym.make("MOC/Pong-v0"' in format_summary(summary)
 
 
 @pytest.mark.parametrize("game, split", [("Boxing", True), ("Pong", True), ("Seaquest", False), ("Skiing", False)])
 def test_the_colour_split_is_an_override_the_card_names(game: str, split: bool) -> None:
-    settings = {o["setting"]: o for o in pl._overrides(game)}
+    settings = {o["setting"]: o for o in overrides(game)}
     assert ("split_colours" in settings) is split
     if split:
         assert settings["split_colours"]["value"] is True and "COLOUR_SPLIT_GAMES" in settings["split_colours"]["why"]

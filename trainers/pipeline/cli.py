@@ -1,0 +1,89 @@
+"""The command line of ``moc-envs train``: :func:`build_parser` and :func:`main`.
+
+    moc-envs train --game Breakout [--out runs/breakout] [--preset auto|cpu|gpu] [--minutes N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from moc_envs.errors import MocEnvsError
+from moc_envs.threads import DEFAULT_THREADS, THREADS_HELP
+from trainers.pipeline.run import format_summary, run_pipeline
+from trainers.pipeline.state import BUDGET_SHARES, PRESETS, STAGES, STATE_FILE, PipelineConfig
+
+__all__ = ["EPILOG", "build_parser", "main"]
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's line breaks and shows every option's default."""
+
+
+EPILOG = f"""\
+stages (each resumable: run the same command again to continue where it stopped):
+  {' -> '.join(STAGES)}
+  state: <out>/{STATE_FILE}; --redo STAGE runs STAGE and every later one again.
+
+--minutes N splits a wall-time budget over the long stages: the teacher's training plans for
+{BUDGET_SHARES['teacher']:.0%} of N (its steps from the speed of ten calibration steps; it stops at that
+time in any case), the distillation for {BUDGET_SHARES['distill']:.0%} (its epochs from the speed of one
+batch). The other stages (dataset, classifier, raw frames, evaluation, card: minutes on a
+CPU) are not cut short. Without --minutes the preset's full schedules run (cpu: 1500 steps,
+30-60 minutes of training on 2 cores; gpu: MOC's 5000 steps)."""
+
+
+def build_parser(prog: str = "moc-envs train") -> argparse.ArgumentParser:
+    """The command line of ``moc-envs train`` (also ``python -m trainers.pipeline``)."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Train a detector for a game from gameplay alone: dataset, SPACE+MOC teacher, lean\n"
+        "detector, test-split evaluation beside OCAtari's vision mode, model card and the bar verdict.",
+        epilog=EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("--game", required=True, default=argparse.SUPPRESS, help="game name, e.g. Breakout")
+    p.add_argument("--out", type=Path, default=argparse.SUPPRESS, help="output folder (default: runs/<game>)")
+    p.add_argument("--preset", choices=PRESETS, default="auto", help="auto: gpu where torch sees CUDA, cpu otherwise")
+    p.add_argument(
+        "--minutes", type=float, default=argparse.SUPPRESS,
+        help="wall-time budget split over the long stages, see below (default: none, the preset's full schedules)",
+    )  # fmt: skip
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help=THREADS_HELP)
+    p.add_argument("--redo", choices=STAGES, default=argparse.SUPPRESS, help="run this stage and every later one again (default: continue at the first unfinished one)")
+    p.add_argument(
+        "--nproc", type=int, default=1,
+        help="data-parallel processes of the teacher's training (>1: torchrun and DDP, trainers.detector.distributed; "
+        "its --batch-stacks is per process)",
+    )  # fmt: skip
+    p.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="dataset folder, built there when missing (default: <out>/data)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the dataset, the training and the classifier")
+    p.add_argument("--hardware", default=argparse.SUPPRESS, help="what the card says it was trained on (default: this machine's CPU or GPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "moc-envs train") -> int:
+    """Command-line entry point; returns the exit status (0 when the run finished, verdict either way)."""
+    args = build_parser(prog).parse_args(argv)
+    cfg = PipelineConfig(
+        game=args.game, out=getattr(args, "out", None), preset=args.preset, minutes=getattr(args, "minutes", None),
+        threads=args.threads, redo=getattr(args, "redo", None), nproc=args.nproc, data=getattr(args, "data", None),
+        seed=args.seed, hardware=getattr(args, "hardware", None), progress=not args.no_progress,
+    )  # fmt: skip
+    try:
+        summary = run_pipeline(cfg)
+    except MocEnvsError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:  # a training extra that this install lacks
+        print(f"{prog}: error: {err}; install the training dependencies: pip install -e \".[train]\" and OCAtari", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; run the same command again to continue where it stopped", file=sys.stderr)
+        return 130
+    print(format_summary(summary))
+    return 0
+

@@ -1,0 +1,399 @@
+"""The stages of ``moc-envs train``, one function each, and the long stages' plans.
+
+Each stage function takes the resolved :class:`~trainers.pipeline.state.PipelineRun` and returns
+what the state file records of it (:data:`STAGE_FUNCS`). The teacher's steps and the
+distillation's epochs are fixed when the stage starts (:func:`_plan_teacher`,
+:func:`_plan_distill`), scaled to ``--minutes`` from a few timed steps when there is a budget.
+:func:`probe_pairs` plays the random frames the HUD bands are derived from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from moc_envs.games import get_game
+from trainers.pipeline.state import (
+    BUDGET_SHARES,
+    STATE_FILE,
+    PipelineError,
+    PipelineRun,
+    hardware,
+)
+
+__all__ = ["STAGE_FUNCS", "probe_pairs"]
+
+_DISTILL_EPOCHS = 12
+_DISTILL_GLIMPSE_EPOCHS = 30
+
+
+def probe_pairs(game: str, n: int, seed: int = 0) -> Any:
+    """``n`` pairs of consecutive frames (n, 2, 210, 160, 3) uint8 of random play, eight or more episodes.
+
+    The dataset builder's env (ALE v5, frameskip 4, sticky actions 0.25) and policy; after a
+    warm-up of 100-500 steps a frame starts a pair with probability 1/4, as for the background.
+    """
+    import numpy as np
+
+    from trainers.data.dataset import _make_env
+    from trainers.data.policies import make_policy
+
+    spec = get_game(game)
+    env_seed, policy_seed, rng_seed = (int(s) for s in np.random.SeedSequence([seed, 12]).generate_state(3))
+    rng = np.random.default_rng(rng_seed)
+    env = _make_env(spec)
+    policy = make_policy("random", int(env.action_space.n), policy_seed)
+    pairs: list[Any] = []
+    per_episode = max(1, n // 8)
+    obs, _ = env.reset(seed=env_seed)
+    steps, max_steps = 0, 2000 * n  # a game whose episodes end before the warm-up would loop forever
+    try:
+        while len(pairs) < n:
+            alive, kept, step = True, 0, 0
+            warm = 100 + int(rng.integers(0, 401))
+            while alive and kept < per_episode and len(pairs) < n:
+                prev = obs
+                obs, _, terminated, truncated, _ = env.step(policy(obs))
+                alive = not (terminated or truncated)
+                step += 1
+                steps += 1
+                if steps > max_steps:
+                    raise PipelineError(f"{spec.name}: {max_steps} steps of random play gave only {len(pairs)} of {n} frame pairs")
+                if alive and step > warm and rng.random() < 0.25 and prev.any() and obs.any():
+                    # Carnival's screen has 4 more rows of static border: keep the top 210.
+                    pairs.append(np.stack([prev[:210], obs[:210]]))
+                    kept += 1
+            obs, _ = env.reset()
+    finally:
+        env.close()
+    return np.stack(pairs)
+
+
+def _stage_dataset(run: PipelineRun) -> dict[str, Any]:
+    from trainers.data.dataset import build_dataset
+    from trainers.data.storage import META_FILE
+    from trainers.detector.derive import hud_bands
+
+    entry = run.stage("dataset")
+    rebuild = run.cfg.redo == "dataset"
+    if "hud_bands" not in entry.get("plan", {}):
+        meta_path = run.data / META_FILE
+        if meta_path.is_file() and not rebuild:
+            meta = json.loads(meta_path.read_text())
+            bands = meta.get("hud_regions", [])
+            hud = {"bands": bands, "source": f"as recorded in {meta_path}, a dataset this run did not build"}
+        else:
+            run.log(f"deriving HUD bands from {run.cfg.probe_pairs} pairs of frames of random play")
+            pairs = probe_pairs(run.game, run.cfg.probe_pairs, run.cfg.seed)
+            found, runs = hud_bands(pairs)
+            bands = [list(b) for b in found]
+            hud = {
+                "bands": bands,
+                "source": f"trainers.detector.derive.hud_bands: screen-edge rows that change in place in {2 * len(pairs)} "
+                "frames of random play and that no moving object crosses",
+                "motion_runs": [r.as_json() for r in runs],
+            }
+        entry["plan"] = {"hud_bands": bands}
+        run.state["derived"]["hud_bands"] = hud
+        run.save()
+    options = {"seed": run.cfg.seed, **run.cfg.dataset_options}
+    meta_path = run.data / META_FILE
+    if meta_path.is_file() and not rebuild:
+        # An existing dataset (this run's interrupted build, or one given with --data) is
+        # finished or continued with the settings it was started with.
+        build = json.loads(meta_path.read_text()).get("build", {})
+        options = {k: build[k] for k in _BUILD_KEYS if k in build}
+    # --redo dataset rebuilds it; an interrupted rebuild continues when run again without --redo.
+    report = build_dataset(
+        run.game, run.data, force=rebuild, hud_regions=entry["plan"]["hud_bands"], progress=run.cfg.progress, **options
+    )
+    return {"data": str(run.data), "splits": {k: v["stacks"] for k, v in report["splits"].items()}}
+
+
+_BUILD_KEYS = (
+    "train", "val", "test", "seed", "policy", "grid", "T", "warmup", "warmup_jitter", "stacks_per_episode",
+    "max_gap", "chunk_stacks", "background_frames", "hud_mask",
+)  # fmt: skip
+"""Settings in a dataset's meta.json that :func:`trainers.data.dataset.build_dataset` takes back."""
+
+
+def _train_args(run: PipelineRun, out: Path, steps: int, z_scale: tuple[float, float], **extra: Any) -> Any:
+    from trainers.detector.train import Args
+
+    fields = {
+        "game": run.game, "data": str(run.data), "out": str(out), "preset": run.preset, "steps": steps,
+        "z_scale_mean": f"{z_scale[0]},{z_scale[1]}", "seed": run.cfg.seed, "device": run.device,
+        "threads": run.threads, "eval_split": "", "progress": run.cfg.progress,
+    }  # fmt: skip
+    options = {k: v for k, v in run.cfg.train_options.items() if k != "steps"}
+    return Args(**{**fields, **options, **extra})
+
+
+def _plan_teacher(run: PipelineRun) -> dict[str, Any]:
+    """Steps, z_scale prior and time cap of the teacher run, fixed before it starts."""
+    from trainers.detector.config import make_config
+    from trainers.detector.derive import Z_SCALE_QUANTILES, motion_box_sizes, z_scale_prior_mean
+
+    sizes = motion_box_sizes(run.data, "train")
+    if not len(sizes):
+        raise PipelineError(f"the train split of {run.data} has no motion boxes: nothing moved in its frames")
+    start, end = z_scale_prior_mean(sizes)
+    table = make_config(run.game, run.preset).z_scale_prior
+    run.state["derived"]["z_scale_prior"] = {
+        "start": start,
+        "end": end,
+        "source": "trainers.detector.derive.z_scale_prior_mean: the logit of the geometric mean of the "
+        f"{Z_SCALE_QUANTILES[0]} and {Z_SCALE_QUANTILES[1]} quantiles of the larger sides of {len(sizes)} training motion boxes as shares of the frame, "
+        "the start 0.5 above it",
+        "table": [table.start_value, table.end_value],
+    }
+    steps = int(run.cfg.train_options.get("steps") or make_config(run.game, run.preset).steps)
+    plan: dict[str, Any] = {"steps": steps, "z_scale_mean": [start, end], "max_minutes": None, "calibration": None}
+    if run.cfg.minutes is not None:
+        budget = BUDGET_SHARES["teacher"] * run.cfg.minutes
+        plan["max_minutes"] = round(budget, 2)
+        if "steps" not in run.cfg.train_options:
+            per_step = _seconds_per_step(run, steps, (start, end))
+            fit = int(budget * 60 * 0.9 / per_step)
+            plan["steps"] = max(1, min(steps, fit))
+            plan["calibration"] = {"seconds_per_step": round(per_step, 3), "preset_steps": steps}
+            run.log(
+                f"teacher: {per_step:.2f} s per step here; {plan['steps']} of the preset's {steps} steps "
+                f"fit in {budget:.1f} minutes ({BUDGET_SHARES['teacher']:.0%} of --minutes)"
+            )
+    return plan
+
+
+def _seconds_per_step(run: PipelineRun, steps: int, z_scale: tuple[float, float]) -> float:
+    """Wall seconds of one training step, from a throw-away run (not compiled).
+
+    Two calls into one scratch folder, to step 2 and then (resumed) to step 10: each call's
+    time also holds its checkpoints and pictures at the end, which the difference cancels.
+    """
+    from trainers.detector.train import train
+
+    scratch = run.out / "teacher_calibration"
+    shutil.rmtree(scratch, ignore_errors=True)
+    first, second = 2, 10
+    try:
+        a = train(_train_args(run, scratch, steps, z_scale, until_step=first, compile=False, progress=False))
+        b = train(_train_args(run, scratch, steps, z_scale, until_step=second, resume=True, compile=False, progress=False))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    done = int(b["step"]) - first
+    if done <= 0:  # a schedule of fewer steps than the calibration: its own time is the estimate
+        return max(float(a["minutes"]) * 60 / max(int(a["step"]), 1), 1e-3)
+    per_step = (float(b["minutes"]) - float(a["minutes"])) * 60 / done
+    return per_step if per_step > 0 else float(b["minutes"]) * 60 / done
+
+
+def _stage_teacher(run: PipelineRun) -> dict[str, Any]:
+    from trainers.detector.train import CHECKPOINT, train
+
+    entry = run.stage("teacher")
+    checkpoint = run.teacher_dir / CHECKPOINT
+    if "plan" not in entry:
+        if checkpoint.exists():
+            raise PipelineError(
+                f"{checkpoint} exists, but {run.out / STATE_FILE} does not record a teacher run there; "
+                "move it away, or pass --redo teacher to train a new one"
+            )
+        entry["plan"] = _plan_teacher(run)
+        run.save()
+    plan = entry["plan"]
+    z_scale = tuple(plan["z_scale_mean"])
+    resume = checkpoint.exists()
+    args = _train_args(run, run.teacher_dir, plan["steps"], z_scale, resume=resume, max_minutes=plan["max_minutes"])
+    if run.cfg.nproc > 1:
+        from trainers.detector.distributed import launch  # checked importable when the run started
+        from trainers.detector.train import load_checkpoint
+
+        code = launch(_train_argv(args), run.cfg.nproc)
+        if code != 0:
+            raise PipelineError(
+                f"the {run.cfg.nproc} training processes stopped with exit code {code} (torchrun, see above); "
+                "run the same command again to resume from the teacher's last checkpoint"
+            )
+        summary: dict[str, Any] = {"step": int(load_checkpoint(checkpoint)["step"])}
+    else:
+        summary = train(args)
+    result = {"run": str(run.teacher_dir), "steps": plan["steps"], "step": summary.get("step"), "resumed": resume}
+    if run.cfg.nproc > 1:
+        result["processes"] = run.cfg.nproc
+    if summary.get("step") is not None and summary["step"] < plan["steps"]:
+        result["stopped_by_budget"] = f"stopped at step {summary['step']} of {plan['steps']} after {plan['max_minutes']} minutes"
+    return result
+
+
+def _train_argv(args: Any) -> list[str]:
+    """``python -m trainers.detector.train`` arguments of a :class:`trainers.detector.train.Args` (for torchrun).
+
+    ``--flag=value`` throughout: a value such as ``-2.0,-2.5`` would read as an option otherwise.
+    """
+    import dataclasses
+
+    argv: list[str] = []
+    for f in dataclasses.fields(args):
+        value = getattr(args, f.name)
+        name = f.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(f"--{name}" if value else f"--no-{name}")
+        elif value is not None:
+            argv.append(f"--{name}={value}")
+    return argv
+
+
+def _stage_export(run: PipelineRun) -> dict[str, Any]:
+    from trainers.detector.derive import MAX_BOX_MARGIN, MAX_BOX_QUANTILE
+    from trainers.evaluate.export import export_run
+
+    folder = export_run(run.teacher_dir, run.game, run.space_dir, MAX_BOX_MARGIN, run.data)
+    cfg = json.loads((folder / "config.json").read_text())
+    run.state["derived"]["max_box"] = {
+        "max_box": cfg["max_box"],
+        "source": f"trainers.detector.derive.max_box: {MAX_BOX_MARGIN:g} x the {MAX_BOX_QUANTILE} quantile of the training "
+        "motion boxes' width and height, at least one grid cell",
+    }
+    return {"weights": str(folder), "step": cfg.get("step")}
+
+
+def _stage_classifier(run: PipelineRun) -> dict[str, Any]:
+    from trainers.classify.classifier import fit_from_weights
+
+    _stage_raw_frames(run)  # a run begun when this stage came later holds the test split's frames only
+    report = fit_from_weights(run.game, run.space_dir, run.data, seed=run.cfg.seed, device=run.device, auto=True)
+    info = json.loads((run.space_dir / "classifier.json").read_text())["info"]
+    run.state["derived"]["classifier"] = info.get("options_search")
+    return {"val_accuracy": report["val"]["accuracy"], "test_accuracy": report["test"]["accuracy"]}
+
+
+def _plan_distill(run: PipelineRun) -> dict[str, Any]:
+    """Epochs of the distillation, fixed before it starts (scaled to the budget when there is one)."""
+    epochs = int(run.cfg.distill_options.get("epochs", _DISTILL_EPOCHS))
+    glimpse = int(run.cfg.distill_options.get("glimpse_epochs", _DISTILL_GLIMPSE_EPOCHS))
+    plan: dict[str, Any] = {"epochs": epochs, "glimpse_epochs": glimpse, "calibration": None}
+    if run.cfg.minutes is None or {"epochs", "glimpse_epochs"} & set(run.cfg.distill_options):
+        return plan
+    budget = BUDGET_SHARES["distill"] * run.cfg.minutes * 60
+    fixed, per_epoch = _distill_costs(run)
+    fit = math.floor(max(budget * 0.9 - fixed, 0.0) / per_epoch)
+    plan["epochs"] = max(1, min(epochs, fit))
+    plan["glimpse_epochs"] = max(1, round(glimpse * plan["epochs"] / epochs))
+    plan["calibration"] = {"fixed_seconds": round(fixed, 1), "seconds_per_epoch": round(per_epoch, 1)}
+    run.log(
+        f"distillation: about {fixed / 60:.1f} minutes of teacher passes and {per_epoch / 60:.2f} per epoch here; "
+        f"{plan['epochs']} of {epochs} epochs fit in {budget / 60:.1f} minutes ({BUDGET_SHARES['distill']:.0%} of --minutes)"
+    )
+    return plan
+
+
+def _distill_costs(run: PipelineRun) -> tuple[float, float]:
+    """Seconds of the distillation's passes over the data (teacher posteriors, the glimpse
+    pairs) and of one epoch, timed on one batch of the val split's frames."""
+    import torch
+
+    from moc_envs.perception.space_detector import SpaceDetector
+    from trainers.data.reader import load_meta
+    from trainers.detector import distill as d
+
+    meta = load_meta(run.data)
+    per_split = {s: meta["splits"][s]["stacks"] * meta["T"] for s in ("train", "val")}
+    det = SpaceDetector.from_pretrained(run.space_dir, get_game(run.game), allow_unclassified=True)
+    teacher = det.encoder.float()
+    frames = d._frames(run.data, "val")[:64]
+    student = d._student_of(teacher)
+    opt = torch.optim.Adam(student.image_encoder.parameters(), lr=1e-3)
+    t0 = time.perf_counter()
+    targets = torch.from_numpy(d.teacher_targets(teacher, frames))
+    teacher_s = (time.perf_counter() - t0) / len(frames)
+    step_s = 0.0
+    for _ in range(2):  # the second step, past the first call's set-up
+        t0 = time.perf_counter()
+        loss = d._losses(student.image_encoder.raw(d._to_input(frames)), targets, student)["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step_s = (time.perf_counter() - t0) / len(frames)
+    total = per_split["train"] + per_split["val"]
+    # Teacher posteriors once, the glimpse pairs once more (teacher and student), per-epoch val agreement.
+    fixed = total * teacher_s * 2 + per_split["train"] * step_s / 3
+    per_epoch = per_split["train"] * step_s + per_split["val"] * step_s / 3
+    return fixed, max(per_epoch, 1e-3)
+
+
+def _stage_distill(run: PipelineRun) -> dict[str, Any]:
+    from trainers.detector.distill import DISTILL_CHECKPOINT, Args, distill
+
+    entry = run.stage("distill")
+    checkpoint = run.distill_dir / DISTILL_CHECKPOINT
+    if "plan" not in entry:
+        if checkpoint.exists():
+            raise PipelineError(
+                f"{checkpoint} exists, but {run.out / STATE_FILE} does not record a distillation there; "
+                "move it away, or pass --redo distill"
+            )
+        entry["plan"] = _plan_distill(run)
+        run.save()
+    plan = entry["plan"]
+    options = {k: v for k, v in run.cfg.distill_options.items() if k not in ("epochs", "glimpse_epochs")}
+    info = distill(
+        Args(
+            game=run.game, teacher=str(run.space_dir), data=str(run.data), out=str(run.distill_dir),
+            epochs=plan["epochs"], glimpse_epochs=plan["glimpse_epochs"], seed=run.cfg.seed,
+            threads=run.threads, resume=checkpoint.exists(), export_to=str(run.weights_dir), **options,
+        )
+    )  # fmt: skip
+    return {"weights": info["export"], "epochs": plan["epochs"], "glimpse_epochs": plan["glimpse_epochs"], "seconds": info["seconds"]}
+
+
+def _stage_raw_frames(run: PipelineRun) -> dict[str, Any]:
+    from trainers.data.raw_frames import build_raw_frames
+
+    # build_raw_frames keeps a split's frames that are already there.
+    return {"files": {split: str(build_raw_frames(run.data, split, progress=run.cfg.progress)) for split in ("val", "test")}}
+
+
+def _stage_evaluate(run: PipelineRun) -> dict[str, Any]:
+    from trainers.evaluate.detector import evaluate, write_report
+
+    res = evaluate(run.game, run.data, weights=run.weights_dir, split="test", device=run.device, progress=run.cfg.progress)
+    j, _ = write_report(res, run.weights_dir)
+    return {"report": str(j)}
+
+
+def _stage_labels(run: PipelineRun) -> dict[str, Any]:
+    from trainers.evaluate.label_offsets import calibrate, write_labels
+
+    if not get_game(run.game).label_links:
+        return {"labels": None, "why": f"{run.game} has no label links (info['labels'] estimates nothing)"}
+    result = calibrate(run.game, run.weights_dir, threads=run.threads, progress=run.cfg.progress, **run.cfg.label_options)
+    return {"labels": str(write_labels(result, run.weights_dir)), "offsets": result["offsets"]}
+
+
+def _stage_card(run: PipelineRun) -> dict[str, Any]:
+    from trainers.evaluate.card import build_card, write_card
+
+    trained_on = run.cfg.hardware or hardware(run.device, run.threads)
+    card = build_card(run.game, run.weights_dir, run.teacher_dir, trained_on, derived=run.state["derived"])
+    j, m = write_card(card, run.weights_dir)
+    return {"card": str(m), "ship": card["ship"]}
+
+
+STAGE_FUNCS: dict[str, Callable[[PipelineRun], dict[str, Any]]] = {
+    # One function per stage, called with the resolved run; returns what the state records.
+    "dataset": _stage_dataset,
+    "teacher": _stage_teacher,
+    "export": _stage_export,
+    "classifier": _stage_classifier,
+    "distill": _stage_distill,
+    "raw_frames": _stage_raw_frames,
+    "evaluate": _stage_evaluate,
+    "labels": _stage_labels,
+    "card": _stage_card,
+}
+
