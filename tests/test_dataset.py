@@ -194,13 +194,13 @@ def test_tall_screen_is_cropped_to_the_frames_detectors_see(tmp_path):
     # Carnival's ALE screen has 214 rows; the dataset holds what the env's detector gets, its top
     # 210 rows (the env crops the same way), so motion targets and boxes keep OCAtari's coordinates.
     from moc_envs.perception.frames import screen_of
-    from trainers.data.dataset import _make_env
+    from trainers.data.collect import make_env
 
     out = tmp_path / "carnival"
     build_dataset(out=out, **{**TINY, "game": "Carnival", "train": 2, "val": 1, "test": 1, "chunk_stacks": 2})
     assert load_split(out, "train").frames.shape == (2, 4, MODEL_SIZE, MODEL_SIZE, 3)
     assert np.asarray(Image.open(out / BACKGROUND_FILE)).shape == (210, 160, 3)
-    env = _make_env(get_game("Carnival"))
+    env = make_env(get_game("Carnival"))
     env.reset(seed=0)
     assert env.unwrapped.ale.getScreenRGB().shape == (214, 160, 3)
     assert screen_of(env.unwrapped.ale).shape == (210, 160, 3)

@@ -17,8 +17,9 @@ build is deterministic, and an interrupted build resumes at the first missing
 chunk with the same result. Finished chunks and splits are written atomically;
 a finished split is never rebuilt unless ``force``, which deletes the previous build's
 files first (a damaged or differently configured one alike; readers name the damaged file
-and this command). Temporaries of a killed build are removed on the next start. The layout is in
-:mod:`trainers.data.storage`; :mod:`trainers.data.reader` reads it.
+and this command). Temporaries of a killed build are removed on the next start. The game is
+played by :mod:`trainers.data.collect`; the layout is in :mod:`trainers.data.storage`;
+:mod:`trainers.data.reader` reads it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,23 +41,21 @@ import numpy as np
 from tqdm import tqdm
 
 from moc_envs.errors import MocEnvsError
-from moc_envs.games import GameSpec, get_game
-from moc_envs.perception.frames import frame_source
-from moc_envs.perception.preprocess import MODEL_SIZE, resize_frames
-from moc_envs.weights.atomic import atomic_path, remove_stale_temporaries
-from trainers.data.ground_truth import GTObject, RamGroundTruth, ocatari_game_name
-from trainers.data.motion import (
-    COLOUR_SPLIT_GAMES,
-    HUD_REGIONS,
-    MotionConfig,
-    boxes_to_targets,
-    mask_to_model,
-    match_centres,
-    mode_image,
-    motion_boxes,
-    targets_to_boxes,
+from moc_envs.games import get_game
+from moc_envs.perception.preprocess import MODEL_SIZE
+from moc_envs.weights.atomic import remove_stale_temporaries
+from trainers.data.collect import (
+    SPLIT_INDEX,
+    BuildSettings,
+    ChunkStats,
+    PolicySpec,
+    collect_background,
+    collect_chunk,
+    make_env,
 )
-from trainers.data.policies import make_policy, policy_name
+from trainers.data.motion import COLOUR_SPLIT_GAMES, HUD_REGIONS, MotionConfig, targets_to_boxes
+from trainers.data.policies import policy_name
+from trainers.data.raw_frames import raw_file
 from trainers.data.storage import (
     ARRAY_KEYS,
     BACKGROUND_FILE,
@@ -67,21 +66,19 @@ from trainers.data.storage import (
     SPLITS,
     DatasetFileError,
     gt_file,
+    load_png,
     partial_dir,
     read_meta,
     read_npz,
     read_split_arrays,
     rebuild_command,
     save_npz_atomic,
+    save_png,
     split_file,
     write_json_atomic,
 )
 
 __all__ = ["BuildSettings", "BuildInterrupted", "DatasetWarning", "build_dataset", "main"]
-
-PolicySpec = str | Callable[[np.ndarray], int]
-SPLIT_INDEX = {name: i for i, name in enumerate(SPLITS)}
-BACKGROUND_STREAM = 99  # seed stream of the background pass, apart from the splits
 
 
 class BuildInterrupted(MocEnvsError, RuntimeError):
@@ -91,257 +88,6 @@ class BuildInterrupted(MocEnvsError, RuntimeError):
 class DatasetWarning(UserWarning):
     """Something the builder repaired on its own (e.g. temporaries of a killed build)."""
 
-
-@dataclass(frozen=True)
-class BuildSettings:
-    """Everything that determines the data; a resumed build must match it exactly."""
-
-    game: str
-    train: int
-    val: int
-    test: int
-    seed: int = 0
-    policy: str = "random"
-    grid: int = 16
-    T: int = 4
-    warmup: int = 100
-    warmup_jitter: int = 400
-    stacks_per_episode: int = 32
-    max_gap: int = 8
-    chunk_stacks: int = 256
-    background_frames: int = 128
-    background_keep: float = 0.25
-    hud_mask: bool = True
-    split_colours: bool = False
-    flash_fraction: float = 0.3
-    max_object_size: tuple[int, int] = (40, 60)
-    match_px: float = 4.0
-
-    def sizes(self) -> dict[str, int]:
-        """Stacks per split."""
-        return {"train": self.train, "val": self.val, "test": self.test}
-
-    def as_json(self) -> dict[str, Any]:
-        """JSON-friendly dict (tuples as lists), as stored in meta.json."""
-        return json.loads(json.dumps(asdict(self)))
-
-
-@dataclass
-class _Stats:
-    """Counters of one chunk (summed over chunks for a split)."""
-
-    stacks: int = 0
-    frames: int = 0
-    episodes: int = 0
-    env_steps: int = 0
-    black_windows: int = 0
-    flash_windows: int = 0
-    oversize_boxes: int = 0
-    collided_boxes: int = 0
-    motion_boxes: int = 0
-    gt_objects: int = 0
-    hud_objects: int = 0
-    moved_objects: int = 0
-    tp_moved: int = 0
-    tp_pred_moved: int = 0
-    tp_all: int = 0
-    tp_pred_all: int = 0
-    seconds: float = 0.0
-    moved_by_category: dict[str, list[int]] = field(default_factory=dict)
-
-    def add(self, other: _Stats) -> None:
-        for k, v in asdict(other).items():
-            if k == "moved_by_category":
-                for cat, (n, tp) in v.items():
-                    cur = self.moved_by_category.setdefault(cat, [0, 0])
-                    cur[0] += n
-                    cur[1] += tp
-            else:
-                setattr(self, k, getattr(self, k) + v)
-
-
-def _seeds(seed: int, stream: int, chunk: int, n: int = 3) -> list[int]:
-    ss = np.random.SeedSequence([seed, stream, chunk])
-    return [int(s) for s in ss.generate_state(n)]
-
-
-def _make_env(spec: GameSpec):
-    from moc_envs.envs.registration import make_ale_env
-
-    # ALE v5 defaults made explicit: they define the data (space-moc.md, section 6). The env's
-    # own ALE env, so that flicker games give the max of the last two frames here too.
-    return make_ale_env(spec, frameskip=4, repeat_action_probability=0.25)
-
-
-class _Player:
-    """One env + policy + OCAtari extractor, stepping through episodes."""
-
-    def __init__(self, env, oracle: RamGroundTruth | None, policy, env_seed: int) -> None:
-        self.env, self.oracle, self.policy = env, oracle, policy
-        # What the env's detector would see: cropped to 210 rows (Carnival's screen has 214) and,
-        # in a flicker game, the max of the last two emulator frames.
-        self._frame = frame_source(env)
-        self.env_seed: int | None = env_seed
-        self.steps = 0
-        self.episodes = 0
-
-    def new_episode(self) -> None:
-        """Reset the env (seeded the first time only) and the OCAtari objects."""
-        # Later episodes continue the env's RNG, so one seed fixes the whole chunk.
-        self.obs, _ = self.env.reset(seed=self.env_seed)
-        self.frame = self._frame()
-        self.env_seed = None
-        self.episodes += 1
-        if self.oracle is not None:
-            self.oracle.reset()
-        self.gt = self._oracle()
-
-    def _oracle(self) -> list[GTObject]:
-        if self.oracle is None:
-            return []
-        return self.oracle(self.env.unwrapped.ale.getRAM())
-
-    def step(self) -> bool:
-        """One env step; returns False when the episode ended."""
-        obs, _, terminated, truncated, _ = self.env.step(self.policy(self.obs))
-        self.obs = obs
-        self.frame = self._frame()
-        self.steps += 1
-        self.gt = self._oracle()
-        return not (terminated or truncated)
-
-
-def _collect_background(spec: GameSpec, s: BuildSettings, policy: PolicySpec) -> np.ndarray:
-    """Mode image of ``background_frames`` frames kept with prob. ``background_keep``."""
-    env = _make_env(spec)
-    env_seed, policy_seed, rng_seed = _seeds(s.seed, BACKGROUND_STREAM, 0)
-    rng = np.random.default_rng(rng_seed)
-    pol = make_policy(policy, int(env.action_space.n), policy_seed)
-    player = _Player(env, None, pol, env_seed)
-    per_episode = max(1, s.background_frames // 4)  # at least four episodes
-    kept: list[np.ndarray] = []
-    while len(kept) < s.background_frames:
-        player.new_episode()
-        alive = all(player.step() for _ in range(s.warmup))
-        n = 0
-        while alive and n < per_episode and len(kept) < s.background_frames:
-            alive = player.step()
-            if rng.random() < s.background_keep and player.frame.any():
-                kept.append(player.frame.copy())
-                n += 1
-    env.close()
-    return mode_image(np.stack(kept))
-
-
-def _gt_rows(objs: list[GTObject], stack: int, t: int) -> list[tuple]:
-    return [(stack, t, o.instance, o.category, o.x, o.y, o.w, o.h, o.hud, o.moved) for o in objs]
-
-
-def _score_frame(pred: np.ndarray, objs: list[GTObject], st: _Stats, match_px: float) -> None:
-    """Add one frame's recall/precision counts of motion boxes against OCAtari."""
-    scene = [o for o in objs if not o.hud]
-    st.hud_objects += len(objs) - len(scene)
-    st.gt_objects += len(scene)
-    st.motion_boxes += len(pred)
-    pc = pred[:, :2] + pred[:, 2:] / 2
-    gc = np.array([[o.x + o.w / 2, o.y + o.h / 2] for o in scene], np.float32).reshape(-1, 2)
-    pi, gi = match_centres(pc, gc, match_px)
-    st.tp_all += len(gi)
-    st.tp_pred_all += len(pi)
-    moved_idx = [i for i, o in enumerate(scene) if o.moved]
-    st.moved_objects += len(moved_idx)
-    pi, gi = match_centres(pc, gc[moved_idx], match_px)
-    st.tp_moved += len(gi)
-    st.tp_pred_moved += len(pi)
-    hit = set(gi.tolist())
-    for j, i in enumerate(moved_idx):
-        cur = st.moved_by_category.setdefault(scene[i].category, [0, 0])
-        cur[0] += 1
-        cur[1] += int(j in hit)
-
-
-def _collect_chunk(
-    spec: GameSpec,
-    env,
-    s: BuildSettings,
-    policy: PolicySpec,
-    background: np.ndarray,
-    motion_cfg: MotionConfig,
-    split: str,
-    chunk: int,
-    n_stacks: int,
-    on_stack: Callable[[], None] | None = None,
-    on_window: Callable[[int, np.ndarray], None] | None = None,
-) -> tuple[dict[str, np.ndarray], list[tuple], _Stats]:
-    """Play fresh episodes until ``n_stacks`` clean stacks are recorded.
-
-    ``on_window(k, window)`` receives the raw (T, 210, 160, 3) frames of each kept stack
-    (used by :mod:`trainers.data.raw_frames` to recover full-size frames by replaying a split).
-    """
-    t0 = time.perf_counter()
-    env_seed, policy_seed, rng_seed = _seeds(s.seed, SPLIT_INDEX[split], chunk)
-    rng = np.random.default_rng(rng_seed)
-    oracle = RamGroundTruth(ocatari_game_name(spec.ale_id), hud=True)
-    pol = make_policy(policy, int(env.action_space.n), policy_seed)
-    player = _Player(env, oracle, pol, env_seed)
-    st = _Stats()
-    T, G = s.T, s.grid
-    out = {
-        "frames": np.zeros((n_stacks, T, MODEL_SIZE, MODEL_SIZE, 3), np.uint8),
-        "motion_pres": np.zeros((n_stacks, T, G * G), np.float32),
-        "motion_where": np.zeros((n_stacks, T, G * G, 4), np.float32),
-        "motion_mask": np.zeros((n_stacks, T, MODEL_SIZE, MODEL_SIZE), np.uint8),
-        "rams": np.zeros((n_stacks, T, 128), np.uint8),
-    }
-    rows: list[tuple] = []
-    k = 0
-    while k < n_stacks:
-        player.new_episode()
-        warm = s.warmup + int(rng.integers(0, s.warmup_jitter + 1))
-        alive = all(player.step() for _ in range(warm))
-        in_episode = 0
-        while alive and k < n_stacks and in_episode < s.stacks_per_episode:
-            frames, rams, gts = [], [], []
-            for _ in range(T):
-                alive = player.step()
-                frames.append(player.frame.copy())
-                rams.append(player.env.unwrapped.ale.getRAM().copy())
-                gts.append(player.gt)
-                if not alive:
-                    break
-            if not alive:
-                break
-            window = np.stack(frames)
-            if not window.reshape(T, -1).any(axis=1).all():
-                st.black_windows += 1
-                continue
-            motion = motion_boxes(window, background, motion_cfg)
-            if any(m.flash for m in motion):
-                st.flash_windows += 1
-                continue
-            out["frames"][k] = resize_frames(window)
-            if on_window is not None:
-                on_window(k, window)
-            out["motion_mask"][k] = mask_to_model(np.stack([m.mask for m in motion]))
-            out["rams"][k] = np.stack(rams)
-            for t, m in enumerate(motion):
-                pres, where = boxes_to_targets(m.boxes, G)
-                out["motion_pres"][k, t] = pres
-                out["motion_where"][k, t] = where
-                st.oversize_boxes += m.dropped
-                st.collided_boxes += len(m.boxes) - int(pres.sum())
-                _score_frame(targets_to_boxes(pres, where), gts[t], st, s.match_px)
-                rows.extend(_gt_rows(gts[t], k, t))
-            k += 1
-            in_episode += 1
-            if on_stack is not None:
-                on_stack()
-            gap = int(rng.integers(0, s.max_gap + 1))
-            alive = all(player.step() for _ in range(gap))
-    st.stacks, st.frames = k, k * T
-    st.episodes, st.env_steps = player.episodes, player.steps
-    st.seconds = time.perf_counter() - t0
-    return out, rows, st
 
 
 def _gt_arrays(rows: list[tuple], offset: int = 0) -> dict[str, np.ndarray]:
@@ -361,17 +107,17 @@ def _chunk_path(out: Path, split: str, chunk: int) -> Path:
 
 def _load_chunk(
     path: Path, out: Path, game: str | None = None
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], _Stats]:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], ChunkStats]:
     """A finished chunk's arrays, ground truth and counters (DatasetFileError when damaged)."""
     z = read_npz(path, (*ARRAY_KEYS, *("gt_" + k for k in GT_KEYS), "stats"), out, game)
     arrays = {k: z[k] for k in ARRAY_KEYS}
     gt = {k: z["gt_" + k] for k in GT_KEYS}
-    return arrays, gt, _Stats(**json.loads(str(z["stats"])))
+    return arrays, gt, ChunkStats(**json.loads(str(z["stats"])))
 
 
-def _finish_split(out: Path, split: str, n_chunks: int, game: str | None = None) -> _Stats:
+def _finish_split(out: Path, split: str, n_chunks: int, game: str | None = None) -> ChunkStats:
     """Merge a split's chunks into its final compressed files."""
-    parts, gts, total = [], [], _Stats()
+    parts, gts, total = [], [], ChunkStats()
     offset = 0
     for c in range(n_chunks):
         arrays, gt, st = _load_chunk(_chunk_path(out, split, c), out, game)
@@ -387,7 +133,7 @@ def _finish_split(out: Path, split: str, n_chunks: int, game: str | None = None)
     return total
 
 
-def _summary(st: _Stats, T: int) -> dict[str, Any]:
+def _summary(st: ChunkStats, T: int) -> dict[str, Any]:
     def ratio(a: float, b: float) -> float | None:
         return round(a / b, 4) if b else None
 
@@ -417,8 +163,6 @@ def _summary(st: _Stats, T: int) -> dict[str, Any]:
 
 def _clear(out: Path) -> None:
     """Remove a previous build's files (only the files a build or its readers write)."""
-    from trainers.data.raw_frames import raw_file  # full-size frames replayed from this build
-
     for name in (META_FILE, BACKGROUND_FILE, REPORT_FILE):
         (out / name).unlink(missing_ok=True)
     for split in SPLITS:
@@ -427,24 +171,6 @@ def _clear(out: Path) -> None:
         raw_file(out, split).unlink(missing_ok=True)
     for d in (".partial", ".cache", "vis"):
         shutil.rmtree(out / d, ignore_errors=True)
-
-
-def _save_png(path: Path, rgb: np.ndarray) -> None:
-    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"could not encode {path} as PNG")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(png.tobytes())
-
-
-def _load_png(path: Path, game: str | None = None) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DatasetFileError(
-            f"dataset file {path} cannot be read as a PNG image; rebuild with "
-            f"{rebuild_command(path.parent, game)}"
-        )
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _remove_stale_temporaries(out: Path) -> None:
@@ -570,13 +296,13 @@ def build_dataset(
     )
     bg_path = out / BACKGROUND_FILE
     if bg_path.is_file():
-        background = _load_png(bg_path, spec.name)
+        background = load_png(bg_path, spec.name)
     else:
-        background = _collect_background(spec, settings, policy)
-        _save_png(bg_path, background)
+        background = collect_background(spec, settings, policy)
+        save_png(bg_path, background)
 
     env = None
-    fresh = _Stats()
+    fresh = ChunkStats()
     splits_report: dict[str, Any] = {}
     for split, n in settings.sizes().items():
         info = meta["splits"][split]
@@ -598,8 +324,8 @@ def build_dataset(
                 bar.update(size)
                 continue
             if env is None:
-                env = _make_env(spec)
-            arrays, rows, st = _collect_chunk(
+                env = make_env(spec)
+            arrays, rows, st = collect_chunk(
                 spec, env, settings, policy, background, motion_cfg, split, c, size,
                 on_stack=partial(bar.update, 1),
             )  # fmt: skip
@@ -681,7 +407,7 @@ def _write_vis(out: Path, s: BuildSettings, background: np.ndarray, per_split: i
             panel = np.concatenate([img, np.repeat(mask[..., None], 3, axis=2)], axis=1)
             cv2.putText(panel, "green: motion target  magenta: OCAtari  grey: HUD", (4, 12),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)  # fmt: skip
-            _save_png(vis_dir / f"{split}_{i}.png", panel)
+            save_png(vis_dir / f"{split}_{i}.png", panel)
 
 
 def _regions(text: str) -> list[list[int]]:

@@ -54,9 +54,9 @@ def build_raw_frames(root: str | Path, split: str, progress: bool = True, force:
     another version of the builder, or with a policy that cannot be rebuilt from its name).
     """
     from moc_envs.games import get_game
-    from trainers.data import dataset as ds
+    from trainers.data.collect import BuildSettings, collect_chunk, make_env
     from trainers.data.motion import HUD_REGIONS, MotionConfig
-    from trainers.data.storage import BACKGROUND_FILE, save_npz_atomic
+    from trainers.data.storage import BACKGROUND_FILE, load_png, save_npz_atomic
 
     root = Path(root)
     out = raw_file(root, split)
@@ -65,11 +65,11 @@ def build_raw_frames(root: str | Path, split: str, progress: bool = True, force:
     meta = load_meta(root)
     build = dict(meta["build"])
     build["max_object_size"] = tuple(build["max_object_size"])
-    settings = ds.BuildSettings(**build)
+    settings = BuildSettings(**build)
     spec = get_game(settings.game)
     stored = load_split(root, split)
     n = len(stored)
-    background = ds._load_png(root / BACKGROUND_FILE)
+    background = load_png(root / BACKGROUND_FILE)
     # The regions the build left out (derived ones included), as meta.json records them.
     table = HUD_REGIONS.get(spec.name, ()) if settings.hud_mask else ()
     # The motion settings the build recorded, not today's table: a replay must give its targets.
@@ -80,7 +80,7 @@ def build_raw_frames(root: str | Path, split: str, progress: bool = True, force:
     )
     T = stored.frames.shape[1]
     raw = np.zeros((n, T, 210, 160, 3), np.uint8)
-    env = ds._make_env(spec)
+    env = make_env(spec)
     bar = tqdm(total=n, desc=f"{spec.name} {split} raw", unit="stack", disable=not progress)
     try:
         for c in range(max(1, math.ceil(n / settings.chunk_stacks))):
@@ -90,7 +90,7 @@ def build_raw_frames(root: str | Path, split: str, progress: bool = True, force:
             def keep(k: int, window: np.ndarray, lo: int = lo) -> None:
                 raw[lo + k] = window
 
-            arrays, _, _ = ds._collect_chunk(
+            arrays, _, _ = collect_chunk(
                 spec, env, settings, settings.policy, background, motion_cfg, split, c, size,
                 on_stack=lambda: bar.update(1), on_window=keep,
             )  # fmt: skip

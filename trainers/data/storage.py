@@ -23,6 +23,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from moc_envs.errors import MocEnvsError
@@ -44,6 +45,8 @@ __all__ = [
     "rebuild_command",
     "write_json_atomic",
     "save_npz_atomic",
+    "save_png",
+    "load_png",
     "read_json",
     "read_meta",
     "check_split_name",
@@ -113,6 +116,26 @@ def save_npz_atomic(path: Path, compress: bool = True, **arrays: np.ndarray) -> 
     """Save ``arrays`` to ``path`` (.npz) via a temporary file and ``os.replace``."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         (np.savez_compressed if compress else np.savez)(f, **arrays)
+
+
+def save_png(path: Path, rgb: np.ndarray) -> None:
+    """Save an (H, W, 3) uint8 RGB image to ``path`` as PNG, atomically (the background, pictures)."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png.tobytes())
+
+
+def load_png(path: Path, game: str | None = None) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB image from a PNG file of the dataset; DatasetFileError when unreadable."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DatasetFileError(
+            f"dataset file {path} cannot be read as a PNG image; rebuild with "
+            f"{rebuild_command(path.parent, game)}"
+        )
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def read_json(path: Path) -> Any:

@@ -40,13 +40,13 @@ def probe_pairs(game: str, n: int, seed: int = 0) -> Any:
     """
     import numpy as np
 
-    from trainers.data.dataset import _make_env
+    from trainers.data.collect import make_env
     from trainers.data.policies import make_policy
 
     spec = get_game(game)
     env_seed, policy_seed, rng_seed = (int(s) for s in np.random.SeedSequence([seed, 12]).generate_state(3))
     rng = np.random.default_rng(rng_seed)
-    env = _make_env(spec)
+    env = make_env(spec)
     policy = make_policy("random", int(env.action_space.n), policy_seed)
     pairs: list[Any] = []
     per_episode = max(1, n // 8)
