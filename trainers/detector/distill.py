@@ -50,7 +50,7 @@ from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.model.geometry import latents_to_where
 from moc_envs.weights.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from moc_envs.weights.safe_read import torch_load_error_text
-from trainers.detector.train import TrainError, checkpoint_digest
+from trainers.detector.checkpoint import TrainError, checkpoint_digest
 from trainers.run_lock import RunLock
 
 __all__ = ["Args", "DISTILL_CHECKPOINT", "teacher_targets", "distill", "main"]

@@ -15,7 +15,8 @@ A run holds ``<out>/train.lock`` (:mod:`trainers.run_lock`) from start to end, s
 share an output folder, and removes the temporaries that killed runs left behind there. A
 checkpoint whose digest does not match its contents is reported as corrupted; one written
 before digests existed still loads, with a note. Resuming with another thread count or device
-warns that the result will not be bit-identical to an uninterrupted run.
+warns that the result will not be bit-identical to an uninterrupted run. Checkpoints and resuming
+are :mod:`trainers.detector.checkpoint`; the arguments are :class:`trainers.detector.arguments.Args`.
 
 ``--nproc N`` (or ``torchrun --nproc_per_node N -m trainers.detector.train ...``) trains with N
 DistributedDataParallel processes, each on its own shard of the dataset, ``--batch-stacks``
@@ -25,18 +26,14 @@ resuming with another N.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import hashlib
 import json
-import math
 import random
 import sys
 import time
 import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,19 +42,29 @@ import numpy as np
 import torch
 
 from moc_envs.errors import CorruptWeightsError, MocEnvsError
-from moc_envs.games import game_names
 from moc_envs.model import SpaceModel
 from moc_envs.model.geometry import where_to_boxes
 from moc_envs.weights.atomic import (
-    atomic_path,
     atomic_write_text,
     remove_stale_temporaries,
     temporary_owner,
 )
-from moc_envs.weights.safe_read import torch_load_error_text
 from trainers.detector import distributed
+from trainers.detector.arguments import Args, parse_args, parse_scale_mean
+from trainers.detector.checkpoint import (
+    CHECKPOINT,
+    TrainError,
+    TrainWarning,
+    checkpoint_digest,
+    load_checkpoint,
+    load_model_from_run,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    warn_if_not_exact,
+    warn_if_other_world,
+)
 from trainers.detector.config import (
-    PRESETS,
     TrainConfig,
     lambda_dynamic,
     lambda_linear,
@@ -90,128 +97,13 @@ __all__ = [
     "main",
 ]
 
-CHECKPOINT = "checkpoint.pt"
 EVAL_FILE = "eval.json"
 CONFIG_FILE = "config.json"
-_DIGEST_PREFIX = "sha256:"
-_START_OVER = (
-    "resume from an earlier copy of the checkpoint (put it back as {path}), or start over with "
-    "a fresh --out"
-)
-
-
-class TrainError(MocEnvsError, ValueError):
-    """A training run that cannot start or continue as asked."""
-
-
-class TrainWarning(UserWarning):
-    """Something about a run that deserves attention but does not stop it."""
-
-
-@dataclass
-class Args:
-    """Command-line arguments of a training run."""
-
-    game: str = field(metadata={"help": "game name, e.g. Pong"})
-    data: str = field(metadata={"help": "dataset directory built by trainers.data.dataset"})
-    out: str = field(metadata={"help": "run directory (checkpoint, TensorBoard logs, eval)"})
-    preset: str = field(default="gpu", metadata={"help": "cpu: short schedule for 2 CPU cores; gpu: MOC's 5000 x 64 frames"})
-    steps: int | None = field(default=None, metadata={"help": "optimisation steps (annealing rescaled)"})
-    batch_stacks: int | None = field(default=None, metadata={"help": "stacks of T frames per step"})
-    fg_lr: float | None = field(default=None, metadata={"help": "foreground RMSprop learning rate"})
-    bg_lr: float | None = field(default=None, metadata={"help": "background Adam learning rate"})
-    ablation: str | None = field(default=None, metadata={"help": "space | space_m | space_moc"})
-    lambda_schedule: str | None = field(default=None, metadata={"help": "linear | dynamic motion->continuity schedule"})
-    seed: int | None = field(default=None, metadata={"help": "random seed"})
-    z_scale_mean: str | None = field(
-        default=None,
-        metadata={"help": "pre-sigmoid mean of the z_scale prior, 'START' or 'START,END'"},
-    )
-    resume: bool = field(default=False, metadata={"help": "continue from <out>/checkpoint.pt"})
-    until_step: int | None = field(default=None, metadata={"help": "stop (and checkpoint) at this step, before the end of the schedule"})
-    max_minutes: float | None = field(default=None, metadata={"help": "stop (and checkpoint) after this much wall time"})
-    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:N]"})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (a resumed run should keep the count to stay bit-exact)"})
-    eval_split: str = field(default="test", metadata={"help": "split scored at the end ('' to skip)"})
-    compile: bool = field(default=True, metadata={"help": "torch.compile the model on CUDA"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
-    nproc: int = field(default=1, metadata={"help": "data-parallel processes (>1: relaunched under torchrun, DDP; --batch-stacks is per process)"})
-
-    def config_overrides(self) -> dict[str, Any]:
-        """The TrainConfig fields given on the command line."""
-        names = ("steps", "batch_stacks", "fg_lr", "bg_lr", "ablation", "lambda_schedule", "seed")
-        out: dict[str, Any] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
-        if self.z_scale_mean is not None:
-            out["z_scale_mean"] = parse_scale_mean(self.z_scale_mean)
-        return out
-
-
-def parse_scale_mean(text: str) -> tuple[float, float]:
-    """'START' or 'START,END' -> (start, end) of the z_scale prior mean; ValueError when malformed."""
-    parts = [p.strip() for p in text.split(",")]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"--z-scale-mean must be 'START' or 'START,END' (numbers), got {text!r}")
-    return values[0], values[-1]
-
-
-def _none_defaults() -> dict[str, str]:
-    """What each option whose dataclass default is None falls back to, for ``--help``."""
-    presets = {p: make_config("Pong", p) for p in PRESETS}  # these fields do not depend on the game
-
-    def per_preset(name: str) -> str:
-        values = {p: getattr(cfg, name) for p, cfg in presets.items()}
-        if len(set(values.values())) == 1:
-            return str(next(iter(values.values())))
-        return "the preset's: " + ", ".join(f"{p} {v}" for p, v in values.items())
-
-    by_value: dict[str, list[str]] = {}
-    for game in game_names():
-        z = make_config(game, "gpu").z_scale_prior
-        text = f"{z.start_value}" if z.start_value == z.end_value else f"{z.start_value},{z.end_value}"
-        by_value.setdefault(text, []).append(game)
-    common = max(by_value, key=lambda v: len(by_value[v]))
-    scale = "; ".join(f"{v} for {', '.join(g)}" for v, g in by_value.items() if v != common)
-    out = {n: per_preset(n) for n in ("steps", "batch_stacks", "fg_lr", "bg_lr", "ablation", "lambda_schedule", "seed")}
-    return out | {
-        "z_scale_mean": f"the game's: {scale}; {common} for the others",
-        "until_step": "the end of the schedule",
-        "max_minutes": "no limit",
-        "threads": f"torch's choice, {torch.get_num_threads()} here",
-    }
 
 
 def _parse(argv: Sequence[str] | None) -> Args:
-    p = argparse.ArgumentParser(
-        prog="python -m trainers.detector.train",
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    fallbacks = _none_defaults()
-    for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        help_ = f.metadata.get("help", "")
-        if f.type in ("bool",):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
-            continue
-        kind = {"int": int, "int | None": int, "float | None": float}.get(str(f.type), str)
-        required = f.default is dataclasses.MISSING
-        # SUPPRESS: the option is left out of the namespace (the dataclass default applies) and
-        # --help shows no "(default: None)"; the help text says what None stands for instead.
-        default = argparse.SUPPRESS if required or f.default is None else f.default
-        if f.default is None:
-            help_ = f"{help_} (default: {fallbacks[f.name]})"
-        p.add_argument(flag, type=kind, required=required, default=default, help=help_)
-    ns = p.parse_args(argv)
-    args = Args(**vars(ns))
-    if args.preset not in PRESETS:
-        p.error(f"--preset must be one of {', '.join(PRESETS)}, got {args.preset!r}")
-    if args.nproc < 1:
-        p.error(f"--nproc must be >= 1, got {args.nproc}")
-    return args
+    """The arguments of command line ``argv`` (see :func:`trainers.detector.arguments.parse_args`)."""
+    return parse_args(argv, prog="python -m trainers.detector.train", description=__doc__.split("\n")[0])
 
 
 # ---------------------------------------------------------------------------- data
@@ -257,139 +149,6 @@ def load_train_data(root: str | Path, split: str = "train") -> TrainData:
         motion_where=torch.from_numpy(np.ascontiguousarray(d.motion_where)).float(),
         motion_mask=mask,
     )
-
-
-# ---------------------------------------------------------------------------- checkpoints
-def _rng_state(gen: torch.Generator) -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "batches": gen.get_state(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
-    random.setstate(state["python"])
-    n = state["numpy"]
-    np.random.set_state((n[0], n[1].numpy(), *n[2:]))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    gen.set_state(state["batches"])
-
-
-def _feed(h: Any, obj: Any) -> None:
-    """Hash ``obj`` into ``h`` unambiguously: every value tagged with its type and size."""
-    if isinstance(obj, torch.Tensor):
-        t = obj.detach().to("cpu").contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
-    elif isinstance(obj, dict):
-        h.update(f"D{len(obj)}:".encode())
-        # Keys are str (state dicts, config) or int (optimiser state); sort for a stable order.
-        for k in sorted(obj, key=lambda k: (type(k).__name__, repr(k))):
-            _feed(h, k)
-            _feed(h, obj[k])
-    elif isinstance(obj, list | tuple):
-        # Lists and tuples alike: only the values matter, not how pickling kept the container.
-        h.update(f"L{len(obj)}:".encode())
-        for v in obj:
-            _feed(h, v)
-    elif obj is None or isinstance(obj, bool | int | float | str):
-        r = repr(obj)  # exact: a float's repr round-trips
-        h.update(f"{type(obj).__name__}{len(r)}:{r}".encode())
-    else:
-        raise TypeError(f"cannot digest a {type(obj).__name__} in a checkpoint")
-
-
-def checkpoint_digest(payload: dict[str, Any]) -> str:
-    """SHA-256 of a checkpoint's contents (every tensor's bytes, every other value), its
-    ``digest`` entry left out; ``'sha256:<hex>'``."""
-    h = hashlib.sha256()
-    _feed(h, {k: v for k, v in payload.items() if k != "digest"})
-    return _DIGEST_PREFIX + h.hexdigest()
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write a checkpoint atomically (a temporary file, then os.replace), with its digest."""
-    payload = {**payload, "digest": checkpoint_digest(payload)}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_checkpoint(path: Path, expect: TrainConfig | None = None) -> dict[str, Any]:
-    """Read a checkpoint (weights-only unpickling), verify its digest, check it against ``expect``.
-
-    Raises CorruptWeightsError for an unreadable, incomplete or corrupted file (its contents
-    no longer match the digest stored at save time), TrainError when it was written for another
-    game or another configuration. A checkpoint from before digests existed loads with a
-    :class:`TrainWarning`.
-    """
-    if not path.is_file():
-        raise TrainError(f"no checkpoint to resume from: {path} does not exist")
-    advice = _START_OVER.format(path=path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for truncated / foreign files
-        # Without torch's advice to retry with weights_only=False, which would run the file's code.
-        raise CorruptWeightsError(
-            f"checkpoint {path} is corrupt or not a training checkpoint: {torch_load_error_text(err)}; {advice}"
-        ) from err
-    keys = {"model", "fg_opt", "bg_opt", "step", "config", "rng", "sched"}
-    if not isinstance(ckpt, dict) or not keys <= set(ckpt):
-        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CorruptWeightsError(f"checkpoint {path} lacks {sorted(keys)}; found {found}; {advice}")
-    stored = ckpt.get("digest")
-    if stored is None:
-        warnings.warn(
-            f"checkpoint {path} has no digest (written by an earlier version of trainers.detector.train): "
-            "loaded without an integrity check; checkpoints written from now on carry one",
-            TrainWarning,
-            stacklevel=2,
-        )
-    else:
-        try:
-            actual = checkpoint_digest(ckpt)
-        except TypeError as err:
-            raise CorruptWeightsError(f"checkpoint {path} holds unexpected contents ({err}); {advice}") from err
-        if not isinstance(stored, str) or not stored.startswith(_DIGEST_PREFIX):
-            raise CorruptWeightsError(
-                f"checkpoint {path} is corrupted (unreadable digest {stored!r}, expected "
-                f"'{_DIGEST_PREFIX}<hex>'); {advice}"
-            )
-        if stored != actual:
-            raise CorruptWeightsError(
-                f"checkpoint {path} is corrupted (digest mismatch): its contents hash to "
-                f"{actual[:23]}..., not the {stored[:23]}... stored when it was written, so some "
-                f"of its bytes changed since (disk, copy or edit). Do not train on it: {advice}"
-            )
-    if expect is not None:
-        saved = ckpt["config"]
-        if saved.get("game") != expect.game:
-            raise TrainError(
-                f"checkpoint {path} was trained for game '{saved.get('game')}', not '{expect.game}'"
-            )
-        now = expect.to_dict()
-        diff = sorted(k for k in now if saved.get(k) != now[k])
-        if diff:
-            detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in diff)
-            raise TrainError(f"checkpoint {path} was written with a different config ({detail})")
-    return ckpt
-
-
-def load_model_from_run(run: Path, device: str = "cpu") -> SpaceModel:
-    """The model of a run's latest checkpoint, in eval mode."""
-    ckpt = load_checkpoint(Path(run) / CHECKPOINT)
-    cfg = TrainConfig.from_dict(ckpt["config"])
-    model = SpaceModel(cfg.model)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise CorruptWeightsError(f"checkpoint in {run} does not fit the model: {err}") from err
-    return model.to(device).eval()
 
 
 # ---------------------------------------------------------------------------- pictures
@@ -447,62 +206,6 @@ def _remove_leftovers(out_dir: Path) -> None:
         )
 
 
-def _warn_if_not_exact(ckpt: dict[str, Any], path: Path, device: torch.device) -> None:
-    """Warn when a resume runs on other thread counts or devices than the checkpoint's run."""
-    saved, now = ckpt.get("threads"), torch.get_num_threads()
-    if saved is not None and saved != now:
-        warnings.warn(
-            f"resuming {path} with {now} torch threads, but it was written with {saved}: CPU "
-            "kernels split their sums across threads, so floating-point rounding changes with "
-            "the thread count and the result will not be bit-identical to an uninterrupted run. "
-            f"Pass --threads {saved} to keep it exact",
-            TrainWarning,
-            stacklevel=3,
-        )
-    saved_device = ckpt.get("device")
-    if saved_device is not None and saved_device != device.type:
-        warnings.warn(
-            f"resuming {path} on {device.type}, but it was written on {saved_device}: the two "
-            "compute with different kernels (and CUDA in bfloat16), so the result will not be "
-            f"bit-identical to an uninterrupted run. Pass --device {saved_device} to keep it exact",
-            TrainWarning,
-            stacklevel=3,
-        )
-
-
-def _restore_rng(
-    ckpt: dict[str, Any], gen: torch.Generator, dist: distributed.Dist, seed: int, step: int
-) -> None:
-    """This rank's random streams from a checkpoint.
-
-    Rank 0 (and a single process) takes the saved ones; another rank takes its own saved
-    streams when the checkpoint was written by as many processes, else fresh ones seeded from
-    (seed, rank, step).
-    """
-    if dist.is_main:
-        _set_rng_state(ckpt["rng"], gen)
-        return
-    saved = ckpt.get("rank_rng", [])
-    if ckpt.get("world_size", 1) == dist.world_size and len(saved) == dist.world_size - 1:
-        _set_rng_state(saved[dist.rank - 1], gen)
-    else:
-        dist.reseed(seed, gen, step)
-
-
-def _warn_if_other_world(ckpt: dict[str, Any], path: Path, dist: distributed.Dist) -> None:
-    """Warn when a run resumes with another number of processes than wrote its checkpoint."""
-    saved = int(ckpt.get("world_size", 1))
-    if saved != dist.world_size:
-        warnings.warn(
-            f"resuming {path} with {dist.world_size} process(es), but it was written by {saved}: "
-            "the model, optimisers, step and schedules continue, but the dataset is cut into "
-            "other shards and the batch per step changes, so the result will differ from an "
-            "uninterrupted run",
-            TrainWarning,
-            stacklevel=3,
-        )
-
-
 
 def optimizer_step(
     model: Any, fg_opt: torch.optim.Optimizer, bg_opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float
@@ -519,6 +222,7 @@ def optimizer_step(
     fg_opt.step()
     bg_opt.step()
     return fg_norm, bg_norm
+
 
 def train(args: Args) -> dict[str, Any]:
     """Run (or resume) one training run; return a summary dict.
@@ -597,10 +301,10 @@ def _train_locked(
             raise CorruptWeightsError(f"checkpoint {ckpt_path} does not fit the model: {err}") from err
         step = int(ckpt["step"])
         sched = dict(ckpt["sched"])
-        _restore_rng(ckpt, gen, dist, cfg.seed, step)
+        restore_rng(ckpt, gen, dist, cfg.seed, step)
         if dist.is_main:
-            _warn_if_not_exact(ckpt, ckpt_path, device)
-            _warn_if_other_world(ckpt, ckpt_path, dist)
+            warn_if_not_exact(ckpt, ckpt_path, device)
+            warn_if_other_world(ckpt, ckpt_path, dist)
     if dist.is_main:
         atomic_write_text(out_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
@@ -619,7 +323,7 @@ def _train_locked(
         writer.add_text("config", "```\n" + json.dumps(cfg.to_dict(), indent=2) + "\n```", step)
 
     def checkpoint() -> None:
-        rngs = dist.gather(_rng_state(gen))  # collectives: every rank calls checkpoint()
+        rngs = dist.gather(rng_state(gen))  # collectives: every rank calls checkpoint()
         extra: dict[str, Any] = {}
         if dist.active:
             extra = {"world_size": dist.world_size, "rank_rng": rngs[1:], "rank_params": dist.in_sync(model)}

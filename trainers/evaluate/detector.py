@@ -91,7 +91,7 @@ def load_encoder(weights: str | Path | None, run: str | Path | None, game: str, 
         # The classifier is optional here: trainers.classify.classifier fits one from this very encoder.
         det = SpaceDetector.from_pretrained(Path(weights), get_game(game), device=device, allow_unclassified=True)
         return det.encoder, dict(det.meta)
-    from trainers.detector.train import CHECKPOINT, load_checkpoint, load_model_from_run
+    from trainers.detector.checkpoint import CHECKPOINT, load_checkpoint, load_model_from_run
 
     ckpt = load_checkpoint(Path(run) / CHECKPOINT)
     meta = {"game": ckpt["config"].get("game"), "step": int(ckpt["step"]), "train_config": ckpt["config"], "data": ckpt.get("data")}

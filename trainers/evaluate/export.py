@@ -31,8 +31,13 @@ from moc_envs.perception.classifier import CLASSIFIER_FILE, refit_command
 from moc_envs.perception.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 from moc_envs.weights.atomic import atomic_path, atomic_write_text
 from moc_envs.weights.manifest import write_manifest
+from trainers.detector.checkpoint import (
+    CHECKPOINT,
+    TrainError,
+    load_checkpoint,
+    load_model_from_run,
+)
 from trainers.detector.derive import MAX_BOX_QUANTILE, max_box, motion_box_sizes
-from trainers.detector.train import CHECKPOINT, TrainError, load_checkpoint, load_model_from_run
 
 __all__ = ["MAX_BOX_QUANTILE", "default_out", "motion_max_box", "export_run", "write_detector_folder", "main"]
 

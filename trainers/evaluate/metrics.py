@@ -229,7 +229,7 @@ def _load_encoder(args: argparse.Namespace) -> Any:
             Path(args.weights), get_game(args.game), device=args.device, allow_unclassified=True
         )
         return det.encoder
-    from trainers.detector.train import load_model_from_run
+    from trainers.detector.checkpoint import load_model_from_run
 
     return load_model_from_run(Path(args.run), device=args.device).encoder
 

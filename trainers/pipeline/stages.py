@@ -123,7 +123,7 @@ _BUILD_KEYS = (
 
 
 def _train_args(run: PipelineRun, out: Path, steps: int, z_scale: tuple[float, float], **extra: Any) -> Any:
-    from trainers.detector.train import Args
+    from trainers.detector.arguments import Args
 
     fields = {
         "game": run.game, "data": str(run.data), "out": str(out), "preset": run.preset, "steps": steps,
@@ -210,8 +210,8 @@ def _stage_teacher(run: PipelineRun) -> dict[str, Any]:
     resume = checkpoint.exists()
     args = _train_args(run, run.teacher_dir, plan["steps"], z_scale, resume=resume, max_minutes=plan["max_minutes"])
     if run.cfg.nproc > 1:
+        from trainers.detector.checkpoint import load_checkpoint
         from trainers.detector.distributed import launch  # checked importable when the run started
-        from trainers.detector.train import load_checkpoint
 
         code = launch(_train_argv(args), run.cfg.nproc)
         if code != 0:
