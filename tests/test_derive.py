@@ -1,4 +1,4 @@
-"""Settings derived from unlabelled data (trainers.detector.derive): HUD bands, z_scale prior, max_box, classifier options."""
+"""Settings derived from unlabelled data (trainers.detector.derive): HUD bands, z_scale prior, max_box; and the classifier options (trainers.classify.options)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from trainers.detector.derive import (
+from trainers.classify.options import (
     CLASSIFIER_CANDIDATES,
     ClassifierOptions,
+    choose_classifier_options,
+)
+from trainers.detector.derive import (
     HudSettings,
     RowRun,
-    choose_classifier_options,
     hud_bands,
     hud_bands_from_runs,
     max_box,

@@ -1,8 +1,8 @@
 """Training settings derived from a game's unlabelled frames instead of tuned by hand per game.
 
-Every function here reads frames or motion boxes, never labels (the classifier's options are the
-exception the issue allows: they are chosen with the handful of labelled predictions the
-classifier is fitted on anyway, on one half of the validation split, and scored on the other).
+Every function here reads frames or motion boxes, never labels (the classifier's options, which
+are chosen with the handful of labelled predictions the classifier is fitted on anyway, are
+:mod:`trainers.classify.options`).
 
 - :func:`hud_bands`: horizontal bands at the top or bottom of the screen whose pixels change in
   place (scores, clocks, lives) and that no moving object crosses; the dataset builder leaves
@@ -12,9 +12,6 @@ classifier is fitted on anyway, on one half of the validation split, and scored 
   :mod:`trainers.detector.config` holds as a per-game table and ``--z-scale-mean`` overrode for Skiing).
 - :func:`max_box`: the largest box the env keeps (what ``--max-box-margin 2`` of
   :mod:`trainers.evaluate.export` wrote for Skiing).
-- :func:`choose_classifier_options`: labels per class, method, size weight and ambiguity ratio
-  of the z_what classifier (what Skiing's ``--labels-per-class 64 --method prototypes
-  --size-weight 3 --max-ratio 1`` were).
 
 All but :func:`motion_box_sizes` (which reads a dataset split) are pure functions of arrays.
 """
@@ -44,9 +41,6 @@ __all__ = [
     "MAX_BOX_QUANTILE",
     "max_box",
     "motion_box_sizes",
-    "ClassifierOptions",
-    "CLASSIFIER_CANDIDATES",
-    "choose_classifier_options",
 ]
 
 
@@ -317,90 +311,3 @@ def motion_box_sizes(data: str | Path, split: str = "train") -> np.ndarray:
         raise ValueError(f"motion_where {where.shape} does not fit motion_pres {pres.shape} in {split_file(root, split)}")
     return np.asarray(where[..., :2][pres > 0.5], np.float64)
 
-
-# ---------------------------------------------------------------------------- classifier options
-@dataclass(frozen=True)
-class ClassifierOptions:
-    """The options of :func:`trainers.classify.classifier.fit_classifier` that used to be set by hand."""
-
-    labels_per_class: int = 8
-    method: str = "kmeans"
-    size_weight: float = 0.0
-    max_ratio: float = 0.9
-    colour_weight: float = 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return dataclasses.asdict(self)
-
-
-CLASSIFIER_CANDIDATES: tuple[ClassifierOptions, ...] = tuple(
-    ClassifierOptions(n, method, weight, ratio, colour)
-    for n in (8, 16, 32, 64)
-    for method in ("kmeans", "prototypes")
-    for colour in (0.0, 3.0)
-    for weight in (0.0, 3.0)
-    for ratio in (0.9, 1.0)
-)
-"""Ordered by what they ask for: fewer labelled predictions first, then the simpler method and
-features. Skiing's hand-found choice (64, prototypes, 3, 1.0) is among them."""
-
-
-def choose_classifier_options(
-    z: np.ndarray,
-    labels: np.ndarray,
-    sizes: np.ndarray,
-    fit_half: np.ndarray,
-    candidates: tuple[ClassifierOptions, ...] = CLASSIFIER_CANDIDATES,
-    seed: int = 0,
-    tolerance: float = 0.002,
-    colours: np.ndarray | None = None,
-) -> tuple[ClassifierOptions, list[dict[str, Any]]]:
-    """The candidate whose classifier, fitted on the samples where ``fit_half`` is True, names
-    the other samples best; and every candidate's score.
-
-    ``z`` (N, D), ``labels`` (N,) category or "", ``sizes`` (N, 2) and ``colours`` (N, 3) as for
-    :func:`trainers.classify.classifier.fit_classifier`; without ``colours`` the candidates with a
-    ``colour_weight`` are left out. Accuracy counts "unknown" as wrong. A candidate
-    within ``tolerance`` of the best accuracy that comes earlier in ``candidates`` (fewer labels,
-    a simpler method) wins. Raises ValueError when either half has no labelled sample.
-    """
-    from trainers.classify.classifier import fit_classifier, score_classifier
-
-    z, sizes = np.asarray(z), np.asarray(sizes)
-    labels = np.asarray(labels, dtype=object)
-    fit_half = np.asarray(fit_half, bool)
-    if not (len(z) == len(labels) == len(sizes) == len(fit_half)):
-        raise ValueError(
-            f"z, labels, sizes and fit_half need one row per sample, got {len(z)}, {len(labels)}, "
-            f"{len(sizes)} and {len(fit_half)}"
-        )
-    if colours is None:  # the candidates that read colours cannot be fitted: left out
-        candidates = tuple(c for c in candidates if not c.colour_weight)
-    rgb = np.zeros((len(z), 3)) if colours is None else np.asarray(colours)
-    if len(rgb) != len(z):
-        raise ValueError(f"colours need one row per sample, got {len(rgb)} for {len(z)}")
-    if not candidates:
-        raise ValueError("no candidate options to choose from")
-    for name, half in (("fit", fit_half), ("score", ~fit_half)):
-        if not any(labels[half].tolist()):
-            raise ValueError(f"the {name} half of the samples holds no labelled prediction")
-    table: list[dict[str, Any]] = []
-    for opt in candidates:
-        try:
-            clf = fit_classifier(
-                z[fit_half], labels[fit_half], opt.labels_per_class, seed,
-                max_ratio=opt.max_ratio, method=opt.method, sizes=sizes[fit_half], size_weight=opt.size_weight,
-                colours=rgb[fit_half], colour_weight=opt.colour_weight,
-            )  # fmt: skip
-        except ValueError as err:  # e.g. degenerate features: this candidate cannot be fitted here
-            table.append({**opt.as_json(), "accuracy": None, "unknown_rate": None, "error": str(err)})
-            continue
-        score = score_classifier(clf, z[~fit_half], labels[~fit_half], sizes[~fit_half], rgb[~fit_half])
-        table.append({**opt.as_json(), "accuracy": score["accuracy"], "unknown_rate": score["unknown_rate"]})
-    scored = [row["accuracy"] for row in table if row["accuracy"] is not None]
-    if not scored:
-        raise ValueError(f"no candidate could be fitted on the fit half: {table[0].get('error')}")
-    best = max(scored)
-    chosen = next(i for i, row in enumerate(table) if row["accuracy"] is not None and row["accuracy"] >= best - tolerance)
-    return candidates[chosen], table
