@@ -1,6 +1,8 @@
 """The command line of ``moc-envs train``: :func:`build_parser` and :func:`main`.
 
     moc-envs train --game Breakout [--out runs/breakout] [--preset auto|cpu|gpu] [--minutes N]
+
+``moc-envs train --help`` lists every option with its default.
 """
 
 from __future__ import annotations
