@@ -7,4 +7,4 @@ regular ``pip install .`` carries the weights.
 
 from setuptools import find_packages, setup
 
-setup(packages=[*find_packages(include=["moc_envs*", "trainers*"]), "moc_envs._weights"])
+setup(packages=[*find_packages(include=["moc_envs*", "trainers*", "benchmarks*"]), "moc_envs._weights"])

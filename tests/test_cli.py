@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from moc_envs.cli import main
@@ -35,7 +36,7 @@ def test_demo_without_weights_explains(tmp_path, monkeypatch, capsys) -> None:
     game = "Tennis"
     assert main(["demo", "--game", game, "--steps", "5", "--out", str(tmp_path / "x.gif")]) == 2
     err = capsys.readouterr().err
-    assert f"No trained SPACE+MOC detector for {game}" in err and "python -m trainers.detector.train" in err
+    assert f"No trained SPACE+MOC detector for {game}" in err and "moc-envs train-detector" in err
 
 
 def test_import_stays_cheap() -> None:
@@ -108,7 +109,127 @@ def test_train_help_shows_its_options_and_defaults(capsys, option_help) -> None:
 def test_train_without_the_training_code_says_what_to_install(monkeypatch, capsys) -> None:
     import sys
 
-    monkeypatch.setitem(sys.modules, "trainers.pipeline.run", None)  # as if trainers could not be imported
+    from moc_envs.cli import registered_commands
+
+    target = registered_commands()[0]["train"].module  # the module the trainers' registry names
+    monkeypatch.setitem(sys.modules, target, None)  # as if trainers could not be imported
     assert main(["train", "--game", "Pong"]) == 2
     err = capsys.readouterr().err
     assert "'moc-envs train' needs the training code" in err and 'pip install -e ".[train]"' in err
+
+
+VERBS = {
+    "demo", "list", "manifest", "train", "dataset", "raw-frames", "train-detector", "distill",
+    "classifier", "evaluate", "metrics", "unmatched", "export", "card", "label-offsets", "agent",
+    "agent-eval", "bench",
+}  # fmt: skip
+BENCHMARK_NAMES = {
+    "all", "speed", "detection", "probe", "agents", "flicker", "games", "transfer", "train-speed",
+    "ddp-speed",
+}  # fmt: skip
+
+
+def _resolves(command) -> bool:
+    import importlib
+
+    return callable(getattr(importlib.import_module(command.module), command.function, None))
+
+
+def test_every_registered_verb_resolves() -> None:
+    from benchmarks.commands import BENCHMARKS
+    from moc_envs.cli import BUILTIN_COMMANDS, Command, registered_commands
+
+    commands, problems = registered_commands()
+    assert problems == {}
+    assert set(commands) | set(BUILTIN_COMMANDS) | {"demo", "list"} == VERBS
+    assert set(BENCHMARKS) == BENCHMARK_NAMES
+    every = [*commands.values(), *BUILTIN_COMMANDS.values(), *(Command(*b) for b in BENCHMARKS.values())]
+    unresolved = [c for c in every if not _resolves(c)]
+    assert unresolved == []
+
+
+def test_the_registries_import_nothing_heavy() -> None:
+    # Loading the entry points happens on every `moc-envs` call: no torch, no training code.
+    code = (
+        "import sys; from moc_envs.cli import registered_commands; v, p = registered_commands(); "
+        "assert not p, p; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'trainers', 'benchmarks') and m not in ('trainers', 'trainers.commands', "
+        "'benchmarks', 'benchmarks.commands')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_lists_every_verb(capsys) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("    ")}
+    assert VERBS <= listed
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("    ")}
+    assert BENCHMARK_NAMES <= listed
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["dataset"], ["train-detector"], ["card"], ["agent-eval"], ["manifest"], ["bench", "speed"],
+     ["bench", "train-speed"], ["bench", "all"]],
+    ids=" ".join,
+)
+def test_a_verb_help_is_its_own_with_its_defaults(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: moc-envs {' '.join(argv)} ")
+    if argv != ["manifest"]:  # its only option is required
+        assert "(default:" in text
+
+
+def test_a_verb_runs_under_its_own_name(capsys) -> None:
+    # The verb's own parser reports errors as `moc-envs <verb>`, and its exit status comes back.
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "games", "--no-such-option"])
+    assert exit_.value.code == 2
+    assert "usage: moc-envs bench games" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "no-such-benchmark"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'no-such-benchmark'" in capsys.readouterr().err
+
+
+def test_without_the_registry_the_error_says_what_to_install(monkeypatch, capsys) -> None:
+    import moc_envs.cli
+
+    monkeypatch.setattr(moc_envs.cli, "entry_points", lambda group: [])  # trainers not installed
+    assert main(["train", "--game", "Pong"]) == 2
+    err = capsys.readouterr().err
+    assert "'moc-envs train' is not a command of this install" in err
+    assert "no entry point 'trainers' in group moc_envs.commands" in err and 'pip install -e ".[train]"' in err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "The training and benchmark commands are not installed" in out and "dataset" not in out
+    assert main(["list"]) == 0  # the runtime's own verbs still work
+
+
+def test_a_broken_registry_is_named_not_raised(monkeypatch, capsys) -> None:
+    from importlib.metadata import EntryPoint
+
+    import moc_envs.cli
+
+    broken = [
+        EntryPoint("trainers", "json:loads", "moc_envs.commands"),  # not a mapping
+        EntryPoint("benchmarks", "benchmarks.commands:BENCHMARKS", "moc_envs.commands"),
+    ]
+    monkeypatch.setattr(moc_envs.cli, "entry_points", lambda group: broken)
+    commands, problems = moc_envs.cli.registered_commands()
+    assert "speed" in commands and "bench" not in commands
+    assert set(problems) == {"trainers"} and "must name a mapping" in problems["trainers"]
+    assert main(["dataset"]) == 2
+    assert "json:loads" in capsys.readouterr().err

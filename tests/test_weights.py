@@ -136,9 +136,9 @@ def test_missing_weights_name_the_commands_weights_and_env_var(monkeypatch, tmp_
     message = str(err.value)
     for piece in (
         f"searched {tmp_path.resolve()}, {partial_bundle}",
-        f"python -m trainers.detector.train --game {UNSHIPPED} --data data/{UNSHIPPED} --out runs/{LOWER}",
-        f"python -m trainers.evaluate.export runs/{LOWER} --game {UNSHIPPED}",
-        f"python -m trainers.classify.classifier --game {UNSHIPPED} --weights runs/{LOWER}/weights/{UNSHIPPED}",
+        f"moc-envs train-detector --game {UNSHIPPED} --data data/{UNSHIPPED} --out runs/{LOWER}",
+        f"moc-envs export runs/{LOWER} --game {UNSHIPPED}",
+        f"moc-envs classifier --game {UNSHIPPED} --weights runs/{LOWER}/weights/{UNSHIPPED}",
         f"weights='runs/{LOWER}/weights'",
         f"MOC_ENVS_WEIGHTS=runs/{LOWER}/weights",
         "detector='ram'",
@@ -206,6 +206,12 @@ def test_regular_install_ships_weights(tmp_path) -> None:
     }
     installed = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
     assert expected and expected <= installed
+    # The benchmarks are installed too (`moc-envs bench` from any folder), their results are not,
+    # and both registries of verbs are declared for moc_envs.cli to find.
+    assert (site / "benchmarks" / "commands.py").is_file() and (site / "trainers" / "commands.py").is_file()
+    assert not (site / "benchmarks" / "results").exists()
+    (points,) = site.glob("moc_envs-*.dist-info/entry_points.txt")
+    assert "[moc_envs.commands]" in points.read_text()
     # The installed folders pass their manifests (no file lost or changed on the way).
     from moc_envs.weights.manifest import verify_folder
 

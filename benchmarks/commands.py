@@ -1,0 +1,76 @@
+"""The benchmark verbs of ``moc-envs``: ``moc-envs bench <name>``.
+
+Registered as the entry point ``benchmarks`` of the group ``moc_envs.commands`` (``pyproject.toml``),
+through which :mod:`moc_envs.cli` finds them without importing the benchmarks: this module imports
+nothing at import time, and a benchmark's module is imported only when it runs.
+:data:`BENCHMARKS` maps each name to ``(module, function, help)``, the form of
+:data:`COMMANDS`, and :func:`bench` runs one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["BENCHMARKS", "COMMANDS", "bench"]
+
+BENCHMARKS: dict[str, tuple[str, str, str]] = {
+    "all": (
+        "benchmarks.__main__", "main",
+        "speed, detection, probe and agents one after the other, with their wall times",
+    ),
+    "speed": (
+        "benchmarks.speed", "main",
+        "env steps per second of raw ALE, OCAtari (RAM / vision) and MOC envs",
+    ),
+    "detection": (
+        "benchmarks.detection", "main",
+        "P / R / F1 and IoU against OCAtari RAM truth, ours beside OCAtari vision",
+    ),
+    "probe": (
+        "benchmarks.probe", "main",
+        "AtariARI linear probes on the object observations and z_what features",
+    ),
+    "agents": (
+        "benchmarks.agents", "main",
+        "PPO agents on MOC objects: evaluation and a same-budget comparison",
+    ),
+    "flicker": (
+        "benchmarks.flicker", "main",
+        "which games draw objects on alternate frames, and what the max of two frames recovers",
+    ),
+    "games": (
+        "benchmarks.games", "main",
+        "one table across games from the per-game results (nothing re-measured)",
+    ),
+    "transfer": (
+        "benchmarks.transfer", "main",
+        "what the learned detector's errors cost an agent: its games seen by both detectors",
+    ),
+    "train-speed": (
+        "benchmarks.train_speed", "main",
+        "SPACE+MOC training and inference speed beside the reference implementation's",
+    ),
+    "ddp-speed": (
+        "benchmarks.ddp_speed", "main",
+        "data-parallel training throughput: 1 process beside N DDP processes (torchrun)",
+    ),
+}  # fmt: skip
+
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "bench": (
+        "benchmarks.commands", "bench",
+        f"run a benchmark: {', '.join(BENCHMARKS)} (all: the four headline ones, timed)",
+    ),
+}  # fmt: skip
+
+
+def bench(argv: Sequence[str] | None = None, prog: str = "moc-envs bench") -> int:
+    """``moc-envs bench <name> ARGS``: run the benchmark ``name`` (``--help`` lists them)."""
+    from moc_envs.cli import Command, run_group
+
+    commands = {name: Command(*entry) for name, entry in BENCHMARKS.items()}
+    description = (
+        "Run one benchmark; its results go to benchmarks/results of the checkout unless --out "
+        f'says otherwise. Run "{prog} NAME --help" for its options and their defaults.'
+    )
+    return run_group(prog, commands, argv, description=description)
