@@ -1,11 +1,11 @@
 """Run the four benchmarks one after the other and time them.
 
-    python -m benchmarks [--quick] [--only speed,probe] [--out benchmarks/results]
+    moc-envs bench all [--quick] [--only speed,probe] [--out benchmarks/results]
 
 Each benchmark runs with its own defaults (the CPU budgets quoted in the README) and writes
 its own files; this runner adds ``summary.json`` / ``summary.md``: the wall time of each and
 the total, so that "all four in under 30 minutes on the CPU" is a measured statement. Every
-benchmark is also runnable alone (``python -m benchmarks.speed`` ...).
+benchmark is also runnable alone (``moc-envs bench speed`` ...).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _entry(name: str) -> Callable[[Sequence[str] | None], Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line: run the selected benchmarks, then write the timing summary."""
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog="moc-envs bench all",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = [[name, s / 60] for name, s in seconds.items()] + [["total", total / 60]]
     body = (
         f"{'Smoke budgets (--quick).' if args.quick else 'Default (CPU) budgets.'} "
-        "Wall time of each benchmark run by `python -m benchmarks`, one after the other.\n\n"
+        "Wall time of each benchmark run by `moc-envs bench all`, one after the other.\n\n"
         + markdown_table(["benchmark", "minutes"], rows)
     )
     write_results(args.out, "summary", result, body, "Benchmarks: wall time")

@@ -1,6 +1,6 @@
 """Agents: PPO on MOC objects trained to 10M frames, their evaluation, and a same-budget comparison.
 
-``python -m benchmarks.agents [--runs runs/agents/pong_ram runs/agents/pong_space]
+``moc-envs bench agents [--runs runs/agents/pong_ram runs/agents/pong_space]
 [--game Pong] [--steps 100000] [--quick]``
 
 Two parts, one report (``agents.json`` / ``.md`` / ``.png``):
@@ -142,7 +142,7 @@ def long_run(folder: str | Path) -> dict[str, Any] | None:
             out["evaluation"] = evaluation
         else:
             out["stale_evaluation"] = evaluation
-    # Evaluations in an env that coasts missed objects (trainers.agents.evaluate --coast N), current only.
+    # Evaluations in an env that coasts missed objects (moc-envs agent-eval --coast N), current only.
     out["coasted"] = {}
     for path in sorted(folder.glob("eval_coast*.json")):
         evaluation = json.loads(path.read_text())
@@ -384,7 +384,7 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
     runs = result["long_runs"]
     if not runs:
         return ("No long run found (" + ", ".join(DEFAULT_RUNS) + "): start them with "
-                "`python -m trainers.agents.train` (see the README's Agents section).")
+                "`moc-envs agent` (see the README's Agents section).")
     rows = []
     for r in runs:
         status = (f"partial: {r['frames']:,} of {r['target_frames']:,} frames" if r["partial"]
@@ -410,14 +410,14 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
     )
     return (
         "Each agent: SB3 PPO, MlpPolicy (64-64 tanh) on the flat object observation, "
-        "`python -m trainers.agents.train` (hyperparameters in `trainers.agents.train.PPO_DEFAULTS`; the runs before "
+        "`moc-envs agent` (hyperparameters in `trainers.agents.train.PPO_DEFAULTS`; the runs before "
         "lr 7.5e-4 and 8 epochs became the defaults used CleanRL's 2.5e-4 and 4). Evaluation: "
-        "`python -m trainers.agents.evaluate`, 30 episodes per cell with the deterministic policy, mean ± "
+        "`moc-envs agent-eval`, 30 episodes per cell with the deterministic policy, mean ± "
         "standard deviation (ddof=1); each agent plays on the objects it was trained on and on the "
         "other detector's (cross-evaluation: what the detector's errors cost). Coasted: the same "
         "policy on learned objects in an env made with `coast=N`, which keeps a missed object in the "
         "observation for up to N steps at the box its velocity predicts "
-        "(`python -m trainers.agents.evaluate --coast N`, eval_coast<N>.json; training never coasted).\n\n"
+        "(`moc-envs agent-eval --coast N`, eval_coast<N>.json; training never coasted).\n\n"
         f"{table}\n\n**{TARGET}** Verdict: {result['target_verdict']}."
     )
 
@@ -526,7 +526,7 @@ def verdict(run: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.agents",
+        prog="moc-envs bench agents",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

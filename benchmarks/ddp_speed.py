@@ -1,6 +1,6 @@
 """Data-parallel SPACE+MOC training throughput: 1 process beside N DDP processes (torchrun).
 
-    python -m benchmarks.ddp_speed [--data data/Pong] [--runs 1x1,2x1,1x2] [--steps 10] [--device cpu]
+    moc-envs bench ddp-speed [--data data/Pong] [--runs 1x1,2x1,1x2] [--steps 10] [--device cpu]
 
 For each run ``NxT`` (N processes of T torch threads each), launches ``torchrun --standalone --nproc-per-node N`` on this module
 (:func:`trainers.detector.distributed.torchrun_command`); every process times the training step of
@@ -34,7 +34,7 @@ __all__ = ["measure", "worker", "main"]
 
 def worker(argv: Sequence[str]) -> None:
     """One rank of a timed run (started by torchrun); rank 0 writes the timings as JSON."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.ddp_speed --worker")
+    p = argparse.ArgumentParser(prog="moc-envs bench ddp-speed --worker")
     p.add_argument("--worker", action="store_true")
     p.add_argument("--result", required=True)
     p.add_argument("--game", default="Pong")
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         worker(argv)
         return {}
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.ddp_speed",
+        prog="moc-envs bench ddp-speed",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -1,6 +1,6 @@
 """Detection quality: P / R / F1 and IoU against OCAtari RAM truth, ours beside OCAtari vision.
 
-``python -m benchmarks.detection [--games Pong Boxing Skiing] [--steps 1500] [--quick]``
+``moc-envs bench detection [--games Pong Boxing Skiing] [--steps 1500] [--quick]``
 
 For each game, frames are played with two policies (uniformly random, and a
 scripted RAM-reading policy that reaches later states, see
@@ -317,7 +317,7 @@ def _write(result: dict[str, Any], out: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.detection",
+        prog="moc-envs bench detection",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

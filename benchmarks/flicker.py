@@ -1,6 +1,6 @@
 """Flicker: which games draw objects on alternate frames, and what the max of two frames recovers.
 
-``python -m benchmarks.flicker [--games ...] [--steps 600]``
+``moc-envs bench flicker [--games ...] [--steps 600]``
 
 At frameskip 4 the env hands the detector the last of the four emulator frames. Some games draw
 some objects only on every other frame (MsPacman's ghosts, shots in SpaceInvaders), so a single
@@ -156,7 +156,7 @@ def run(games: Sequence[str], steps: int, seed: int = 0, out: Path | None = None
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.flicker",
+        prog="moc-envs bench flicker",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -1,6 +1,6 @@
 """One table across games, gathered from the per-game benchmark results (nothing is re-measured).
 
-    python -m benchmarks.games [--results benchmarks/results] [--out benchmarks/results]
+    moc-envs bench games [--results benchmarks/results] [--out benchmarks/results]
 
 Reads every ``speed.json``, ``detection.json`` and ``probe.json`` under ``--results`` (Pong's,
 Boxing's and Skiing's sit at the top, the other games' in ``<game>/``; where two runs hold the
@@ -127,7 +127,7 @@ def to_markdown(games: dict[str, dict[str, Any]]) -> str:
     notes = [f"- {game}, OCAtari vision: {g['speed']['vision_note']}" for game, g in games.items()
              if g.get("speed", {}).get("vision_note")]  # fmt: skip
     text = (
-        "Gathered by `python -m benchmarks.games` from each game's `speed.json`, `detection.json` and `probe.json`; "
+        "Gathered by `moc-envs bench games` from each game's `speed.json`, `detection.json` and `probe.json`; "
         "each figure's command and machine are in its own file. Detection: F1 at OCAtari's 5 px centre criterion, "
         "1500 frames per policy. Speed: steps/s as a ratio to raw ALE measured in the same run (runs made on "
         "different days and loads: compare ratios, not steps/s). Probe: AtariARI protocol on the thermometer-coded "
@@ -187,7 +187,7 @@ def run(results: Path = RESULTS_DIR, out: Path | None = None) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.games",
+        prog="moc-envs bench games",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -1,6 +1,6 @@
 """AtariARI linear probes on our object observations and z_what features, plus label accuracy.
 
-``python -m benchmarks.probe [--game Pong] [--steps 10000] [--epochs 100] [--quick]``
+``moc-envs bench probe [--game Pong] [--steps 10000] [--epochs 100] [--quick]``
 
 Protocol (spec/labels-and-probing.md section 3), with the deviations this CPU
 budget needs, all listed in the output:
@@ -429,7 +429,7 @@ def _write(result: dict[str, Any], out: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.probe",
+        prog="moc-envs bench probe",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

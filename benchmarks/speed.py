@@ -1,6 +1,6 @@
 """Speed: env steps per second of raw ALE, OCAtari (RAM / vision) and MOC envs, with ratios.
 
-``python -m benchmarks.speed [--steps 3000] [--game Pong] [--quick]``
+``moc-envs bench speed [--steps 3000] [--game Pong] [--quick]``
 
 Rows, all on one game and one machine in one run, random actions, reset on
 episode end, timed after a short warm-up:
@@ -486,7 +486,7 @@ def _write(result: dict[str, Any], rows: list[SpeedRow], out: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.speed",
+        prog="moc-envs bench speed",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -1,6 +1,6 @@
 """SPACE+MOC training and inference speed, ours next to the reference implementation's figures.
 
-    python -m benchmarks.train_speed [--steps 10] [--threads 2]
+    moc-envs bench train-speed [--steps 10] [--threads 2]
 
 Measures, on this machine:
 
@@ -227,7 +227,7 @@ def measure_inference(game: str = "Pong", repeats: int = 30, seed: int = 0) -> d
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line: measure under each thread count, print and write the table."""
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.train_speed",
+        prog="moc-envs bench train-speed",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -1,6 +1,6 @@
 """What the learned detector's errors cost an agent: one agent's games, seen by both detectors.
 
-``python -m benchmarks.transfer [--game Pong] [--agent DIR] [--steps 3000] [--seeds 5 6]``
+``moc-envs bench transfer [--game Pong] [--agent DIR] [--steps 3000] [--seeds 5 6]``
 
 Two copies of ``MOC/<Game>-v0``, ``detector="ram"`` (the RAM oracle) and ``detector="space"``
 (the learned detector), run in lockstep: the same seed and, every step, the same action (the
@@ -288,7 +288,7 @@ def _markdown(r: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.transfer",
+        prog="moc-envs bench transfer",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

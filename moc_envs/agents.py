@@ -264,8 +264,8 @@ def find_agent(game: str, weights: str | os.PathLike[str] | None = None) -> Path
         searched = ", ".join(str(root / name / AGENT_DIR) for root, _ in weights_search_path())
         raise MissingWeightsError(
             f"No trained agent for {name}: none of {searched} exists. Train and export one with:\n"
-            f"  python -m trainers.agents.train --game {name} --detector space --out runs/agents/{name.lower()}_space\n"
-            f"  python -m trainers.agents.evaluate --run runs/agents/{name.lower()}_space --export "
+            f"  moc-envs agent --game {name} --detector space --out runs/agents/{name.lower()}_space\n"
+            f"  moc-envs agent-eval --run runs/agents/{name.lower()}_space --export "
             f"<root>/{name}/{AGENT_DIR}\n"
             "then set MOC_ENVS_WEIGHTS=<root> (or pass weights=<root>)"
         )

@@ -187,7 +187,7 @@ def test_agent_for_another_game_and_missing_agent(exported, tmp_path, monkeypatc
     empty.mkdir()
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(empty))
     monkeypatch.setattr("moc_envs.weights.search.weights_root", lambda: empty)
-    with pytest.raises(MissingWeightsError, match="(?s)No trained agent for Pong.*python -m trainers.agents.train --game Pong"):
+    with pytest.raises(MissingWeightsError, match="(?s)No trained agent for Pong.*moc-envs agent --game Pong"):
         agents.load("Pong")
 
 

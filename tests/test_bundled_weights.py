@@ -83,7 +83,7 @@ def test_games_without_weights_name_the_training_commands(tmp_path, monkeypatch)
     game = "Tennis"
     with pytest.raises(MissingWeightsError, match=f"No trained SPACE\\+MOC detector for {game}") as err:
         gym.make(f"MOC/{game}-v0")
-    assert f"python -m trainers.detector.train --game {game}" in str(err.value)
+    assert f"moc-envs train-detector --game {game}" in str(err.value)
 
 
 def test_demo_defaults_to_bundled_weights(tmp_path, capsys):

@@ -298,7 +298,7 @@ def test_damaged_split_file_names_the_file_and_the_rebuild(tiny, tmp_path, case)
     damage, what = DAMAGE[case]
     root = _copy(tiny[0], tmp_path / "Pong")
     damage(split_file(root, "train"))
-    rebuild = re.escape(f"rebuild with `python -m trainers.data.dataset --game Pong --out {root} --force`")
+    rebuild = re.escape(f"rebuild with `moc-envs dataset --game Pong --out {root} --force`")
     with pytest.raises(DatasetFileError, match=f"{what}.*{rebuild}"):
         load_split(root, "train")
     with pytest.raises(DatasetFileError, match=what):

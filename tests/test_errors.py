@@ -104,9 +104,9 @@ def test_missing_weights(empty_weights) -> None:
     with pytest.raises(MissingWeightsError, match=pattern) as err:
         gym.make("MOC/Pong-v0")
     message = str(err.value)
-    assert "python -m trainers.data.dataset --game Pong --out data/Pong" in message
-    assert "python -m trainers.detector.train --game Pong --data data/Pong --out runs/pong" in message
-    assert "python -m trainers.evaluate.export runs/pong --game Pong" in message
+    assert "moc-envs dataset --game Pong --out data/Pong" in message
+    assert "moc-envs train-detector --game Pong --data data/Pong --out runs/pong" in message
+    assert "moc-envs export runs/pong --game Pong" in message
     with pytest.raises(MissingWeightsError, match="Boxing/config.json"):
         require_weights("boxing")
 

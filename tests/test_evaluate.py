@@ -66,7 +66,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 def test_raw_frames_replay_matches_the_stored_split(tiny):
-    with pytest.raises(DatasetError, match="python -m trainers.data.raw_frames"):
+    with pytest.raises(DatasetError, match="moc-envs raw-frames"):
         load_raw_frames(tiny, "test")
     build_raw_frames(tiny, "test", progress=False)
     raw = load_raw_frames(tiny, "test")

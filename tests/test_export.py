@@ -206,7 +206,7 @@ def test_export_default_out_is_under_the_run(run_dir, capsys):
     assert out == default_out(run, "Pong") == run / "weights" / "Pong"
     assert (out / WEIGHTS_FILE).is_file() and (out / CONFIG_FILE).is_file()
     assert set(verify_folder(out, "Pong").files) == {WEIGHTS_FILE, CONFIG_FILE}
-    assert "python -m trainers.classify.classifier --game Pong --weights" in capsys.readouterr().out
+    assert "moc-envs classifier --game Pong --weights" in capsys.readouterr().out
 
 
 def test_export_writes_a_manifest_and_tags(exported):
@@ -216,7 +216,7 @@ def test_export_writes_a_manifest_and_tags(exported):
     assert set(files.files) == {WEIGHTS_FILE, CONFIG_FILE}
     with safe_open(str(exported / WEIGHTS_FILE), "pt") as f:
         assert f.metadata() == {"format": FORMAT, "game": "Pong"}
-    with pytest.raises(MissingWeightsError, match="(?s)no z_what classifier.*python -m trainers.classify.classifier --game Pong"):
+    with pytest.raises(MissingWeightsError, match="(?s)no z_what classifier.*moc-envs classifier --game Pong"):
         SpaceDetector.from_pretrained(exported, get_game("Pong"))
 
 

@@ -1,6 +1,6 @@
 """SB3 model zips load without unpickling and play as SB3's own load would.
 
-``trainers.data.dataset --policy sb3:PPO:<zip>`` used ``PPO.load``, which unpickles the zip's
+``moc-envs dataset --policy sb3:PPO:<zip>`` used ``PPO.load``, which unpickles the zip's
 ``:serialized:`` entries: a doctored zip ran code. ``trainers.data.sb3_zip`` reads the tensors and the
 plain JSON only; these tests check it against ``PPO.load`` on zips the test saved itself, and
 that doctored zips run nothing.

@@ -112,7 +112,7 @@ def test_malicious_pickle_with_matching_hash_runs_no_code(pong, tmp_path, monkey
     _resign(pong)  # even listed in a valid manifest, with its hash in classifier.json
     # The scenario: the pickle in the folder the env loads from.
     monkeypatch.setenv("MOC_ENVS_WEIGHTS", str(pong.parent))
-    with pytest.raises(CorruptWeightsError, match=r"(?s)legacy pickled classifier.*never loaded.*python -m trainers\.classifier --game Pong --weights"):
+    with pytest.raises(CorruptWeightsError, match=r"(?s)legacy pickled classifier.*never loaded.*moc-envs classifier --game Pong --weights"):
         gym.make("MOC/Pong-v0", device="cpu")
     with pytest.raises(CorruptWeightsError, match="legacy pickled classifier"):
         load_classifier(pong, "Pong")
@@ -182,7 +182,7 @@ def test_manifest_problems_are_refused(pong, tmp_path):
     genuine.rename(pong / CLASSIFIER_FILE)
     # No manifest at all.
     (pong / MANIFEST_FILE).unlink()
-    with pytest.raises(CorruptWeightsError, match=r"has no manifest\.json: possible corruption or tampering.*python -m moc_envs\.manifest"):
+    with pytest.raises(CorruptWeightsError, match=r"has no manifest\.json: possible corruption or tampering.*moc-envs manifest"):
         make_detector("space", "Pong", "cpu", weights=pong)
     # Another game's manifest, or a malformed one.
     _resign(pong, "Boxing")
@@ -228,7 +228,7 @@ def test_folder_without_classifier_needs_allow_unclassified(pong):
     _resign(pong)
     with pytest.raises(
         MissingWeightsError,
-        match=rf"(?s)no z_what classifier.*python -m trainers\.classifier --game Pong --weights {pong} --data data/Pong.*allow_unclassified=True",
+        match=rf"(?s)no z_what classifier.*moc-envs classifier --game Pong --weights {pong} --data data/Pong.*allow_unclassified=True",
     ):
         make_detector("space", "Pong", "cpu", weights=pong)
     det = make_detector("space", "Pong", "cpu", weights=pong, allow_unclassified=True)

@@ -13,7 +13,7 @@ multiply-adds per 128x128 frame, most of them in 128- and 256-channel 3x3 convol
   so :class:`~moc_envs.model.latents.CellLatents` and everything after it are unchanged.
 
 About 8M multiply-adds per frame at the default widths. It is trained by distilling a trained
-SPACE+MOC encoder's posteriors (``python -m trainers.detector.distill``).
+SPACE+MOC encoder's posteriors (``moc-envs distill``).
 
 :class:`LeanGlimpseEncoder` does the same for the glimpse encoder (SPACE's: four convolutions
 with group norm, about 1.4M multiply-adds and a dozen kernel launches per object): one hidden

@@ -1,7 +1,7 @@
 """The z_what -> category classifier shipped beside a detector, and its safe loading.
 
 :class:`ZWhatClassifier` is a nearest-centroid classifier on standardised z_what: one or more
-centroids per OCAtari category (fitted by ``python -m trainers.classify.classifier``), each with a
+centroids per OCAtari category (fitted by ``moc-envs classifier``), each with a
 radius. A z_what is ``"unknown"`` when it is farther than its nearest centroid's radius (the
 detector found something that looks like no category it was shown) or when it is ambiguous:
 its distance to the nearest centroid is more than ``max_ratio`` times its distance to the
@@ -220,7 +220,7 @@ def colour_features(colours: np.ndarray) -> np.ndarray:
 
 def refit_command(folder: str | Path, game: str) -> str:
     """The command that fits (or re-fits) the classifier of weights folder ``folder``."""
-    return f"python -m trainers.classify.classifier --game {game} --weights {folder} --data data/{game}"
+    return f"moc-envs classifier --game {game} --weights {folder} --data data/{game}"
 
 
 def save_classifier(clf: ZWhatClassifier, folder: str | Path, game: str) -> Path:
@@ -272,7 +272,7 @@ def _legacy_error(folder: Path, game: str | None) -> CorruptWeightsError:
         f"moc_envs.classifier/1); pickles can run code, so it is never loaded. Re-fit it in the "
         f"safe format ({CLASSIFIER_FILE} + {CLASSIFIER_JSON}) with:\n  {refit_command(folder, name)}"
         f"\nthen delete {LEGACY_CLASSIFIER_FILE} (a folder without manifest.json needs one first: "
-        f"re-export it, or record the files you trust with python -m moc_envs.weights.manifest {folder} "
+        f"re-export it, or record the files you trust with moc-envs manifest {folder} "
         f"--game {name})"
     )
 

@@ -2,7 +2,7 @@
 
 Some games draw some objects only on every other emulator frame (MsPacman's ghosts, the shots
 of SpaceInvaders), so at frameskip 4 the last frame alone can miss them, whatever the detector.
-``python -m benchmarks.flicker`` measures it with RAM truth: of MsPacman's true ghosts 93.7% are
+``moc-envs bench flicker`` measures it with RAM truth: of MsPacman's true ghosts 93.7% are
 visible in the last frame and 98.1% in the pixel-wise maximum of the last two; of
 SpaceInvaders' shots 42.0% and 98.1%; the other nine games gain nothing. Games whose :class:`~moc_envs.games.GameSpec`
 says ``flicker=True`` therefore run their ALE env one emulator frame at a time under

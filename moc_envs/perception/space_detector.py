@@ -1,7 +1,7 @@
 """The learned SPACE+MOC detector the env runs on every step.
 
 :class:`SpaceDetector` loads ``weights/<Game>/detector.safetensors`` + ``config.json`` (written
-by ``python -m trainers.evaluate.export``), runs the light inference encoder on a batch of frames and
+by ``moc-envs export``), runs the light inference encoder on a batch of frames and
 returns one list of :class:`moc_envs.perception.detection.Detection` per frame: boxes in 210x160 frame
 pixels (top-left), score = z_pres probability, z_what attached. Posterior means only, cells with
 z_pres probability above 0.5, no larger than the game's ``max_box`` when config.json gives one,

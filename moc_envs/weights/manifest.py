@@ -19,7 +19,7 @@ in it is ever unpickled: safetensors and JSON only.
 
 Record the files of a folder you trust (e.g. one written by an older version) with::
 
-    python -m moc_envs.weights.manifest weights/Pong --game Pong
+    moc-envs manifest weights/Pong --game Pong
 """
 
 from __future__ import annotations
@@ -209,9 +209,9 @@ def read_manifest(folder: str | Path) -> tuple[str, dict[str, ManifestEntry]]:
     if not os.path.lexists(path):
         raise CorruptWeightsError(
             f"{folder} has no {MANIFEST_FILE}: possible {_TAMPERING}, or a folder written before "
-            "manifests existed. Re-export it (python -m trainers.evaluate.export <run> --game <Game> --out "
+            "manifests existed. Re-export it (moc-envs export <run> --game <Game> --out "
             f"{folder}), or, if you trust every file in it, record them with "
-            f"`python -m moc_envs.weights.manifest {folder} --game <Game>`"
+            f"`moc-envs manifest {folder} --game <Game>`"
         )
     try:
         data = load_json_file(path, what="manifest")
@@ -371,7 +371,7 @@ def refresh_manifest(folder: str | Path, game: str, written: Iterable[str]) -> P
 def main(argv: Sequence[str] | None = None) -> Path:
     """Command line: record every file of a weights folder you trust in its manifest."""
     p = argparse.ArgumentParser(
-        prog="python -m moc_envs.weights.manifest",
+        prog="moc-envs manifest",
         description="Write manifest.json for a weights folder whose files you trust.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

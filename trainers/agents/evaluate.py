@@ -1,6 +1,6 @@
 """Evaluate trained agents (the protocol of the agents benchmark) and ship one.
 
-    python -m trainers.agents.evaluate --run runs/agents/pong_ram --run runs/agents/pong_space
+    moc-envs agent-eval --run runs/agents/pong_ram --run runs/agents/pong_space
         [--detectors ram,space] [--episodes 30] [--envs 8] [--workers 2] [--threads 1]
         [--max-steps 10000] [--export weights/Pong/agent [--use-eval]]
 
@@ -221,7 +221,7 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     n = sorted({r["episodes"] for r in result["results"].values()})
     return {
         "protocol": f"{'/'.join(map(str, n))} episodes per detector, deterministic policy, std with "
-        "ddof=1 (python -m trainers.agents.evaluate)",
+        "ddof=1 (moc-envs agent-eval)",
         "frames": result["frames"],
         "evaluated": result["evaluated"],
         "results": {d: {**{k: r[k] for k in keep}, **_points(r)} for d, r in result["results"].items()},
@@ -357,7 +357,7 @@ def agent_card(info: dict[str, Any]) -> str:
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m trainers.agents.evaluate",
+        prog="moc-envs agent-eval",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -444,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"[agent_eval] exported {args.run[0]} to {path}", file=sys.stderr)
         return results
     except MocEnvsError as err:
-        print(f"python -m trainers.agents.evaluate: error: {err}", file=sys.stderr)
+        print(f"moc-envs agent-eval: error: {err}", file=sys.stderr)
         raise SystemExit(2) from err
 
 

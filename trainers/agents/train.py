@@ -1,6 +1,6 @@
 """Train a PPO agent on MOC object observations (SB3, CleanRL-style, read top to bottom).
 
-    python -m trainers.agents.train --game Pong --detector space|ram --out runs/agents/pong_space
+    moc-envs agent --game Pong --detector space|ram --out runs/agents/pong_space
         [--frames 10_000_000] [--envs 8] [--workers 2] [--threads 1] [--resume] [--seed 0]
 
 Stable-Baselines3 PPO with ``MlpPolicy`` on the flat object observation of ``MOC/<Game>-v0``
@@ -139,7 +139,7 @@ class Args:
 
 def _parse(argv: Sequence[str] | None) -> Args:
     p = argparse.ArgumentParser(
-        prog="python -m trainers.agents.train",
+        prog="moc-envs agent",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -605,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         return train(args)
     except MocEnvsError as err:
-        print(f"python -m trainers.agents.train: error: {err}", file=sys.stderr)
+        print(f"moc-envs agent: error: {err}", file=sys.stderr)
         raise SystemExit(2) from err
 
 

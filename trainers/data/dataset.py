@@ -1,6 +1,6 @@
 """Gameplay dataset builder: frames, background image, motion targets, RAM ground truth.
 
-    python -m trainers.data.dataset --game Pong --out data/Pong [--train 4096 --val 512 --test 512]
+    moc-envs dataset --game Pong --out data/Pong [--train 4096 --val 512 --test 512]
                                [--seed 0] [--policy random] [--grid 16] [--force] [--vis]
 
 A policy plays ALE v5 (frameskip 4, sticky actions 0.25). After a warm-up of
@@ -422,9 +422,9 @@ def _regions(text: str) -> list[list[int]]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command-line entry point: ``python -m trainers.data.dataset --game Pong --out data/Pong``."""
+    """Command-line entry point: ``moc-envs dataset --game Pong --out data/Pong``."""
     p = argparse.ArgumentParser(
-        prog="python -m trainers.data.dataset",
+        prog="moc-envs dataset",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -7,7 +7,7 @@ replay the split's chunks with the builder's own collection loop, keep the raw w
 check that the replay reproduces the stored RAM and 128x128 frames byte for byte before
 writing ``<split>_raw.npz`` (key ``frames``, uint8 (S, T, 210, 160, 3), compressed).
 
-    python -m trainers.data.raw_frames --data data/Pong --split test [--split val]
+    moc-envs raw-frames --data data/Pong --split test [--split val]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def load_raw_frames(root: str | Path, split: str) -> np.ndarray:
     if not path.is_file():
         raise DatasetError(
             f"{path} is missing; recover the full-size frames with "
-            f"`python -m trainers.data.raw_frames --data {root} --split {split}`"
+            f"`moc-envs raw-frames --data {root} --split {split}`"
         )
     with np.load(path, allow_pickle=False) as z:
         return z["frames"]
@@ -101,7 +101,7 @@ def build_raw_frames(root: str | Path, split: str, progress: bool = True, force:
                 raise DatasetError(
                     f"replaying chunk {c} of split '{split}' of '{root}' did not reproduce the "
                     "stored frames and RAM; the dataset was built by another builder version or "
-                    "policy. Rebuild it with `python -m trainers.data.dataset ... --force`"
+                    "policy. Rebuild it with `moc-envs dataset ... --force`"
                 )
     finally:
         bar.close()
@@ -113,7 +113,7 @@ def build_raw_frames(root: str | Path, split: str, progress: bool = True, force:
 def main(argv: Sequence[str] | None = None) -> list[Path]:
     """Command line: recover the full-size frames of one or more splits."""
     p = argparse.ArgumentParser(
-        prog="python -m trainers.data.raw_frames",
+        prog="moc-envs raw-frames",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

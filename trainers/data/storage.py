@@ -103,7 +103,7 @@ def partial_dir(root: Path, split: str) -> Path:
 
 def rebuild_command(root: str | Path, game: str | None = None) -> str:
     """The command that rebuilds the dataset at ``root`` from scratch."""
-    return f"`python -m trainers.data.dataset --game {game or '<Game>'} --out {root} --force`"
+    return f"`moc-envs dataset --game {game or '<Game>'} --out {root} --force`"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -159,7 +159,7 @@ def read_meta(root: str | Path, game: str | None = None) -> dict[str, Any]:
     if not path.is_file():
         raise DatasetError(
             f"No dataset at '{root}': {META_FILE} is missing. Build one with "
-            f"`python -m trainers.data.dataset --game <Game> --out {root}`"
+            f"`moc-envs dataset --game <Game> --out {root}`"
         )
     try:
         meta = read_json(path)
@@ -280,7 +280,7 @@ def require_finished_split(root: Path, split: str, meta: dict[str, Any]) -> None
     if not isinstance(info, dict) or not info.get("done"):
         raise DatasetError(
             f"Split '{split}' of '{root}' is not finished; re-run the builder to complete it: "
-            f"`python -m trainers.data.dataset --game {meta['game']} --out {root}`"
+            f"`moc-envs dataset --game {meta['game']} --out {root}`"
         )
 
 

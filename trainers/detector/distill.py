@@ -1,6 +1,6 @@
 """Distil a trained SPACE+MOC detector into the lean image encoder (read top to bottom).
 
-    python -m trainers.detector.distill --game Pong --teacher weights/Pong --data data/Pong --out runs/pong_lean
+    moc-envs distill --game Pong --teacher weights/Pong --data data/Pong --out runs/pong_lean
         [--epochs 12] [--threads 1] [--resume] [--export-to weights/Pong]
 
 The teacher is an exported detector folder (``weights/<Game>``, verified against its manifest).
@@ -88,7 +88,7 @@ class Args:
 
 def _parse(argv: Sequence[str] | None) -> Args:
     p = argparse.ArgumentParser(
-        prog="python -m trainers.detector.distill",
+        prog="moc-envs distill",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -373,7 +373,7 @@ def _val_colours(data: str | Path, pairs: dict[str, np.ndarray]) -> np.ndarray:
     if not has_raw_frames(data, "val"):
         raise TrainError(
             f"the teacher's classifier reads object colours, which come from the full-size frames of the val "
-            f"split of {data}; recover them with: python -m trainers.data.raw_frames --data {data} --split val"
+            f"split of {data}; recover them with: moc-envs raw-frames --data {data} --split val"
         )
     raw = load_raw_frames(data, "val")
     return refine_and_colour(raw.reshape(-1, *raw.shape[2:]), pairs["boxes"], pairs["frame"])[1]

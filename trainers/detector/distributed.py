@@ -1,10 +1,10 @@
 """Data-parallel detector training: torch DistributedDataParallel (DDP) under ``torchrun``.
 
-``python -m trainers.detector.train`` is one process unless it runs under ``torchrun``; this module
+``moc-envs train-detector`` is one process unless it runs under ``torchrun``; this module
 then hands it a :class:`Dist` of one process whose every method leaves the run as it was
 (no process group, no sharding, no extra collective), so a plain run is unchanged.
 
-Under ``torchrun --nproc_per_node N -m trainers.detector.train ...`` (what ``python -m trainers.detector.train
+Under ``torchrun --nproc_per_node N -m trainers.detector.train ...`` (what ``moc-envs train-detector
 --nproc N`` and :func:`launch` start, one node) each of the N processes:
 
 - joins one process group: NCCL on CUDA (process ``i`` of a node takes ``cuda:i``), gloo on

@@ -1,6 +1,6 @@
 """Train a SPACE+MOC detector on a gameplay dataset (CleanRL-style, read top to bottom).
 
-    python -m trainers.detector.train --game Pong --data data/Pong --out runs/pong [--preset cpu|gpu]
+    moc-envs train-detector --game Pong --data data/Pong --out runs/pong [--preset cpu|gpu]
         [--steps N] [--resume]
 
 One immutable :class:`trainers.detector.config.TrainConfig` per run, from the game's defaults, the preset
@@ -103,7 +103,7 @@ CONFIG_FILE = "config.json"
 
 def _parse(argv: Sequence[str] | None) -> Args:
     """The arguments of command line ``argv`` (see :func:`trainers.detector.arguments.parse_args`)."""
-    return parse_args(argv, prog="python -m trainers.detector.train", description=__doc__.split("\n")[0])
+    return parse_args(argv, prog="moc-envs train-detector", description=__doc__.split("\n")[0])
 
 
 # ---------------------------------------------------------------------------- data

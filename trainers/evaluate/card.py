@@ -1,9 +1,9 @@
 """Model card of a shipped detector: ``weights/<Game>/card.json`` and ``card.md``.
 
-    python -m trainers.evaluate.card --game Pong --weights weights/Pong [--run runs/pong]
+    moc-envs card --game Pong --weights weights/Pong [--run runs/pong]
                             [--hardware "2-core CPU"] [--train-minutes 95]
-    python -m trainers.evaluate.card --game Pong --weights weights/Pong --refresh
-    python -m trainers.evaluate.card --game SpaceInvaders --weights weights/SpaceInvaders --refresh \
+    moc-envs card --game Pong --weights weights/Pong --refresh
+    moc-envs card --game SpaceInvaders --weights weights/SpaceInvaders --refresh \
                             --shortfall trainers/shortfalls/SpaceInvaders.md
 
 Gathers what the weights folder knows (``config.json`` from the exporter: model, step, training
@@ -159,7 +159,7 @@ def build_card(
         )
     else:
         verdict["meets_bar"] = False
-        verdict["why"] = f"no evaluation at {eval_file}; run python -m trainers.evaluate.detector"
+        verdict["why"] = f"no evaluation at {eval_file}; run moc-envs evaluate"
     if shortfall is not None:
         verdict["shortfall"] = shortfall.strip()
     classifier = None
@@ -283,7 +283,7 @@ def _labels_lines(labels: dict[str, Any] | None) -> list[str]:
         "",
         "## Labels (`info[\"labels\"]`)",
         "",
-        f"Each label link's offset fitted for this detector's boxes (`python -m trainers.evaluate.label_offsets`: "
+        f"Each label link's offset fitted for this detector's boxes (`moc-envs label-offsets`: "
         f"{fit.get('steps')} steps of random play with seed {seeds.get('fit')}, the whole-number offset that "
         f"makes the most labels equal to the RAM byte) and judged on another {fit.get('steps')} steps (seed "
         f"{seeds.get('held_out')}); the fitted offset is kept where it is better there. Rates over the held-out "
@@ -330,7 +330,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             glimpse_text = "the glimpse encoder is the teacher's"
         lines.append(
             f"- Encoders: lean (`moc_envs.model.lean`), distilled from the SPACE+MOC detector in "
-            f"`{dist.get('teacher')}` by `python -m trainers.detector.distill`: the image encoder in {dist.get('epochs')} "
+            f"`{dist.get('teacher')}` by `moc-envs distill`: the image encoder in {dist.get('epochs')} "
             f"epochs over {dist.get('frames_per_epoch')} train frames ({float(dist.get('seconds') or 0) / 60:.1f} "
             f"minutes, {dist.get('train_frames_per_s')} frames/s, {dist.get('threads')} thread(s); on the val split "
             f"its z_pres agrees with the teacher's at F1 {_f(agree.get('pres_f1'))}, boxes within "
@@ -467,7 +467,7 @@ def _read_shortfall(path: str) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(
-        prog="python -m trainers.evaluate.card",
+        prog="moc-envs card",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

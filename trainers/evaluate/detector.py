@@ -1,7 +1,7 @@
 """Evaluate a trained detector on a dataset split, beside OCAtari's vision mode.
 
-    python -m trainers.evaluate.detector --game Pong --weights weights/Pong --data data/Pong --split test
-    python -m trainers.evaluate.detector --game Pong --run runs/pong --data data/Pong     # a checkpoint
+    moc-envs evaluate --game Pong --weights weights/Pong --data data/Pong --split test
+    moc-envs evaluate --game Pong --run runs/pong --data data/Pong     # a checkpoint
 
 Scores, for "all" ground-truth objects (every non-HUD OCAtari object) and "moving" ones (non-HUD
 objects whose box changed since the previous frame, the dataset's ``moved`` flag; still and
@@ -301,7 +301,7 @@ def evaluate(
             if raw is None:
                 raise ValueError(
                     f"the classifier of {weights} reads object colours, which come from the full-size frames of "
-                    f"the {split} split of {data}: python -m trainers.data.raw_frames --data {data} --split {split}"
+                    f"the {split} split of {data}: moc-envs raw-frames --data {data} --split {split}"
                 )
             rgb = box_colours(raw.reshape(-1, *raw.shape[2:]), raw_pred.boxes)
             colours = list(np.split(rgb, np.cumsum([len(b) for b in raw_pred.boxes])[:-1]))
@@ -348,7 +348,7 @@ def evaluate(
         result["ocatari_vision"] = {"skipped": "disabled"}
     elif raw is None:
         result["ocatari_vision"] = {
-            "skipped": f"no full-size frames; run `python -m trainers.data.raw_frames --data {data} --split {split}`"
+            "skipped": f"no full-size frames; run `moc-envs raw-frames --data {data} --split {split}`"
         }
     else:
         vis_pred = ocatari_vision(spec.name, raw, progress)
@@ -436,7 +436,7 @@ def write_report(res: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(
-        prog="python -m trainers.evaluate.detector",
+        prog="moc-envs evaluate",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

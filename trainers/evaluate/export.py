@@ -1,6 +1,6 @@
 """Export a trained run's inference weights for the env.
 
-    python -m trainers.evaluate.export runs/pong --game Pong [--out weights/Pong] [--max-box-margin 2]
+    moc-envs export runs/pong --game Pong [--out weights/Pong] [--max-box-margin 2]
 
 Writes ``detector.safetensors`` (the inference encoder only: image encoder, heads, glimpse
 encoder; no decoders, no background; tagged with the format and the game) and ``config.json``
@@ -8,7 +8,7 @@ encoder; no decoders, no background; tagged with the format and the game) and ``
 then refreshes the folder's ``manifest.json`` (:mod:`moc_envs.weights.manifest`). The default folder is
 ``<run>/weights/<Game>``, outside the source tree; ``--out weights/<Game>`` ships the detector in
 the checkout. Load it with ``gym.make("MOC/<Game>-v0", weights="<run>/weights")`` or
-``MOC_ENVS_WEIGHTS=<run>/weights`` once a classifier is fitted (``python -m trainers.classify.classifier``).
+``MOC_ENVS_WEIGHTS=<run>/weights`` once a classifier is fitted (``moc-envs classifier``).
 
 With ``--max-box-margin M`` (> 0) config.json also gets ``max_box``: M times the 99.9th
 percentile of the width and height of the training split's motion boxes, in frame pixels. The
@@ -129,7 +129,7 @@ def write_detector_folder(
 def main(argv: Sequence[str] | None = None) -> Path:
     """Command-line entry point."""
     p = argparse.ArgumentParser(
-        prog="python -m trainers.evaluate.export",
+        prog="moc-envs export",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

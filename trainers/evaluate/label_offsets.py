@@ -1,6 +1,6 @@
 """Label calibration: fit each label link's offset to a learned detector's own boxes.
 
-    python -m trainers.evaluate.label_offsets --game Boxing --weights weights/Boxing
+    moc-envs label-offsets --game Boxing --weights weights/Boxing
 
 A game's label links (:class:`moc_envs.games.LabelLink`) turn a box into an AtariARI RAM value
 with offsets read off OCAtari's RAM-mode boxes. A learned detector's pixel-tight box can start a
@@ -197,7 +197,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(
-        prog="python -m trainers.evaluate.label_offsets",
+        prog="moc-envs label-offsets",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -13,7 +13,7 @@ left out of the counts and reported as ``hud_predictions`` (``ignore_hud=False``
 false positive instead). Unmatched predictions within the criterion of a matched object are
 counted as ``duplicates`` (they are also false positives).
 
-``python -m trainers.evaluate.metrics --data data/Pong --run runs/pong_cpu`` (or ``--weights weights/Pong``)
+``moc-envs metrics --data data/Pong --run runs/pong_cpu`` (or ``--weights weights/Pong``)
 evaluates a trained model on a split.
 """
 
@@ -237,7 +237,7 @@ def _load_encoder(args: argparse.Namespace) -> Any:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line: evaluate a run's checkpoint or exported weights on a dataset split."""
     p = argparse.ArgumentParser(
-        prog="python -m trainers.evaluate.metrics",
+        prog="moc-envs metrics",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -1,6 +1,6 @@
 """Where a detector's false positives are: its unmatched predictions on a split, grouped.
 
-    python -m trainers.evaluate.unmatched --game Carnival --data runs/carnival/data --weights weights/Carnival
+    moc-envs unmatched --game Carnival --data runs/carnival/data --weights weights/Carnival
 
 Runs the detector as the env does (``SpaceDetector.detect`` on the split's full-size frames,
 :mod:`trainers.data.raw_frames`), matches its boxes one-to-one to the frame's non-HUD OCAtari
@@ -96,7 +96,7 @@ def to_markdown(result: dict[str, Any], top: int = 15) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(
-        prog="python -m trainers.evaluate.unmatched",
+        prog="moc-envs unmatched",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -231,7 +231,7 @@ def _stage_teacher(run: PipelineRun) -> dict[str, Any]:
 
 
 def _train_argv(args: Any) -> list[str]:
-    """``python -m trainers.detector.train`` arguments of a :class:`trainers.detector.train.Args` (for torchrun).
+    """``moc-envs train-detector`` arguments of a :class:`trainers.detector.train.Args` (for torchrun).
 
     ``--flag=value`` throughout: a value such as ``-2.0,-2.5`` would read as an option otherwise.
     """
