@@ -1,6 +1,6 @@
 """Fit the z_what -> category classifier shipped beside a detector.
 
-    python -m trainers.classify.classifier --game Pong --weights weights/Pong --data data/Pong [--labels-per-class 8]
+    moc-envs classifier --game Pong --weights weights/Pong --data data/Pong [--labels-per-class 8]
 
 On the validation split: the detector's predictions (after duplicate suppression, as at
 inference) and their z_what. Only ``labels_per_class`` predictions per category are labelled
@@ -104,7 +104,7 @@ def fit_from_weights(
     ``auto``: ``labels_per_class``, ``method``, ``size_weight``, ``colour_weight`` and
     ``max_ratio`` are chosen by :func:`choose_options` instead (the search is kept in
     classifier.json as ``options_search``). Colours need the full-size frames of the val and test
-    splits (``python -m trainers.data.raw_frames --data DATA --split val --split test``).
+    splits (``moc-envs raw-frames --data DATA --split val --split test``).
     """
     from moc_envs.games import get_game
     from trainers.evaluate.detector import load_encoder, max_box_of
@@ -117,7 +117,7 @@ def fit_from_weights(
     if colour_weight > 0 and rgb_val is None:
         raise MocEnvsError(
             f"colour_weight {colour_weight:g} needs the full-size frames of the val split of {data}: "
-            f"python -m trainers.data.raw_frames --data {data} --split val --split test"
+            f"moc-envs raw-frames --data {data} --split val --split test"
         )
     if not any(lab_val.tolist()):
         # fit_classifier would only say "no labelled samples"; say what that means here.
@@ -125,7 +125,7 @@ def fit_from_weights(
             f"the detector in {weights} found no objects in the val split of {data}: "
             f"{len(z_val)} predictions after suppression, none on a ground-truth object, so there "
             "is nothing to label. Likely causes: an undertrained run (train longer, check its "
-            "losses and the evaluation of `python -m trainers.evaluate.detector --run <run>`), the wrong "
+            "losses and the evaluation of `moc-envs evaluate --run <run>`), the wrong "
             f"--weights for {spec.name} or for this dataset, or a max_box in config.json "
             f"({'none' if max_box is None else f'{max_box[0]:g} x {max_box[1]:g} px'}) that "
             "drops the real boxes (re-export with a larger --max-box-margin, or none)"
@@ -151,7 +151,7 @@ def fit_from_weights(
     if clf.uses_colours and rgb_test is None:
         raise MocEnvsError(
             f"the classifier reads colours but the test split of {data} has no full-size frames: "
-            f"python -m trainers.data.raw_frames --data {data} --split test"
+            f"moc-envs raw-frames --data {data} --split test"
         )
     report = {
         "val": score_classifier(clf, z_val, lab_val, wh_val, rgb_val),
@@ -168,7 +168,7 @@ def fit_from_weights(
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(
-        prog="python -m trainers.classify.classifier",
+        prog="moc-envs classifier",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

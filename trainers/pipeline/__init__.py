@@ -29,7 +29,7 @@ Runs the stage modules in this process, one after the other, into ``--out``:
 ``<out>/pipeline.json`` (written atomically after every change) records the finished stages,
 each long stage's plan (its steps or epochs, fixed when it starts) and the derived settings.
 Running the same command again continues at the first unfinished stage; the long stages resume
-from their own checkpoints (``trainers.detector.train --resume``, ``trainers.detector.distill --resume``).
+from their own checkpoints (``moc-envs train-detector --resume``, ``moc-envs distill --resume``).
 ``--redo STAGE`` runs that stage and every later one again. The whole run holds
 ``<out>/train.lock`` (:mod:`trainers.run_lock`).
 
