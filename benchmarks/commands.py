@@ -70,7 +70,7 @@ def bench(argv: Sequence[str] | None = None, prog: str = "moc-envs bench") -> in
 
     commands = {name: Command(*entry) for name, entry in BENCHMARKS.items()}
     description = (
-        "Run one benchmark; its results go to benchmarks/results of the checkout unless --out "
+        "Run one benchmark; its results go to benchmarks/results of the checkout unless --out\n"
         f'says otherwise. Run "{prog} NAME --help" for its options and their defaults.'
     )
     return run_group(prog, commands, argv, description=description)
