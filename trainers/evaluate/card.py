@@ -106,7 +106,7 @@ def build_card(
     what would fix them (``ship.shortfall``); None for none.
 
     ``derived``: the settings that ``moc-envs train`` derived from the data and the per-game
-    overrides in code (``derived`` of its state file, :mod:`trainers.pipeline.run`); None reads
+    overrides in code (``derived`` of its state file, :mod:`trainers.pipeline.state`); None reads
     them from ``<run>/pipeline.json`` when ``run`` is a pipeline's output folder.
     """
     spec = get_game(game)
