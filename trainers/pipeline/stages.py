@@ -192,20 +192,37 @@ def _seconds_per_step(run: PipelineRun, steps: int, z_scale: tuple[float, float]
     return per_step if per_step > 0 else float(b["minutes"]) * 60 / done
 
 
-def _stage_teacher(run: PipelineRun) -> dict[str, Any]:
-    from trainers.detector.train import CHECKPOINT, train
+def _recorded_plan(
+    run: PipelineRun,
+    stage: str,
+    checkpoint: Path,
+    planner: Callable[[PipelineRun], dict[str, Any]],
+    unrecorded: str,
+) -> dict[str, Any]:
+    """The stage's plan from the state file, made (and saved) on its first run.
 
-    entry = run.stage("teacher")
-    checkpoint = run.teacher_dir / CHECKPOINT
+    A checkpoint with no recorded plan belongs to some other run: resuming it would mix two
+    runs, so it is refused with ``unrecorded`` saying what to do.
+    """
+    entry = run.stage(stage)
     if "plan" not in entry:
         if checkpoint.exists():
             raise PipelineError(
-                f"{checkpoint} exists, but {run.out / STATE_FILE} does not record a teacher run there; "
-                "move it away, or pass --redo teacher to train a new one"
+                f"{checkpoint} exists, but {run.out / STATE_FILE} does not record {unrecorded}"
             )
-        entry["plan"] = _plan_teacher(run)
+        entry["plan"] = planner(run)
         run.save()
-    plan = entry["plan"]
+    return entry["plan"]
+
+
+def _stage_teacher(run: PipelineRun) -> dict[str, Any]:
+    from trainers.detector.train import CHECKPOINT, train
+
+    checkpoint = run.teacher_dir / CHECKPOINT
+    plan = _recorded_plan(
+        run, "teacher", checkpoint, _plan_teacher,
+        "a teacher run there; move it away, or pass --redo teacher to train a new one",
+    )  # fmt: skip
     z_scale = tuple(plan["z_scale_mean"])
     resume = checkpoint.exists()
     args = _train_args(run, run.teacher_dir, plan["steps"], z_scale, resume=resume, max_minutes=plan["max_minutes"])
@@ -329,17 +346,11 @@ def _distill_costs(run: PipelineRun) -> tuple[float, float]:
 def _stage_distill(run: PipelineRun) -> dict[str, Any]:
     from trainers.detector.distill import DISTILL_CHECKPOINT, Args, distill
 
-    entry = run.stage("distill")
     checkpoint = run.distill_dir / DISTILL_CHECKPOINT
-    if "plan" not in entry:
-        if checkpoint.exists():
-            raise PipelineError(
-                f"{checkpoint} exists, but {run.out / STATE_FILE} does not record a distillation there; "
-                "move it away, or pass --redo distill"
-            )
-        entry["plan"] = _plan_distill(run)
-        run.save()
-    plan = entry["plan"]
+    plan = _recorded_plan(
+        run, "distill", checkpoint, _plan_distill,
+        "a distillation there; move it away, or pass --redo distill",
+    )  # fmt: skip
     options = {k: v for k, v in run.cfg.distill_options.items() if k not in ("epochs", "glimpse_epochs")}
     info = distill(
         Args(
