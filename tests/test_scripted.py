@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.scripted import SCRIPTED, scripted_policy
+from trainers.data.scripted import SCRIPTED, scripted_policy
 from moc_envs.envs.registration import make_ale_env
 from moc_envs.games import game_names, get_game
 from moc_envs.perception.detection import Detection
