@@ -1,5 +1,5 @@
 """Up-front checks of env arguments: actions, flags, keywords, the RAM oracle's device, the
-tracker's gates, episode limits and reset arguments.
+tracker's gates, episode limits, distractors and reset arguments.
 
 Each check fails with the argument's name, what was expected and what was given, before
 the value can reach the emulator, where a bad action surfaces ten frames later as an
@@ -19,11 +19,14 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from moc_envs.perception.distractors import check_distractors as _check_distractors
+
 __all__ = [
     "ale_keywords",
     "ale_flag_keywords",
     "check_action",
     "check_actions",
+    "check_distractors",
     "check_flag",
     "check_keywords",
     "check_max_episode_steps",
@@ -115,6 +118,12 @@ def check_tracking(max_distance: object, max_age: object, coast: object = 0) -> 
     from moc_envs.perception.tracking import check_coast
 
     check_coast(coast, int(max_age))  # type: ignore[call-overload]
+
+
+def check_distractors(distractors: object, distractor_seed: object) -> None:
+    """Refuse a ``distractors`` other than None, ``"horizontal"``, ``"vertical"`` or ``"both"``,
+    and a ``distractor_seed`` other than None or an int >= 0 (see :mod:`moc_envs.perception.distractors`)."""
+    _check_distractors(distractors, distractor_seed)
 
 
 def check_max_episode_steps(max_episode_steps: object) -> None:

@@ -46,6 +46,8 @@ def make_vec(
     learned detector. ``worker_timeout`` (seconds, default 300) bounds each wait for a worker
     process's reply (``workers`` > 1; checked, and unused, with one process). Also reached
     through ``gymnasium.make_vec("MOC/Pong-v0", num_envs=8)`` (the ids' ``vector_entry_point``).
+    ``distractors`` / ``distractor_seed`` draw moving bars on every env's frames, each env with
+    its own stream (:mod:`moc_envs.perception.distractors`).
     ``max_episode_steps`` truncates each env's episode after
     that many steps, as ``gym.make``'s keyword does; a ``-flat`` id (``"MOC/Pong-flat-v0"``)
     defaults ``obs_mode`` to ``"flat"``. Example::

@@ -169,9 +169,14 @@ class MocParallelVectorEnv(VectorEnv):
         """Env rows of each part; part 0 runs in this process."""
         # The local part first: its checks (game, keywords, weights) fail fast, before any spawn.
         self._local = MocVectorEnv(name, len(self.parts[0]), **kwargs)
+        # Each part's rows in the whole, so that its envs' distractor streams are the ones
+        # workers=1 gives them (and no two envs share one).
+        offset = int(kwargs.pop("row_offset", 0))
         try:
             starts = [
-                pack_command(START_SEQ, "start", (name, len(rows), kwargs))
+                pack_command(
+                    START_SEQ, "start", (name, len(rows), {**kwargs, "row_offset": offset + rows.start})
+                )
                 for rows in self.parts[1:]
             ]
             for k, rows in enumerate(self.parts[1:], start=1):

@@ -21,6 +21,7 @@ from moc_envs.device import resolve_device
 from moc_envs.envs.arguments import (
     ale_flag_keywords,
     ale_keywords,
+    check_distractors,
     check_flag,
     check_keywords,
     check_max_episode_steps,
@@ -30,6 +31,7 @@ from moc_envs.envs.arguments import (
 from moc_envs.games import GAMES, GameSpec, get_game
 from moc_envs.perception.detection import Detector
 from moc_envs.perception.detectors import DetectorName
+from moc_envs.perception.distractors import DistractorKind
 from moc_envs.perception.observation import check_obs_mode
 from moc_envs.threads import check_threads
 from moc_envs.weights.search import require_weights
@@ -62,8 +64,9 @@ DEFAULT_KWARGS: dict[str, Any] = {
     "obs_mode": "objects",
     # RAM ground truth costs a dict per step; opt-in.
     "ram_labels": False,
-    # weights=None (the search path of moc_envs.weights.search), allow_unclassified=False and the
-    # tracker's max_distance / max_age keep make_env's own defaults and are not listed here.
+    # weights=None (the search path of moc_envs.weights.search), allow_unclassified=False, the
+    # tracker's max_distance / max_age and distractors=None (clean frames) / distractor_seed=None
+    # keep make_env's own defaults and are not listed here.
     # ALE arguments (frameskip=4, repeat_action_probability=0.25,
     # full_action_space=False, max_num_frames_per_episode=108000) are left to
     # the ALE v5 registration and pass through unchanged when given.
@@ -153,10 +156,13 @@ def check_env_arguments(
     threads: object,
     weights: str | os.PathLike[str] | None,
     ale_kwargs: dict[str, Any],
+    distractors: object = None,
+    distractor_seed: object = None,
 ) -> None:
     """The checks every MOC env (single or vector) runs before it starts an emulator.
 
-    Raises with expected vs got for a bad obs_mode, flag, thread count or RAM-oracle device, and
+    Raises with expected vs got for a bad obs_mode, flag, thread count, distractor kind or seed
+    or RAM-oracle device, and
     MissingWeightsError / DeviceUnavailableError for the learned detector's weights and device.
     A ``max_episode_steps`` among ``ale_kwargs`` (the vector envs take it there) is checked too.
     """
@@ -166,6 +172,7 @@ def check_env_arguments(
     for name in ale_flag_keywords() & set(ale_kwargs):
         check_flag(name, ale_kwargs[name])
     check_max_episode_steps(ale_kwargs.get("max_episode_steps"))
+    check_distractors(distractors, distractor_seed)
     check_ram_device(detector, device)
     check_threads(threads)
     if isinstance(detector, str) and detector == "space":
@@ -187,6 +194,8 @@ def make_env(
     max_age: int = 30,
     coast: int = 0,
     threads: int | None = None,
+    distractors: DistractorKind | None = None,
+    distractor_seed: int | None = None,
     **ale_kwargs: Any,
 ) -> gym.Env:
     """Entry point of the ``MOC/<Game>-v0`` ids: the ALE v5 env inside ObjectCentricWrapper.
@@ -195,7 +204,10 @@ def make_env(
     go to the learned detector (:func:`moc_envs.perception.detectors.make_detector`);
     ``max_distance``, ``max_age`` and ``coast`` (steps a missed object stays in the observation
     at its predicted box) to the slot tracker; ``threads`` (torch CPU threads,
-    None: one) to the learned detector. ``ale_kwargs`` (``frameskip``,
+    None: one) to the learned detector. ``distractors`` (``"horizontal"``, ``"vertical"``,
+    ``"both"``; None: off) draws PermaKey's moving bars on the frames the detector and
+    ``render()`` see, ``distractor_seed`` seeding them (:mod:`moc_envs.perception.distractors`).
+    ``ale_kwargs`` (``frameskip``,
     ``repeat_action_probability``, ``mode``, ``difficulty``, ``full_action_space``, ...)
     go to ``gym.make("ALE/<Game>-v5")``; any other keyword is refused with the nearest
     valid one. Arguments are checked before the emulator starts. ``render_mode="human"``
@@ -206,8 +218,9 @@ def make_env(
     spec = get_game(game)
     check_keywords(env_id(spec.name), ale_kwargs, make_env_keywords())
     check_env_arguments(
-        spec, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights, ale_kwargs
-    )
+        spec, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights, ale_kwargs,
+        distractors, distractor_seed,
+    )  # fmt: skip
     check_tracking(max_distance, max_age, coast)
     inner = make_ale_env(spec, render_mode, **ale_kwargs)
     try:
@@ -225,6 +238,8 @@ def make_env(
             weights=weights,
             allow_unclassified=allow_unclassified,
             threads=threads,
+            distractors=distractors,
+            distractor_seed=distractor_seed,
         )
     except Exception:
         inner.close()

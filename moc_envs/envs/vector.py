@@ -52,6 +52,7 @@ from moc_envs.perception.detection import (
     validate_detections,
 )
 from moc_envs.perception.detectors import DetectorName, label_spec, make_detector
+from moc_envs.perception.distractors import DistractorKind, make_distractors
 from moc_envs.perception.frames import frame_source
 from moc_envs.perception.observation import ObjectObservationBuilder, observation_space
 
@@ -145,6 +146,15 @@ class MocVectorEnv(VectorEnv):
             ``<Game>/``; ``"space"`` only.
         allow_unclassified: accept weights without a z_what classifier; ``"space"`` only.
         threads: torch CPU threads of the learned detector (None: one).
+        distractors: ``"horizontal"``, ``"vertical"``, ``"both"`` or None (off): moving bars on
+            every env's frames, as on the single env (:mod:`moc_envs.perception.distractors`).
+        distractor_seed: seeds the bars with each env's reset seed; each env has its own stream
+            (env ``i`` reset with seed ``s + i`` draws the bars of a single env reset with
+            ``s + i``; before any seeded reset, env ``i``'s stream comes from this seed and
+            ``row_offset + i``).
+        row_offset: the row of env 0 in a larger vector env (a part of a
+            :class:`~moc_envs.envs.parallel.MocParallelVectorEnv`), which keeps the distractor
+            streams of its envs apart from the other parts'; nothing else depends on it.
         **ale_kwargs: passed to every ``gym.make("ALE/<Game>-v5")`` (``max_episode_steps``:
             a TimeLimit on each env); other keywords are refused with the nearest valid one.
 
@@ -175,6 +185,9 @@ class MocVectorEnv(VectorEnv):
         weights: str | os.PathLike[str] | None = None,
         allow_unclassified: bool = False,
         threads: int | None = None,
+        distractors: DistractorKind | None = None,
+        distractor_seed: int | None = None,
+        row_offset: int = 0,
         **ale_kwargs: Any,
     ) -> None:
         self._owns_detector = False
@@ -184,8 +197,10 @@ class MocVectorEnv(VectorEnv):
         check_keywords(registered_id(self.game.name), ale_kwargs, _vector_keywords())
         check_env_arguments(
             self.game, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights,
-            ale_kwargs,
+            ale_kwargs, distractors, distractor_seed,
         )  # fmt: skip
+        if isinstance(row_offset, bool) or not isinstance(row_offset, int | np.integer) or row_offset < 0:
+            raise ValueError(f"row_offset must be an int >= 0, got {row_offset!r}")
         check_tracking(max_distance, max_age, coast)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
@@ -210,6 +225,10 @@ class MocVectorEnv(VectorEnv):
         self._owns_detector = True
         self._ales = [env.unwrapped.ale for env in self.envs]  # type: ignore[attr-defined]
         self._frame_sources = [frame_source(env) for env in self.envs]
+        self._distractors = [
+            make_distractors(distractors, distractor_seed, int(row_offset) + i)
+            for i in range(self.num_envs)
+        ]
         self.builders = [
             ObjectObservationBuilder(
                 label_spec(self.game, self.detector), obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
@@ -236,8 +255,13 @@ class MocVectorEnv(VectorEnv):
         """How many times ``detector.detect`` was called (benchmarks and tests read it)."""
 
     # ---------------------------------------------------------------- helpers
+    def _frame(self, i: int) -> np.ndarray:
+        frame = self._frame_sources[i]()
+        bars = self._distractors[i]
+        return frame if bars is None else bars.draw(frame)
+
     def _grab(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        frames = np.stack([self._frame_sources[i]() for i in rows])
+        frames = np.stack([self._frame(i) for i in rows])
         rams = np.stack([self._ales[i].getRAM() for i in rows])
         return frames, rams
 
@@ -276,6 +300,8 @@ class MocVectorEnv(VectorEnv):
                 self._terminations[i] = self._truncations[i] = False
             else:
                 _, r, term, trunc, info = self.envs[i].step(actions[i])
+                if (bars := self._distractors[i]) is not None:
+                    bars.step()
                 self._rewards[i] = float(r)
                 self._terminations[i], self._truncations[i] = bool(term), bool(trunc)
                 base[i] = dict(info)
@@ -283,6 +309,8 @@ class MocVectorEnv(VectorEnv):
 
     def _reset_env(self, i: int, seed: int | None, options: dict[str, Any] | None) -> dict[str, Any]:
         _, info = self.envs[i].reset(seed=seed, options=options)
+        if (bars := self._distractors[i]) is not None:
+            bars.reset(seed)
         self.builders[i].reset()
         if self._detector_reset is not None:
             self._detector_reset(i)

@@ -12,6 +12,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from moc_envs.envs.arguments import (
     check_action,
+    check_distractors,
     check_flag,
     check_ram_device,
     check_reset,
@@ -28,6 +29,7 @@ from moc_envs.perception.detection import (
     validate_detections,
 )
 from moc_envs.perception.detectors import DetectorName, label_spec, make_detector
+from moc_envs.perception.distractors import DistractorKind, make_distractors
 from moc_envs.perception.frames import frame_source, screen_of
 from moc_envs.perception.observation import (
     ObjectObservationBuilder,
@@ -121,6 +123,12 @@ class ObjectCentricWrapper(
             is then category ``"object"`` and fills no slot); ``"space"`` only.
         threads: torch CPU threads of the learned detector (None: one, which cannot
             oversubscribe a shared machine; see :mod:`moc_envs.threads`).
+        distractors: ``"horizontal"``, ``"vertical"`` or ``"both"``: PermaKey's moving bars,
+            redrawn at random positions every step and at reset, on the frame the detector
+            sees, the ``objects+frame`` observation's frame and ``render()``; RAM, rewards and
+            ``ram_labels`` are untouched (:mod:`moc_envs.perception.distractors`). None: off.
+        distractor_seed: seeds the bar positions with the reset seed (None: the reset seed
+            alone); ``reset(seed=s)`` reproduces them.
 
     The detector's output is checked every step (:func:`moc_envs.perception.detection.validate_detections`):
     malformed output raises :class:`~moc_envs.errors.DetectorOutputError`, detections with
@@ -149,6 +157,8 @@ class ObjectCentricWrapper(
         weights: str | os.PathLike[str] | None = None,
         allow_unclassified: bool = False,
         threads: int | None = None,
+        distractors: DistractorKind | None = None,
+        distractor_seed: int | None = None,
     ) -> None:
         # Recorded so that env.spec can rebuild the stack. A detector object is
         # kept by reference (SharedDetectorKwargs): deep-copying a model (as the
@@ -168,6 +178,8 @@ class ObjectCentricWrapper(
             weights=weights,
             allow_unclassified=allow_unclassified,
             threads=threads,
+            distractors=distractors,
+            distractor_seed=distractor_seed,
         )
         self._saved_kwargs = SharedDetectorKwargs(self._saved_kwargs)
         gym.Wrapper.__init__(self, env)
@@ -179,6 +191,7 @@ class ObjectCentricWrapper(
         check_flag("allow_unclassified", allow_unclassified)
         check_ram_device(detector, device)
         check_tracking(max_distance, max_age, coast)
+        check_distractors(distractors, distractor_seed)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"Unknown render_mode {render_mode!r}; expected one of "
@@ -194,6 +207,8 @@ class ObjectCentricWrapper(
             )
         # The frame the detector sees: the max of the last two emulator frames for flicker games.
         self._frame_of = frame_source(env)
+        # Bars drawn on that frame (after the max of two), new positions at each step and reset.
+        self._distractors = make_distractors(distractors, distractor_seed)
         self.detector = make_detector(
             detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified,
             threads=threads,
@@ -237,7 +252,8 @@ class ObjectCentricWrapper(
             )
 
     def _screen(self) -> np.ndarray:
-        return self._frame_of()
+        frame = self._frame_of()
+        return frame if self._distractors is None else self._distractors.draw(frame)
 
     def _observe(self) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, object]]:
         frame = self._screen()
@@ -262,6 +278,8 @@ class ObjectCentricWrapper(
         self._check_open("reset()")
         seed = check_reset(seed, options)
         _, info = self.env.reset(seed=seed, options=options)
+        if self._distractors is not None:
+            self._distractors.reset(seed)
         self.builder.reset()
         reset = getattr(self.detector, "reset", None)
         if callable(reset):
@@ -282,6 +300,8 @@ class ObjectCentricWrapper(
         self._check_open("step()")
         action = check_action(action, self.env.action_space)
         _, reward, terminated, truncated, info = self.env.step(action)
+        if self._distractors is not None:
+            self._distractors.step()
         obs, extra = self._observe()
         info.update(extra)
         return obs, reward, terminated, truncated, info

@@ -3,7 +3,9 @@
 A policy plays ALE v5 (frameskip 4, sticky actions 0.25). :func:`collect_background` keeps
 frames for the background mode image; :func:`collect_chunk` records the stacks of one chunk of a
 split with their motion targets (:mod:`trainers.data.motion`) and OCAtari RAM objects
-(:mod:`trainers.data.ground_truth`). Chunk ``i`` of split ``s`` plays its own episodes from
+(:mod:`trainers.data.ground_truth`), with the moving bars of ``distractors`` drawn on the recorded
+frames when asked (:mod:`moc_envs.perception.distractors`: the frames change, the RAM, the
+ground truth and the background do not). Chunk ``i`` of split ``s`` plays its own episodes from
 seeds derived from ``(seed, s, i)``: the dataset builder (:mod:`trainers.data.dataset`) and the
 full-size frame replay (:mod:`trainers.data.raw_frames`) both run it, and get the same stacks.
 """
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from moc_envs.games import GameSpec
+from moc_envs.perception.distractors import DistractorKind, check_distractors, make_distractors
 from moc_envs.perception.frames import frame_source
 from moc_envs.perception.preprocess import MODEL_SIZE, resize_frames
 from trainers.data.ground_truth import GTObject, RamGroundTruth, ocatari_game_name
@@ -73,6 +76,13 @@ class BuildSettings:
     flash_fraction: float = 0.3
     max_object_size: tuple[int, int] = (40, 60)
     match_px: float = 4.0
+    distractors: DistractorKind | None = None
+    """``"horizontal"``, ``"vertical"`` or ``"both"``: bars drawn on the recorded frames; None: clean."""
+    distractor_seed: int | None = None
+    """Seeds the bars with each chunk's env seed (None: the env seed alone, so ``seed`` fixes them)."""
+
+    def __post_init__(self) -> None:
+        check_distractors(self.distractors, self.distractor_seed)
 
     def sizes(self) -> dict[str, int]:
         """Stacks per split."""
@@ -137,20 +147,32 @@ class _Player:
     """One env + policy + OCAtari extractor, stepping through episodes."""
 
     def __init__(
-        self, env: Any, oracle: RamGroundTruth | None, policy: Callable[[np.ndarray], int], env_seed: int
+        self,
+        env: Any,
+        oracle: RamGroundTruth | None,
+        policy: Callable[[np.ndarray], int],
+        env_seed: int,
+        s: BuildSettings | None = None,
     ) -> None:
         self.env, self.oracle, self.policy = env, oracle, policy
         # What the env's detector would see: cropped to 210 rows (Carnival's screen has 214) and,
-        # in a flicker game, the max of the last two emulator frames.
-        self._frame = frame_source(env)
+        # in a flicker game, the max of the last two emulator frames, with the bars on top.
+        self._source = frame_source(env)
+        self._bars = None if s is None else make_distractors(s.distractors, s.distractor_seed)
         self.env_seed: int | None = env_seed
         self.steps = 0
         self.episodes = 0
+
+    def _frame(self) -> np.ndarray:
+        frame = self._source()
+        return frame if self._bars is None else self._bars.draw(frame)
 
     def new_episode(self) -> None:
         """Reset the env (seeded the first time only) and the OCAtari objects."""
         # Later episodes continue the env's RNG, so one seed fixes the whole chunk.
         self.obs, _ = self.env.reset(seed=self.env_seed)
+        if self._bars is not None:
+            self._bars.reset(self.env_seed)
         self.frame = self._frame()
         self.env_seed = None
         self.episodes += 1
@@ -165,8 +187,11 @@ class _Player:
 
     def step(self) -> bool:
         """One env step; returns False when the episode ended."""
+        # The policy plays on the ALE's own (clean) observation: the bars are the detector's noise.
         obs, _, terminated, truncated, _ = self.env.step(self.policy(self.obs))
         self.obs = obs
+        if self._bars is not None:
+            self._bars.step()
         self.frame = self._frame()
         self.steps += 1
         self.gt = self._oracle()
@@ -174,7 +199,11 @@ class _Player:
 
 
 def collect_background(spec: GameSpec, s: BuildSettings, policy: PolicySpec) -> np.ndarray:
-    """Mode image of ``background_frames`` frames kept with prob. ``background_keep``."""
+    """Mode image of ``background_frames`` frames kept with prob. ``background_keep``.
+
+    Played without distractors: the bars are not part of the scene (a mode image would drop
+    them anyway), so the background does not depend on them.
+    """
     env = make_env(spec)
     env_seed, policy_seed, rng_seed = _seeds(s.seed, BACKGROUND_STREAM, 0)
     rng = np.random.default_rng(rng_seed)
@@ -245,7 +274,7 @@ def collect_chunk(
     rng = np.random.default_rng(rng_seed)
     oracle = RamGroundTruth(ocatari_game_name(spec.ale_id), hud=True)
     pol = make_policy(policy, int(env.action_space.n), policy_seed)
-    player = _Player(env, oracle, pol, env_seed)
+    player = _Player(env, oracle, pol, env_seed, s)
     st = ChunkStats()
     T, G = s.T, s.grid
     out = {

@@ -2,6 +2,7 @@
 
     moc-envs dataset --game Pong --out data/Pong [--train 4096 --val 512 --test 512]
                                [--seed 0] [--policy random] [--grid 16] [--force] [--vis]
+                               [--distractors {horizontal,vertical,both} [--distractor-seed N]]
 
 A policy plays ALE v5 (frameskip 4, sticky actions 0.25). After a warm-up of
 ``warmup`` (+ a random extra of up to ``warmup_jitter``) steps, stacks of T
@@ -9,7 +10,9 @@ consecutive steps are recorded, with a random gap of up to ``max_gap`` steps
 between stacks and at most ``stacks_per_episode`` stacks per episode; windows with
 an all-black frame or a flash are skipped. Each frame gets MOC motion targets
 (:mod:`trainers.data.motion`) against the background mode image, and the OCAtari RAM
-objects of the same step (:mod:`trainers.data.ground_truth`).
+objects of the same step (:mod:`trainers.data.ground_truth`). ``distractors`` draws PermaKey's
+moving bars on the recorded frames (:mod:`moc_envs.perception.distractors`), as the env's
+``distractors`` keyword does; the RAM, the ground truth and the background stay clean.
 
 Work is split into chunks; chunk ``i`` of split ``s`` plays its own episodes from
 seeds derived from ``(seed, s, i)``, so the splits never share an episode, a
@@ -42,6 +45,7 @@ from tqdm import tqdm
 
 from moc_envs.errors import MocEnvsError
 from moc_envs.games import get_game
+from moc_envs.perception.distractors import DISTRACTOR_KINDS, DistractorKind, check_distractors
 from moc_envs.perception.preprocess import MODEL_SIZE
 from moc_envs.weights.atomic import remove_stale_temporaries
 from trainers.data.collect import (
@@ -210,6 +214,8 @@ def build_dataset(
     progress: bool = True,
     on_chunk: Callable[[str, int], None] | None = None,
     split_colours: bool | None = None,
+    distractors: DistractorKind | None = None,
+    distractor_seed: int | None = None,
 ) -> dict[str, Any]:
     """Build (or finish) the dataset of ``game`` in ``out``; return the report.
 
@@ -222,19 +228,25 @@ def build_dataset(
     different callable of the same type is not detected. ``split_colours``: split motion blobs
     by sprite colour (None: as :data:`trainers.data.motion.COLOUR_SPLIT_GAMES` says for the game;
     True / False to measure what the split changes, in the report's recall per category).
+    ``distractors`` (``"horizontal"``, ``"vertical"``, ``"both"``; None: clean frames) and
+    ``distractor_seed`` (None: the bars follow from ``seed`` alone) are recorded in meta.json
+    like every setting that determines the data.
     """
     spec = get_game(game)
     if train < 1 or val < 0 or test < 0:
         raise ValueError(f"split sizes must be train >= 1, val >= 0, test >= 0; got {train}, {val}, {test}")
     if grid < 1 or T < 1 or chunk_stacks < 1:
         raise ValueError(f"grid, T and chunk_stacks must be positive; got {grid}, {T}, {chunk_stacks}")
+    check_distractors(distractors, distractor_seed)
     settings = BuildSettings(
         game=spec.name, train=train, val=val, test=test, seed=seed, policy=policy_name(policy),
         grid=grid, T=T, warmup=warmup, warmup_jitter=warmup_jitter,
         stacks_per_episode=stacks_per_episode, max_gap=max_gap, chunk_stacks=chunk_stacks,
         background_frames=background_frames, hud_mask=hud_mask,
         split_colours=spec.name in COLOUR_SPLIT_GAMES if split_colours is None else bool(split_colours),
-        max_object_size=tuple(spec.max_object_size),
+        max_object_size=tuple(spec.max_object_size), distractors=distractors,
+        # A seed without bars determines nothing: not recorded, so it cannot block a resume.
+        distractor_seed=None if distractor_seed is None or distractors is None else int(distractor_seed),
     )  # fmt: skip
     if hud_regions is not None and not hud_mask:
         raise ValueError("hud_regions needs hud_mask=True (without it no region is left out)")
@@ -421,6 +433,17 @@ def _regions(text: str) -> list[list[int]]:
     return rects
 
 
+def _seed(text: str) -> int:
+    """A non-negative int, for ``--distractor-seed``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point: ``moc-envs dataset --game Pong --out data/Pong``."""
     p = argparse.ArgumentParser(
@@ -461,15 +484,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "differently configured one); every file is then written atomically, and an interrupted "
         "rebuild resumes without --force",
     )  # fmt: skip
+    p.add_argument(
+        "--distractors", choices=DISTRACTOR_KINDS, default=None,
+        help="draw PermaKey's moving bars (RGB 128,0,255, a new random position every frame) on the "
+        "recorded frames; RAM, ground truth and background stay clean (default: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--distractor-seed", type=_seed, default=None,
+        help="seed of the bar positions, mixed with each chunk's env seed (default: --seed alone fixes them)",
+    )  # fmt: skip
     p.add_argument("--vis", action="store_true", help="write pictures of the targets to OUT/vis")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
+    if a.distractor_seed is not None and a.distractors is None:
+        p.error("--distractor-seed needs --distractors (horizontal, vertical or both)")
     try:
         report = build_dataset(
             a.game, a.out, a.train, a.val, a.test, seed=a.seed, policy=a.policy, grid=a.grid,
             force=a.force, vis=a.vis, chunk_stacks=a.chunk_stacks, hud_mask=not a.no_hud_mask,
             hud_regions=a.hud_regions, progress=not a.quiet,
             split_colours={"game": None, "on": True, "off": False}[a.split_colours],
+            distractors=a.distractors, distractor_seed=a.distractor_seed,
         )  # fmt: skip
     except MocEnvsError as err:
         p.exit(2, f"error: {err}\n")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from moc_envs.errors import MocEnvsError
+from moc_envs.perception.distractors import DISTRACTOR_KINDS
 from moc_envs.threads import DEFAULT_THREADS, THREADS_HELP
 from trainers.pipeline.run import format_summary, run_pipeline
 from trainers.pipeline.state import BUDGET_SHARES, PRESETS, STAGES, STATE_FILE, PipelineConfig
@@ -62,18 +63,41 @@ def build_parser(prog: str = "moc-envs train") -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="dataset folder, built there when missing (default: <out>/data)")
     p.add_argument("--seed", type=int, default=0, help="seed of the dataset, the training and the classifier")
+    p.add_argument(
+        "--distractors", choices=DISTRACTOR_KINDS, default=None,
+        help="build the dataset with PermaKey's moving bars on its frames (moc-envs dataset --distractors; default: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--distractor-seed", type=_seed, default=None,
+        help="seed of the bars, mixed with the dataset's env seeds (default: --seed alone fixes them)",
+    )  # fmt: skip
     p.add_argument("--hardware", default=argparse.SUPPRESS, help="what the card says it was trained on (default: this machine's CPU or GPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
+def _seed(text: str) -> int:
+    """A non-negative int, for ``--distractor-seed``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "moc-envs train") -> int:
     """Command-line entry point; returns the exit status (0 when the run finished, verdict either way)."""
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.distractor_seed is not None and args.distractors is None:
+        parser.error("--distractor-seed needs --distractors (horizontal, vertical or both)")
     cfg = PipelineConfig(
         game=args.game, out=getattr(args, "out", None), preset=args.preset, minutes=getattr(args, "minutes", None),
         threads=args.threads, redo=getattr(args, "redo", None), nproc=args.nproc, data=getattr(args, "data", None),
-        seed=args.seed, hardware=getattr(args, "hardware", None), progress=not args.no_progress,
+        seed=args.seed, distractors=args.distractors, distractor_seed=args.distractor_seed,
+        hardware=getattr(args, "hardware", None), progress=not args.no_progress,
     )  # fmt: skip
     try:
         summary = run_pipeline(cfg)

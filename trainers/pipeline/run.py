@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from moc_envs.games import get_game
+from moc_envs.perception.distractors import check_distractors
 from moc_envs.threads import check_threads
 from trainers.pipeline.stages import STAGE_FUNCS
 from trainers.pipeline.state import (
@@ -78,6 +79,10 @@ def _start(cfg: PipelineConfig, log: Callable[[str], None]) -> PipelineRun:
                 f"--nproc {cfg.nproc} needs trainers.detector.distributed.launch(argv, nproc) to run trainers.detector.train under "
                 f"torchrun, and this install has none ({err}); train with --nproc 1"
             ) from err
+    try:
+        check_distractors(cfg.distractors, cfg.distractor_seed)
+    except (TypeError, ValueError) as err:
+        raise PipelineError(str(err)) from None
     if cfg.probe_pairs < 8:
         raise PipelineError(f"probe_pairs must be >= 8, got {cfg.probe_pairs}")
     preset, device, why = resolve_preset(cfg.preset)

@@ -101,7 +101,11 @@ def _stage_dataset(run: PipelineRun) -> dict[str, Any]:
         entry["plan"] = {"hud_bands": bands}
         run.state["derived"]["hud_bands"] = hud
         run.save()
-    options = {"seed": run.cfg.seed, **run.cfg.dataset_options}
+    # The HUD bands above come from clean frames (a bar is no HUD); the dataset gets the bars.
+    options = {
+        "seed": run.cfg.seed, "distractors": run.cfg.distractors, "distractor_seed": run.cfg.distractor_seed,
+        **run.cfg.dataset_options,
+    }  # fmt: skip
     meta_path = run.data / META_FILE
     if meta_path.is_file() and not rebuild:
         # An existing dataset (this run's interrupted build, or one given with --data) is
@@ -117,7 +121,7 @@ def _stage_dataset(run: PipelineRun) -> dict[str, Any]:
 
 _BUILD_KEYS = (
     "train", "val", "test", "seed", "policy", "grid", "T", "warmup", "warmup_jitter", "stacks_per_episode",
-    "max_gap", "chunk_stacks", "background_frames", "hud_mask",
+    "max_gap", "chunk_stacks", "background_frames", "hud_mask", "distractors", "distractor_seed",
 )  # fmt: skip
 """Settings in a dataset's meta.json that :func:`trainers.data.dataset.build_dataset` takes back."""
 

@@ -46,8 +46,13 @@ BUDGET_SHARES = {"teacher": 0.6, "distill": 0.25}
 """Share of ``--minutes`` each long stage plans for; the remaining 15% is the fixed-cost stages'
 (dataset, classifier, raw frames, evaluation), which are not cut short."""
 PRESETS = ("auto", "cpu", "gpu")
-_SETTING_STAGE = {"data": "dataset", "seed": "dataset", "preset": "teacher"}
+_SETTING_STAGE = {
+    "data": "dataset", "seed": "dataset", "distractors": "dataset", "distractor_seed": "dataset", "preset": "teacher",
+}  # fmt: skip
 """The first stage each identity setting of a run feeds: changing it needs --redo there."""
+_UNRECORDED = object()
+_RECORDED_BEFORE = {"distractors": None, "distractor_seed": None}
+"""What a state file written before a setting existed ran with (clean frames, no bars)."""
 _DERIVED_BY = {"hud_bands": "dataset", "z_scale_prior": "teacher", "max_box": "export", "classifier": "classifier"}
 
 
@@ -70,6 +75,10 @@ class PipelineConfig:
     data: Path | None = None
     """Dataset folder; None: ``<out>/data``."""
     seed: int = 0
+    distractors: str | None = None
+    """``"horizontal"``, ``"vertical"`` or ``"both"``: moving bars on the dataset's frames (None: clean)."""
+    distractor_seed: int | None = None
+    """Seed of the bars, mixed with the dataset's env seeds (None: ``seed`` alone fixes them)."""
     hardware: str | None = None
     progress: bool = True
     probe_pairs: int = 256
@@ -188,14 +197,19 @@ def read_state(out: str | Path, game: str) -> dict[str, Any] | None:
 
 def identity(run: PipelineRun) -> dict[str, Any]:
     """The settings a continued run must keep (or redo the stage they feed)."""
-    return {"preset": run.preset, "data": str(run.data), "seed": run.cfg.seed}
+    return {
+        "preset": run.preset, "data": str(run.data), "seed": run.cfg.seed,
+        # A seed without bars changes no data: recorded as None, so it cannot block a continued run.
+        "distractors": run.cfg.distractors,
+        "distractor_seed": run.cfg.distractor_seed if run.cfg.distractors is not None else None,
+    }  # fmt: skip
 
 
 def check_identity(state: dict[str, Any], now: dict[str, Any], redo: str | None, path: Path) -> None:
     """Refuse to continue a run whose settings changed unless ``--redo`` reaches the stage they feed."""
     for key, value in now.items():
-        before = state["settings"].get(key)
-        if before is None or before == value:
+        before = state["settings"].get(key, _RECORDED_BEFORE.get(key, _UNRECORDED))
+        if before is _UNRECORDED or before == value:
             continue
         stage = _SETTING_STAGE[key]
         if redo is not None and STAGES.index(redo) <= STAGES.index(stage):

@@ -1,0 +1,208 @@
+"""Moving distractor bars ("Noisy Atari"): full-length bars redrawn at random positions every frame.
+
+PermaKey tested its keypoint detector on Atari frames with distractors: bars 5 px thick across
+its 84 x 84 frame, colour RGB (128, 0, 255), at a new random position every frame. Here the same
+bars are drawn on the 210 x 160 frame a detector sees, their thickness scaled by the same factor
+as the frame: a horizontal bar (full width) is ``5 * 210 / 84 = 12.5`` rows thick, rounded half
+up to **13**; a vertical bar (full height) ``5 * 160 / 84 = 9.52`` columns, rounded to **10**.
+Rounding half up keeps the bar at least as large as PermaKey's relative to the frame. A bar lies
+wholly inside the frame, its top row (left column) uniform over every position that allows it.
+
+Only pixels change: the env's RAM, rewards, terminations, the RAM oracle's input and the
+ground truth never see a bar. :class:`Distractors` is one env's stream of bar positions, drawn
+once per step (after a flicker game's max of two frames) and at reset; its seeding (see
+:meth:`Distractors.reset`) makes ``reset(seed=s)`` reproduce the bars and gives every env of a
+vector env its own stream. The single env, the vector envs and the dataset builder all draw
+through this module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from moc_envs.perception.detection import FRAME_HEIGHT, FRAME_WIDTH
+
+__all__ = [
+    "BAR_COLOR",
+    "DISTRACTOR_KINDS",
+    "HORIZONTAL_THICKNESS",
+    "VERTICAL_THICKNESS",
+    "Bars",
+    "DistractorKind",
+    "Distractors",
+    "check_distractors",
+    "draw_bars",
+    "make_distractors",
+]
+
+DistractorKind = Literal["horizontal", "vertical", "both"]
+DISTRACTOR_KINDS: tuple[DistractorKind, ...] = ("horizontal", "vertical", "both")
+"""The accepted values of ``distractors`` besides None (off)."""
+
+BAR_COLOR: tuple[int, int, int] = (128, 0, 255)
+"""RGB colour of the bars (PermaKey's)."""
+
+_PERMAKEY_SIDE = 84  # PermaKey's frame, 84 x 84
+_PERMAKEY_THICKNESS = 5
+
+
+def _scaled(pixels: int) -> tuple[int, int]:
+    """PermaKey's thickness scaled to the rows and the columns of our frame, rounded half up."""
+
+    def half_up(x: float) -> int:
+        return math.floor(x + 0.5)  # round() would give 12 for 12.5 (banker's rounding)
+
+    return (
+        half_up(pixels * FRAME_HEIGHT / _PERMAKEY_SIDE),
+        half_up(pixels * FRAME_WIDTH / _PERMAKEY_SIDE),
+    )
+
+
+HORIZONTAL_THICKNESS, VERTICAL_THICKNESS = _scaled(_PERMAKEY_THICKNESS)
+"""Rows of a horizontal bar (13) and columns of a vertical bar (10) on the 210 x 160 frame."""
+
+_STREAM_TAG = 0x4D4F4342  # keeps the bar stream apart from the game's own use of the same seed
+_FROM_RESET, _FROM_BOTH, _FROM_DISTRACTOR_SEED = 0, 1, 2
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def check_distractors(distractors: object, distractor_seed: object = None) -> DistractorKind | None:
+    """Return ``distractors`` once checked, or raise with what was expected and what was given.
+
+    ``distractors``: None (off), ``"horizontal"``, ``"vertical"`` or ``"both"``;
+    ``distractor_seed``: None or a non-negative int (Python or numpy), ignored when off.
+    """
+    if distractors is not None and (
+        not isinstance(distractors, str) or distractors not in DISTRACTOR_KINDS
+    ):
+        choices = ", ".join(repr(k) for k in DISTRACTOR_KINDS)
+        raise ValueError(f"distractors must be one of {choices} or None, got {distractors!r}")
+    if distractor_seed is not None:
+        if isinstance(distractor_seed, bool | np.bool_) or not isinstance(
+            distractor_seed, int | np.integer
+        ):
+            raise TypeError(
+                f"distractor_seed must be None or a non-negative int, got {_describe(distractor_seed)}"
+            )
+        if int(distractor_seed) < 0:
+            raise ValueError(
+                f"distractor_seed must be None or a non-negative int, got {int(distractor_seed)}"
+            )
+    return distractors  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Where one frame's bars are: the top row of the horizontal bar and the left column of the
+    vertical one (None: no such bar)."""
+
+    row: int | None
+    col: int | None
+
+
+def draw_bars(frame: np.ndarray, bars: Bars | None) -> np.ndarray:
+    """A copy of ``frame`` (210, 160, 3) uint8 with ``bars`` drawn in :data:`BAR_COLOR`.
+
+    ``bars=None`` (no position drawn yet) returns an unchanged copy.
+    """
+    if (
+        not isinstance(frame, np.ndarray)
+        or frame.dtype != np.uint8
+        or frame.shape != (FRAME_HEIGHT, FRAME_WIDTH, 3)
+    ):
+        got = (
+            f"{frame.dtype} {frame.shape}"
+            if isinstance(frame, np.ndarray)
+            else type(frame).__name__
+        )
+        raise ValueError(
+            f"frame must be uint8 of shape ({FRAME_HEIGHT}, {FRAME_WIDTH}, 3), got {got}"
+        )
+    out = frame.copy()
+    if bars is not None:
+        if bars.row is not None:
+            out[bars.row : bars.row + HORIZONTAL_THICKNESS, :] = BAR_COLOR
+        if bars.col is not None:
+            out[:, bars.col : bars.col + VERTICAL_THICKNESS] = BAR_COLOR
+    return out
+
+
+class Distractors:
+    """One env's distractor bars: a seeded stream of positions and the drawing.
+
+    Call :meth:`reset` when the env resets and :meth:`step` once per env step; each draws the
+    bars of the new frame, which :meth:`draw` then paints on it (as often as the frame is read).
+
+    Args:
+        kind: ``"horizontal"``, ``"vertical"`` or ``"both"`` (one bar of each).
+        seed: the ``distractor_seed``; None derives the stream from the reset seed alone.
+        index: the env's row in a vector env: with ``seed`` given and an unseeded reset, the
+            rows get distinct streams from the one seed.
+
+    Every frame takes two draws from the generator, a row and a column, whatever ``kind``
+    uses: ``"both"`` is the union of ``"horizontal"`` and ``"vertical"`` for the same seeds.
+    """
+
+    def __init__(self, kind: DistractorKind, seed: int | None = None, index: int = 0) -> None:
+        check_distractors(kind, seed)
+        if kind is None:
+            raise ValueError(
+                "Distractors needs a kind ('horizontal', 'vertical' or 'both'), got None"
+            )
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
+            raise ValueError(f"index must be a non-negative int, got {_describe(index)}")
+        self.kind: DistractorKind = kind
+        self.seed = None if seed is None else int(seed)
+        self.index = int(index)
+        if self.seed is None:
+            self._rng = np.random.default_rng()  # until a seeded reset, as the game's own RNG
+        else:
+            entropy = [_STREAM_TAG, _FROM_DISTRACTOR_SEED, self.seed, 0]
+            self._rng = np.random.default_rng(
+                np.random.SeedSequence(entropy, spawn_key=(self.index,))
+            )
+        self.bars: Bars | None = None
+        """The current frame's bars (None before the first reset)."""
+
+    def reset(self, seed: int | None = None) -> Bars:
+        """New bars for the first frame of an episode; a ``seed`` (the env's reset seed) reseeds.
+
+        Seeded resets key the stream by the reset seed and ``distractor_seed`` (not by the row),
+        so env ``i`` of a vector env reset with ``seed + i`` draws what a single env reset with
+        ``seed + i`` draws, and ``reset(seed=s)`` always reproduces them. An unseeded reset
+        continues the stream.
+        """
+        if seed is not None:
+            how = _FROM_RESET if self.seed is None else _FROM_BOTH
+            entropy = [_STREAM_TAG, how, int(seed), 0 if self.seed is None else self.seed]
+            self._rng = np.random.default_rng(np.random.SeedSequence(entropy))
+        return self.step()
+
+    def step(self) -> Bars:
+        """New bars at uniformly random positions, for the frame of the next env step."""
+        row = int(self._rng.integers(0, FRAME_HEIGHT - HORIZONTAL_THICKNESS + 1))
+        col = int(self._rng.integers(0, FRAME_WIDTH - VERTICAL_THICKNESS + 1))
+        self.bars = Bars(
+            row=row if self.kind in ("horizontal", "both") else None,
+            col=col if self.kind in ("vertical", "both") else None,
+        )
+        return self.bars
+
+    def draw(self, frame: np.ndarray) -> np.ndarray:
+        """A copy of ``frame`` (210, 160, 3) uint8 with the current bars drawn."""
+        return draw_bars(frame, self.bars)
+
+
+def make_distractors(
+    kind: DistractorKind | None, seed: int | None = None, index: int = 0
+) -> Distractors | None:
+    """A :class:`Distractors` for ``kind``, or None when ``kind`` is None (off)."""
+    check_distractors(kind, seed)
+    return None if kind is None else Distractors(kind, seed, index)
