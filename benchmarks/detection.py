@@ -36,26 +36,25 @@ from benchmarks.common import (
     bar_plot,
     learned_weights,
     markdown_table,
-    not_available,
     torch_threads,
     write_results,
 )
-from trainers.evaluate.held_out import POLICY_SETS, PlayRecord, detect_all, play
-from trainers.evaluate.object_scores import frame_errors, score_objects
+from trainers.evaluate.held_out import (
+    HELD_OUT_BAR,
+    LEARNED,
+    POLICY_SETS,
+    VISION,
+    PlayRecord,
+    collect,
+    evaluate_plays,
+    meets_held_out_bar,
+)
+from trainers.evaluate.object_scores import frame_errors
 
-__all__ = ["LEARNED", "VISION", "TARGET", "collect", "score_game", "worst_frames_picture", "run", "main"]
+__all__ = ["LEARNED", "VISION", "TARGET", "worst_frames_picture", "run", "main"]
 
-LEARNED = "learned (SPACE+MOC)"
-VISION = "OCAtari vision"
-TARGET = {"f1": 0.95, "category_accuracy": 0.97, "spurious_singleton_share": 0.01}
+TARGET = HELD_OUT_BAR
 """The bar of issue 28 on every shipped game (and F1 not below OCAtari vision's)."""
-
-
-def collect(game: str, policy_set: str, frames: int) -> list[PlayRecord]:
-    """Play every policy run of ``policy_set`` for ``frames`` recorded frames each."""
-    if policy_set not in POLICY_SETS:
-        raise ValueError(f"policy set must be one of {sorted(POLICY_SETS)}, got {policy_set!r}")
-    return [play(game, run, frames) for run in POLICY_SETS[policy_set]]
 
 
 def _card_f1_moving(folder: Path | None) -> float | None:
@@ -64,52 +63,6 @@ def _card_f1_moving(folder: Path | None) -> float | None:
     ship = json.loads((folder / "card.json").read_text()).get("ship", {})
     value = ship.get("f1_moving")
     return float(value) if isinstance(value, int | float) else None
-
-
-def score_game(game: str, plays: Sequence[PlayRecord], device: str = "auto") -> dict[str, Any]:
-    """Scores of ours and vision over all runs, and per run; the learned predictions per frame."""
-    from moc_envs.games import get_game
-    from moc_envs.perception.detectors import make_detector
-
-    spec = get_game(game)
-    weights = learned_weights(spec.name)
-    detector = make_detector("space", spec.name, device, allow_unclassified=True) if weights is not None else None
-    truths, starts, vision, learned = [], [], [], []
-    per_run: list[dict[str, Any]] = []
-    for rec in plays:
-        t = [(r.truth, r.truth_cats) for r in rec.records]
-        s = [r.window_start for r in rec.records]
-        v = [(r.vision, r.vision_cats) for r in rec.records]
-        lp = detect_all(detector, rec.frames) if detector is not None else None
-        truths += t
-        starts += s
-        vision += v
-        row = {"policy": rec.run.name, "steps_played": rec.steps_played, "episodes_finished": rec.episodes_finished,
-               VISION: score_objects(spec, v, t, s)}
-        if lp is not None:
-            learned += lp
-            row[LEARNED] = score_objects(spec, lp, t, s)
-        per_run.append(row)
-    undrawn: dict[str, int] = {}
-    for rec in plays:
-        for r in rec.records:
-            for c, n in r.undrawn.items():
-                undrawn[c] = undrawn.get(c, 0) + n
-    out: dict[str, Any] = {
-        "game": spec.name,
-        "frames": len(truths),
-        "undrawn_truth": undrawn,
-        "vision_refused_frames": int(sum(r.vision_refused for rec in plays for r in rec.records)),
-        VISION: score_objects(spec, vision, truths, starts),
-        "per_run": per_run,
-        "card_f1_moving": _card_f1_moving(weights),
-    }
-    if detector is not None:
-        out[LEARNED] = score_objects(spec, learned, truths, starts)
-        out["_learned_predictions"] = learned
-    else:
-        out["note"] = not_available(spec.name)
-    return out
 
 
 def worst_frames_picture(path: Path, plays: Sequence[PlayRecord], preds: Sequence[Any], n: int = 6) -> Path:
@@ -157,7 +110,8 @@ def run(
     for game in tqdm(games, desc="detection", unit="game"):
         name = get_game(game).name
         plays = collect(name, policy_set, frames)
-        scores = score_game(name, plays, device)
+        scores = evaluate_plays(name, plays, learned_weights(name), device)
+        scores["card_f1_moving"] = _card_f1_moving(learned_weights(name))
         preds = scores.pop("_learned_predictions", None)
         if out is not None and preds is not None:
             worst_frames_picture(out / "detection_worst" / f"{name.lower()}.png", plays, preds)
@@ -173,13 +127,9 @@ def run(
 
 
 def _meets(r: dict[str, Any]) -> str:
-    mine = r.get(LEARNED)
-    if mine is None:
+    if r.get(LEARNED) is None:
         return "-"
-    ok = (mine["f1"] >= TARGET["f1"] and mine["f1"] >= r[VISION]["f1"]
-          and mine["category_accuracy"] >= TARGET["category_accuracy"]
-          and mine["spurious_singleton_share"] <= TARGET["spurious_singleton_share"])
-    return "yes" if ok else "no"
+    return "yes" if meets_held_out_bar(r) else "no"
 
 
 def _write(result: dict[str, Any], out: Path) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainers.data.scripted import SCRIPTED, scripted_policy
 from moc_envs.envs.registration import make_ale_env
 from moc_envs.games import game_names, get_game
 from moc_envs.perception.detection import Detection
 from moc_envs.perception.frames import frame_source
 from moc_envs.perception.ram_detector import RamDetector
+from trainers.data.scripted import SCRIPTED, scripted_policy
 
 
 def _play(game: str, policy: str, steps: int, seed: int = 0) -> float:

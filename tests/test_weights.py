@@ -163,11 +163,14 @@ def test_weights_table(monkeypatch, tmp_path, partial_bundle) -> None:
     assert explicit["Skiing"].origin == "explicit" and explicit["Pong"].origin == "MOC_ENVS_WEIGHTS"
     text = format_weights_table(weights=partial_bundle)
     lines = text.splitlines()
-    assert lines[0].split() == ["game", "source", "F1", "moving", "category", "acc.", "bar", "status", "folder"]
+    assert lines[0].split() == ["game", "source", "F1", "held-out", "vision", "spurious", "slot", "bar", "F1", "moving",
+                                "(test)", "category", "acc.", "test", "bar", "status", "folder"]  # fmt: skip
     pong = next(line for line in lines if line.startswith("Pong "))
     card = json.loads((BUNDLED / "Pong" / "card.json").read_text())["ship"]
+    held_out = [f"{card[k]:.3f}" for k in ("f1_held_out", "vision_f1_held_out", "spurious_singleton_share")]
+    verdict = "met" if card["meets_held_out_bar"] else "not met"
     expected = [f"{card['f1_moving']:.3f}", f"{card['category_accuracy']:.3f}"]
-    assert pong.split()[:6] == ["Pong", "explicit", *expected, "met", "ok"]
+    assert pong.split()[:-1] == ["Pong", "explicit", *held_out, *verdict.split(), *expected, "met", "ok"]
     assert next(line for line in lines if line.startswith(f"{UNSHIPPED} ")).split()[:2] == [UNSHIPPED, "none"]
     assert f"searched: {root.resolve()} (MOC_ENVS_WEIGHTS), {partial_bundle} (bundled)" in text
 

@@ -56,6 +56,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "trainers.evaluate.card", "main",
         "write the model card (card.json, card.md) of a weights folder",
     ),
+    "held-out": (
+        "trainers.evaluate.held_out", "main",
+        "evaluate a weights folder on held-out later-state play beside OCAtari vision (eval_held_out.json)",
+    ),
+    "extents": (
+        "trainers.classify.extents", "main",
+        "fit each category's box sizes (and fixed positions) so that implausible boxes fill no slot",
+    ),
     "label-offsets": (
         "trainers.evaluate.label_offsets", "main",
         "fit each label link's offset to a learned detector's own boxes",

@@ -11,6 +11,15 @@ box, the z_where scale, appended to z_what before standardising) and the object'
 (``colour_dims == 3``: its RGB in [0, 1] as :func:`moc_envs.perception.postprocess.refine_and_colour` finds
 it, appended after the sizes): categories that share a shape but not a colour (Tennis' players).
 
+A classifier may also carry **extents** (``moc-envs extents``, :mod:`trainers.classify.extents`):
+per category, the range of box widths and heights its objects take, and of centre x or y on an
+axis the game fixes (SpaceInvaders' cannon never leaves its row), fitted from the detector's own
+correctly named boxes on random play. A detection outside its category's extents is
+``"unknown"``: a 49 x 5 box over Seaquest's oxygen bar is no submarine, whatever its z_what.
+Its **HUD regions** are rectangles where the game draws its scores, bars and lives (OCAtari's HUD
+objects in the same play); a detection centred in one is ``"unknown"`` unless its category was
+seen there (the region lists it as exempt).
+
 On disk (``<root>/<Game>/``): ``classifier.safetensors`` holds the arrays and
 ``classifier.json`` the rest (format tag, game, classes, ``max_ratio``, ``size_dims``,
 ``colour_dims``, fit details). Loading reads safetensors and JSON only, through the folder's verified manifest
@@ -47,6 +56,9 @@ __all__ = [
     "read_classifier",
     "has_classifier",
     "refit_command",
+    "EXTENT_KEYS",
+    "check_extents",
+    "check_hud_regions",
 ]
 
 UNKNOWN = "unknown"
@@ -58,8 +70,57 @@ CLASSIFIER_JSON = "classifier.json"
 LEGACY_CLASSIFIER_FILE = "classifier.joblib"
 """The pickled classifier of format 1: never loaded (pickles can run code)."""
 CLASSIFIER_FORMAT = "moc_envs.classifier/2"
+EXTENT_KEYS = ("w", "h", "cx", "cy")
+"""What an extent bounds: box width and height, centre x and y (frame pixels)."""
+Extents = dict[str, dict[str, tuple[float | None, float | None]]]
+
+
+def check_extents(extents: object, classes: tuple[str, ...]) -> Extents:
+    """Validated extents: ``{category: {key: [low or None, high or None]}}`` with keys of
+    :data:`EXTENT_KEYS`, categories among ``classes``, finite bounds, low <= high (None: unbounded)."""
+    if not isinstance(extents, dict):
+        raise TypeError(f"extents must be an object of category -> bounds, got {type(extents).__name__}")
+    out: Extents = {}
+    for cat, bounds in extents.items():
+        if cat not in classes:
+            raise ValueError(f"extents name category {cat!r}, which is not one of the classes {list(classes)}")
+        if not isinstance(bounds, dict) or not set(bounds) <= set(EXTENT_KEYS):
+            raise ValueError(f"extents of {cat!r} must be an object with keys among {list(EXTENT_KEYS)}, got {_short(bounds)}")
+        row: dict[str, tuple[float | None, float | None]] = {}
+        for key, pair in bounds.items():
+            ok = isinstance(pair, list | tuple) and len(pair) == 2 and all(
+                v is None or (isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)) for v in pair
+            )
+            if not ok or (pair[0] is not None and pair[1] is not None and pair[0] > pair[1]):
+                raise ValueError(f"extents[{cat!r}][{key!r}] must be [low, high] with finite numbers or null and low <= high, got {_short(pair)}")
+            row[key] = (None if pair[0] is None else float(pair[0]), None if pair[1] is None else float(pair[1]))
+        out[str(cat)] = row
+    return out
 _ARRAYS = ("centroids", "centroid_class", "radius", "mean", "scale")
 
+
+
+def check_hud_regions(regions: object, classes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Validated HUD regions: ``[{"box": [x0, y0, x1, y1], "exempt": [category, ...]}, ...]``."""
+    if not isinstance(regions, list):
+        raise TypeError(f"hud_regions must be a list, got {type(regions).__name__}")
+    out = []
+    for r in regions:
+        box = r.get("box") if isinstance(r, dict) else None
+        exempt = r.get("exempt", []) if isinstance(r, dict) else None
+        ok = (
+            isinstance(box, list) and len(box) == 4
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in box)
+            and box[0] <= box[2] and box[1] <= box[3]
+            and isinstance(exempt, list) and all(isinstance(c, str) and c in classes for c in exempt)
+        )  # fmt: skip
+        if not ok:
+            raise ValueError(
+                f"each HUD region must be {{'box': [x0, y0, x1, y1] finite with x0 <= x1 and y0 <= y1, "
+                f"'exempt': [categories among {list(classes)}]}}, got {_short(r)}"
+            )
+        out.append({"box": [float(v) for v in box], "exempt": list(exempt)})
+    return out
 
 @dataclass
 class ZWhatClassifier:
@@ -85,6 +146,10 @@ class ZWhatClassifier:
     """2 when the features hold the log width and height of the detector's box after z_what, else 0."""
     colour_dims: int = 0
     """3 when the features end with the object's RGB colour in [0, 1], else 0."""
+    extents: Extents = field(default_factory=dict)
+    """Per category, bounds of its boxes' width, height and centre (module docstring); {}: none."""
+    hud_regions: list[dict[str, Any]] = field(default_factory=list)
+    """Rectangles of the HUD where only their exempt categories are named (module docstring)."""
 
     def __post_init__(self) -> None:
         self.centroids = np.asarray(self.centroids, np.float32)
@@ -114,6 +179,8 @@ class ZWhatClassifier:
                 f"size_dims must be 0 or 2 and colour_dims 0 or 3 (together less than the {d} features), "
                 f"got {self.size_dims} and {self.colour_dims}"
             )
+        self.extents = check_extents(self.extents, self.classes)
+        self.hud_regions = check_hud_regions(self.hud_regions, self.classes)
         self.max_ratio = float(self.max_ratio)
         if not 0.0 < self.max_ratio <= 1.0:
             raise ValueError(f"max_ratio must be in (0, 1], got {self.max_ratio}")
@@ -205,6 +272,27 @@ class ZWhatClassifier:
         idx, _ = self.predict_index(z_what, sizes, colours)
         return [self.classes[i] if i >= 0 else UNKNOWN for i in idx.tolist()]
 
+    def within_extents(self, names: list[str], boxes: np.ndarray) -> list[str]:
+        """``names`` with ``"unknown"`` where a box (x, y, w, h) lies outside its category's extents or
+        is centred in a HUD region that does not exempt its category."""
+        if not self.extents and not self.hud_regions:
+            return names
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) != len(names):
+            raise ValueError(f"one box per name expected, got {len(boxes)} boxes for {len(names)} names")
+        out = list(names)
+        for i, (name, (x, y, w, h)) in enumerate(zip(names, boxes.tolist(), strict=True)):
+            values = {"w": w, "h": h, "cx": x + w / 2, "cy": y + h / 2}
+            for r in self.hud_regions:
+                x0, y0, x1, y1 = r["box"]
+                if name not in r["exempt"] and x0 <= values["cx"] <= x1 and y0 <= values["cy"] <= y1:
+                    out[i] = UNKNOWN
+            for key, (lo, hi) in self.extents.get(name, {}).items():
+                if (lo is not None and values[key] < lo) or (hi is not None and values[key] > hi):
+                    out[i] = UNKNOWN
+                    break
+        return out
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays stored in ``classifier.safetensors``."""
         return {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
@@ -244,6 +332,8 @@ def save_classifier(clf: ZWhatClassifier, folder: str | Path, game: str) -> Path
         "max_ratio": clf.max_ratio,
         "size_dims": clf.size_dims,
         "colour_dims": clf.colour_dims,
+        "extents": {c: {k: list(v) for k, v in b.items()} for c, b in clf.extents.items()},
+        "hud_regions": clf.hud_regions,
         # A rate over no samples is NaN, which strict JSON (and read_classifier) refuses.
         "info": finite_for_json(clf.info),
     }
@@ -347,6 +437,8 @@ def read_classifier(files: VerifiedFolder, game: str | None = None) -> ZWhatClas
         if not isinstance(info, dict):
             raise TypeError(f"info must be a JSON object in {j_path.name}, got {type(info).__name__}")
         clf = ZWhatClassifier(
+            extents=meta.get("extents") or {},
+            hud_regions=meta.get("hud_regions") or [],
             classes=tuple(classes),
             info=dict(info),
             max_ratio=float(settings["max_ratio"]),

@@ -44,6 +44,7 @@ __all__ = [
     "suppress_duplicates",
     "suppress_duplicates_batched",
     "size_mask",
+    "drawn_mask",
     "refine_boxes",
     "refine_boxes_batched",
     "refine_and_colour",
@@ -223,6 +224,32 @@ def size_mask(boxes: np.ndarray, max_box: tuple[float, float] | None) -> np.ndar
         return np.ones(len(boxes), dtype=bool)
     max_w, max_h = max_box
     return (boxes[:, 2] <= max_w) & (boxes[:, 3] <= max_h)
+
+
+def drawn_mask(frames: np.ndarray, boxes: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
+    """Which boxes (M, 4) of ``frames`` (N, H, W, 3) show anything: two colours or more inside.
+
+    A cell can claim a box over plain background (a gap in SpaceInvaders' formation, an empty
+    corner of Carnival's screen); nothing is drawn there, so the box is no object, whatever the
+    model's z_pres. Each box is read at whole pixels, its floor to its ceiling cut to the frame.
+    Run on the boxes left after suppression, a handful per frame.
+    """
+    frames = np.asarray(frames)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    fi = _frame_index(frame_index, len(boxes)).tolist()
+    fh, fw = frames.shape[1:3]
+    out = np.zeros(len(boxes), dtype=bool)
+    for k, (x, y, w, h) in enumerate(boxes.tolist()):
+        if not all(math.isfinite(v) for v in (x, y, w, h)):
+            out[k] = True  # not ours to judge: such a box is refused elsewhere
+            continue
+        x0, y0 = min(max(math.floor(x), 0), fw), min(max(math.floor(y), 0), fh)
+        x1, y1 = min(max(math.ceil(x + w), 0), fw), min(max(math.ceil(y + h), 0), fh)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        crop = frames[fi[k], y0:y1, x0:x1]
+        out[k] = bool((crop != crop[0, 0]).any())
+    return out
 
 
 def _packed(rgb: np.ndarray) -> np.ndarray:

@@ -44,6 +44,7 @@ from moc_envs.perception.labels import read_label_offsets
 from moc_envs.perception.postprocess import (
     DEFAULT_SUPPRESSION,
     SuppressionConfig,
+    drawn_mask,
     refine_and_colour,
     refine_boxes_batched,
     size_mask,
@@ -101,6 +102,7 @@ class SpaceDetector:
         threads: int | None = None,
         freeze: bool = True,
         label_offsets: dict[str, float] | None = None,
+        drop_empty: bool = True,
     ) -> None:
         """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one).
 
@@ -113,7 +115,9 @@ class SpaceDetector:
         (:mod:`moc_envs.model.runtime`: the same outputs to float rounding, less overhead per call);
         ``label_offsets``: offsets of the game's label links fitted for this detector's boxes
         (``labels.json``; the env applies them to ``info["labels"]``, see
-        :meth:`moc_envs.games.GameSpec.with_label_offsets`).
+        :meth:`moc_envs.games.GameSpec.with_label_offsets`);
+        ``drop_empty``: drop boxes over plain background, where nothing is drawn
+        (:func:`moc_envs.perception.postprocess.drawn_mask`).
         """
         self.threads = check_threads(threads)
         self.game = game
@@ -124,6 +128,7 @@ class SpaceDetector:
         self.suppression = suppression
         self.refine = refine
         self.max_box = max_box
+        self.drop_empty = bool(drop_empty)
         game.with_label_offsets(label_offsets or {})  # refuses unknown labels and non-finite offsets
         self.label_offsets: dict[str, float] = dict(label_offsets or {})
         self._image_raw: RawEncoder | None = None
@@ -343,6 +348,8 @@ class SpaceDetector:
         keep = np.flatnonzero(size_mask(boxes, self.max_box))
         if self.suppression is not None and len(keep):
             keep = keep[suppress_duplicates_batched(boxes[keep], prob[keep], b_idx[keep], self.suppression)]
+        if self.drop_empty and len(keep):
+            keep = keep[drawn_mask(frames, boxes[keep], b_idx[keep])]
         _mark(marks, "suppression")
         # Suppression needs only the boxes and scores, so on the CPU only the kept cells' glimpses
         # are cropped and encoded: duplicate and oversized cells cost no glimpse.
@@ -359,7 +366,7 @@ class SpaceDetector:
         _mark(marks, "pixel-tight boxes")
         # No detection (a black frame at reset): nothing to name, and no colours were read.
         cats = (
-            self.classifier.predict(z_what, model_sizes, colours)
+            self.classifier.within_extents(self.classifier.predict(z_what, model_sizes, colours), boxes[keep])
             if self.classifier is not None and len(keep)
             else [DEFAULT_CATEGORY] * len(keep)
         )

@@ -237,10 +237,19 @@ class WeightsInfo:
     """Category accuracy on moving objects from ``card.json``."""
     meets_bar: bool | None = None
     """Whether the card says the shipping bar is met."""
+    f1_held_out: float | None = None
+    """F1 on every promised object of held-out later-state play (``moc-envs held-out``), from ``card.json``."""
+    vision_f1_held_out: float | None = None
+    """OCAtari vision's F1 on the same frames."""
+    spurious_singleton_share: float | None = None
+    """Share of those frames where a single-slot category's slot holds a spurious box."""
+    meets_held_out_bar: bool | None = None
+    """Whether the card says the held-out bar is met."""
 
 
-def _card_headline(folder: Path) -> tuple[float | None, float | None, bool | None]:
-    """(F1 on moving objects, category accuracy, bar verdict) from a folder's card.json.
+def _card_headline(folder: Path) -> tuple[float | None, ...]:
+    """(F1 on moving objects, category accuracy, bar verdict, held-out F1, vision's held-out F1,
+    spurious singleton share, held-out bar verdict) from a folder's card.json.
 
     Nones when the card is absent or unreadable (not a regular file, not strict JSON): the
     folder's status says why (:func:`_folder_status` verifies every file the manifest lists).
@@ -248,17 +257,21 @@ def _card_headline(folder: Path) -> tuple[float | None, float | None, bool | Non
     try:
         card = load_json_file(folder / _CARD_FILE, what="card")
     except (OSError, MocEnvsError):
-        return None, None, None
+        return (None,) * 7
     ship = card.get("ship") if isinstance(card, dict) else None
     if not isinstance(ship, dict):
-        return None, None, None
+        return (None,) * 7
 
     def number(key: str) -> float | None:
         v = ship.get(key)
         return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
-    verdict = ship.get("meets_bar")
-    return number("f1_moving"), number("category_accuracy"), verdict if isinstance(verdict, bool) else None
+    def flag(key: str) -> bool | None:
+        v = ship.get(key)
+        return v if isinstance(v, bool) else None
+
+    return (number("f1_moving"), number("category_accuracy"), flag("meets_bar"), number("f1_held_out"),
+            number("vision_f1_held_out"), number("spurious_singleton_share"), flag("meets_held_out_bar"))  # fmt: skip
 
 
 def _folder_status(folder: Path, game: str) -> str:
@@ -318,8 +331,7 @@ def weights_table(weights: str | os.PathLike[str] | None = None) -> list[Weights
             rows.append(WeightsInfo(name, "none", None, "no weights"))
             continue
         folder, origin = found
-        f1, acc, bar = _card_headline(folder)
-        rows.append(WeightsInfo(name, origin, folder, _folder_status(folder, name), f1, acc, bar))
+        rows.append(WeightsInfo(name, origin, folder, _folder_status(folder, name), *_card_headline(folder)))  # type: ignore[arg-type]
     return rows
 
 
@@ -339,14 +351,22 @@ def format_weights_table(weights: str | os.PathLike[str] | None = None) -> str:
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
 
-    header = ("game", "source", "F1 moving", "category acc.", "bar", "status", "folder")
+    def verdict(v: bool | None) -> str:
+        return "-" if v is None else ("met" if v else "not met")
+
+    header = ("game", "source", "F1 held-out", "vision", "spurious slot", "bar", "F1 moving (test)", "category acc.",
+              "test bar", "status", "folder")  # fmt: skip
     body = [
         (
             r.game,
             r.origin,
+            fmt(r.f1_held_out),
+            fmt(r.vision_f1_held_out),
+            fmt(r.spurious_singleton_share),
+            verdict(r.meets_held_out_bar),
             fmt(r.f1_moving),
             fmt(r.category_accuracy),
-            "-" if r.meets_bar is None else ("met" if r.meets_bar else "not met"),
+            verdict(r.meets_bar),
             r.status,
             "-" if r.folder is None else str(r.folder),
         )

@@ -160,6 +160,14 @@ def build_card(
     else:
         verdict["meets_bar"] = False
         verdict["why"] = f"no evaluation at {eval_file}; run moc-envs evaluate"
+    held_out = _held_out(weights)
+    if held_out is not None:
+        verdict.update(
+            held_out_bar=held_out["bar"], meets_held_out_bar=held_out["meets_bar"],
+            f1_held_out=held_out["learned"].get("f1"), vision_f1_held_out=held_out["vision"].get("f1"),
+            category_accuracy_held_out=held_out["learned"].get("category_accuracy"),
+            spurious_singleton_share=held_out["learned"].get("spurious_singleton_share"),
+        )  # fmt: skip
     if shortfall is not None:
         verdict["shortfall"] = shortfall.strip()
     classifier = None
@@ -174,6 +182,8 @@ def build_card(
         classifier["colour_weight"] = info.get("colour_weight", 0.0)
         classifier["max_ratio"] = man.get("max_ratio", 1.0)
         classifier["test"] = info.get("test")
+        classifier["extents"] = sorted(man.get("extents") or {})
+        classifier["hud_regions"] = len(man.get("hud_regions") or [])
     if derived is None and run is not None:
         derived = _pipeline_derived(Path(run))
     labels = json.loads((weights / LABELS_FILE).read_text()) if (weights / LABELS_FILE).is_file() else None
@@ -203,11 +213,63 @@ def build_card(
         },
         "dataset": dataset,
         "classifier": classifier,
+        "held_out": held_out,
         "evaluation": evaluation,
         "ship": verdict,
         "derived": derived,
         "labels": None if labels is None else {k: labels.get(k) for k in ("offsets", "fit", "labels")},
     }
+
+
+_SCORE_KEYS = ("f1", "precision", "recall", "f1_5px", "category_accuracy", "spurious_singleton_share", "truth_objects")
+
+
+def _held_out(weights: Path) -> dict[str, Any] | None:
+    """What the card keeps of the folder's ``eval_held_out.json`` (``moc-envs held-out``); None without one."""
+    from trainers.evaluate.held_out import HELD_OUT_FILE, LEARNED, VISION
+
+    path = weights / HELD_OUT_FILE
+    if not path.is_file():
+        return None
+    ho = json.loads(path.read_text())
+    mine, vision = ho.get(LEARNED) or {}, ho.get(VISION) or {}
+    per_cat = {
+        c: {"truth": v.get("truth"), "precision": (mine.get("per_category") or {}).get(c, {}).get("precision"),
+            "recall": (mine.get("per_category") or {}).get(c, {}).get("recall"),
+            "vision_precision": v.get("precision"), "vision_recall": v.get("recall"),
+            "spurious_frames": (mine.get("spurious_singleton_frames") or {}).get(c)}
+        for c, v in (vision.get("per_category") or {}).items()
+    }  # fmt: skip
+    return {
+        "policies": ho.get("policies"), "frames": ho.get("frames"), "bar": ho.get("bar"), "meets_bar": bool(ho.get("meets_bar")),
+        "learned": {k: mine.get(k) for k in _SCORE_KEYS}, "vision": {k: vision.get(k) for k in _SCORE_KEYS},
+        "per_category": per_cat, "undrawn_truth": ho.get("undrawn_truth"),
+    }  # fmt: skip
+
+
+def _held_out_lines(ho: dict[str, Any]) -> list[str]:
+    m, v, bar = ho["learned"], ho["vision"], ho["bar"] or {}
+    lines = [
+        "", f"## What users get: held-out later-state play ({ho['frames']} frames)", "",
+        f"Policies never tuned on ({', '.join(ho['policies'] or [])}), windows of consecutive frames spread over long "
+        "play; every category the env promises; category-aware matching against OCAtari's RAM truth; OCAtari's vision "
+        "rules on the same frames (`moc-envs held-out`, trainers/evaluate/held_out.py).", "",
+        "| detector | F1 | P | R | F1 (5 px) | category acc. | spurious singleton slot |", "|---|---|---|---|---|---|---|",
+        f"| SPACE+MOC (as the env runs it) | {_f(m['f1'])} | {_f(m['precision'])} | {_f(m['recall'])} | {_f(m['f1_5px'])} "
+        f"| {_f(m['category_accuracy'])} | {_f(m['spurious_singleton_share'])} |",
+        f"| OCAtari vision | {_f(v['f1'])} | {_f(v['precision'])} | {_f(v['recall'])} | {_f(v['f1_5px'])} "
+        f"| {_f(v['category_accuracy'])} | {_f(v['spurious_singleton_share'])} |", "",
+        f"Bar: F1 >= {bar.get('f1')} and not below vision's, category accuracy >= {bar.get('category_accuracy')}, a "
+        f"spurious box in a single-slot category on at most {bar.get('spurious_singleton_share')} of frames: "
+        f"**{'met' if ho['meets_bar'] else 'not met'}**.", "",
+        "| category | truth objects | P | R | vision P | vision R | frames with a spurious slot box |", "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for c, r in ho["per_category"].items():
+        lines.append(
+            f"| {c} | {r['truth']} | {_f(r['precision'])} | {_f(r['recall'])} | {_f(r['vision_precision'])} "
+            f"| {_f(r['vision_recall'])} | {'-' if r['spurious_frames'] is None else r['spurious_frames']} |"
+        )
+    return lines
 
 
 def _pipeline_derived(folder: Path) -> dict[str, Any] | None:
@@ -358,6 +420,13 @@ def card_markdown(card: dict[str, Any]) -> str:
         if clf
         else "- Classifier: none (category 'object')"
     )
+    if clf and (clf.get("extents") or clf.get("hud_regions")):
+        lines.append(
+            f"- Extents (`moc-envs extents`): box sizes bounded for {', '.join(clf.get('extents') or []) or 'no category'}; "
+            f"{clf.get('hud_regions') or 0} HUD region(s) where only categories seen there are named"
+        )
+    if card.get("held_out"):
+        lines += _held_out_lines(card["held_out"])
     if card.get("derived"):
         lines += ["", "## Settings derived from the data (no labels)", "", *derived_lines(card["derived"])]
     ev = card["evaluation"]

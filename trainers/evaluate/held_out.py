@@ -32,22 +32,35 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "LEARNED",
+    "VISION",
+    "collect",
+    "evaluate_plays",
     "PolicyRun",
     "POLICY_SETS",
     "FrameRecord",
     "PlayRecord",
     "make_play_policy",
     "drawn",
+    "HELD_OUT_FILE",
+    "HELD_OUT_BAR",
+    "meets_held_out_bar",
+    "main",
     "play",
     "detect_all",
 ]
 
 POLICY_NAMES = ("random", "held", "fire", "scripted")
+LEARNED = "learned (SPACE+MOC)"
+"""Key of our detector's scores in an evaluation."""
+VISION = "OCAtari vision"
+"""Key of OCAtari's vision rules' scores in an evaluation."""
 
 
 @dataclass(frozen=True)
@@ -294,3 +307,122 @@ def detect_all(detector: Any, frames: np.ndarray, batch: int = 32) -> list[tuple
             boxes = np.array([(d.x, d.y, d.w, d.h) for d in dets], np.float64).reshape(-1, 4)
             out.append((boxes, [d.category for d in dets]))
     return out
+
+
+def collect(game: str, policy_set: str, frames: int) -> list[PlayRecord]:
+    """Play every policy run of ``policy_set`` for ``frames`` recorded frames each."""
+    if policy_set not in POLICY_SETS:
+        raise ValueError(f"policy set must be one of {sorted(POLICY_SETS)}, got {policy_set!r}")
+    return [play(game, run, frames) for run in POLICY_SETS[policy_set]]
+
+
+def evaluate_plays(
+    game: str, plays: Sequence[PlayRecord], weights: str | Path | None, device: str = "auto"
+) -> dict[str, Any]:
+    """Scores (:func:`trainers.evaluate.object_scores.score_objects`) of the detector in ``weights`` and of
+    OCAtari's vision over all ``plays``, and per play; ``_learned_predictions`` holds ours per frame.
+
+    ``weights`` None: vision only, with a note that the game has no weights.
+    """
+    from moc_envs.games import get_game
+    from moc_envs.perception.detectors import make_detector
+    from trainers.evaluate.object_scores import score_objects
+
+    spec = get_game(game)
+    detector = (
+        make_detector("space", spec.name, device, weights=str(weights), allow_unclassified=True)
+        if weights is not None
+        else None
+    )
+    truths, starts, vision, learned = [], [], [], []
+    per_run: list[dict[str, Any]] = []
+    for rec in plays:
+        t = [(r.truth, r.truth_cats) for r in rec.records]
+        s = [r.window_start for r in rec.records]
+        v = [(r.vision, r.vision_cats) for r in rec.records]
+        lp = detect_all(detector, rec.frames) if detector is not None else None
+        truths += t
+        starts += s
+        vision += v
+        row = {"policy": rec.run.name, "steps_played": rec.steps_played, "episodes_finished": rec.episodes_finished,
+               VISION: score_objects(spec, v, t, s)}
+        if lp is not None:
+            learned += lp
+            row[LEARNED] = score_objects(spec, lp, t, s)
+        per_run.append(row)
+    undrawn: dict[str, int] = {}
+    for rec in plays:
+        for r in rec.records:
+            for c, n in r.undrawn.items():
+                undrawn[c] = undrawn.get(c, 0) + n
+    out: dict[str, Any] = {
+        "game": spec.name,
+        "frames": len(truths),
+        "undrawn_truth": undrawn,
+        "vision_refused_frames": int(sum(r.vision_refused for rec in plays for r in rec.records)),
+        VISION: score_objects(spec, vision, truths, starts),
+        "per_run": per_run,
+    }
+    if detector is not None:
+        out[LEARNED] = score_objects(spec, learned, truths, starts)
+        out["_learned_predictions"] = learned
+    else:
+        out["note"] = f"not available: no weights for {spec.name}"
+    return out
+
+
+HELD_OUT_FILE = "eval_held_out.json"
+"""A weights folder's evaluation on held-out later-state play, read by its card."""
+HELD_OUT_BAR = {"f1": 0.95, "category_accuracy": 0.97, "spurious_singleton_share": 0.01}
+"""The shipping bar on held-out later-state frames (issue 28): and F1 not below OCAtari vision's."""
+
+
+def meets_held_out_bar(result: dict[str, Any]) -> bool:
+    """Whether an :func:`evaluate_plays` result meets :data:`HELD_OUT_BAR` (F1 at least vision's too)."""
+    mine = result.get(LEARNED)
+    if not mine:
+        return False
+    return bool(
+        mine["f1"] >= HELD_OUT_BAR["f1"]
+        and mine["f1"] >= result[VISION]["f1"]
+        and mine["category_accuracy"] >= HELD_OUT_BAR["category_accuracy"]
+        and mine["spurious_singleton_share"] <= HELD_OUT_BAR["spurious_singleton_share"]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line: evaluate a weights folder on held-out play and write ``eval_held_out.json`` there."""
+    import argparse
+    import json
+
+    from moc_envs.games import get_game
+    from moc_envs.threads import add_threads_argument, set_torch_threads
+    from moc_envs.weights.atomic import atomic_write_text
+    from moc_envs.weights.manifest import refresh_manifest
+    from moc_envs.weights.safe_read import finite_for_json
+
+    p = argparse.ArgumentParser(
+        prog="moc-envs held-out",
+        description="evaluate a weights folder on held-out later-state play, beside OCAtari vision (trainers.evaluate.held_out)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--game", required=True, help="game name, e.g. Pong")
+    p.add_argument("--weights", required=True, help="weights folder (weights/<Game>)")
+    p.add_argument("--frames", type=int, default=320, help="recorded frames per policy")
+    p.add_argument("--device", default="cpu", help="torch device")
+    add_threads_argument(p)
+    args = p.parse_args(argv)
+    set_torch_threads(args.threads)
+    name = get_game(args.game).name
+    result = evaluate_plays(name, collect(name, "held-out", args.frames), args.weights, args.device)
+    result.pop("_learned_predictions", None)
+    result.update(policy_set="held-out", policies=[r.name for r in POLICY_SETS["held-out"]], frames_per_policy=args.frames,
+                  bar=HELD_OUT_BAR, meets_bar=meets_held_out_bar(result))  # fmt: skip
+    path = Path(args.weights) / HELD_OUT_FILE
+    atomic_write_text(path, json.dumps(finite_for_json(result), indent=2, allow_nan=False) + "\n")
+    refresh_manifest(Path(args.weights), name, [HELD_OUT_FILE])
+    mine = result.get(LEARNED) or {}
+    print(f"{name}: F1 {mine.get('f1', float('nan')):.3f} (vision {result[VISION]['f1']:.3f}), category accuracy "
+          f"{mine.get('category_accuracy', float('nan')):.3f}, spurious singleton {mine.get('spurious_singleton_share', float('nan')):.3f}; "
+          f"bar {'met' if result['meets_bar'] else 'not met'}; wrote {path}")  # fmt: skip
+    return result
