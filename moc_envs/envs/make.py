@@ -47,7 +47,9 @@ def make_vec(
     process's reply (``workers`` > 1; checked, and unused, with one process). Also reached
     through ``gymnasium.make_vec("MOC/Pong-v0", num_envs=8)`` (the ids' ``vector_entry_point``).
     ``distractors`` / ``distractor_seed`` draw moving bars on every env's frames, each env with
-    its own stream (:mod:`moc_envs.perception.distractors`).
+    its own stream (:mod:`moc_envs.perception.distractors`). ``emulator="ale-vector"`` steps
+    the games in ale-py's C++ vector env, on threads outside the GIL (no RAM, and the
+    differences :mod:`moc_envs.envs.emulators` lists); ``emulator_threads`` sets its threads.
     ``max_episode_steps`` truncates each env's episode after
     that many steps, as ``gym.make``'s keyword does; a ``-flat`` id (``"MOC/Pong-flat-v0"``)
     defaults ``obs_mode`` to ``"flat"``. Example::

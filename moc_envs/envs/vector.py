@@ -2,8 +2,9 @@
 
 :func:`make_vec` (``moc_envs.make_vec("MOC/Pong-v0", num_envs=8)``) returns a
 :class:`MocVectorEnv`, a Gymnasium 1.x :class:`~gymnasium.vector.VectorEnv`. Each
-step it steps the N ALE envs one after the other, gathers their frames and RAMs,
-calls ``detector.detect`` once for the whole batch (row ``i`` is always env
+step it steps the N ALE games (one after the other in this thread, or, with
+``emulator="ale-vector"``, on ale-py's C++ threads: :mod:`moc_envs.envs.emulators`), gathers
+their frames (and RAMs), calls ``detector.detect`` once for the whole batch (row ``i`` is always env
 ``i``, which stateful detectors such as the RAM oracle rely on), then hands each
 env's detections to that env's own :class:`~moc_envs.perception.observation.ObjectObservationBuilder`
 (tracker, observation, labels), the same per-frame code the single-env
@@ -42,7 +43,8 @@ from moc_envs.envs.arguments import (
     check_keywords,
     check_tracking,
 )
-from moc_envs.envs.registration import check_env_arguments, game_of_id, make_ale_env
+from moc_envs.envs.emulators import EmulatorName, check_emulator_arguments, make_emulators
+from moc_envs.envs.registration import check_env_arguments, game_of_id
 from moc_envs.envs.registration import env_id as registered_id
 from moc_envs.games import GameSpec
 from moc_envs.perception.detection import (
@@ -53,7 +55,6 @@ from moc_envs.perception.detection import (
 )
 from moc_envs.perception.detectors import DetectorName, label_spec, make_detector
 from moc_envs.perception.distractors import DistractorKind, make_distractors
-from moc_envs.perception.frames import frame_source
 from moc_envs.perception.observation import ObjectObservationBuilder, observation_space
 
 __all__ = ["AUTORESET_MODES", "MocVectorEnv", "reset_arguments"]
@@ -155,6 +156,11 @@ class MocVectorEnv(VectorEnv):
         row_offset: the row of env 0 in a larger vector env (a part of a
             :class:`~moc_envs.envs.parallel.MocParallelVectorEnv`), which keeps the distractor
             streams of its envs apart from the other parts'; nothing else depends on it.
+        emulator: ``"python"`` (N ALE v5 envs stepped in this thread) or ``"ale-vector"``
+            (ale-py's C++ vector env: threads outside the GIL, no RAM, and the differences
+            :mod:`moc_envs.envs.emulators` lists).
+        emulator_threads: threads of ``emulator="ale-vector"`` (None: one per env, at most one
+            per core).
         **ale_kwargs: passed to every ``gym.make("ALE/<Game>-v5")`` (``max_episode_steps``:
             a TimeLimit on each env); other keywords are refused with the nearest valid one.
 
@@ -188,6 +194,8 @@ class MocVectorEnv(VectorEnv):
         distractors: DistractorKind | None = None,
         distractor_seed: int | None = None,
         row_offset: int = 0,
+        emulator: EmulatorName = "python",
+        emulator_threads: int | None = None,
         **ale_kwargs: Any,
     ) -> None:
         self._owns_detector = False
@@ -202,6 +210,7 @@ class MocVectorEnv(VectorEnv):
         if isinstance(row_offset, bool) or not isinstance(row_offset, int | np.integer) or row_offset < 0:
             raise ValueError(f"row_offset must be an int >= 0, got {row_offset!r}")
         check_tracking(max_distance, max_age, coast)
+        emulator = check_emulator_arguments(emulator, self.game, detector, ram_labels, ale_kwargs, emulator_threads)
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.detector = make_detector(
@@ -209,22 +218,20 @@ class MocVectorEnv(VectorEnv):
             threads=threads,
         )  # fmt: skip
         self.num_envs = int(num_envs)
-        self.envs: list[gym.Env] = []
+        self.emulator = make_emulators(emulator, self.game, self.num_envs, ale_kwargs, emulator_threads)
+        """The emulation backend (:mod:`moc_envs.envs.emulators`)."""
+        self.envs: list[gym.Env] = self.emulator.envs
+        """The N ALE envs of ``emulator="python"`` (none for ``"ale-vector"``)."""
         try:
-            for _ in range(self.num_envs):
-                self.envs.append(make_ale_env(self.game, **ale_kwargs))
             # One owner for all N rows; checked after the emulators so that a failure
             # above leaves the detector free.
             claim_detector(
                 self.detector, self, f"MocVectorEnv({self.game.name}, num_envs={self.num_envs})"
             )
         except Exception:
-            for env in self.envs:
-                env.close()
+            self.emulator.close()
             raise
         self._owns_detector = True
-        self._ales = [env.unwrapped.ale for env in self.envs]  # type: ignore[attr-defined]
-        self._frame_sources = [frame_source(env) for env in self.envs]
         self._distractors = [
             make_distractors(distractors, distractor_seed, int(row_offset) + i)
             for i in range(self.num_envs)
@@ -237,7 +244,7 @@ class MocVectorEnv(VectorEnv):
             for _ in range(self.num_envs)
         ]
         self.single_observation_space = observation_space(self.game, obs_mode)
-        self.single_action_space = self.envs[0].action_space
+        self.single_action_space = self.emulator.single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = None
@@ -255,18 +262,15 @@ class MocVectorEnv(VectorEnv):
         """How many times ``detector.detect`` was called (benchmarks and tests read it)."""
 
     # ---------------------------------------------------------------- helpers
-    def _frame(self, i: int) -> np.ndarray:
-        frame = self._frame_sources[i]()
-        bars = self._distractors[i]
-        return frame if bars is None else bars.draw(frame)
-
-    def _grab(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        frames = np.stack([self._frame(i) for i in rows])
-        rams = np.stack([self._ales[i].getRAM() for i in rows])
-        return frames, rams
+    def _grab(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
+        frames = self.emulator.frames(list(rows))
+        for k, i in enumerate(rows):
+            if (bars := self._distractors[i]) is not None:
+                frames[k] = bars.draw(frames[k])
+        return frames, self.emulator.rams(list(rows))
 
     def _detect_rows(
-        self, rows: Sequence[int], grabbed: tuple[np.ndarray, np.ndarray] | None = None
+        self, rows: Sequence[int], grabbed: tuple[np.ndarray, np.ndarray | None] | None = None
     ) -> dict[int, tuple[Any, dict[str, Any]]]:
         """Detect the current frames of env ``rows`` and update their builders.
 
@@ -284,37 +288,42 @@ class MocVectorEnv(VectorEnv):
         out: dict[int, tuple[Any, dict[str, Any]]] = {}
         for i in rows:
             k = where[i]
-            obs, extra = self.builders[i].update(detections[k], frame=frames[k], ram=rams[k])
+            obs, extra = self.builders[i].update(
+                detections[k], frame=frames[k], ram=None if rams is None else rams[k]
+            )
             extra["dropped_detections"] = dropped[k]
             out[i] = (obs, extra)
         return out
 
-    def _step_rows(
-        self, rows: Sequence[int], actions: Any, base: list[dict[str, Any]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Step (or NEXT_STEP-reset) env ``rows``, fill their ``base`` infos, read their frames."""
-        for i in rows:
-            if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._needs_reset[i]:
-                base[i] = self._reset_env(i, None, None)
-                self._rewards[i] = 0.0
-                self._terminations[i] = self._truncations[i] = False
-            else:
-                _, r, term, trunc, info = self.envs[i].step(actions[i])
-                if (bars := self._distractors[i]) is not None:
-                    bars.step()
-                self._rewards[i] = float(r)
-                self._terminations[i], self._truncations[i] = bool(term), bool(trunc)
-                base[i] = dict(info)
-        return self._grab(rows)
+    def _step_all(self, actions: Any, base: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Step every env (NEXT_STEP: reset those whose episode ended), fill ``base``, read the frames."""
+        resets = self._needs_reset & (self.autoreset_mode == AutoresetMode.NEXT_STEP)
+        rewards, terms, truncs, infos = self.emulator.step(actions, resets)
+        self._rewards[:], self._terminations[:], self._truncations[:] = rewards, terms, truncs
+        for i in range(self.num_envs):
+            base[i] = infos[i]
+            if resets[i]:
+                self._after_reset(i, None)
+            elif (bars := self._distractors[i]) is not None:
+                bars.step()
+        return self._grab(range(self.num_envs))
 
-    def _reset_env(self, i: int, seed: int | None, options: dict[str, Any] | None) -> dict[str, Any]:
-        _, info = self.envs[i].reset(seed=seed, options=options)
+    def _reset_envs(
+        self, rows: list[int], seeds: list[int | None], options: dict[str, Any] | None
+    ) -> dict[int, dict[str, Any]]:
+        """Reset env ``rows`` with ``seeds``; each one's info."""
+        infos = self.emulator.reset(rows, seeds, options)
+        for i, seed in zip(rows, seeds, strict=True):
+            self._after_reset(i, seed)
+        return infos
+
+    def _after_reset(self, i: int, seed: int | None) -> None:
+        """What env ``i``'s reset restarts besides the emulator: bars, tracker, detector row."""
         if (bars := self._distractors[i]) is not None:
             bars.reset(seed)
         self.builders[i].reset()
         if self._detector_reset is not None:
             self._detector_reset(i)
-        return dict(info)
 
     def _batch_obs(self) -> Any:
         return gym.vector.utils.concatenate(
@@ -337,7 +346,7 @@ class MocVectorEnv(VectorEnv):
         """
         seeds, options, mask = reset_arguments(seed, options, self.num_envs)
         rows = list(range(self.num_envs)) if mask is None else [int(i) for i in np.flatnonzero(mask)]
-        base = {i: self._reset_env(i, seeds[i], options or None) for i in rows}
+        base = self._reset_envs(rows, [seeds[i] for i in rows], options or None)
         infos: dict[str, Any] = {}
         for i, (obs, extra) in self._detect_rows(rows).items():
             self._obs[i] = obs
@@ -357,7 +366,7 @@ class MocVectorEnv(VectorEnv):
         actions = check_actions(actions, self.single_action_space, self.num_envs)
         base: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         rows = list(range(self.num_envs))
-        results = self._detect_rows(rows, self._step_rows(rows, actions, base))
+        results = self._detect_rows(rows, self._step_all(actions, base))
         done = self._terminations | self._truncations
         infos: dict[str, Any] = {}
         for i in range(self.num_envs):
@@ -370,7 +379,7 @@ class MocVectorEnv(VectorEnv):
             infos = self._add_info(infos, self.env_infos[i], i)
         if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
             ended = [int(i) for i in np.flatnonzero(done)]
-            fresh = {i: self._reset_env(i, None, None) for i in ended}
+            fresh = self._reset_envs(ended, [None] * len(ended), None)
             for i, (obs, extra) in self._detect_rows(ended).items():
                 self._obs[i] = obs
                 infos = self._add_info(infos, {**fresh[i], **extra}, i)
@@ -386,21 +395,34 @@ class MocVectorEnv(VectorEnv):
         )
 
     # ------------------------------------------------ per-env access (SB3)
+    def _per_env(self, call: str, name: str) -> None:
+        if self.emulator.name != "python":
+            raise ValueError(
+                f"{call}({name!r}): emulator={self.emulator.name!r} runs the {self.num_envs} games inside "
+                "one ale_py AtariVectorEnv, with no per-env gym env to reach; use emulator='python'"
+            )
+
     def get_env_attr(self, name: str, indices: Sequence[int]) -> list[Any]:
-        """Attribute ``name`` of each inner ALE env ``indices``."""
+        """Attribute ``name`` of each inner ALE env ``indices`` (``emulator="python"`` only)."""
+        self._per_env("get_env_attr", name)
         return [getattr(self.envs[i], name) for i in indices]
 
     def set_env_attr(self, name: str, value: Any, indices: Sequence[int]) -> None:
-        """Set attribute ``name`` on each inner ALE env ``indices``."""
+        """Set attribute ``name`` on each inner ALE env ``indices`` (``emulator="python"`` only)."""
+        self._per_env("set_env_attr", name)
         for i in indices:
             setattr(self.envs[i], name, value)
 
     def call_env_method(self, name: str, indices: Sequence[int], *args: Any, **kwargs: Any) -> list[Any]:
-        """Call method ``name`` of each inner ALE env ``indices``."""
+        """Call method ``name`` of each inner ALE env ``indices`` (``emulator="python"`` only)."""
+        self._per_env("call_env_method", name)
         return [getattr(self.envs[i], name)(*args, **kwargs) for i in indices]
 
     def env_is_wrapped(self, wrapper_class: type, indices: Sequence[int]) -> list[bool]:
-        """Whether each inner env ``indices`` is wrapped with ``wrapper_class`` (through its wrapper chain)."""
+        """Whether each inner env ``indices`` is wrapped with ``wrapper_class`` (through its wrapper
+        chain); with ``emulator="ale-vector"`` no env is wrapped."""
+        if self.emulator.name != "python":
+            return [False for _ in indices]
         out = []
         for i in indices:
             env: Any = self.envs[i]
@@ -414,8 +436,9 @@ class MocVectorEnv(VectorEnv):
         if self._owns_detector:
             release_detector(self.detector, self)
             self._owns_detector = False
-        for env in self.envs:
-            env.close()
+        emulator = getattr(self, "emulator", None)  # absent when __init__ failed before it
+        if emulator is not None:
+            emulator.close()
 
 
 def _vector_keywords() -> frozenset[str]:
