@@ -103,7 +103,8 @@ def test_train_help_shows_its_options_and_defaults(capsys, option_help) -> None:
     for flag in ("--game", "--out", "--minutes", "--redo", "--data"):
         assert flag in options
     assert "(default: runs/<game>)" in options["--out"] and "(default: none" in options["--minutes"]
-    assert "pipeline.json" in text and "60% of N" in text  # resume and the budget split are explained
+    assert "pipeline.json" in text and "the dataset stage included" in options["--minutes"]
+    assert "the teacher plans for 70% of it" in text and "too small" in text  # resume and the budget are explained
 
 
 def test_train_without_the_training_code_says_what_to_install(monkeypatch, capsys) -> None:

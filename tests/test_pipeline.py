@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -24,7 +26,7 @@ from trainers.pipeline import (
     stages,
 )
 from trainers.pipeline import run as pl  # run_pipeline looks its stages up here
-from trainers.pipeline.state import overrides
+from trainers.pipeline.state import expected_seconds, overrides
 
 
 def _cfg(tmp_path: Path, **kw) -> PipelineConfig:
@@ -52,7 +54,18 @@ def fake_stages(monkeypatch):
         return stage
 
     monkeypatch.setattr(pl, "STAGE_FUNCS", {n: make(n) for n in STAGES})
+    _fake_probes(monkeypatch)
     return calls, fail, seen
+
+
+_COSTS = {"targets": 60.0, "per_epoch": 30.0, "glimpse_fixed": 30.0, "per_glimpse_epoch": 5.0}
+"""Distillation costs (seconds) that the fake probes report: 600 s for 12 + 30 epochs."""
+
+
+def _fake_probes(monkeypatch, per_step: float = 1.2) -> None:
+    """The timed probes before the first stage, replaced by fixed speeds: 1.2 s a teacher step."""
+    monkeypatch.setattr(stages, "probe_teacher_step", lambda run: per_step)
+    monkeypatch.setattr(stages, "probe_distill", lambda run: dict(_COSTS))
 
 
 def _status(out: Path) -> dict[str, str]:
@@ -151,23 +164,162 @@ def test_preset_auto_follows_cuda(monkeypatch) -> None:
         resolve_preset("tpu")
 
 
-def test_minutes_split_over_the_long_stages(tmp_path, monkeypatch, tiny_pong) -> None:
+def test_minutes_cover_the_whole_run_the_dataset_included(tmp_path, monkeypatch, tiny_pong) -> None:
     data = tmp_path / "data"
     shutil.copytree(tiny_pong, data)
     run = pl._start(_cfg(tmp_path, minutes=10.0, data=data), log=lambda _: None)
     monkeypatch.setattr(stages, "_seconds_per_step", lambda *_: 2.0)
+    after = sum(expected_seconds(run, n) for n in ("export", "raw_frames", "classifier", "evaluate", "labels", "card"))
+    assert 150 < after < 160  # two-core estimates; the raw frames and the evaluation scaled to the tiny splits
     plan = stages._plan_teacher(run)
-    # 60% of 10 minutes is 360 s; 90% of that at 2 s a step.
-    assert plan["max_minutes"] == 6.0 and plan["steps"] == 162
+    # 70% of what the stages that are not cut short leave of 600 s; 90% of that at 2 s a step.
+    teacher = 0.7 * (600 - after)
+    assert plan["max_minutes"] == round(teacher / 60, 2) and plan["steps"] == int(teacher * 0.9 / 2.0)
+    assert plan["full_steps"] == 1500 and plan["calibration"]["seconds_per_step"] == 2.0
     assert plan["z_scale_mean"] == [run.state["derived"]["z_scale_prior"][k] for k in ("start", "end")]
-    monkeypatch.setattr(stages, "_distill_costs", lambda _: (60.0, 30.0))
-    plan = stages._plan_distill(run)
-    # 25% of 10 minutes is 150 s; 90% of it less 60 s of passes over the data fits 2 epochs of 30 s.
-    assert (plan["epochs"], plan["glimpse_epochs"]) == (2, 5)
+    # A dataset stage that took 5 minutes comes out of the same budget.
+    run.state["stages"]["dataset"] = {"status": "done", "seconds": 300.0}
+    assert stages._plan_teacher(run)["steps"] == int(0.7 * (300 - after) * 0.9 / 2.0)
+    # The teacher leaves the distillation one epoch of each part (50 s, with 10% to spare).
+    run.state["budget"] = {"distill_seconds": 100.0, "distill_least_seconds": 50.0}
+    assert stages._plan_teacher(run)["max_minutes"] == round((300 - after - 50 / 0.9) / 60, 2)
+
+    long = pl._start(_cfg(tmp_path, minutes=33.0, data=data), log=lambda _: None)
+    took = {"dataset": 300.0, "teacher": 120.0, "export": 5.0, "raw_frames": 20.0, "classifier": 90.0}
+    long.state["stages"].update({n: {"status": "done", "seconds": t} for n, t in took.items()})
+    costs = {"targets": 60.0, "per_epoch": 100.0, "glimpse_fixed": 30.0, "per_glimpse_epoch": 5.0}
+    monkeypatch.setattr(stages, "_distill_costs", lambda _: dict(costs))
+    # What is left after the time spent and the three stages to come, scaled by how slow the finished ones were.
+    coming = sum(expected_seconds(long, n) for n in ("evaluate", "labels", "card"))
+    assert coming == pytest.approx(92.47 * 95 / 65, abs=0.01)  # two-core estimates; export and classifier took 95 s of 65
+    left = 33 * 60 - sum(took.values()) - coming
+    plan = stages._plan_distill(long)
+    # 9 epochs and 22 of the glimpse encoder take 60 + 900 + 30 + 110 s, within 90% of what is left; 10 would not.
+    assert (plan["epochs"], plan["glimpse_epochs"]) == (9, 22) and (plan["full_epochs"], plan["full_glimpse_epochs"]) == (12, 30)
+    assert plan["max_minutes"] == round(left / 60, 2) and plan["glimpse_minutes"] == round(left * 140 / 1100 / 60, 2)
     fast = pl._start(_cfg(tmp_path, minutes=600.0, data=data), log=lambda _: None)
     assert stages._plan_distill(fast)["epochs"] == 12  # never more than the full schedule
     with pytest.raises(PipelineError, match="--minutes must be > 0"):
         pl._start(_cfg(tmp_path, minutes=0.0), log=lambda _: None)
+
+
+def test_the_plan_before_the_first_stage_names_the_numbers(tmp_path, fake_stages) -> None:
+    calls, _, _ = fake_stages
+    lines: list[tuple[int, str]] = []
+    run_pipeline(_cfg(tmp_path, minutes=15.0), log=lambda text: lines.append((len(calls), text)))
+    plan = "\n".join(text for n, text in lines if n == 0)  # printed before the first stage ran
+    # The fake probes: 1.2 s a teacher step, 600 s of distillation; the other stages' two-core estimates (547 s).
+    assert "Pong on this machine" in plan and "cpu preset" in plan
+    assert "  dataset       3.5  5120 stacks (two-core estimate)" in plan
+    assert "  teacher      30.0  1500 steps at 1.20 s (a step timed here)" in plan
+    assert "  distill      10.0  12 epochs and 30 of the glimpse encoder (timed here)" in plan
+    assert "  total        49.1  the cpu preset's full schedules, the dataset stage included" in plan
+    # 900 s less 547 s leave 353 s: the teacher's 70% (247 s), less what leaves the distillation its
+    # least (125 s / 0.9), is 214 s: 160 steps; the 161 s left fit 1 epoch. The full schedules:
+    # 547 s + (1800 s + 600 s) / 0.9 = 54 minutes.
+    assert (
+        "--minutes 15 is less than the full schedules need: it gives the teacher 160 of the 1500 steps the cpu preset "
+        "plans and the distillation 1 of its 12 epochs; about 54 minutes would run them all on this machine (--minutes 54)"
+    ) in plan
+    state = read_state(tmp_path / "run", "Pong")
+    assert state["budget"]["needed_minutes"] == 54 and state["budget"]["expected"]["teacher"] == pytest.approx(192.0)
+
+    lines.clear()
+    run_pipeline(_cfg(tmp_path, out=tmp_path / "long", minutes=60.0), log=lambda text: lines.append((0, text)))
+    assert any("--minutes 60 covers the full schedules (about 54 minutes here, the dataset stage included)" in t for _, t in lines)
+    lines.clear()
+    run_pipeline(_cfg(tmp_path, out=tmp_path / "free"), log=lambda text: lines.append((0, text)))
+    assert any("no --minutes: the full schedules run, about 54 minutes here" in t for _, t in lines)
+
+
+def test_a_teacher_whose_time_runs_out_says_so_when_it_stops(tmp_path, tiny_pong) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tiny_pong, data)
+    lines: list[str] = []
+    cfg = _cfg(tmp_path, data=data, threads=1, minutes=5.0, train_options={"steps": 3, "batch_stacks": 1})
+    run = pl._start(cfg, log=lines.append)
+    # A plan whose time is spent: the training stops after its first step.
+    run.stage("teacher")["plan"] = {"steps": 3, "full_steps": 1500, "z_scale_mean": [-2.0, -2.5], "max_minutes": 0.0, "calibration": None}
+    result = stages._stage_teacher(run)
+    assert result["step"] == 1 and result["stopped_by_budget"].startswith("stopped at step 1 of 3")
+    assert lines[1:] == [
+        "teacher: time ran out at step 1 of the 3 planned (1500 in the full schedule) after its 0.0 minutes; "
+        "the later stages go on with this teacher"
+    ]
+
+
+def _clocked_stages(monkeypatch, took: dict[str, float], teacher_steps: int, epochs: int, meets_bar: bool) -> None:
+    """Fake stages that each take ``took[name]`` seconds of a fake clock and record what the real
+    ones would: the teacher's and the distillation's plans and results, and a card."""
+    clock = [0.0]
+    monkeypatch.setattr(pl, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def make(name: str):
+        def stage(run) -> dict:
+            clock[0] += took[name]
+            if name == "teacher":
+                run.stage(name)["plan"] = {"steps": 762, "full_steps": 1500, "max_minutes": 9.0}
+                done = {"step": teacher_steps, "steps": 762}
+                if teacher_steps < 762:
+                    done["stopped_by_budget"] = f"stopped at step {teacher_steps} of 762 after 9.0 minutes"
+                return done
+            if name == "distill":
+                run.stage(name)["plan"] = {
+                    "epochs": 4, "glimpse_epochs": 10, "full_epochs": 12, "full_glimpse_epochs": 30, "calibration": dict(_COSTS),
+                }  # fmt: skip
+                return {"epochs": epochs, "glimpse_epochs": round(epochs * 2.5)}
+            if name == "card":
+                run.weights_dir.mkdir(parents=True, exist_ok=True)
+                ship = {"meets_bar": meets_bar, "f1_moving_required": 0.95, "category_accuracy_required": 0.95}
+                card = {"ship": ship, "evaluation": {"detector": {"moving": {"f1": 0.817, "category_accuracy": 0.97}}}}
+                (run.weights_dir / "card.json").write_text(json.dumps(card))
+            return {}
+
+        return stage
+
+    monkeypatch.setattr(pl, "STAGE_FUNCS", {n: make(n) for n in STAGES})
+    _fake_probes(monkeypatch)
+
+
+_TOOK = {"dataset": 200, "teacher": 560, "export": 4, "raw_frames": 40, "classifier": 50, "distill": 240, "evaluate": 40, "labels": 30, "card": 0}
+"""Seconds of each stage of a 15-minute budget that ran 19.4 minutes, as the issue's Freeway run."""
+
+
+def test_the_summary_says_when_the_budget_was_too_small(tmp_path, monkeypatch) -> None:
+    _clocked_stages(monkeypatch, _TOOK, teacher_steps=633, epochs=4, meets_bar=False)
+    summary = run_pipeline(_cfg(tmp_path, minutes=15.0), log=lambda _: None)
+    budget = summary["budget"]
+    assert budget["wall_minutes"] == 19.4 and budget["short"]
+    assert budget["teacher"] == {"steps": 633, "planned": 762, "full": 1500}
+    # The full schedules at this run's speeds: 364 s of the other stages, the teacher's 560 s x 1500 / 633
+    # and the distillation's 240 s x 600 / 260 (its costs at 12 + 30 and at 4 + 10 epochs), 10% to spare.
+    assert budget["needed_minutes"] == math.ceil((364 + (560 * 1500 / 633 + 240 * 600 / 260) / 0.9) / 60) == 41
+    text = format_summary(summary)
+    assert "budget: --minutes 15 (the dataset stage included), wall time 19.4 minutes: 4.4 over" in text
+    assert "teacher 633 steps of 762 planned (1500 in the cpu preset's schedule)" in text
+    assert "distillation 4 epochs of 4 planned (12 in the full schedule), glimpse encoder 10 of 30" in text
+    assert "stopped early: stopped at step 633 of 762 after 9.0 minutes" in text
+    assert (
+        "the budget was too small: the bar was missed after less than the full schedules; a larger budget is the first "
+        "thing to try: about --minutes 41 runs the full schedules on this machine"
+    ) in text
+
+
+def test_the_summary_says_when_the_budget_was_not_the_limit(tmp_path, monkeypatch) -> None:
+    _clocked_stages(monkeypatch, _TOOK, teacher_steps=1500, epochs=12, meets_bar=False)
+    text = format_summary(run_pipeline(_cfg(tmp_path, minutes=25.0), log=lambda _: None))
+    assert "wall time 19.4 minutes: 5.6 to spare" in text and "too small" not in text and "stopped early" not in text
+    assert "the full schedules ran: a larger budget would not help" in text
+
+
+def test_distill_takes_a_time_limit() -> None:
+    from trainers.detector.distill import _parse
+
+    argv = ["--game", "Pong", "--teacher", "t", "--data", "d", "--out", "o"]
+    args = _parse([*argv, "--max-minutes", "2.5", "--glimpse-minutes", "0.5"])
+    assert (args.max_minutes, args.glimpse_minutes) == (2.5, 0.5) and _parse(argv).max_minutes is None
+    with pytest.raises(SystemExit):
+        _parse([*argv, "--max-minutes", "-1"])
 
 
 def test_nproc_trains_the_teacher_through_the_launcher(tmp_path, monkeypatch, tiny_pong) -> None:
@@ -225,17 +377,18 @@ def _random_teacher(run) -> dict:
     return {"run": str(run.teacher_dir), "steps": 1, "step": 1}
 
 
-def test_real_stages_end_to_end_on_a_tiny_dataset(tmp_path, monkeypatch, tiny_pong) -> None:
+def test_real_stages_end_to_end_on_a_tiny_dataset(tmp_path, monkeypatch, capsys, tiny_pong) -> None:
     """Every real stage on 8 training stacks. The first run trains for real (2 steps) and is
     interrupted at the classifier (an untrained detector finds nothing to label); the second
-    redoes the teacher with a stand-in that has boxes, and continues to the card."""
+    redoes the teacher with a stand-in that has boxes, and continues to the card. The
+    distillation's time limit is spent: it stops each part after its first epoch, and says so."""
     import gymnasium as gym
 
     data = tmp_path / "data"
     shutil.copytree(tiny_pong, data)
     cfg = _cfg(
         tmp_path, data=data, threads=1, train_options={"steps": 2, "batch_stacks": 1},
-        distill_options={"epochs": 1, "glimpse_epochs": 1, "batch": 16},
+        distill_options={"epochs": 2, "glimpse_epochs": 2, "batch": 16, "max_minutes": 0.0},
         label_options={"steps": 64, "num_envs": 2, "min_samples": 8},
     )  # fmt: skip
 
@@ -260,7 +413,7 @@ def test_real_stages_end_to_end_on_a_tiny_dataset(tmp_path, monkeypatch, tiny_po
         raise AssertionError("the finished dataset stage ran again")
 
     monkeypatch.setattr(pl, "STAGE_FUNCS", {**STAGE_FUNCS, "dataset": no_dataset, "teacher": _random_teacher})
-    summary = run_pipeline(PipelineConfig(**{**cfg.__dict__, "redo": "teacher"}), log=lambda _: None)
+    summary = run_pipeline(PipelineConfig(**{**cfg.__dict__, "redo": "teacher", "minutes": 30.0}), log=lambda _: None)
     assert set(_status(cfg.out).values()) == {"done"}
     weights = cfg.out / "weights" / "Pong"
     card = json.loads((weights / "card.json").read_text())
@@ -278,6 +431,18 @@ def test_real_stages_end_to_end_on_a_tiny_dataset(tmp_path, monkeypatch, tiny_po
     env.close()
     assert "objects" in info
     assert "bar" in format_summary(summary) and 'gym.make("MOC/Pong-v0"' in format_summary(summary)
+    out = capsys.readouterr().out
+    image = "distillation: time ran out after epoch 1 of 2 of the image encoder"
+    glimpse = "distillation: time ran out after epoch 1 of 2 of the glimpse encoder"
+    assert image in out and glimpse in out
+    assert card["detector"]["distillation"]["epochs"] == 1 and card["detector"]["distillation"]["glimpse_encoder"]["epochs"] == 1
+    assert summary["budget"]["distill"] == {"epochs": 1, "planned": 2, "full": 2, "glimpse_epochs": 1, "glimpse_full": 2}
+    assert f"stopped early: {image}" in format_summary(summary)
+    # The card says what the budget gave the long stages.
+    budget = next(line for line in (weights / "card.md").read_text().splitlines() if line.startswith("- Training budget: "))
+    assert "--minutes 30 (the dataset stage included), wall time" in budget and "to spare" in budget
+    assert "distillation 1 epochs of 2 planned (2 in the full schedule), glimpse encoder 1 of 2" in budget
+    assert f"stopped early: {image}" in budget and "less than the full schedules ran" in budget
 
 
 @pytest.mark.parametrize("game, split", [("Boxing", True), ("Pong", True), ("Seaquest", False), ("Skiing", False)])

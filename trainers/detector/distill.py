@@ -84,6 +84,15 @@ class Args:
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 cannot oversubscribe a shared machine)"})
     resume: bool = field(default=False, metadata={"help": "continue from <out>/checkpoint.pt"})
     export_to: str | None = field(default=None, metadata={"help": "export folder (None: <out>/weights/<Game>)"})
+    max_minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "wall-time limit of the run: the image encoder stops before an epoch that would end later than "
+            "this less --glimpse-minutes, the glimpse encoder before one past the limit (each runs one epoch at least; "
+            "None: no limit)"
+        },
+    )
+    glimpse_minutes: float = field(default=0.0, metadata={"help": "of --max-minutes, the time kept for the glimpse encoder"})
 
 
 def _parse(argv: Sequence[str] | None) -> Args:
@@ -99,7 +108,7 @@ def _parse(argv: Sequence[str] | None) -> Args:
         elif f.default is dataclasses.MISSING:
             p.add_argument(flag, required=True, help=f.metadata["help"])
         else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
+            kind = {"int": int, "float": float, "float | None": float}.get(str(f.type), str)
             p.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
     args = Args(**vars(p.parse_args(argv)))
     if args.epochs < 1 or args.batch < 1 or args.threads < 1 or args.glimpse_epochs < 0 or args.glimpse_pairs < 1:
@@ -107,6 +116,8 @@ def _parse(argv: Sequence[str] | None) -> Args:
             f"--epochs, --batch and --threads must be >= 1 and --glimpse-epochs >= 0, got {args.epochs}, "
             f"{args.batch}, {args.threads}, {args.glimpse_epochs}"
         )
+    if (args.max_minutes is not None and not args.max_minutes >= 0) or not 0 <= args.glimpse_minutes < math.inf:
+        p.error(f"--max-minutes and --glimpse-minutes must be >= 0, got {args.max_minutes} and {args.glimpse_minutes}")
     return args
 
 
@@ -338,10 +349,20 @@ def glimpse_pairs(
 
 
 def train_glimpse_encoder(
-    student: SpaceEncoder, train: dict[str, np.ndarray], epochs: int, seed: int, batch: int = 256, lr: float = 2e-3
-) -> None:
+    student: SpaceEncoder,
+    train: dict[str, np.ndarray],
+    epochs: int,
+    seed: int,
+    batch: int = 256,
+    lr: float = 2e-3,
+    deadline: float | None = None,
+) -> int:
     """Fit ``student.glimpse_encoder`` (lean) to the teacher's z_what: MSE on dimensions standardised
-    by the teacher's spread, and on log std (so that the head stays a posterior)."""
+    by the teacher's spread, and on log std (so that the head stays a posterior).
+
+    ``deadline``: a ``time.perf_counter()`` time; no epoch starts that would end after it (the
+    first always runs). Returns the epochs run.
+    """
     gen = torch.Generator().manual_seed(seed)
     inputs = torch.from_numpy(train["inputs"])
     z = torch.from_numpy(train["z_what"])
@@ -352,7 +373,10 @@ def train_glimpse_encoder(
     steps = epochs * math.ceil(len(z) / batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     enc.train()
+    start, done = time.perf_counter(), 0
     for _ in range(epochs):
+        if done and deadline is not None and time.perf_counter() + (time.perf_counter() - start) / done > deadline:
+            break
         order = torch.randperm(len(z), generator=gen)
         for k in range(0, len(z), batch):
             idx = order[k : k + batch]
@@ -362,7 +386,9 @@ def train_glimpse_encoder(
             loss.backward()
             opt.step()
             sched.step()
+        done += 1
     enc.eval()
+    return done
 
 
 def _val_colours(data: str | Path, pairs: dict[str, np.ndarray]) -> np.ndarray:
@@ -428,6 +454,11 @@ def distill(args: Args) -> dict[str, Any]:
     spec = get_game(args.game)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    # The time limit: the image encoder's epochs end by image_end, the glimpse encoder's by the limit.
+    limit = None if args.max_minutes is None else began + args.max_minutes * 60
+    image_end = None if limit is None else limit - args.glimpse_minutes * 60
+    stopped: list[str] = []
     with RunLock(out_dir):
         for path in remove_stale_temporaries(out_dir, (DISTILL_CHECKPOINT, "targets_train.npz", "targets_val.npz")):
             print(f"removed {path.name}, left by a run that died while writing it")
@@ -451,7 +482,7 @@ def distill(args: Args) -> dict[str, Any]:
             opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
         )
         gen = torch.Generator().manual_seed(args.seed)
-        epoch, seconds = 0, 0.0
+        epoch, seconds, glimpse_ran = 0, 0.0, 0
         ckpt_path = out_dir / DISTILL_CHECKPOINT
         if args.resume:
             ckpt = _load_checkpoint(ckpt_path)
@@ -477,6 +508,7 @@ def distill(args: Args) -> dict[str, Any]:
                 "epoch": epoch,
                 "seconds": seconds,
                 "glimpse_done": glimpse_done,
+                "glimpse_epochs_run": glimpse_ran,
                 "args": {**dataclasses.asdict(args), "teacher_id": teacher_id},
                 "rng": {"torch_gen": gen.get_state(), "torch": torch.get_rng_state()},
             }
@@ -486,8 +518,16 @@ def distill(args: Args) -> dict[str, Any]:
 
         writer = SummaryWriter(str(out_dir / "tb"))
         step = epoch * steps_per_epoch
+        ran, began_epochs = 0, time.perf_counter()  # epochs of this call, for the time one takes
         while epoch < args.epochs:
             start = time.perf_counter()
+            if ran and image_end is not None and start + (start - began_epochs) / ran > image_end:
+                stopped.append(
+                    f"distillation: time ran out after epoch {epoch} of {args.epochs} of the image encoder "
+                    f"({(start - began) / 60:.1f} of its {(image_end - began) / 60:.1f} minutes)"
+                )
+                print(stopped[-1])
+                break
             student.image_encoder.train()
             order = torch.randperm(len(train_frames), generator=gen).numpy()
             bar = tqdm(range(steps_per_epoch), desc=f"distil {spec.name} epoch {epoch + 1}/{args.epochs}", disable=None)
@@ -507,6 +547,7 @@ def distill(args: Args) -> dict[str, Any]:
             student.image_encoder.eval()
             seconds += time.perf_counter() - start
             epoch += 1
+            ran += 1
             agree = agreement(student, val_frames, val_t)
             for k, v in agree.items():
                 writer.add_scalar(f"charts/val_{k}", v, step)
@@ -523,20 +564,29 @@ def distill(args: Args) -> dict[str, Any]:
         if args.glimpse_epochs > 0:
             start = time.perf_counter()
             done = args.resume and bool(_load_checkpoint(ckpt_path).get("glimpse_done"))
-            if not done:
+            if done:
+                glimpse_ran = int(_load_checkpoint(ckpt_path).get("glimpse_epochs_run", args.glimpse_epochs))
+            else:
                 print("glimpse encoder: collecting the teacher's z_what on the student's boxes")
                 order = np.random.default_rng(args.seed).permutation(len(train_frames))
                 train_pairs = glimpse_pairs(teacher, student, train_frames, order=order, max_pairs=args.glimpse_pairs)
                 torch.manual_seed(args.seed)
                 student = _with_lean_glimpses(student)
-                train_glimpse_encoder(student, train_pairs, args.glimpse_epochs, args.seed)
+                glimpse_ran = train_glimpse_encoder(student, train_pairs, args.glimpse_epochs, args.seed, deadline=limit)
+                if glimpse_ran < args.glimpse_epochs:
+                    stopped.append(
+                        f"distillation: time ran out after epoch {glimpse_ran} of {args.glimpse_epochs} of the glimpse "
+                        f"encoder ({(time.perf_counter() - began) / 60:.1f} of {args.max_minutes:.1f} minutes)"
+                    )
+                    print(stopped[-1])
                 save_checkpoint(glimpse_done=True)
             val_pairs = glimpse_pairs(teacher, student, val_frames)
             colours = None
             if det.classifier is not None and det.classifier.uses_colours:
                 colours = _val_colours(args.data, val_pairs)
             glimpse_info = {
-                "epochs": args.glimpse_epochs,
+                "epochs": glimpse_ran,
+                "epochs_planned": args.glimpse_epochs,
                 "seconds": round(time.perf_counter() - start, 1),
                 "val": glimpse_agreement(student, val_pairs, det.classifier, colours),
             }
@@ -545,14 +595,16 @@ def distill(args: Args) -> dict[str, Any]:
             "teacher": str(args.teacher),
             "teacher_detector_sha256": teacher_id,
             "data": str(args.data),
-            "epochs": args.epochs,
+            "epochs": epoch,
+            "epochs_planned": args.epochs,
             "frames_per_epoch": len(train_frames),
             "seconds": round(seconds, 1),
-            "train_frames_per_s": round(len(train_frames) * args.epochs / max(seconds, 1e-9), 1),
+            "train_frames_per_s": round(len(train_frames) * epoch / max(seconds, 1e-9), 1),
             "threads": args.threads,
             "options": {k: getattr(args, k) for k in ("batch", "lr", "seed", "present_above", "calibrate_threshold")},
             "val_agreement": agree,
             "glimpse_encoder": glimpse_info or "the teacher's",
+            "stopped_by_time": stopped,
         }
         export = Path(args.export_to) if args.export_to else out_dir / "weights" / spec.name
         export_student(student, Path(args.teacher), export, spec.name, info)

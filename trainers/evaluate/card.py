@@ -377,6 +377,9 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"{'unknown' if tr['minutes'] is None else format(tr['minutes'], '.1f')} minutes on {tr['hardware']}",
         f"- Data set: `{ds.get('path')}` ({ds.get('policy')} policy, seed {ds.get('seed')}, stacks {ds.get('stacks')}, T={ds.get('T')})",
     ]
+    budget = (card.get("derived") or {}).get("budget") or {}
+    if budget.get("text"):  # moc-envs train --minutes: what the budget gave the long stages
+        lines.insert(-1, f"- Training budget: {budget['text']}")
     dist = det.get("distillation")
     if det.get("image_encoder") == "lean" and dist:
         agree = dist.get("val_agreement") or {}

@@ -26,23 +26,29 @@ Runs the stage modules in this process, one after the other, into ``--out``:
    weights' ``labels.json``; nothing for a game without label links.
 9. ``card``: the model card (:mod:`trainers.evaluate.card`) with the derived settings and the bar verdict.
 
+Before the first stage it prints what each stage is expected to take on this machine and the
+total of the preset's full schedules (:func:`forecast`); ``--minutes`` is the budget of the whole
+run, the dataset stage included, and the summary says whether it was too small.
+
 ``<out>/pipeline.json`` (written atomically after every change) records the finished stages,
-each long stage's plan (its steps or epochs, fixed when it starts) and the derived settings.
+each long stage's plan (its steps or epochs and time limit, fixed when it starts), the budget's
+forecast and the derived settings.
 Running the same command again continues at the first unfinished stage; the long stages resume
 from their own checkpoints (``moc-envs train-detector --resume``, ``moc-envs distill --resume``).
 ``--redo STAGE`` runs that stage and every later one again. The whole run holds
 ``<out>/train.lock`` (:mod:`trainers.run_lock`).
 
-The package, by responsibility: :mod:`trainers.pipeline.state` (the settings, the run record and
-its state file), :mod:`trainers.pipeline.stages` (one function a stage, with the long stages'
-plans), :mod:`trainers.pipeline.run` (:func:`run_pipeline` and its summary) and
-:mod:`trainers.pipeline.cli` (the command line).
+The package, by responsibility: :mod:`trainers.pipeline.state` (the settings, the run record,
+its state file and the budget's arithmetic), :mod:`trainers.pipeline.stages` (one function a
+stage, with the long stages' plans and the probes that time them), :mod:`trainers.pipeline.run`
+(:func:`run_pipeline`, its forecast and its summary) and :mod:`trainers.pipeline.cli` (the
+command line).
 """
 
 from __future__ import annotations
 
 from trainers.pipeline.cli import build_parser, main
-from trainers.pipeline.run import format_summary, run_pipeline
+from trainers.pipeline.run import forecast, format_forecast, format_summary, run_pipeline
 from trainers.pipeline.stages import STAGE_FUNCS, probe_pairs
 from trainers.pipeline.state import (
     BUDGET_SHARES,
@@ -67,6 +73,8 @@ __all__ = [
     "read_state",
     "probe_pairs",
     "run_pipeline",
+    "forecast",
+    "format_forecast",
     "format_summary",
     "build_parser",
     "main",

@@ -30,12 +30,19 @@ stages (each resumable: run the same command again to continue where it stopped)
   {' -> '.join(STAGES)}
   state: <out>/{STATE_FILE}; --redo STAGE runs STAGE and every later one again.
 
---minutes N splits a wall-time budget over the long stages: the teacher's training plans for
-{BUDGET_SHARES['teacher']:.0%} of N (its steps from the speed of ten calibration steps; it stops at that
-time in any case), the distillation for {BUDGET_SHARES['distill']:.0%} (its epochs from the speed of one
-batch). The other stages (dataset, classifier, raw frames, evaluation, card: minutes on a
-CPU) are not cut short. Without --minutes the preset's full schedules run (cpu: 1500 steps,
-30-60 minutes of training on 2 cores; gpu: MOC's 5000 steps)."""
+--minutes N is the wall-time budget of the whole run, the dataset stage included. Before the first
+stage the command prints what each stage is expected to take here (the teacher's step and the
+distillation timed on this machine, the other stages estimated until they have run), the total of
+the preset's full schedules and, when N is less, the steps and epochs N gives and the --minutes
+that would run them all. The stages that are not cut short (dataset, export, raw frames,
+classifier, evaluation, labels, card) keep their expected time and the long ones share the rest:
+the teacher plans for {BUDGET_SHARES['teacher']:.0%} of it (or all but what the distillation's full schedule needs,
+when that is more; its steps from ten timed steps) and stops at its time in any case; the
+distillation gets what is left when it starts (its epochs from timed batches) and stops
+its epochs there. A stage whose time runs out says so when it stops; the summary compares the
+steps and epochs run with the plan and the wall time with N, and says when N was too small.
+Without --minutes the preset's full schedules run (cpu: 1500 steps, 20-160 minutes of teacher
+training on 2 cores for the shipped games; gpu: MOC's 5000 steps)."""
 
 
 def build_parser(prog: str = "moc-envs train") -> argparse.ArgumentParser:
@@ -52,7 +59,8 @@ def build_parser(prog: str = "moc-envs train") -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=PRESETS, default="auto", help="auto: gpu where torch sees CUDA, cpu otherwise")
     p.add_argument(
         "--minutes", type=float, default=argparse.SUPPRESS,
-        help="wall-time budget split over the long stages, see below (default: none, the preset's full schedules)",
+        help="wall-time budget of the whole run, the dataset stage included; the teacher's steps and the distillation's "
+        "epochs are cut to fit it, see below (default: none, the preset's full schedules)",
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help=THREADS_HELP)
     p.add_argument("--redo", choices=STAGES, default=argparse.SUPPRESS, help="run this stage and every later one again (default: continue at the first unfinished one)")

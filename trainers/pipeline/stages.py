@@ -19,14 +19,28 @@ from typing import Any
 
 from moc_envs.games import get_game
 from trainers.pipeline.state import (
-    BUDGET_SHARES,
+    PLAN_SLACK,
     STATE_FILE,
     PipelineError,
     PipelineRun,
+    budget_lines,
+    budget_report,
+    distill_seconds,
+    fit_distill,
     hardware,
+    seconds_left,
+    spent_seconds,
+    split_stacks,
+    teacher_seconds,
 )
 
-__all__ = ["STAGE_FUNCS", "probe_pairs"]
+__all__ = [
+    "STAGE_FUNCS",
+    "probe_pairs",
+    "probe_teacher_step",
+    "probe_distill",
+    "distill_costs",
+]
 
 _DISTILL_EPOCHS = 12
 _DISTILL_GLIMPSE_EPOCHS = 30
@@ -157,19 +171,31 @@ def _plan_teacher(run: PipelineRun) -> dict[str, Any]:
         "table": [table.start_value, table.end_value],
     }
     steps = int(run.cfg.train_options.get("steps") or make_config(run.game, run.preset).steps)
-    plan: dict[str, Any] = {"steps": steps, "z_scale_mean": [start, end], "max_minutes": None, "calibration": None}
-    if run.cfg.minutes is not None:
-        budget = BUDGET_SHARES["teacher"] * run.cfg.minutes
-        plan["max_minutes"] = round(budget, 2)
-        if "steps" not in run.cfg.train_options:
-            per_step = _seconds_per_step(run, steps, (start, end))
-            fit = int(budget * 60 * 0.9 / per_step)
-            plan["steps"] = max(1, min(steps, fit))
-            plan["calibration"] = {"seconds_per_step": round(per_step, 3), "preset_steps": steps}
-            run.log(
-                f"teacher: {per_step:.2f} s per step here; {plan['steps']} of the preset's {steps} steps "
-                f"fit in {budget:.1f} minutes ({BUDGET_SHARES['teacher']:.0%} of --minutes)"
-            )
+    plan: dict[str, Any] = {"steps": steps, "full_steps": steps, "z_scale_mean": [start, end], "max_minutes": None, "calibration": None}
+    if run.cfg.minutes is None:
+        return plan
+    per_step = None if "steps" in run.cfg.train_options else _seconds_per_step(run, steps, (start, end))
+    left = seconds_left(run, "teacher")  # after the calibration: its time is spent
+    recorded = run.state.get("budget", {})
+    need, least = recorded.get("distill_seconds"), float(recorded.get("distill_least_seconds") or 0.0)
+    budget = max(teacher_seconds(left, None if need is None else need / PLAN_SLACK, least / PLAN_SLACK), 0.0)
+    plan["max_minutes"] = round(budget / 60, 2)
+    if per_step is not None:
+        plan["steps"] = max(1, min(steps, int(budget * PLAN_SLACK / per_step)))
+        plan["calibration"] = {"seconds_per_step": round(per_step, 3), "preset_steps": steps}
+    spent = spent_seconds(run)
+    if budget <= 0:
+        run.log(
+            f"teacher: --minutes {run.cfg.minutes:g} leaves the teacher no time ({spent / 60:.1f} minutes spent so far, about "
+            f"{(run.cfg.minutes * 60 - spent - left) / 60:.1f} for the stages that are not cut short and {least / 60:.1f} for the "
+            f"distillation's least): it trains {plan['steps']} step(s); a larger --minutes is needed for a useful detector"
+        )
+    elif per_step is not None:
+        run.log(
+            f"teacher: {per_step:.2f} s a step here; {plan['steps']} of the preset's {steps} steps fit in its "
+            f"{budget / 60:.1f} minutes (--minutes {run.cfg.minutes:g} less {spent / 60:.1f} spent so far and about "
+            f"{(run.cfg.minutes * 60 - spent - left) / 60:.1f} for the stages that are not cut short, shared with the distillation)"
+        )
     return plan
 
 
@@ -248,6 +274,11 @@ def _stage_teacher(run: PipelineRun) -> dict[str, Any]:
         result["processes"] = run.cfg.nproc
     if summary.get("step") is not None and summary["step"] < plan["steps"]:
         result["stopped_by_budget"] = f"stopped at step {summary['step']} of {plan['steps']} after {plan['max_minutes']} minutes"
+        full = plan.get("full_steps", plan["steps"])
+        run.log(
+            f"teacher: time ran out at step {summary['step']} of the {plan['steps']} planned ({full} in the full schedule) "
+            f"after its {plan['max_minutes']} minutes; the later stages go on with this teacher"
+        )
     return result
 
 
@@ -294,30 +325,41 @@ def _stage_classifier(run: PipelineRun) -> dict[str, Any]:
 
 
 def _plan_distill(run: PipelineRun) -> dict[str, Any]:
-    """Epochs of the distillation, fixed before it starts (scaled to the budget when there is one)."""
+    """Epochs and time cap of the distillation, fixed before it starts: with a budget, what fits
+    in what is left of it."""
     epochs = int(run.cfg.distill_options.get("epochs", _DISTILL_EPOCHS))
     glimpse = int(run.cfg.distill_options.get("glimpse_epochs", _DISTILL_GLIMPSE_EPOCHS))
-    plan: dict[str, Any] = {"epochs": epochs, "glimpse_epochs": glimpse, "calibration": None}
+    plan: dict[str, Any] = {
+        "epochs": epochs, "glimpse_epochs": glimpse, "full_epochs": epochs, "full_glimpse_epochs": glimpse,
+        "calibration": None, "max_minutes": None, "glimpse_minutes": 0.0,
+    }  # fmt: skip
     if run.cfg.minutes is None or {"epochs", "glimpse_epochs"} & set(run.cfg.distill_options):
         return plan
-    budget = BUDGET_SHARES["distill"] * run.cfg.minutes * 60
-    fixed, per_epoch = _distill_costs(run)
-    fit = math.floor(max(budget * 0.9 - fixed, 0.0) / per_epoch)
-    plan["epochs"] = max(1, min(epochs, fit))
-    plan["glimpse_epochs"] = max(1, round(glimpse * plan["epochs"] / epochs))
-    plan["calibration"] = {"fixed_seconds": round(fixed, 1), "seconds_per_epoch": round(per_epoch, 1)}
-    run.log(
-        f"distillation: about {fixed / 60:.1f} minutes of teacher passes and {per_epoch / 60:.2f} per epoch here; "
-        f"{plan['epochs']} of {epochs} epochs fit in {budget / 60:.1f} minutes ({BUDGET_SHARES['distill']:.0%} of --minutes)"
-    )
+    costs = _distill_costs(run)
+    left = seconds_left(run, "distill")
+    budget = max(left, 0.0)
+    plan["epochs"], plan["glimpse_epochs"] = fit_distill(budget, costs, epochs, glimpse)
+    planned = distill_seconds(costs, plan["epochs"], plan["glimpse_epochs"])
+    glimpse_part = planned - distill_seconds(costs, plan["epochs"], 0)
+    plan["max_minutes"] = round(budget / 60, 2)
+    plan["glimpse_minutes"] = round(budget * glimpse_part / planned / 60, 2) if planned > 0 else 0.0
+    plan["calibration"] = {k: round(v, 2) for k, v in costs.items()}
+    if left <= 0:
+        run.log(
+            f"distillation: --minutes {run.cfg.minutes:g} is spent ({spent_seconds(run) / 60:.1f} minutes so far): it runs "
+            f"{plan['epochs']} epoch(s) and {plan['glimpse_epochs']} of the glimpse encoder; a larger --minutes is needed"
+        )
+    else:
+        run.log(
+            f"distillation: about {planned / 60:.1f} minutes here for {plan['epochs']} of {epochs} epochs and "
+            f"{plan['glimpse_epochs']} of {glimpse} of the glimpse encoder; {budget / 60:.1f} minutes of --minutes "
+            f"{run.cfg.minutes:g} are left for it"
+        )
     return plan
 
 
-def _distill_costs(run: PipelineRun) -> tuple[float, float]:
-    """Seconds of the distillation's passes over the data (teacher posteriors, the glimpse
-    pairs) and of one epoch, timed on one batch of the val split's frames."""
-    import torch
-
+def _distill_costs(run: PipelineRun) -> dict[str, float]:
+    """:func:`distill_costs` of the exported teacher on the val split's first frames."""
     from moc_envs.perception.space_detector import SpaceDetector
     from trainers.data.reader import load_meta
     from trainers.detector import distill as d
@@ -325,26 +367,134 @@ def _distill_costs(run: PipelineRun) -> tuple[float, float]:
     meta = load_meta(run.data)
     per_split = {s: meta["splits"][s]["stacks"] * meta["T"] for s in ("train", "val")}
     det = SpaceDetector.from_pretrained(run.space_dir, get_game(run.game), allow_unclassified=True)
-    teacher = det.encoder.float()
-    frames = d._frames(run.data, "val")[:64]
+    options = run.cfg.distill_options
+    return distill_costs(
+        det.encoder.float(), d._frames(run.data, "val")[:64], per_split["train"], per_split["val"],
+        int(options.get("glimpse_pairs", 65536)), int(options.get("batch", 64)),
+    )  # fmt: skip
+
+
+def distill_costs(
+    teacher: Any, frames: Any, n_train: int, n_val: int, max_pairs: int, batch: int, objects: float | None = None
+) -> dict[str, float]:
+    """Seconds of a distillation's parts on this machine, timed on ``frames`` (F, 128, 128, 3) uint8.
+
+    ``targets``: the teacher's posteriors on the train and val frames; ``per_epoch``: an epoch of
+    the lean image encoder and its val agreement; ``glimpse_fixed``: collecting the glimpse pairs
+    (the teacher and the student on the frames that give them); ``per_glimpse_epoch``: an epoch of
+    the lean glimpse encoder over the pairs. ``objects``: objects a frame (None: the teacher's
+    present cells on ``frames``).
+    """
+    import torch
+
+    from trainers.detector import distill as d
+
+    frames = frames[: max(1, min(len(frames), batch))]
+    x = d._to_input(frames)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        raw = teacher.image_encoder.raw(x).flatten(2).transpose(1, 2)
+    teacher_s = (time.perf_counter() - t0) / len(frames)
+    if objects is None:
+        present = torch.sigmoid(teacher.cfg.pres_squash * torch.tanh(raw[..., 0])) > 0.5
+        objects = float(present.sum(1).float().mean())
+    targets = raw[..., list(d.TARGET_CHANNELS)].clone()
     student = d._student_of(teacher)
     opt = torch.optim.Adam(student.image_encoder.parameters(), lr=1e-3)
+    step_s = _second_of_two(lambda: _step(opt, d._losses(student.image_encoder.raw(x), targets, student)["total"])) / len(frames)
+    glimpse = d._with_lean_glimpses(student).glimpse_encoder
+    g_opt = torch.optim.Adam(glimpse.parameters(), lr=1e-3)
+    g_in = torch.rand(256, 3, teacher.cfg.glimpse, teacher.cfg.glimpse)
+    glimpse_s = _second_of_two(lambda: _step(g_opt, glimpse(g_in)[0].square().mean()))
+    pairs = min(float(max_pairs), n_train * max(objects, 0.0))
+    pair_frames = min(float(n_train), pairs / objects) if objects > 0 else float(n_train)
+    return {
+        "targets": (n_train + n_val) * teacher_s,
+        "per_epoch": n_train * step_s + n_val * step_s / 3,
+        "glimpse_fixed": (pair_frames + n_val) * 2 * teacher_s,
+        "per_glimpse_epoch": max(math.ceil(pairs / 256), 1) * glimpse_s,
+    }
+
+
+def _step(opt: Any, loss: Any) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _second_of_two(step: Callable[[], None]) -> float:
+    """Seconds of the second of two calls of ``step``, past the first call's set-up."""
+    step()
     t0 = time.perf_counter()
-    targets = torch.from_numpy(d.teacher_targets(teacher, frames))
-    teacher_s = (time.perf_counter() - t0) / len(frames)
-    step_s = 0.0
-    for _ in range(2):  # the second step, past the first call's set-up
-        t0 = time.perf_counter()
-        loss = d._losses(student.image_encoder.raw(d._to_input(frames)), targets, student)["total"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step_s = (time.perf_counter() - t0) / len(frames)
-    total = per_split["train"] + per_split["val"]
-    # Teacher posteriors once, the glimpse pairs once more (teacher and student), per-epoch val agreement.
-    fixed = total * teacher_s * 2 + per_split["train"] * step_s / 3
-    per_epoch = per_split["train"] * step_s + per_split["val"] * step_s / 3
-    return fixed, max(per_epoch, 1e-3)
+    step()
+    return time.perf_counter() - t0
+
+
+def probe_teacher_step(run: PipelineRun) -> float:
+    """Seconds of one teacher training step here, timed before the dataset exists: the training
+    loss of :mod:`trainers.detector.train` on an untrained model and random frames (what the
+    first steps cost; not compiled)."""
+    import torch
+
+    from moc_envs.model import SpaceModel
+    from trainers.detector.config import make_config
+    from trainers.detector.losses import continuity_loss, elbo_terms, motion_terms, total_loss
+    from trainers.detector.train import optimizer_step
+
+    cfg = make_config(run.game, run.preset, **_config_options(run))
+    device = torch.device(run.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run.cfg.seed)
+        model = SpaceModel(cfg.model).to(device).to(memory_format=torch.channels_last)
+        fg = torch.optim.RMSprop(model.foreground_parameters(), lr=cfg.fg_lr)
+        bg = torch.optim.Adam(model.background.parameters(), lr=cfg.bg_lr)
+        n, size, cells = cfg.frames_per_step, cfg.model.img_size, cfg.model.n_cells
+        x = torch.rand(n, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+        pres, where = torch.zeros(n, cells, device=device), torch.zeros(n, cells, 4, device=device)
+        mask = torch.zeros(n, size, size, device=device)
+
+        def step() -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                out = model(x)
+            terms = elbo_terms(out, cfg.z_pres_prior(0), cfg.z_scale_prior(0), cfg.z_scale_prior_std)
+            terms.update(motion_terms(out, pres, where, mask, cfg.weights.pres_loss))
+            terms["continuity"] = continuity_loss(out, cfg.seq_len, cfg.model.grid, cfg.weights.oc_beta)
+            optimizer_step(model, fg, bg, total_loss(terms, cfg.weights, 0.0), cfg.clip)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        return _second_of_two(step)
+
+
+def probe_distill(run: PipelineRun) -> dict[str, float]:
+    """:func:`distill_costs` here: of the exported teacher on the val split once the export stage
+    is done, else of an untrained one on random frames with the game's object slots as its
+    objects a frame."""
+    import numpy as np
+
+    from moc_envs.model import SpaceModel
+    from moc_envs.perception.space_detector import WEIGHTS_FILE
+    from trainers.detector.config import make_config
+
+    if run.state["stages"].get("export", {}).get("status") == "done" and (run.space_dir / WEIGHTS_FILE).is_file():
+        return _distill_costs(run)
+
+    stacks = split_stacks(run)
+    T = int(run.cfg.dataset_options.get("T", 4))
+    teacher = SpaceModel(make_config(run.game, run.preset).model).encoder.float().eval()
+    options = run.cfg.distill_options
+    batch = int(options.get("batch", 64))
+    frames = np.random.default_rng(run.cfg.seed).integers(0, 256, (min(batch, 64), 128, 128, 3), dtype=np.uint8)
+    return distill_costs(
+        teacher, frames, stacks["train"] * T, stacks["val"] * T, int(options.get("glimpse_pairs", 65536)), batch,
+        objects=float(get_game(run.game).n_slots),
+    )  # fmt: skip
+
+
+def _config_options(run: PipelineRun) -> dict[str, Any]:
+    """The :class:`trainers.detector.config.TrainConfig` fields among the run's training options."""
+    names = ("steps", "batch_stacks", "fg_lr", "bg_lr", "ablation", "lambda_schedule", "seed")
+    return {k: v for k, v in run.cfg.train_options.items() if k in names and v is not None}
 
 
 def _stage_distill(run: PipelineRun) -> dict[str, Any]:
@@ -356,6 +506,8 @@ def _stage_distill(run: PipelineRun) -> dict[str, Any]:
         "a distillation there; move it away, or pass --redo distill",
     )  # fmt: skip
     options = {k: v for k, v in run.cfg.distill_options.items() if k not in ("epochs", "glimpse_epochs")}
+    if plan.get("max_minutes") is not None:
+        options.update(max_minutes=plan["max_minutes"], glimpse_minutes=plan.get("glimpse_minutes", 0.0))
     info = distill(
         Args(
             game=run.game, teacher=str(run.space_dir), data=str(run.data), out=str(run.distill_dir),
@@ -363,7 +515,15 @@ def _stage_distill(run: PipelineRun) -> dict[str, Any]:
             threads=run.threads, resume=checkpoint.exists(), export_to=str(run.weights_dir), **options,
         )
     )  # fmt: skip
-    return {"weights": info["export"], "epochs": plan["epochs"], "glimpse_epochs": plan["glimpse_epochs"], "seconds": info["seconds"]}
+    glimpse = info.get("glimpse_encoder")
+    result = {
+        "weights": info["export"], "epochs": info.get("epochs", plan["epochs"]), "epochs_planned": plan["epochs"],
+        "glimpse_epochs": glimpse.get("epochs") if isinstance(glimpse, dict) else 0, "glimpse_epochs_planned": plan["glimpse_epochs"],
+        "seconds": info["seconds"],
+    }  # fmt: skip
+    if info.get("stopped_by_time"):  # distill printed each when it happened
+        result["stopped_by_budget"] = "; ".join(info["stopped_by_time"])
+    return result
 
 
 def _stage_raw_frames(run: PipelineRun) -> dict[str, Any]:
@@ -394,6 +554,12 @@ def _stage_card(run: PipelineRun) -> dict[str, Any]:
     from trainers.evaluate.card import build_card, write_card
 
     trained_on = run.cfg.hardware or hardware(run.device, run.threads)
+    if run.cfg.minutes is not None:  # what the budget gave the long stages, for the card's training line
+        report = budget_report(run)
+        lines = budget_lines(report, None, run.preset)
+        run.state["derived"]["budget"] = {**report, "text": "; ".join([lines[0].removeprefix("budget: "), *lines[1:]])}
+    else:
+        run.state["derived"].pop("budget", None)
     card = build_card(run.game, run.weights_dir, run.teacher_dir, trained_on, derived=run.state["derived"])
     j, m = write_card(card, run.weights_dir)
     return {"card": str(m), "ship": card["ship"]}

@@ -1,5 +1,6 @@
 """The settings and the record of a ``moc-envs train`` run: the stages, the configuration, the
-preset, and the state file ``<out>/pipeline.json`` that says where a run continues.
+preset, the state file ``<out>/pipeline.json`` that says where a run continues, and the budget's
+arithmetic (what ``--minutes`` leaves each stage, and the report on it).
 
 :class:`PipelineRun` is one resolved run (paths, settings, the state and how to save it); the
 stages (:mod:`trainers.pipeline.stages`) read and extend it.
@@ -8,8 +9,10 @@ stages (:mod:`trainers.pipeline.stages`) read and extend it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,8 @@ __all__ = [
     "STATE_FILE",
     "STATE_FORMAT",
     "BUDGET_SHARES",
+    "PLAN_SLACK",
+    "NOMINAL_SECONDS",
     "PRESETS",
     "PipelineError",
     "PipelineConfig",
@@ -36,15 +41,43 @@ __all__ = [
     "check_identity",
     "clear_from",
     "overrides",
+    "split_stacks",
+    "expected_seconds",
+    "spent_seconds",
+    "seconds_left",
+    "teacher_seconds",
+    "distill_seconds",
+    "fit_distill",
+    "budget_report",
+    "budget_lines",
 ]
 
 STAGES: tuple[str, ...] = ("dataset", "teacher", "export", "raw_frames", "classifier", "distill", "evaluate", "labels", "card")
 """The stages in the order they run."""
 STATE_FILE = "pipeline.json"
 STATE_FORMAT = "moc_envs.pipeline/1"
-BUDGET_SHARES = {"teacher": 0.6, "distill": 0.25}
-"""Share of ``--minutes`` each long stage plans for; the remaining 15% is the fixed-cost stages'
-(dataset, classifier, raw frames, evaluation), which are not cut short."""
+BUDGET_SHARES = {"teacher": 0.7, "distill": 0.3}
+"""How the long stages share their time: ``--minutes`` (the whole run, the dataset included) less
+what the other stages take. The teacher plans for its share, or for all but what the
+distillation's full schedule needs when that is more; the distillation gets what is left when it
+starts (:func:`seconds_left`)."""
+PLAN_SLACK = 0.9
+"""A long stage plans the steps or epochs that fill this share of its time; checkpoints, the
+pictures and timing noise take the rest."""
+NOMINAL_SECONDS: dict[str, tuple[float, tuple[str, ...]]] = {
+    "dataset": (210.0, ("train", "val", "test")),
+    "export": (5.0, ()),
+    "raw_frames": (60.0, ("val", "test")),
+    "classifier": (60.0, ()),
+    "evaluate": (120.0, ("test",)),
+    "labels": (90.0, ()),
+    "card": (2.0, ()),
+}
+"""The stages that are never cut short: seconds on two CPU cores with the default splits, and the
+splits their time grows with (measured on the runs behind the shipped cards). A run scales them
+by how fast its own finished stages were (:func:`expected_seconds`)."""
+_DEFAULT_SPLITS = {"train": 4096, "val": 512, "test": 512}
+"""Stacks of :func:`trainers.data.dataset.build_dataset`'s default splits."""
 PRESETS = ("auto", "cpu", "gpu")
 _SETTING_STAGE = {
     "data": "dataset", "seed": "dataset", "distractors": "dataset", "distractor_seed": "dataset", "preset": "teacher",
@@ -134,6 +167,8 @@ class PipelineRun:
     threads: int
     state: dict[str, Any]
     log: Callable[[str], None]
+    stage_started: float | None = None
+    """``time.perf_counter()`` when the running stage began (None between stages)."""
 
     @property
     def teacher_dir(self) -> Path:
@@ -162,6 +197,195 @@ class PipelineRun:
     def save(self) -> None:
         """Write the state file atomically."""
         atomic_write_text(self.out / STATE_FILE, json.dumps(self.state, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------- budget
+def split_stacks(run: PipelineRun) -> dict[str, int]:
+    """Stacks of each split of the run's dataset: its meta.json's, or what the build will make."""
+    meta = run.data / "meta.json"
+    if meta.is_file():
+        try:
+            splits = json.loads(meta.read_text()).get("splits", {})
+            return {k: int(splits[k]["stacks"]) for k in _DEFAULT_SPLITS}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # the dataset stage reports a damaged meta.json
+    return {k: int(run.cfg.dataset_options.get(k, n)) for k, n in _DEFAULT_SPLITS.items()}
+
+
+def _nominal(run: PipelineRun, name: str) -> float:
+    """Two-core seconds of fixed-cost stage ``name`` on this run's splits."""
+    seconds, splits = NOMINAL_SECONDS[name]
+    if not splits:
+        return seconds
+    stacks = split_stacks(run)
+    if name == "dataset" and (run.data / "meta.json").is_file():
+        # A dataset this run did not build, or one whose build stopped: its unfinished splits only.
+        try:
+            meta = json.loads((run.data / "meta.json").read_text()).get("splits", {})
+            stacks = {k: 0 if meta.get(k, {}).get("done") else v for k, v in stacks.items()}
+        except (OSError, ValueError, AttributeError):
+            pass
+    return seconds * sum(stacks[k] for k in splits) / sum(_DEFAULT_SPLITS[k] for k in splits)
+
+
+def _speed(run: PipelineRun) -> float:
+    """How much longer than :data:`NOMINAL_SECONDS` this machine's finished fixed-cost stages took
+    (1.0 before any has run). The dataset counts when this run built it, against the estimate
+    recorded before it started (``budget.dataset_nominal``)."""
+    nominal_of = {n: _nominal(run, n) for n in NOMINAL_SECONDS if n != "dataset"}
+    nominal_of["dataset"] = float(run.state.get("budget", {}).get("dataset_nominal") or 0.0)
+    done = [
+        (float(e["seconds"]), nominal_of[n])
+        for n, e in run.state["stages"].items()
+        if n in nominal_of and nominal_of[n] >= 1.0 and e.get("status") == "done" and e.get("seconds") is not None
+    ]
+    took, nominal = sum(t for t, _ in done), sum(n for _, n in done)
+    return min(max(took / nominal, 0.2), 5.0) if nominal > 0 and took > 0 else 1.0
+
+
+def expected_seconds(run: PipelineRun, name: str) -> float:
+    """Seconds fixed-cost stage ``name`` takes in this run: as recorded once it is done, else
+    its nominal time scaled to this machine."""
+    entry = run.state["stages"].get(name, {})
+    if entry.get("status") == "done" and entry.get("seconds") is not None:
+        return float(entry["seconds"])
+    return _nominal(run, name) * (1.0 if name == "dataset" else _speed(run))
+
+
+def spent_seconds(run: PipelineRun) -> float:
+    """Wall seconds the run has taken so far: its finished stages, the probes before them and
+    the running stage up to now."""
+    done = sum(float(e.get("seconds") or 0.0) for e in run.state["stages"].values() if e.get("status") == "done")
+    probes = float(run.state.get("budget", {}).get("probe_seconds", 0.0))
+    running = time.perf_counter() - run.stage_started if run.stage_started is not None else 0.0
+    return done + probes + running
+
+
+def seconds_left(run: PipelineRun, stage: str) -> float:
+    """What ``--minutes`` leaves for ``stage`` and the long stages after it: the budget less the
+    time spent and what the fixed-cost stages still to come are expected to take (may be < 0)."""
+    if run.cfg.minutes is None:
+        raise PipelineError("seconds_left needs a budget (--minutes)")
+    later = STAGES[STAGES.index(stage) + 1 :]
+    stages = run.state["stages"]
+    coming = sum(expected_seconds(run, n) for n in later if n in NOMINAL_SECONDS and stages.get(n, {}).get("status") != "done")
+    return run.cfg.minutes * 60 - spent_seconds(run) - coming
+
+
+def teacher_seconds(left: float, distill_need: float | None = None, distill_least: float = 0.0) -> float:
+    """The teacher's time out of ``left`` seconds for the long stages: its share of them, or all
+    but ``distill_need`` (what the distillation's full schedule needs) when that is more, and
+    never so much that less than ``distill_least`` (one epoch of each part) is left."""
+    share = BUDGET_SHARES["teacher"] * left
+    if distill_need is not None:
+        share = max(share, left - distill_need)
+    return min(share, left - distill_least)
+
+
+def distill_seconds(costs: dict[str, float], epochs: int, glimpse_epochs: int) -> float:
+    """Seconds of a distillation of ``epochs`` and ``glimpse_epochs`` at ``costs``
+    (:func:`trainers.pipeline.stages.distill_costs`)."""
+    glimpse = costs["glimpse_fixed"] + glimpse_epochs * costs["per_glimpse_epoch"] if glimpse_epochs else 0.0
+    return costs["targets"] + epochs * costs["per_epoch"] + glimpse
+
+
+def fit_distill(seconds: float, costs: dict[str, float], epochs: int, glimpse_epochs: int) -> tuple[int, int]:
+    """The most epochs (and glimpse epochs, in proportion) of the full schedule whose distillation
+    fills :data:`PLAN_SLACK` of ``seconds``; one of each at least."""
+    for e in range(epochs, 0, -1):
+        g = max(1, round(glimpse_epochs * e / epochs)) if glimpse_epochs else 0
+        if distill_seconds(costs, e, g) <= PLAN_SLACK * seconds:
+            return e, g
+    return 1, min(glimpse_epochs, 1)
+
+
+def budget_report(run: PipelineRun) -> dict[str, Any]:
+    """Whether ``--minutes`` was enough: each long stage's steps or epochs (run, planned, the full
+    schedule's), the wall time against the budget, and the budget the full schedules need here,
+    from the times this run measured."""
+    st = run.state["stages"]
+    teacher, distill = st.get("teacher", {}), st.get("distill", {})
+    tplan, dplan = teacher.get("plan") or {}, distill.get("plan") or {}
+    tres, dres = teacher.get("result") or {}, distill.get("result") or {}
+    report: dict[str, Any] = {
+        "minutes": run.cfg.minutes,
+        "wall_minutes": round(spent_seconds(run) / 60, 1),
+        "teacher": {"steps": tres.get("step"), "planned": tplan.get("steps"), "full": tplan.get("full_steps", tplan.get("steps"))},
+        "distill": {
+            "epochs": dres.get("epochs"), "planned": dplan.get("epochs"), "full": dplan.get("full_epochs", dplan.get("epochs")),
+            "glimpse_epochs": dres.get("glimpse_epochs"), "glimpse_full": dplan.get("full_glimpse_epochs", dplan.get("glimpse_epochs")),
+        },
+        "stopped": [r["stopped_by_budget"] for r in (tres, dres) if r.get("stopped_by_budget")],
+    }  # fmt: skip
+    t, d = report["teacher"], report["distill"]
+    report["short"] = any(
+        run_ is not None and full is not None and run_ < full
+        for run_, full in ((t["steps"], t["full"]), (d["epochs"], d["full"]), (d["glimpse_epochs"], d["glimpse_full"]))
+    )
+    # The full schedules at the speeds measured in this run.
+    fixed = sum(expected_seconds(run, n) for n in NOMINAL_SECONDS)
+    probes = float(run.state.get("budget", {}).get("probe_seconds", 0.0))
+    need = None
+    if teacher.get("seconds") and t["steps"] and t["full"]:
+        need = float(teacher["seconds"]) * t["full"] / t["steps"]
+    costs = dplan.get("calibration") if "per_epoch" in (dplan.get("calibration") or {}) else None
+    if need is not None and distill.get("seconds") and d["epochs"] and d["full"]:
+        ran = float(distill["seconds"])
+        if costs is not None:
+            ran *= distill_seconds(costs, d["full"], d["glimpse_full"] or 0) / max(
+                distill_seconds(costs, d["epochs"], d["glimpse_epochs"] or 0), 1e-9
+            )
+        else:
+            ran *= d["full"] / d["epochs"]
+        report["needed_minutes"] = math.ceil((fixed + probes + (need + ran) / PLAN_SLACK) / 60)
+    else:
+        report["needed_minutes"] = run.state.get("budget", {}).get("needed_minutes")
+    return report
+
+
+def budget_lines(budget: dict[str, Any], meets_bar: bool | None, preset: str) -> list[str]:
+    """The summary's lines on the budget: steps and epochs run against planned, the wall time
+    against ``--minutes``, and when the budget was too small, what to give instead."""
+    if not budget:
+        return []
+    minutes, wall, needed = budget.get("minutes"), budget.get("wall_minutes"), budget.get("needed_minutes")
+    lines = []
+    if minutes is None:
+        lines.append(f"budget: none (no --minutes), the full schedules; wall time {wall} minutes")
+    else:
+        over = wall - minutes
+        lines.append(
+            f"budget: --minutes {minutes:g} (the dataset stage included), wall time {wall} minutes: "
+            + (f"{over:.1f} over" if over > 0.05 else f"{-over:.1f} to spare")
+        )
+    t, d = budget.get("teacher") or {}, budget.get("distill") or {}
+    ran = []
+    if t.get("steps") is not None:
+        text = f"teacher {t['steps']} steps" + (f" of {t['planned']} planned" if t.get("planned") is not None else "")
+        ran.append(text + (f" ({t['full']} in the {preset} preset's schedule)" if t.get("full") is not None else ""))
+    if d.get("epochs") is not None:
+        text = f"distillation {d['epochs']} epochs" + (f" of {d['planned']} planned" if d.get("planned") is not None else "")
+        text += f" ({d['full']} in the full schedule)" if d.get("full") is not None else ""
+        if d.get("glimpse_full"):
+            text += f", glimpse encoder {d['glimpse_epochs']} of {d['glimpse_full']}"
+        ran.append(text)
+    if ran:
+        lines.append("ran: " + "; ".join(ran))
+    lines.extend(f"stopped early: {s}" for s in budget.get("stopped") or [])
+    more = f"about --minutes {needed} runs the full schedules on this machine" if needed else "a larger --minutes runs more of them"
+    if minutes is not None and budget.get("short"):
+        if meets_bar is None:  # before the evaluation: the card's own verdict follows
+            lines.append(f"less than the full schedules ran; {more}")
+        elif meets_bar:
+            lines.append(f"the bar was met in less than the full schedules; {more}")
+        else:
+            lines.append(
+                f"the budget was too small: the bar was missed after less than the full schedules; a larger budget is "
+                f"the first thing to try: {more}"
+            )
+    elif meets_bar is False and (t.get("steps") is not None or d.get("epochs") is not None):
+        lines.append("the full schedules ran: a larger budget would not help; the card says where the detector goes wrong")
+    return lines
 
 
 # ---------------------------------------------------------------------------- state
