@@ -162,6 +162,8 @@ def _write(result: dict[str, Any], out: Path) -> None:
               + ", ".join(f"{c} {n:,}" for c, n in sorted(r["undrawn_truth"].items())) for r in result["results"] if r["undrawn_truth"]]
     notes += [f"- {r['game']}: OCAtari vision raised on {r['vision_refused_frames']:,} frames (scored as finding nothing)"
               for r in result["results"] if r["vision_refused_frames"]]
+    notes += [f"- {r['game']}: OCAtari's RAM extraction raised on {r['ram_truth_refused_steps']:,} steps (not recorded)"
+              for r in result["results"] if r.get("ram_truth_refused_steps")]
     t = result["target"]
     body = (
         f"Policy set `{result['policy_set']}` ({', '.join(result['policies'])}), {result['frames_per_policy']} frames per "

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from moc_envs.errors import CorruptWeightsError
-from moc_envs.perception.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON, UNKNOWN, load_classifier, save_classifier
+from moc_envs.perception.classifier import (
+    CLASSIFIER_FILE,
+    CLASSIFIER_JSON,
+    UNKNOWN,
+    load_classifier,
+    save_classifier,
+)
 from moc_envs.weights.manifest import write_manifest
 from trainers.classify.classifier import fit_classifier
 from trainers.classify.extents import NamedBoxes, fit_extents, fit_hud_regions
@@ -82,7 +88,7 @@ def test_fit_bounds_sizes_and_only_the_axes_the_game_fixes() -> None:
     n = 500
     player = np.c_[np.full(n, 4.0), rng.uniform(14, 16, n), rng.uniform(140, 142, n), rng.uniform(40, 190, n)]
     ball = np.c_[np.full(20, 2.0), np.full(20, 4.0), rng.uniform(0, 160, 20), rng.uniform(30, 190, 20)]
-    ext = fit_extents({"Player": player, "Ball": ball}, quantile=0.0)
+    ext = fit_extents({"Player": player, "Ball": ball})
     assert set(ext) == {"Player"}  # too few ball boxes to say anything
     bounds = ext["Player"]
     assert bounds["w"] == [round(4 / 1.5 - 1, 2), 7.0]
@@ -101,3 +107,23 @@ def test_hud_regions_cover_where_the_hud_is_and_exempt_categories_seen_there() -
     regions = fit_hud_regions(named, hud_share=0.02)
     assert [r["box"] for r in regions] == [[19.0, 4.0, 61.0, 16.0], [49.0, 169.0, 111.0, 176.0]]
     assert [r["exempt"] for r in regions] == [["Player"], []]
+
+
+def test_a_category_mostly_wrong_in_the_fit_is_withheld(tmp_path, clf) -> None:
+    from trainers.classify.extents import withheld_categories
+
+    named = NamedBoxes(
+        {"Player": np.zeros((90, 4)), "Ball": np.zeros((5, 4))}, np.zeros((210, 160), np.int64), frames=100,
+        named={"Player": 100, "Ball": 40, "Enemy": 10, "unknown": 400},
+    )  # fmt: skip
+    assert withheld_categories(named) == ["Ball"]  # 5 of 40 right; Enemy: too few boxes to judge
+    clf.withheld = ("Ball",)
+    clf.__post_init__()
+    boxes = np.array([[10, 10, 2, 2], [140, 100, 4, 16]], np.float64)
+    assert clf.within_extents(["Ball", "Player"], boxes) == [UNKNOWN, "Player"]
+    save_classifier(clf, tmp_path, "Pong")
+    write_manifest(tmp_path, "Pong", written=[CLASSIFIER_FILE, CLASSIFIER_JSON])
+    assert load_classifier(tmp_path, "Pong").withheld == ("Ball",)
+    clf.withheld = ("Goalie",)
+    with pytest.raises(ValueError, match="withheld must list categories"):
+        clf.__post_init__()

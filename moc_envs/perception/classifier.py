@@ -16,7 +16,8 @@ per category, the range of box widths and heights its objects take, and of centr
 axis the game fixes (SpaceInvaders' cannon never leaves its row), fitted from the detector's own
 correctly named boxes on random play. A detection outside its category's extents is
 ``"unknown"``: a 49 x 5 box over Seaquest's oxygen bar is no submarine, whatever its z_what.
-Its **HUD regions** are rectangles where the game draws its scores, bars and lives (OCAtari's HUD
+Categories it **withholds** are never named (their boxes were right less than a quarter of the time
+in that play: an empty slot says less than a wrong one). Its **HUD regions** are rectangles where the game draws its scores, bars and lives (OCAtari's HUD
 objects in the same play); a detection centred in one is ``"unknown"`` unless its category was
 seen there (the region lists it as exempt).
 
@@ -150,6 +151,8 @@ class ZWhatClassifier:
     """Per category, bounds of its boxes' width, height and centre (module docstring); {}: none."""
     hud_regions: list[dict[str, Any]] = field(default_factory=list)
     """Rectangles of the HUD where only their exempt categories are named (module docstring)."""
+    withheld: tuple[str, ...] = ()
+    """Categories never named: their boxes were mostly wrong in the extents' fit (module docstring)."""
 
     def __post_init__(self) -> None:
         self.centroids = np.asarray(self.centroids, np.float32)
@@ -181,6 +184,9 @@ class ZWhatClassifier:
             )
         self.extents = check_extents(self.extents, self.classes)
         self.hud_regions = check_hud_regions(self.hud_regions, self.classes)
+        if not isinstance(self.withheld, list | tuple) or not all(c in self.classes for c in self.withheld):
+            raise ValueError(f"withheld must list categories among {list(self.classes)}, got {_short(self.withheld)}")
+        self.withheld = tuple(self.withheld)
         self.max_ratio = float(self.max_ratio)
         if not 0.0 < self.max_ratio <= 1.0:
             raise ValueError(f"max_ratio must be in (0, 1], got {self.max_ratio}")
@@ -273,15 +279,18 @@ class ZWhatClassifier:
         return [self.classes[i] if i >= 0 else UNKNOWN for i in idx.tolist()]
 
     def within_extents(self, names: list[str], boxes: np.ndarray) -> list[str]:
-        """``names`` with ``"unknown"`` where a box (x, y, w, h) lies outside its category's extents or
-        is centred in a HUD region that does not exempt its category."""
-        if not self.extents and not self.hud_regions:
+        """``names`` with ``"unknown"`` where a box (x, y, w, h) lies outside its category's extents, is
+        centred in a HUD region that does not exempt its category, or names a withheld category."""
+        if not self.extents and not self.hud_regions and not self.withheld:
             return names
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if len(boxes) != len(names):
             raise ValueError(f"one box per name expected, got {len(boxes)} boxes for {len(names)} names")
         out = list(names)
         for i, (name, (x, y, w, h)) in enumerate(zip(names, boxes.tolist(), strict=True)):
+            if name in self.withheld:
+                out[i] = UNKNOWN
+                continue
             values = {"w": w, "h": h, "cx": x + w / 2, "cy": y + h / 2}
             for r in self.hud_regions:
                 x0, y0, x1, y1 = r["box"]
@@ -334,6 +343,7 @@ def save_classifier(clf: ZWhatClassifier, folder: str | Path, game: str) -> Path
         "colour_dims": clf.colour_dims,
         "extents": {c: {k: list(v) for k, v in b.items()} for c, b in clf.extents.items()},
         "hud_regions": clf.hud_regions,
+        "withheld": list(clf.withheld),
         # A rate over no samples is NaN, which strict JSON (and read_classifier) refuses.
         "info": finite_for_json(clf.info),
     }
@@ -439,6 +449,7 @@ def read_classifier(files: VerifiedFolder, game: str | None = None) -> ZWhatClas
         clf = ZWhatClassifier(
             extents=meta.get("extents") or {},
             hud_regions=meta.get("hud_regions") or [],
+            withheld=meta.get("withheld") or [],
             classes=tuple(classes),
             info=dict(info),
             max_ratio=float(settings["max_ratio"]),

@@ -20,7 +20,9 @@ RAM truth does (category-aware, the references' relative criterion). Per categor
 Categories with fewer than ``min_boxes`` kept boxes get no extents. HUD regions: the pixels that
 OCAtari's HUD objects (scores, lives, Seaquest's oxygen bar) cover on at least ``hud_share`` of the
 frames, grouped into connected rectangles, each grown by a pixel; a category with a correctly named
-box centred in a region is exempt from it. RAM supervises this as it
+box that reaches into a region or within ``margin`` (4) pixels of it is exempt from it. A category
+whose boxes were right less than a quarter of the time (over 30 boxes or more) is withheld: the
+classifier never names it, since an empty slot says less than a wrong one. RAM supervises this as it
 does the classifier's few labels; at run time nothing reads RAM. The extents go into the folder's
 ``classifier.json`` (:class:`moc_envs.perception.classifier.ZWhatClassifier`), whose manifest
 entry is refreshed; a detection outside them is ``"unknown"`` and fills no slot.
@@ -31,7 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ import numpy as np
 from moc_envs.perception.detection import FRAME_HEIGHT, FRAME_WIDTH
 from moc_envs.threads import add_threads_argument, set_torch_threads
 
-__all__ = ["NamedBoxes", "collect_named_boxes", "fit_extents", "fit_hud_regions", "write_extents", "main"]
+__all__ = ["NamedBoxes", "collect_named_boxes", "fit_extents", "fit_hud_regions", "withheld_categories", "write_extents", "main"]
 
 DEFAULT_SEEDS = (5000, 5001)
 """Seeds of the random play extents are fitted on (apart from every evaluation's)."""
@@ -54,6 +56,8 @@ class NamedBoxes:
     boxes: dict[str, np.ndarray]
     hud_cover: np.ndarray
     frames: int
+    named: dict[str, int] = field(default_factory=dict)
+    """Boxes the detector gave each category, right or wrong."""
 
 
 def collect_named_boxes(
@@ -74,6 +78,7 @@ def collect_named_boxes(
     detector.classifier.hud_regions = []
     named: dict[str, list[tuple[float, float, float, float]]] = {}
     cover = np.zeros((FRAME_HEIGHT, FRAME_WIDTH), np.int64)
+    given: dict[str, int] = {}
     total = 0
     for seed in seeds:
         rec = play(game, PolicyRun("random", int(seed)), frames)
@@ -81,17 +86,19 @@ def collect_named_boxes(
         for (boxes, cats), r in zip(detect_all(detector, rec.frames), rec.records, strict=True):
             for x, y, w, h in r.hud.tolist():
                 cover[max(int(y), 0) : max(int(np.ceil(y + h)), 0), max(int(x), 0) : max(int(np.ceil(x + w)), 0)] += 1
+            for c in cats:
+                given[c] = given.get(c, 0) + 1
             rows, cols = match_pairs(boxes, r.truth, "relative")
             for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
                 if cats[i] == r.truth_cats[j]:
                     x, y, w, h = boxes[i]
                     named.setdefault(cats[i], []).append((w, h, x + w / 2, y + h / 2))
-    return NamedBoxes({c: np.array(v, np.float64) for c, v in named.items()}, cover, total)
+    return NamedBoxes({c: np.array(v, np.float64) for c, v in named.items()}, cover, total, given)
 
 
 def fit_extents(
     named: dict[str, np.ndarray] | NamedBoxes,
-    quantile: float = 0.002,
+    quantile: float = 0.0,
     size_factor: float = 1.5,
     fixed_span: float = 12.0,
     position_margin: float = 6.0,
@@ -120,7 +127,7 @@ def fit_extents(
     return out
 
 
-def fit_hud_regions(named: NamedBoxes, hud_share: float = 0.01) -> list[dict[str, Any]]:
+def fit_hud_regions(named: NamedBoxes, hud_share: float = 0.01, margin: float = 4.0) -> list[dict[str, Any]]:
     """HUD rectangles and the categories exempt from each (module docstring)."""
     import cv2
 
@@ -132,26 +139,54 @@ def fit_hud_regions(named: NamedBoxes, hud_share: float = 0.01) -> list[dict[str
     for k in range(1, n):
         x, y, w, h = (int(v) for v in stats[k, :4])
         box = [x - 1.0, y - 1.0, x + w + 1.0, y + h + 1.0]
+        # A category whose boxes reach into the region, or come within ``margin`` pixels of it,
+        # may cross it (Skiing's trees scroll up under the clock): it stays named there.
+        lo_x, lo_y, hi_x, hi_y = box[0] - margin, box[1] - margin, box[2] + margin, box[3] + margin
         exempt = sorted(
             c for c, rows in named.boxes.items()
-            if ((rows[:, 2] >= box[0]) & (rows[:, 2] <= box[2]) & (rows[:, 3] >= box[1]) & (rows[:, 3] <= box[3])).any()
+            if ((rows[:, 2] + rows[:, 0] / 2 >= lo_x) & (rows[:, 2] - rows[:, 0] / 2 <= hi_x)
+                & (rows[:, 3] + rows[:, 1] / 2 >= lo_y) & (rows[:, 3] - rows[:, 1] / 2 <= hi_y)).any()
         )  # fmt: skip
         regions.append({"box": box, "exempt": exempt})
     return regions
 
 
+def withheld_categories(named: NamedBoxes, min_precision: float = 0.25, min_boxes: int = 30) -> list[str]:
+    """Categories whose boxes were right less than ``min_precision`` of the time (over at least
+    ``min_boxes`` boxes) in the fit's play: the classifier will not name them."""
+    out = []
+    for c, n in sorted(named.named.items()):
+        if c == "unknown" or n < min_boxes:
+            continue
+        right = len(named.boxes.get(c, ()))
+        if right / n < min_precision:
+            out.append(c)
+    return out
+
+
 def write_extents(
-    weights: str | Path, game: str, extents: dict[str, Any], details: dict[str, Any], hud_regions: list[dict[str, Any]] | None = None
+    weights: str | Path,
+    game: str,
+    extents: dict[str, Any],
+    details: dict[str, Any],
+    hud_regions: list[dict[str, Any]] | None = None,
+    withheld: Sequence[str] = (),
 ) -> Path:
     """Put ``extents`` and ``hud_regions`` into the folder's classifier (``classifier.json``) and refresh its manifest."""
     from moc_envs.games import get_game
-    from moc_envs.perception.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON, load_classifier, save_classifier
+    from moc_envs.perception.classifier import (
+        CLASSIFIER_FILE,
+        CLASSIFIER_JSON,
+        load_classifier,
+        save_classifier,
+    )
     from moc_envs.weights.manifest import refresh_manifest
 
     name = get_game(game).name
     clf = load_classifier(weights, name)
     clf.extents = extents
     clf.hud_regions = list(hud_regions or [])
+    clf.withheld = tuple(c for c in withheld if c in clf.classes)
     clf.__post_init__()  # validates the extents against the classes
     clf.info = {**clf.info, "extents_fit": details}
     path = save_classifier(clf, weights, name)
@@ -170,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--weights", required=True, help="weights folder with a detector and a classifier (weights/<Game>)")
     p.add_argument("--frames", type=int, default=400, help="recorded frames per seed of random play")
     p.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), help="seeds of the random play")
-    p.add_argument("--quantile", type=float, default=0.002, help="size bounds from this quantile to 1 - it")
+    p.add_argument("--quantile", type=float, default=0.0, help="size bounds from this quantile to 1 - it (0: the smallest and largest box)")
     p.add_argument("--size-factor", type=float, default=1.5, help="size bounds widened by this factor")
     p.add_argument("--fixed-span", type=float, default=12.0, help="an axis whose centres span less than this (px) is bounded")
     p.add_argument("--position-margin", type=float, default=6.0, help="pixels added each side of a bounded axis")
@@ -183,14 +218,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         named = collect_named_boxes(args.game, args.weights, args.frames, args.seeds, args.device)
         extents = fit_extents(named, args.quantile, args.size_factor, args.fixed_span, args.position_margin)
         regions = fit_hud_regions(named, args.hud_share)
+        withheld = withheld_categories(named)
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
     details = {
         "policy": "random", "seeds": list(args.seeds), "frames": named.frames,
-        "named_boxes": {c: len(v) for c, v in named.boxes.items()}, "quantile": args.quantile, "hud_share": args.hud_share,
+        "named_boxes": {c: len(v) for c, v in named.boxes.items()}, "boxes_given": named.named, "withheld": withheld,
+        "quantile": args.quantile, "hud_share": args.hud_share,
         "size_factor": args.size_factor, "fixed_span": args.fixed_span, "position_margin": args.position_margin,
     }  # fmt: skip
-    path = write_extents(args.weights, args.game, extents, details, regions)
+    path = write_extents(args.weights, args.game, extents, details, regions, withheld)
     report = {"game": args.game, "file": str(path), "extents": extents, "hud_regions": regions, **details}
     print(json.dumps(report, indent=2))
     return report

@@ -184,6 +184,7 @@ def build_card(
         classifier["test"] = info.get("test")
         classifier["extents"] = sorted(man.get("extents") or {})
         classifier["hud_regions"] = len(man.get("hud_regions") or [])
+        classifier["withheld"] = list(man.get("withheld") or [])
     if derived is None and run is not None:
         derived = _pipeline_derived(Path(run))
     labels = json.loads((weights / LABELS_FILE).read_text()) if (weights / LABELS_FILE).is_file() else None
@@ -427,6 +428,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         lines.append(
             f"- Extents (`moc-envs extents`): box sizes bounded for {', '.join(clf.get('extents') or []) or 'no category'}; "
             f"{clf.get('hud_regions') or 0} HUD region(s) where only categories seen there are named"
+            + (f"; withheld (right on less than a quarter of their boxes): {', '.join(clf['withheld'])}" if clf.get("withheld") else "")
         )
     if card.get("held_out"):
         lines += _held_out_lines(card["held_out"])

@@ -51,6 +51,7 @@ __all__ = [
     "HELD_OUT_FILE",
     "HELD_OUT_BAR",
     "meets_held_out_bar",
+    "write_held_out",
     "main",
     "play",
     "detect_all",
@@ -117,6 +118,8 @@ class PlayRecord:
     steps_played: int
     episodes_finished: int
     returns: list[float] = field(default_factory=list)
+    truth_refused: int = 0
+    """Steps whose RAM OCAtari's extraction raised on (not recorded)."""
 
 
 def _fire_actions(env: Any) -> list[int]:
@@ -217,7 +220,8 @@ def play(game: str, run: PolicyRun, frames: int, window: int = 32, gap: int = 28
     vis_objs = _vision_objects(init_objects, spec.name)
     kept_frames: list[np.ndarray] = []
     records: list[FrameRecord] = []
-    steps = episodes = clock = 0
+    steps = episodes = clock = truth_refused = 0
+    restart = False
     returns: list[float] = []
     ret = 0.0
     env.reset(seed=run.seed)
@@ -226,12 +230,19 @@ def play(game: str, run: PolicyRun, frames: int, window: int = 32, gap: int = 28
         while len(records) < frames:
             frame, ram = frame_of(), ale.getRAM()
             # RAM extraction is stateful: it sees every step, recorded or not.
-            on, off = truth_on(ram), truth_off(ram)
+            try:
+                on, off = truth_on(ram), truth_off(ram)
+            except (OverflowError, ValueError, IndexError):
+                # OCAtari 2.2.1's SpaceInvaders code overflows a uint8 on some alien positions:
+                # no truth for this step, so it is not recorded, and the tracker restarts after it.
+                on = off = None
+                truth_refused += 1
             phase = clock % (window + gap)
-            if phase >= gap:
+            if phase >= gap and on is not None and off is not None:
                 records.append(_record(spec.name, frame, on, off, keep, vis_objs, detect_objects_vision, vision_step,
-                                       window_start=phase == gap))
+                                       window_start=phase == gap or restart))
                 kept_frames.append(frame)
+            restart = on is None
             dets = oracle.detect(frame[None], ram[None])[0]
             _, r, term, trunc, _ = env.step(policy(ram, dets))
             steps += 1
@@ -249,7 +260,7 @@ def play(game: str, run: PolicyRun, frames: int, window: int = 32, gap: int = 28
                 clock = 0  # a new episode: play ``gap`` steps, then a window with a fresh tracker
     finally:
         env.close()
-    return PlayRecord(run, np.stack(kept_frames), records, steps, episodes, returns)
+    return PlayRecord(run, np.stack(kept_frames), records, steps, episodes, returns, truth_refused)
 
 
 def _record(
@@ -360,6 +371,7 @@ def evaluate_plays(
         "frames": len(truths),
         "undrawn_truth": undrawn,
         "vision_refused_frames": int(sum(r.vision_refused for rec in plays for r in rec.records)),
+        "ram_truth_refused_steps": int(sum(rec.truth_refused for rec in plays)),
         VISION: score_objects(spec, vision, truths, starts),
         "per_run": per_run,
     }
@@ -390,16 +402,30 @@ def meets_held_out_bar(result: dict[str, Any]) -> bool:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line: evaluate a weights folder on held-out play and write ``eval_held_out.json`` there."""
-    import argparse
+def write_held_out(result: dict[str, Any], weights: str | Path, game: str, frames: int) -> Path:
+    """Write an :func:`evaluate_plays` result of the held-out set as the folder's ``eval_held_out.json``
+    (with the bar's verdict, set in ``result`` too) and refresh its manifest."""
     import json
 
-    from moc_envs.games import get_game
-    from moc_envs.threads import add_threads_argument, set_torch_threads
     from moc_envs.weights.atomic import atomic_write_text
     from moc_envs.weights.manifest import refresh_manifest
     from moc_envs.weights.safe_read import finite_for_json
+
+    result.pop("_learned_predictions", None)
+    result.update(policy_set="held-out", policies=[r.name for r in POLICY_SETS["held-out"]], frames_per_policy=frames,
+                  bar=HELD_OUT_BAR, meets_bar=meets_held_out_bar(result))  # fmt: skip
+    path = Path(weights) / HELD_OUT_FILE
+    atomic_write_text(path, json.dumps(finite_for_json(result), indent=2, allow_nan=False) + "\n")
+    refresh_manifest(Path(weights), game, [HELD_OUT_FILE])
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line: evaluate a weights folder on held-out play and write ``eval_held_out.json`` there."""
+    import argparse
+
+    from moc_envs.games import get_game
+    from moc_envs.threads import add_threads_argument, set_torch_threads
 
     p = argparse.ArgumentParser(
         prog="moc-envs held-out",
@@ -415,12 +441,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     set_torch_threads(args.threads)
     name = get_game(args.game).name
     result = evaluate_plays(name, collect(name, "held-out", args.frames), args.weights, args.device)
-    result.pop("_learned_predictions", None)
-    result.update(policy_set="held-out", policies=[r.name for r in POLICY_SETS["held-out"]], frames_per_policy=args.frames,
-                  bar=HELD_OUT_BAR, meets_bar=meets_held_out_bar(result))  # fmt: skip
-    path = Path(args.weights) / HELD_OUT_FILE
-    atomic_write_text(path, json.dumps(finite_for_json(result), indent=2, allow_nan=False) + "\n")
-    refresh_manifest(Path(args.weights), name, [HELD_OUT_FILE])
+    path = write_held_out(result, args.weights, name, args.frames)
     mine = result.get(LEARNED) or {}
     print(f"{name}: F1 {mine.get('f1', float('nan')):.3f} (vision {result[VISION]['f1']:.3f}), category accuracy "
           f"{mine.get('category_accuracy', float('nan')):.3f}, spurious singleton {mine.get('spurious_singleton_share', float('nan')):.3f}; "

@@ -550,6 +550,32 @@ def _stage_labels(run: PipelineRun) -> dict[str, Any]:
     return {"labels": str(write_labels(result, run.weights_dir)), "offsets": result["offsets"]}
 
 
+def _stage_extents(run: PipelineRun) -> dict[str, Any]:
+    from trainers.classify.extents import (
+        collect_named_boxes,
+        fit_extents,
+        fit_hud_regions,
+        withheld_categories,
+        write_extents,
+    )
+
+    named = collect_named_boxes(run.game, run.weights_dir, device=run.device, **run.cfg.extents_options)
+    extents, regions, withheld = fit_extents(named), fit_hud_regions(named), withheld_categories(named)
+    details = {"policy": "random", "frames": named.frames, "named_boxes": {c: len(v) for c, v in named.boxes.items()},
+               "boxes_given": named.named, "withheld": withheld}  # fmt: skip
+    write_extents(run.weights_dir, run.game, extents, details, regions, withheld)
+    return {"extents": extents, "hud_regions": regions, **details}
+
+
+def _stage_held_out(run: PipelineRun) -> dict[str, Any]:
+    from trainers.evaluate.held_out import LEARNED, VISION, collect, evaluate_plays, write_held_out
+
+    result = evaluate_plays(run.game, collect(run.game, "held-out", run.cfg.held_out_frames), run.weights_dir, run.device)
+    path = write_held_out(result, run.weights_dir, run.game, run.cfg.held_out_frames)
+    mine = result.get(LEARNED) or {}
+    return {"file": str(path), "f1": mine.get("f1"), "vision_f1": result[VISION]["f1"], "meets_bar": result["meets_bar"]}
+
+
 def _stage_card(run: PipelineRun) -> dict[str, Any]:
     from trainers.evaluate.card import build_card, write_card
 
@@ -573,8 +599,10 @@ STAGE_FUNCS: dict[str, Callable[[PipelineRun], dict[str, Any]]] = {
     "classifier": _stage_classifier,
     "distill": _stage_distill,
     "raw_frames": _stage_raw_frames,
+    "extents": _stage_extents,
     "evaluate": _stage_evaluate,
     "labels": _stage_labels,
+    "held_out": _stage_held_out,
     "card": _stage_card,
 }
 

@@ -52,7 +52,9 @@ __all__ = [
     "budget_lines",
 ]
 
-STAGES: tuple[str, ...] = ("dataset", "teacher", "export", "raw_frames", "classifier", "distill", "evaluate", "labels", "card")
+STAGES: tuple[str, ...] = (
+    "dataset", "teacher", "export", "raw_frames", "classifier", "distill", "extents", "evaluate", "labels", "held_out", "card",
+)  # fmt: skip
 """The stages in the order they run."""
 STATE_FILE = "pipeline.json"
 STATE_FORMAT = "moc_envs.pipeline/1"
@@ -70,7 +72,9 @@ NOMINAL_SECONDS: dict[str, tuple[float, tuple[str, ...]]] = {
     "raw_frames": (60.0, ("val", "test")),
     "classifier": (60.0, ()),
     "evaluate": (120.0, ("test",)),
+    "extents": (60.0, ()),
     "labels": (90.0, ()),
+    "held_out": (150.0, ()),
     "card": (2.0, ()),
 }
 """The stages that are never cut short: seconds on two CPU cores with the default splits, and the
@@ -123,6 +127,10 @@ class PipelineConfig:
     distill_options: dict[str, Any] = field(default_factory=dict)
     """Extra fields of :class:`trainers.detector.distill.Args` (``epochs``, ``glimpse_epochs``, ``batch``, ...)."""
     label_options: dict[str, Any] = field(default_factory=dict)
+    extents_options: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments of :func:`trainers.classify.extents.collect_named_boxes` (``frames``, ``seeds``)."""
+    held_out_frames: int = 320
+    """Recorded frames per policy of the held-out evaluation (:func:`trainers.evaluate.held_out.collect`)."""
     """Extra keyword arguments of :func:`trainers.evaluate.label_offsets.calibrate` (``steps``, ``min_samples``)."""
 
 
