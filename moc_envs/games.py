@@ -2,8 +2,9 @@
 
 Each :class:`GameSpec` holds what the rest of the package needs to know about a
 game and nothing else: its ALE id, the moving (non-HUD) object categories with
-their slot counts (OCAtari's category names), the AtariARI RAM label table, and
-how detected boxes map to AtariARI localisation labels.
+their slot counts (OCAtari's category names), the AtariARI RAM label table (our
+own extension of it for Asterix and Carnival), and how detected boxes map to
+localisation labels.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class RamLabel:
 
 @dataclass(frozen=True)
 class LabelLink:
-    """How one AtariARI localisation label follows from a detected box.
+    """How one localisation label (AtariARI's, or our extension's) follows from a detected box.
 
     ``ram_value = scale * pixel + offset`` where ``pixel`` is the box's top-left
     ``x`` or ``y`` (``axis``). The box is picked among the detections whose
@@ -64,11 +65,40 @@ class LabelLink:
     - ``instance`` then indexes the remaining boxes ordered top to bottom, then
       left to right.
 
+    Detections that carry observation slots (the tracker's output, what
+    ``info["objects"]`` holds) are read as the observation shows them: only boxes
+    in a slot count, so a link on a one-slot category reads that slot's box, and
+    a spurious second box of the category (slot -1) is never read.
+
     ``clip = (border, nominal)`` handles sprites that the playfield border cuts
     (OCAtari clips Pong's paddles at the top wall): a box that starts at or
     before ``border`` on ``axis`` and is shorter than ``nominal`` pixels there is
     anchored on its far edge, ``pixel = start + extent - nominal``, because its
     visible top no longer moves with the RAM byte.
+
+    ``wrap`` is the period of a RAM byte that counts around the screen (Freeway's
+    car x runs 0..159 and a car crossing the edge is drawn at the other side):
+    the estimate is taken modulo ``wrap``, so a sprite drawn at x = 157 reads 0,
+    not 160.
+
+    ``mirror = (shift, width)`` is for a sprite ``width`` px wide that turns
+    round by being drawn mirrored, its pixels then starting ``shift`` px further
+    right (Tennis' players: racket on the left or the right). Given the frame,
+    an x link reads a box tight on such a sprite ``shift`` px further left when
+    the sprite's top row lies right of the box's centre
+    (:func:`moc_envs.perception.labels.mirrored_start`).
+
+    ``category_offsets`` adds a further offset for boxes of the named categories,
+    where a link reads several that are drawn differently (Asterix's consumables
+    sit 1 px right of their lane's byte, enemies and rewards on it).
+
+    ``frame_error`` (RAM units, 0 for none) says how far the frame itself can
+    leave the label from the byte, whatever the detector and offset: the game
+    draws the object at a coarser step than the byte (Pong's paddle only on
+    even rows), draws it before the byte moves on within a step (some Freeway
+    cars), or moves the sprite's edge with its pose or heading (Skiing's skier,
+    Asterix's enemies). Such a label is exact only part of the time; within
+    ``frame_error`` is the most any estimate from boxes can promise.
     """
 
     label: str
@@ -79,6 +109,10 @@ class LabelLink:
     instance: int = 0
     region: tuple[Literal["x", "y"], float, float] | None = None
     clip: tuple[float, float] | None = None
+    wrap: int | None = None
+    mirror: tuple[float, float] | None = None
+    frame_error: int = 0
+    category_offsets: tuple[tuple[str, float], ...] = ()
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -88,7 +122,13 @@ class LabelLink:
 
 @dataclass(frozen=True)
 class GameSpec:
-    """Everything moc_envs knows about one game. Immutable: one per game."""
+    """Everything moc_envs knows about one game. Immutable: one per game.
+
+    ``ram_labels`` is AtariARI's RAM annotation table for the nine games it covers. Asterix
+    and Carnival, which AtariARI does not annotate, carry moc_envs' own extension in the same
+    style (``atariari=False``): positions, score, lives or ammo, with the RAM bytes that
+    OCAtari's RAM mode reads.
+    """
 
     name: str
     ale_id: str
@@ -105,6 +145,10 @@ class GameSpec:
     # Whether some objects are drawn on alternate emulator frames only: the env and the dataset
     # then hand the detector the maximum of the last two frames (moc_envs.perception.frames).
     flicker: bool = False
+    # Whether ram_labels is AtariARI's table for this game (names and RAM indexes as
+    # atariari/benchmark/ram_annotations.py). False: moc_envs' own extension in the
+    # same style, for games AtariARI does not annotate (Asterix, Carnival).
+    atariari: bool = True
 
     @property
     def category_names(self) -> tuple[str, ...]:
@@ -128,7 +172,7 @@ class GameSpec:
 
     @property
     def ram_label_names(self) -> tuple[str, ...]:
-        """AtariARI label names of this game (empty when AtariARI does not cover it)."""
+        """Names of the game's RAM labels: AtariARI's, or moc_envs' extension where ``atariari`` is False."""
         return tuple(lab.name for lab in self.ram_labels)
 
     @property
@@ -188,8 +232,9 @@ _SPECS: tuple[GameSpec, ...] = (
             ("ball_y", 54, "small"),
         ),
         label_links=(
-            # Paddles slide under the top wall: anchor on the bottom edge there.
-            LabelLink("player_y", "Player", "y", 13, clip=(34, 15)),
+            # Paddles slide under the top wall: anchor on the bottom edge there. The
+            # player's paddle is drawn on even rows only (top = byte - 13 or - 14).
+            LabelLink("player_y", "Player", "y", 13, clip=(34, 15), frame_error=1),
             LabelLink("enemy_y", "Enemy", "y", 15, clip=(34, 15)),
             LabelLink("ball_x", "Ball", "x", 49),
             LabelLink("ball_y", "Ball", "y", 14),
@@ -229,7 +274,9 @@ _SPECS: tuple[GameSpec, ...] = (
             ("clock_ms", 106, "score"),
             ("score", 107, "score"),
         ),
-        label_links=(LabelLink("player_x", "Player", "x", 0),),
+        # The skier's sprite starts 0, 1 or 2 px right of the byte with its pose
+        # (RAM 15, measured): a box alone cannot tell which.
+        label_links=(LabelLink("player_x", "Player", "x", 0, frame_error=1),),
         max_object_size=(40, 60),
     ),
     GameSpec(
@@ -242,8 +289,13 @@ _SPECS: tuple[GameSpec, ...] = (
             *((f"enemy_car_x_{i}", 108 + i, "other") for i in range(10)),
         ),
         # The player's chicken walks the left lane; car lane i (top to bottom,
-        # y = 27 + 16 i) is AtariARI's enemy_car_x_(9 - i). A car entering at the
-        # left edge is cut to its visible part (8 px wide in full).
+        # y = 27 + 16 i) is AtariARI's enemy_car_x_(9 - i). A car is drawn at
+        # x = byte - 3 modulo 160: bytes 0..2 put it at the right edge, and
+        # columns 0..7 are the black HMOVE bar, under which a car entering or
+        # leaving on the left is cut to its visible part (8 px wide in full).
+        # Lanes 0..4 are drawn before their byte moves on in the step's last
+        # emulator frame: cars 9 and 7 (moving on 1 frame in 5 and in 3) read
+        # one pixel ahead on some steps whatever the offset (measured).
         label_links=(
             LabelLink("player_y", "Chicken", "y", 193, scale=-1.0, region=("x", 0, 76)),
             *(
@@ -253,7 +305,9 @@ _SPECS: tuple[GameSpec, ...] = (
                     "x",
                     3,
                     region=("y", 24 + 16 * i, 40 + 16 * i),
-                    clip=(0, 8),
+                    clip=(8, 8),
+                    wrap=160,
+                    frame_error=1 if i < 5 else 0,
                 )
                 for i in range(10)
             ),
@@ -345,9 +399,11 @@ _SPECS: tuple[GameSpec, ...] = (
             ("enemy_score", 70, "score"),
         ),
         # RAM 26/24 hold whoever plays the upper court and 27/25 the lower one
-        # (the sides swap between sets), so the links pick a player by court.
+        # (the sides swap between sets), so the links pick a player by court. A
+        # player (12 px wide) is drawn mirrored with the racket on the left, 4 px
+        # further right (measured).
         label_links=(
-            LabelLink("player_x", ("Player", "Enemy"), "x", 1, region=("y", -100, TENNIS_NET_Y)),
+            LabelLink("player_x", ("Player", "Enemy"), "x", 1, region=("y", -100, TENNIS_NET_Y), mirror=(4, 12)),
             LabelLink(
                 "player_y",
                 ("Player", "Enemy"),
@@ -356,7 +412,7 @@ _SPECS: tuple[GameSpec, ...] = (
                 scale=-1.0,
                 region=("y", -100, TENNIS_NET_Y),
             ),
-            LabelLink("enemy_x", ("Player", "Enemy"), "x", 1, region=("y", TENNIS_NET_Y, 400)),
+            LabelLink("enemy_x", ("Player", "Enemy"), "x", 1, region=("y", TENNIS_NET_Y, 400), mirror=(4, 12)),
             LabelLink(
                 "enemy_y", ("Player", "Enemy"), "y", 166, scale=-1.0, region=("y", TENNIS_NET_Y, 400)
             ),
@@ -397,11 +453,42 @@ _SPECS: tuple[GameSpec, ...] = (
         ),
         max_object_size=(24, 16),
     ),
+    # Asterix and Carnival are not in AtariARI: their labels are moc_envs' own
+    # extension in AtariARI's style, the RAM bytes read off OCAtari's RAM mode.
     GameSpec(
         name="Asterix",
         ale_id="ALE/Asterix-v5",
         categories=_cats(Player=1, Enemy=8, Reward=8, Consumable=8),
+        ram_labels=_labels(
+            ("player_y", 39, "agent"),
+            ("player_x", 41, "agent"),
+            *((f"lane_object_x_{i}", 42 + i, "other") for i in range(8)),
+            ("num_lives", 83, "score"),
+            ("score_0", 94, "score"),
+            ("score_1", 95, "score"),
+            ("score_2", 96, "score"),
+        ),
+        # player_y is the lane (0 top .. 7), drawn at y = 26 + 16 lane; lane i's
+        # enemy, reward or consumable sits in the same band. Consumables are drawn
+        # 1 px right of the byte, enemies 1 px right when they walk left (measured).
+        label_links=(
+            LabelLink("player_x", "Player", "x", 0),
+            LabelLink("player_y", "Player", "y", -26 / 16, scale=1 / 16),
+            *(
+                LabelLink(
+                    f"lane_object_x_{i}",
+                    ("Enemy", "Reward", "Consumable"),
+                    "x",
+                    0,
+                    region=("y", 24 + 16 * i, 40 + 16 * i),
+                    category_offsets=(("Consumable", -1.0),),
+                    frame_error=1,
+                )
+                for i in range(8)
+            ),
+        ),
         max_object_size=(20, 20),
+        atariari=False,
     ),
     GameSpec(
         name="Carnival",
@@ -416,8 +503,27 @@ _SPECS: tuple[GameSpec, ...] = (
             FlyingDuck=6,
             ExtraBullets=6,
         ),
+        ram_labels=_labels(
+            ("flying_duck_y", 1, "other"),
+            ("player_x", 2, "agent"),
+            ("ammo_count", 3, "score"),
+            *((f"target_x_{i}", 18 + i, "other") for i in range(6)),
+            ("level", 42, "misc"),
+            ("score_0", 45, "score"),
+            ("score_1", 46, "score"),
+            ("player_missile_y", 55, "small"),
+            ("flying_duck_x", 111, "other"),
+        ),
+        # The gallery's target bytes are two groups a row, each the leftmost of up
+        # to three targets, so a box has no byte of its own: no links for them.
+        label_links=(
+            LabelLink("player_x", "Player", "x", 4),
+            LabelLink("flying_duck_x", "FlyingDuck", "x", 4),
+            LabelLink("flying_duck_y", "FlyingDuck", "y", -108),
+        ),
         max_object_size=(20, 20),
         screen_height=214,
+        atariari=False,
     ),
 )
 

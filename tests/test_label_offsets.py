@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -16,7 +17,14 @@ from moc_envs.perception.detection import Detection
 from moc_envs.perception.detectors import label_spec
 from moc_envs.perception.labels import LABELS_FILE, LABELS_FORMAT
 from moc_envs.weights.manifest import refresh_manifest
-from trainers.evaluate.label_offsets import fit_offset, label_scores, main, write_labels
+from trainers.evaluate.label_offsets import (
+    choose_offset,
+    collect_link_values,
+    fit_offset,
+    label_scores,
+    main,
+    write_labels,
+)
 
 BOXING = Path(__file__).resolve().parents[1] / "weights" / "Boxing"
 
@@ -70,6 +78,45 @@ def test_fit_offset_finds_the_constant_shift_and_label_scores_measure_it() -> No
         fit_offset(raw[:0], ram[:0])
 
 
+def test_fit_offset_takes_a_half_pixel_when_boxes_sit_between_pixels() -> None:
+    rng = np.random.default_rng(1)
+    ram = rng.integers(20, 200, size=400)
+    raw = ram - 7.5  # boxes half a pixel off: a whole offset is exact only on halves that round its way
+    assert fit_offset(raw, ram) == 7.5
+    assert label_scores(raw, ram, 7.5)["exact"] == 1.0 and label_scores(raw, ram, 7.0)["exact"] < 0.7
+
+
+def _run(seed: int, parity_rule: bool) -> tuple[np.ndarray, np.ndarray]:
+    # Boxes on whole pixels, 70% of them even; the byte is pixel + 8, or pixel + 7 on odd pixels
+    # under the parity rule (a game drawing on every other row).
+    rng = np.random.default_rng(seed)
+    raw = (2 * rng.integers(10, 100, size=600) + (rng.random(600) < 0.3)).astype(np.float64)
+    return raw, (raw + 8 - ((raw % 2) if parity_rule else 0)).astype(np.int64)
+
+
+def test_choose_offset_keeps_a_half_pixel_only_where_it_beats_the_whole_one_held_out() -> None:
+    link = get_game("Pong").label_links[1]  # enemy_y, game offset 15
+    row = choose_offset(link, _run(0, True), _run(1, True))
+    # A half offset with halves rounded to even adds 8 to even pixels and 7 to odd ones.
+    assert (row["fitted_whole"], row["fitted_half"], row["offset"], row["decision"]) == (8.0, 7.5, 7.5, "fitted")
+    assert row["held_out"]["fitted"]["exact"] == 1.0 and row["held_out"]["game"]["exact"] == 0.0
+    chance = choose_offset(link, _run(0, True), _run(1, False))
+    assert chance["fitted_half"] == 7.5 and chance["offset"] == 8.0  # the parity seen on the fit run did not hold
+    few = choose_offset(link, _run(0, True), tuple(a[:10] for a in _run(1, True)), min_samples=50)
+    assert "offset" not in few and few["decision"].startswith("game's offset kept: fewer than 50")
+
+
+def test_fit_offset_and_scores_wrap_like_the_link() -> None:
+    """Freeway's car bytes count 0..159 around the screen: a car drawn at the right edge for byte
+    0 reads 160 before the wrap, which must neither move the fitted offset nor count as an error."""
+    ram = np.arange(160).repeat(3)
+    raw = (ram - 3) % 160.0  # x = byte - 3, drawn modulo 160
+    assert fit_offset(raw, ram, wrap=160) == 3.0
+    assert label_scores(raw, ram, 3.0, wrap=160)["exact"] == 1.0
+    unwrapped = label_scores(raw, ram, 3.0)
+    assert unwrapped["within_5"] < 1.0 and unwrapped["within_1"] == unwrapped["within_5"]
+
+
 def test_detector_loads_offsets_and_the_env_applies_them(boxing_copy: Path) -> None:
     spec = get_game("Boxing")
     shift = {"player_x": spec.label_links[0].offset + 10}
@@ -82,7 +129,7 @@ def test_detector_loads_offsets_and_the_env_applies_them(boxing_copy: Path) -> N
     seen = 0
     for _ in range(40):
         _, _, _, _, info = env.step(1)
-        base = labels_from_detections(spec, info["objects"])
+        base = labels_from_detections(spec, info["objects"], tracked=True)
         if "player_x" in info["labels"] and 10 <= base["player_x"] <= 245:
             assert info["labels"]["player_x"] == base["player_x"] + 10
             seen += 1
@@ -103,7 +150,7 @@ def test_vector_env_applies_the_offsets(boxing_copy: Path) -> None:
     for _ in range(20):
         _, _, _, _, infos = envs.step(np.array([1, 2]))
         for i, dets in enumerate(infos["objects"]):
-            base = labels_from_detections(spec, dets)
+            base = labels_from_detections(spec, dets, tracked=True)
             if infos["labels"]["_enemy_y"][i] and 4 <= base["enemy_y"] <= 255:
                 assert infos["labels"]["enemy_y"][i] == base["enemy_y"] - 4
                 checked += 1
@@ -150,6 +197,7 @@ def test_command_fits_writes_and_the_folder_loads(boxing_copy: Path, capsys) -> 
     env.close()
 
 
-def test_command_refuses_a_game_without_links(tmp_path: Path) -> None:
+def test_calibration_refuses_a_game_without_links(tmp_path: Path) -> None:
+    bare = replace(get_game("Asterix"), label_links=())
     with pytest.raises(ValueError, match="Asterix has no label links"):
-        main(["--game", "Asterix", "--weights", str(tmp_path), "--steps", "16", "--dry-run"])
+        collect_link_values(bare, tmp_path, steps=16, seed=0)

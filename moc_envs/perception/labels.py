@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,11 +17,14 @@ if TYPE_CHECKING:
 __all__ = [
     "LABELS_FILE",
     "LABELS_FORMAT",
+    "check_tracked",
+    "mirrored_start",
     "labels_from_detections",
     "labels_from_ram",
     "link_box",
     "link_value",
     "read_label_offsets",
+    "round_labels",
 ]
 
 LABELS_FILE = "labels.json"
@@ -31,9 +34,15 @@ LABELS_FORMAT = "moc_envs.labels/1"
 """Format tag of ``labels.json``."""
 
 
-def _candidates(link: LabelLink, detections: Sequence[Detection]) -> list[Detection]:
+def _candidates(
+    link: LabelLink, detections: Sequence[Detection], slots: Mapping[str, range] | None
+) -> list[Detection]:
     cats = link.categories
     picked = [d for d in detections if d.category in cats]
+    if slots is not None:
+        # Tracked: read what the observation shows, so a box left out of the slots (a spurious
+        # second paddle, an overflow) never stands in for the tracked object.
+        picked = [d for d in picked if d.category in slots and d.slot in slots[d.category]]
     if link.region is not None:
         axis, lo, hi = link.region
         picked = [d for d in picked if lo <= d.center[0 if axis == "x" else 1] < hi]
@@ -41,14 +50,27 @@ def _candidates(link: LabelLink, detections: Sequence[Detection]) -> list[Detect
     return picked
 
 
-def link_box(link: LabelLink, detections: Sequence[Detection]) -> Detection | None:
-    """The box that ``link`` reads its label from among ``detections`` (None: object absent)."""
-    boxes = _candidates(link, detections)
+def link_box(
+    link: LabelLink, detections: Sequence[Detection], slots: Mapping[str, range] | None = None
+) -> Detection | None:
+    """The box that ``link`` reads its label from among ``detections`` (None: object absent).
+
+    ``slots`` (a spec's :attr:`~moc_envs.games.GameSpec.slot_ranges`) marks the detections as
+    tracked: only boxes in a slot of their category are read, so a link on a one-slot category
+    reads that slot's box. Without it every box of the category counts (untracked detections),
+    and the region / instance rule picks among them.
+    """
+    boxes = _candidates(link, detections, slots)
     return boxes[link.instance] if len(boxes) > link.instance else None
 
 
-def link_value(link: LabelLink, box: Detection) -> float:
-    """The RAM-scale value that ``link`` reads from one box (unrounded)."""
+def link_value(link: LabelLink, box: Detection, frame: np.ndarray | None = None) -> float:
+    """The RAM-scale value that ``link`` reads from one box (unrounded, before ``wrap``).
+
+    ``frame`` (the RGB frame the box was found in) lets a link with ``mirror`` find where its
+    sprite starts whichever way it faces (:func:`mirrored_start`); without it the box is read
+    as it is.
+    """
     start, extent = (box.x, box.w) if link.axis == "x" else (box.y, box.h)
     pixel = start
     if link.clip is not None:
@@ -56,21 +78,107 @@ def link_value(link: LabelLink, box: Detection) -> float:
         # A sprite cut by the border shows a moving far edge and a fixed near edge.
         if start <= border + 0.5 and extent < nominal - 0.5:
             pixel = start + extent - nominal
-    return link.scale * pixel + link.offset
+    if link.mirror is not None and link.axis == "x" and frame is not None:
+        pixel = mirrored_start(box, frame, *link.mirror)
+    extra = sum(off for cat, off in link.category_offsets if cat == box.category)
+    return link.scale * pixel + link.offset + extra
 
 
-def labels_from_detections(spec: GameSpec, detections: Sequence[Detection]) -> dict[str, int]:
+_LIT = 40
+"""Summed RGB difference from the background above which a pixel belongs to the sprite."""
+
+
+def mirrored_start(box: Detection, frame: np.ndarray, shift: float, width: float) -> float:
+    """Where a sprite drawn mirrored when it turns round starts, as when it faces front (frame x).
+
+    For a sprite ``width`` px wide whose pixels start ``shift`` px further right when it faces
+    back (Tennis' players, 12 px, 4 px). The sprite is the pixels in ``box`` unlike the
+    background (on each row, the pixels just left and right of the box). Its top lit row sits
+    on the side away from what it holds (the head; the racket is on the other side): right of
+    the box's centre, the sprite faces back. Only a box tight on a sprite of that width (lit in
+    its first and last column, as a pixel detector's) says where the pixels start; any other
+    box (wider: a swing, or a footprint like OCAtari's; no lit pixel) is read as it is.
+    """
+    h, w = frame.shape[:2]
+    x0, y0 = max(int(round(box.x)), 0), max(int(round(box.y)), 0)
+    x1, y1 = min(int(round(box.x + box.w)), w), min(int(round(box.y + box.h)), h)
+    if x1 <= x0 or y1 <= y0 or box.w > width + 0.5:
+        return float(box.x)
+    patch = frame[y0:y1, x0:x1].astype(np.int32)
+    # Each row's background is the colour just outside the box on that row, left and right,
+    # so that a court line crossing the box is not taken for the sprite.
+    lit = np.ones(patch.shape[:2], dtype=bool)
+    for outside in (max(x0 - 1, 0), min(x1, w - 1)):
+        lit &= np.abs(patch - frame[y0:y1, outside, None].astype(np.int32)).sum(axis=-1) > _LIT
+    cols = np.flatnonzero(lit.any(axis=0))
+    if len(cols) == 0 or cols[0] > 0 or cols[-1] < x1 - x0 - 1:
+        return float(box.x)
+    top = np.flatnonzero(lit[np.flatnonzero(lit.any(axis=1))[0]])
+    back = top.mean() > (x1 - x0 - 1) / 2
+    return float(box.x - (shift if back else 0.0))
+
+
+def round_labels(values: float | np.ndarray, wrap: int | None = None) -> np.ndarray:
+    """Labels from :func:`link_value` results: int64, same shape.
+
+    Rounded to the nearest integer (halves to even, as Python's ``round``), taken modulo
+    ``wrap`` (a link's :attr:`~moc_envs.games.LabelLink.wrap`) when the byte counts around the
+    screen, and clipped to a byte (0..255).
+    """
+    out = np.round(np.asarray(values, dtype=np.float64))
+    if wrap is not None:
+        out = np.mod(out, wrap)
+    return np.clip(out, 0, 255).astype(np.int64)
+
+
+def check_tracked(spec: GameSpec, detections: Sequence[Detection]) -> None:
+    """Refuse detections that a :class:`~moc_envs.perception.tracking.SlotTracker` of ``spec``
+    cannot have returned: a slot outside the box's category, or two boxes in one slot."""
+    ranges = spec.slot_ranges
+    taken: set[int] = set()
+    for d in detections:
+        if d.slot == -1:
+            continue
+        rows = ranges.get(d.category)
+        if rows is None or d.slot not in rows:
+            expected = (
+                f"-1 or one of {spec.name}'s {d.category!r} slots {rows.start}..{rows.stop - 1}"
+                if rows is not None
+                else f"-1 ({d.category!r} has no slots in {spec.name})"
+            )
+            raise ValueError(
+                f"tracked detections must carry their category's slot or -1: a {d.category!r} box has "
+                f"slot {d.slot}, expected {expected}"
+            )
+        if d.slot in taken:
+            raise ValueError(f"tracked detections hold one box per slot, got two in slot {d.slot}")
+        taken.add(d.slot)
+
+
+def labels_from_detections(
+    spec: GameSpec,
+    detections: Sequence[Detection],
+    tracked: bool = False,
+    frame: np.ndarray | None = None,
+) -> dict[str, int]:
     """AtariARI localisation labels (RAM scale, 0..255) estimated from detected boxes.
 
+    ``tracked=True`` for the tracker's output (``info["objects"]``, each box with its slot): a
+    label then reads the box its slot shows in the observation (:func:`link_box`), and
+    detections no tracker of ``spec`` could give raise ValueError. Plain detections
+    (``tracked=False``) are read by category, region and instance alone. ``frame``, the RGB
+    frame of the detections, lets links with ``mirror`` read which way a sprite faces.
     A label whose object is absent is left out.
     """
+    slots = None
+    if tracked:
+        check_tracked(spec, detections)
+        slots = spec.slot_ranges
     labels: dict[str, int] = {}
     for link in spec.label_links:
-        box = link_box(link, detections)
-        if box is None:
-            continue
-        value = round(link_value(link, box))
-        labels[link.label] = int(min(max(value, 0), 255))
+        box = link_box(link, detections, slots)
+        if box is not None:
+            labels[link.label] = int(round_labels(link_value(link, box, frame), link.wrap))
     return labels
 
 

@@ -132,12 +132,14 @@ class ObjectObservationBuilder:
         """Track one step's detections; return the observation and the info entries.
 
         ``frame`` is required for ``obs_mode="objects+frame"``, ``ram`` for
-        ``ram_labels=True``.
+        ``ram_labels=True``. Labels read the tracked boxes (each in its slot) and, where a
+        label link needs it (``mirror``), the frame.
         """
         self.objects = self.tracker.update(detections)
         info: dict[str, object] = {
             "objects": list(self.objects),
-            "labels": labels_from_detections(self.spec, self.objects),
+            # Labels read the boxes the observation shows (each in its slot).
+            "labels": labels_from_detections(self.spec, self.objects, tracked=True, frame=frame),
         }
         if self.ram_labels:
             if ram is None:

@@ -6,10 +6,14 @@ A game's label links (:class:`moc_envs.games.LabelLink`) turn a box into an Atar
 with offsets read off OCAtari's RAM-mode boxes. A learned detector's pixel-tight box can start a
 pixel before or after OCAtari's (Boxing's black boxer: its labels sat 1 px low in the probe), so
 every estimate is off by a constant. This plays the learned env (random actions, RAM labels on)
-twice with different seeds: on the first run it picks, per label, the whole-number offset that
-makes the most estimates equal to the RAM byte; on the second (held-out) run it scores the game's
-offset and the fitted one, and keeps the fitted one only where it is at least as good there
-(more exact, or as many exact and more within 2). The chosen offsets go to the folder's
+twice with different seeds: on the first run it picks, per label, the whole-number offset and the
+half-pixel one that make the most estimates equal to the RAM byte; on the second (held-out) run it
+scores the game's offset and both fitted ones, keeps the half-pixel one only where it beats the
+whole one there, and the fitted one only where it beats the game's (more exact, or as many exact
+and more within 2). Labels are read as the env reads them: from the boxes
+the observation shows (each in its slot), rounded and wrapped by the label link. A label whose
+link has a ``frame_error`` cannot be exact on every step whatever the offset (the frame does not
+resolve its byte); its row says so. The chosen offsets go to the folder's
 ``labels.json`` (JSON, listed in its manifest); the env applies them to ``info["labels"]``
 (:func:`moc_envs.perception.detectors.label_spec`). The RAM oracle keeps the game's offsets.
 """
@@ -26,17 +30,23 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from moc_envs.games import GameSpec, get_game
-from moc_envs.perception.labels import LABELS_FILE, LABELS_FORMAT, link_box, link_value
+from moc_envs.games import GameSpec, LabelLink, get_game
+from moc_envs.perception.labels import (
+    LABELS_FILE,
+    LABELS_FORMAT,
+    link_box,
+    link_value,
+    round_labels,
+)
 from moc_envs.threads import add_threads_argument, set_torch_threads
 from moc_envs.weights.atomic import atomic_write_text
 from moc_envs.weights.manifest import refresh_manifest
 from moc_envs.weights.safe_read import finite_for_json
 
-__all__ = ["collect_link_values", "label_scores", "fit_offset", "calibrate", "write_labels", "to_markdown", "main"]
+__all__ = ["collect_link_values", "label_scores", "fit_offset", "choose_offset", "calibrate", "write_labels", "to_markdown", "main"]
 
 SEARCH = 3
-"""Whole-number offsets tried on each side of the median residual."""
+"""Offsets tried on each side of the median residual, in half-pixel steps."""
 
 
 def collect_link_values(
@@ -50,7 +60,8 @@ def collect_link_values(
     progress: bool = True,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Play random actions in the learned env; per label link, the value its box gives with offset 0
-    (float, RAM scale) and the RAM byte of the same step, over the steps where the box was found."""
+    (float, RAM scale, not wrapped) and the RAM byte of the same step, over the steps where the
+    observation showed the box (the box the env's ``info["labels"]`` reads)."""
     from moc_envs.envs.make import make_vec
 
     spec = game if isinstance(game, GameSpec) else get_game(game)
@@ -61,59 +72,114 @@ def collect_link_values(
     links = [replace(link, offset=0.0) for link in spec.label_links]
     raw: dict[str, list[float]] = {link.label: [] for link in links}
     ram: dict[str, list[int]] = {link.label: [] for link in links}
+    # The frames too: a link with ``mirror`` reads which way its sprite faces from them.
     env = make_vec(
         f"MOC/{spec.name}-v0", num_envs, detector="space", weights=weights, ram_labels=True,
-        repeat_action_probability=0.0, threads=threads, device=device,
+        repeat_action_probability=0.0, threads=threads, device=device, obs_mode="objects+frame",
     )  # fmt: skip
     rng = np.random.default_rng(seed)
     n_actions = int(env.single_action_space.n)
     try:
-        _, infos = env.reset(seed=seed)
+        obs, infos = env.reset(seed=seed)
         for _ in tqdm(range(steps // num_envs), desc=f"{spec.name} labels (seed {seed})", unit="step", disable=not progress):
             for i, dets in enumerate(infos["objects"]):
                 for link in links:
-                    box = link_box(link, dets)
+                    box = link_box(link, dets, spec.slot_ranges)
                     if box is not None:
-                        raw[link.label].append(link_value(link, box))
+                        raw[link.label].append(link_value(link, box, obs["frame"][i]))
                         ram[link.label].append(int(infos["ram_labels"][link.label][i]))
-            _, _, _, _, infos = env.step(rng.integers(0, n_actions, size=num_envs))
+            obs, _, _, _, infos = env.step(rng.integers(0, n_actions, size=num_envs))
     finally:
         env.close()
     return {lab: (np.asarray(raw[lab], np.float64), np.asarray(ram[lab], np.int64)) for lab in raw}
 
 
-def _estimates(raw: np.ndarray, offset: float) -> np.ndarray:
-    # As moc_envs.perception.labels.labels_from_detections: rounded, clipped to a byte.
-    return np.clip(np.round(raw + offset), 0, 255)
+def _estimates(raw: np.ndarray, offset: float, wrap: int | None) -> np.ndarray:
+    # As moc_envs.perception.labels.labels_from_detections: rounded, wrapped, clipped to a byte.
+    return round_labels(np.asarray(raw, np.float64) + offset, wrap)
 
 
-def label_scores(raw: np.ndarray, ram: np.ndarray, offset: float) -> dict[str, float]:
-    """Samples, exact and within-2 rates, MAE and median signed error (estimate - RAM) of ``offset``."""
+def label_scores(raw: np.ndarray, ram: np.ndarray, offset: float, wrap: int | None = None) -> dict[str, float]:
+    """Samples, exact, within-1, -2 and -5 rates, MAE and median signed error (estimate - RAM) of
+    ``offset``; ``wrap``: the link's (estimates taken modulo it)."""
+    keys = ("exact", "within_1", "within_2", "within_5", "mae", "median_error")
     if len(raw) == 0:
-        return {"samples": 0, "exact": float("nan"), "within_2": float("nan"), "mae": float("nan"), "median_error": float("nan")}
-    err = _estimates(raw, offset) - ram
+        return {"samples": 0, **{k: float("nan") for k in keys}}
+    err = _estimates(raw, offset, wrap) - np.asarray(ram, np.int64)
     return {
         "samples": int(len(raw)),
         "exact": float((err == 0).mean()),
+        "within_1": float((np.abs(err) <= 1).mean()),
         "within_2": float((np.abs(err) <= 2).mean()),
+        "within_5": float((np.abs(err) <= 5).mean()),
         "mae": float(np.abs(err).mean()),
         "median_error": float(np.median(err)),
     }
 
 
-def fit_offset(raw: np.ndarray, ram: np.ndarray) -> float:
-    """The whole-number offset that makes the most estimates exact (ties: more within 2, then the
-    one nearest the median residual)."""
+def fit_offset(raw: np.ndarray, ram: np.ndarray, wrap: int | None = None, step: float = 0.5) -> float:
+    """The offset, in steps of ``step`` pixels (0.5 or 1), that makes the most estimates exact
+    (ties: more within 2, then a whole number, then the one nearest the median residual).
+
+    With boxes on whole pixels a half offset is a parity rule: halves round to even, so it adds
+    its lower whole neighbour to pixels of one parity and its upper one to the other. That fits
+    a game that draws an object on every other row (Pong's enemy paddle), and can also fit
+    chance; :func:`calibrate` keeps it only where it beats the best whole offset held out.
+    """
     if len(raw) == 0:
         raise ValueError("no samples to fit an offset on")
-    centre = float(np.median(ram - raw))
-    candidates = np.arange(round(centre) - SEARCH, round(centre) + SEARCH + 1, dtype=np.float64)
+    if step not in (0.5, 1.0):
+        raise ValueError(f"step must be 0.5 or 1.0 pixels, got {step!r}")
+    residual = np.asarray(ram, np.float64) - raw
+    if wrap is not None:
+        # A sprite read across the screen edge is off by the period, not by its offset.
+        residual = (residual + wrap / 2) % wrap - wrap / 2
+    centre = float(np.median(residual))
+    candidates = np.arange(round(centre) - SEARCH, round(centre) + SEARCH + step / 2, step)
 
-    def key(c: float) -> tuple[float, float, float]:
-        s = label_scores(raw, ram, c)
-        return (s["exact"], s["within_2"], -abs(c - centre))
+    def key(c: float) -> tuple[float, float, bool, float]:
+        s = label_scores(raw, ram, c, wrap)
+        return (s["exact"], s["within_2"], c == round(c), -abs(c - centre))
 
     return float(max(candidates, key=key))
+
+
+def choose_offset(
+    link: LabelLink,
+    fit: tuple[np.ndarray, np.ndarray],
+    held: tuple[np.ndarray, np.ndarray],
+    min_samples: int = 200,
+) -> dict[str, Any]:
+    """One label's row of ``labels.json``: the offset fitted on ``fit`` and judged on ``held``
+    (each the raw values and RAM bytes of :func:`collect_link_values`).
+
+    The best whole offset and the best half-pixel one are fitted; held out, the half one must
+    beat the whole one, and the fitted one the game's (more exact, or as many and more within
+    2). ``offset`` is left out when either run has fewer than ``min_samples`` values.
+    """
+    (f_raw, f_ram), (h_raw, h_ram) = fit, held
+    row: dict[str, Any] = {"game_offset": float(link.offset), "fit_samples": int(len(f_raw))}
+    if link.frame_error:
+        row["frame_error"] = link.frame_error
+    if len(f_raw) < min_samples or len(h_raw) < min_samples:
+        row["decision"] = f"game's offset kept: fewer than {min_samples} samples (object seldom found)"
+        row["held_out"] = {"game": label_scores(h_raw, h_ram, link.offset, link.wrap)}
+        return row
+    whole = fit_offset(f_raw, f_ram, link.wrap, step=1.0)
+    half = fit_offset(f_raw, f_ram, link.wrap, step=0.5)
+    held_scores = {c: label_scores(h_raw, h_ram, c, link.wrap) for c in (float(link.offset), whole, half)}
+    rank = {c: (sc["exact"], sc["within_2"]) for c, sc in held_scores.items()}
+    fitted = half if rank[half] > rank[whole] else whole
+    better = rank[fitted] > rank[float(link.offset)]
+    row.update(
+        fitted_offset=fitted,
+        fitted_whole=whole,
+        fitted_half=half,
+        offset=fitted if better else float(link.offset),
+        held_out={"game": held_scores[float(link.offset)], "fitted": held_scores[fitted]},
+        decision="fitted" if better else ("same as the game's" if fitted == link.offset else "game's offset kept: fitted not better held out"),
+    )
+    return row
 
 
 def calibrate(
@@ -133,25 +199,9 @@ def calibrate(
     offsets: dict[str, float] = {}
     rows: dict[str, Any] = {}
     for link in spec.label_links:
-        (f_raw, f_ram), (h_raw, h_ram) = fit[link.label], held[link.label]
-        row: dict[str, Any] = {"game_offset": float(link.offset), "fit_samples": int(len(f_raw))}
-        if len(f_raw) < min_samples or len(h_raw) < min_samples:
-            row["decision"] = f"game's offset kept: fewer than {min_samples} samples (object seldom found)"
-            row["held_out"] = {"game": label_scores(h_raw, h_ram, link.offset)}
-            rows[link.label] = row
-            continue
-        fitted = fit_offset(f_raw, f_ram)
-        before, after = label_scores(h_raw, h_ram, link.offset), label_scores(h_raw, h_ram, fitted)
-        better = (after["exact"], after["within_2"]) > (before["exact"], before["within_2"])
-        chosen = fitted if better else float(link.offset)
-        offsets[link.label] = chosen
-        row.update(
-            fitted_offset=fitted,
-            offset=chosen,
-            held_out={"game": before, "fitted": after},
-            decision="fitted" if better else ("same as the game's" if fitted == link.offset else "game's offset kept: fitted not better held out"),
-        )
-        rows[link.label] = row
+        rows[link.label] = row = choose_offset(link, fit[link.label], held[link.label], min_samples)
+        if "offset" in row:
+            offsets[link.label] = row["offset"]
     return {
         "format": LABELS_FORMAT,
         "game": spec.name,
@@ -176,20 +226,23 @@ def _f(v: float) -> str:
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    """The held-out table: each label with the game's offset and the fitted one."""
+    """The held-out table: each label with the game's offset and the fitted one (frame error: the
+    most the frame lets any estimate promise, from the label link)."""
     lines = [
         f"Held-out run (seed {result['fit']['seeds']['held_out']}, {result['fit']['steps']} steps, random actions):",
         "",
-        "| label | game offset | fitted | kept | samples | exact (game -> kept) | within 2 | median error |",
-        "|---|---|---|---|---|---|---|---|",
+        "| label | game offset | fitted | kept | samples | exact (game -> kept) | within 1 | within 2 | within 5 "
+        "| median error | frame error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lab, row in result["labels"].items():
         g = row["held_out"]["game"]
         k = row["held_out"]["fitted"] if row.get("decision") == "fitted" else g
         lines.append(
             f"| {lab} | {row['game_offset']:g} | {row.get('fitted_offset', '-')} | {row.get('offset', row['game_offset']):g} | "
-            f"{g['samples']} | {_f(g['exact'])} -> {_f(k['exact'])} | {_f(g['within_2'])} -> {_f(k['within_2'])} | "
-            f"{g['median_error']:g} -> {k['median_error']:g} |"
+            f"{g['samples']} | {_f(g['exact'])} -> {_f(k['exact'])} | {_f(g['within_1'])} -> {_f(k['within_1'])} | "
+            f"{_f(g['within_2'])} -> {_f(k['within_2'])} | {_f(g['within_5'])} -> {_f(k['within_5'])} | "
+            f"{g['median_error']:g} -> {k['median_error']:g} | {row.get('frame_error', 0)} |"
         )
     return "\n".join(lines) + "\n"
 
