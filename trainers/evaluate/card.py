@@ -347,13 +347,13 @@ def _labels_lines(labels: dict[str, Any] | None) -> list[str]:
         "## Labels (`info[\"labels\"]`)",
         "",
         f"Each label link's offset fitted for this detector's boxes (`moc-envs label-offsets`: "
-        f"{fit.get('steps')} steps of random play with seed {seeds.get('fit')}, the whole-number offset that "
+        f"{fit.get('steps')} steps of random play with seed {seeds.get('fit')}, the whole or half-pixel offset that "
         f"makes the most labels equal to the RAM byte) and judged on another {fit.get('steps')} steps (seed "
         f"{seeds.get('held_out')}); the fitted offset is kept where it is better there. Rates over the held-out "
-        "steps where the object was found.",
+        "steps where the object was found; a label whose frame cannot resolve its byte says by how much (frame error).",
         "",
-        "| label | game's offset | kept | exact (game's -> kept) | within 2 | median error (estimate - RAM) |",
-        "|---|---|---|---|---|---|",
+        "| label | game's offset | kept | exact (game's -> kept) | within 1 | within 5 | frame error | median error (estimate - RAM) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for lab, row in labels["labels"].items():
         held = row.get("held_out") or {}
@@ -361,7 +361,8 @@ def _labels_lines(labels: dict[str, Any] | None) -> list[str]:
         k = held.get("fitted") if row.get("decision") == "fitted" else g
         lines.append(
             f"| {lab} | {_g(row.get('game_offset'))} | {_g(row.get('offset', row.get('game_offset')))} | "
-            f"{_f(g.get('exact'))} -> {_f(k.get('exact'))} | {_f(g.get('within_2'))} -> {_f(k.get('within_2'))} | "
+            f"{_f(g.get('exact'))} -> {_f(k.get('exact'))} | {_f(g.get('within_1'))} -> {_f(k.get('within_1'))} | "
+            f"{_f(g.get('within_5'))} -> {_f(k.get('within_5'))} | {row.get('frame_error') or '-'} | "
             f"{_g(g.get('median_error'))} -> {_g(k.get('median_error'))} |"
         )
     return lines

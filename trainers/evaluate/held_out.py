@@ -242,7 +242,7 @@ def play(game: str, run: PolicyRun, frames: int, window: int = 32, gap: int = 28
                 records.append(_record(spec.name, frame, on, off, keep, vis_objs, detect_objects_vision, vision_step,
                                        window_start=phase == gap or restart))
                 kept_frames.append(frame)
-            restart = on is None
+            restart = on is None or (restart and phase < gap)
             dets = oracle.detect(frame[None], ram[None])[0]
             _, r, term, trunc, _ = env.step(policy(ram, dets))
             steps += 1
@@ -257,7 +257,9 @@ def play(game: str, run: PolicyRun, frames: int, window: int = 32, gap: int = 28
                 truth_on.reset()
                 truth_off.reset()
                 vis_objs = _vision_objects(init_objects, spec.name)
-                clock = 0  # a new episode: play ``gap`` steps, then a window with a fresh tracker
+                # The windows keep their pace across episodes (a game whose episodes are shorter
+                # than a gap still gets frames); the tracker starts afresh with the new episode.
+                restart = True
     finally:
         env.close()
     return PlayRecord(run, np.stack(kept_frames), records, steps, episodes, returns, truth_refused)
