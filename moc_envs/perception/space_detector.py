@@ -129,6 +129,7 @@ class SpaceDetector:
         self.refine = refine
         self.max_box = max_box
         self.drop_empty = bool(drop_empty)
+        self._samples: tuple[np.ndarray, np.ndarray | None] | None = None
         game.with_label_offsets(label_offsets or {})  # refuses unknown labels and non-finite offsets
         self.label_offsets: dict[str, float] = dict(label_offsets or {})
         self._image_raw: RawEncoder | None = None
@@ -357,7 +358,9 @@ class SpaceDetector:
         # A classifier reading box sizes was fitted on the model's boxes, not the tightened ones.
         model_sizes = boxes[keep, 2:4].copy()
         colours = None
-        if len(keep) and self.classifier is not None and self.classifier.uses_colours:
+        # Samples for a classifier fit (detect_samples) need the colours whatever this one reads.
+        want_samples = self._samples is not None
+        if len(keep) and ((self.classifier is not None and self.classifier.uses_colours) or want_samples):
             refined, colours = refine_and_colour(frames, boxes[keep], b_idx[keep])
             if self.refine:
                 boxes[keep] = refined
@@ -376,7 +379,24 @@ class SpaceDetector:
             x, y, w, h = (float(v) for v in boxes[i])
             out[int(b_idx[i])].append(Detection(cat, x, y, w, h, score=float(prob[i]), z_what=z_what[k]))
         _mark(marks, "records")
+        if want_samples:
+            order = np.argsort(b_idx[keep], kind="stable")  # the detections' order: frame by frame
+            self._samples = (model_sizes[order], None if colours is None else colours[order])
         return out
+
+    def detect_samples(self, frames: np.ndarray) -> tuple[list[list[Detection]], np.ndarray, np.ndarray]:
+        """:meth:`detect`, and per detection (frame by frame, in order) the model box's width and
+        height (M, 2) and the object's RGB colour (M, 3): what a classifier reading sizes or colours
+        is fitted on (``moc-envs classifier --from-play``)."""
+        self._samples = (np.zeros((0, 2)), None)
+        try:
+            dets = self._detect(frames, None, None)
+            sizes, colours = self._samples
+        finally:
+            self._samples = None
+        if colours is None:
+            colours = np.zeros((len(sizes), 3), np.uint8)
+        return dets, sizes, colours
 
 
 def _load_encoder(blob: bytes, cfg: ModelConfig, w_path: Path, cfg_path: Path) -> SpaceEncoder:

@@ -34,7 +34,7 @@ from moc_envs.weights.manifest import write_manifest
 from trainers.classify.centroids import METHODS, fit_classifier, score_classifier
 from trainers.classify.options import ClassifierOptions, choose_options
 
-__all__ = ["METHODS", "NoObjectsFoundError", "fit_classifier", "score_classifier", "split_colours", "choose_options", "fit_from_weights", "main"]
+__all__ = ["METHODS", "NoObjectsFoundError", "fit_classifier", "score_classifier", "split_colours", "choose_options", "fit_from_weights", "fit_from_play", "main"]
 
 
 class NoObjectsFoundError(MocEnvsError, ValueError):
@@ -165,6 +165,56 @@ def fit_from_weights(
     return report
 
 
+def fit_from_play(
+    game: str,
+    weights: str | Path,
+    frames: int = 400,
+    fit_seeds: Sequence[int] = (6000, 6001),
+    test_seeds: Sequence[int] = (6100,),
+    seed: int = 0,
+    device: str = "cpu",
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Fit the classifier of ``weights`` on samples of random play (:mod:`trainers.classify.play_samples`)
+    with its options chosen as ``--auto`` chooses them, score it on play of other seeds, save it.
+
+    For a weights folder whose data set is gone. A refit classifier drops the folder's extents
+    (fitted for the old one's names): run ``moc-envs extents`` again after it.
+    """
+    from moc_envs.games import get_game
+    from trainers.classify.play_samples import play_samples
+
+    spec = get_game(game)
+    fit = play_samples(spec.name, weights, frames, fit_seeds, device)
+    if not any(fit.labels.tolist()):
+        raise NoObjectsFoundError(
+            f"the detector in {weights} found no object of {spec.name} in {fit.frames} frames of random play "
+            "(none of its boxes matches a RAM object): nothing to name"
+        )
+    try:
+        chosen, search = choose_options(fit.z_what, fit.labels, fit.sizes, fit.groups, seed, colours=fit.colours)
+    except ValueError as err:
+        # Too little play to compare options on two halves: the defaults, and the record says so.
+        chosen = ClassifierOptions(8, "kmeans", 0.0, 0.9, 0.0)
+        search = {"chosen": chosen.as_json(), "held_out_accuracy": None, "why": f"not searched: {err}"}
+    clf = fit_classifier(
+        fit.z_what, fit.labels, chosen.labels_per_class, seed, max_ratio=chosen.max_ratio, method=chosen.method,
+        sizes=fit.sizes, size_weight=chosen.size_weight, colours=fit.colours, colour_weight=chosen.colour_weight,
+    )  # fmt: skip
+    test = play_samples(spec.name, weights, frames, test_seeds, device)
+    report = {
+        "val": score_classifier(clf, fit.z_what, fit.labels, fit.sizes, fit.colours),
+        "test": score_classifier(clf, test.z_what, test.labels, test.sizes, test.colours),
+    }
+    clf.info.update(options_search=search, test=report["test"], val=report["val"],
+                    fitted_on={"policy": "random", "fit_seeds": list(fit_seeds), "test_seeds": list(test_seeds),
+                               "frames": fit.frames, "samples": len(fit.labels)})  # fmt: skip
+    folder = Path(out or weights)
+    report["classifier"] = str(save_classifier(clf, folder, spec.name))
+    report["manifest"] = str(write_manifest(folder, spec.name, written=[CLASSIFIER_FILE, CLASSIFIER_JSON]))
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line (see the module docstring)."""
     p = argparse.ArgumentParser(
@@ -174,7 +224,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--game", required=True, help="game name, e.g. Pong")
     p.add_argument("--weights", required=True, help="exported weights folder (weights/<Game>)")
-    p.add_argument("--data", required=True, help="dataset directory (trainers.data.dataset output)")
+    p.add_argument("--data", default=None, help="dataset directory (trainers.data.dataset output); or --from-play")
+    p.add_argument(
+        "--from-play", action="store_true",
+        help="fit on random play named by OCAtari RAM instead of a data set (options chosen as --auto; "
+        "trainers.classify.play_samples); then run moc-envs extents again",
+    )  # fmt: skip
+    p.add_argument("--frames", type=int, default=400, help="--from-play: recorded frames per seed of random play")
     p.add_argument("--labels-per-class", type=int, default=8, help="labelled samples per category")
     p.add_argument("--seed", type=int, default=0, help="seed of the labelled-sample draw")
     p.add_argument("--device", default="cpu", help="torch device")
@@ -195,6 +251,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     add_threads_argument(p)
     args = p.parse_args(argv)
     set_torch_threads(args.threads)
+    if (args.data is None) == (not args.from_play):
+        p.error("give exactly one of --data DATA or --from-play")
+    if args.from_play:
+        try:
+            report = fit_from_play(args.game, args.weights, args.frames, seed=args.seed, device=args.device, out=args.out)
+        except MocEnvsError as err:
+            p.exit(2, f"error: {err}\n")
+        print(json.dumps(report, indent=2))
+        return report
     try:
         report = fit_from_weights(
             args.game, args.weights, args.data, args.labels_per_class, args.seed, args.device, args.out, args.limit,
