@@ -24,7 +24,7 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     ),
     "detection": (
         "benchmarks.detection", "main",
-        "P / R / F1 and IoU against OCAtari RAM truth, ours beside OCAtari vision",
+        "category-aware F1 of every promised object on held-out later-state play, ours beside OCAtari vision",
     ),
     "probe": (
         "benchmarks.probe", "main",
@@ -33,6 +33,10 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "agents": (
         "benchmarks.agents", "main",
         "PPO agents on MOC objects: evaluation and a same-budget comparison",
+    ),
+    "noisy": (
+        "benchmarks.noisy", "main",
+        "detection on frames with PermaKey's moving bars (Noisy Atari) beside the same frames clean",
     ),
     "flicker": (
         "benchmarks.flicker", "main",

@@ -125,7 +125,7 @@ VERBS = {
     "agent-eval", "bench",
 }  # fmt: skip
 BENCHMARK_NAMES = {
-    "all", "speed", "detection", "probe", "agents", "flicker", "games", "transfer", "train-speed",
+    "all", "speed", "detection", "noisy", "probe", "agents", "flicker", "games", "transfer", "train-speed",
     "ddp-speed",
 }  # fmt: skip
 

@@ -1,0 +1,245 @@
+"""Noisy Atari: detection on frames with PermaKey's moving bars, beside the same frames clean.
+
+``moc-envs bench noisy [--games Pong Boxing ...] [--frames 160] [--kind both] [--quick]``
+
+Each game is played by the held-out policies of :mod:`trainers.evaluate.held_out` (windows of
+consecutive frames from later in play, OCAtari RAM truth of every promised object). Every
+recorded frame is scored twice: as it is, and with distractor bars drawn on it
+(:mod:`moc_envs.perception.distractors`: PermaKey's bars scaled to 210 x 160, RGB 128, 0, 255, new
+random positions every frame, seeded per game). The truth is the same for both: the bars change
+pixels, not the game (an object a bar covers counts as missed by every detector). Detectors:
+
+- ``learned (shipped)``: the game's weights as the env loads them (extents, HUD regions and
+  withheld categories of its classifier, boxes over plain background dropped);
+- ``learned (no extents)``: the same weights without the classifier's extents, HUD regions and
+  withheld categories, to show what they do against bars;
+- ``learned (trained with distractors)``: with ``--noisy-weights ROOT``, the game's folder under
+  ROOT, trained on frames with bars (``moc-envs train --distractors both``);
+- ``OCAtari vision``: OCAtari's vision rules on the very same frames.
+
+Per detector: category-aware F1 clean and noisy (the references' relative criterion) and the
+drop; false detections on the bars per 100 frames (boxes of a promised category that match no
+truth object and whose centre lies on a bar). Writes ``noisy.json`` / ``.md`` / ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import (
+    add_common_args,
+    bar_plot,
+    learned_weights,
+    markdown_table,
+    torch_threads,
+    write_results,
+)
+
+__all__ = ["KINDS", "noisy_frames", "bar_false_detections", "run", "main"]
+
+KINDS = ("horizontal", "vertical", "both")
+SHIPPED = "learned (shipped)"
+NO_EXTENTS = "learned (no extents)"
+NOISY_TRAINED = "learned (trained with distractors)"
+VISION = "OCAtari vision"
+
+
+def noisy_frames(frames: np.ndarray, kind: str, seed: int) -> tuple[np.ndarray, list[Any]]:
+    """``frames`` with bars of ``kind`` drawn, one new draw per frame, and each frame's bars."""
+    from moc_envs.perception.distractors import Distractors
+
+    bars = Distractors(kind, seed)  # type: ignore[arg-type]
+    bars.reset(seed)
+    out, where = np.empty_like(frames), []
+    for i, frame in enumerate(frames):
+        if i:
+            bars.step()
+        out[i] = bars.draw(frame)
+        where.append(bars.bars)
+    return out, where
+
+
+def _on_bar(cx: float, cy: float, bars: Any) -> bool:
+    from moc_envs.perception.distractors import HORIZONTAL_THICKNESS, VERTICAL_THICKNESS
+
+    return bool(
+        (bars.row is not None and bars.row <= cy < bars.row + HORIZONTAL_THICKNESS)
+        or (bars.col is not None and bars.col <= cx < bars.col + VERTICAL_THICKNESS)
+    )
+
+
+def bar_false_detections(preds: Sequence[Any], truths: Sequence[Any], bars: Sequence[Any], keep: frozenset[str]) -> int:
+    """Predictions of the ``keep`` categories that match no truth object of their category and sit on a bar."""
+    from trainers.evaluate.detection_metrics import match_pairs
+
+    count = 0
+    for (boxes, cats), (t_boxes, t_cats), b in zip(preds, truths, bars, strict=True):
+        boxes = np.asarray(boxes).reshape(-1, 4)
+        t_boxes = np.asarray(t_boxes).reshape(-1, 4)
+        for box, cat in zip(boxes, cats, strict=True):
+            if cat not in keep:
+                continue
+            mine = t_boxes[[j for j, c in enumerate(t_cats) if c == cat]]
+            matched = len(match_pairs(box[None], mine, "relative")[0]) > 0
+            if not matched and _on_bar(box[0] + box[2] / 2, box[1] + box[3] / 2, b):
+                count += 1
+    return count
+
+
+def _vision(game: str, frames: np.ndarray) -> list[tuple[np.ndarray, list[str]]]:
+    """OCAtari's vision objects (promised categories, HUD left out) on each frame."""
+    from ocatari.ram.extract_ram_info import init_objects
+    from ocatari.vision.extract_vision_info import detect_objects_vision
+
+    from moc_envs.games import get_game
+    from trainers.data.ground_truth import vision_step
+
+    spec = get_game(game)
+    keep = frozenset(spec.category_names)
+    try:
+        objects = init_objects(spec.name, True, vision=True)
+    except AttributeError:
+        objects = init_objects(spec.name, False, vision=True)
+    out = []
+    for frame in frames:
+        ok = vision_step(detect_objects_vision, objects, frame, spec.name, True)
+        boxes, cats = [], []
+        for o in objects if ok else []:
+            if o and not getattr(o, "hud", False) and o.category in keep:
+                x, y, w, h = (float(v) for v in o.xywh)
+                if w > 0 and h > 0:
+                    boxes.append((x, y, w, h))
+                    cats.append(o.category)
+        out.append((np.array(boxes, np.float64).reshape(-1, 4), cats))
+    return out
+
+
+def _score_game(
+    game: str, frames_per_policy: int, kind: str, seed: int, device: str, noisy_weights: Path | None = None
+) -> dict[str, Any]:
+    from moc_envs.games import get_game
+    from moc_envs.perception.detectors import make_detector
+    from trainers.evaluate.held_out import collect, detect_all
+    from trainers.evaluate.object_scores import score_objects
+
+    spec = get_game(game)
+    keep = frozenset(spec.category_names)
+    plays = collect(spec.name, "held-out", frames_per_policy)
+    clean = np.concatenate([p.frames for p in plays])
+    records = [r for p in plays for r in p.records]
+    truths = [(r.truth, r.truth_cats) for r in records]
+    starts = [r.window_start for r in records]
+    noisy, bars = noisy_frames(clean, kind, seed)
+    detectors: dict[str, Any] = {}
+    weights = learned_weights(spec.name)
+    if weights is not None:
+        detectors[SHIPPED] = make_detector("space", spec.name, device, weights=str(weights))
+        bare = make_detector("space", spec.name, device, weights=str(weights))
+        if bare.classifier is not None:
+            bare.classifier.extents, bare.classifier.hud_regions, bare.classifier.withheld = {}, [], ()
+        detectors[NO_EXTENTS] = bare
+    if noisy_weights is not None and (noisy_weights / spec.name).is_dir():
+        detectors[NOISY_TRAINED] = make_detector("space", spec.name, device, weights=str(noisy_weights / spec.name))
+    rows = []
+    for name in [*detectors, VISION]:
+        found = {
+            which: (_vision(spec.name, frames) if name == VISION else detect_all(detectors[name], frames))
+            for which, frames in (("clean", clean), ("noisy", noisy))
+        }
+        s_clean = score_objects(spec, found["clean"], truths, starts)
+        s_noisy = score_objects(spec, found["noisy"], truths, starts)
+        on_bars = bar_false_detections(found["noisy"], truths, bars, keep)
+        rows.append({
+            "game": spec.name, "detector": name, "f1_clean": s_clean["f1"], "f1_noisy": s_noisy["f1"],
+            "f1_drop": s_clean["f1"] - s_noisy["f1"], "precision_noisy": s_noisy["precision"],
+            "recall_noisy": s_noisy["recall"], "bar_false_per_100": 100.0 * on_bars / len(clean),
+            "spurious_singleton_noisy": s_noisy["spurious_singleton_share"], "frames": len(clean),
+        })  # fmt: skip
+    return {"game": spec.name, "rows": rows, "note": "" if weights is not None else f"no weights for {spec.name}"}
+
+
+def run(
+    games: Sequence[str],
+    frames: int = 160,
+    kind: str = "both",
+    seed: int = 0,
+    device: str = "auto",
+    out: Path | None = None,
+    noisy_weights: Path | None = None,
+) -> dict[str, Any]:
+    """Score every game clean and noisy; write the files when ``out`` is set."""
+    from tqdm import tqdm
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    results = []
+    for k, game in enumerate(tqdm(games, desc="noisy", unit="game")):
+        results.append(_score_game(game, frames, kind, seed + k, device, noisy_weights))
+    result = {"games": list(games), "kind": kind, "frames_per_policy": frames, "seed": seed,
+              "target": {"f1_drop": 0.02, "bar_false_per_100": 1.0}, "results": results}  # fmt: skip
+    if out is not None:
+        _write(result, out)
+    return result
+
+
+def _write(result: dict[str, Any], out: Path) -> None:
+    rows = [r for g in result["results"] for r in g["rows"]]
+    table = markdown_table(
+        ["game", "detector", "F1 clean", "F1 noisy", "F1 drop", "P noisy", "R noisy", "false detections on bars / 100 frames",
+         "spurious singleton (noisy)"],
+        [(r["game"], r["detector"], r["f1_clean"], r["f1_noisy"], r["f1_drop"], r["precision_noisy"], r["recall_noisy"],
+          r["bar_false_per_100"], r["spurious_singleton_noisy"]) for r in rows],
+    )  # fmt: skip
+    t = result["target"]
+    body = (
+        f"Distractors `{result['kind']}` (PermaKey's bars: 13 rows / 10 columns on 210 x 160, RGB 128, 0, 255, new positions "
+        f"every frame), drawn on the held-out play of trainers/evaluate/held_out.py ({result['frames_per_policy']} frames per "
+        "policy), the same frames scored clean and noisy against the same OCAtari RAM truth (every promised object, "
+        "category-aware, relative criterion). `learned (no extents)`: the shipped weights without their classifier's extents, "
+        "HUD regions and withheld categories. False detections on bars: boxes of a promised category matching no truth object "
+        f"of their category, centred on a bar.\n\nTarget (issue 31): at most {t['f1_drop']} F1 lost and at most "
+        f"{t['bar_false_per_100']} false detection per 100 frames on the bars.\n\n{table}\n\n![F1 clean and noisy](noisy.png)\n"
+    )
+    labels, values, colors = [], [], []
+    for r in rows:
+        for which, colour in (("clean", "tab:gray"), ("noisy", "tab:purple")):
+            labels.append(f"{r['game']}: {r['detector']} ({which})")
+            values.append(r[f"f1_{which}"])
+            colors.append(colour)
+    bar_plot(out / "noisy.png", labels, values, "F1 (category-aware)", "Clean and noisy frames", colors=colors)
+    write_results(out, "noisy", result, body, "Noisy Atari benchmark")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line."""
+    p = argparse.ArgumentParser(
+        prog="moc-envs bench noisy", description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    add_common_args(p)
+    p.add_argument("--games", nargs="+", default=None, help="games (default: every game with weights)")
+    p.add_argument("--frames", type=int, default=160, help="recorded frames per held-out policy")
+    p.add_argument("--kind", choices=KINDS, default="both", help="which bars")
+    p.add_argument("--noisy-weights", type=Path, default=None,
+                   help="a weights root whose <Game> folders were trained with distractors (moc-envs train --distractors both)")
+    args = p.parse_args(argv)
+    torch_threads(args.threads)
+    from moc_envs.games import game_names
+
+    games = args.games or [g for g in game_names() if learned_weights(g) is not None] or ["Pong"]
+    if args.quick:
+        args.frames = 16
+    result = run(games, args.frames, args.kind, args.seed, args.device, args.out, args.noisy_weights)
+    for g in result["results"]:
+        for r in g["rows"]:
+            print(f"{r['game']:<14} {r['detector']:<22} F1 {r['f1_clean']:.3f} -> {r['f1_noisy']:.3f}, "
+                  f"{r['bar_false_per_100']:.1f} false on bars / 100 frames")  # fmt: skip
+    return result
+
+
+if __name__ == "__main__":
+    main()
