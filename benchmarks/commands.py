@@ -58,6 +58,10 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "benchmarks.ddp_speed", "main",
         "data-parallel training throughput: 1 process beside N DDP processes (torchrun)",
     ),
+    "backends": (
+        "benchmarks.backends", "main",
+        "CPU inference backends of the small encoders, and the C++ vector env against per-env emulation",
+    ),
 }  # fmt: skip
 
 COMMANDS: dict[str, tuple[str, str, str]] = {

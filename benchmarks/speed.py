@@ -13,8 +13,14 @@ episode end, timed after a short warm-up:
   torch sees a GPU. Learned rows read "not available: no weights for <Game>"
   when no weights are shipped.
 
-Vector rows count env steps (N per vector step). Writes ``speed.json``,
-``speed.md`` and ``speed.png`` (bar chart of steps/s).
+Vector rows count env steps (N per vector step). ``--emulators python ale-vector`` adds
+learned ``make_vec`` rows on ale-py's C++ vector env (:mod:`moc_envs.envs.emulators`),
+``--runtimes torchscript onnxruntime`` learned rows with ONNX Runtime running the image encoder
+(:mod:`moc_envs.model.runtime`), and ``--raw-vector`` rows of N raw ALE envs on each emulator
+(frames read every step), beside which every learned vector row also gets its ratio. ``--gpu``
+is the prepared CUDA run (``docs/benchmarks.md``): detect() at batch 1/8/64/256, ``make_vec``
+8/64/256 on both emulators and raw ALE at the same sizes, the shipped detector only, no
+OCAtari. Writes ``speed.json``, ``speed.md`` and ``speed.png`` (bar chart of steps/s).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 from benchmarks.common import (
+    RESULTS_DIR,
     Timer,
     add_common_args,
     bar_plot,
@@ -65,6 +72,8 @@ class SpeedRow:
     steps_per_s: float | None = None
     ratio_to_ale: float | None = None
     note: str = ""
+    ratio_to_raw_vector: float | None = None
+    """A vector row's steps/s over the faster raw ALE row of as many envs (``--raw-vector``)."""
 
 
 def time_single(
@@ -150,31 +159,64 @@ def _ocatari(game_id: str, mode: str) -> Callable[[], Any]:
     return make
 
 
-def _learned(detector: str, weights: Path | None) -> dict[str, Any]:
+def _learned(detector: str, weights: Path | None, runtime: str = "torchscript") -> dict[str, Any]:
     # Weights without a classifier are still timed (their boxes fill no slot, at the same cost).
-    return {"allow_unclassified": True, "weights": weights} if detector == "space" else {}
+    if detector != "space":
+        return {}
+    return {"allow_unclassified": True, "weights": weights, **({"runtime": runtime} if runtime != "torchscript" else {})}
 
 
-def _moc(game: str, detector: str, device: str, weights: Path | None = None) -> Callable[[], gym.Env]:
+def _moc(
+    game: str, detector: str, device: str, weights: Path | None = None, runtime: str = "torchscript"
+) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         import moc_envs  # noqa: F401  (registers the ids)
 
         return gym.make(f"MOC/{game}-v0", detector=detector, device=device, disable_env_checker=True,
-                        **_learned(detector, weights))  # fmt: skip
+                        **_learned(detector, weights, runtime))  # fmt: skip
 
     return make
 
 
 def _moc_vec(
-    game: str, n: int, detector: str, device: str, weights: Path | None = None, workers: int = 1
+    game: str, n: int, detector: str, device: str, weights: Path | None = None, workers: int = 1,
+    emulator: str = "python", runtime: str = "torchscript",
 ) -> Callable[[], gym.vector.VectorEnv]:
     def make() -> gym.vector.VectorEnv:
         from moc_envs.envs.make import make_vec
 
+        extra = {"emulator": emulator} if emulator != "python" else {}
         return make_vec(f"MOC/{game}-v0", n, detector=detector, device=device, workers=workers,
-                        **_learned(detector, weights))  # fmt: skip
+                        **_learned(detector, weights, runtime), **extra)  # fmt: skip
 
     return make
+
+
+def time_raw_vector(game: str, n: int, steps: int, emulator: str, seed: int = 0) -> tuple[int, float]:
+    """Env steps and seconds of ``steps`` random steps of ``n`` raw ALE v5 games on ``emulator``
+    (``moc_envs.envs.emulators``), every frame read as the MOC envs read it; (env steps, seconds)."""
+    from moc_envs.envs.emulators import make_emulators
+    from moc_envs.games import get_game
+
+    emu = make_emulators(emulator, get_game(game), n, {})  # type: ignore[arg-type]
+    try:
+        emu.reset(list(range(n)), [seed + i for i in range(n)], None)
+        actions = np.random.default_rng(seed).integers(0, emu.single_action_space.n, (steps + 5, n))
+        resets = np.zeros(n, dtype=bool)
+
+        def play(chunk: np.ndarray) -> None:
+            nonlocal resets
+            for a in chunk:
+                _, term, trunc, _ = emu.step(a, resets)
+                emu.frames(list(range(n)))
+                resets = term | trunc
+
+        play(actions[:5])  # warm-up
+        with Timer() as timer:
+            play(actions[5:])
+        return steps * n, timer.seconds
+    finally:
+        emu.close()
 
 
 def _detector_folders(game: str) -> list[tuple[str, Path]]:
@@ -197,10 +239,12 @@ def time_detect(
     repeats: int,
     device: str = "cpu",
     freeze: bool = True,
+    runtime: str = "torchscript",
 ) -> float:
     """Median seconds per frame of ``SpaceDetector.detect`` on ``batch`` raw frames (one thread).
 
-    ``freeze=False`` runs the image encoder eagerly (see :mod:`moc_envs.model.runtime`).
+    ``freeze=False`` runs the image encoder eagerly, ``runtime="onnxruntime"`` in ONNX Runtime
+    (see :mod:`moc_envs.model.runtime`).
     """
     import statistics
     import time
@@ -209,7 +253,7 @@ def time_detect(
     from moc_envs.perception.space_detector import SpaceDetector
 
     det = SpaceDetector.from_pretrained(
-        folder, get_game(game), device=device, allow_unclassified=True, freeze=freeze
+        folder, get_game(game), device=device, allow_unclassified=True, freeze=freeze, runtime=runtime  # type: ignore[arg-type]
     )
     chunks = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)]
     for chunk in chunks[:2]:
@@ -311,12 +355,22 @@ def run(
     detect_repeats: int = 30,
     workers: Sequence[int] = (1, 2),
     profile_batches: Sequence[int] = (1, 8),
+    emulators: Sequence[str] = ("python",),
+    runtimes: Sequence[str] = ("torchscript",),
+    raw_vector: bool = False,
+    ocatari: bool = True,
+    ram_rows: bool = True,
+    baseline: bool = True,
+    vector_warmup: int = 1,
 ) -> dict[str, Any]:
     """Measure every row and (when ``out``) write speed.json / .md / .png.
 
     Learned rows run for the shipped detector and, when its folder keeps one
-    (``<weights>/space``), the SPACE-encoder baseline it was distilled from; ``detect()`` is
-    also timed alone per frame at each of ``detect_batches``, beside that baseline.
+    (``<weights>/space``) and ``baseline``, the SPACE-encoder baseline it was distilled from;
+    ``detect()`` is also timed alone per frame at each of ``detect_batches``, beside that
+    baseline. ``emulators`` and ``runtimes`` beyond the defaults add shipped-detector rows
+    (``runtimes`` on the CPU only); ``raw_vector`` adds raw ALE rows of each ``vec_sizes`` on
+    each emulator; ``ocatari`` and ``ram_rows`` keep the OCAtari and RAM-oracle rows.
     """
     from tqdm import tqdm
 
@@ -326,37 +380,55 @@ def run(
     rows: list[SpeedRow] = []
     plan: list[tuple[str, int, str, Callable[[], tuple[int, float]] | None, str]] = [
         (f"raw {spec.ale_id}", 1, "-", lambda: time_single(_ale(spec.ale_id), steps, warmup, seed), ""),
-        ("OCAtari RAM mode", 1, "-", lambda: time_single(_ocatari(spec.ale_id, "ram"), steps, warmup, seed, True), ""),
-        ("OCAtari vision mode", 1, "-", lambda: time_single(_ocatari(spec.ale_id, "vision"), steps, warmup, seed, True), ""),
-        (f"MOC/{spec.name}-v0 detector=ram", 1, "-", lambda: time_single(_moc(spec.name, "ram", "cpu"), steps, warmup, seed), ""),
     ]
-    for n in vec_sizes:
-        vsteps = max(1, steps // n)
+    if ocatari:
+        plan += [
+            ("OCAtari RAM mode", 1, "-", lambda: time_single(_ocatari(spec.ale_id, "ram"), steps, warmup, seed, True), ""),
+            ("OCAtari vision mode", 1, "-", lambda: time_single(_ocatari(spec.ale_id, "vision"), steps, warmup, seed, True), ""),
+        ]
+    if ram_rows:
         plan.append(
-            (f"MOC/{spec.name}-v0 detector=ram, make_vec", n, "-",
-             lambda n=n, vsteps=vsteps: time_vector(_moc_vec(spec.name, n, "ram", "cpu"), vsteps, 2, seed), "")
+            (f"MOC/{spec.name}-v0 detector=ram", 1, "-", lambda: time_single(_moc(spec.name, "ram", "cpu"), steps, warmup, seed), "")
         )
-    folders = _detector_folders(spec.name)
+    for n in vec_sizes:
+        if ram_rows:
+            plan.append(
+                (f"MOC/{spec.name}-v0 detector=ram, make_vec", n, "-",
+                 lambda n=n: time_vector(_moc_vec(spec.name, n, "ram", "cpu"), max(1, steps // n), 2, seed), "")
+            )
+        for e in emulators if raw_vector else ():
+            plan.append(
+                (f"raw {spec.ale_id}, emulator={e}", n, "-",
+                 lambda n=n, e=e: time_raw_vector(spec.name, n, max(20, steps // n), e, seed), "frames read every step")
+            )
+    folders = _detector_folders(spec.name)[: None if baseline else 1]
     if not folders:
         for dev in _devices(device):
             plan.append((f"MOC/{spec.name}-v0 learned", 1, dev, None, not_available(spec.name)))
     for dev in _devices(device):
-        for label, folder in folders:
+        for k, (label, folder) in enumerate(folders):
             name = f"MOC/{spec.name}-v0 learned ({label})"
-            plan.append(
-                (name, 1, dev,
-                 lambda dev=dev, folder=folder: time_single(_moc(spec.name, "space", dev, folder), learned_steps, 5, seed),
-                 "")
-            )
+            # Other emulators and runtimes for the shipped detector only; runtimes on the CPU only.
+            rts = [r for r in runtimes if k == 0 and dev == "cpu" or r == "torchscript"]
+            for rt in rts:
+                plan.append(
+                    (name + (f", runtime={rt}" if rt != "torchscript" else ""), 1, dev,
+                     lambda dev=dev, folder=folder, rt=rt: time_single(
+                         _moc(spec.name, "space", dev, folder, rt), learned_steps, 5, seed),
+                     "")
+                )
             for n in vec_sizes:
                 vsteps = max(2, learned_steps // n)
-                for w in [w for w in workers if w <= n]:
+                for w, e, rt in [(w, e, rt) for w in workers if w <= n for e in emulators for rt in rts
+                                 if k == 0 or e == "python"]:  # fmt: skip
                     plan.append(
-                        (f"{name}, make_vec" + (f", workers={w}" if w > 1 else ""), n, dev,
-                         lambda n=n, vsteps=vsteps, dev=dev, folder=folder, w=w: time_vector(
-                             _moc_vec(spec.name, n, "space", dev, folder, w), vsteps, 1, seed),
+                        (f"{name}, make_vec" + (f", workers={w}" if w > 1 else "")
+                         + (f", emulator={e}" if e != "python" else "") + (f", runtime={rt}" if rt != "torchscript" else ""),
+                         n, dev,
+                         lambda n=n, vsteps=vsteps, dev=dev, folder=folder, w=w, e=e, rt=rt: time_vector(
+                             _moc_vec(spec.name, n, "space", dev, folder, w, e, rt), vsteps, vector_warmup, seed),
                          "")
-                    )
+                    )  # fmt: skip
     for name, n, dev, job, note in tqdm(plan, desc="speed", unit="row"):
         row = SpeedRow(name, n, dev, note=note)
         if job is not None:
@@ -372,13 +444,16 @@ def run(
     if folders:
         frames = _raw_frames(spec.name, 2 * max(detect_batches), seed)
         for dev in _devices(device):
-            # Freezing applies on the CPU only; CUDA rows run eagerly.
+            # Freezing and runtimes apply on the CPU only; CUDA rows run eagerly.
             modes = [(True, ""), (False, ", eager")] if dev == "cpu" else [(False, "")]
+            if dev == "cpu":
+                modes += [("onnxruntime", ", onnxruntime")] if "onnxruntime" in runtimes else []
             for batch in detect_batches:
                 measured = {
                     (label, freeze): DetectRow(
                         label + suffix, batch, dev,
-                        1e3 * time_detect(folder, spec.name, frames, batch, detect_repeats, dev, freeze),
+                        1e3 * time_detect(folder, spec.name, frames, batch, detect_repeats, dev, freeze is not False,
+                                          freeze if isinstance(freeze, str) else "torchscript"),
                     )
                     for label, folder in tqdm(folders, desc=f"detect() x{batch} [{dev}]", unit="detector")
                     for freeze, suffix in modes
@@ -400,9 +475,15 @@ def run(
     end.steps_per_s = end.steps / end.seconds
     rows.append(end)
     base = (rows[0].steps_per_s + end.steps_per_s) / 2
+    raw_n: dict[int, float] = {}
+    for row in rows:
+        if row.steps_per_s is not None and row.name.startswith(f"raw {spec.ale_id}, emulator="):
+            raw_n[row.num_envs] = max(raw_n.get(row.num_envs, 0.0), row.steps_per_s)
     for row in rows:
         if row.steps_per_s is not None and base:
             row.ratio_to_ale = row.steps_per_s / base
+        if row.steps_per_s is not None and "make_vec" in row.name and row.num_envs in raw_n:
+            row.ratio_to_raw_vector = row.steps_per_s / raw_n[row.num_envs]
     result = {
         "game": spec.name,
         "steps": steps,
@@ -440,12 +521,13 @@ def _profile_section(result: dict[str, Any]) -> str:
 
 def _write(result: dict[str, Any], rows: list[SpeedRow], out: Path) -> None:
     table = markdown_table(
-        ["configuration", "envs", "detector device", "env steps", "steps/s", "ratio to raw ALE", "note"],
+        ["configuration", "envs", "detector device", "env steps", "steps/s", "ratio to raw ALE",
+         "ratio to raw ALE x envs", "note"],
         [
-            (r.name, r.num_envs, r.device, r.steps, r.steps_per_s, r.ratio_to_ale, r.note)
+            (r.name, r.num_envs, r.device, r.steps, r.steps_per_s, r.ratio_to_ale, r.ratio_to_raw_vector, r.note)
             for r in rows
         ],
-    )
+    )  # fmt: skip
     anchors = markdown_table(["anchor", "figure"], ANCHORS)
     detect = markdown_table(
         ["detector", "batch", "device", "ms per frame", "speed-up vs baseline run the same way",
@@ -462,7 +544,9 @@ def _write(result: dict[str, Any], rows: list[SpeedRow], out: Path) -> None:
         "step, detect and track their shares at the same time (`moc_envs.envs.parallel`); vector "
         "steps/s count env steps. `shipped` is the detector in `weights/<Game>`, "
         "`baseline` the SPACE-encoder detector it was distilled from (`weights/<Game>/space`). "
-        "Raw ALE is timed first and again last; every ratio is to the mean of the two.\n\n"
+        "Raw ALE is timed first and again last; every ratio is to the mean of the two. `ratio to raw "
+        "ALE x envs` is a vector row's steps/s over the faster `raw ... emulator=` row of as many envs "
+        "(N raw games on ALE v5 in Python or on ale-py's C++ vector env, frames read every step).\n\n"
         f"{table}\n\n## detect() alone\n\nMedian wall time per frame of `SpaceDetector.detect` "
         "on raw 210x160 frames of random play (resize, encoder, glimpses, post-processing, "
         "classifier), one torch thread; `eager` rows run the image encoder without freezing it "
@@ -499,18 +583,39 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument(
         "--detect-batches", type=int, nargs="+", default=[1, 32],
         help="batch sizes of the detect() rows (on a GPU: 1 8 64 256)",
+    )
+    p.add_argument("--emulators", nargs="+", default=["python"], choices=["python", "ale-vector"],
+                   help="emulators of the learned make_vec rows (moc_envs.envs.emulators)")
+    p.add_argument("--runtimes", nargs="+", default=["torchscript"], choices=["torchscript", "onnxruntime"],
+                   help="CPU runtimes of the image encoder in the learned and detect() rows")
+    p.add_argument("--raw-vector", action="store_true", help="raw ALE rows of each --vec size on each emulator")
+    p.add_argument("--no-ocatari", action="store_true", help="leave out the OCAtari rows")
+    p.add_argument(
+        "--gpu", action="store_true",
+        help="the prepared CUDA run: --device cuda, detect() 1 8 64 256, make_vec 8 64 256 on both emulators "
+             "beside raw ALE, shipped detector only, no OCAtari or RAM rows (docs/benchmarks.md)",
     )  # fmt: skip
     args = p.parse_args(argv)
     torch_threads(args.threads)
+    extra: dict[str, Any] = {}
+    if args.gpu:
+        args.device, args.vec, args.detect_batches, args.workers = "cuda", [8, 64, 256], [1, 8, 64, 256], [1]
+        args.learned_steps = max(args.learned_steps, 2048)
+        args.out = args.out / "gpu" if args.out == RESULTS_DIR else args.out  # beside, not over, the CPU run
+        extra = {"emulators": ["python", "ale-vector"], "raw_vector": True, "ocatari": False, "ram_rows": False,
+                 "baseline": False, "vector_warmup": 3}
+    else:
+        extra = {"emulators": args.emulators, "raw_vector": args.raw_vector, "ocatari": not args.no_ocatari}
     if args.quick:
         args.steps, args.learned_steps, args.vec = 64, 16, [8]
     result = run(args.game, args.steps, args.learned_steps, args.vec, 5 if args.quick else 50,
                  args.seed, args.device, args.out, detect_batches=args.detect_batches, workers=args.workers,
-                 detect_repeats=3 if args.quick else 30)
+                 detect_repeats=3 if args.quick else 30, runtimes=args.runtimes, **extra)  # fmt: skip
     for r in result["rows"]:
         sps = "-" if r["steps_per_s"] is None else f"{r['steps_per_s']:.0f}"
         ratio = "" if r["ratio_to_ale"] is None else f"{r['ratio_to_ale']:.3f}x"
-        print(f"{r['name']:<64} x{r['num_envs']:<3} {r['device']:<5} {sps:>8} steps/s {ratio:>7} {r['note']}")
+        vs_raw = "" if r["ratio_to_raw_vector"] is None else f" ({r['ratio_to_raw_vector']:.3f}x raw x{r['num_envs']})"
+        print(f"{r['name']:<64} x{r['num_envs']:<3} {r['device']:<5} {sps:>8} steps/s {ratio:>7}{vs_raw} {r['note']}")
     for r in result["detect"]:
         print(f"detect() {r['detector']:<36} batch {r['batch']:<3} {r['device']:<5} "
               f"{r['ms_per_frame']:.3f} ms/frame  x{r['speedup_vs_baseline']:.1f} vs baseline, "

@@ -1,12 +1,29 @@
-"""Choosing the torch device the learned detector runs on."""
+"""Choosing the torch device the learned detector runs on, and what runs its image encoder on the CPU."""
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from moc_envs.errors import DeviceUnavailableError
 
-__all__ = ["resolve_device"]
+__all__ = ["RUNTIMES", "Runtime", "check_runtime", "resolve_device"]
+
+Runtime = Literal["torchscript", "onnxruntime", "eager"]
+RUNTIMES: tuple[str, ...] = ("torchscript", "onnxruntime", "eager")
+"""What runs the learned detector's image encoder on the CPU: a frozen TorchScript graph (the
+default), ONNX Runtime (the ``onnx`` extra) or eager PyTorch (:mod:`moc_envs.model.runtime`).
+On CUDA the encoder always runs in torch."""
+
+
+def check_runtime(runtime: object) -> Runtime:
+    """``runtime`` as one of :data:`RUNTIMES`, else TypeError / ValueError naming the choices."""
+    choices = ", ".join(repr(r) for r in RUNTIMES)
+    if not isinstance(runtime, str):
+        raise TypeError(f"runtime must be one of {choices}, got {type(runtime).__name__} {runtime!r}")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {runtime!r}; expected one of {choices}")
+    return runtime  # type: ignore[return-value]
 
 _CUDA = re.compile(r"^cuda(:\d+)?$")
 

@@ -45,7 +45,7 @@ def no_emulator(monkeypatch):
         raise AssertionError("the emulator was started before the arguments were checked")
 
     monkeypatch.setattr(moc_envs.envs.registration, "make_ale_env", boom)
-    monkeypatch.setattr(moc_envs.envs.vector, "make_ale_env", boom)
+    monkeypatch.setattr(moc_envs.envs.vector, "make_emulators", boom)  # either emulation backend
 
 
 # ------------------------------------------------------------------ actions
@@ -111,10 +111,10 @@ def test_vector_actions_are_checked_per_env(
     envs = make_vec("MOC/Pong-v0", 2, detector="ram")
     try:
         envs.reset(seed=0)
-        frames = [ale.getEpisodeFrameNumber() for ale in envs._ales]
+        frames = [ale.getEpisodeFrameNumber() for ale in (env.unwrapped.ale for env in envs.envs)]
         with pytest.raises(error, match=pattern):
             envs.step(actions)
-        assert [ale.getEpisodeFrameNumber() for ale in envs._ales] == frames
+        assert [ale.getEpisodeFrameNumber() for ale in (env.unwrapped.ale for env in envs.envs)] == frames
         envs.step([np.int32(1), 5])
         envs.step(np.array([2, 3], dtype=np.uint8))
     finally:

@@ -286,3 +286,32 @@ def test_games_table_keeps_the_newer_run_of_a_game(tmp_path) -> None:
     assert games.gather(tmp_path)["Pong"]["detection"]["learned"] == 0.9
     (tmp_path / "zz" / "detection.json").write_text(detection(0.7, "2026-12-03T10:00:00+00:00"))
     assert games.gather(tmp_path)["Pong"]["detection"]["learned"] == 0.7
+
+
+def test_backends_compares_runtimes_and_emulators(tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from benchmarks import backends
+
+    data = backends.run(["Pong"], batches=(1, 2), repeats=2, emulation_steps=10, parity_steps=30, out=tmp_path,
+                        backends=("eager", "torchscript", "onnxruntime"), turns=(1, 2))  # fmt: skip
+    rows = {(r["part"], r["batch"], r["backend"]): r for r in data["inference"]}
+    for batch in (1, 2):
+        shipped = rows[("image encoder", batch, "torchscript")]
+        assert shipped["shipped"] and shipped["speedup_vs_shipped"] == 1.0
+        fast = rows[("image encoder", batch, "onnxruntime")]
+        assert fast["ms_per_call"] > 0 and fast["speedup_vs_shipped"] > 0 and fast["max_abs_diff"] < 1e-4
+    assert ("image encoder", 1, "openvino") not in rows  # not asked for
+    assert {(r["num_envs"], r["emulator"]) for r in data["emulation_speed"]} == {
+        (n, e) for n in (1, 8) for e in ("python", "ale-vector")
+    }
+    no_sticky = [r for r in data["emulation_parity"] if r["repeat_action_probability"] == 0.0]
+    assert len(no_sticky) == 2 and all(
+        r["other_frames_differing"] == 0 and r["reward_flag_lives_differing"] == 0 for r in no_sticky
+    )
+    turns = {r["configuration"]: r for r in data["env_in_turns"]}
+    assert len(turns) == 9 and turns["raw ALE/Pong-v5"]["ratio_to_ale"] == 1.0
+    assert all(r["steps_per_s"] > 0 for r in turns.values())
+    assert "CPU: " in (tmp_path / "backends.md").read_text()
+    assert json.loads((tmp_path / "backends.json").read_text())["cpu"] == data["cpu"]
+    assert (tmp_path / "backends.png").stat().st_size > 0

@@ -58,3 +58,82 @@ def test_freezing_traces_a_plain_encoder_and_keeps_its_outputs() -> None:
     assert isinstance(raw, torch.jit.ScriptModule)
     with torch.inference_mode():
         torch.testing.assert_close(raw(x), enc(x))  # other batch sizes too
+
+
+@pytest.mark.parametrize("game", ["Pong", "SpaceInvaders"])
+def test_onnxruntime_detector_finds_what_the_eager_one_finds(game: str) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from moc_envs.model.runtime import OnnxRuntimeEncoder
+
+    folder, spec = weights_root() / game, get_game(game)
+    fast = SpaceDetector.from_pretrained(folder, spec, runtime="onnxruntime")
+    eager = SpaceDetector.from_pretrained(folder, spec, runtime="eager")
+    assert isinstance(fast._image_raw, OnnxRuntimeEncoder) and eager._image_raw is None
+    frames = np.load(FIXTURE)["frames"]
+    if game != "Pong":
+        rng = np.random.default_rng(1)
+        frames = np.concatenate([frames, rng.integers(0, 256, (2, 210, 160, 3), dtype=np.uint8)])
+    x = torch.from_numpy(np.random.default_rng(2).random((3, 128, 128, 3), dtype=np.float32)).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        np.testing.assert_allclose(fast._image_raw(x).numpy(), eager.encoder.image_encoder.raw(x).numpy(), atol=1e-4)
+    for batch in (frames[:1], frames):
+        got, want = fast.detect(batch), eager.detect(batch)
+        assert [len(d) for d in got] == [len(d) for d in want]
+        for a, b in zip(sum(got, []), sum(want, []), strict=True):
+            assert a.category == b.category
+            np.testing.assert_allclose([a.x, a.y, a.w, a.h, a.score], [b.x, b.y, b.w, b.h, b.score], atol=1e-4)
+
+
+def test_the_runtime_reaches_the_detector_of_every_env_kind() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import gymnasium as gym
+
+    import moc_envs
+
+    env = gym.make("MOC/Pong-v0", device="cpu", runtime="onnxruntime")
+    try:
+        assert env.get_wrapper_attr("detector").runtime == "onnxruntime"
+        env.reset(seed=0)
+        env.step(0)
+        assert env.spec.kwargs["runtime"] == "onnxruntime"
+    finally:
+        env.close()
+    envs = moc_envs.make_vec("MOC/Pong-v0", 2, device="cpu", runtime="onnxruntime")
+    try:
+        assert envs.detector.runtime == "onnxruntime"
+        envs.reset(seed=0)
+        envs.step(np.array([0, 1]))
+    finally:
+        envs.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"runtime": "onnx"}, ValueError, "Unknown runtime 'onnx'; expected one of 'torchscript', 'onnxruntime', 'eager'"),
+        ({"runtime": 1}, TypeError, "runtime must be one of .* got int 1"),
+        ({"runtime": "eager", "detector": "ram"}, ValueError, "runtime='eager' only applies to detector='space'"),
+    ],
+)
+def test_a_bad_runtime_is_refused(kwargs: dict, error: type, match: str) -> None:
+    import gymnasium as gym
+
+    import moc_envs
+
+    with pytest.raises(error, match=match):
+        gym.make("MOC/Pong-v0", **kwargs)
+    with pytest.raises(error, match=match):
+        moc_envs.make_vec("MOC/Pong-v0", 2, **kwargs)
+
+
+def test_onnxruntime_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from moc_envs.errors import MissingDependencyError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(MissingDependencyError, match=r'needs onnxruntime: pip install "moc-envs\[onnx\]"'):
+        SpaceDetector.from_pretrained(weights_root() / "Pong", get_game("Pong"), runtime="onnxruntime")

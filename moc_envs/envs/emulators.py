@@ -122,6 +122,7 @@ def check_emulator_arguments(
                 f"its envs in this thread, got emulator_threads={emulator_threads!r}"
             )
         return name
+    _check_ale_py()
     why = "ale_py's AtariVectorEnv exposes no emulator RAM; use emulator='python'"
     if isinstance(detector, str) and detector == "ram":
         raise ValueError(f"detector='ram' reads objects from the RAM, and emulator='ale-vector' cannot: {why}")
@@ -157,6 +158,21 @@ def check_emulator_arguments(
             f"got {type(emulator_threads).__name__} {emulator_threads!r}"
         )
     return name
+
+
+def _check_ale_py() -> None:
+    """ale-py 0.12.1 or later: earlier vector envs reset wrong rows on a partial reset."""
+    from importlib.metadata import version
+
+    from moc_envs.errors import MissingDependencyError
+
+    installed = version("ale-py")
+    parts = tuple(int(p) if p.isdigit() else 0 for p in installed.split("+")[0].split(".")[:3])
+    if parts < (0, 12, 1):
+        raise MissingDependencyError(
+            f"emulator='ale-vector' needs ale-py >= 0.12.1 (its AtariVectorEnv, with working partial "
+            f"resets), got ale-py {installed}: pip install -U ale-py"
+        )
 
 
 class PythonEmulators:

@@ -17,7 +17,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from moc_envs.device import resolve_device
+from moc_envs.device import Runtime, check_runtime, resolve_device
 from moc_envs.envs.arguments import (
     ale_flag_keywords,
     ale_keywords,
@@ -158,6 +158,7 @@ def check_env_arguments(
     ale_kwargs: dict[str, Any],
     distractors: object = None,
     distractor_seed: object = None,
+    runtime: object = "torchscript",
 ) -> None:
     """The checks every MOC env (single or vector) runs before it starts an emulator.
 
@@ -175,6 +176,7 @@ def check_env_arguments(
     check_distractors(distractors, distractor_seed)
     check_ram_device(detector, device)
     check_threads(threads)
+    check_runtime(runtime)
     if isinstance(detector, str) and detector == "space":
         # Fail on missing weights or a missing GPU before starting the emulator(s).
         require_weights(spec.name, weights)
@@ -196,6 +198,7 @@ def make_env(
     threads: int | None = None,
     distractors: DistractorKind | None = None,
     distractor_seed: int | None = None,
+    runtime: Runtime = "torchscript",
     **ale_kwargs: Any,
 ) -> gym.Env:
     """Entry point of the ``MOC/<Game>-v0`` ids: the ALE v5 env inside ObjectCentricWrapper.
@@ -207,6 +210,8 @@ def make_env(
     None: one) to the learned detector. ``distractors`` (``"horizontal"``, ``"vertical"``,
     ``"both"``; None: off) draws PermaKey's moving bars on the frames the detector and
     ``render()`` see, ``distractor_seed`` seeding them (:mod:`moc_envs.perception.distractors`).
+    ``runtime`` (``"torchscript"``, ``"onnxruntime"`` with the ``onnx`` extra, ``"eager"``)
+    runs the learned detector's image encoder on the CPU (:mod:`moc_envs.model.runtime`).
     ``ale_kwargs`` (``frameskip``,
     ``repeat_action_probability``, ``mode``, ``difficulty``, ``full_action_space``, ...)
     go to ``gym.make("ALE/<Game>-v5")``; any other keyword is refused with the nearest
@@ -219,7 +224,7 @@ def make_env(
     check_keywords(env_id(spec.name), ale_kwargs, make_env_keywords())
     check_env_arguments(
         spec, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights, ale_kwargs,
-        distractors, distractor_seed,
+        distractors, distractor_seed, runtime,
     )  # fmt: skip
     check_tracking(max_distance, max_age, coast)
     inner = make_ale_env(spec, render_mode, **ale_kwargs)
@@ -240,6 +245,7 @@ def make_env(
             threads=threads,
             distractors=distractors,
             distractor_seed=distractor_seed,
+            runtime=runtime,
         )
     except Exception:
         inner.close()

@@ -37,6 +37,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from moc_envs.device import Runtime
 from moc_envs.envs.arguments import (
     ale_keywords,
     check_actions,
@@ -161,6 +162,8 @@ class MocVectorEnv(VectorEnv):
             :mod:`moc_envs.envs.emulators` lists).
         emulator_threads: threads of ``emulator="ale-vector"`` (None: one per env, at most one
             per core).
+        runtime: what runs the learned detector's image encoder on the CPU: ``"torchscript"``
+            (default), ``"onnxruntime"`` (the ``onnx`` extra) or ``"eager"``; ``"space"`` only.
         **ale_kwargs: passed to every ``gym.make("ALE/<Game>-v5")`` (``max_episode_steps``:
             a TimeLimit on each env); other keywords are refused with the nearest valid one.
 
@@ -196,6 +199,7 @@ class MocVectorEnv(VectorEnv):
         row_offset: int = 0,
         emulator: EmulatorName = "python",
         emulator_threads: int | None = None,
+        runtime: Runtime = "torchscript",
         **ale_kwargs: Any,
     ) -> None:
         self._owns_detector = False
@@ -205,7 +209,7 @@ class MocVectorEnv(VectorEnv):
         check_keywords(registered_id(self.game.name), ale_kwargs, _vector_keywords())
         check_env_arguments(
             self.game, detector, device, obs_mode, ram_labels, allow_unclassified, threads, weights,
-            ale_kwargs, distractors, distractor_seed,
+            ale_kwargs, distractors, distractor_seed, runtime,
         )  # fmt: skip
         if isinstance(row_offset, bool) or not isinstance(row_offset, int | np.integer) or row_offset < 0:
             raise ValueError(f"row_offset must be an int >= 0, got {row_offset!r}")
@@ -215,7 +219,7 @@ class MocVectorEnv(VectorEnv):
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.detector = make_detector(
             detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified,
-            threads=threads,
+            threads=threads, runtime=runtime,
         )  # fmt: skip
         self.num_envs = int(num_envs)
         self.emulator = make_emulators(emulator, self.game, self.num_envs, ale_kwargs, emulator_threads)

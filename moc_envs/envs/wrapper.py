@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
+from moc_envs.device import Runtime
 from moc_envs.envs.arguments import (
     check_action,
     check_distractors,
@@ -123,6 +124,9 @@ class ObjectCentricWrapper(
             is then category ``"object"`` and fills no slot); ``"space"`` only.
         threads: torch CPU threads of the learned detector (None: one, which cannot
             oversubscribe a shared machine; see :mod:`moc_envs.threads`).
+        runtime: what runs the learned detector's image encoder on the CPU:
+            ``"torchscript"`` (default), ``"onnxruntime"`` (the ``onnx`` extra) or ``"eager"``
+            (:mod:`moc_envs.model.runtime`); ``"space"`` only.
         distractors: ``"horizontal"``, ``"vertical"`` or ``"both"``: PermaKey's moving bars,
             redrawn at random positions every step and at reset, on the frame the detector
             sees, the ``objects+frame`` observation's frame and ``render()``; RAM, rewards and
@@ -159,6 +163,7 @@ class ObjectCentricWrapper(
         threads: int | None = None,
         distractors: DistractorKind | None = None,
         distractor_seed: int | None = None,
+        runtime: Runtime = "torchscript",
     ) -> None:
         # Recorded so that env.spec can rebuild the stack. A detector object is
         # kept by reference (SharedDetectorKwargs): deep-copying a model (as the
@@ -180,6 +185,7 @@ class ObjectCentricWrapper(
             threads=threads,
             distractors=distractors,
             distractor_seed=distractor_seed,
+            runtime=runtime,
         )
         self._saved_kwargs = SharedDetectorKwargs(self._saved_kwargs)
         gym.Wrapper.__init__(self, env)
@@ -211,7 +217,7 @@ class ObjectCentricWrapper(
         self._distractors = make_distractors(distractors, distractor_seed)
         self.detector = make_detector(
             detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified,
-            threads=threads,
+            threads=threads, runtime=runtime,
         )  # fmt: skip
         self.builder = ObjectObservationBuilder(
             label_spec(self.game, self.detector), obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,

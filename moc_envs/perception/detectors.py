@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from moc_envs.device import resolve_device
+from moc_envs.device import Runtime, check_runtime, resolve_device
 from moc_envs.games import GameSpec, get_game
 from moc_envs.perception.detection import Detector
 from moc_envs.threads import check_threads
@@ -23,6 +23,7 @@ def make_detector(
     weights: str | os.PathLike[str] | None = None,
     allow_unclassified: bool = False,
     threads: int | None = None,
+    runtime: Runtime = "torchscript",
 ) -> Detector:
     """Build the detector for ``game``.
 
@@ -35,16 +36,22 @@ def make_detector(
     is then category "object" and fills no observation slot). ``"ram"`` builds the RAM oracle,
     and an object with a ``detect`` method is returned as it is; ``weights`` only applies to
     ``"space"``. ``threads``: torch CPU threads of the learned detector's forward pass (None:
-    one; :mod:`moc_envs.threads`).
+    one; :mod:`moc_envs.threads`). ``runtime``: what runs the learned detector's image encoder
+    on the CPU (``"torchscript"``, ``"onnxruntime"`` with the ``onnx`` extra, or ``"eager"``;
+    :mod:`moc_envs.model.runtime`); only ``"space"`` takes another than the default.
     """
     spec = game if isinstance(game, GameSpec) else get_game(game)
     threads = check_threads(threads)
+    runtime = check_runtime(runtime)
     check_weights_argument(weights)  # a clear TypeError / ValueError before anything else
     if weights is not None and not (isinstance(detector, str) and detector == "space"):
         name = detector if isinstance(detector, str) else type(detector).__name__
         raise ValueError(
             f"weights={str(weights)!r} only applies to detector='space', got detector {name!r}"
         )
+    if runtime != "torchscript" and not (isinstance(detector, str) and detector == "space"):
+        name = detector if isinstance(detector, str) else type(detector).__name__
+        raise ValueError(f"runtime={runtime!r} only applies to detector='space', got detector {name!r}")
     if isinstance(detector, str):
         if detector == "ram":
             from moc_envs.perception.ram_detector import RamDetector
@@ -58,7 +65,7 @@ def make_detector(
 
             return SpaceDetector.from_pretrained(
                 folder, game=spec, device=resolved, allow_unclassified=allow_unclassified,
-                threads=threads,
+                threads=threads, runtime=runtime,
             )  # fmt: skip
         raise ValueError(
             f"Unknown detector {detector!r}: use 'space' (learned, default), 'ram' (RAM oracle) "

@@ -24,13 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from moc_envs.device import Runtime, check_runtime
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import GameSpec
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.decode_np import LeanGlimpseKernel, crop_glimpses_np, decode_cells
 from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.model.geometry import FRAME_H, FRAME_W, where_to_boxes
-from moc_envs.model.runtime import RawEncoder, frozen_encoder
+from moc_envs.model.runtime import RawEncoder, frozen_encoder, onnxruntime_encoder
 from moc_envs.perception.classifier import (
     CLASSIFIER_FILE,
     LEGACY_CLASSIFIER_FILE,
@@ -103,6 +104,7 @@ class SpaceDetector:
         freeze: bool = True,
         label_offsets: dict[str, float] | None = None,
         drop_empty: bool = True,
+        runtime: Runtime = "torchscript",
     ) -> None:
         """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one).
 
@@ -113,6 +115,9 @@ class SpaceDetector:
         ``threads``: torch CPU threads of the forward pass (None: one, see :mod:`moc_envs.threads`);
         ``freeze``: on the CPU, run the image encoder as a frozen TorchScript graph
         (:mod:`moc_envs.model.runtime`: the same outputs to float rounding, less overhead per call);
+        ``runtime``: what runs the image encoder on the CPU when ``freeze``: ``"torchscript"``
+        (the frozen graph), ``"onnxruntime"`` (the ``onnx`` extra; faster at small batches, see
+        ``benchmarks/results/backends.md``) or ``"eager"``; on CUDA torch runs it eagerly;
         ``label_offsets``: offsets of the game's label links fitted for this detector's boxes
         (``labels.json``; the env applies them to ``info["labels"]``, see
         :meth:`moc_envs.games.GameSpec.with_label_offsets`);
@@ -120,6 +125,7 @@ class SpaceDetector:
         (:func:`moc_envs.perception.postprocess.drawn_mask`).
         """
         self.threads = check_threads(threads)
+        self.runtime = check_runtime(runtime)
         self.game = game
         self.device = torch.device(device)
         self.threshold = threshold
@@ -141,12 +147,14 @@ class SpaceDetector:
             # The lean glimpse encoder runs as two NumPy matrix products on the CPU.
             if self.device.type == "cpu" and encoder.cfg.glimpse_encoder == "lean":
                 self._glimpse_kernel = LeanGlimpseKernel(self.encoder.glimpse_encoder, encoder.cfg.glimpse)
-            if freeze and self.device.type == "cpu":
+            if freeze and self.device.type == "cpu" and self.runtime != "eager":
                 size = encoder.cfg.img_size
                 example = torch.zeros((1, 3, size, size), device=self.device)
-                self._image_raw = frozen_encoder(
-                    self.encoder.image_encoder, example.contiguous(memory_format=torch.channels_last)
-                )
+                example = example.contiguous(memory_format=torch.channels_last)
+                if self.runtime == "onnxruntime":
+                    self._image_raw = onnxruntime_encoder(self.encoder.image_encoder, example, self.threads)
+                else:
+                    self._image_raw = frozen_encoder(self.encoder.image_encoder, example)
 
     @property
     def config(self) -> ModelConfig:
@@ -162,6 +170,7 @@ class SpaceDetector:
         allow_unclassified: bool = False,
         threads: int | None = None,
         freeze: bool = True,
+        runtime: Runtime = "torchscript",
     ) -> SpaceDetector:
         """Load the detector exported to folder ``path`` for ``game``.
 
@@ -173,9 +182,10 @@ class SpaceDetector:
         the classifier cannot be read, are for another game or format, do not match the model
         (keys, shapes), hold non-finite values, or cannot work (a classifier filling no slot, a
         ``max_box`` smaller than one grid cell, a ``labels.json`` for another game or naming labels
-        the game has no link for). ``threads`` and ``freeze``: see :class:`SpaceDetector`.
+        the game has no link for). ``threads``, ``freeze`` and ``runtime``: see :class:`SpaceDetector`.
         """
         threads = check_threads(threads)
+        runtime = check_runtime(runtime)
         path = Path(path)
         cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
         for p in (cfg_path, w_path):
@@ -253,7 +263,7 @@ class SpaceDetector:
                 )
         return cls(
             encoder, game, device=device, threshold=float(threshold), meta=meta, classifier=classifier,
-            refine=refine, max_box=max_box, threads=threads, freeze=freeze,
+            refine=refine, max_box=max_box, threads=threads, freeze=freeze, runtime=runtime,
             label_offsets=read_label_offsets(files, game),
         )  # fmt: skip
 
