@@ -41,12 +41,15 @@ def test_readme_lists_every_game_with_its_card_figures() -> None:
     assert len(games) == 11
     for game in games:
         card = json.loads((ROOT / "weights" / game / "card.json").read_text())
-        f1 = card["evaluation"]["detector"]["moving"]["f1"]
-        row = re.search(rf"^\| {game} \| ([0-9.]+) \|", text, re.M)
+        held_out, moving = card["ship"]["f1_held_out"], card["evaluation"]["detector"]["moving"]["f1"]
+        row = re.search(rf"^\| {game} \| ([0-9.]+) \|(.*)$", text, re.M)
         assert row, f"README.md has no row for {game} in its games table"
-        assert row.group(1) == f"{f1:.3f}", (
-            f"{game}: README says F1 {row.group(1)}, its card {f1:.3f}"
+        assert row.group(1) == f"{held_out:.3f}", (
+            f"{game}: README says held-out F1 {row.group(1)}, its card {held_out:.3f}"
         )
+        cells = [c.strip() for c in row.group(2).split("|")]
+        assert f"{moving:.3f}" in cells, f"{game}: README's row lacks the card's test-split F1 {moving:.3f}"
+        assert ("yes" if card["ship"]["meets_held_out_bar"] else "no") in cells
 
 
 def _modules(package: str) -> set[str]:
