@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from moc_envs.games import get_game
 from moc_envs.perception.detection import FRAME_HEIGHT, FRAME_WIDTH
 from moc_envs.threads import add_threads_argument, set_torch_threads
 
@@ -151,12 +152,16 @@ def fit_hud_regions(named: NamedBoxes, hud_share: float = 0.01, margin: float = 
     return regions
 
 
-def withheld_categories(named: NamedBoxes, min_precision: float = 0.25, min_boxes: int = 30) -> list[str]:
-    """Categories whose boxes were right less than ``min_precision`` of the time (over at least
-    ``min_boxes`` boxes) in the fit's play: the classifier will not name them."""
+def withheld_categories(
+    named: NamedBoxes, promised: Sequence[str], min_precision: float = 0.25, min_boxes: int = 30
+) -> list[str]:
+    """Categories of ``promised`` (the game's slots: the only ones the truth holds) whose boxes were
+    right less than ``min_precision`` of the time (over at least ``min_boxes`` boxes) in the fit's
+    play: the classifier will not name them. Categories without a slot (MsPacman's pills) keep
+    their names in ``info["objects"]``."""
     out = []
     for c, n in sorted(named.named.items()):
-        if c == "unknown" or n < min_boxes:
+        if c not in promised or n < min_boxes:
             continue
         right = len(named.boxes.get(c, ()))
         if right / n < min_precision:
@@ -173,7 +178,6 @@ def write_extents(
     withheld: Sequence[str] = (),
 ) -> Path:
     """Put ``extents`` and ``hud_regions`` into the folder's classifier (``classifier.json``) and refresh its manifest."""
-    from moc_envs.games import get_game
     from moc_envs.perception.classifier import (
         CLASSIFIER_FILE,
         CLASSIFIER_JSON,
@@ -218,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         named = collect_named_boxes(args.game, args.weights, args.frames, args.seeds, args.device)
         extents = fit_extents(named, args.quantile, args.size_factor, args.fixed_span, args.position_margin)
         regions = fit_hud_regions(named, args.hud_share)
-        withheld = withheld_categories(named)
+        withheld = withheld_categories(named, get_game(args.game).category_names)
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
     details = {

@@ -560,7 +560,7 @@ def _stage_extents(run: PipelineRun) -> dict[str, Any]:
     )
 
     named = collect_named_boxes(run.game, run.weights_dir, device=run.device, **run.cfg.extents_options)
-    extents, regions, withheld = fit_extents(named), fit_hud_regions(named), withheld_categories(named)
+    extents, regions, withheld = fit_extents(named), fit_hud_regions(named), withheld_categories(named, get_game(run.game).category_names)
     details = {"policy": "random", "frames": named.frames, "named_boxes": {c: len(v) for c, v in named.boxes.items()},
                "boxes_given": named.named, "withheld": withheld}  # fmt: skip
     write_extents(run.weights_dir, run.game, extents, details, regions, withheld)
