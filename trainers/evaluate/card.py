@@ -248,6 +248,20 @@ def _held_out(weights: Path) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
+def _largest_errors(ho: dict[str, Any], top: int = 3) -> str:
+    """The categories with the most missed and false objects on held-out play, with their rates."""
+    rows = []
+    for c, r in ho["per_category"].items():
+        truth, p, rec = r.get("truth") or 0, r.get("precision"), r.get("recall")
+        if p is None or rec is None:
+            continue
+        missed = truth * (1 - rec)
+        false = truth * rec * (1 / p - 1) if p > 0 else 0.0
+        rows.append((missed + false, c, p, rec))
+    rows.sort(reverse=True)
+    return "; ".join(f"{c} (recall {rec:.3f}, precision {p:.3f})" for n, c, p, rec in rows[:top] if n >= 1)
+
+
 def _held_out_lines(ho: dict[str, Any]) -> list[str]:
     m, v, bar = ho["learned"], ho["vision"], ho["bar"] or {}
     lines = [
@@ -265,6 +279,9 @@ def _held_out_lines(ho: dict[str, Any]) -> list[str]:
         f"**{'met' if ho['meets_bar'] else 'not met'}**.", "",
         "| category | truth objects | P | R | vision P | vision R | frames with a spurious slot box |", "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
+    misses = _largest_errors(ho)
+    if misses:
+        lines[-3:-3] = ["", f"Where the errors are (most first): {misses}."]
     for c, r in ho["per_category"].items():
         lines.append(
             f"| {c} | {r['truth']} | {_f(r['precision'])} | {_f(r['recall'])} | {_f(r['vision_precision'])} "
