@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from benchmarks import noisy
-from moc_envs.perception.distractors import BAR_COLOR, HORIZONTAL_THICKNESS, VERTICAL_THICKNESS, Bars
+from moc_envs.perception.distractors import (
+    BAR_COLOR,
+    HORIZONTAL_THICKNESS,
+    VERTICAL_THICKNESS,
+    Bars,
+)
 
 
 def test_noisy_frames_draw_new_bars_on_every_frame_reproducibly() -> None:
