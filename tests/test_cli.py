@@ -121,12 +121,12 @@ def test_train_without_the_training_code_says_what_to_install(monkeypatch, capsy
 
 VERBS = {
     "demo", "list", "manifest", "train", "dataset", "raw-frames", "train-detector", "distill",
-    "classifier", "evaluate", "metrics", "unmatched", "export", "card", "label-offsets", "extents", "held-out", "agent",
+    "classifier", "evaluate", "metrics", "unmatched", "export", "card", "label-offsets", "extents", "held-out", "hud", "agent",
     "agent-eval", "bench",
 }  # fmt: skip
 BENCHMARK_NAMES = {
     "all", "speed", "detection", "noisy", "probe", "agents", "flicker", "games", "transfer", "train-speed",
-    "ddp-speed", "backends",
+    "ddp-speed", "backends", "hud",
 }  # fmt: skip
 
 

@@ -68,6 +68,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "trainers.evaluate.label_offsets", "main",
         "fit each label link's offset to a learned detector's own boxes",
     ),
+    "hud": (
+        "trainers.hud.train", "main",
+        "fit a game's HUD reader (scores, lives, clocks, bars read from the frame) into a weights folder",
+    ),
     "agent": (
         "trainers.agents.train", "main",
         "train a PPO agent on object observations",

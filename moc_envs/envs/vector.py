@@ -48,6 +48,7 @@ from moc_envs.envs.emulators import EmulatorName, check_emulator_arguments, make
 from moc_envs.envs.registration import check_env_arguments, game_of_id
 from moc_envs.envs.registration import env_id as registered_id
 from moc_envs.games import GameSpec
+from moc_envs.hud.reader import detector_hud
 from moc_envs.perception.detection import (
     Detector,
     claim_detector,
@@ -243,7 +244,7 @@ class MocVectorEnv(VectorEnv):
         self.builders = [
             ObjectObservationBuilder(
                 label_spec(self.game, self.detector), obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
-                coast=coast,
+                coast=coast, hud=detector_hud(self.detector),
             )
             for _ in range(self.num_envs)
         ]

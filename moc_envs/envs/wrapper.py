@@ -22,6 +22,7 @@ from moc_envs.envs.arguments import (
 from moc_envs.envs.render import draw_objects, open_window
 from moc_envs.errors import ClosedEnvError, UnknownGameError
 from moc_envs.games import GAMES, GameSpec, game_names, get_game
+from moc_envs.hud.reader import detector_hud
 from moc_envs.perception.detection import (
     Detection,
     Detector,
@@ -221,7 +222,7 @@ class ObjectCentricWrapper(
         )  # fmt: skip
         self.builder = ObjectObservationBuilder(
             label_spec(self.game, self.detector), obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
-                coast=coast,
+                coast=coast, hud=detector_hud(self.detector),
         )
         self.observation_space = observation_space(self.game, obs_mode)
         self._frame: np.ndarray | None = None

@@ -8,7 +8,7 @@ batched call and then hand each env's detections to that env's builder.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from gymnasium import spaces
@@ -17,6 +17,9 @@ from moc_envs.games import GameSpec
 from moc_envs.perception.detection import FRAME_HEIGHT, FRAME_WIDTH, Detection
 from moc_envs.perception.labels import labels_from_detections, labels_from_ram
 from moc_envs.perception.tracking import SlotTracker
+
+if TYPE_CHECKING:
+    from moc_envs.hud.reader import HudReader
 
 __all__ = [
     "FEATURES",
@@ -99,8 +102,13 @@ class ObjectObservationBuilder:
         max_distance: float = 40.0,
         max_age: int = 30,
         coast: int = 0,
+        hud: HudReader | None = None,
     ) -> None:
+        """``hud``: the learned HUD reader of the detector's weights folder
+        (:mod:`moc_envs.hud.reader`), whose labels (scores, lives, clocks, bars) ``info["labels"]``
+        gains from each step's frame; None reads none."""
         self.spec = spec
+        self.hud = hud
         self.obs_mode = check_obs_mode(obs_mode)
         self.ram_labels = bool(ram_labels)
         self.tracker = SlotTracker(spec, max_distance=max_distance, max_age=max_age, coast=coast)
@@ -133,14 +141,15 @@ class ObjectObservationBuilder:
 
         ``frame`` is required for ``obs_mode="objects+frame"``, ``ram`` for
         ``ram_labels=True``. Labels read the tracked boxes (each in its slot) and, where a
-        label link needs it (``mirror``), the frame.
+        label link needs it (``mirror``), the frame; with a HUD reader, the HUD labels it can
+        read in ``frame`` are added (none without a frame).
         """
         self.objects = self.tracker.update(detections)
-        info: dict[str, object] = {
-            "objects": list(self.objects),
-            # Labels read the boxes the observation shows (each in its slot).
-            "labels": labels_from_detections(self.spec, self.objects, tracked=True, frame=frame),
-        }
+        # Labels read the boxes the observation shows (each in its slot).
+        labels = labels_from_detections(self.spec, self.objects, tracked=True, frame=frame)
+        if self.hud is not None and frame is not None:
+            labels.update(self.hud.read(frame))
+        info: dict[str, object] = {"objects": list(self.objects), "labels": labels}
         if self.ram_labels:
             if ram is None:
                 raise ValueError("ram_labels=True needs the step's RAM")

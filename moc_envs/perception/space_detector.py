@@ -27,6 +27,7 @@ import torch
 from moc_envs.device import Runtime, check_runtime
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import GameSpec
+from moc_envs.hud.reader import HudReader, read_hud
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.decode_np import LeanGlimpseKernel, crop_glimpses_np, decode_cells
 from moc_envs.model.encoder import SpaceEncoder
@@ -105,6 +106,7 @@ class SpaceDetector:
         label_offsets: dict[str, float] | None = None,
         drop_empty: bool = True,
         runtime: Runtime = "torchscript",
+        hud: HudReader | None = None,
     ) -> None:
         """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one).
 
@@ -122,7 +124,9 @@ class SpaceDetector:
         (``labels.json``; the env applies them to ``info["labels"]``, see
         :meth:`moc_envs.games.GameSpec.with_label_offsets`);
         ``drop_empty``: drop boxes over plain background, where nothing is drawn
-        (:func:`moc_envs.perception.postprocess.drawn_mask`).
+        (:func:`moc_envs.perception.postprocess.drawn_mask`);
+        ``hud``: the weights folder's learned HUD reader (``hud.json``, :mod:`moc_envs.hud.reader`),
+        whose labels the env adds to ``info["labels"]``.
         """
         self.threads = check_threads(threads)
         self.runtime = check_runtime(runtime)
@@ -138,6 +142,7 @@ class SpaceDetector:
         self._samples: tuple[np.ndarray, np.ndarray | None] | None = None
         game.with_label_offsets(label_offsets or {})  # refuses unknown labels and non-finite offsets
         self.label_offsets: dict[str, float] = dict(label_offsets or {})
+        self.hud = hud
         self._image_raw: RawEncoder | None = None
         self._glimpse_kernel: LeanGlimpseKernel | None = None
         # Set-up work runs on one torch thread: starting OpenMP's pool here would make a later
@@ -182,7 +187,8 @@ class SpaceDetector:
         the classifier cannot be read, are for another game or format, do not match the model
         (keys, shapes), hold non-finite values, or cannot work (a classifier filling no slot, a
         ``max_box`` smaller than one grid cell, a ``labels.json`` for another game or naming labels
-        the game has no link for). ``threads``, ``freeze`` and ``runtime``: see :class:`SpaceDetector`.
+        the game has no link for, a ``hud.json`` that fails :func:`moc_envs.hud.reader.read_hud`).
+        ``threads``, ``freeze`` and ``runtime``: see :class:`SpaceDetector`.
         """
         threads = check_threads(threads)
         runtime = check_runtime(runtime)
@@ -264,7 +270,7 @@ class SpaceDetector:
         return cls(
             encoder, game, device=device, threshold=float(threshold), meta=meta, classifier=classifier,
             refine=refine, max_box=max_box, threads=threads, freeze=freeze, runtime=runtime,
-            label_offsets=read_label_offsets(files, game),
+            label_offsets=read_label_offsets(files, game), hud=read_hud(files, game),
         )  # fmt: skip
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:
