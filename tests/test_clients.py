@@ -36,7 +36,10 @@ def nothing_built(monkeypatch):
     def boom(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("an emulator or detector was built before the arguments were checked")
 
-    for module in (moc_envs.envs.registration, moc_envs.envs.vector):
+    import moc_envs.envs.emulators
+
+    # The vector envs build their emulators in moc_envs.envs.emulators.
+    for module in (moc_envs.envs.registration, moc_envs.envs.emulators):
         monkeypatch.setattr(module, "make_ale_env", boom)
     for module in (moc_envs.envs.wrapper, moc_envs.envs.vector):
         monkeypatch.setattr(module, "make_detector", boom)

@@ -95,6 +95,8 @@ def _rewrite_classifier(folder: Path, tag: str = "Pong", classes: list[str] | No
     save_file(current, str(folder / CLASSIFIER_FILE), metadata={"format": CLASSIFIER_FORMAT, "game": tag})
     if classes is not None:
         meta = json.loads((folder / CLASSIFIER_JSON).read_text())
+        # The extents, HUD regions and withheld categories name the old classes: left out with them.
+        meta = {k: v for k, v in meta.items() if k not in ("extents", "hud_regions", "withheld")}
         (folder / CLASSIFIER_JSON).write_text(json.dumps({**meta, "classes": classes}))
     _resign(folder)
 
