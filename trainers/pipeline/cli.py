@@ -35,7 +35,7 @@ stage the command prints what each stage is expected to take here (the teacher's
 distillation timed on this machine, the other stages estimated until they have run), the total of
 the preset's full schedules and, when N is less, the steps and epochs N gives and the --minutes
 that would run them all. The stages that are not cut short (dataset, export, raw frames,
-classifier, evaluation, labels, card) keep their expected time and the long ones share the rest:
+classifier, extents, evaluation, labels, HUD reader, held-out evaluation, card) keep their expected time and the long ones share the rest:
 the teacher plans for {BUDGET_SHARES['teacher']:.0%} of it (or all but what the distillation's full schedule needs,
 when that is more; its steps from ten timed steps) and stops at its time in any case; the
 distillation gets what is left when it starts (its epochs from timed batches) and stops

@@ -567,6 +567,18 @@ def _stage_extents(run: PipelineRun) -> dict[str, Any]:
     return {"extents": extents, "hud_regions": regions, **details}
 
 
+def _stage_hud(run: PipelineRun) -> dict[str, Any]:
+    from trainers.hud.data import hud_labels
+    from trainers.hud.train import Args, fit_game, write_reader
+
+    if not hud_labels(run.game):
+        return {"hud": None, "why": f"{run.game} has no HUD labels to read"}
+    reader, report = fit_game(Args(game=run.game, steps=run.cfg.hud_steps), log=lambda _: None)
+    if reader is None:
+        return {"hud": None, "why": "no HUD label could be read on the held-out plays", "labels": sorted(report)}
+    return {"hud": str(write_reader(reader, run.weights_dir)), "labels": sorted(report)}
+
+
 def _stage_held_out(run: PipelineRun) -> dict[str, Any]:
     from trainers.evaluate.held_out import LEARNED, VISION, collect, evaluate_plays, write_held_out
 
@@ -602,6 +614,7 @@ STAGE_FUNCS: dict[str, Callable[[PipelineRun], dict[str, Any]]] = {
     "extents": _stage_extents,
     "evaluate": _stage_evaluate,
     "labels": _stage_labels,
+    "hud": _stage_hud,
     "held_out": _stage_held_out,
     "card": _stage_card,
 }

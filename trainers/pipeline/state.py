@@ -53,7 +53,8 @@ __all__ = [
 ]
 
 STAGES: tuple[str, ...] = (
-    "dataset", "teacher", "export", "raw_frames", "classifier", "distill", "extents", "evaluate", "labels", "held_out", "card",
+    "dataset", "teacher", "export", "raw_frames", "classifier", "distill", "extents", "evaluate", "labels", "hud", "held_out",
+    "card",
 )  # fmt: skip
 """The stages in the order they run."""
 STATE_FILE = "pipeline.json"
@@ -74,6 +75,7 @@ NOMINAL_SECONDS: dict[str, tuple[float, tuple[str, ...]]] = {
     "evaluate": (120.0, ("test",)),
     "extents": (60.0, ()),
     "labels": (90.0, ()),
+    "hud": (120.0, ()),
     "held_out": (150.0, ()),
     "card": (2.0, ()),
 }
@@ -129,6 +131,8 @@ class PipelineConfig:
     label_options: dict[str, Any] = field(default_factory=dict)
     extents_options: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments of :func:`trainers.classify.extents.collect_named_boxes` (``frames``, ``seeds``)."""
+    hud_steps: int = 3000
+    """Steps of each fitting play of the HUD reader (:class:`trainers.hud.train.Args`)."""
     held_out_frames: int = 320
     """Recorded frames per policy of the held-out evaluation (:func:`trainers.evaluate.held_out.collect`)."""
     """Extra keyword arguments of :func:`trainers.evaluate.label_offsets.calibrate` (``steps``, ``min_samples``)."""
