@@ -93,30 +93,10 @@ def bar_false_detections(preds: Sequence[Any], truths: Sequence[Any], bars: Sequ
 
 def _vision(game: str, frames: np.ndarray) -> list[tuple[np.ndarray, list[str]]]:
     """OCAtari's vision objects (promised categories, HUD left out) on each frame."""
-    from ocatari.ram.extract_ram_info import init_objects
-    from ocatari.vision.extract_vision_info import detect_objects_vision
+    from trainers.evaluate.held_out import VisionRules
 
-    from moc_envs.games import get_game
-    from trainers.data.ground_truth import vision_step
-
-    spec = get_game(game)
-    keep = frozenset(spec.category_names)
-    try:
-        objects = init_objects(spec.name, True, vision=True)
-    except AttributeError:
-        objects = init_objects(spec.name, False, vision=True)
-    out = []
-    for frame in frames:
-        ok = vision_step(detect_objects_vision, objects, frame, spec.name, True)
-        boxes, cats = [], []
-        for o in objects if ok else []:
-            if o and not getattr(o, "hud", False) and o.category in keep:
-                x, y, w, h = (float(v) for v in o.xywh)
-                if w > 0 and h > 0:
-                    boxes.append((x, y, w, h))
-                    cats.append(o.category)
-        out.append((np.array(boxes, np.float64).reshape(-1, 4), cats))
-    return out
+    rules = VisionRules(game)
+    return [rules(frame)[:2] for frame in frames]
 
 
 def _score_game(

@@ -43,6 +43,7 @@ __all__ = [
     "collect",
     "evaluate_plays",
     "PolicyRun",
+    "VisionRules",
     "POLICY_SETS",
     "FrameRecord",
     "PlayRecord",
@@ -186,30 +187,58 @@ def _gt_boxes(objects: Sequence[Any], keep: frozenset[str]) -> tuple[np.ndarray,
     return (np.array(boxes, np.float64).reshape(-1, 4), cats, np.array(hud, np.float64).reshape(-1, 4))
 
 
-def _vision_objects(init_objects: Callable[..., list[Any]], game: str) -> list[Any]:
-    # OCAtari 2.2.1's Pong vision needs its HUD objects while Freeway's HUD classes fail to
-    # build; only the promised categories are scored, so a HUD-less list serves where needed.
-    try:
-        return init_objects(game, True, vision=True)
-    except AttributeError:
-        return init_objects(game, False, vision=True)
+class VisionRules:
+    """OCAtari's vision rules for one game: each frame's objects of the promised categories, HUD left out."""
+
+    def __init__(self, game: str) -> None:
+        from ocatari.ram.extract_ram_info import init_objects
+        from ocatari.vision.extract_vision_info import detect_objects_vision
+
+        from moc_envs.games import get_game
+
+        spec = get_game(game)
+        importlib.import_module(f"ocatari.vision.{spec.name.lower()}")
+        self.game = spec.name
+        self.keep = frozenset(spec.category_names)
+        self._init, self._detect = init_objects, detect_objects_vision
+        self.reset()
+
+    def reset(self) -> None:
+        """Fresh objects (a new episode)."""
+        # OCAtari 2.2.1's Pong vision needs its HUD objects while Freeway's HUD classes fail to
+        # build; only the promised categories are scored, so a HUD-less list serves where needed.
+        try:
+            self._objects = self._init(self.game, True, vision=True)
+        except AttributeError:
+            self._objects = self._init(self.game, False, vision=True)
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, list[str], bool]:
+        """Boxes (N, 4) and categories of ``frame``, and False when the rules refused the frame."""
+        from trainers.data.ground_truth import vision_step
+
+        ok = vision_step(self._detect, self._objects, frame, self.game, True)
+        boxes, cats = [], []
+        for o in self._objects if ok else []:
+            if not o or bool(getattr(o, "hud", False)) or o.category not in self.keep:
+                continue
+            x, y, w, h = (float(v) for v in o.xywh)
+            if w > 0 and h > 0:
+                boxes.append((x, y, w, h))
+                cats.append(o.category)
+        return np.array(boxes, np.float64).reshape(-1, 4), cats, ok
 
 
 def play(game: str, run: PolicyRun, frames: int, window: int = 32, gap: int = 288) -> PlayRecord:
     """Play ``game`` with ``run`` and record ``frames`` frames in windows (module docstring)."""
-    from ocatari.ram.extract_ram_info import init_objects
-    from ocatari.vision.extract_vision_info import detect_objects_vision
-
     from moc_envs.envs.registration import make_ale_env
     from moc_envs.games import get_game
     from moc_envs.perception.frames import frame_source
     from moc_envs.perception.ram_detector import RamDetector
-    from trainers.data.ground_truth import RamGroundTruth, vision_step
+    from trainers.data.ground_truth import RamGroundTruth
 
     if frames < 1 or window < 1 or gap < 0:
         raise ValueError(f"frames and window must be >= 1 and gap >= 0, got {frames}, {window}, {gap}")
     spec = get_game(game)
-    importlib.import_module(f"ocatari.vision.{spec.name.lower()}")
     keep = frozenset(spec.category_names)
     env = make_ale_env(spec)
     ale = env.unwrapped.ale  # type: ignore[attr-defined]
@@ -217,7 +246,7 @@ def play(game: str, run: PolicyRun, frames: int, window: int = 32, gap: int = 28
     policy = make_play_policy(run, spec.name, env)
     oracle = RamDetector(spec)
     truth_on, truth_off = RamGroundTruth(spec.name, hud=True), RamGroundTruth(spec.name, hud=False)
-    vis_objs = _vision_objects(init_objects, spec.name)
+    vision = VisionRules(spec.name)
     kept_frames: list[np.ndarray] = []
     records: list[FrameRecord] = []
     steps = episodes = clock = truth_refused = 0
@@ -239,8 +268,7 @@ def play(game: str, run: PolicyRun, frames: int, window: int = 32, gap: int = 28
                 truth_refused += 1
             phase = clock % (window + gap)
             if phase >= gap and on is not None and off is not None:
-                records.append(_record(spec.name, frame, on, off, keep, vis_objs, detect_objects_vision, vision_step,
-                                       window_start=phase == gap or restart))
+                records.append(_record(frame, on, off, keep, vision, window_start=phase == gap or restart))
                 kept_frames.append(frame)
             restart = on is None or (restart and phase < gap)
             dets = oracle.detect(frame[None], ram[None])[0]
@@ -256,7 +284,7 @@ def play(game: str, run: PolicyRun, frames: int, window: int = 32, gap: int = 28
                 oracle.reset(0)
                 truth_on.reset()
                 truth_off.reset()
-                vis_objs = _vision_objects(init_objects, spec.name)
+                vision = VisionRules(spec.name)
                 # The windows keep their pace across episodes (a game whose episodes are shorter
                 # than a gap still gets frames); the tracker starts afresh with the new episode.
                 restart = True
@@ -266,14 +294,11 @@ def play(game: str, run: PolicyRun, frames: int, window: int = 32, gap: int = 28
 
 
 def _record(
-    game: str,
     frame: np.ndarray,
     on: Sequence[Any],
     off: Sequence[Any],
     keep: frozenset[str],
-    vis_objs: list[Any],
-    detect_vision: Callable[..., Any],
-    vision_step: Callable[..., bool],
+    vision: VisionRules,
     window_start: bool,
 ) -> FrameRecord:
     boxes, cats, hud = _gt_boxes(on, keep)
@@ -290,21 +315,12 @@ def _record(
             shown.append((c, b))
         else:
             undrawn[c] = undrawn.get(c, 0) + 1
-    ok = vision_step(detect_vision, vis_objs, frame, game, True)
-    v_boxes, v_cats = [], []
-    if ok:
-        for o in vis_objs:
-            if not o or bool(getattr(o, "hud", False)) or o.category not in keep:
-                continue
-            x, y, w, h = (float(v) for v in o.xywh)
-            if w > 0 and h > 0:
-                v_boxes.append((x, y, w, h))
-                v_cats.append(o.category)
+    v_boxes, v_cats, ok = vision(frame)
     return FrameRecord(
         truth=np.array([b for _, b in shown], np.float64).reshape(-1, 4),
         truth_cats=[c for c, _ in shown],
         hud=hud,
-        vision=np.array(v_boxes, np.float64).reshape(-1, 4),
+        vision=v_boxes,
         vision_cats=v_cats,
         undrawn=undrawn,
         window_start=window_start,
