@@ -35,6 +35,7 @@ __all__ = [
     "DistractorKind",
     "Distractors",
     "check_distractors",
+    "distractor_seed_argument",
     "draw_bars",
     "make_distractors",
 ]
@@ -206,3 +207,16 @@ def make_distractors(
     """A :class:`Distractors` for ``kind``, or None when ``kind`` is None (off)."""
     check_distractors(kind, seed)
     return None if kind is None else Distractors(kind, seed, index)
+
+
+def distractor_seed_argument(text: str) -> int:
+    """argparse type of ``--distractor-seed``: a non-negative int."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return value

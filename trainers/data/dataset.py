@@ -45,7 +45,12 @@ from tqdm import tqdm
 
 from moc_envs.errors import MocEnvsError
 from moc_envs.games import get_game
-from moc_envs.perception.distractors import DISTRACTOR_KINDS, DistractorKind, check_distractors
+from moc_envs.perception.distractors import (
+    DISTRACTOR_KINDS,
+    DistractorKind,
+    check_distractors,
+    distractor_seed_argument,
+)
 from moc_envs.perception.preprocess import MODEL_SIZE
 from moc_envs.weights.atomic import remove_stale_temporaries
 from trainers.data.collect import (
@@ -433,17 +438,6 @@ def _regions(text: str) -> list[list[int]]:
     return rects
 
 
-def _seed(text: str) -> int:
-    """A non-negative int, for ``--distractor-seed``."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point: ``moc-envs dataset --game Pong --out data/Pong``."""
     p = argparse.ArgumentParser(
@@ -490,7 +484,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "recorded frames; RAM, ground truth and background stay clean (default: none)",
     )  # fmt: skip
     p.add_argument(
-        "--distractor-seed", type=_seed, default=None,
+        "--distractor-seed", type=distractor_seed_argument, default=None,
         help="seed of the bar positions, mixed with each chunk's env seed (default: --seed alone fixes them)",
     )  # fmt: skip
     p.add_argument("--vis", action="store_true", help="write pictures of the targets to OUT/vis")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from moc_envs.errors import MocEnvsError
-from moc_envs.perception.distractors import DISTRACTOR_KINDS
+from moc_envs.perception.distractors import DISTRACTOR_KINDS, distractor_seed_argument
 from moc_envs.threads import DEFAULT_THREADS, THREADS_HELP
 from trainers.pipeline.run import format_summary, run_pipeline
 from trainers.pipeline.state import BUDGET_SHARES, PRESETS, STAGES, STATE_FILE, PipelineConfig
@@ -76,23 +76,12 @@ def build_parser(prog: str = "moc-envs train") -> argparse.ArgumentParser:
         help="build the dataset with PermaKey's moving bars on its frames (moc-envs dataset --distractors; default: none)",
     )  # fmt: skip
     p.add_argument(
-        "--distractor-seed", type=_seed, default=None,
+        "--distractor-seed", type=distractor_seed_argument, default=None,
         help="seed of the bars, mixed with the dataset's env seeds (default: --seed alone fixes them)",
     )  # fmt: skip
     p.add_argument("--hardware", default=argparse.SUPPRESS, help="what the card says it was trained on (default: this machine's CPU or GPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
-
-
-def _seed(text: str) -> int:
-    """A non-negative int, for ``--distractor-seed``."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "moc-envs train") -> int:
