@@ -72,6 +72,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "trainers.hud.train", "main",
         "fit a game's HUD reader (scores, lives, clocks, bars read from the frame) into a weights folder",
     ),
+    "readouts": (
+        "trainers.readouts.cli", "main",
+        "fit a game's readouts (counts, identities, headings, brick walls) from play into a weights folder",
+    ),
     "agent": (
         "trainers.agents.train", "main",
         "train a PPO agent on object observations",

@@ -58,6 +58,7 @@ from moc_envs.perception.detection import (
 from moc_envs.perception.detectors import DetectorName, label_spec, make_detector
 from moc_envs.perception.distractors import DistractorKind, make_distractors
 from moc_envs.perception.observation import ObjectObservationBuilder, observation_space
+from moc_envs.readouts.registry import detector_readouts
 
 __all__ = ["AUTORESET_MODES", "MocVectorEnv", "reset_arguments"]
 
@@ -245,6 +246,7 @@ class MocVectorEnv(VectorEnv):
             ObjectObservationBuilder(
                 label_spec(self.game, self.detector), obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
                 coast=coast, hud=detector_hud(self.detector),
+                readouts=detector_readouts(self.detector),
             )
             for _ in range(self.num_envs)
         ]

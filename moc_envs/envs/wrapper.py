@@ -38,6 +38,7 @@ from moc_envs.perception.observation import (
     check_obs_mode,
     observation_space,
 )
+from moc_envs.readouts.registry import detector_readouts
 
 __all__ = ["ObjectCentricWrapper", "SharedDetectorKwargs", "game_of_env", "screen_of"]
 
@@ -223,6 +224,7 @@ class ObjectCentricWrapper(
         self.builder = ObjectObservationBuilder(
             label_spec(self.game, self.detector), obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
                 coast=coast, hud=detector_hud(self.detector),
+                readouts=detector_readouts(self.detector),
         )
         self.observation_space = observation_space(self.game, obs_mode)
         self._frame: np.ndarray | None = None

@@ -20,6 +20,7 @@ from moc_envs.perception.tracking import SlotTracker
 
 if TYPE_CHECKING:
     from moc_envs.hud.reader import HudReader
+    from moc_envs.readouts.registry import ReadoutSet
 
 __all__ = [
     "FEATURES",
@@ -103,12 +104,15 @@ class ObjectObservationBuilder:
         max_age: int = 30,
         coast: int = 0,
         hud: HudReader | None = None,
+        readouts: ReadoutSet | None = None,
     ) -> None:
         """``hud``: the learned HUD reader of the detector's weights folder
         (:mod:`moc_envs.hud.reader`), whose labels (scores, lives, clocks, bars) ``info["labels"]``
-        gains from each step's frame; None reads none."""
+        gains from each step's frame; None reads none. ``readouts``: the folder's readouts
+        (:mod:`moc_envs.readouts`), copied for this env (they may keep state across steps)."""
         self.spec = spec
         self.hud = hud
+        self.readouts = readouts.fresh() if readouts is not None else None
         self.obs_mode = check_obs_mode(obs_mode)
         self.ram_labels = bool(ram_labels)
         self.tracker = SlotTracker(spec, max_distance=max_distance, max_age=max_age, coast=coast)
@@ -119,6 +123,8 @@ class ObjectObservationBuilder:
         """Forget tracked slots (episode start)."""
         self.tracker.reset()
         self.objects = []
+        if self.readouts is not None:
+            self.readouts.reset()
 
     def object_array(self) -> np.ndarray:
         """The (n_slots, 7) float32 observation of the tracker's current state."""
@@ -149,6 +155,8 @@ class ObjectObservationBuilder:
         labels = labels_from_detections(self.spec, self.objects, tracked=True, frame=frame)
         if self.hud is not None and frame is not None:
             labels.update(self.hud.read(frame))
+        if self.readouts is not None:
+            labels.update(self.readouts.read(self.objects, frame))
         info: dict[str, object] = {"objects": list(self.objects), "labels": labels}
         if self.ram_labels:
             if ram is None:

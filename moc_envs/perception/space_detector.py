@@ -53,6 +53,8 @@ from moc_envs.perception.postprocess import (
     suppress_duplicates_batched,
 )
 from moc_envs.perception.preprocess import resize_frames
+from moc_envs.readouts.file import read_readouts
+from moc_envs.readouts.registry import ReadoutSet
 from moc_envs.threads import check_threads, torch_threads
 from moc_envs.weights.manifest import safetensors_metadata, verify_folder
 
@@ -107,6 +109,7 @@ class SpaceDetector:
         drop_empty: bool = True,
         runtime: Runtime = "torchscript",
         hud: HudReader | None = None,
+        readouts: ReadoutSet | None = None,
     ) -> None:
         """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one).
 
@@ -126,7 +129,9 @@ class SpaceDetector:
         ``drop_empty``: drop boxes over plain background, where nothing is drawn
         (:func:`moc_envs.perception.postprocess.drawn_mask`);
         ``hud``: the weights folder's learned HUD reader (``hud.json``, :mod:`moc_envs.hud.reader`),
-        whose labels the env adds to ``info["labels"]``.
+        whose labels the env adds to ``info["labels"]``;
+        ``readouts``: the folder's fitted readouts (``readouts.json``, :mod:`moc_envs.readouts`):
+        counts, identities, headings, brick walls, added to ``info["labels"]`` too.
         """
         self.threads = check_threads(threads)
         self.runtime = check_runtime(runtime)
@@ -143,6 +148,7 @@ class SpaceDetector:
         game.with_label_offsets(label_offsets or {})  # refuses unknown labels and non-finite offsets
         self.label_offsets: dict[str, float] = dict(label_offsets or {})
         self.hud = hud
+        self.readouts = readouts
         self._image_raw: RawEncoder | None = None
         self._glimpse_kernel: LeanGlimpseKernel | None = None
         # Set-up work runs on one torch thread: starting OpenMP's pool here would make a later
@@ -187,7 +193,8 @@ class SpaceDetector:
         the classifier cannot be read, are for another game or format, do not match the model
         (keys, shapes), hold non-finite values, or cannot work (a classifier filling no slot, a
         ``max_box`` smaller than one grid cell, a ``labels.json`` for another game or naming labels
-        the game has no link for, a ``hud.json`` that fails :func:`moc_envs.hud.reader.read_hud`).
+        the game has no link for, a ``hud.json`` that fails :func:`moc_envs.hud.reader.read_hud`, a ``readouts.json`` that fails
+        :func:`moc_envs.readouts.file.read_readouts`).
         ``threads``, ``freeze`` and ``runtime``: see :class:`SpaceDetector`.
         """
         threads = check_threads(threads)
@@ -267,10 +274,12 @@ class SpaceDetector:
                     f"{model_cfg.grid}) and would drop almost every box; expected at least "
                     f"{cell[0]:g} x {cell[1]:g}, got {max_box[0]:g} x {max_box[1]:g}"
                 )
+        offsets, hud = read_label_offsets(files, game), read_hud(files, game)
+        taken = [*game.localization_labels, *(hud.labels if hud is not None else ())]
         return cls(
             encoder, game, device=device, threshold=float(threshold), meta=meta, classifier=classifier,
             refine=refine, max_box=max_box, threads=threads, freeze=freeze, runtime=runtime,
-            label_offsets=read_label_offsets(files, game), hud=read_hud(files, game),
+            label_offsets=offsets, hud=hud, readouts=read_readouts(files, game, taken),
         )  # fmt: skip
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:

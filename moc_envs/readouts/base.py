@@ -1,0 +1,91 @@
+"""The readout interface, and the checks every readout's JSON row goes through."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from moc_envs.games import GameSpec
+from moc_envs.perception.detection import Detection
+
+__all__ = ["Readout", "check_byte", "check_keys", "check_labels", "check_number"]
+
+
+class Readout(ABC):
+    """Some of a game's RAM labels, estimated from one step's tracked objects and frame.
+
+    ``kind`` names the subclass in ``readouts.json``; ``labels`` are the game's RAM label names
+    the readout gives. The env keeps one copy per env and calls :meth:`reset` at each episode
+    start, so a readout may keep state across steps (a heading read from motion).
+    """
+
+    kind: ClassVar[str]
+    labels: tuple[str, ...]
+
+    def reset(self) -> None:  # noqa: B027 - most readouts keep no state
+        """Forget what earlier steps showed (episode start)."""
+
+    @abstractmethod
+    def read(self, objects: Sequence[Detection], frame: np.ndarray | None) -> dict[str, int]:
+        """``{label: byte}`` for the labels this step shows; a label it cannot read is left out.
+
+        ``objects``: the step's tracked detections (``info["objects"]``: each with its slot, -1
+        for a box outside the slots); ``frame``: the RGB (210, 160, 3) uint8 frame the detector
+        saw, or None (then only what needs no frame is read).
+        """
+
+    @abstractmethod
+    def to_json(self) -> dict[str, Any]:
+        """This readout as a JSON object (``"kind"`` included), what :meth:`from_json` reads."""
+
+    @classmethod
+    @abstractmethod
+    def from_json(cls, row: Mapping[str, Any], spec: GameSpec) -> Readout:
+        """Rebuild a readout of ``spec``'s game from :meth:`to_json`'s output; ValueError on
+        anything malformed (unknown or missing keys, wrong types, non-finite numbers, labels
+        the game does not have)."""
+
+
+def check_keys(row: Mapping[str, Any], required: Iterable[str], optional: Iterable[str] = ()) -> None:
+    """Refuse a JSON row with keys missing or unknown (``"kind"`` is always allowed)."""
+    if not isinstance(row, Mapping):
+        raise ValueError(f"a readout must be a JSON object, got {type(row).__name__}")
+    required, optional = set(required), set(optional)
+    missing = sorted(required - set(row))
+    unknown = sorted(set(row) - required - optional - {"kind"})
+    if missing or unknown:
+        raise ValueError(
+            f"readout {row.get('kind')!r}: expected keys {sorted(required)} (optional {sorted(optional)}), "
+            f"missing {missing}, unknown {unknown}"
+        )
+
+
+def check_labels(spec: GameSpec, labels: object, kind: str) -> tuple[str, ...]:
+    """The label names of a row, each one of ``spec``'s RAM labels, none twice."""
+    if not isinstance(labels, list | tuple) or not all(isinstance(x, str) for x in labels) or not labels:
+        raise ValueError(f"readout {kind!r}: labels must be a non-empty list of strings, got {labels!r}")
+    known = set(spec.ram_label_names)
+    unknown = sorted(set(labels) - known)
+    if unknown:
+        raise ValueError(f"readout {kind!r}: {spec.name} has no RAM labels {unknown}; expected some of {sorted(known)}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"readout {kind!r}: a label is named twice in {list(labels)}")
+    return tuple(labels)
+
+
+def check_number(name: str, value: object) -> float:
+    """A finite JSON number (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_byte(name: str, value: object) -> int:
+    """An integer 0..255 (a RAM byte)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise ValueError(f"{name} must be an integer 0..255, got {value!r}")
+    return int(value)

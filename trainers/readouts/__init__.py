@@ -1,0 +1,1 @@
+"""Fitting readouts (:mod:`moc_envs.readouts`) from play, with RAM as the teacher: ``moc-envs readouts``."""

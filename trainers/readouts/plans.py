@@ -1,0 +1,26 @@
+"""Which readouts ``moc-envs readouts`` fits for each game: the labels that label links and the HUD
+reader leave, each with the fitter that learns its readout from play."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from moc_envs.games import GameSpec
+from moc_envs.readouts.base import Readout
+from trainers.readouts.data import Episode
+
+__all__ = ["Fitter", "PLANS", "plan"]
+
+Fitter = Callable[[GameSpec, Sequence[Episode]], list[Readout]]
+"""Learns readouts of a game from fitting play (RAM as the teacher)."""
+
+PLANS: dict[str, tuple[Fitter, ...]] = {}
+"""Per game, its fitters, in the order their readouts go to ``readouts.json``."""
+
+
+def plan(game: str) -> tuple[Fitter, ...]:
+    """The fitters of ``game``; ValueError when it has none."""
+    fitters = PLANS.get(game)
+    if not fitters:
+        raise ValueError(f"{game} has no readouts to fit; games with some: {sorted(PLANS)}")
+    return fitters
