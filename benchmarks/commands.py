@@ -62,6 +62,10 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "benchmarks.backends", "main",
         "CPU inference backends of the small encoders, and the C++ vector env against per-env emulation",
     ),
+    "labels": (
+        "benchmarks.labels.accuracy", "main",
+        "every label of info['labels'] against RAM, per label and game, learned env beside the RAM oracle",
+    ),
     "hud": (
         "benchmarks.labels.hud", "main",
         "HUD labels (scores, lives, clocks, bars) read from the frame against RAM, per label, on unseen play",
