@@ -31,6 +31,9 @@ VISION = "OCAtari vision"
 SHIPPED = "lean encoder, shipped"
 CODE = "objects (learned), thermometer positions"
 RAM_CODE = "objects (ram), thermometer positions"
+FULL = "objects + labels (learned), thermometer codes"
+"""The probe of all the env gives: objects and every label of info["labels"] (benchmarks.probe)."""
+CATEGORIES = ("A", "O", "S", "SC", "M")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -81,7 +84,10 @@ def _probe(data: dict[str, Any]) -> dict[str, Any]:
     return {
         "learned": (reps.get(CODE) or {}).get("overall"),
         "ram": (reps.get(RAM_CODE) or {}).get("overall"),
+        "full": (reps.get(FULL) or {}).get("overall"),
+        "full_categories": (reps.get(FULL) or {}).get("categories"),
         "st_dim": (data.get("published") or {}).get("ST-DIM"),
+        "supervised": (data.get("published") or {}).get("Supervised"),
     }
 
 
@@ -134,7 +140,31 @@ def to_markdown(games: dict[str, dict[str, Any]]) -> str:
         "different days and loads: compare ratios, not steps/s). Probe: AtariARI protocol on the thermometer-coded "
         "object observation, overall F1.\n\n" + markdown_table(headers, rows)
     )
+    text += "\n\n" + probe_categories(games)
     return text + ("\n\nNotes:\n" + "\n".join(notes) if notes else "")
+
+
+def probe_categories(games: dict[str, dict[str, Any]]) -> str:
+    """The probe of everything the env gives (objects and info["labels"]) per AtariARI category,
+    beside the published ST-DIM and supervised F1 (AtariARI gives those per game, over categories)."""
+    rows = []
+    for game, g in games.items():
+        p = g.get("probe", {})
+        if p.get("full") is None:
+            continue
+        cats = p.get("full_categories") or {}
+        st = p.get("st_dim")
+        rows.append([game, *(cats.get(c) for c in CATEGORIES), p["full"], st, p.get("supervised"),
+                     "-" if st is None else ("yes" if p["full"] >= st else "no")])  # fmt: skip
+    if not rows:
+        return ""
+    return (
+        "## Probe per category: objects and info['labels'] (learned env)\n\nAtariARI categories: A agent, "
+        "O other objects, S small objects, SC score / clock / lives / display, M misc (a dash: the game has no "
+        "label of that category left after the entropy cut). Overall = mean over categories, as AtariARI "
+        "reports; the published figures are per game, over categories.\n\n"
+        + markdown_table(["game", *CATEGORIES, "overall", "ST-DIM (published)", "supervised (published)", ">= ST-DIM"], rows)
+    )
 
 
 def plot(games: dict[str, dict[str, Any]], path: Path) -> Path | None:

@@ -20,8 +20,9 @@ budget needs, all listed in the output:
 
 Representations: (a) our object observation (n_slots x 7, flattened) from the
 RAM oracle (``detector="ram"``: an upper bound on what a perfect detector would
-give) and from the learned detector, as the env returns it and with a fixed
-thermometer code of each slot's position (see below); (b) z_what features of the
+give) and from the learned detector, as the env returns it, with a fixed
+thermometer code of each slot's position (see below), and with every label of
+``info["labels"]`` beside it (:func:`label_code`: what a user of the env gets); (b) z_what features of the
 learned detector (the K highest-scoring detections' box and z_what, ordered top
 to bottom, zero-padded). Learned rows need ``weights/<Game>``.
 
@@ -62,7 +63,7 @@ from benchmarks.common import (
     write_results,
 )
 
-__all__ = ["PUBLISHED", "thermometer_positions", "collect", "split_episodes", "entropy", "train_probe", "probe_all", "label_accuracy", "run", "main"]
+__all__ = ["PUBLISHED", "thermometer_positions", "label_code", "collect", "split_episodes", "entropy", "train_probe", "probe_all", "label_accuracy", "run", "main"]
 
 PUBLISHED: dict[str, dict[str, float]] = {
     # AtariARI, random-agent data (spec/labels-and-probing.md section 4).
@@ -79,6 +80,7 @@ PUBLISHED: dict[str, dict[str, float]] = {
 ENTROPY_MIN = 0.6
 PATIENCE = 15
 CODE_SUFFIX = ", thermometer positions"
+LABELS_SUFFIX = ", thermometer codes"
 KIND_NAMES = {"agent": "A", "small": "S", "other": "O", "score": "SC", "misc": "M"}
 
 
@@ -96,6 +98,23 @@ def thermometer_positions(obs: np.ndarray, n_slots: int) -> np.ndarray:
         [present, present & (x > np.arange(FRAME_WIDTH)), present & (y > np.arange(FRAME_HEIGHT))], axis=2
     )
     return code.astype(np.float32).reshape(len(obs), -1)
+
+
+def label_code(labels: dict[str, Any], names: Sequence[str], n: int) -> np.ndarray:
+    """A vector env's ``info["labels"]`` -> (n, 264 * len(names)): per label its given flag,
+    [value > t] for t = 0..254 and the value's 8 bits (zero when not given). A fixed code like
+    :func:`thermometer_positions`: an interval of a position and a pattern of bits (a brick
+    wall's byte) are both linearly separable in it."""
+    out = np.zeros((n, len(names), 264), dtype=np.float32)
+    for j, lab in enumerate(names):
+        given = np.asarray(labels.get(f"_{lab}", np.zeros(n, bool)), dtype=bool)
+        if not given.any():
+            continue
+        v = np.asarray(labels[lab], dtype=np.int64)
+        out[:, j, 0] = given
+        out[:, j, 1:256] = given[:, None] & (v[:, None] > np.arange(255))
+        out[:, j, 256:] = given[:, None] & ((v[:, None] >> np.arange(8)) & 1).astype(bool)
+    return out.reshape(n, -1)
 
 
 def _zwhat_features(dets: Sequence[Any], k: int, dim: int) -> np.ndarray:
@@ -134,6 +153,7 @@ def collect(
     label_names = list(spec.ram_label_names)
     est_names = list(spec.localization_labels)
     obs: dict[str, list[np.ndarray]] = {name: [] for name in envs}
+    coded: dict[str, list[np.ndarray]] = {name: [] for name in envs}
     zwhat: list[np.ndarray] = []
     est: dict[str, dict[str, list[float]]] = {name: {lab: [] for lab in est_names} for name in envs}
     y: list[np.ndarray] = []
@@ -156,6 +176,7 @@ def collect(
             for name in envs:
                 obs[name].append(out_obs[name].reshape(num_envs, -1))
                 labels = infos[name]["labels"]
+                coded[name].append(label_code(labels, label_names, num_envs))
                 for lab in est_names:
                     present = labels.get(f"_{lab}", np.zeros(num_envs, bool))
                     vals = labels.get(lab, np.zeros(num_envs))
@@ -186,7 +207,10 @@ def collect(
         "estimates": {name: {lab: np.asarray(v, dtype=np.float64) for lab, v in d.items()} for name, d in est.items()},
     }
     for name, v in obs.items():
-        data["features"][f"objects ({name}){CODE_SUFFIX}"] = thermometer_positions(np.concatenate(v), spec.n_slots)
+        positions = thermometer_positions(np.concatenate(v), spec.n_slots)
+        data["features"][f"objects ({name}){CODE_SUFFIX}"] = positions
+        # What the env gives a user in all: the objects and every label of info["labels"].
+        data["features"][f"objects + labels ({name}){LABELS_SUFFIX}"] = np.concatenate([positions, np.concatenate(coded[name])], axis=1)
     if learned:
         data["features"]["z_what (learned)"] = np.concatenate(zwhat)
     return data
@@ -410,8 +434,12 @@ def _write(result: dict[str, Any], out: Path) -> None:
         "one-pixel thresholds (present flag, [x > t] for t < 160, [y > t] for t < 210), a "
         "distributed form like the features AtariARI's encoders give their probes, in which any "
         "interval of a coordinate is linearly separable. Objects carry no score, so the score "
-        "labels (SC) are out of their reach; the direct accuracy table below reads the positions "
-        "without a probe.\n\n"
+        "labels (SC) are out of their reach. `objects + labels` adds everything else the env gives: "
+        "every label of `info[\"labels\"]` (label links, the HUD reader's scores, clocks and lives, "
+        "the readouts' counts, identities, headings and brick walls; the RAM oracle has the links "
+        "only), each coded as its given flag, [value > t] for t < 255 and its 8 bits (a fixed code, "
+        "nothing fitted). This is the probe per category of what a user of the env gets. The direct "
+        "accuracy table below reads the positions without a probe.\n\n"
         f"## Probe F1 (AtariARI protocol)\n\n{summary}\n\n## Per label\n\n{per_label}\n\n"
         "## Direct accuracy of info[\"labels\"] against info[\"ram_labels\"]\n\n"
         "Coverage: fraction of steps where the label was estimated (its object seen); exact / "
