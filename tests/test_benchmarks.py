@@ -91,6 +91,18 @@ def test_detection_quick_scores_vision_and_says_what_is_missing(no_weights, tmp_
     assert (tmp_path / "detection.png").is_file()
 
 
+def test_label_code_holds_given_flag_thermometer_and_bits() -> None:
+    from benchmarks.probe import label_code
+
+    labels = {"a": np.array([0, 5, 200]), "_a": np.array([True, True, False]), "b": np.array([3, 3, 3]), "_b": np.array([False, False, False])}
+    code = label_code(labels, ["a", "b", "c"], 3).reshape(3, 3, 264)
+    assert code.shape == (3, 3, 264)
+    assert code[:, 0, 0].tolist() == [1, 1, 0] and not code[:, 1:].any()  # b never given, c absent
+    assert code[0, 0, 1:256].sum() == 0 and code[1, 0, 1:256].sum() == 5  # 5 > t for t = 0..4
+    assert code[1, 0, 256:].tolist() == [1, 0, 1, 0, 0, 0, 0, 0]  # 5 = 0b101
+    assert not code[2].any()  # not given: all zero whatever the value
+
+
 def test_probe_leaves_out_features_constant_in_training() -> None:
     """A constant column can only act as a bias: the probe skips it, so a representation with
     constant columns gets exactly the probe of the same representation without them."""
