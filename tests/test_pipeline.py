@@ -169,9 +169,9 @@ def test_minutes_cover_the_whole_run_the_dataset_included(tmp_path, monkeypatch,
     shutil.copytree(tiny_pong, data)
     run = pl._start(_cfg(tmp_path, minutes=17.0, data=data), log=lambda _: None)
     monkeypatch.setattr(stages, "_seconds_per_step", lambda *_: 2.0)
-    fixed = ("export", "raw_frames", "classifier", "extents", "evaluate", "labels", "hud", "held_out", "card")
+    fixed = ("export", "raw_frames", "classifier", "extents", "evaluate", "labels", "hud", "readouts", "held_out", "card")
     after = sum(expected_seconds(run, n) for n in fixed)
-    assert 480 < after < 490  # two-core estimates; the raw frames and the evaluation scaled to the tiny splits
+    assert 632 < after < 642  # two-core estimates; the raw frames and the evaluation scaled to the tiny splits
     plan = stages._plan_teacher(run)
     # 70% of what the stages that are not cut short leave of 1020 s; 90% of that at 2 s a step.
     teacher = 0.7 * (1020 - after)
@@ -183,18 +183,18 @@ def test_minutes_cover_the_whole_run_the_dataset_included(tmp_path, monkeypatch,
     assert stages._plan_teacher(run)["steps"] == int(0.7 * (720 - after) * 0.9 / 2.0)
     # The teacher leaves the distillation one epoch of each part (50 s, with 10% to spare).
     run.state["budget"] = {"distill_seconds": 100.0, "distill_least_seconds": 50.0}
-    run.state["stages"]["dataset"] = {"status": "done", "seconds": 400.0}
-    assert stages._plan_teacher(run)["max_minutes"] == round((620 - after - 50 / 0.9) / 60, 2)
+    run.state["stages"]["dataset"] = {"status": "done", "seconds": 250.0}
+    assert stages._plan_teacher(run)["max_minutes"] == round((770 - after - 50 / 0.9) / 60, 2)
 
-    long = pl._start(_cfg(tmp_path, minutes=41.04, data=data), log=lambda _: None)
+    long = pl._start(_cfg(tmp_path, minutes=44.70, data=data), log=lambda _: None)
     took = {"dataset": 300.0, "teacher": 120.0, "export": 5.0, "raw_frames": 20.0, "classifier": 90.0}
     long.state["stages"].update({n: {"status": "done", "seconds": t} for n, t in took.items()})
     costs = {"targets": 60.0, "per_epoch": 100.0, "glimpse_fixed": 30.0, "per_glimpse_epoch": 5.0}
     monkeypatch.setattr(stages, "_distill_costs", lambda _: dict(costs))
     # What is left after the time spent and the three stages to come, scaled by how slow the finished ones were.
-    coming = sum(expected_seconds(long, n) for n in ("extents", "evaluate", "labels", "hud", "held_out", "card"))
-    assert coming == pytest.approx(422.47 * 95 / 65, abs=0.01)  # two-core estimates; export and classifier took 95 s of 65
-    left = 41.04 * 60 - sum(took.values()) - coming
+    coming = sum(expected_seconds(long, n) for n in ("extents", "evaluate", "labels", "hud", "readouts", "held_out", "card"))
+    assert coming == pytest.approx(572.47 * 95 / 65, abs=0.01)  # two-core estimates; export and classifier took 95 s of 65
+    left = 44.70 * 60 - sum(took.values()) - coming
     plan = stages._plan_distill(long)
     # 9 epochs and 22 of the glimpse encoder take 60 + 900 + 30 + 110 s, within 90% of what is left; 10 would not.
     assert (plan["epochs"], plan["glimpse_epochs"]) == (9, 22) and (plan["full_epochs"], plan["full_glimpse_epochs"]) == (12, 30)
@@ -208,30 +208,30 @@ def test_minutes_cover_the_whole_run_the_dataset_included(tmp_path, monkeypatch,
 def test_the_plan_before_the_first_stage_names_the_numbers(tmp_path, fake_stages) -> None:
     calls, _, _ = fake_stages
     lines: list[tuple[int, str]] = []
-    run_pipeline(_cfg(tmp_path, minutes=20.5), log=lambda text: lines.append((len(calls), text)))
+    run_pipeline(_cfg(tmp_path, minutes=23.0), log=lambda text: lines.append((len(calls), text)))
     plan = "\n".join(text for n, text in lines if n == 0)  # printed before the first stage ran
-    # The fake probes: 1.2 s a teacher step, 600 s of distillation; the other stages' two-core estimates (877 s).
+    # The fake probes: 1.2 s a teacher step, 600 s of distillation; the other stages' two-core estimates (1027 s).
     assert "Pong on this machine" in plan and "cpu preset" in plan
     assert "  dataset       3.5  5120 stacks (two-core estimate)" in plan
     assert "  teacher      30.0  1500 steps at 1.20 s (a step timed here)" in plan
     assert "  distill      10.0  12 epochs and 30 of the glimpse encoder (timed here)" in plan
-    assert "  total        54.6  the cpu preset's full schedules, the dataset stage included" in plan
-    # 1230 s less 877 s leave 353 s: the teacher's 70% (247 s), less what leaves the distillation its
+    assert "  total        57.1  the cpu preset's full schedules, the dataset stage included" in plan
+    # 1380 s less 1027 s leave 353 s: the teacher's 70% (247 s), less what leaves the distillation its
     # least (125 s / 0.9), is 214 s: 160 steps; the 161 s left fit 1 epoch. The full schedules:
-    # 877 s + (1800 s + 600 s) / 0.9 = 60 minutes.
+    # 1027 s + (1800 s + 600 s) / 0.9 = 62 minutes.
     assert (
-        "--minutes 20.5 is less than the full schedules need: it gives the teacher 160 of the 1500 steps the cpu preset "
-        "plans and the distillation 1 of its 12 epochs; about 60 minutes would run them all on this machine (--minutes 60)"
+        "--minutes 23 is less than the full schedules need: it gives the teacher 160 of the 1500 steps the cpu preset "
+        "plans and the distillation 1 of its 12 epochs; about 62 minutes would run them all on this machine (--minutes 62)"
     ) in plan
     state = read_state(tmp_path / "run", "Pong")
-    assert state["budget"]["needed_minutes"] == 60 and state["budget"]["expected"]["teacher"] == pytest.approx(192.0)
+    assert state["budget"]["needed_minutes"] == 62 and state["budget"]["expected"]["teacher"] == pytest.approx(192.0)
 
     lines.clear()
     run_pipeline(_cfg(tmp_path, out=tmp_path / "long", minutes=65.0), log=lambda text: lines.append((0, text)))
-    assert any("--minutes 65 covers the full schedules (about 60 minutes here, the dataset stage included)" in t for _, t in lines)
+    assert any("--minutes 65 covers the full schedules (about 62 minutes here, the dataset stage included)" in t for _, t in lines)
     lines.clear()
     run_pipeline(_cfg(tmp_path, out=tmp_path / "free"), log=lambda text: lines.append((0, text)))
-    assert any("no --minutes: the full schedules run, about 60 minutes here" in t for _, t in lines)
+    assert any("no --minutes: the full schedules run, about 62 minutes here" in t for _, t in lines)
 
 
 def test_a_teacher_whose_time_runs_out_says_so_when_it_stops(tmp_path, tiny_pong) -> None:
@@ -284,7 +284,7 @@ def _clocked_stages(monkeypatch, took: dict[str, float], teacher_steps: int, epo
 
 
 _TOOK = {"dataset": 200, "teacher": 560, "export": 4, "raw_frames": 40, "classifier": 50, "distill": 240, "extents": 0, "evaluate": 40,
-         "labels": 30, "hud": 0, "held_out": 0, "card": 0}
+         "labels": 30, "hud": 0, "readouts": 0, "held_out": 0, "card": 0}
 """Seconds of each stage of a 15-minute budget that ran 19.4 minutes, as the issue's Freeway run."""
 
 
@@ -393,7 +393,7 @@ def test_real_stages_end_to_end_on_a_tiny_dataset(tmp_path, monkeypatch, capsys,
         tmp_path, data=data, threads=1, train_options={"steps": 2, "batch_stacks": 1},
         distill_options={"epochs": 2, "glimpse_epochs": 2, "batch": 16, "max_minutes": 0.0},
         label_options={"steps": 64, "num_envs": 2, "min_samples": 8},
-        extents_options={"frames": 16, "seeds": [5000]}, held_out_frames=8, hud_steps=200,
+        extents_options={"frames": 16, "seeds": [5000]}, held_out_frames=8, hud_steps=200, readouts_steps=64,
     )  # fmt: skip
 
     def interrupted(run):

@@ -579,6 +579,20 @@ def _stage_hud(run: PipelineRun) -> dict[str, Any]:
     return {"hud": str(write_reader(reader, run.weights_dir)), "labels": sorted(report)}
 
 
+def _stage_readouts(run: PipelineRun) -> dict[str, Any]:
+    from moc_envs.readouts.file import READOUTS_JSON, save_readouts
+    from moc_envs.weights.manifest import refresh_manifest
+    from trainers.readouts.cli import fit_readouts
+    from trainers.readouts.plans import PLANS
+
+    if run.game not in PLANS:
+        return {"readouts": None, "why": f"{run.game} has no readouts to fit (trainers.readouts.plans)"}
+    readouts, report = fit_readouts(run.game, run.weights_dir, run.cfg.readouts_steps, seed=0, threads=run.threads, progress=run.cfg.progress)
+    path = save_readouts(readouts, run.weights_dir)
+    refresh_manifest(run.weights_dir, run.game, [READOUTS_JSON])
+    return {"readouts": str(path), "labels": {lab: r["right"] for lab, r in report.items()}}
+
+
 def _stage_held_out(run: PipelineRun) -> dict[str, Any]:
     from trainers.evaluate.held_out import LEARNED, VISION, collect, evaluate_plays, write_held_out
 
@@ -615,6 +629,7 @@ STAGE_FUNCS: dict[str, Callable[[PipelineRun], dict[str, Any]]] = {
     "evaluate": _stage_evaluate,
     "labels": _stage_labels,
     "hud": _stage_hud,
+    "readouts": _stage_readouts,
     "held_out": _stage_held_out,
     "card": _stage_card,
 }

@@ -53,8 +53,8 @@ __all__ = [
 ]
 
 STAGES: tuple[str, ...] = (
-    "dataset", "teacher", "export", "raw_frames", "classifier", "distill", "extents", "evaluate", "labels", "hud", "held_out",
-    "card",
+    "dataset", "teacher", "export", "raw_frames", "classifier", "distill", "extents", "evaluate", "labels", "hud",
+    "readouts", "held_out", "card",
 )  # fmt: skip
 """The stages in the order they run."""
 STATE_FILE = "pipeline.json"
@@ -76,6 +76,7 @@ NOMINAL_SECONDS: dict[str, tuple[float, tuple[str, ...]]] = {
     "extents": (60.0, ()),
     "labels": (90.0, ()),
     "hud": (120.0, ()),
+    "readouts": (150.0, ()),
     "held_out": (150.0, ()),
     "card": (2.0, ()),
 }
@@ -133,6 +134,8 @@ class PipelineConfig:
     """Extra keyword arguments of :func:`trainers.classify.extents.collect_named_boxes` (``frames``, ``seeds``)."""
     hud_steps: int = 3000
     """Steps of each fitting play of the HUD reader (:class:`trainers.hud.train.Args`)."""
+    readouts_steps: int = 3000
+    """Steps of the fitting and of the held-out play of the readouts (:func:`trainers.readouts.cli.fit_readouts`)."""
     held_out_frames: int = 320
     """Recorded frames per policy of the held-out evaluation (:func:`trainers.evaluate.held_out.collect`)."""
     """Extra keyword arguments of :func:`trainers.evaluate.label_offsets.calibrate` (``steps``, ``min_samples``)."""
