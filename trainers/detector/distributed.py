@@ -45,6 +45,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import numpy as np
@@ -66,6 +67,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+BARRIER_SECONDS = 300
+"""How long a finished rank waits at the closing barrier for the others (a gloo group)."""
 
 # What torchrun sets in every process it starts (torch.distributed.elastic).
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
@@ -217,10 +221,24 @@ class Dist:
             )
         return digests
 
-    def close(self) -> None:
-        """Leave the process group (no collective: ranks may finish at different times)."""
-        if self.active and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+    def close(self, clean: bool = True) -> None:
+        """Leave the process group.
+
+        ``clean``: the run ended without an error on this rank. The ranks then wait for each
+        other first: a rank that tears the group down while another still talks to it (rank 0
+        hosts the group's store) makes the other's communication threads abort the process. A
+        failed rank leaves at once (the others' collectives fail on their own)."""
+        if not (self.active and torch.distributed.is_initialized()):
+            return
+        if clean:
+            try:
+                if torch.distributed.get_backend() == "gloo":
+                    torch.distributed.monitored_barrier(timeout=timedelta(seconds=BARRIER_SECONDS))
+                else:
+                    torch.distributed.barrier()
+            except RuntimeError:
+                pass  # a rank that never came: leave anyway, the launcher reports its failure
+        torch.distributed.destroy_process_group()
 
 
 _TENSOR = "__tensor__"

@@ -248,7 +248,7 @@ def train(args: Args) -> dict[str, Any]:
             if created and out_dir.is_dir() and not any(out_dir.iterdir()):
                 out_dir.rmdir()
     finally:
-        dist.close()
+        dist.close(clean=sys.exc_info()[0] is None)
 
 
 def _train_locked(
