@@ -4,17 +4,22 @@ reader leave, each with the fitter that learns its readout from play."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from moc_envs.games import GameSpec
 from moc_envs.readouts.base import Readout
 from trainers.readouts.data import Episode
+from trainers.readouts.fit_bits import fit_bits
 
 __all__ = ["Fitter", "PLANS", "plan"]
 
 Fitter = Callable[[GameSpec, Sequence[Episode]], list[Readout]]
 """Learns readouts of a game from fitting play (RAM as the teacher)."""
 
-PLANS: dict[str, tuple[Fitter, ...]] = {}
+PLANS: dict[str, tuple[Fitter, ...]] = {
+    # The brick wall, a bit per half brick (blocks_hit_count is the score's last two digits: the HUD's).
+    "Breakout": (partial(fit_bits, labels=tuple(f"block_bit_map_{i}" for i in range(30))),),
+}
 """Per game, its fitters, in the order their readouts go to ``readouts.json``."""
 
 
