@@ -42,7 +42,8 @@ PlayPolicy = Literal["held", "scripted"]
 HUD_SOURCES: dict[str, dict[str, tuple[str, ...] | tuple[str, tuple[float, float]]]] = {
     "Pong": {"player_score": ("PlayerScore",), "enemy_score": ("EnemyScore",)},
     "Boxing": {"clock": ("Clock",), "player_score": ("PlayerScore",), "enemy_score": ("EnemyScore",)},
-    "Breakout": {"score": ("PlayerScore",)},
+    # blocks_hit_count (RAM 77) is the score's last two digits in BCD (bricks are worth 1, 4 or 7), not a count.
+    "Breakout": {"score": ("PlayerScore",), "blocks_hit_count": ("PlayerScore",)},
     "SpaceInvaders": {"player_score": ("P1Score",), "num_lives": ("Lives",)},
     "Seaquest": {
         "score_0": ("PlayerScore",),
