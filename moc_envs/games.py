@@ -238,6 +238,10 @@ _SPECS: tuple[GameSpec, ...] = (
             LabelLink("enemy_y", "Enemy", "y", 15, clip=(34, 15)),
             LabelLink("ball_x", "Ball", "x", 49),
             LabelLink("ball_y", "Ball", "y", 14),
+            # The paddles never move sideways: RAM 45 / 46 hold 64 / 188 all game, their
+            # columns (x 16 / 140) plus the 48 of the horizontal-position counter (measured).
+            LabelLink("enemy_x", "Enemy", "x", 48),
+            LabelLink("player_x", "Player", "x", 48),
         ),
         max_object_size=(12, 40),
     ),

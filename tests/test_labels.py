@@ -290,3 +290,29 @@ def test_tennis_players_turn_round_by_mirroring_and_the_frame_tells_which_way() 
     env.close()
     assert len(with_frame) > 600
     assert np.mean(with_frame) > 0.99 and np.mean(without) < 0.7
+
+
+def test_pong_paddle_x_links_read_the_constant_bytes_from_learned_boxes() -> None:
+    """Pong's paddles never move sideways (RAM 45 / 46 stay 64 / 188): the links read them off
+    the learned detector's boxes, exactly, whenever the paddle is shown."""
+    from pathlib import Path
+
+    import gymnasium as gym
+
+    weights = Path(__file__).resolve().parents[1] / "weights" / "Pong"
+    env = gym.make("MOC/Pong-v0", detector="space", weights=str(weights), ram_labels=True, threads=1)
+    env.action_space.seed(3)
+    _, info = env.reset(seed=3)
+    given = {"enemy_x": 0, "player_x": 0}
+    try:
+        for _ in range(150):
+            _, _, terminated, truncated, info = env.step(env.action_space.sample())
+            for name in given:
+                if name in info["labels"]:
+                    given[name] += 1
+                    assert info["labels"][name] == info["ram_labels"][name], (name, info["labels"][name])
+            if terminated or truncated:
+                env.reset()
+    finally:
+        env.close()
+    assert min(given.values()) >= 100, given
