@@ -13,12 +13,14 @@ from moc_envs.perception.detection import Detection
 from moc_envs.readouts.base import Readout
 from moc_envs.readouts.bits import BitsReadout
 from moc_envs.readouts.count import CountReadout
+from moc_envs.readouts.formation import FormationReadout
 
 __all__ = ["READOUT_KINDS", "ReadoutSet", "detector_readouts", "readout_from_json"]
 
 READOUT_KINDS: dict[str, type[Readout]] = {
     CountReadout.kind: CountReadout,
     BitsReadout.kind: BitsReadout,
+    FormationReadout.kind: FormationReadout,
 }
 """Every readout kind by the name its JSON rows carry in ``"kind"``."""
 

@@ -10,6 +10,7 @@ from moc_envs.games import GameSpec
 from moc_envs.readouts.base import Readout
 from trainers.readouts.data import Episode
 from trainers.readouts.fit_bits import fit_bits
+from trainers.readouts.fit_formation import fit_formation
 
 __all__ = ["Fitter", "PLANS", "plan"]
 
@@ -21,6 +22,11 @@ PLANS: dict[str, tuple[Fitter, ...]] = {
     "Breakout": (partial(fit_bits, labels=tuple(f"block_bit_map_{i}" for i in range(30))),),
 }
 """Per game, its fitters, in the order their readouts go to ``readouts.json``."""
+
+# SpaceInvaders: the invaders' formation: its anchor (leftmost live column), level and live count.
+PLANS["SpaceInvaders"] = (
+    lambda spec, eps: [fit_formation(spec, eps, ["Alien"], "enemies_x", "enemies_y", "invaders_left_count")],
+)
 
 
 def plan(game: str) -> tuple[Fitter, ...]:
