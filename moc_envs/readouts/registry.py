@@ -14,7 +14,9 @@ from moc_envs.readouts.base import Readout
 from moc_envs.readouts.bits import BitsReadout
 from moc_envs.readouts.count import CountReadout
 from moc_envs.readouts.direction import DirectionReadout
+from moc_envs.readouts.dots import DotsReadout
 from moc_envs.readouts.formation import FormationReadout
+from moc_envs.readouts.identity import IdentityReadout
 from moc_envs.readouts.lane import LaneReadout
 
 __all__ = ["READOUT_KINDS", "ReadoutSet", "detector_readouts", "readout_from_json"]
@@ -25,6 +27,8 @@ READOUT_KINDS: dict[str, type[Readout]] = {
     FormationReadout.kind: FormationReadout,
     DirectionReadout.kind: DirectionReadout,
     LaneReadout.kind: LaneReadout,
+    IdentityReadout.kind: IdentityReadout,
+    DotsReadout.kind: DotsReadout,
 }
 """Every readout kind by the name its JSON rows carry in ``"kind"``."""
 

@@ -11,7 +11,9 @@ from moc_envs.readouts.base import Readout
 from trainers.readouts.data import Episode
 from trainers.readouts.fit_bits import fit_bits
 from trainers.readouts.fit_direction import fit_direction
+from trainers.readouts.fit_dots import fit_dots
 from trainers.readouts.fit_formation import fit_formation
+from trainers.readouts.fit_identity import fit_identity
 from trainers.readouts.fit_lane import fit_lane
 
 __all__ = ["Fitter", "PLANS", "plan"]
@@ -39,6 +41,17 @@ PLANS["Seaquest"] = (
 # MsPacman: her heading from the side her mouth opens to (kept while it is shut).
 PLANS.setdefault("MsPacman", ())
 PLANS["MsPacman"] += (lambda spec, eps: [fit_direction(spec, eps, "player_direction", "Player")],)
+# MsPacman: the four ghosts and the fruit by their colours (the detector finds the fruit as a
+# ghost), the dots eaten from the dots the maze still shows. ghosts_count (RAM 19) is left out: it
+# holds the game mode (3 in the env's mode 0, whatever the frame shows).
+_MSPACMAN_GHOSTS = ("sue", "inky", "pinky", "blinky")
+PLANS["MsPacman"] += (
+    lambda spec, eps: [fit_identity(
+        spec, eps, [f"enemy_{g}" for g in _MSPACMAN_GHOSTS] + ["fruit"],
+        [(f"enemy_{g}_x", f"enemy_{g}_y") for g in _MSPACMAN_GHOSTS] + [("fruit_x", "fruit_y")], ("Ghost", "Fruit"),
+    )],  # fmt: skip
+    lambda spec, eps: [fit_dots(spec, eps, "dots_eaten_count")],
+)
 # SpaceInvaders: the invaders' formation: its anchor (leftmost live column), level and live count.
 PLANS["SpaceInvaders"] = (
     lambda spec, eps: [fit_formation(spec, eps, ["Alien"], "enemies_x", "enemies_y", "invaders_left_count")],
