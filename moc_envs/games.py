@@ -454,21 +454,6 @@ _SPECS: tuple[GameSpec, ...] = (
             LabelLink("player_x", "Player", "x", 0),
             LabelLink("player_y", "Player", "y", -33),
             LabelLink("player_missile_x", "PlayerMissile", "x", 0),
-            # Lane i (bottom first) holds one diver or one enemy torpedo, centred in y 133 - 24 i
-            # .. 157 - 24 i; a torpedo is drawn 3 px right of the byte (OCAtari's RAM mode). A
-            # swimming diver's sprite sways a few px about its byte (measured).
-            *(
-                LabelLink(
-                    f"diver_or_enemy_missile_x_{i}",
-                    ("Diver", "EnemyMissile"),
-                    "x",
-                    0,
-                    region=("y", 133 - 24 * i, 157 - 24 * i),
-                    category_offsets=(("EnemyMissile", -3.0),),
-                    frame_error=4,
-                )
-                for i in range(4)
-            ),
         ),
         max_object_size=(24, 16),
     ),

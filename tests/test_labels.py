@@ -21,8 +21,6 @@ from moc_envs.perception.observation import ObjectObservationBuilder
 from moc_envs.perception.tracking import SlotTracker
 
 STEPS = 500
-# Seaquest seldom sends a diver or torpedo down each lane: its links need a longer play to all be seen.
-STEPS_OF = {"Seaquest": 2000}
 LINKED = sorted(name for name, spec in GAMES.items() if spec.label_links)
 
 
@@ -65,8 +63,7 @@ def test_labels_from_ram_objects_match_ram(make_moc, game: str) -> None:
     env.reset(seed=0)
     agree = {name: 0 for name in spec.localization_labels}
     seen = dict(agree)
-    steps = STEPS_OF.get(game, STEPS)
-    for _ in range(steps):
+    for _ in range(STEPS):
         _, _, terminated, truncated, info = env.step(env.action_space.sample())
         for name, value in info["labels"].items():
             seen[name] += 1
@@ -74,7 +71,7 @@ def test_labels_from_ram_objects_match_ram(make_moc, game: str) -> None:
         if terminated or truncated:
             env.reset()
     for name in spec.localization_labels:
-        assert seen[name] > 0, f"{game}.{name} never estimated in {steps} steps"
+        assert seen[name] > 0, f"{game}.{name} never estimated in {STEPS} steps"
         assert agree[name] / seen[name] >= 0.99, (game, name, agree[name], seen[name])
 
 

@@ -1,7 +1,7 @@
 """The ``direction`` and ``lane`` readouts (moc_envs.readouts.direction, moc_envs.readouts.lane)
 and their fitters: Seaquest's submarine heading, torpedo heading and enemy lanes fitted on a short
 learned play and read on another with the RAM as truth; the sprite window; hold and reset; the
-JSON round trip and the refusal of malformed rows; Seaquest's diver lanes as label links."""
+JSON round trip and the refusal of malformed rows; Seaquest's diver lanes (one object a lane)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ import pytest
 
 from moc_envs.games import get_game
 from moc_envs.perception.detection import Detection
-from moc_envs.perception.labels import labels_from_detections
 from moc_envs.readouts import readout_from_json
 from moc_envs.readouts.direction import DirectionReadout, SpriteClassifier, lit_window
 from moc_envs.readouts.lane import LaneReadout
 from trainers.readouts.data import Episode, collect_steps
 from trainers.readouts.fit_direction import fit_direction, train_softmax
-from trainers.readouts.fit_lane import byte_heading, fit_lane
+from trainers.readouts.fit_lane import byte_heading, fit_lane, fit_lane_objects
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 SEAQUEST = get_game("Seaquest")
@@ -213,6 +212,15 @@ def _lane_row() -> dict:
         lambda r: r.update(wrap=0),
         lambda r: r["classifier"].update(values=[0, 8]),
         lambda r: r.pop("wrap"),
+        lambda r: r.update(offsets=[0, 1, 2]),
+        lambda r: r.update(classifier=None),  # two offsets need a classifier
+        lambda r: r.update(category_offsets={"Diver": 1.0}),
+        lambda r: r.update(category_offsets={"Shark": "far"}),
+        lambda r: r.update(hidden_by=["Kraken"]),
+        lambda r: r.update(hidden_by="Shark"),
+        lambda r: r.update(requires={"Shark": "Submarine"}),
+        lambda r: r.update(requires={"Diver": ["Submarine"]}),
+        lambda r: r.update(requires=["Submarine"]),
     ],
 )
 def test_malformed_lane_rows_are_refused(edit) -> None:
@@ -242,15 +250,40 @@ def test_lane_reads_the_leading_box_cut_boxes_by_their_right_edge_and_skips_debr
     assert lane.read([lead], None) == {}
 
 
-def test_diver_lanes_are_label_links_read_by_lane() -> None:
-    """A diver in lane i (bottom first) gives diver_or_enemy_missile_x_i as its x; an enemy
-    torpedo, drawn 3 px right of its byte, gives its x - 3."""
-    divers, torpedoes = SEAQUEST.slot_ranges["Diver"], SEAQUEST.slot_ranges["EnemyMissile"]
-    objects = [
-        Detection("Diver", 30.0, 141.0, 8.0, 9.0, slot=divers[0]),
-        Detection("EnemyMissile", 83.0, 145.0 - 48, 4.0, 1.0, slot=torpedoes[0]),
-    ]
-    labels = labels_from_detections(SEAQUEST, objects, tracked=True)
-    assert labels["diver_or_enemy_missile_x_0"] == 30
-    assert labels["diver_or_enemy_missile_x_2"] == 80
-    assert "diver_or_enemy_missile_x_1" not in labels and "diver_or_enemy_missile_x_3" not in labels
+def test_diver_lanes_read_the_leftmost_diver_or_torpedo_with_the_fitted_rules(plays) -> None:
+    fit, held = plays
+    labels = [f"diver_or_enemy_missile_x_{i}" for i in range(4)]
+    readout = fit_lane_objects(
+        SEAQUEST, fit, labels, REGIONS, ("Diver", "EnemyMissile"),
+        hidden_by=("Shark", "Submarine"), requires={"EnemyMissile": ("Submarine",)},
+    )  # fmt: skip
+    assert readout.classifier is None and len(readout.offsets) == 1
+    # A diver is drawn at its byte, a torpedo right of it (OCAtari: 3 px; a short play may show
+    # no torpedo beside a submarine, and then keeps no offset for it).
+    total = {c: readout.offsets[0] + readout.category_offsets.get(c, 0.0) for c in ("Diver", "EnemyMissile")}
+    assert total["Diver"] == 0.0 and -5 <= total["EnemyMissile"] <= 0, total
+    scores = _right(readout, held, tolerance=5)
+    right, given = sum(r for r, _ in scores.values()), sum(n for _, n in scores.values())
+    assert given > 100 and right >= 0.85 * given, scores
+    for lab, (r, n) in scores.items():
+        assert n == 0 or r >= 0.7 * n, (lab, r, n)
+    assert _round_trip(readout).to_json() == readout.to_json()
+
+
+def test_object_lanes_drop_boxes_on_an_enemy_and_torpedoes_without_a_submarine() -> None:
+    r = SEAQUEST.slot_ranges
+    labels = [f"diver_or_enemy_missile_x_{i}" for i in range(4)]
+    lanes = LaneReadout(
+        SEAQUEST, labels, [list(x) for x in REGIONS], ["Diver", "EnemyMissile"], None, [0.0], (8.0, 8.0),
+        category_offsets={"EnemyMissile": -3.0}, hidden_by=["Shark"], requires={"EnemyMissile": ["Submarine"]},
+    )  # fmt: skip
+    diver = Detection("Diver", 30.0, 141.0, 8.0, 9.0, slot=r["Diver"][0])
+    torpedo = Detection("EnemyMissile", 83.0, 145.0 - 48, 4.0, 1.0, slot=r["EnemyMissile"][0])
+    sub = Detection("Submarine", 120.0, 93.0, 8.0, 11.0, slot=r["Submarine"][0])
+    shark_on_diver = Detection("Shark", 31.0, 142.0, 8.0, 7.0, slot=r["Shark"][0])
+    assert lanes.read([diver, torpedo, sub], None) == {labels[0]: 30, labels[2]: 80}
+    assert lanes.read([diver, torpedo], None) == {labels[0]: 30}  # no submarine in lane 2
+    assert lanes.read([diver, shark_on_diver, torpedo, sub], None) == {labels[2]: 80}
+    # Without the rules every box counts.
+    plain = LaneReadout(SEAQUEST, labels, [list(x) for x in REGIONS], ["Diver", "EnemyMissile"], None, [0.0], (8.0, 8.0))
+    assert plain.read([diver, shark_on_diver, torpedo], None) == {labels[0]: 30, labels[2]: 83}

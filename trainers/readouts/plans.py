@@ -14,7 +14,7 @@ from trainers.readouts.fit_direction import fit_direction
 from trainers.readouts.fit_dots import fit_dots
 from trainers.readouts.fit_formation import fit_formation
 from trainers.readouts.fit_identity import fit_identity
-from trainers.readouts.fit_lane import fit_lane
+from trainers.readouts.fit_lane import fit_lane, fit_lane_objects
 
 __all__ = ["Fitter", "PLANS", "plan"]
 
@@ -28,12 +28,19 @@ PLANS: dict[str, tuple[Fitter, ...]] = {
 """Per game, its fitters, in the order their readouts go to ``readouts.json``."""
 
 # Seaquest: a lane's formation is read from its leading enemy (lane i, bottom first, centred in
-# y 133 - 24 i .. 157 - 24 i); the submarine's heading from its sprite; the torpedo's byte from the
-# side of the submarine it flies on, else from the submarine's sprite (the byte follows its heading).
+# y 133 - 24 i .. 157 - 24 i), its diver or enemy torpedo from its leftmost such box (not a second
+# guess at a shark; a torpedo only beside a submarine, not an explosion's debris); the submarine's
+# heading from its sprite; the torpedo's byte from the side of the submarine it flies on, else from
+# the submarine's sprite (the byte follows its heading).
 PLANS["Seaquest"] = (
     lambda spec, eps: [fit_lane(
         spec, eps, [f"enemy_obstacle_x_{i}" for i in range(4)],
         [(133.0 - 24 * i, 157.0 - 24 * i) for i in range(4)], ("Shark", "Submarine"),
+    )],  # fmt: skip
+    lambda spec, eps: [fit_lane_objects(
+        spec, eps, [f"diver_or_enemy_missile_x_{i}" for i in range(4)],
+        [(133.0 - 24 * i, 157.0 - 24 * i) for i in range(4)], ("Diver", "EnemyMissile"),
+        hidden_by=("Shark", "Submarine"), requires={"EnemyMissile": ("Submarine",)},
     )],  # fmt: skip
     lambda spec, eps: [fit_direction(spec, eps, "player_direction", "Player")],
     lambda spec, eps: [fit_direction(spec, eps, "player_missile_direction", "PlayerMissile", cue="side", reference="Player")],
