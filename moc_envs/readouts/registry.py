@@ -16,19 +16,23 @@ from moc_envs.readouts.count import CountReadout
 from moc_envs.readouts.direction import DirectionReadout
 from moc_envs.readouts.dots import DotsReadout
 from moc_envs.readouts.formation import FormationReadout
+from moc_envs.readouts.height import HeightReadout
 from moc_envs.readouts.identity import IdentityReadout
 from moc_envs.readouts.lane import LaneReadout
+from moc_envs.readouts.shot import ShotReadout
 
 __all__ = ["READOUT_KINDS", "ReadoutSet", "detector_readouts", "readout_from_json"]
 
 READOUT_KINDS: dict[str, type[Readout]] = {
     CountReadout.kind: CountReadout,
-    BitsReadout.kind: BitsReadout,
-    FormationReadout.kind: FormationReadout,
     DirectionReadout.kind: DirectionReadout,
+    FormationReadout.kind: FormationReadout,
     LaneReadout.kind: LaneReadout,
+    BitsReadout.kind: BitsReadout,
     IdentityReadout.kind: IdentityReadout,
     DotsReadout.kind: DotsReadout,
+    ShotReadout.kind: ShotReadout,
+    HeightReadout.kind: HeightReadout,
 }
 """Every readout kind by the name its JSON rows carry in ``"kind"``."""
 

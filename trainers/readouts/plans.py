@@ -13,8 +13,10 @@ from trainers.readouts.fit_bits import fit_bits
 from trainers.readouts.fit_direction import fit_direction
 from trainers.readouts.fit_dots import fit_dots
 from trainers.readouts.fit_formation import fit_formation
+from trainers.readouts.fit_height import fit_height
 from trainers.readouts.fit_identity import fit_identity
 from trainers.readouts.fit_lane import fit_lane, fit_lane_objects
+from trainers.readouts.fit_shot import fit_shot
 
 __all__ = ["Fitter", "PLANS", "plan"]
 
@@ -62,7 +64,11 @@ PLANS["MsPacman"] += (
 # SpaceInvaders: the invaders' formation: its anchor (leftmost live column), level and live count.
 PLANS["SpaceInvaders"] = (
     lambda spec, eps: [fit_formation(spec, eps, ["Alien"], "enemies_x", "enemies_y", "invaders_left_count")],
+    # The player's shot (seldom boxed): a thin line rising in the frame, its byte from its row.
+    lambda spec, eps: [fit_shot(spec, eps, "missiles_y")],
 )
+# Tennis: the ball's height above the court (RAM 17), from the rows between the ball and its shadow.
+PLANS["Tennis"] = (lambda spec, eps: [fit_height(spec, eps, "ball_y")],)
 
 
 def plan(game: str) -> tuple[Fitter, ...]:
