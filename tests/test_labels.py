@@ -106,7 +106,7 @@ def test_absent_object_leaves_label_out(blank_frames) -> None:
     ram = np.zeros((1, 128), dtype=np.uint8)
     ram[0, 51], ram[0, 50] = 100, 100  # paddles, no ball (ram[54] == 0)
     labels = labels_from_detections(spec, RamDetector(spec).detect(blank_frames(), ram)[0])
-    assert set(labels) == {"player_y", "enemy_y"}
+    assert set(labels) == {"player_y", "enemy_y", "player_x", "enemy_x"}  # paddles only
 
 
 def _paddle(x: float, y: float) -> Detection:
