@@ -284,8 +284,10 @@ def train_probe(
     }
 
 
-def probe_all(data: dict[str, Any], epochs: int, seed: int) -> dict[str, Any]:
-    """Probe every representation on every kept label; per-label, per-category and overall F1."""
+def probe_all(data: dict[str, Any], epochs: int, seed: int, only: Sequence[str] = ()) -> dict[str, Any]:
+    """Probe every representation on every kept label; per-label, per-category and overall F1.
+
+    ``only``: probe just the representations whose name contains one of these strings (all when empty)."""
     from tqdm import tqdm
 
     train, val, test = split_episodes(data["episode"], seed)
@@ -304,6 +306,10 @@ def probe_all(data: dict[str, Any], epochs: int, seed: int) -> dict[str, Any]:
     # A feature constant over the training split can only act as the probe's bias, so it is left
     # out: the same function class, and Seaquest's 12,985-wide thermometer code shrinks to the
     # columns its objects ever change.
+    if only:
+        data = {**data, "features": {rep: x for rep, x in data["features"].items() if any(o in rep for o in only)}}
+        if not data["features"]:
+            raise ValueError(f"--representations {list(only)} matches none of the representations")
     varying = {rep: np.flatnonzero(np.ptp(x[train], axis=0) > 0) for rep, x in data["features"].items()}
     jobs = [(rep, j) for rep in data["features"] for j in kept]
     per: dict[str, dict[str, Any]] = {rep: {} for rep in data["features"]}
@@ -346,9 +352,9 @@ def label_accuracy(estimates: dict[str, np.ndarray], truth: np.ndarray, names: l
 
 def run(
     game: str = "Pong", steps: int = 10_000, epochs: int = 100, num_envs: int = 8, seed: int = 0,
-    device: str = "auto", out: Path | None = None,
+    device: str = "auto", out: Path | None = None, only: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Collect, probe, score labels; write the files when ``out`` is set."""
+    """Collect, probe, score labels; write the files when ``out`` is set (``only``: see :func:`probe_all`)."""
     from moc_envs.games import get_game
 
     spec = get_game(game)
@@ -360,7 +366,7 @@ def run(
         "epochs_max": epochs,
         "published": PUBLISHED.get(spec.name, {}),
         "learned_available": learned,
-        "probe": probe_all(data, epochs, seed),
+        "probe": probe_all(data, epochs, seed, only),
         "label_accuracy": {
             name: label_accuracy(est, data["labels"], data["label_names"]) for name, est in data["estimates"].items()
         },
@@ -376,6 +382,10 @@ def run(
             "since 2026-12-02, after the Pong, Boxing and MsPacman reports)",
         ],
     }
+    if only:
+        result["deviations"].append(
+            f"only the representations whose name contains {' or '.join(repr(o) for o in only)} were probed (CPU budget)"
+        )
     if not learned:
         result["learned_note"] = not_available(spec.name)
     else:
@@ -466,11 +476,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--steps", type=int, default=10_000, help="samples to collect (protocol: 50,000)")
     p.add_argument("--epochs", type=int, default=100, help="max probe epochs (early stopping, patience 15)")
     p.add_argument("--num-envs", type=int, default=8, help="parallel envs used to collect")
+    p.add_argument("--representations", nargs="*", default=[], help="probe only the representations whose name contains one of these (e.g. thermometer); all by default")
     args = p.parse_args(argv)
     torch_threads(args.threads)
     if args.quick:
         args.steps, args.epochs, args.num_envs = 240, 2, 8
-    result = run(args.game, args.steps, args.epochs, args.num_envs, args.seed, args.device, args.out)
+    result = run(args.game, args.steps, args.epochs, args.num_envs, args.seed, args.device, args.out, args.representations)
     for rep, r in result["probe"]["representations"].items():
         print(f"{rep:<22} overall F1 {r['overall']}")
     return result
