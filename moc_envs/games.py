@@ -92,6 +92,12 @@ class LabelLink:
     where a link reads several that are drawn differently (Asterix's consumables
     sit 1 px right of their lane's byte, enemies and rewards on it).
 
+    ``reach = (width, categories)`` is for a sprite ``width`` px wide that stretches out toward
+    another object (Boxing's boxers punch their opponent): a box wider than ``width`` + 1 reaches
+    toward the nearest box of ``categories`` (given the step's other detections), so an x link
+    reads the body at the box's far edge, ``pixel = x + w - width``, when that box lies left of
+    this one's centre; otherwise the box is read as it is.
+
     ``frame_error`` (RAM units, 0 for none) says how far the frame itself can
     leave the label from the byte, whatever the detector and offset: the game
     draws the object at a coarser step than the byte (Pong's paddle only on
@@ -113,6 +119,7 @@ class LabelLink:
     mirror: tuple[float, float] | None = None
     frame_error: int = 0
     category_offsets: tuple[tuple[str, float], ...] = ()
+    reach: tuple[float, tuple[str, ...]] | None = None
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -259,9 +266,11 @@ _SPECS: tuple[GameSpec, ...] = (
             ("enemy_y", 35, "other"),
         ),
         label_links=(
-            LabelLink("player_x", "Player", "x", -5),
+            # A punch stretches the boxer's box toward the other boxer: the body is 15 px wide
+            # (the boxes' mode on random play) and is read at the far edge of a wider box.
+            LabelLink("player_x", "Player", "x", -5, reach=(15.0, ("Enemy",))),
             LabelLink("player_y", "Player", "y", -38),
-            LabelLink("enemy_x", "Enemy", "x", -4),
+            LabelLink("enemy_x", "Enemy", "x", -4, reach=(15.0, ("Player",))),
             LabelLink("enemy_y", "Enemy", "y", -38),
         ),
         max_object_size=(48, 64),

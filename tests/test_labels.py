@@ -316,3 +316,17 @@ def test_pong_paddle_x_links_read_the_constant_bytes_from_learned_boxes() -> Non
     finally:
         env.close()
     assert min(given.values()) >= 100, given
+
+
+def test_a_punch_is_read_at_the_body_not_the_fist() -> None:
+    from moc_envs.perception.labels import reach_start
+
+    enemy = Detection("Enemy", 60.0, 50.0, 22.0, 30.0, slot=1)  # 15 px body + a punch to the left
+    player = Detection("Player", 30.0, 50.0, 15.0, 30.0, slot=0)
+    assert reach_start(enemy, [player, enemy], 15.0, ("Player",)) == 67.0  # the far (right) edge less 15
+    assert reach_start(enemy, [Detection("Player", 100.0, 50.0, 15.0, 30.0)], 15.0, ("Player",)) == 60.0
+    assert reach_start(enemy, [], 15.0, ("Player",)) == 60.0  # nothing to reach toward
+    assert reach_start(player, [enemy], 15.0, ("Enemy",)) == 30.0  # no wider than the body
+    spec = get_game("Boxing")
+    labels = labels_from_detections(spec, [player, enemy], tracked=True)
+    assert labels["enemy_x"] == 67 - 4 and labels["player_x"] == 30 - 5

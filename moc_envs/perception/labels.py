@@ -19,6 +19,7 @@ __all__ = [
     "LABELS_FORMAT",
     "check_tracked",
     "mirrored_start",
+    "reach_start",
     "labels_from_detections",
     "labels_from_ram",
     "link_box",
@@ -64,12 +65,15 @@ def link_box(
     return boxes[link.instance] if len(boxes) > link.instance else None
 
 
-def link_value(link: LabelLink, box: Detection, frame: np.ndarray | None = None) -> float:
+def link_value(
+    link: LabelLink, box: Detection, frame: np.ndarray | None = None, others: Sequence[Detection] = ()
+) -> float:
     """The RAM-scale value that ``link`` reads from one box (unrounded, before ``wrap``).
 
     ``frame`` (the RGB frame the box was found in) lets a link with ``mirror`` find where its
     sprite starts whichever way it faces (:func:`mirrored_start`); without it the box is read
-    as it is.
+    as it is. ``others``: the step's detections, which a link with ``reach`` looks in for what
+    the sprite stretches toward (:func:`reach_start`).
     """
     start, extent = (box.x, box.w) if link.axis == "x" else (box.y, box.h)
     pixel = start
@@ -80,8 +84,28 @@ def link_value(link: LabelLink, box: Detection, frame: np.ndarray | None = None)
             pixel = start + extent - nominal
     if link.mirror is not None and link.axis == "x" and frame is not None:
         pixel = mirrored_start(box, frame, *link.mirror)
+    if link.reach is not None and link.axis == "x":
+        pixel = reach_start(box, others, *link.reach)
     extra = sum(off for cat, off in link.category_offsets if cat == box.category)
     return link.scale * pixel + link.offset + extra
+
+
+def reach_start(box: Detection, others: Sequence[Detection], width: float, toward: Sequence[str]) -> float:
+    """Where a sprite ``width`` px wide that stretches toward another object starts (frame x).
+
+    A box wider than ``width`` + 1 holds the body and what it stretches out (a boxer's punch)
+    toward the nearest box of the ``toward`` categories: when that box's centre lies left of
+    this box's centre, the body is the box's right part, starting at ``x + w - width``. A box
+    no wider, or with nothing to reach toward, is read as it is.
+    """
+    if box.w <= width + 1.0:
+        return float(box.x)
+    cx = box.center[0]
+    targets = [o for o in others if o is not box and o.category in toward]
+    if not targets:
+        return float(box.x)
+    near = min(targets, key=lambda o: abs(o.center[0] - cx) + abs(o.center[1] - box.center[1]))
+    return float(box.x + box.w - width) if near.center[0] < cx else float(box.x)
 
 
 _LIT = 40
@@ -178,7 +202,7 @@ def labels_from_detections(
     for link in spec.label_links:
         box = link_box(link, detections, slots)
         if box is not None:
-            labels[link.label] = int(round_labels(link_value(link, box, frame), link.wrap))
+            labels[link.label] = int(round_labels(link_value(link, box, frame, detections), link.wrap))
     return labels
 
 

@@ -86,7 +86,7 @@ def collect_link_values(
                 for link in links:
                     box = link_box(link, dets, spec.slot_ranges)
                     if box is not None:
-                        raw[link.label].append(link_value(link, box, obs["frame"][i]))
+                        raw[link.label].append(link_value(link, box, obs["frame"][i], dets))
                         ram[link.label].append(int(infos["ram_labels"][link.label][i]))
             obs, _, _, _, infos = env.step(rng.integers(0, n_actions, size=num_envs))
     finally:
