@@ -17,26 +17,21 @@ target). Writes ``labels.json``, ``.md``, ``.png``.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import add_common_args, bar_plot, markdown_table, write_results
+from benchmarks.common import bar_plot, markdown_table, write_results
+from benchmarks.labels import DEFAULT_GAMES, play_parser
 
 __all__ = ["DEFAULT_GAMES", "BAR", "label_sources", "play_labels", "score_label", "measure_game", "run", "main"]
 
-DEFAULT_GAMES = (
-    "Pong", "Boxing", "Breakout", "SpaceInvaders", "Seaquest", "MsPacman",
-    "Freeway", "Tennis", "Skiing", "Asterix", "Carnival",
-)  # fmt: skip
 BAR = 0.9
 """A label counts as right when right on this share of the steps it is given; a game meets the
 target when this share of its labels do (issue 29)."""
 POSITION_KINDS = frozenset(("agent", "other", "small"))
-HOLD = (4, 16)
 
 
 def label_sources(detector: Any, spec: Any) -> dict[str, str]:
@@ -65,26 +60,22 @@ def play_labels(game: str, detector: str, weights: Path | None, steps: int, seed
 
     import moc_envs  # noqa: F401  (registers MOC/ ids)
     from moc_envs.games import get_game
+    from trainers.readouts.data import HeldActions
 
     kwargs: dict[str, Any] = {"detector": detector, "ram_labels": True}
     if detector == "space":
         kwargs.update(weights=str(weights), threads=threads)
     env = gym.make(f"MOC/{game}-v0", **kwargs)
-    rng = np.random.default_rng(seed)
-    n_actions = int(env.action_space.n)  # type: ignore[attr-defined]
+    actions = HeldActions(int(env.action_space.n), seed)  # type: ignore[attr-defined]
     got: list[dict[str, int]] = []
     truth: list[dict[str, int]] = []
     try:
         sources = label_sources(env.get_wrapper_attr("detector"), get_game(game))
         _, info = env.reset(seed=seed)
-        action, left = 0, 0
         for _ in range(steps):
             got.append(dict(info["labels"]))
             truth.append(dict(info["ram_labels"]))
-            if left <= 0:
-                action, left = int(rng.integers(n_actions)), int(rng.integers(HOLD[0], HOLD[1] + 1))
-            left -= 1
-            _, _, term, trunc, info = env.step(action)
+            _, _, term, trunc, info = env.step(actions.next())
             if term or trunc:
                 _, info = env.reset()
     finally:
@@ -196,16 +187,7 @@ def run(games: Sequence[str], steps: int, runs: int, seed: int, out: Path | None
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
-    p = argparse.ArgumentParser(
-        prog="moc-envs bench labels",
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_common_args(p)
-    p.set_defaults(seed=1000)
-    p.add_argument("--games", nargs="+", default=list(DEFAULT_GAMES), help="games to measure")
-    p.add_argument("--steps", type=int, default=1000, help="steps of each play")
-    p.add_argument("--runs", type=int, default=2, help="plays per game (seeds seed, seed + 1, ...)")
+    p = play_parser("moc-envs bench labels", __doc__.split("\n")[0])
     args = p.parse_args(argv)
     steps = 50 if args.quick else args.steps
     result = run(args.games, steps, args.runs, args.seed, args.out, args.threads)

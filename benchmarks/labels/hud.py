@@ -17,7 +17,6 @@ each game's scripted policy (:mod:`trainers.data.scripted`), which reaches more 
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,14 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import add_common_args, bar_plot, markdown_table, write_results
+from benchmarks.common import bar_plot, markdown_table, write_results
+from benchmarks.labels import DEFAULT_GAMES, play_parser
 
 __all__ = ["DEFAULT_GAMES", "measure_game", "run", "main"]
 
-DEFAULT_GAMES = (
-    "Pong", "Boxing", "Breakout", "SpaceInvaders", "Seaquest", "MsPacman",
-    "Freeway", "Tennis", "Skiing", "Asterix", "Carnival",
-)  # fmt: skip
 TARGET = 0.9
 """Exact share aimed at where a label is given (issue 29)."""
 
@@ -175,16 +171,7 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line."""
-    p = argparse.ArgumentParser(
-        prog="moc-envs bench hud",
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_common_args(p)
-    p.set_defaults(seed=1000)
-    p.add_argument("--games", nargs="+", default=list(DEFAULT_GAMES), help="games to measure")
-    p.add_argument("--steps", type=int, default=1000, help="steps of each play")
-    p.add_argument("--runs", type=int, default=2, help="plays per game (seeds seed, seed + 1, ...)")
+    p = play_parser("moc-envs bench hud", __doc__.split("\n")[0])
     p.add_argument("--no-scripted", action="store_true", help="random held actions only (no scripted-policy plays)")
     args = p.parse_args(argv)
     steps = 50 if args.quick else args.steps

@@ -17,10 +17,28 @@ from tqdm import tqdm
 from moc_envs.games import GameSpec, get_game
 from moc_envs.perception.detection import Detection
 
-__all__ = ["Step", "Episode", "collect_steps", "label_series", "HOLD"]
+__all__ = ["Step", "Episode", "HeldActions", "collect_steps", "label_series", "HOLD"]
 
 HOLD = (4, 16)
 """Random actions are held for this many steps (inclusive): play that moves, as a user's agent does."""
+
+
+class HeldActions:
+    """Random actions, each held for :data:`HOLD` steps: ``next()`` gives the step's action."""
+
+    def __init__(self, n_actions: int, seed: int) -> None:
+        """Actions ``0 .. n_actions - 1`` from a generator seeded with ``seed``."""
+        self.n_actions = int(n_actions)
+        self.rng = np.random.default_rng(seed)
+        self.action, self.left = 0, 0
+
+    def next(self) -> int:
+        """The action of this step: the held one, or a new draw once its time is up."""
+        if self.left <= 0:
+            self.action = int(self.rng.integers(self.n_actions))
+            self.left = int(self.rng.integers(HOLD[0], HOLD[1] + 1))
+        self.left -= 1
+        return self.action
 
 
 @dataclass(frozen=True)
@@ -63,20 +81,15 @@ def collect_steps(
         obs_mode="objects+frame", threads=threads,
     )  # fmt: skip
     ale = env.unwrapped.ale
-    rng = np.random.default_rng(seed)
-    n_actions = int(env.action_space.n)
+    actions = HeldActions(int(env.action_space.n), seed)
     episodes: list[Episode] = [[]]
     try:
         obs, info = env.reset(seed=seed)
-        action, left = 0, 0
         for _ in tqdm(range(steps), desc=f"{spec.name} play (seed {seed})", disable=not progress):
             episodes[-1].append(
                 Step(list(info["objects"]), obs["frame"], ale.getRAM().copy(), dict(info["ram_labels"]))
             )
-            if left <= 0:
-                action, left = int(rng.integers(n_actions)), int(rng.integers(HOLD[0], HOLD[1] + 1))
-            left -= 1
-            obs, _, term, trunc, info = env.step(action)
+            obs, _, term, trunc, info = env.step(actions.next())
             if term or trunc:
                 obs, info = env.reset()
                 episodes.append([])
