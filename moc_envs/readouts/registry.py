@@ -13,6 +13,7 @@ from moc_envs.perception.detection import Detection
 from moc_envs.readouts.base import Readout
 from moc_envs.readouts.bits import BitsReadout
 from moc_envs.readouts.count import CountReadout
+from moc_envs.readouts.course.slots import CourseReadout
 from moc_envs.readouts.direction import DirectionReadout
 from moc_envs.readouts.dots import DotsReadout
 from moc_envs.readouts.formation import FormationReadout
@@ -33,6 +34,7 @@ READOUT_KINDS: dict[str, type[Readout]] = {
     DotsReadout.kind: DotsReadout,
     ShotReadout.kind: ShotReadout,
     HeightReadout.kind: HeightReadout,
+    CourseReadout.kind: CourseReadout,
 }
 """Every readout kind by the name its JSON rows carry in ``"kind"``."""
 

@@ -8,6 +8,7 @@ from functools import partial
 
 from moc_envs.games import GameSpec
 from moc_envs.readouts.base import Readout
+from trainers.readouts.course.fit_course import fit_course
 from trainers.readouts.data import Episode
 from trainers.readouts.fit_bits import fit_bits
 from trainers.readouts.fit_direction import fit_direction
@@ -69,6 +70,9 @@ PLANS["SpaceInvaders"] = (
 )
 # Tennis: the ball's height above the court (RAM 17), from the rows between the ball and its shadow.
 PLANS["Tennis"] = (lambda spec, eps: [fit_height(spec, eps, "ball_y")],)
+# Skiing: the seven lowest course objects (RAM 87..93, slot 6 the lowest), found in the frame by
+# their colours (the detector misses some), ordered from the bottom.
+PLANS["Skiing"] = (lambda spec, eps: [fit_course(spec, eps, [f"object_y_{i}" for i in range(7)])],)
 
 
 def plan(game: str) -> tuple[Fitter, ...]:
