@@ -425,7 +425,7 @@ def test_real_stages_end_to_end_on_a_tiny_dataset(tmp_path, monkeypatch, capsys,
     assert card["evaluation"]["ocatari_vision"]["moving"]["f1"] > 0.9  # OCAtari vision ran beside it
     assert card["derived"]["classifier"]["chosen"] and card["derived"]["max_box"]
     assert "Settings derived from the data" in (weights / "card.md").read_text()
-    assert set(card["labels"]["labels"]) == {"player_y", "enemy_y", "ball_x", "ball_y"}  # the labels stage's
+    assert set(card["labels"]["labels"]) == {"player_x", "player_y", "enemy_x", "enemy_y", "ball_x", "ball_y"}
     assert "## Labels" in (weights / "card.md").read_text()
     assert card["detector"]["image_encoder"] == "lean"
     # The held-out evaluation ran on the lean detector with its extents, and the card leads with it.
