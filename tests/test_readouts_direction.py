@@ -76,6 +76,11 @@ def test_torpedo_heading_from_its_side_of_the_submarine(plays) -> None:
     right, given = _right(readout, held)["player_missile_direction"]
     assert given > 0 and right >= 0.85 * given, (right, given)
     assert _round_trip(readout).to_json() == readout.to_json()
+    # The shipped fit (3000 steps, lives lost in its held-back episodes) learned that the torpedo
+    # byte keeps its value while a new submarine waits at the surface.
+    shipped = json.loads((WEIGHTS / "Seaquest" / "readouts.json").read_text())["readouts"]
+    row = next(r for r in shipped if r["labels"] == ["player_missile_direction"])
+    assert row["respawn"][1] >= 16, row
 
 
 def test_enemy_lanes_are_read_from_the_leading_sprite(plays) -> None:
@@ -158,6 +163,33 @@ def test_side_cue_reads_the_reference_sprite_when_the_box_is_gone() -> None:
     assert with_clf.read([player], _sprite_frame(True)) == {"player_missile_direction": 0}
 
 
+def test_respawn_keeps_the_last_value_while_the_new_life_waits() -> None:
+    clf = _tiny_classifier()
+    player = Detection("Player", 40.0, 60.0, 8.0, 6.0, slot=0)
+    r = DirectionReadout(
+        SEAQUEST, "player_missile_direction", "PlayerMissile", "side", classifier=clf, reference="Player",
+        sides=(8, 0), hold=True, respawn=[3, 2],
+    )  # fmt: skip
+    label = "player_missile_direction"
+    assert r.read([player], _sprite_frame(False)) == {label: 8}
+    for _ in range(3):  # the submarine is gone for 3 steps: a life lost
+        assert r.read([], _sprite_frame(False)) == {label: 8}
+    # Back, drawn facing the other way: the byte is kept for the 2 respawn steps, then read.
+    assert r.read([player], _sprite_frame(True)) == {label: 8}
+    assert r.read([player], _sprite_frame(True)) == {label: 8}
+    assert r.read([player], _sprite_frame(True)) == {label: 0}
+    # Away for fewer steps than the gap (a missed box): no respawn.
+    r.read([], _sprite_frame(True))
+    assert r.read([player], _sprite_frame(False)) == {label: 8}
+    # The first sight after reset is no respawn either.
+    r.reset()
+    r.read([], None)
+    r.read([], None)
+    r.read([], None)
+    assert r.read([player], _sprite_frame(True)) == {label: 0}
+    assert _round_trip(r).to_json() == r.to_json() and r.to_json()["respawn"] == [3, 2]
+
+
 def _direction_row() -> dict:
     return DirectionReadout(SEAQUEST, "player_direction", "Player", "sprite", classifier=_tiny_classifier()).to_json()
 
@@ -184,6 +216,10 @@ def _direction_row() -> dict:
         lambda r: r["classifier"]["weights"][1].__setitem__(0, float("inf")),
         lambda r: r["classifier"]["weights"][1].__setitem__(0, True),
         lambda r: r.update(cue="side", classifier=None, reference="Ghost", sides=[8, 0]),
+        lambda r: r.update(respawn=[8]),
+        lambda r: r.update(respawn=[0, 32]),
+        lambda r: r.update(respawn=[8, 32.5]),
+        lambda r: r.update(respawn="32"),
     ],
 )
 def test_malformed_direction_rows_are_refused(edit) -> None:

@@ -14,7 +14,10 @@ Two cues, one per readout:
 
 With ``hold`` a step without a read gives the last value read since the episode started (the
 byte keeps the heading of a shot gone, or of a sprite drawn with its mouth shut); without a read
-since then the label is left out. Weights and tables are fitted from play with RAM as the
+since then the label is left out. With ``respawn`` = [gap, steps], once the watched box (the
+reference's for ``"side"``, the category's for ``"sprite"``) shows again after ``gap`` or more
+steps away (a life lost), the label keeps its last value for ``steps`` steps: Seaquest's torpedo
+byte stays as it was while the new submarine waits at the surface, whichever way it is drawn. Weights and tables are fitted from play with RAM as the
 teacher (:mod:`trainers.readouts.fit_direction`).
 """
 
@@ -140,13 +143,14 @@ class DirectionReadout(Readout):
         reference: str | None = None,
         sides: Sequence[int] | None = None,
         hold: bool = False,
+        respawn: Sequence[int] | None = None,
     ) -> None:
         """``category``: the slot category whose box is read; ``cue``: ``"sprite"`` (needs
         ``classifier``, reads only at ``min_confidence`` or above) or ``"side"`` (needs
         ``reference``, a slot category, and ``sides`` = [byte when the box lies left of the
         reference's centre, byte when right]; an optional ``classifier`` then reads the
         reference's sprite when the box is not shown); ``hold``: repeat the last read on steps
-        without one."""
+        without one; ``respawn``: [gap, steps] (module docstring)."""
         self.labels = check_labels(spec, [label], self.kind)
         ranges = spec.slot_ranges
         if not isinstance(category, str) or category not in ranges:
@@ -171,15 +175,41 @@ class DirectionReadout(Readout):
             if not isinstance(sides, list | tuple) or len(sides) != 2:
                 raise ValueError(f"readout 'direction': sides must be [byte left, byte right], got {sides!r}")
             sides = tuple(check_byte("side", v) for v in sides)
+        if respawn is not None:
+            if (
+                not isinstance(respawn, list | tuple) or len(respawn) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100_000 for v in respawn)
+            ):  # fmt: skip
+                raise ValueError(f"readout 'direction': respawn must be [gap, steps], two integers 1..100000, got {respawn!r}")
+            respawn = (int(respawn[0]), int(respawn[1]))
+        self.respawn = respawn
         self.label, self.category, self.cue = label, category, cue
         self.classifier, self.reference, self.sides, self.hold = classifier, reference, sides, hold
         self._rows = ranges[category]
         self._ref_rows = ranges[reference] if reference is not None else None
+        self._watch_rows = self._ref_rows if self._ref_rows is not None else self._rows
         self._last: int | None = None
+        self._seen, self._away, self._frozen = False, 0, 0
 
     def reset(self) -> None:
-        """Episode start: forget the last value read."""
+        """Episode start: forget the last value read and the watched box's history."""
         self._last = None
+        self._seen, self._away, self._frozen = False, 0, 0
+
+    def _respawned(self, objects: Sequence[Detection]) -> bool:
+        """Whether this step is within ``respawn``'s steps of the watched box showing again."""
+        if self.respawn is None:
+            return False
+        if slot_box(objects, self._watch_rows) is None:
+            self._away += 1
+        else:
+            if self._seen and self._away >= self.respawn[0]:
+                self._frozen = self.respawn[1]
+            self._seen, self._away = True, 0
+        if self._frozen > 0:
+            self._frozen -= 1
+            return True
+        return False
 
     def cue_value(self, objects: Sequence[Detection], frame: np.ndarray | None) -> int | None:
         """The byte this step's cue shows, or None (box absent, no frame, or an unsure read)."""
@@ -203,7 +233,10 @@ class DirectionReadout(Readout):
         return value if confidence >= self.min_confidence else None
 
     def read(self, objects: Sequence[Detection], frame: np.ndarray | None) -> dict[str, int]:
-        """The label from this step's cue, else (``hold``) the last one read since reset."""
+        """The label from this step's cue, else (``hold``) the last one read since reset; the last
+        one while a ``respawn`` holds it."""
+        if self._respawned(objects):
+            return {self.label: self._last} if self._last is not None else {}
         value = self.cue_value(objects, frame)
         if value is None and self.hold:
             value = self._last
@@ -222,12 +255,14 @@ class DirectionReadout(Readout):
         if self.reference is not None:
             row["reference"] = self.reference
             row["sides"] = list(self.sides or ())
+        if self.respawn is not None:
+            row["respawn"] = list(self.respawn)
         return row
 
     @classmethod
     def from_json(cls, row: Mapping[str, Any], spec: GameSpec) -> DirectionReadout:
         """Rebuild from :meth:`to_json`'s row (ValueError on anything malformed)."""
-        check_keys(row, ("labels", "category", "cue", "hold", "min_confidence"), ("classifier", "reference", "sides"))
+        check_keys(row, ("labels", "category", "cue", "hold", "min_confidence"), ("classifier", "reference", "sides", "respawn"))
         labels = check_labels(spec, row["labels"], cls.kind)
         if len(labels) != 1:
             raise ValueError(f"readout 'direction' gives one label, got {list(labels)}")
@@ -241,5 +276,5 @@ class DirectionReadout(Readout):
             spec, labels[0], row["category"], row["cue"],
             classifier=SpriteClassifier.from_json(clf) if clf is not None else None,
             min_confidence=row["min_confidence"], reference=row.get("reference"), sides=row.get("sides"),
-            hold=row["hold"],
+            hold=row["hold"], respawn=row.get("respawn"),
         )  # fmt: skip

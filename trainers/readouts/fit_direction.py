@@ -12,6 +12,10 @@ steps that show both boxes (there the byte is the heading the box was launched w
 may lag the reference's heading); it is kept, with the ``min_confidence`` and ``hold`` chosen the
 same way, only where it beats the side alone on the held-back episodes. The window is the box
 sizes' 95th percentile plus a pixel each side.
+
+Either cue: a ``respawn`` rule (:data:`RESPAWN_GAPS` x :data:`RESPAWN_STEPS`) is kept where it
+beats the readout without one on the held-back episodes: how long the byte keeps its value once
+the watched box shows again after a life lost is the game's timing, learned here.
 """
 
 from __future__ import annotations
@@ -24,12 +28,19 @@ from moc_envs.games import GameSpec
 from moc_envs.readouts.direction import DirectionReadout, SpriteClassifier, lit_window, slot_box
 from trainers.readouts.data import Episode
 
-__all__ = ["CONFIDENCES", "MIN_SHARE", "TRAIN_SHARE", "train_softmax", "window_size", "fit_direction", "choose_reading"]
+__all__ = [
+    "CONFIDENCES", "MIN_SHARE", "RESPAWN_GAPS", "RESPAWN_STEPS", "TRAIN_SHARE",
+    "train_softmax", "window_size", "fit_direction", "choose_reading", "choose_respawn",
+]  # fmt: skip
 
 CONFIDENCES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
 """The ``min_confidence`` values tried."""
 MIN_SHARE = 0.02
 """A byte value seen on fewer of the box's steps is no class (a death spin's passing frames)."""
+RESPAWN_GAPS = (4, 8, 16)
+"""Steps away after which the watched box showing again counts as a respawn, tried."""
+RESPAWN_STEPS = (4, 8, 16, 24, 32, 40, 48, 64)
+"""Steps a respawn holds the byte, tried."""
 TRAIN_SHARE = 0.7
 """Share of the episodes the classifier is first trained on; the rest choose the reading rule."""
 
@@ -87,6 +98,20 @@ def choose_reading(
     return best[1], best[2]
 
 
+def choose_respawn(spec: GameSpec, readout: DirectionReadout, episodes: Sequence[Episode]) -> DirectionReadout:
+    """``readout``, or a copy with the ``respawn`` rule that gets the most right reads less wrong
+    ones on ``episodes`` where one beats none."""
+    right, wrong = _score(readout, episodes)
+    best, best_score = readout, right - wrong
+    for gap in RESPAWN_GAPS:
+        for steps in RESPAWN_STEPS:
+            candidate = DirectionReadout.from_json({**readout.to_json(), "respawn": [gap, steps]}, spec)
+            right, wrong = _score(candidate, episodes)
+            if right - wrong > best_score:
+                best, best_score = candidate, right - wrong
+    return best
+
+
 def _sprite_samples(
     spec: GameSpec, episodes: Sequence[Episode], label: str, category: str, size: tuple[int, int], shown: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -117,6 +142,15 @@ def fit_direction(
     reference: str | None = None,
 ) -> DirectionReadout:
     """A direction readout of ``label`` from the boxes of ``category`` (module docstring)."""
+    split = max(1, min(len(episodes) - 1, int(round(TRAIN_SHARE * len(episodes)))))
+    readout = _fit_reading(spec, episodes, label, category, cue, reference)
+    return choose_respawn(spec, readout, episodes[split:])
+
+
+def _fit_reading(
+    spec: GameSpec, episodes: Sequence[Episode], label: str, category: str, cue: str, reference: str | None
+) -> DirectionReadout:
+    """The readout without a respawn rule: sides, classifier, ``min_confidence`` and ``hold``."""
     if len(episodes) < 2:
         raise ValueError(f"fit_direction needs at least 2 episodes (train and choose), got {len(episodes)}")
     rows = spec.slot_ranges[category]
