@@ -4,7 +4,8 @@
 
 Reads every ``speed.json``, ``detection.json`` and ``probe.json`` under ``--results`` (Pong's,
 Boxing's and Skiing's sit at the top, the other games' in ``<game>/``; where two runs hold the
-same game, the newer one's) and writes
+same game, the newer one's; for probes figure by figure, so a run of some representations only
+keeps the others' older figures) and writes
 ``games.json`` / ``.md`` / ``.png``: per game, detection F1 of the learned detector and of
 OCAtari's vision mode (held-out later-state frames, every promised object) and our spurious singleton share, the true objects per frame, the learned env's
 and vision's steps/s as ratios to raw ALE measured in the same run, ``detect()``'s milliseconds
@@ -86,6 +87,7 @@ def _probe(data: dict[str, Any]) -> dict[str, Any]:
         "ram": (reps.get(RAM_CODE) or {}).get("overall"),
         "full": (reps.get(FULL) or {}).get("overall"),
         "full_categories": (reps.get(FULL) or {}).get("categories"),
+        "full_steps": data.get("steps") if FULL in reps else None,
         "st_dim": (data.get("published") or {}).get("ST-DIM"),
         "supervised": (data.get("published") or {}).get("Supervised"),
     }
@@ -109,8 +111,11 @@ def gather(results: Path) -> dict[str, dict[str, Any]]:
     for _, data in _oldest_first(results, "detection.json"):
         for game, row in _detection(data).items():
             games.setdefault(game, {})["detection"] = row
+    # A run that probed some representations only (--representations) keeps the others' figures
+    # from older runs: the newer run wins figure by figure.
     for _, data in _oldest_first(results, "probe.json"):
-        games.setdefault(data["game"], {})["probe"] = _probe(data)
+        row = games.setdefault(data["game"], {}).setdefault("probe", {})
+        row.update({k: v for k, v in _probe(data).items() if v is not None})
     if not games:
         raise ValueError(f"no speed.json, detection.json or probe.json under {results}")
     return dict(sorted(games.items()))
@@ -154,7 +159,7 @@ def probe_categories(games: dict[str, dict[str, Any]]) -> str:
             continue
         cats = p.get("full_categories") or {}
         st = p.get("st_dim")
-        rows.append([game, *(cats.get(c) for c in CATEGORIES), p["full"], st, p.get("supervised"),
+        rows.append([game, p.get("full_steps"), *(cats.get(c) for c in CATEGORIES), p["full"], st, p.get("supervised"),
                      "-" if st is None else ("yes" if p["full"] >= st else "no")])  # fmt: skip
     if not rows:
         return ""
@@ -162,8 +167,9 @@ def probe_categories(games: dict[str, dict[str, Any]]) -> str:
         "## Probe per category: objects and info['labels'] (learned env)\n\nAtariARI categories: A agent, "
         "O other objects, S small objects, SC score / clock / lives / display, M misc (a dash: the game has no "
         "label of that category left after the entropy cut). Overall = mean over categories, as AtariARI "
-        "reports; the published figures are per game, over categories.\n\n"
-        + markdown_table(["game", *CATEGORIES, "overall", "ST-DIM (published)", "supervised (published)", ">= ST-DIM"], rows)
+        "reports; the published figures are per game, over categories, at 50,000 steps (samples: the steps "
+        "of our run).\n\n"
+        + markdown_table(["game", "samples", *CATEGORIES, "overall", "ST-DIM (published)", "supervised (published)", ">= ST-DIM"], rows)
     )
 
 

@@ -300,6 +300,27 @@ def test_games_table_keeps_the_newer_run_of_a_game(tmp_path) -> None:
     assert games.gather(tmp_path)["Pong"]["detection"]["learned"] == 0.7
 
 
+def test_games_table_merges_a_probe_of_some_representations_into_the_older_run(tmp_path) -> None:
+    """A newer probe of the full representation only (--representations) replaces that row and
+    keeps the older run's other rows; the per-category table names the newer run's samples."""
+    from benchmarks import games
+
+    def probe(reps: dict, steps: int, date: str) -> str:
+        return json.dumps({"game": "Boxing", "steps": steps, "published": {"ST-DIM": 0.58},
+                           "probe": {"representations": reps}, "machine": {"date": date}})  # fmt: skip
+
+    old = {games.CODE: {"overall": 0.3}, games.FULL: {"overall": 0.5, "categories": {"A": 0.5}}}
+    (tmp_path / "boxing").mkdir()
+    (tmp_path / "boxing" / "probe.json").write_text(probe(old, 5000, "2026-12-01T10:00:00+00:00"))
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "probe.json").write_text(
+        probe({games.FULL: {"overall": 0.8, "categories": {"A": 0.8}}}, 20000, "2026-12-02T10:00:00+00:00")
+    )
+    row = games.gather(tmp_path)["Boxing"]["probe"]
+    assert (row["learned"], row["full"], row["full_steps"], row["full_categories"]) == (0.3, 0.8, 20000, {"A": 0.8})
+    assert "| Boxing | 20,000 | 0.800 |" in games.probe_categories({"Boxing": {"probe": row}})
+
+
 def test_backends_compares_runtimes_and_emulators(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
