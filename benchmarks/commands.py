@@ -34,6 +34,10 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "benchmarks.agents", "main",
         "PPO agents on MOC objects: evaluation and a same-budget comparison",
     ),
+    "ablation": (
+        "benchmarks.ablation.table", "main",
+        "MOC's ablation: SPACE vs + motion vs + motion and object continuity, several seeds per game",
+    ),
     "noisy": (
         "benchmarks.noisy", "main",
         "detection on frames with PermaKey's moving bars (Noisy Atari) beside the same frames clean",
