@@ -59,6 +59,7 @@ def _play(game: str, steps: int, seed: int, reader: Any, policy: str) -> tuple[n
             _, _, term, trunc, _ = env.step(act(ram, objects))
             if term or trunc:
                 env.reset()
+                reader.reset()  # a clock's lead reads the steps of this episode only
                 if oracle is not None:
                     oracle.reset(0)
             frame = frame_of()

@@ -246,7 +246,7 @@ class MocVectorEnv(VectorEnv):
             ObjectObservationBuilder(
                 label_spec(self.game, self.detector), obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
                 coast=coast, hud=detector_hud(self.detector),
-                readouts=detector_readouts(self.detector),
+                readouts=detector_readouts(self.detector), game_mode=ale_kwargs.get("mode"),
             )
             for _ in range(self.num_envs)
         ]

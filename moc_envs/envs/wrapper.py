@@ -225,6 +225,8 @@ class ObjectCentricWrapper(
             label_spec(self.game, self.detector), obs_mode, ram_labels, max_distance=max_distance, max_age=max_age,
                 coast=coast, hud=detector_hud(self.detector),
                 readouts=detector_readouts(self.detector),
+                # ale_py keeps the mode it was made with (None: the ROM's default) only here.
+                game_mode=getattr(env.unwrapped, "_game_mode", None),
         )
         self.observation_space = observation_space(self.game, obs_mode)
         self._frame: np.ndarray | None = None

@@ -22,6 +22,14 @@ frame), on what background, and how the glyphs there turn into the label's RAM b
   bar not drawn) is unreadable.
 - ``"lookup"``: the sequence of glyphs is looked up in ``table`` (Tennis' 0 / 15 / 30 / 40).
 
+A number field may also carry a ``lead`` table, for a clock whose byte runs ahead of what is drawn
+by an amount the frame alone does not say (Skiing's hundredths are drawn one emulator frame late,
+and a frame adds 1 or 2 hundredths as it counts 5 every 3 frames): the byte is the drawn value plus
+the lead that ``lead`` gives for the last two step-to-step changes of the drawn value (modulo
+``10 ** digits``), which tell where in its cycle the clock is. Such a field needs the steps before
+it: :class:`LeadTracker` follows one episode, and gives nothing until two changes were seen, nor for
+a pair of changes the table does not hold (the clock stopped).
+
 A value that cannot be read is None, never a guess: an unknown glyph anywhere in the field, a
 non-digit where a digit is read, a glyph of a count that is no icon, a colour a bar field never
 showed, a sequence the table does not hold, a value or length listed as ``unread``, a byte
@@ -38,7 +46,10 @@ import numpy as np
 
 from moc_envs.hud.glyphs import DIGITS, GlyphAlphabet, foreground, segment
 
-__all__ = ["FieldKind", "FIELD_KINDS", "HudField", "encode", "number_value", "read_field"]
+__all__ = [
+    "FieldKind", "FIELD_KINDS", "HudField", "LeadTracker", "drawn_value", "encode", "lead_byte", "number_value",
+    "read_field",
+]  # fmt: skip
 
 FieldKind = Literal["number", "count", "bar", "lookup"]
 FIELD_KINDS: tuple[str, ...] = ("number", "count", "bar", "lookup")
@@ -83,6 +94,8 @@ class HudField:
     table: tuple[tuple[tuple[int, ...], int], ...] = ()
     """lookup: (glyph indexes left to right, byte) pairs; bar: ((length,), byte) and number:
     ((value,), byte) exceptions to the rule."""
+    lead: tuple[tuple[tuple[int, int], int], ...] = ()
+    """number: ((latest change, change before it), lead) rows (module docstring)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label:
@@ -156,6 +169,32 @@ class HudField:
         if self.kind == "count" and rows:
             raise ValueError(f"{self.label}: a count field has no table")
         object.__setattr__(self, "table", tuple(rows))
+        object.__setattr__(self, "lead", self._check_lead())
+
+    def _check_lead(self) -> tuple[tuple[tuple[int, int], int], ...]:
+        lead = self.lead
+        if not lead:
+            return ()
+        if self.kind != "number" or not self.digits or self.scale != 1 or self.bias != 0 or self.table or self.unread:
+            raise ValueError(
+                f"{self.label}: a lead is for number fields of a fixed number of digits with scale 1, bias 0 "
+                "and no table or unread values"
+            )
+        modulus = 10**self.digits
+        if not isinstance(lead, list | tuple):
+            raise ValueError(f"{self.label}: lead must be a list of [[change, change], lead] rows, got {type(lead).__name__}")
+        rows = []
+        for row in lead:
+            ok = (
+                isinstance(row, list | tuple) and len(row) == 2 and isinstance(row[0], list | tuple) and len(row[0]) == 2
+                and all(_is_int(c) and 0 <= c < modulus for c in (*row[0], row[1]))
+            )  # fmt: skip
+            if not ok:
+                raise ValueError(f"{self.label}: each lead row must be [[change, change], lead], each 0..{modulus - 1}, got {row!r}")
+            rows.append(((int(row[0][0]), int(row[0][1])), int(row[1])))
+        if len({k for k, _ in rows}) != len(rows):
+            raise ValueError(f"{self.label}: the lead table lists a pair of changes twice")
+        return tuple(rows)
 
     def check_alphabet(self, alphabet: GlyphAlphabet) -> None:
         """Refuse glyph indexes (icons, table rows) outside ``alphabet``."""
@@ -220,8 +259,54 @@ def _number(field: HudField, names: list[str]) -> int | None:
     return encode(field, value)
 
 
+def drawn_value(field: HudField, crop: np.ndarray, alphabet: GlyphAlphabet) -> int | None:
+    """The decimal value a number field's pixels show (before any rule turns it into a byte), None
+    when unreadable."""
+    ids = alphabet.ids(segment(foreground(crop, field.background)))
+    return None if -1 in ids else number_value(field, [alphabet.names[i] for i in ids])
+
+
+def lead_byte(field: HudField, drawn: list[int]) -> int | None:
+    """The byte of a lead field from its last three drawn values (oldest first), None when fewer
+    were seen or the table lacks their two changes."""
+    if len(drawn) < 3:
+        return None
+    modulus = 10**field.digits
+    key = ((drawn[-1] - drawn[-2]) % modulus, (drawn[-2] - drawn[-3]) % modulus)
+    for k, lead in field.lead:
+        if k == key:
+            return encode(field, (drawn[-1] + lead) % modulus)
+    return None
+
+
+class LeadTracker:
+    """One lead field's drawn values over the steps of an episode (module docstring)."""
+
+    def __init__(self, field: HudField) -> None:
+        """``field``: a number field with a ``lead`` table."""
+        if not field.lead:
+            raise ValueError(f"{field.label}: LeadTracker needs a field with a lead table")
+        self.field = field
+        self.drawn: list[int] = []
+
+    def reset(self) -> None:
+        """Episode start: forget the values drawn before."""
+        self.drawn = []
+
+    def step(self, drawn: int | None) -> int | None:
+        """The byte of this step from its drawn value (None: unreadable, which breaks the chain)."""
+        if drawn is None:
+            self.drawn = []
+            return None
+        self.drawn = [*self.drawn[-2:], drawn]
+        return lead_byte(self.field, self.drawn)
+
+
 def read_field(field: HudField, crop: np.ndarray, alphabet: GlyphAlphabet) -> int | None:
-    """The label's byte from the field's pixels ``crop`` (:meth:`HudField.crop`), None when unreadable."""
+    """The label's byte from the field's pixels ``crop`` (:meth:`HudField.crop`), None when unreadable.
+
+    One frame alone: a field's ``lead`` needs the steps before (:class:`LeadTracker`) and is not
+    applied here."""
     if field.kind == "bar":
         pixels = crop.reshape(-1, 3)
         known = np.zeros(len(pixels), bool)

@@ -6,7 +6,9 @@ in the JSON) and one :class:`~moc_envs.hud.fields.HudField` per AtariARI label t
 (where it is drawn and how its glyphs give the RAM byte). :class:`HudReader` reads them from an
 RGB frame with no RAM: ``reader.read(frame)`` is ``{label: byte}`` for every label it could read;
 one it cannot (an unknown glyph, a blank HUD) is left out, never guessed. The env adds these
-labels to ``info["labels"]`` for a learned detector whose folder has a ``hud.json``.
+labels to ``info["labels"]`` for a learned detector whose folder has a ``hud.json``. A field with a
+``lead`` (a clock drawn behind its byte) also reads the steps before: each env reads through its own
+``reader.fresh()`` copy and calls ``reset()`` at each episode start.
 
 Loading goes through the folder's verified manifest (:mod:`moc_envs.weights.manifest`), reads
 JSON and safetensors only, and refuses with :class:`~moc_envs.errors.CorruptWeightsError` a file
@@ -16,6 +18,7 @@ arrays of the wrong dtype or shape, and non-finite numbers.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -26,7 +29,7 @@ import numpy as np
 
 from moc_envs.errors import CorruptWeightsError, FrameFormatError, MissingWeightsError
 from moc_envs.games import GameSpec, get_game
-from moc_envs.hud.fields import HudField, read_field
+from moc_envs.hud.fields import HudField, LeadTracker, drawn_value, read_field
 from moc_envs.hud.glyphs import GlyphAlphabet
 from moc_envs.weights.atomic import atomic_path, atomic_write_text
 from moc_envs.weights.manifest import VerifiedFolder, safetensors_metadata, verify_folder
@@ -56,7 +59,7 @@ _CACHE_SIZE = 4096
 """Field crops remembered per field: a HUD changes seldom, so most frames repeat a crop."""
 _FIELD_KEYS = frozenset(
     ("label", "kind", "box", "background", "shift", "digits", "base", "scale", "bias", "glyphs",
-     "colour", "palette", "slope", "intercept", "unread", "table")
+     "colour", "palette", "slope", "intercept", "unread", "table", "lead")
 )  # fmt: skip
 
 
@@ -90,7 +93,21 @@ class HudReader:
             raise ValueError(f"each label may have one field, got {labels}")
         for f in self.fields:
             f.check_alphabet(alphabet)
+        # Per field, crop bytes -> byte read (a lead field's: the value drawn); shared by fresh() copies.
         self._cache: list[dict[bytes, int | None]] = [{} for _ in self.fields]
+        self._leads = {i: LeadTracker(f) for i, f in enumerate(self.fields) if f.lead}
+
+    def fresh(self) -> HudReader:
+        """A copy for one more env: the same fields, glyphs and crop caches, its own memory of the
+        steps before (a ``lead`` field's, :class:`~moc_envs.hud.fields.LeadTracker`)."""
+        out = copy.copy(self)
+        out._leads = {i: LeadTracker(t.field) for i, t in self._leads.items()}
+        return out
+
+    def reset(self) -> None:
+        """Episode start: lead fields forget the values drawn before."""
+        for t in self._leads.values():
+            t.reset()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -103,16 +120,19 @@ class HudReader:
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[0] < 210 or frame.shape[1:] != (160, 3):
             raise FrameFormatError(f"a HUD reader reads uint8 RGB frames of shape (210, 160, 3), got {frame.dtype} {frame.shape}")
         out: dict[str, int] = {}
-        for field, cache in zip(self.fields, self._cache, strict=True):
+        for i, (field, cache) in enumerate(zip(self.fields, self._cache, strict=True)):
             crop = field.crop(frame)
             key = crop.tobytes()
+            lead = self._leads.get(i)
             if key in cache:
                 value = cache[key]
             else:
-                value = read_field(field, crop, self.alphabet)
+                value = drawn_value(field, crop, self.alphabet) if lead else read_field(field, crop, self.alphabet)
                 if len(cache) >= _CACHE_SIZE:
                     cache.clear()
                 cache[key] = value
+            if lead is not None:
+                value = lead.step(value)
             if value is not None:
                 out[field.label] = value
         return out
@@ -132,6 +152,8 @@ class HudReader:
                 row.update(unread=list(f.unread))
             if f.table:
                 row.update(table=[[list(seq), byte] for seq, byte in f.table])
+            if f.lead:
+                row.update(lead=[[list(changes), lead] for changes, lead in f.lead])
             fields.append(row)
         return {
             "format": HUD_FORMAT,
@@ -178,7 +200,7 @@ def _field(row: Any, j_path: Path) -> HudField:
     for key in ("box", "background", "colour", "glyphs", "unread"):
         if isinstance(kw.get(key), list):
             kw[key] = tuple(kw[key])
-    for key in ("palette", "table"):
+    for key in ("palette", "table", "lead"):
         if isinstance(kw.get(key), list):
             kw[key] = tuple(tuple(v) if isinstance(v, list) else v for v in kw[key])
     try:

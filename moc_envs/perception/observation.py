@@ -105,14 +105,16 @@ class ObjectObservationBuilder:
         coast: int = 0,
         hud: HudReader | None = None,
         readouts: ReadoutSet | None = None,
+        game_mode: int | None = None,
     ) -> None:
         """``hud``: the learned HUD reader of the detector's weights folder
         (:mod:`moc_envs.hud.reader`), whose labels (scores, lives, clocks, bars) ``info["labels"]``
         gains from each step's frame; None reads none. ``readouts``: the folder's readouts
-        (:mod:`moc_envs.readouts`), copied for this env (they may keep state across steps)."""
+        (:mod:`moc_envs.readouts`), copied for this env (they may keep state across steps) and set
+        up for its ALE ``game_mode`` (None: made without ``mode=``; some bytes depend on it)."""
         self.spec = spec
-        self.hud = hud
-        self.readouts = readouts.fresh() if readouts is not None else None
+        self.hud = hud.fresh() if hud is not None else None  # its own memory of earlier steps
+        self.readouts = readouts.fresh(game_mode) if readouts is not None else None
         self.obs_mode = check_obs_mode(obs_mode)
         self.ram_labels = bool(ram_labels)
         self.tracker = SlotTracker(spec, max_distance=max_distance, max_age=max_age, coast=coast)
@@ -125,6 +127,8 @@ class ObjectObservationBuilder:
         self.objects = []
         if self.readouts is not None:
             self.readouts.reset()
+        if self.hud is not None:
+            self.hud.reset()
 
     def object_array(self) -> np.ndarray:
         """The (n_slots, 7) float32 observation of the tracker's current state."""

@@ -53,8 +53,7 @@ from moc_envs.perception.postprocess import (
     suppress_duplicates_batched,
 )
 from moc_envs.perception.preprocess import resize_frames
-from moc_envs.readouts.file import read_readouts
-from moc_envs.readouts.registry import ReadoutSet
+from moc_envs.readouts.registry import ReadoutSet, read_readouts
 from moc_envs.threads import check_threads, torch_threads
 from moc_envs.weights.manifest import safetensors_metadata, verify_folder
 
@@ -194,7 +193,7 @@ class SpaceDetector:
         (keys, shapes), hold non-finite values, or cannot work (a classifier filling no slot, a
         ``max_box`` smaller than one grid cell, a ``labels.json`` for another game or naming labels
         the game has no link for, a ``hud.json`` that fails :func:`moc_envs.hud.reader.read_hud`, a ``readouts.json`` that fails
-        :func:`moc_envs.readouts.file.read_readouts`).
+        :func:`moc_envs.readouts.registry.read_readouts`).
         ``threads``, ``freeze`` and ``runtime``: see :class:`SpaceDetector`.
         """
         threads = check_threads(threads)

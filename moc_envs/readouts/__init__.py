@@ -10,12 +10,15 @@ JSON; the env adds what they read to ``info["labels"]``.
 """
 
 from moc_envs.readouts.base import Readout, check_byte, check_keys, check_labels
-from moc_envs.readouts.file import READOUTS_FORMAT, READOUTS_JSON, read_readouts, save_readouts
 from moc_envs.readouts.registry import (
     READOUT_KINDS,
+    READOUTS_FORMAT,
+    READOUTS_JSON,
     ReadoutSet,
     detector_readouts,
+    read_readouts,
     readout_from_json,
+    save_readouts,
 )
 
 __all__ = [

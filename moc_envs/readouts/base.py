@@ -29,6 +29,9 @@ class Readout(ABC):
     def reset(self) -> None:  # noqa: B027 - most readouts keep no state
         """Forget what earlier steps showed (episode start)."""
 
+    def configure(self, game_mode: int | None) -> None:  # noqa: B027 - most readouts ignore the mode
+        """Set up for an env in ALE game mode ``game_mode`` (None: made without ``mode=``)."""
+
     @abstractmethod
     def read(self, objects: Sequence[Detection], frame: np.ndarray | None) -> dict[str, int]:
         """``{label: byte}`` for the labels this step shows; a label it cannot read is left out.

@@ -580,7 +580,7 @@ def _stage_hud(run: PipelineRun) -> dict[str, Any]:
 
 
 def _stage_readouts(run: PipelineRun) -> dict[str, Any]:
-    from moc_envs.readouts.file import READOUTS_JSON, save_readouts
+    from moc_envs.readouts.registry import READOUTS_JSON, save_readouts
     from moc_envs.weights.manifest import refresh_manifest
     from trainers.readouts.cli import fit_readouts
     from trainers.readouts.plans import PLANS

@@ -7,7 +7,7 @@ for a few steps; seed ``seed`` to fit, ``seed + 1`` to score), fits every readou
 names (:mod:`trainers.readouts.plans`) on the first play with its RAM as the teacher, and scores
 each label on the second: the share of steps it is given, and where given, exact / within 1 /
 within 5 of the RAM byte, and right (positions within 5, everything else exact). Writes
-``readouts.json`` (:mod:`moc_envs.readouts.file`) with those scores into the folder and records it
+``readouts.json`` (:mod:`moc_envs.readouts.registry`) with those scores into the folder and records it
 in the manifest. ``moc-envs bench labels`` measures every label of ``info["labels"]`` on seeds
 never fitted on.
 """
@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from moc_envs.games import GameSpec, get_game
-from moc_envs.readouts.file import READOUTS_JSON, save_readouts
-from moc_envs.readouts.registry import ReadoutSet
+from moc_envs.readouts.registry import READOUTS_JSON, ReadoutSet, save_readouts
 from moc_envs.threads import add_threads_argument, set_torch_threads
 from moc_envs.weights.manifest import refresh_manifest
 from trainers.readouts.data import Episode, collect_steps

@@ -11,6 +11,7 @@ from moc_envs.readouts.base import Readout
 from trainers.readouts.course.fit_course import fit_course
 from trainers.readouts.data import Episode
 from trainers.readouts.fit_bits import fit_bits
+from trainers.readouts.fit_count import fit_setting
 from trainers.readouts.fit_direction import fit_direction
 from trainers.readouts.fit_dots import fit_dots
 from trainers.readouts.fit_formation import fit_formation
@@ -52,8 +53,8 @@ PLANS["Seaquest"] = (
 PLANS.setdefault("MsPacman", ())
 PLANS["MsPacman"] += (lambda spec, eps: [fit_direction(spec, eps, "player_direction", "Player")],)
 # MsPacman: the four ghosts and the fruit by their colours (the detector finds the fruit as a
-# ghost), the dots eaten from the dots the maze still shows. ghosts_count (RAM 19) is left out: it
-# holds the game mode (3 in the env's mode 0, whatever the frame shows).
+# ghost), the dots eaten from the dots the maze still shows; ghosts_count (RAM 19) from the env's
+# game mode, which fixes it (3 in mode 0, whatever the frame shows).
 _MSPACMAN_GHOSTS = ("sue", "inky", "pinky", "blinky")
 PLANS["MsPacman"] += (
     lambda spec, eps: [fit_identity(
@@ -61,6 +62,7 @@ PLANS["MsPacman"] += (
         [(f"enemy_{g}_x", f"enemy_{g}_y") for g in _MSPACMAN_GHOSTS] + [("fruit_x", "fruit_y")], ("Ghost", "Fruit"),
     )],  # fmt: skip
     lambda spec, eps: [fit_dots(spec, eps, "dots_eaten_count")],
+    lambda spec, eps: [fit_setting(spec, eps, "ghosts_count")],
 )
 # SpaceInvaders: the invaders' formation: its anchor (leftmost live column), level and live count.
 PLANS["SpaceInvaders"] = (
