@@ -99,7 +99,8 @@ def measure_game(game: str, steps: int, runs: int, seed: int, policy: str = "hel
                     got.append(r[lab])
                     truth.append(int(rams[t, index[lab]]))
         g, tr = np.asarray(got), np.asarray(truth)
-        kind = next(f.kind for f in reader.fields if f.label == lab)
+        fld = next(f for f in reader.fields if f.label == lab)
+        kind = fld.kind + ("+lead" if fld.lead else "")
         labels[lab] = {
             "kind": kind,
             "steps": steps * runs,

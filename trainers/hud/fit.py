@@ -29,7 +29,8 @@ fitting plays:
    lookup table (glyph sequence -> its commonest byte) are scored on the held-out plays as
    the reader reads them, by right minus ``wrong_cost`` times wrong readings (refusing beats
    guessing). A lookup only knows the values the play showed, so a number, count or bar
-   right on at least ``structured_exact`` of its readings is kept before it.
+   right on at least ``structured_exact`` of its readings is kept before it. A number may also
+   carry a lead (:mod:`trainers.hud.lead`: a clock drawn behind its byte), scored in step order.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from moc_envs.hud.fields import HudField, encode, number_value, read_field
 from moc_envs.hud.glyphs import DIGITS, MAX_GLYPH_SIZE, GlyphAlphabet, foreground, segment
 from moc_envs.hud.reader import HudReader
 from trainers.hud.data import Play
+from trainers.hud.lead import fit_lead, score_lead
 
 __all__ = [
     "FieldData",
@@ -90,6 +92,9 @@ class FieldData:
     box: Box | None = None
     background: tuple[int, int, int] | None = None
     fit_glyphs: list[list[bytes]] = field(default_factory=list)
+    fit_resets: np.ndarray | None = None
+    """(N,) bool: an episode (or a play) ended after this fitting step (None: never)."""
+    val_resets: np.ndarray | None = None
 
     def crops(self, which: str) -> np.ndarray:
         """The ``"fit"`` or ``"val"`` crops narrowed to the placed field."""
@@ -491,6 +496,17 @@ def _lookup(d: FieldData, rows: list[list[int]], mobile: set[int], min_count: in
     return HudField(d.label, "lookup", d.box, d.background, table=tuple(sorted(out)))
 
 
+def _ends(plays: Sequence[Play]) -> np.ndarray:
+    """The plays' resets in one array, with the last step of each play an end too."""
+    out = []
+    for p in plays:
+        ends = np.asarray(p.resets, bool).copy()
+        if len(ends):
+            ends[-1] = True
+        out.append(ends)
+    return np.concatenate(out) if out else np.zeros(0, bool)
+
+
 def fit_hud(
     spec: GameSpec,
     fit_plays: Sequence[Play],
@@ -513,6 +529,7 @@ def fit_hud(
             lab, cut, cores[lab],
             np.concatenate([p.crops[lab] for p in fit_plays]), np.concatenate([p.byte(spec, lab) for p in fit_plays]),
             np.concatenate([p.crops[lab] for p in val_plays]), np.concatenate([p.byte(spec, lab) for p in val_plays]),
+            fit_resets=_ends(fit_plays), val_resets=_ends(val_plays),
         )  # fmt: skip
         # Labels drawn from the same OCAtari objects share their core and may share columns.
         if place_field(d, [c for other, c in cores.items() if c != cores[lab]]):
@@ -552,6 +569,7 @@ def fit_hud(
             lay = chosen[lab]
             number = HudField(lab, "number", d.box, d.background, shift=lay.shift, digits=lay.digits, base=lay.base, scale=lay.scale, bias=lay.bias)
             candidates += [("number", number), ("number+table", _exceptions(number, ids[lab], alphabet, d.fit_bytes))]
+            candidates += [("number+lead", fit_lead(number, ids[lab], alphabet, d.fit_bytes, d.fit_resets))]
         bar, bar_table = _bar(d, d.crops("fit"))
         candidates += [("count", counted[lab][1]), ("bar", bar), ("bar+table", bar_table), ("lookup", _lookup(d, ids[lab], mobile[lab]))]
         rows: dict[str, Any] = {}
@@ -559,8 +577,13 @@ def fit_hud(
         for rank, (kind, fld) in enumerate(candidates):
             if fld is None:
                 continue
-            held = score_reading(fld, alphabet, d.crops("val"), d.val_bytes)
-            rows[kind] = {"fit": score_reading(fld, alphabet, d.crops("fit"), d.fit_bytes), "held_out": held}
+            if fld.lead:  # read in step order, as the env reads it
+                held = score_lead(fld, alphabet, d.crops("val"), d.val_bytes, d.val_resets)
+                on_fit = score_lead(fld, alphabet, d.crops("fit"), d.fit_bytes, d.fit_resets)
+            else:
+                held = score_reading(fld, alphabet, d.crops("val"), d.val_bytes)
+                on_fit = score_reading(fld, alphabet, d.crops("fit"), d.fit_bytes)
+            rows[kind] = {"fit": on_fit, "held_out": held}
             scored.append((held["right"] - wrong_cost * held["wrong"], -rank, kind, fld, held))
         structured = [t for t in scored if t[2] != "lookup"]
         best_s = max(structured, default=None, key=lambda t: (t[0], t[1]))
