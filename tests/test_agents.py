@@ -377,3 +377,32 @@ def test_recorded_evaluation_replaces_the_agent_folders(exported, tmp_path, caps
     with pytest.raises(SystemExit):
         agent_eval.main(["--run", str(tmp_path), "--record"])
     assert "--record" in capsys.readouterr().err
+
+
+def test_noisy_training_and_evaluation_keep_their_distractors(tiny_run, tmp_path, capsys) -> None:
+    """Noisy Atari agents (issue 31): --distractors trains and plays on frames with the bars, the
+    run remembers it, a resume must keep it, and a noisy evaluation gets its own file."""
+    import shutil
+
+    assert tiny_run["second"]["distractors"] is None  # a clean run says so
+    args = agent_train.Args(game="Pong", out=str(tiny_run["out"]), detector="ram", resume=True, distractors="both")
+    with pytest.raises(agent_train.AgentTrainError, match="distractors None, not 'both'"):
+        agent_train.train(args)
+    noisy = agent_train.main([*TINY, "--out", str(tmp_path / "noisy"), "--frames", "1024", "--distractors", "both"])
+    assert noisy["distractors"] == "both"
+    assert agent_train.policy_from_checkpoint(tmp_path / "noisy").info["distractors"] == "both"
+    with pytest.raises(SystemExit):
+        agent_train.main([*TINY, "--out", str(tmp_path / "x"), "--distractors", "diagonal"])
+    assert "--distractors" in capsys.readouterr().err
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["out"], run)
+    (run / agent_eval.EVAL_FILE).unlink(missing_ok=True)
+    agent_eval.main(["--run", str(run), "--detectors", "ram", "--distractors", "vertical", "--episodes", "2",
+                     "--envs", "2", "--workers", "1", "--max-steps", "20", "--no-progress"])
+    played = json.loads((run / "eval_vertical.json").read_text())
+    assert played["results"]["ram"]["distractors"] == "vertical" and not (run / agent_eval.EVAL_FILE).exists()
+    with pytest.raises(SystemExit):
+        agent_eval.main(["--run", str(run), "--distractors", "both", "--export", str(tmp_path / "agent")])
+    assert "clean evaluations only" in capsys.readouterr().err
+    assert agent_eval.eval_file(2, "both") == "eval_coast2_both.json"

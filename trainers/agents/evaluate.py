@@ -37,6 +37,7 @@ import numpy as np
 
 from moc_envs.errors import CorruptWeightsError, MocEnvsError
 from moc_envs.games import get_game
+from moc_envs.perception.distractors import DISTRACTOR_KINDS
 from moc_envs.weights.atomic import atomic_write_text
 from moc_envs.weights.manifest import write_manifest
 from moc_envs.weights.safe_read import finite_for_json
@@ -54,10 +55,12 @@ DEFAULT_MAX_STEPS = 10_000
 between close players lasts about 4,000-6,000 steps, a lost one under 1,000."""
 
 
-def eval_file(coast: int = 0) -> str:
+def eval_file(coast: int = 0, distractors: str | None = None) -> str:
     """A run's evaluation file: ``eval.json``, or ``eval_coast<N>.json`` for an evaluation whose
-    env coasted missed objects for N steps (kept apart: the shipped agent's card quotes eval.json)."""
-    return EVAL_FILE if coast == 0 else f"eval_coast{coast}.json"
+    env coasted missed objects for N steps, ``eval_<kind>.json`` (``eval_both.json`` ...) for one
+    on frames with distractors (kept apart: the shipped agent's card quotes eval.json)."""
+    name = EVAL_FILE if coast == 0 else f"eval_coast{coast}.json"
+    return name if distractors is None else name.replace(".json", f"_{distractors}.json")
 
 
 def episode_quotas(episodes: int, envs: int) -> list[int]:
@@ -81,11 +84,14 @@ def evaluate(
     device: str = "auto",
     progress: bool = True,
     coast: int = 0,
+    distractors: str | None = None,
 ) -> dict[str, Any]:
     """Play ``episodes`` episodes of ``MOC/<game>-v0`` with ``detector``; return the statistics.
 
     ``coast``: the env's tracker keeps a missed object in the observation for up to that many
     steps at its predicted box (:class:`moc_envs.perception.tracking.SlotTracker`); 0 as in training.
+    ``distractors``: PermaKey's bars on every frame the detector sees (Noisy Atari), env i's bars
+    seeded from ``seed + i``; None: clean frames.
 
     ``policy``: batch of flat observations ``(N, F)`` -> ``(N,)`` actions (a
     :class:`moc_envs.agents.Policy`). Env i is seeded ``seed + i``; the evaluation seeds differ
@@ -102,7 +108,9 @@ def evaluate(
     name = get_game(game).name
     envs = min(envs, episodes)
     quotas = episode_quotas(episodes, envs)
-    extra = {"device": device} if detector == "space" else {}
+    extra: dict[str, Any] = {"device": device} if detector == "space" else {}
+    if distractors is not None:
+        extra.update(distractors=distractors, distractor_seed=seed)
     venv = make_vec(
         f"MOC/{name}-v0", envs, detector=detector, workers=min(workers, envs), threads=threads,
         autoreset_mode="SameStep", obs_mode="flat", max_num_frames_per_episode=max_steps * FRAMESKIP,
@@ -162,6 +170,7 @@ def evaluate(
         "max_steps": max_steps,
         "seed": seed,
         "coast": coast,
+        "distractors": distractors,
         "envs": envs,
         "seconds": seconds,
         "steps_per_s": steps / seconds if seconds > 0 else None,
@@ -211,7 +220,7 @@ def evaluate_run(
             file=sys.stderr,
         )
     if write:
-        atomic_write_text(run / eval_file(kwargs.get("coast", 0)), json.dumps(result, indent=2) + "\n")
+        atomic_write_text(run / eval_file(kwargs.get("coast", 0), kwargs.get("distractors")), json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -374,6 +383,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--coast", type=int, default=0,
                    help="steps the env keeps a missed object in the observation at its predicted box "
                    "(written to <run>/eval_coast<N>.json)")
+    p.add_argument("--distractors", choices=DISTRACTOR_KINDS, default=None,
+                   help="play on Noisy Atari frames: PermaKey's moving bars (written to <run>/eval_<kind>.json)")
     p.add_argument("--export", default=None, help="write the (single) --run's policy as an agent folder here")
     p.add_argument("--note", action="append", default=[],
                    help="with --export: a paragraph for the card's Notes section (repeatable)")
@@ -385,6 +396,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
     args = p.parse_args(argv)
     args.detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
+    if args.distractors is not None and (args.record or args.export):
+        p.error("--distractors evaluates on noisy frames; an agent folder records clean evaluations only "
+                "(drop --record / --export, or evaluate without --distractors)")
     bad = [d for d in args.detectors if d not in ("space", "ram")]
     if bad or not args.detectors:
         p.error(f"--detectors takes space and/or ram, got {bad or args.detectors}")
@@ -418,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     set_torch_threads(args.threads)
     kwargs = {"episodes": args.episodes, "envs": args.envs, "workers": args.workers,
               "threads": args.threads, "seed": args.seed, "max_steps": args.max_steps,
-              "device": args.device, "progress": args.progress, "coast": args.coast}
+              "device": args.device, "progress": args.progress, "coast": args.coast,
+              "distractors": args.distractors}
     try:
         if args.agent:
             from moc_envs.agents import load_folder

@@ -46,6 +46,7 @@ import numpy as np
 
 from moc_envs.errors import CorruptWeightsError, MocEnvsError
 from moc_envs.games import game_names, get_game
+from moc_envs.perception.distractors import DISTRACTOR_KINDS
 from moc_envs.weights.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from moc_envs.weights.manifest import sha256_file
 from moc_envs.weights.safe_read import torch_load_error_text
@@ -134,6 +135,7 @@ class Args:
     learning_rate: float = field(default=PPO_DEFAULTS["learning_rate"], metadata={"help": "initial Adam learning rate (annealed linearly to 0 over --frames)"})
     n_epochs: int = field(default=PPO_DEFAULTS["n_epochs"], metadata={"help": "passes over each rollout"})
     device: str = field(default="auto", metadata={"help": "torch device of the learned detector (PPO's small MLP runs on the CPU)"})
+    distractors: str | None = field(default=None, metadata={"help": "train on Noisy Atari: PermaKey's moving bars (horizontal, vertical or both) on every frame the detector sees, env i's bars seeded from --seed + i; None: clean frames"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
 
 
@@ -151,6 +153,8 @@ def _parse(argv: Sequence[str] | None) -> Args:
             p.add_argument(flag, required=True, default=argparse.SUPPRESS, help=f.metadata["help"])
         elif f.name == "detector":
             p.add_argument(flag, choices=("space", "ram"), default=f.default, help=f.metadata["help"])
+        elif f.name == "distractors":
+            p.add_argument(flag, choices=DISTRACTOR_KINDS, default=f.default, help=f.metadata["help"])
         else:
             kind = {"int": _int, "int | None": _int, "float": float}.get(str(f.type), str)
             p.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
@@ -245,15 +249,20 @@ def ObsNormaliser(venv: Any, training: bool = True) -> Any:  # noqa: N802 - a cl
 
 
 def make_env(
-    game: str, detector: str, envs: int, workers: int, threads: int, seed: int, device: str = "auto"
+    game: str, detector: str, envs: int, workers: int, threads: int, seed: int, device: str = "auto",
+    distractors: str | None = None,
 ) -> Any:
-    """The SB3 vector env an agent trains on: flat objects, VecMonitor, :func:`ObsNormaliser`."""
+    """The SB3 vector env an agent trains on: flat objects, VecMonitor, :func:`ObsNormaliser`;
+    ``distractors``: PermaKey's bars on the frames (:mod:`moc_envs.perception.distractors`), seeded
+    from ``seed``."""
     from stable_baselines3.common.vec_env import VecMonitor
 
     from moc_envs.envs.make import make_vec
     from moc_envs.envs.sb3 import SB3VecEnv
 
-    extra = {"device": device} if detector == "space" else {}
+    extra: dict[str, Any] = {"device": device} if detector == "space" else {}
+    if distractors is not None:
+        extra.update(distractors=distractors, distractor_seed=seed)
     venv = make_vec(
         f"MOC/{get_game(game).name}-v0", envs, detector=detector, workers=workers, threads=threads,
         autoreset_mode="SameStep", obs_mode="flat", **extra,
@@ -344,6 +353,7 @@ def _agent_info(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "game": record["game"],
         "detector": record["detector"],
+        "distractors": record.get("distractors"),
         "env_id": record["env_id"],
         "obs_mode": "flat",
         "feature_names": record["feature_names"],
@@ -417,6 +427,7 @@ def _new_record(args: Args, hp: dict[str, Any]) -> dict[str, Any]:
         "format": CHECKPOINT_FORMAT,
         "game": spec.name,
         "detector": args.detector,
+        "distractors": args.distractors,
         "env_id": f"MOC/{spec.name}-v0",
         "feature_names": list(feature_names(spec)),
         "target_frames": args.frames,
@@ -434,7 +445,7 @@ def _new_record(args: Args, hp: dict[str, Any]) -> dict[str, Any]:
 
 def _check_resume(record: dict[str, Any], args: Args, hp: dict[str, Any], out: Path) -> None:
     spec = get_game(args.game)
-    for key, want in (("game", spec.name), ("detector", args.detector)):
+    for key, want in (("game", spec.name), ("detector", args.detector), ("distractors", args.distractors)):
         if record.get(key) != want:
             raise AgentTrainError(
                 f"{out} holds a run of {key} {record.get(key)!r}, not {want!r}: resume with the "
@@ -501,7 +512,7 @@ def _train_locked(args: Args, out: Path) -> dict[str, Any]:
     record["sessions"].append({"start_step": start, "seed": seed, "argv": sys.argv[1:],
                                "started": time.strftime("%Y-%m-%d %H:%M:%S %z")})
 
-    env = make_env(args.game, args.detector, args.envs, args.workers, args.threads, seed, args.device)
+    env = make_env(args.game, args.detector, args.envs, args.workers, args.threads, seed, args.device, args.distractors)
     try:
         if tensors is not None:
             norm = record["normalisation"]
