@@ -38,6 +38,10 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "benchmarks.ablation.table", "main",
         "MOC's ablation: SPACE vs + motion vs + motion and object continuity, several seeds per game",
     ),
+    "label-cost": (
+        "benchmarks.labels.cost", "main",
+        "what the HUD reader and the readouts add to each env step, in raw ALE steps",
+    ),
     "noisy": (
         "benchmarks.noisy", "main",
         "detection on frames with PermaKey's moving bars (Noisy Atari) beside the same frames clean",

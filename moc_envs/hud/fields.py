@@ -47,8 +47,8 @@ import numpy as np
 from moc_envs.hud.glyphs import DIGITS, GlyphAlphabet, foreground, segment
 
 __all__ = [
-    "FieldKind", "FIELD_KINDS", "HudField", "LeadTracker", "drawn_value", "encode", "lead_byte", "number_value",
-    "read_field",
+    "FieldKind", "FIELD_KINDS", "HudField", "LeadTracker", "drawn_of_glyphs", "drawn_value", "encode", "lead_byte",
+    "number_value", "read_field", "value_of_glyphs",
 ]  # fmt: skip
 
 FieldKind = Literal["number", "count", "bar", "lookup"]
@@ -262,7 +262,11 @@ def _number(field: HudField, names: list[str]) -> int | None:
 def drawn_value(field: HudField, crop: np.ndarray, alphabet: GlyphAlphabet) -> int | None:
     """The decimal value a number field's pixels show (before any rule turns it into a byte), None
     when unreadable."""
-    ids = alphabet.ids(segment(foreground(crop, field.background)))
+    return drawn_of_glyphs(field, alphabet.ids(segment(foreground(crop, field.background))), alphabet)
+
+
+def drawn_of_glyphs(field: HudField, ids: list[int], alphabet: GlyphAlphabet) -> int | None:
+    """:func:`drawn_value` from the field's glyph ids (-1: unknown)."""
     return None if -1 in ids else number_value(field, [alphabet.names[i] for i in ids])
 
 
@@ -321,7 +325,12 @@ def read_field(field: HudField, crop: np.ndarray, alphabet: GlyphAlphabet) -> in
             if key == (length,):
                 return byte
         return _byte(int(round(field.slope * length + field.intercept)))
-    ids = alphabet.ids(segment(foreground(crop, field.background)))
+    return value_of_glyphs(field, alphabet.ids(segment(foreground(crop, field.background))), alphabet)
+
+
+def value_of_glyphs(field: HudField, ids: list[int], alphabet: GlyphAlphabet) -> int | None:
+    """The byte of a glyph field (number, count or lookup) from its glyphs' alphabet ids, left to
+    right (-1: unknown); None when unreadable. A field's lead is not applied here."""
     if -1 in ids:
         return None
     if field.kind == "count":

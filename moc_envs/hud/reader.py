@@ -29,8 +29,8 @@ import numpy as np
 
 from moc_envs.errors import CorruptWeightsError, FrameFormatError, MissingWeightsError
 from moc_envs.games import GameSpec, get_game
-from moc_envs.hud.fields import HudField, LeadTracker, drawn_value, read_field
-from moc_envs.hud.glyphs import GlyphAlphabet
+from moc_envs.hud.fields import HudField, LeadTracker, drawn_of_glyphs, read_field, value_of_glyphs
+from moc_envs.hud.glyphs import GlyphAlphabet, foreground, segment
 from moc_envs.weights.atomic import atomic_path, atomic_write_text
 from moc_envs.weights.manifest import VerifiedFolder, safetensors_metadata, verify_folder
 from moc_envs.weights.safe_read import finite_for_json
@@ -120,6 +120,7 @@ class HudReader:
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[0] < 210 or frame.shape[1:] != (160, 3):
             raise FrameFormatError(f"a HUD reader reads uint8 RGB frames of shape (210, 160, 3), got {frame.dtype} {frame.shape}")
         out: dict[str, int] = {}
+        glyphs: dict[tuple, list[int]] = {}  # fields drawn in one place (a clock's parts) cut it once
         for i, (field, cache) in enumerate(zip(self.fields, self._cache, strict=True)):
             crop = field.crop(frame)
             key = crop.tobytes()
@@ -127,7 +128,14 @@ class HudReader:
             if key in cache:
                 value = cache[key]
             else:
-                value = drawn_value(field, crop, self.alphabet) if lead else read_field(field, crop, self.alphabet)
+                if field.kind == "bar":
+                    value = read_field(field, crop, self.alphabet)
+                else:
+                    place = (field.box, field.background)
+                    if place not in glyphs:
+                        glyphs[place] = self.alphabet.ids(segment(foreground(crop, field.background)))
+                    ids = glyphs[place]
+                    value = drawn_of_glyphs(field, ids, self.alphabet) if lead else value_of_glyphs(field, ids, self.alphabet)
                 if len(cache) >= _CACHE_SIZE:
                     cache.clear()
                 cache[key] = value

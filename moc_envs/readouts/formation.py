@@ -31,7 +31,14 @@ import numpy as np
 
 from moc_envs.games import GameSpec
 from moc_envs.perception.detection import Detection
-from moc_envs.readouts.base import Readout, check_byte, check_keys, check_labels, check_number
+from moc_envs.readouts.base import (
+    Readout,
+    check_byte,
+    check_keys,
+    check_labels,
+    check_number,
+    colour_mask,
+)
 
 __all__ = ["FormationReadout", "cell_windows", "pattern_key"]
 
@@ -48,6 +55,19 @@ def pattern_key(lit: np.ndarray) -> str:
         return ""
     tight = lit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     return f"{tight.shape[0]}x{tight.shape[1]}:{np.packbits(tight.ravel()).tobytes().hex()}"
+
+
+def _pattern_pixels(key: str) -> int:
+    """How many lit pixels a :func:`pattern_key` holds (ValueError for a malformed key)."""
+    try:
+        size, bits = key.split(":")
+        rows, cols = (int(v) for v in size.split("x"))
+        packed = bytes.fromhex(bits)
+    except ValueError as err:
+        raise ValueError(f"readout 'formation': a dying pattern must be 'HxW:hex', got {key!r}") from err
+    if rows < 1 or cols < 1 or len(packed) != (rows * cols + 7) // 8:
+        raise ValueError(f"readout 'formation': a dying pattern must be 'HxW:hex' of H*W bits, got {key!r}")
+    return int(np.unpackbits(np.frombuffer(packed, np.uint8))[: rows * cols].sum())
 
 
 def cell_windows(
@@ -136,6 +156,18 @@ class FormationReadout(Readout):
             raise ValueError("readout 'formation': dying must be a list of pattern keys (non-empty strings)")
         self.dying = frozenset(dying)
 
+    @property
+    def dying(self) -> frozenset[str]:
+        """The pattern keys of dying enemies (:func:`pattern_key`)."""
+        return self._dying
+
+    @dying.setter
+    def dying(self, keys: frozenset[str]) -> None:
+        self._dying = frozenset(keys)
+        # Lit-pixel counts of the dying patterns: a cell lit by another count cannot be dying, so
+        # its pattern need not be cut out (what costs most on every step).
+        self._dying_counts = frozenset(_pattern_pixels(key) for key in self._dying)
+
     def boxes(self, objects: Sequence[Detection]) -> list[Detection]:
         """The shown boxes (each in a slot) of the formation's categories."""
         return [d for d in objects if d.category in self._slots and d.slot in self._slots[d.category]]
@@ -153,7 +185,7 @@ class FormationReadout(Readout):
     def cells(self, x0: float, y0: float, frame: np.ndarray) -> list[tuple[int, str]]:
         """Each cell of the grid anchored at ``(x0, y0)``: how many pixels of the formation's
         colour it holds, and their pattern key (:func:`pattern_key`)."""
-        mask = np.abs(frame.astype(np.int32) - np.asarray(self.color, np.int32)).sum(axis=-1) <= self.color_tolerance
+        mask = colour_mask(frame, self.color, self.color_tolerance)
         out = []
         for t, b, le, ri in cell_windows(x0, y0, self.grid, self.pitch, self.cell, mask.shape):
             lit = mask[t:b, le:ri]
@@ -163,6 +195,18 @@ class FormationReadout(Readout):
     def live(self, cells: Sequence[tuple[int, str]]) -> int:
         """How many of :meth:`cells` hold a live enemy: lit enough, and not in a dying pattern."""
         return sum(1 for n, key in cells if n >= self.min_pixels and key not in self.dying)
+
+    def live_in(self, x0: float, y0: float, frame: np.ndarray) -> int:
+        """``live(cells(x0, y0, frame))``, cutting out a cell's pattern only where its lit count
+        is a dying pattern's (the env's path: every step)."""
+        mask = colour_mask(frame, self.color, self.color_tolerance)
+        n_live = 0
+        for t, b, le, ri in cell_windows(x0, y0, self.grid, self.pitch, self.cell, mask.shape):
+            lit = mask[t:b, le:ri]
+            n = int(np.count_nonzero(lit))
+            if n >= self.min_pixels and (n not in self._dying_counts or pattern_key(lit) not in self.dying):
+                n_live += 1
+        return n_live
 
     def read(self, objects: Sequence[Detection], frame: np.ndarray | None) -> dict[str, int]:
         """The labels the step shows: none without a box of the formation."""
@@ -181,7 +225,7 @@ class FormationReadout(Readout):
         if self.count_label is not None and frame is not None and level is not None:
             if frame.ndim != 3 or frame.shape[2] != 3:
                 raise ValueError(f"frame must be (H, W, 3) RGB, got shape {frame.shape}")
-            out[self.count_label] = self.live(self.cells(x0, level[0], frame))
+            out[self.count_label] = self.live_in(x0, level[0], frame)
         return out
 
     def to_json(self) -> dict[str, Any]:

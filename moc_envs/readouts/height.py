@@ -30,7 +30,14 @@ import numpy as np
 
 from moc_envs.games import GameSpec
 from moc_envs.perception.detection import Detection
-from moc_envs.readouts.base import Readout, check_byte, check_keys, check_labels, check_number
+from moc_envs.readouts.base import (
+    Readout,
+    check_byte,
+    check_keys,
+    check_labels,
+    check_number,
+    colour_mask,
+)
 
 __all__ = ["HeightReadout", "color_top"]
 
@@ -38,7 +45,7 @@ __all__ = ["HeightReadout", "color_top"]
 def color_top(frame: np.ndarray, color: Sequence[int], tolerance: float, max_pixels: int) -> int | None:
     """The top row of the pixels of ``color`` (within ``tolerance`` summed over RGB), or None
     when none is lit or more than ``max_pixels`` are (not the small sprite looked for)."""
-    mask = np.abs(frame.astype(np.int32) - np.asarray(color, np.int32)).sum(axis=-1) <= tolerance
+    mask = colour_mask(frame, color, tolerance)
     n = int(mask.sum())
     if n == 0 or n > max_pixels:
         return None

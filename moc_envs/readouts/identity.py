@@ -42,7 +42,14 @@ from scipy import ndimage
 
 from moc_envs.games import GameSpec
 from moc_envs.perception.detection import FRAME_HEIGHT, FRAME_WIDTH, Detection
-from moc_envs.readouts.base import Readout, check_byte, check_keys, check_labels, check_number
+from moc_envs.readouts.base import (
+    Readout,
+    check_byte,
+    check_keys,
+    check_labels,
+    check_number,
+    in_colours,
+)
 
 __all__ = ["Identity", "IdentityReadout", "Search", "box_colours", "colour_code", "find_cluster", "find_clusters"]
 
@@ -244,8 +251,8 @@ class IdentityReadout(Readout):
     def shows(self, box: Detection, frame: np.ndarray) -> tuple[np.ndarray, int]:
         """Per identity, the box's pixels with one of its colours; and its pixels of shared colours."""
         codes = box_colours(box, frame)
-        counts = np.array([int(np.isin(codes, c).sum()) for c in self._codes], dtype=np.int64)
-        return counts, int(np.isin(codes, self._shared).sum())
+        counts = np.array([int(in_colours(codes, c).sum()) for c in self._codes], dtype=np.int64)
+        return counts, int(in_colours(codes, self._shared).sum())
 
     def _from_box(self, box: Detection) -> tuple[float, float]:
         return box.x + self.offset[0], box.y + self.offset[1]
@@ -298,12 +305,12 @@ class IdentityReadout(Readout):
         for k in range(len(self.identities)):
             if k in found or not len(self._codes[k]):
                 continue
-            corner = find_cluster(np.isin(codes, self._codes[k]), self.search.size, self.min_pixels)
+            corner = find_cluster(in_colours(codes, self._codes[k]), self.search.size, self.min_pixels)
             if corner is not None:
                 more[k] = (corner[0] + ox, corner[1] + oy)
         if self.memory is not None and len(self._shared):
             taken = [self._from_box(d) for d in boxes] + list(more.values())
-            for cx, cy in find_clusters(np.isin(codes, self._shared), self.search.size, self.min_pixels):
+            for cx, cy in find_clusters(in_colours(codes, self._shared), self.search.size, self.min_pixels):
                 x, y = cx + ox, cy + oy
                 if all(max(abs(x - tx), abs(y - ty)) > self.search.size[0] for tx, ty in taken):
                     unnamed.append((x, y))

@@ -39,7 +39,14 @@ import numpy as np
 
 from moc_envs.games import GameSpec
 from moc_envs.perception.detection import Detection
-from moc_envs.readouts.base import Readout, check_byte, check_keys, check_labels, check_number
+from moc_envs.readouts.base import (
+    Readout,
+    check_byte,
+    check_keys,
+    check_labels,
+    check_number,
+    colour_mask,
+)
 
 __all__ = ["ShotReadout", "thin_lines"]
 
@@ -169,7 +176,7 @@ class ShotReadout(Readout):
         """The thin vertical lines of the shot's colour in ``frame`` (:func:`thin_lines`)."""
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"frame must be (H, W, 3) RGB, got shape {frame.shape}")
-        mask = np.abs(frame.astype(np.int32) - np.asarray(self.color, np.int32)).sum(axis=-1) <= self.color_tolerance
+        mask = colour_mask(frame, self.color, self.color_tolerance)
         return thin_lines(mask, self.max_width, self.min_length)
 
     def state(self, lines: Sequence[tuple[int, int, int]]) -> tuple:

@@ -40,7 +40,14 @@ from scipy import ndimage
 
 from moc_envs.games import GameSpec
 from moc_envs.perception.detection import FRAME_HEIGHT, FRAME_WIDTH, Detection
-from moc_envs.readouts.base import Readout, check_byte, check_keys, check_labels, check_number
+from moc_envs.readouts.base import (
+    Readout,
+    check_byte,
+    check_keys,
+    check_labels,
+    check_number,
+    rgb_codes,
+)
 
 __all__ = ["CourseObject", "CourseReadout", "find_course_objects"]
 
@@ -59,18 +66,18 @@ class CourseObject:
     colour: int
 
 
-def _blobs(mask_by_colour: np.ndarray) -> list[list[int]]:
+def _blobs(colour_of: np.ndarray, n_colours: int) -> list[list[int]]:
     """``[top, bottom, left, right, colour]`` of each 8-connected blob of course pixels, coloured
-    by its most common course colour (``mask_by_colour``: (H, W, K) bool)."""
-    mask = mask_by_colour.any(axis=-1)
-    lab, _ = ndimage.label(mask, structure=_CONNECT)
+    by its most common course colour (``colour_of``: (H, W) the index of each pixel's course
+    colour, -1 for none; the lowest index wins a tie)."""
+    lab, _ = ndimage.label(colour_of >= 0, structure=_CONNECT)
     out: list[list[int]] = []
     for i, sl in enumerate(ndimage.find_objects(lab)):
         if sl is None:
             continue
         ys, xs = sl
-        inside = lab[ys, xs] == i + 1
-        colour = int(mask_by_colour[ys, xs][inside].sum(axis=0).argmax())
+        inside = colour_of[ys, xs][lab[ys, xs] == i + 1]
+        colour = int(np.bincount(inside, minlength=n_colours).argmax())
         out.append([ys.start, ys.stop - 1, xs.start, xs.stop - 1, colour])
     return out
 
@@ -108,9 +115,12 @@ def find_course_objects(
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"frame must be (H, W, 3) RGB, got shape {frame.shape}")
     (r0, r1), (c0, c1) = rows, cols
-    view = frame[r0 : r1 + 1, c0 : c1 + 1].astype(np.int16)
-    by_colour = (view[:, :, None, :] == np.asarray(colours, np.int16)[None, None]).all(axis=-1)
-    found = _merge(_blobs(by_colour), merge)
+    codes = rgb_codes(frame[r0 : r1 + 1, c0 : c1 + 1])
+    colour_of = np.full(codes.shape, -1, np.int64)
+    wanted = rgb_codes(np.asarray(colours, np.uint8)[None])[0]
+    for k, code in enumerate(wanted.tolist()):
+        colour_of[codes == code] = k
+    found = _merge(_blobs(colour_of, len(wanted)), merge)
     objects = [CourseObject(t + r0, b + r0, lft + c0, rgt + c0, c) for t, b, lft, rgt, c in found]
     return sorted(objects, key=lambda o: (-o.top, o.left))
 
