@@ -135,3 +135,12 @@ def test_the_hud_reads_shared_places_once_and_the_same() -> None:
             if not field.lead:
                 alone = read_field(field, field.crop(f), reader.alphabet)
                 assert got.get(field.label) == alone, field.label
+
+
+def test_a_search_for_look_alikes_in_an_empty_mask_finds_none() -> None:
+    from moc_envs.readouts.identity import find_clusters
+
+    assert find_clusters(np.zeros((40, 30), bool), (8, 10), 3) == []
+    mask = np.zeros((40, 30), bool)
+    mask[5:9, 6:10] = True
+    assert find_clusters(mask, (8, 10), 3) == [(6, 5)]

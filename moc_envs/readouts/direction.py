@@ -30,7 +30,14 @@ import numpy as np
 
 from moc_envs.games import GameSpec
 from moc_envs.perception.detection import Detection
-from moc_envs.readouts.base import Readout, check_byte, check_keys, check_labels, check_number
+from moc_envs.readouts.base import (
+    Readout,
+    check_byte,
+    check_keys,
+    check_labels,
+    check_number,
+    in_colours,
+)
 
 __all__ = ["BORDER_SHARE", "DirectionReadout", "SpriteClassifier", "lit_window", "slot_box"]
 
@@ -66,7 +73,7 @@ def lit_window(frame: np.ndarray, box: Detection, size: tuple[int, int]) -> np.n
     bx0, by0 = max(int(round(box.x)) - x0, 0), max(int(round(box.y)) - y0, 0)
     bx1, by1 = min(int(round(box.x + box.w)) - x0, w), min(int(round(box.y + box.h)) - y0, h)
     inner = win[by0:by1, bx0:bx1].ravel()
-    inner = inner[~np.isin(inner, list(background))]
+    inner = inner[~in_colours(inner, list(background))]
     if len(inner) == 0:
         return np.zeros(h * w, dtype=np.float32)
     colours, counts = np.unique(inner, return_counts=True)

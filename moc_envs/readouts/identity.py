@@ -131,6 +131,8 @@ def find_cluster(mask: np.ndarray, size: tuple[int, int], min_pixels: int) -> tu
 def find_clusters(mask: np.ndarray, size: tuple[int, int], min_pixels: int) -> list[tuple[int, int]]:
     """Top-left corners (x, y) of ``mask``'s clusters (8-connected after closing one-pixel gaps) of at
     least ``min_pixels`` set pixels and at most ``size`` (w, h) plus a pixel: each one sprite."""
+    if not mask.any():  # most frames show no look-alike: skip the dilation and the labelling
+        return []
     lab, _ = ndimage.label(ndimage.binary_dilation(mask), structure=np.ones((3, 3), dtype=bool))
     out = []
     for k, sl in enumerate(ndimage.find_objects(lab)):
