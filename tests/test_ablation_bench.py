@@ -17,7 +17,7 @@ def _eval(step: int, f1: float, ami: float | None) -> dict:
 
     latent = {"few_shot_ridge": {str(n): {"mean": 0.5 + n / 256} for n in (1, 4, 16, 64)}} if ami is not None else {}
     if ami is not None:
-        latent["kmeans"] = {"ami": ami}
+        latent.update(kmeans={"ami": ami}, samples=40)
     return {"step": step, "detector": {"raw": {"all": crit(f1), "moving": crit(f1 + 0.01)}}, "latent": latent}
 
 
@@ -46,7 +46,7 @@ def test_a_run_is_done_only_once_scored_at_its_last_step(tmp_path: Path) -> None
 def test_scores_and_spread_over_seeds(tmp_path: Path) -> None:
     s = scores_of(_eval(300, 0.8, 0.3))
     assert s["f1_all"] == 0.8 and s["f1_moving"] == pytest.approx(0.81) and s["ap"] == 0.4
-    assert s["few_shot_1"] == pytest.approx(0.5 + 1 / 256) and s["ami"] == 0.3
+    assert s["few_shot_1"] == pytest.approx(0.5 + 1 / 256) and s["ami"] == 0.3 and s["samples"] == 40
     empty = scores_of(_eval(300, 0.0, None))
     assert empty["few_shot_1"] is None and empty["ami"] is None
 

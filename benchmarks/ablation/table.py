@@ -6,7 +6,8 @@ the loss (``--ablation space``: no motion, no continuity; ``space_m``: + the mot
 ``space_moc``: + object continuity, what ships). Each is scored on the dataset's test split by
 ``moc-envs evaluate``: F1 on every object and on moving objects (relative criterion), AP (mean over
 IoU 0.1 to 0.9), few-shot ridge accuracy of z_what with 1 / 4 / 16 / 64 labels per category and the
-AMI of a KMeans clustering of z_what. The table gives mean and spread (std) over seeds.
+AMI of a KMeans clustering of z_what, both over the predictions that overlap a truth box (IoU > 0;
+their number: z_what samples). The table gives mean and spread (std) over seeds.
 
 The scores are of the SPACE+MOC model each loss trains, before distillation: the lean encoder a
 weights folder ships is distilled to reproduce that model's posteriors, so the loss acts there.
@@ -38,6 +39,7 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("few_shot_16", "few-shot 16"),
     ("few_shot_64", "few-shot 64"),
     ("ami", "AMI"),
+    ("samples", "z_what samples"),
 )
 """Each figure of a run: key, column title."""
 
@@ -58,6 +60,7 @@ def scores_of(eval_json: dict[str, Any]) -> dict[str, float | None]:
     for n in (1, 4, 16, 64):
         out[f"few_shot_{n}"] = few.get(str(n), {}).get("mean")
     out["ami"] = latent.get("kmeans", {}).get("ami")
+    out["samples"] = float(latent.get("samples", 0))
     return out
 
 
@@ -77,8 +80,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda c: (c["game"], order.get(c["ablation"], 99)))
 
 
-def _cell(stat: dict[str, float] | None) -> str:
-    return "n/a" if stat is None else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+def _cell(stat: dict[str, float] | None, digits: int = 3) -> str:
+    return "n/a" if stat is None else f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
 def _verdicts(cells: Sequence[dict[str, Any]]) -> list[str]:
@@ -130,7 +133,7 @@ def _write(result: dict[str, Any], out: Path) -> None:
     cells = result["cells"]
     table = markdown_table(
         ["game", "variant", "seeds", *(t for _, t in METRICS)],
-        [(c["game"], VARIANT_NAMES[c["ablation"]], len(c["seeds"]), *(_cell(c[k]) for k, _ in METRICS)) for c in cells],
+        [(c["game"], VARIANT_NAMES[c["ablation"]], len(c["seeds"]), *(_cell(c[k], 0 if k == "samples" else 3) for k, _ in METRICS)) for c in cells],
     )
     missing = result["missing"]
     body = (
