@@ -72,3 +72,20 @@ def test_scores_and_spread_over_seeds(tmp_path: Path) -> None:
     assert all(title in md for _, title in METRICS)
     assert json.loads((tmp_path / "ablation.json").read_text())["cells"][1]["f1_all"]["mean"] == pytest.approx(0.85)
     assert (tmp_path / "ablation.png").stat().st_size > 0
+
+
+def test_cells_committed_by_an_earlier_session_are_kept_not_trained_again(tmp_path: Path) -> None:
+    from benchmarks.ablation.table import run
+
+    out = tmp_path / "results"
+    out.mkdir()
+    rows = [{"game": "Pong", "ablation": a, "seed": 0, "run": "gone", "scores": scores_of(_eval(5, 0.5, 0.2))}
+            for a in ("space", "space_m", "space_moc")]  # fmt: skip
+    (out / "ablation.json").write_text(json.dumps({"steps": 5, "rows": rows}))
+    # No dataset and no run folder: anything trained would fail; nothing is.
+    result = run(["Pong"], [0], 5, tmp_path / "runs", tmp_path / "data", 1, 1, out)
+    assert result["missing"] == [] and result["failures"] == [] and len(result["rows"]) == 3
+    assert not (tmp_path / "data").exists()
+    from benchmarks.ablation.table import _recorded
+
+    assert _recorded(out, 6) == {} and len(_recorded(out, 5)) == 3  # another budget's cells are not kept

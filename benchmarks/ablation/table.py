@@ -152,30 +152,52 @@ def _write(result: dict[str, Any], out: Path) -> None:
     write_results(out, "ablation", result, body, "MOC ablation")
 
 
+def _recorded(out: Path | None, steps: int) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The rows of an earlier ``ablation.json`` in ``out`` at the same ``steps``, by (game, variant,
+    seed): cells scored in an earlier session whose run folder (not kept in git) is gone."""
+    path = out / "ablation.json" if out is not None else None
+    if path is None or not path.is_file():
+        return {}
+    doc = json.loads(path.read_text())
+    if doc.get("steps") != steps:
+        return {}
+    return {(r["game"], r["ablation"], int(r["seed"])): r for r in doc.get("rows", [])}
+
+
 def run(games: Sequence[str], seeds: Sequence[int], steps: int, runs: Path, data: Path, jobs: int, threads: int,
         out: Path | None, command: str = "") -> dict[str, Any]:  # fmt: skip
-    """Train and score every missing run, then gather every finished one; the files when ``out`` is set."""
+    """Train and score every missing run, then gather every finished one; the files when ``out`` is set.
+
+    A cell already in ``out``'s ``ablation.json`` (same steps) is kept from there and not trained
+    again, so a benchmark cut short goes on in a later session from what was committed."""
     from tqdm import tqdm
 
+    recorded = _recorded(out, steps)
     todo = plan(games, seeds, steps, runs)
-    bar = tqdm(total=len(todo), desc="ablation", unit="run", initial=sum(r.done() for r in todo))
+
+    def kept(r: AblationRun) -> bool:
+        return r.done() or (r.game, r.ablation, r.seed) in recorded
+
+    bar = tqdm(total=len(todo), desc="ablation", unit="run", initial=sum(kept(r) for r in todo))
 
     def on_done(r: AblationRun, err: BaseException | None) -> None:
         bar.update(1)
         if err is not None:
             tqdm.write(f"{r.game} {r.ablation} seed {r.seed}: {err}")
 
-    failures = run_all([r for r in todo if not r.done()], data, jobs, threads, on_done)
+    failures = run_all([r for r in todo if not kept(r)], data, jobs, threads, on_done)
     bar.close()
-    rows = [
-        {"game": r.game, "ablation": r.ablation, "seed": r.seed, "run": str(r.folder),
-         "scores": scores_of(json.loads(r.eval_path.read_text()))}
-        for r in todo if r.done()
-    ]  # fmt: skip
+    rows = []
+    for r in todo:
+        if r.done():
+            rows.append({"game": r.game, "ablation": r.ablation, "seed": r.seed, "run": str(r.folder),
+                         "scores": scores_of(json.loads(r.eval_path.read_text()))})  # fmt: skip
+        elif (r.game, r.ablation, r.seed) in recorded:
+            rows.append(recorded[(r.game, r.ablation, r.seed)])
     result = {
         "games": list(games), "seeds": list(seeds), "steps": steps, "threads": threads, "command": command,
         "rows": rows, "cells": summarise(rows),
-        "missing": [f"{r.game}/{r.ablation}/seed{r.seed}" for r in todo if not r.done()],
+        "missing": [f"{r.game}/{r.ablation}/seed{r.seed}" for r in todo if not kept(r)],
         "failures": [str(e) for e in failures],
     }  # fmt: skip
     if out is not None and rows:
