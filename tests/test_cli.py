@@ -126,7 +126,7 @@ VERBS = {
 }  # fmt: skip
 BENCHMARK_NAMES = {
     "all", "speed", "detection", "noisy", "probe", "agents", "flicker", "games", "transfer", "train-speed",
-    "ddp-speed", "backends", "hud", "labels",
+    "ddp-speed", "backends", "hud", "labels", "ablation", "label-cost",
 }  # fmt: skip
 
 
