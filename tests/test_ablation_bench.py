@@ -89,3 +89,10 @@ def test_cells_committed_by_an_earlier_session_are_kept_not_trained_again(tmp_pa
     from benchmarks.ablation.table import _recorded
 
     assert _recorded(out, 6) == {} and len(_recorded(out, 5)) == 3  # another budget's cells are not kept
+
+
+def test_gather_only_trains_nothing_and_lists_what_is_missing(tmp_path: Path) -> None:
+    from benchmarks.ablation.table import run
+
+    result = run(["Pong"], [0], 5, tmp_path / "runs", tmp_path / "data", 1, 1, None, train=False)
+    assert result["rows"] == [] and len(result["missing"]) == 3 and not (tmp_path / "data").exists()

@@ -165,8 +165,9 @@ def _recorded(out: Path | None, steps: int) -> dict[tuple[str, str, int], dict[s
 
 
 def run(games: Sequence[str], seeds: Sequence[int], steps: int, runs: Path, data: Path, jobs: int, threads: int,
-        out: Path | None, command: str = "") -> dict[str, Any]:  # fmt: skip
-    """Train and score every missing run, then gather every finished one; the files when ``out`` is set.
+        out: Path | None, command: str = "", train: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Train and score every missing run (``train`` False: none), then gather every finished one; the
+    files when ``out`` is set.
 
     A cell already in ``out``'s ``ablation.json`` (same steps) is kept from there and not trained
     again, so a benchmark cut short goes on in a later session from what was committed."""
@@ -185,7 +186,7 @@ def run(games: Sequence[str], seeds: Sequence[int], steps: int, runs: Path, data
         if err is not None:
             tqdm.write(f"{r.game} {r.ablation} seed {r.seed}: {err}")
 
-    failures = run_all([r for r in todo if not kept(r)], data, jobs, threads, on_done)
+    failures = run_all([r for r in todo if not kept(r)], data, jobs, threads, on_done) if train else []
     bar.close()
     rows = []
     for r in todo:
@@ -218,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--runs", type=Path, default=Path("runs/ablation"), help="folder of the runs (checkpoints, logs)")
     p.add_argument("--data", type=Path, default=Path("data/ablation"), help="folder of the games' datasets")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (each with --threads torch threads)")
+    p.add_argument("--gather-only", action="store_true", help="write the table from the runs finished so far; train none")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.seeds = 4, args.seeds[:1]
@@ -225,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         [f"--games {' '.join(args.games)}", f"--seeds {' '.join(map(str, args.seeds))}", f"--steps {args.steps}",
          f"--jobs {args.jobs}", f"--threads {args.threads}"]
     )  # fmt: skip
-    result = run(args.games, args.seeds, args.steps, args.runs, args.data, args.jobs, args.threads, args.out, command)
+    result = run(args.games, args.seeds, args.steps, args.runs, args.data, args.jobs, args.threads, args.out, command,
+                 train=not args.gather_only)
     for c in result["cells"]:
         print(f"{c['game']:<14} {c['ablation']:<10} seeds {len(c['seeds'])}  F1 {_cell(c['f1_all'])}  "
               f"few-shot 1 {_cell(c['few_shot_1'])}  AMI {_cell(c['ami'])}")  # fmt: skip
