@@ -112,11 +112,12 @@ def colour_mask(frame: np.ndarray, colour: Sequence[int], tolerance: float = 0.0
 
 
 def rgb_codes(frame: np.ndarray) -> np.ndarray:
-    """(H, W) int32: each pixel of an RGB uint8 ``frame`` as one number, ``(r << 16) | (g << 8) | b``,
-    so that a pixel is compared with several exact colours at once (``codes[..., None] == [...]``)."""
+    """int32, ``frame.shape[:-1]``: each RGB pixel of ``frame`` (a (H, W, 3) frame, or any array
+    with a last axis of 3) as one number, ``(r << 16) | (g << 8) | b``, so that a pixel is compared
+    with several exact colours at once (``codes[..., None] == [...]``)."""
     f = np.asarray(frame)
-    if f.ndim != 3 or f.shape[2] != 3:
-        raise ValueError(f"frame must be (H, W, 3) RGB, got shape {f.shape}")
+    if f.ndim < 1 or f.shape[-1] != 3:
+        raise ValueError(f"frame must be (H, W, 3) RGB (a last axis of 3), got shape {f.shape}")
     return (f[..., 0].astype(np.int32) << 16) | (f[..., 1].astype(np.int32) << 8) | f[..., 2].astype(np.int32)
 
 

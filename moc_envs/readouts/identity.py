@@ -49,6 +49,7 @@ from moc_envs.readouts.base import (
     check_labels,
     check_number,
     in_colours,
+    rgb_codes,
 )
 
 __all__ = ["Identity", "IdentityReadout", "Search", "box_colours", "colour_code", "find_cluster", "find_clusters"]
@@ -62,8 +63,7 @@ def colour_code(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb)
     if rgb.shape[-1:] != (3,):
         raise ValueError(f"colours must have a last axis of 3 (RGB), got shape {rgb.shape}")
-    c = rgb.astype(np.int64)
-    return (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+    return rgb_codes(rgb).astype(np.int64)
 
 
 def box_colours(box: Detection, frame: np.ndarray) -> np.ndarray:

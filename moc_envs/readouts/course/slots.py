@@ -117,7 +117,7 @@ def find_course_objects(
     (r0, r1), (c0, c1) = rows, cols
     codes = rgb_codes(frame[r0 : r1 + 1, c0 : c1 + 1])
     colour_of = np.full(codes.shape, -1, np.int64)
-    wanted = rgb_codes(np.asarray(colours, np.uint8)[None])[0]
+    wanted = rgb_codes(np.asarray(colours, np.uint8))
     for k, code in enumerate(wanted.tolist()):
         colour_of[codes == code] = k
     found = _merge(_blobs(colour_of, len(wanted)), merge)
