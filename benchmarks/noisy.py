@@ -10,16 +10,20 @@ random positions every frame, seeded per game). The truth is the same for both: 
 pixels, not the game (an object a bar covers counts as missed by every detector). Detectors:
 
 - ``learned (shipped)``: the game's weights as the env loads them (extents, HUD regions and
-  withheld categories of its classifier, boxes over plain background dropped);
-- ``learned (no extents)``: the same weights without the classifier's extents, HUD regions and
-  withheld categories, to show what they do against bars;
+  withheld categories of its classifier, boxes over plain background dropped, and the bar filter
+  of :class:`moc_envs.perception.distractors.BarFilter` when the folder has a background image);
+- ``learned (no bar filter)``: the same weights with the bar filter off, to show what it does;
 - ``learned (trained with distractors)``: with ``--noisy-weights ROOT``, the game's folder under
   ROOT, trained on frames with bars (``moc-envs train --distractors both``);
 - ``OCAtari vision``: OCAtari's vision rules on the very same frames.
 
 Per detector: category-aware F1 clean and noisy (the references' relative criterion) and the
 drop; false detections on the bars per 100 frames (boxes of a promised category that match no
-truth object and whose centre lies on a bar). Writes ``noisy.json`` / ``.md`` / ``.png``.
+truth object and whose centre lies on a bar). Labels: the env's ``info["labels"]`` against the RAM
+(:func:`benchmarks.labels.accuracy.play_labels`, positions within 5, the rest exact) on one play
+of ``--label-steps`` steps, clean, noisy with the bar filter, noisy without it: the mean over the
+game's labels of the share of steps each is right (not given counts as wrong). Writes
+``noisy.json`` / ``.md`` / ``.png``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ __all__ = ["KINDS", "noisy_frames", "bar_false_detections", "run", "main"]
 
 KINDS = ("horizontal", "vertical", "both")
 SHIPPED = "learned (shipped)"
-NO_EXTENTS = "learned (no extents)"
+NO_FILTER = "learned (no bar filter)"
 NOISY_TRAINED = "learned (trained with distractors)"
 VISION = "OCAtari vision"
 
@@ -100,7 +104,8 @@ def _vision(game: str, frames: np.ndarray) -> list[tuple[np.ndarray, list[str]]]
 
 
 def _score_game(
-    game: str, frames_per_policy: int, kind: str, seed: int, device: str, noisy_weights: Path | None = None
+    game: str, frames_per_policy: int, kind: str, seed: int, device: str, noisy_weights: Path | None = None,
+    label_steps: int = 0,
 ) -> dict[str, Any]:
     from moc_envs.games import get_game
     from moc_envs.perception.detectors import make_detector
@@ -120,9 +125,8 @@ def _score_game(
     if weights is not None:
         detectors[SHIPPED] = make_detector("space", spec.name, device, weights=str(weights))
         bare = make_detector("space", spec.name, device, weights=str(weights))
-        if bare.classifier is not None:
-            bare.classifier.extents, bare.classifier.hud_regions, bare.classifier.withheld = {}, [], ()
-        detectors[NO_EXTENTS] = bare
+        bare.bar_filter = None
+        detectors[NO_FILTER] = bare
     if noisy_weights is not None and (noisy_weights / spec.name).is_dir():
         detectors[NOISY_TRAINED] = make_detector("space", spec.name, device, weights=str(noisy_weights / spec.name))
     rows = []
@@ -140,7 +144,34 @@ def _score_game(
             "recall_noisy": s_noisy["recall"], "bar_false_per_100": 100.0 * on_bars / len(clean),
             "spurious_singleton_noisy": s_noisy["spurious_singleton_share"], "frames": len(clean),
         })  # fmt: skip
+    labels = _label_accuracy(spec.name, weights, label_steps, seed) if weights is not None and label_steps > 0 else {}
+    for row in rows:
+        row.update(labels.get(row["detector"], {}))
     return {"game": spec.name, "rows": rows, "note": "" if weights is not None else f"no weights for {spec.name}"}
+
+
+def _label_accuracy(game: str, weights: Path, steps: int, seed: int) -> dict[str, dict[str, float]]:
+    """Per learned detector row: the mean share of steps each label is right, clean and noisy
+    (played on seed ``1000 + seed``: every label fit uses seeds below 1000)."""
+    from benchmarks.labels.accuracy import POSITION_KINDS, play_labels
+    from moc_envs.games import get_game
+
+    spec = get_game(game)
+    tolerance = {lab.name: 5 if lab.kind in POSITION_KINDS else 0 for lab in spec.ram_labels}
+
+    def accuracy(distractors: str | None, bar_filter: bool) -> float:
+        got, truth, _ = play_labels(game, "space", weights, steps, 1000 + seed, 1, distractors=distractors, bar_filter=bar_filter)
+        right = [
+            np.mean([lab in g and abs(g[lab] - t[lab]) <= tol for g, t in zip(got, truth, strict=True)])
+            for lab, tol in tolerance.items()
+        ]
+        return float(np.mean(right)) if right else float("nan")
+
+    clean = accuracy(None, True)
+    return {
+        SHIPPED: {"labels_clean": clean, "labels_noisy": accuracy("both", True)},
+        NO_FILTER: {"labels_clean": clean, "labels_noisy": accuracy("both", False)},
+    }
 
 
 def run(
@@ -151,6 +182,7 @@ def run(
     device: str = "auto",
     out: Path | None = None,
     noisy_weights: Path | None = None,
+    label_steps: int = 500,
 ) -> dict[str, Any]:
     """Score every game clean and noisy; write the files when ``out`` is set."""
     from tqdm import tqdm
@@ -159,8 +191,8 @@ def run(
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     results = []
     for k, game in enumerate(tqdm(games, desc="noisy", unit="game")):
-        results.append(_score_game(game, frames, kind, seed + k, device, noisy_weights))
-    result = {"games": list(games), "kind": kind, "frames_per_policy": frames, "seed": seed,
+        results.append(_score_game(game, frames, kind, seed + k, device, noisy_weights, label_steps))
+    result = {"games": list(games), "kind": kind, "frames_per_policy": frames, "seed": seed, "label_steps": label_steps,
               "target": {"f1_drop": 0.02, "bar_false_per_100": 1.0}, "results": results}  # fmt: skip
     if out is not None:
         _write(result, out)
@@ -171,18 +203,23 @@ def _write(result: dict[str, Any], out: Path) -> None:
     rows = [r for g in result["results"] for r in g["rows"]]
     table = markdown_table(
         ["game", "detector", "F1 clean", "F1 noisy", "F1 drop", "P noisy", "R noisy", "false detections on bars / 100 frames",
-         "spurious singleton (noisy)"],
+         "spurious singleton (noisy)", "labels right clean", "labels right noisy"],
         [(r["game"], r["detector"], r["f1_clean"], r["f1_noisy"], r["f1_drop"], r["precision_noisy"], r["recall_noisy"],
-          r["bar_false_per_100"], r["spurious_singleton_noisy"]) for r in rows],
+          r["bar_false_per_100"], r["spurious_singleton_noisy"], r.get("labels_clean", "-"), r.get("labels_noisy", "-"))
+         for r in rows],
     )  # fmt: skip
     t = result["target"]
     body = (
         f"Distractors `{result['kind']}` (PermaKey's bars: 13 rows / 10 columns on 210 x 160, RGB 128, 0, 255, new positions "
         f"every frame), drawn on the held-out play of trainers/evaluate/held_out.py ({result['frames_per_policy']} frames per "
         "policy), the same frames scored clean and noisy against the same OCAtari RAM truth (every promised object, "
-        "category-aware, relative criterion). `learned (no extents)`: the shipped weights without their classifier's extents, "
-        "HUD regions and withheld categories. False detections on bars: boxes of a promised category matching no truth object "
-        f"of their category, centred on a bar.\n\nTarget (issue 31): at most {t['f1_drop']} F1 lost and at most "
+        "category-aware, relative criterion). `learned (shipped)` paints frame-spanning lines in colours foreign to the game's "
+        "background over with its background image (the bar filter, on when the weights folder has `background.safetensors`); "
+        "`learned (no bar filter)`: the same weights with it off. False detections on bars: boxes of a promised category "
+        "matching no truth object of their category, centred on a bar. Labels right: `info[\"labels\"]` against the RAM on "
+        f"one play of {result['label_steps']} steps (seed 1000 + {result['seed']} + the game's index: no label was fitted on seeds >= 1000; random actions held 4-16 "
+        "steps), the mean over the game's labels of the share of steps each is right (positions within 5, the rest exact; "
+        "not given counts as wrong), clean and with the bars.\n\nTarget (issue 31): at most {t['f1_drop']} F1 lost and at most "
         f"{t['bar_false_per_100']} false detection per 100 frames on the bars.\n\n{table}\n\n![F1 clean and noisy](noisy.png)\n"
     )
     labels, values, colors = [], [], []
@@ -204,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--games", nargs="+", default=None, help="games (default: every game with weights)")
     p.add_argument("--frames", type=int, default=160, help="recorded frames per held-out policy")
     p.add_argument("--kind", choices=KINDS, default="both", help="which bars")
+    p.add_argument("--label-steps", type=int, default=500, help="steps of the label play per game and variant (0: none)")
     p.add_argument("--noisy-weights", type=Path, default=None,
                    help="a weights root whose <Game> folders were trained with distractors (moc-envs train --distractors both)")
     args = p.parse_args(argv)
@@ -212,8 +250,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     games = args.games or [g for g in game_names() if learned_weights(g) is not None] or ["Pong"]
     if args.quick:
-        args.frames = 16
-    result = run(games, args.frames, args.kind, args.seed, args.device, args.out, args.noisy_weights)
+        args.frames, args.label_steps = 16, min(args.label_steps, 20)
+    result = run(games, args.frames, args.kind, args.seed, args.device, args.out, args.noisy_weights, args.label_steps)
     for g in result["results"]:
         for r in g["rows"]:
             print(f"{r['game']:<14} {r['detector']:<22} F1 {r['f1_clean']:.3f} -> {r['f1_noisy']:.3f}, "

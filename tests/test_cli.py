@@ -120,7 +120,7 @@ def test_train_without_the_training_code_says_what_to_install(monkeypatch, capsy
 
 
 VERBS = {
-    "demo", "list", "manifest", "train", "dataset", "raw-frames", "train-detector", "distill",
+    "demo", "list", "manifest", "train", "dataset", "background", "raw-frames", "train-detector", "distill",
     "classifier", "evaluate", "metrics", "unmatched", "export", "card", "label-offsets", "extents", "held-out", "hud", "readouts", "agent",
     "agent-eval", "bench",
 }  # fmt: skip

@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "trainers.data.dataset", "main",
         "play a game and record a gameplay dataset (frames, motion targets, RAM ground truth)",
     ),
+    "background": (
+        "trainers.data.background", "main",
+        "record a game's background (mode) image into a weights folder (the bar filter reads it)",
+    ),
     "raw-frames": (
         "trainers.data.raw_frames", "main",
         "recover the full-size frames of a dataset split by replaying its build",

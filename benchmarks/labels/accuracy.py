@@ -54,18 +54,27 @@ def label_sources(detector: Any, spec: Any) -> dict[str, str]:
     return out
 
 
-def play_labels(game: str, detector: str, weights: Path | None, steps: int, seed: int, threads: int | None) -> tuple[list[dict[str, int]], list[dict[str, int]], dict[str, str]]:
-    """One play: per step, ``info["labels"]`` and ``info["ram_labels"]``; and each label's source."""
+def play_labels(
+    game: str, detector: str, weights: Path | None, steps: int, seed: int, threads: int | None,
+    distractors: str | None = None, bar_filter: bool = True,
+) -> tuple[list[dict[str, int]], list[dict[str, int]], dict[str, str]]:
+    """One play: per step, ``info["labels"]`` and ``info["ram_labels"]``; and each label's source.
+
+    ``distractors``: bars on the frames (the env's keyword); ``bar_filter=False`` turns the
+    learned detector's bar filter off (:class:`moc_envs.perception.distractors.BarFilter`).
+    """
     import gymnasium as gym
 
     import moc_envs  # noqa: F401  (registers MOC/ ids)
     from moc_envs.games import get_game
     from trainers.readouts.data import HeldActions
 
-    kwargs: dict[str, Any] = {"detector": detector, "ram_labels": True}
+    kwargs: dict[str, Any] = {"detector": detector, "ram_labels": True, "distractors": distractors}
     if detector == "space":
         kwargs.update(weights=str(weights), threads=threads)
     env = gym.make(f"MOC/{game}-v0", **kwargs)
+    if not bar_filter:
+        env.get_wrapper_attr("detector").bar_filter = None
     actions = HeldActions(int(env.action_space.n), seed)  # type: ignore[attr-defined]
     got: list[dict[str, int]] = []
     truth: list[dict[str, int]] = []

@@ -56,7 +56,7 @@ from moc_envs.perception.detection import (
     validate_detections,
 )
 from moc_envs.perception.detectors import DetectorName, label_spec, make_detector
-from moc_envs.perception.distractors import DistractorKind, make_distractors
+from moc_envs.perception.distractors import DistractorKind, make_distractors, without_bars
 from moc_envs.perception.observation import ObjectObservationBuilder, observation_space
 from moc_envs.readouts.registry import detector_readouts
 
@@ -287,8 +287,10 @@ class MocVectorEnv(VectorEnv):
         # every env's frame; a stateless one gets just the rows asked for.
         batch = list(range(self.num_envs)) if self._detector_reset is not None else list(rows)
         frames, rams = grabbed if grabbed is not None and batch == list(rows) else self._grab(batch)
+        # The readouts read what the detector saw; the objects+frame observation keeps the bars.
+        seen = without_bars(self.detector, frames)
         detections, dropped = validate_detections(
-            self.detector.detect(frames, rams), len(batch), self.detector
+            self.detector.detect(seen, rams), len(batch), self.detector
         )
         self.detect_calls += 1
         where = {env_i: k for k, env_i in enumerate(batch)}
@@ -296,7 +298,7 @@ class MocVectorEnv(VectorEnv):
         for i in rows:
             k = where[i]
             obs, extra = self.builders[i].update(
-                detections[k], frame=frames[k], ram=None if rams is None else rams[k]
+                detections[k], frame=seen[k], ram=None if rams is None else rams[k], screen=frames[k]
             )
             extra["dropped_detections"] = dropped[k]
             out[i] = (obs, extra)

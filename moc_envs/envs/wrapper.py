@@ -31,7 +31,7 @@ from moc_envs.perception.detection import (
     validate_detections,
 )
 from moc_envs.perception.detectors import DetectorName, label_spec, make_detector
-from moc_envs.perception.distractors import DistractorKind, make_distractors
+from moc_envs.perception.distractors import DistractorKind, make_distractors, without_bars
 from moc_envs.perception.frames import frame_source, screen_of
 from moc_envs.perception.observation import (
     ObjectObservationBuilder,
@@ -269,11 +269,13 @@ class ObjectCentricWrapper(
     def _observe(self) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, object]]:
         frame = self._screen()
         ram = self.ale.getRAM()
+        # The readouts read what the detector saw; render() shows the frame with its bars.
+        seen = without_bars(self.detector, frame[None])
         found, dropped = validate_detections(
-            self.detector.detect(frame[None], ram[None]), 1, self.detector
+            self.detector.detect(seen, ram[None]), 1, self.detector
         )
         self._frame = frame
-        obs, extra = self.builder.update(found[0], frame=frame, ram=ram)
+        obs, extra = self.builder.update(found[0], frame=seen[0], ram=ram, screen=frame)
         extra["dropped_detections"] = dropped[0]
         if self._render_mode == "human":
             self._show()

@@ -20,24 +20,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from moc_envs.perception.detection import FRAME_HEIGHT, FRAME_WIDTH
 
+if TYPE_CHECKING:
+    from moc_envs.weights.manifest import VerifiedFolder
+
 __all__ = [
+    "BACKGROUND_FILE",
+    "BACKGROUND_FORMAT",
     "BAR_COLOR",
+    "BarFilter",
     "DISTRACTOR_KINDS",
     "HORIZONTAL_THICKNESS",
     "VERTICAL_THICKNESS",
     "Bars",
     "DistractorKind",
     "Distractors",
+    "background_bytes",
     "check_distractors",
     "distractor_seed_argument",
     "draw_bars",
     "make_distractors",
+    "read_background",
+    "without_bars",
+    "write_background",
 ]
 
 DistractorKind = Literal["horizontal", "vertical", "both"]
@@ -220,3 +231,130 @@ def distractor_seed_argument(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
     return value
+
+
+BACKGROUND_FILE = "background.safetensors"
+"""A weights folder's background (mode) image: tensor ``mode``, uint8 (210, 160, 3)."""
+
+BACKGROUND_FORMAT = "moc_envs.background/1"
+
+
+class BarFilter:
+    """Removes frame-spanning bars that are not part of the game, by the game's background image.
+
+    A row is a bar when all of its pixels have one colour and that colour is nowhere in the
+    game's background (mode) image; so is a column. Such rows and columns are painted over with
+    the background image, so the detector, the readouts and the HUD reader see the game as it
+    would be drawn without them (an object under a bar stays lost; the part of it outside the bar
+    stays). This is a rule about one kind of noise, PermaKey's bars, not about any game: nothing in
+    it is fitted per game beyond the background image the trainer records anyway.
+
+    On frames without bars it changes nothing: a game row or column of one colour is of a
+    background colour (measured on every shipped game's held-out play, ``moc-envs bench
+    noisy``). The check costs a look at each row's first pixel and each column's top pixel; only
+    rows or columns starting in a non-background colour are compared in full.
+    """
+
+    def __init__(self, background: np.ndarray) -> None:
+        if (
+            not isinstance(background, np.ndarray)
+            or background.dtype != np.uint8
+            or background.shape != (FRAME_HEIGHT, FRAME_WIDTH, 3)
+        ):
+            got = f"{background.dtype} {background.shape}" if isinstance(background, np.ndarray) else type(background).__name__
+            raise ValueError(f"background must be uint8 of shape ({FRAME_HEIGHT}, {FRAME_WIDTH}, 3), got {got}")
+        from moc_envs.readouts.base import rgb_codes
+
+        self.background = background
+        self._codes = np.unique(rgb_codes(background))
+
+    def find(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean (N, 210) bar rows and (N, 160) bar columns of ``frames`` (N, 210, 160, 3) uint8."""
+        from moc_envs.readouts.base import rgb_codes
+
+        rows = np.zeros(frames.shape[:2], bool)
+        cols = np.zeros((frames.shape[0], frames.shape[2]), bool)
+        for found, lines, first in ((rows, frames, frames[:, :, 0]), (cols, frames.transpose(0, 2, 1, 3), frames[:, 0])):
+            n_idx, i_idx = np.nonzero(~np.isin(rgb_codes(first), self._codes))
+            if len(n_idx):
+                picked = lines[n_idx, i_idx]  # (K, length, 3): each candidate line whole
+                found[n_idx, i_idx] = (picked == picked[:, :1]).all(axis=(1, 2))
+        return rows, cols
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """``frames`` (N, 210, 160, 3) uint8 with their bars painted over by the background; the
+        same array when no frame has a bar, else a copy."""
+        rows, cols = self.find(frames)
+        if not rows.any() and not cols.any():
+            return frames
+        out = frames.copy()
+        n_idx, r_idx = np.nonzero(rows)
+        out[n_idx, r_idx] = self.background[r_idx]
+        n_idx, c_idx = np.nonzero(cols)
+        out[n_idx, :, c_idx] = self.background[:, c_idx].transpose(1, 0, 2)
+        return out
+
+
+def without_bars(detector: object, frames: np.ndarray) -> np.ndarray:
+    """``frames`` as ``detector``'s bar filter leaves them (unchanged when it has none).
+
+    The envs hand these to the readouts and the HUD reader, so that labels read from the frame
+    see what the detector saw; ``render()`` still shows the frame with its bars.
+    """
+    bar_filter = getattr(detector, "bar_filter", None)
+    return frames if bar_filter is None else bar_filter(frames)
+
+
+def background_bytes(background: np.ndarray, game: str) -> bytes:
+    """``background`` (210, 160, 3) uint8 as the bytes of a ``background.safetensors`` for ``game``."""
+    from safetensors.numpy import save as serialise  # bytes in memory, not a file
+
+    BarFilter(background)  # refuses a wrong shape or dtype before anything is written
+    return serialise({"mode": np.ascontiguousarray(background)}, metadata={"format": BACKGROUND_FORMAT, "game": game})
+
+
+def write_background(folder: str | Path, game: str, background: np.ndarray) -> Path:
+    """Write ``background`` (210, 160, 3) uint8 as ``folder/background.safetensors``, atomically
+    (the caller refreshes the folder's manifest)."""
+    from moc_envs.weights.atomic import atomic_path
+
+    data = background_bytes(background, game)
+    path = Path(folder) / BACKGROUND_FILE
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def read_background(files: VerifiedFolder, game: str) -> np.ndarray | None:
+    """The background image of a verified weights folder, or None when its manifest lists none.
+
+    Raises CorruptWeightsError when the file is for another game or format, or is not one
+    uint8 (210, 160, 3) tensor named ``mode``.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    from moc_envs.errors import CorruptWeightsError
+    from moc_envs.weights.manifest import safetensors_metadata
+
+    if not files.listed(BACKGROUND_FILE):
+        return None
+    path = files.folder / BACKGROUND_FILE
+    blob = files.read_bytes(BACKGROUND_FILE)
+    tags = safetensors_metadata(blob, path)
+    if tags.get("format") != BACKGROUND_FORMAT or tags.get("game") != game:
+        raise CorruptWeightsError(
+            f"{path} is tagged format {tags.get('format')!r}, game {tags.get('game')!r}; "
+            f"expected format {BACKGROUND_FORMAT!r}, game {game!r}"
+        )
+    try:
+        arrays = load(blob)
+    except SafetensorError as err:
+        raise CorruptWeightsError(f"{path} is not a readable safetensors file: {err}") from err
+    mode = arrays.get("mode")
+    if set(arrays) != {"mode"} or mode is None or mode.dtype != np.uint8 or mode.shape != (FRAME_HEIGHT, FRAME_WIDTH, 3):
+        got = {k: f"{v.dtype} {v.shape}" for k, v in arrays.items()}
+        raise CorruptWeightsError(
+            f"{path} must hold one tensor 'mode', uint8 ({FRAME_HEIGHT}, {FRAME_WIDTH}, 3); got {got}"
+        )
+    return mode

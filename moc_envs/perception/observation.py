@@ -146,13 +146,16 @@ class ObjectObservationBuilder:
         detections: Sequence[Detection],
         frame: np.ndarray | None = None,
         ram: np.ndarray | None = None,
+        screen: np.ndarray | None = None,
     ) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, object]]:
         """Track one step's detections; return the observation and the info entries.
 
         ``frame`` is required for ``obs_mode="objects+frame"``, ``ram`` for
         ``ram_labels=True``. Labels read the tracked boxes (each in its slot) and, where a
         label link needs it (``mirror``), the frame; with a HUD reader, the HUD labels it can
-        read in ``frame`` are added (none without a frame).
+        read in ``frame`` are added (none without a frame). ``screen``: the frame the
+        ``objects+frame`` observation carries when it is not ``frame`` (the env's frame with its
+        distractor bars, where ``frame`` is the one the bar filter cleaned for the readouts).
         """
         self.objects = self.tracker.update(detections)
         # Labels read the boxes the observation shows (each in its slot).
@@ -173,4 +176,5 @@ class ObjectObservationBuilder:
             return objects.ravel(), info
         if frame is None:
             raise ValueError("obs_mode='objects+frame' needs the step's frame")
-        return {"objects": objects, "frame": np.array(frame, dtype=np.uint8, copy=True)}, info
+        shown = frame if screen is None else screen
+        return {"objects": objects, "frame": np.array(shown, dtype=np.uint8, copy=True)}, info

@@ -42,6 +42,7 @@ from moc_envs.perception.classifier import (
     refit_command,
 )
 from moc_envs.perception.detection import Detection, validate_frames, validate_rams
+from moc_envs.perception.distractors import BarFilter, read_background
 from moc_envs.perception.labels import read_label_offsets
 from moc_envs.perception.postprocess import (
     DEFAULT_SUPPRESSION,
@@ -109,6 +110,7 @@ class SpaceDetector:
         runtime: Runtime = "torchscript",
         hud: HudReader | None = None,
         readouts: ReadoutSet | None = None,
+        bar_filter: BarFilter | None = None,
     ) -> None:
         """Wrap a loaded :class:`SpaceEncoder` (use :meth:`from_pretrained` to load one).
 
@@ -130,7 +132,10 @@ class SpaceDetector:
         ``hud``: the weights folder's learned HUD reader (``hud.json``, :mod:`moc_envs.hud.reader`),
         whose labels the env adds to ``info["labels"]``;
         ``readouts``: the folder's fitted readouts (``readouts.json``, :mod:`moc_envs.readouts`):
-        counts, identities, headings, brick walls, added to ``info["labels"]`` too.
+        counts, identities, headings, brick walls, added to ``info["labels"]`` too;
+        ``bar_filter``: paints frame-spanning bars in colours foreign to the game's background over
+        with that background before anything is read (:class:`moc_envs.perception.distractors.BarFilter`,
+        from the folder's ``background.safetensors``); None: frames as given.
         """
         self.threads = check_threads(threads)
         self.runtime = check_runtime(runtime)
@@ -148,6 +153,7 @@ class SpaceDetector:
         self.label_offsets: dict[str, float] = dict(label_offsets or {})
         self.hud = hud
         self.readouts = readouts
+        self.bar_filter = bar_filter
         self._image_raw: RawEncoder | None = None
         self._glimpse_kernel: LeanGlimpseKernel | None = None
         # Set-up work runs on one torch thread: starting OpenMP's pool here would make a later
@@ -274,11 +280,13 @@ class SpaceDetector:
                     f"{cell[0]:g} x {cell[1]:g}, got {max_box[0]:g} x {max_box[1]:g}"
                 )
         offsets, hud = read_label_offsets(files, game), read_hud(files, game)
+        background = read_background(files, game.name)
         taken = [*game.localization_labels, *(hud.labels if hud is not None else ())]
         return cls(
             encoder, game, device=device, threshold=float(threshold), meta=meta, classifier=classifier,
             refine=refine, max_box=max_box, threads=threads, freeze=freeze, runtime=runtime,
             label_offsets=offsets, hud=hud, readouts=read_readouts(files, game, taken),
+            bar_filter=None if background is None else BarFilter(background),
         )  # fmt: skip
 
     def _to_input(self, frames: np.ndarray) -> torch.Tensor:
@@ -361,6 +369,8 @@ class SpaceDetector:
     ) -> list[list[Detection]]:
         frames = validate_frames(frames)
         validate_rams(rams, frames.shape[0])
+        if self.bar_filter is not None:
+            frames = self.bar_filter(frames)
         n = frames.shape[0]
         if n == 0:
             return []

@@ -423,8 +423,10 @@ def glimpse_agreement(
 
 
 def export_student(student: SpaceEncoder, teacher_dir: Path, out: Path, game: str, info: dict[str, Any]) -> Path:
-    """Write the student as a detector folder: weights, config (teacher's settings), teacher's classifier."""
+    """Write the student as a detector folder: weights, config (teacher's settings), the teacher's
+    classifier and background image."""
     from moc_envs.perception.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON
+    from moc_envs.perception.distractors import BACKGROUND_FILE
     from moc_envs.perception.space_detector import CONFIG_FILE
     from moc_envs.weights.manifest import verify_folder
     from trainers.evaluate.export import write_detector_folder
@@ -439,8 +441,8 @@ def export_student(student: SpaceEncoder, teacher_dir: Path, out: Path, game: st
         meta["pres_threshold"] = threshold
     out.mkdir(parents=True, exist_ok=True)
     extra: dict[str, bytes] = {}
-    for name in (CLASSIFIER_FILE, CLASSIFIER_JSON):
-        if (teacher_dir / name).is_file():
+    for name in (CLASSIFIER_FILE, CLASSIFIER_JSON, BACKGROUND_FILE):
+        if source.listed(name):
             extra[name] = source.read_bytes(name)
     state = {k: v.detach().float().contiguous() for k, v in student.state_dict().items()}
     return write_detector_folder(out, game, state, meta, extra)

@@ -28,9 +28,11 @@ from typing import Any
 from moc_envs.games import get_game
 from moc_envs.model.geometry import FRAME_H, FRAME_W
 from moc_envs.perception.classifier import CLASSIFIER_FILE, refit_command
+from moc_envs.perception.distractors import BACKGROUND_FILE, background_bytes
 from moc_envs.perception.space_detector import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 from moc_envs.weights.atomic import atomic_path, atomic_write_text
 from moc_envs.weights.manifest import write_manifest
+from trainers.data.background import dataset_background
 from trainers.detector.checkpoint import (
     CHECKPOINT,
     TrainError,
@@ -104,7 +106,13 @@ def export_run(
     if eval_path.is_file():
         e = json.loads(eval_path.read_text())
         meta["eval"] = {k: e[k] for k in ("split", "ocatari", "relative") if k in e}
-    return write_detector_folder(out_dir, spec.name, state, meta)
+    # The dataset's background image goes along: the env's bar filter reads its colours.
+    extra: dict[str, bytes] = {}
+    source = data if data is not None else ckpt.get("data")
+    background = dataset_background(source, spec.name) if source and Path(source).is_dir() else None
+    if background is not None:
+        extra[BACKGROUND_FILE] = background_bytes(background, spec.name)
+    return write_detector_folder(out_dir, spec.name, state, meta, extra)
 
 
 def write_detector_folder(
