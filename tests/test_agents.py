@@ -311,12 +311,18 @@ def test_benchmark_reports_a_run_its_evaluation_and_staleness(tiny_run, tmp_path
     coasted["results"]["space"] = coasted["results"].pop("ram")
     (run / "eval_coast2.json").write_text(json.dumps(coasted))
     assert list(bench.long_run(run)["coasted"]) == [2]
+    # So does an evaluation on frames with distractor bars.
+    agent_eval.evaluate_run(run, ["ram"], episodes=2, envs=2, max_steps=10, progress=False, distractors="both")
+    noisy = json.loads((run / "eval_both.json").read_text())
+    noisy["results"]["space"] = noisy["results"].pop("ram")
+    (run / "eval_both.json").write_text(json.dumps(noisy))
+    assert list(bench.long_run(run)["noisy"]) == ["both"]
 
     result = bench.run(steps=0, out=tmp_path / "results", runs=[run, tmp_path / "no_such_run"])
     md = (tmp_path / "results" / "agents.md").read_text()
     assert [r["run"] for r in result["long_runs"]] == [str(run)]
     assert "evaluation of an earlier checkpoint (2,048 frames)" in md and "17.2" in md
-    assert "coast 2: " in md
+    assert "coast 2: " in md and "both: " in md
     assert "Not run: not run (--steps 0, no earlier agents.json)" in md
     assert (tmp_path / "results" / "agents.png").is_file()
     # A run folder that is gone keeps its row from the earlier agents.json, marked as carried over.
@@ -339,6 +345,11 @@ def test_target_verdict_needs_both_evaluations() -> None:
     assert target_verdict([run("space", "space", 14.0), run("ram", "ram", 14.5)]).startswith("not met: ")
     assert target_verdict([run("space", "space", 16.0)]).startswith("not met: ")
     assert "(partial run)" in target_verdict([run("space", "space", 3.0, partial=True)])
+    # A shorter run, or one trained on frames with bars, listed later does not stand in for the 10M run.
+    short = {**run("space", "space", -20.0), "frames": 4_000_000, "target_frames": 4_000_000}
+    noisy = {**run("space", "space", -20.0), "distractors": "both"}
+    for later in (short, noisy):
+        assert target_verdict([run("space", "space", 16.0), run("ram", "ram", 17.5), later]).startswith("met: ")
 
 
 @pytest.mark.parametrize("module", ["trainers.agents.train", "trainers.agents.evaluate"])

@@ -77,7 +77,7 @@ def test_clean_frames_pass_through_untouched(game_frames) -> None:
     assert bar_filter(frames) is frames
 
 
-def test_bars_are_found_exactly_and_painted_over_with_the_background(game_frames) -> None:
+def test_bars_are_found_exactly_and_painted_over_from_their_sides(game_frames) -> None:
     _, frames, bar_filter = game_frames
     rng = np.random.default_rng(0)
     bars = [Bars(int(rng.integers(0, 210 - 13)), int(rng.integers(0, 160 - 10))) for _ in frames]
@@ -91,9 +91,39 @@ def test_bars_are_found_exactly_and_painted_over_with_the_background(game_frames
         under[b.row : b.row + HORIZONTAL_THICKNESS] = True
         under[:, b.col : b.col + VERTICAL_THICKNESS] = True
         assert np.array_equal(out[i][~under], frames[i][~under])  # the rest of the frame as it was
-        assert np.array_equal(out[i][under], bar_filter.background[under])
+        # Each column of the horizontal bar (outside the vertical one) repeats its pixel above the
+        # bar in the upper half and its pixel below in the lower half.
+        top, bottom = b.row, b.row + HORIZONTAL_THICKNESS
+        middle = (top + bottom + 1) // 2
+        outside = np.ones(160, bool)
+        outside[b.col : b.col + VERTICAL_THICKNESS] = False
+        above = frames[i][top - 1 if top else bottom]
+        below = frames[i][bottom] if bottom < 210 else above
+        assert (out[i][top:middle][:, outside] == above[outside]).all()
+        assert (out[i][middle:bottom][:, outside] == below[outside]).all()
     assert not (out == BAR_COLOR).all(axis=-1).any()
     assert np.array_equal(noisy[0], draw_bars(frames[0], bars[0]))  # the input is not written to
+
+
+def test_an_object_crossing_a_bar_is_joined_up_and_one_cut_by_it_keeps_its_visible_part() -> None:
+    background = shipped_background("Pong")
+    frame = np.zeros((1, 210, 160, 3), np.uint8)  # black is one of Pong's background colours
+    frame[0, 40:120, 30:34] = (200, 72, 72)  # a tall sprite through the bar
+    frame[0, 60:76, 100:104] = (92, 186, 92)  # a paddle whose lower part the bar covers
+    noisy = draw_bars(frame[0], Bars(row=70, col=None))[None]
+    out = BarFilter(background)(noisy)
+    assert np.array_equal(out[0, :, 30:34], frame[0, :, 30:34])
+    paddle = np.flatnonzero((out[0, :, 100] == (92, 186, 92)).all(axis=-1))
+    assert paddle[0] == 60 and paddle[-1] == 70 + (HORIZONTAL_THICKNESS + 1) // 2 - 1  # grown by half the bar at most
+    assert not (out[0] == BAR_COLOR).all(axis=-1).any()
+
+
+def test_a_thick_run_of_one_foreign_colour_is_the_game_not_a_bar() -> None:
+    """Pong recolours its whole field when a match ends: no bar is that thick."""
+    background = shipped_background("Pong")
+    frame = np.zeros((1, 210, 160, 3), np.uint8)
+    frame[0, 30:200] = (53, 95, 24)
+    assert BarFilter(background)(frame) is frame
 
 
 def test_a_bar_in_a_background_colour_is_left_alone() -> None:

@@ -37,6 +37,8 @@ __all__ = [
     "BarFilter",
     "DISTRACTOR_KINDS",
     "HORIZONTAL_THICKNESS",
+    "MAX_BAR_COLUMNS",
+    "MAX_BAR_ROWS",
     "VERTICAL_THICKNESS",
     "Bars",
     "DistractorKind",
@@ -239,15 +241,45 @@ BACKGROUND_FILE = "background.safetensors"
 BACKGROUND_FORMAT = "moc_envs.background/1"
 
 
+MAX_BAR_ROWS = FRAME_HEIGHT // 8
+"""Thickest run of rows the bar filter paints over (26): a bar is a line across the frame; a
+thicker run of one foreign colour is the game's own (Pong recolours its whole field when a
+match ends)."""
+MAX_BAR_COLUMNS = FRAME_WIDTH // 8
+"""Thickest run of columns the bar filter paints over (20)."""
+
+
+def _runs(mask: np.ndarray, longest: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of True in the 1-D ``mask`` no longer than ``longest``."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a <= longest]
+
+
+def _paint_over(lines: np.ndarray, start: int, stop: int) -> None:
+    """Fill lines ``[start, stop)`` of ``lines`` (a frame, or its transpose) in place: the first
+    half with the line just before the run, the second half with the line just after it (the one
+    there is when the run touches the frame's edge)."""
+    before = lines[start - 1] if start > 0 else lines[stop]
+    after = lines[stop] if stop < len(lines) else before
+    middle = (start + stop + 1) // 2
+    lines[start:middle] = before
+    lines[middle:stop] = after
+
+
 class BarFilter:
-    """Removes frame-spanning bars that are not part of the game, by the game's background image.
+    """Removes frame-spanning bars that are not part of the game: PermaKey's distractors.
 
     A row is a bar when all of its pixels have one colour and that colour is nowhere in the
-    game's background (mode) image; so is a column. Such rows and columns are painted over with
-    the background image, so the detector, the readouts and the HUD reader see the game as it
-    would be drawn without them (an object under a bar stays lost; the part of it outside the bar
-    stays). This is a rule about one kind of noise, PermaKey's bars, not about any game: nothing in
-    it is fitted per game beyond the background image the trainer records anyway.
+    game's background (mode) image; so is a column. A run of such rows (at most
+    :data:`MAX_BAR_ROWS` thick) is painted over from both sides: its upper half repeats the row
+    just above it, its lower half the row just below (columns likewise, left and right; rows
+    first). Background stays background, a sprite or a wall that crosses the bar is joined up,
+    and one cut by the bar is extended by at most half the bar: the detector, the readouts and the
+    HUD reader see the frame about as the game drew it. An object wholly under a bar stays lost.
+    This is a rule about one kind of noise, not about any game: nothing in it is fitted per game
+    beyond the background image the trainer records anyway. (Painting with the image itself was
+    tried and dropped: a mode image holds the objects that stood still while it was recorded,
+    SpaceInvaders' formation, and painted them back in as false detections.)
 
     On frames without bars it changes nothing: a game row or column of one colour is of a
     background colour (measured on every shipped game's held-out play, ``moc-envs bench
@@ -269,7 +301,8 @@ class BarFilter:
         self._codes = np.unique(rgb_codes(background))
 
     def find(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Boolean (N, 210) bar rows and (N, 160) bar columns of ``frames`` (N, 210, 160, 3) uint8."""
+        """Boolean (N, 210) rows and (N, 160) columns of ``frames`` (N, 210, 160, 3) uint8 that
+        are one colour foreign to the background (runs of any thickness)."""
         from moc_envs.readouts.base import rgb_codes
 
         rows = np.zeros(frames.shape[:2], bool)
@@ -282,16 +315,19 @@ class BarFilter:
         return rows, cols
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """``frames`` (N, 210, 160, 3) uint8 with their bars painted over by the background; the
-        same array when no frame has a bar, else a copy."""
+        """``frames`` (N, 210, 160, 3) uint8 with their bars painted over; the same array when no
+        frame has one, else a copy."""
         rows, cols = self.find(frames)
-        if not rows.any() and not cols.any():
+        barred = [i for i in np.flatnonzero(rows.any(axis=1) | cols.any(axis=1))
+                  if _runs(rows[i], MAX_BAR_ROWS) or _runs(cols[i], MAX_BAR_COLUMNS)]  # fmt: skip
+        if not barred:
             return frames
         out = frames.copy()
-        n_idx, r_idx = np.nonzero(rows)
-        out[n_idx, r_idx] = self.background[r_idx]
-        n_idx, c_idx = np.nonzero(cols)
-        out[n_idx, :, c_idx] = self.background[:, c_idx].transpose(1, 0, 2)
+        for i in barred:
+            for start, stop in _runs(rows[i], MAX_BAR_ROWS):
+                _paint_over(out[i], start, stop)
+            for start, stop in _runs(cols[i], MAX_BAR_COLUMNS):
+                _paint_over(out[i].transpose(1, 0, 2), start, stop)
         return out
 
 
