@@ -44,7 +44,7 @@ from benchmarks.common import (
     write_results,
 )
 
-__all__ = ["KINDS", "noisy_frames", "bar_false_detections", "run", "main"]
+__all__ = ["KINDS", "noisy_frames", "hidden_share", "bar_false_detections", "run", "main"]
 
 KINDS = ("horizontal", "vertical", "both")
 SHIPPED = "learned (shipped)"
@@ -75,6 +75,22 @@ def _on_bar(cx: float, cy: float, bars: Any) -> bool:
         (bars.row is not None and bars.row <= cy < bars.row + HORIZONTAL_THICKNESS)
         or (bars.col is not None and bars.col <= cx < bars.col + VERTICAL_THICKNESS)
     )
+
+
+def hidden_share(truths: Sequence[Any], bars: Sequence[Any]) -> float:
+    """Share of the truth boxes wholly under a bar: no detector working on one frame can find them."""
+    from moc_envs.perception.distractors import HORIZONTAL_THICKNESS, VERTICAL_THICKNESS
+
+    hidden = total = 0
+    for (t_boxes, _), b in zip(truths, bars, strict=True):
+        for x, y, w, h in np.asarray(t_boxes, dtype=float).reshape(-1, 4):
+            total += 1
+            top, bottom, left, right = np.floor(y), np.ceil(y + h), np.floor(x), np.ceil(x + w)
+            hidden += bool(
+                (b.row is not None and b.row <= top and bottom <= b.row + HORIZONTAL_THICKNESS)
+                or (b.col is not None and b.col <= left and right <= b.col + VERTICAL_THICKNESS)
+            )
+    return hidden / total if total else 0.0
 
 
 def bar_false_detections(preds: Sequence[Any], truths: Sequence[Any], bars: Sequence[Any], keep: frozenset[str]) -> int:
@@ -147,7 +163,8 @@ def _score_game(
     labels = _label_accuracy(spec.name, weights, label_steps, seed) if weights is not None and label_steps > 0 else {}
     for row in rows:
         row.update(labels.get(row["detector"], {}))
-    return {"game": spec.name, "rows": rows, "note": "" if weights is not None else f"no weights for {spec.name}"}
+    return {"game": spec.name, "rows": rows, "hidden_share": hidden_share(truths, bars),
+            "note": "" if weights is not None else f"no weights for {spec.name}"}  # fmt: skip
 
 
 def _label_accuracy(game: str, weights: Path, steps: int, seed: int) -> dict[str, dict[str, float]]:
@@ -208,6 +225,11 @@ def _write(result: dict[str, Any], out: Path) -> None:
           r["bar_false_per_100"], r["spurious_singleton_noisy"], r.get("labels_clean", "-"), r.get("labels_noisy", "-"))
          for r in rows],
     )  # fmt: skip
+    hidden = markdown_table(
+        ["game", "truth objects wholly under a bar", "best F1 a one-frame detector can reach (perfect otherwise)"],
+        [(g["game"], g["hidden_share"], 2 * (1 - g["hidden_share"]) / (2 - g["hidden_share"]))
+         for g in result["results"] if "hidden_share" in g],
+    )  # fmt: skip
     t = result["target"]
     body = (
         f"Distractors `{result['kind']}` (PermaKey's bars: 13 rows / 10 columns on 210 x 160, RGB 128, 0, 255, new positions "
@@ -220,7 +242,10 @@ def _write(result: dict[str, Any], out: Path) -> None:
         f"one play of {result['label_steps']} steps (seed 1000 + {result['seed']} + the game's index: no label was fitted on seeds >= 1000; random actions held 4-16 "
         "steps), the mean over the game's labels of the share of steps each is right (positions within 5, the rest exact; "
         "not given counts as wrong), clean and with the bars.\n\nTarget (issue 31): at most {t['f1_drop']} F1 lost and at most "
-        f"{t['bar_false_per_100']} false detection per 100 frames on the bars.\n\n{table}\n\n![F1 clean and noisy](noisy.png)\n"
+        f"{t['bar_false_per_100']} false detection per 100 frames on the bars.\n\n{table}\n\n"
+        "What no detector reading one frame can get back: the truth objects a bar covers wholly, and the F1 a detector "
+        "perfect on everything else would reach (precision 1, recall 1 - that share).\n\n"
+        f"{hidden}\n\n![F1 clean and noisy](noisy.png)\n"
     )
     labels, values, colors = [], [], []
     for r in rows:

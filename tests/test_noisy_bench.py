@@ -40,6 +40,14 @@ def test_false_detections_on_bars_are_unmatched_boxes_centred_on_a_bar() -> None
     assert noisy.bar_false_detections(preds, truth, bars, frozenset({"Player", "Enemy", "Ball"})) == 1
 
 
+def test_hidden_share_counts_boxes_wholly_under_a_bar() -> None:
+    truths = [(np.array([[10.0, 52, 2, 4], [10, 60, 4, 16], [103, 0, 4, 30], [100, 100, 12, 2]]), ["a"] * 4)]
+    bars = [Bars(row=50, col=102)]
+    # Under the row band; crossing it (not hidden); under the column band; wider than the column band.
+    assert noisy.hidden_share(truths, bars) == 0.5
+    assert noisy.hidden_share(truths, [Bars(row=None, col=None)]) == 0.0
+
+
 def test_noisy_quick_scores_vision_clean_and_noisy(monkeypatch, tmp_path) -> None:
     empty = tmp_path / "none"
     empty.mkdir()
@@ -50,4 +58,6 @@ def test_noisy_quick_scores_vision_clean_and_noisy(monkeypatch, tmp_path) -> Non
     (row,) = game["rows"]
     assert row["detector"] == noisy.VISION and row["frames"] == 3 * 16
     assert 0.0 <= row["f1_noisy"] <= row["f1_clean"] <= 1.0
-    assert (tmp_path / "noisy.md").read_text().count("| Pong |") == 1 and (tmp_path / "noisy.png").is_file()
+    md = (tmp_path / "noisy.md").read_text()
+    assert md.count("| Pong | OCAtari vision |") == 1 and (tmp_path / "noisy.png").is_file()
+    assert 0.0 <= game["hidden_share"] <= 1.0 and "wholly under a bar" in md
