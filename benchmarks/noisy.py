@@ -163,7 +163,11 @@ def _score_game(
     labels = _label_accuracy(spec.name, weights, label_steps, seed) if weights is not None and label_steps > 0 else {}
     for row in rows:
         row.update(labels.get(row["detector"], {}))
-    return {"game": spec.name, "rows": rows, "hidden_share": hidden_share(truths, bars),
+    shipped = detectors.get(SHIPPED)
+    bar_filter = getattr(shipped, "bar_filter", None)
+    # The filter must leave the game's own frames alone: count the clean frames it would change.
+    changed = None if bar_filter is None else int(sum(bar_filter(f[None]) is not f[None] for f in clean))
+    return {"game": spec.name, "rows": rows, "hidden_share": hidden_share(truths, bars), "clean_frames_changed": changed,
             "note": "" if weights is not None else f"no weights for {spec.name}"}  # fmt: skip
 
 
@@ -226,8 +230,10 @@ def _write(result: dict[str, Any], out: Path) -> None:
          for r in rows],
     )  # fmt: skip
     hidden = markdown_table(
-        ["game", "truth objects wholly under a bar", "best F1 a one-frame detector can reach (perfect otherwise)"],
-        [(g["game"], g["hidden_share"], 2 * (1 - g["hidden_share"]) / (2 - g["hidden_share"]))
+        ["game", "truth objects wholly under a bar", "best F1 a one-frame detector can reach (perfect otherwise)",
+         "clean frames the bar filter changes"],
+        [(g["game"], g["hidden_share"], 2 * (1 - g["hidden_share"]) / (2 - g["hidden_share"]),
+          "-" if g.get("clean_frames_changed") is None else f"{g['clean_frames_changed']} of {g['rows'][0]['frames']}")
          for g in result["results"] if "hidden_share" in g],
     )  # fmt: skip
     t = result["target"]
