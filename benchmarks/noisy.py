@@ -166,7 +166,7 @@ def _score_game(
     shipped = detectors.get(SHIPPED)
     bar_filter = getattr(shipped, "bar_filter", None)
     # The filter must leave the game's own frames alone: count the clean frames it would change.
-    changed = None if bar_filter is None else int(sum(bar_filter(f[None]) is not f[None] for f in clean))
+    changed = None if bar_filter is None else int(sum(bar_filter(one) is not one for one in (f[None] for f in clean)))
     return {"game": spec.name, "rows": rows, "hidden_share": hidden_share(truths, bars), "clean_frames_changed": changed,
             "note": "" if weights is not None else f"no weights for {spec.name}"}  # fmt: skip
 

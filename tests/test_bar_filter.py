@@ -91,31 +91,52 @@ def test_bars_are_found_exactly_and_painted_over_from_their_sides(game_frames) -
         under[b.row : b.row + HORIZONTAL_THICKNESS] = True
         under[:, b.col : b.col + VERTICAL_THICKNESS] = True
         assert np.array_equal(out[i][~under], frames[i][~under])  # the rest of the frame as it was
-        # Each column of the horizontal bar (outside the vertical one) repeats its pixel above the
-        # bar in the upper half and its pixel below in the lower half.
+        # In each column of the horizontal bar (outside the vertical one) a pixel takes the
+        # background's colour where that is the colour just above or below the bar, else the
+        # pixel above (upper half) or below (lower half).
         top, bottom = b.row, b.row + HORIZONTAL_THICKNESS
         middle = (top + bottom + 1) // 2
         outside = np.ones(160, bool)
         outside[b.col : b.col + VERTICAL_THICKNESS] = False
         above = frames[i][top - 1 if top else bottom]
         below = frames[i][bottom] if bottom < 210 else above
-        assert (out[i][top:middle][:, outside] == above[outside]).all()
-        assert (out[i][middle:bottom][:, outside] == below[outside]).all()
+        for row in range(top, bottom):
+            mode = bar_filter.background[row]
+            agree = (mode == above).all(axis=-1) | (mode == below).all(axis=-1)
+            want = np.where(agree[:, None], mode, above if row < middle else below)
+            assert (out[i][row][outside] == want[outside]).all()
     assert not (out == BAR_COLOR).all(axis=-1).any()
     assert np.array_equal(noisy[0], draw_bars(frames[0], bars[0]))  # the input is not written to
 
 
-def test_an_object_crossing_a_bar_is_joined_up_and_one_cut_by_it_keeps_its_visible_part() -> None:
+def test_an_object_crossing_a_bar_is_joined_up_and_one_cut_by_it_is_not_extended() -> None:
     background = shipped_background("Pong")
-    frame = np.zeros((1, 210, 160, 3), np.uint8)  # black is one of Pong's background colours
+    field = tuple(int(v) for v in background[120, 80])  # the playing field's colour
+    frame = np.empty((1, 210, 160, 3), np.uint8)
+    frame[0] = background
     frame[0, 40:120, 30:34] = (200, 72, 72)  # a tall sprite through the bar
     frame[0, 60:76, 100:104] = (92, 186, 92)  # a paddle whose lower part the bar covers
+    assert (background[60:90, 100:104] == field).all() and (background[40:120, 30:34] == field).all()
     noisy = draw_bars(frame[0], Bars(row=70, col=None))[None]
     out = BarFilter(background)(noisy)
     assert np.array_equal(out[0, :, 30:34], frame[0, :, 30:34])
     paddle = np.flatnonzero((out[0, :, 100] == (92, 186, 92)).all(axis=-1))
-    assert paddle[0] == 60 and paddle[-1] == 70 + (HORIZONTAL_THICKNESS + 1) // 2 - 1  # grown by half the bar at most
+    assert paddle[0] == 60 and paddle[-1] == 69  # its visible part, not grown into the bar
+    assert np.array_equal(out[0, 70:83, :30], background[70:83, :30])  # the field continues
     assert not (out[0] == BAR_COLOR).all(axis=-1).any()
+
+
+def test_a_wall_the_bar_cuts_is_not_thickened() -> None:
+    """Pong's top wall ends inside the bar: the background image says where, not the sides."""
+    background = shipped_background("Pong")
+    is_wall = (background[:, 80] == background[30, 80]).all(axis=-1)
+    last = 30
+    while is_wall[last + 1]:
+        last += 1
+    assert 30 < last < 60 and not is_wall[last + 1 : last + 20].any()  # the top wall, the field below
+    frame = background[None].copy()
+    noisy = draw_bars(frame[0], Bars(row=last - 3, col=None))[None]
+    assert np.array_equal(BarFilter(background)(noisy), frame)
 
 
 def test_a_thick_run_of_one_foreign_colour_is_the_game_not_a_bar() -> None:
