@@ -145,6 +145,10 @@ def test_a_thick_run_of_one_foreign_colour_is_the_game_not_a_bar() -> None:
     frame = np.zeros((1, 210, 160, 3), np.uint8)
     frame[0, 30:200] = (53, 95, 24)
     assert BarFilter(background)(frame) is frame
+    # Nor several thinner runs that add up to more than one bar's worth (the score band apart).
+    frame[0, 50:55] = 0
+    frame[0, 100:105] = 0
+    assert BarFilter(background)(frame) is frame
 
 
 def test_a_bar_in_a_background_colour_is_left_alone() -> None:

@@ -242,11 +242,11 @@ BACKGROUND_FORMAT = "moc_envs.background/1"
 
 
 MAX_BAR_ROWS = FRAME_HEIGHT // 8
-"""Thickest run of rows the bar filter paints over (26): a bar is a line across the frame; a
-thicker run of one foreign colour is the game's own (Pong recolours its whole field when a
-match ends)."""
+"""Most rows the bar filter paints over in one frame, and the thickest run (26): a bar is a line
+across the frame; more lines of foreign colours are the game's own (Pong recolours its whole
+field when a match ends)."""
 MAX_BAR_COLUMNS = FRAME_WIDTH // 8
-"""Thickest run of columns the bar filter paints over (20)."""
+"""Most columns the bar filter paints over in one frame, and the thickest run (20)."""
 
 
 def _runs(mask: np.ndarray, longest: int) -> list[tuple[int, int]]:
@@ -330,6 +330,9 @@ class BarFilter:
         """``frames`` (N, 210, 160, 3) uint8 with their bars painted over; the same array when no
         frame has one, else a copy."""
         rows, cols = self.find(frames)
+        # More foreign lines in one frame than one bar's worth is the game recolouring itself.
+        rows[rows.sum(axis=1) > MAX_BAR_ROWS] = False
+        cols[cols.sum(axis=1) > MAX_BAR_COLUMNS] = False
         barred = [i for i in np.flatnonzero(rows.any(axis=1) | cols.any(axis=1))
                   if _runs(rows[i], MAX_BAR_ROWS) or _runs(cols[i], MAX_BAR_COLUMNS)]  # fmt: skip
         if not barred:
