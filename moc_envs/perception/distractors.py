@@ -262,9 +262,9 @@ def _paint_over(lines: np.ndarray, background: np.ndarray, start: int, stop: int
     Each pixel takes the background's colour where that colour is the one just before or just
     after the run on its line (background continues: a wall, the field, a lane); elsewhere the
     first half of the run repeats the line just before it and the second half the line just
-    after (something crosses the bar: the background image's own sprites, say SpaceInvaders'
-    formation as it stood while the image was recorded, are not painted back). At the frame's
-    edge the one side there is stands for both.
+    after (something crosses the bar). So the background image's own sprites (SpaceInvaders'
+    formation as it stood while the image was recorded) come back only where a sprite of their
+    colour touches the bar. At the frame's edge the one side there is stands for both.
     """
     before = lines[start - 1] if start > 0 else lines[stop]
     after = lines[stop] if stop < len(lines) else before
