@@ -150,7 +150,9 @@ def long_run(folder: str | Path) -> dict[str, Any] | None:
         evaluation = json.loads(path.read_text())
         results = evaluation.get("results", {})
         coast = next((r.get("coast") for r in results.values() if r.get("coast")), None)
-        if coast and evaluation.get("policy_sha256") == record.get("policy_sha256"):
+        # eval_coast<N>_<kind>.json matches the pattern too: those frames carried bars.
+        clean = not any(r.get("distractors") for r in results.values())
+        if coast and clean and evaluation.get("policy_sha256") == record.get("policy_sha256"):
             out["coasted"][int(coast)] = evaluation
     # Evaluations on frames with distractor bars (moc-envs agent-eval --distractors K), current only.
     out["noisy"] = {}

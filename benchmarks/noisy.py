@@ -174,7 +174,7 @@ def _score_game(
 def _label_accuracy(game: str, weights: Path, steps: int, seed: int) -> dict[str, dict[str, float]]:
     """Per learned detector row: the mean share of steps each label is right, clean and noisy
     (played on seed ``1000 + seed``: every label fit uses seeds below 1000)."""
-    from benchmarks.labels.accuracy import POSITION_KINDS, play_labels
+    from benchmarks.labels.accuracy import POSITION_KINDS, play_labels, score_label
     from moc_envs.games import get_game
 
     spec = get_game(game)
@@ -182,11 +182,9 @@ def _label_accuracy(game: str, weights: Path, steps: int, seed: int) -> dict[str
 
     def accuracy(distractors: str | None, bar_filter: bool) -> float:
         got, truth, _ = play_labels(game, "space", weights, steps, 1000 + seed, 1, distractors=distractors, bar_filter=bar_filter)
-        right = [
-            np.mean([lab in g and abs(g[lab] - t[lab]) <= tol for g, t in zip(got, truth, strict=True)])
-            for lab, tol in tolerance.items()
-        ]
-        return float(np.mean(right)) if right else float("nan")
+        # Right on the steps a label is given; a step it is not given counts as wrong.
+        scores = [score_label(got, truth, lab, tol) for lab, tol in tolerance.items()]
+        return float(np.mean([s["given"] * (s["right"] or 0.0) for s in scores])) if scores else float("nan")
 
     clean = accuracy(None, True)
     return {

@@ -327,6 +327,8 @@ def _unsafe_writes(source: str) -> list[int]:
             if node.args and not _arg_names(node) & {"tmp", "f"}:
                 lines.append(node.lineno)
         elif isinstance(func, ast.Attribute) and func.attr in _WRITE_CALLS:
+            if isinstance(func.value, ast.Name) and func.value.id == "copy":
+                continue  # the copy module copies objects in memory (copy.copy), not files
             if func.attr in _METHODS:
                 receiver = func.value.id if isinstance(func.value, ast.Name) else None
                 if receiver != "tmp":

@@ -18,6 +18,7 @@ arrays of the wrong dtype or shape, and non-finite numbers.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -99,8 +100,8 @@ class HudReader:
     def fresh(self) -> HudReader:
         """A copy for one more env: the same fields, glyphs and crop caches, its own memory of the
         steps before (a ``lead`` field's, :class:`~moc_envs.hud.fields.LeadTracker`)."""
-        out = HudReader.__new__(HudReader)
-        out.__dict__ = {**self.__dict__, "_leads": {i: LeadTracker(t.field) for i, t in self._leads.items()}}
+        out = copy.copy(self)
+        out._leads = {i: LeadTracker(t.field) for i, t in self._leads.items()}
         return out
 
     def reset(self) -> None:

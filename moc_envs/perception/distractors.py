@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from moc_envs.perception.detection import FRAME_HEIGHT, FRAME_WIDTH
+from moc_envs.readouts.base import rgb_codes
 
 if TYPE_CHECKING:
     from moc_envs.weights.manifest import VerifiedFolder
@@ -307,16 +308,12 @@ class BarFilter:
         ):
             got = f"{background.dtype} {background.shape}" if isinstance(background, np.ndarray) else type(background).__name__
             raise ValueError(f"background must be uint8 of shape ({FRAME_HEIGHT}, {FRAME_WIDTH}, 3), got {got}")
-        from moc_envs.readouts.base import rgb_codes
-
         self.background = background
         self._codes = np.unique(rgb_codes(background))
 
     def find(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boolean (N, 210) rows and (N, 160) columns of ``frames`` (N, 210, 160, 3) uint8 that
         are one colour foreign to the background (runs of any thickness)."""
-        from moc_envs.readouts.base import rgb_codes
-
         rows = np.zeros(frames.shape[:2], bool)
         cols = np.zeros((frames.shape[0], frames.shape[2]), bool)
         for found, lines, first in ((rows, frames, frames[:, :, 0]), (cols, frames.transpose(0, 2, 1, 3), frames[:, 0])):
