@@ -29,7 +29,9 @@ from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import GameSpec
 from moc_envs.hud.reader import HudReader, read_hud
 from moc_envs.model.config import ModelConfig
-from moc_envs.model.decode_np import LeanGlimpseKernel, crop_glimpses_np, decode_cells
+from moc_envs.kernels import boxes as box_kernels
+from moc_envs.kernels.glimpses import crop as crop_glimpses
+from moc_envs.model.decode_np import LeanGlimpseKernel, decode_cells
 from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.model.geometry import FRAME_H, FRAME_W, where_to_boxes
 from moc_envs.model.runtime import RawEncoder, frozen_encoder, onnxruntime_encoder
@@ -44,15 +46,7 @@ from moc_envs.perception.classifier import (
 from moc_envs.perception.detection import Detection, validate_frames, validate_rams
 from moc_envs.perception.distractors import BarFilter, read_background
 from moc_envs.perception.labels import read_label_offsets
-from moc_envs.perception.postprocess import (
-    DEFAULT_SUPPRESSION,
-    SuppressionConfig,
-    drawn_mask,
-    refine_and_colour,
-    refine_boxes_batched,
-    size_mask,
-    suppress_duplicates_batched,
-)
+from moc_envs.perception.postprocess import DEFAULT_SUPPRESSION, SuppressionConfig, size_mask, unpack_colours
 from moc_envs.perception.preprocess import resize_frames
 from moc_envs.readouts.registry import ReadoutSet, read_readouts
 from moc_envs.threads import check_threads, torch_threads
@@ -322,7 +316,7 @@ class SpaceDetector:
         """z_what (M, D) of the cells ``b_idx``/``where`` of ``images``: glimpses cropped in NumPy,
         then the glimpse encoder under the detector's threads."""
         cfg = self.encoder.cfg
-        glimpses = crop_glimpses_np(images, b_idx, where, cfg.glimpse)
+        glimpses = crop_glimpses(images, b_idx, where, cfg.glimpse)
         _mark(marks, "glimpses")
         if not len(b_idx):
             z_what = np.zeros((0, cfg.z_what_dim), dtype=np.float32)
@@ -381,10 +375,13 @@ class SpaceDetector:
             b_idx, prob, boxes, z_all = self._infer_torch(frames)
             _mark(marks, "model")
         keep = np.flatnonzero(size_mask(boxes, self.max_box))
+        # Compiled loops (moc_envs.kernels): exactly the NumPy references of
+        # moc_envs.perception.postprocess, at a fraction of their fixed cost per call.
         if self.suppression is not None and len(keep):
-            keep = keep[suppress_duplicates_batched(boxes[keep], prob[keep], b_idx[keep], self.suppression)]
+            cfg = self.suppression
+            keep = keep[box_kernels.suppress(boxes[keep], prob[keep], b_idx[keep], cfg.iou_threshold, cfg.centre_fraction)]
         if self.drop_empty and len(keep):
-            keep = keep[drawn_mask(frames, boxes[keep], b_idx[keep])]
+            keep = keep[box_kernels.drawn(frames, boxes[keep], b_idx[keep])]
         _mark(marks, "suppression")
         # Suppression needs only the boxes and scores, so on the CPU only the kept cells' glimpses
         # are cropped and encoded: duplicate and oversized cells cost no glimpse.
@@ -394,12 +391,13 @@ class SpaceDetector:
         colours = None
         # Samples for a classifier fit (detect_samples) need the colours whatever this one reads.
         want_samples = self._samples is not None
-        if len(keep) and ((self.classifier is not None and self.classifier.uses_colours) or want_samples):
-            refined, colours = refine_and_colour(frames, boxes[keep], b_idx[keep])
+        want_colours = (self.classifier is not None and self.classifier.uses_colours) or want_samples
+        if len(keep) and (want_colours or self.refine):
+            refined, packed = box_kernels.refine(frames, boxes[keep], b_idx[keep])
             if self.refine:
                 boxes[keep] = refined
-        elif self.refine and len(keep):
-            boxes[keep] = refine_boxes_batched(frames, boxes[keep], b_idx[keep])
+            if want_colours:
+                colours = unpack_colours(packed)
         _mark(marks, "pixel-tight boxes")
         # No detection (a black frame at reset): nothing to name, and no colours were read.
         cats = (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -94,13 +94,16 @@ class SlotTracker:
         for i, det in enumerate(detections):
             if det.category in self._ranges:
                 by_cat.setdefault(det.category, []).append(i)
-        for category, rng in self._ranges.items():
-            idx = by_cat.get(category, [])
-            if idx:
-                self._assign(detections, idx, rng, slots, seen)
+        for category, idx in by_cat.items():
+            self._assign(detections, idx, self._ranges[category], slots, seen)
         self._age_unseen(seen)
         self.present = seen
-        return [replace(d, slot=s) for d, s in zip(detections, slots, strict=True)]
+        # A new record per detection (Detection is frozen); the constructor, not
+        # dataclasses.replace, which costs several times as much on this per-step path.
+        return [
+            d if s == d.slot else Detection(d.category, d.x, d.y, d.w, d.h, d.score, s, d.z_what)
+            for d, s in zip(detections, slots, strict=True)
+        ]
 
     def _assign(
         self,
@@ -110,26 +113,39 @@ class SlotTracker:
         slots: list[int],
         seen: np.ndarray,
     ) -> None:
-        known = [s for s in rng if self.age[s] != _FREE]
-        centres = np.array([detections[i].center for i in idx], dtype=np.float64)
+        # The category's slots are only this category's: their ages read once stay right for
+        # the whole call (matched slots become seen, which the spare list below leaves out).
+        ages = dict(zip(rng, self.age[rng.start : rng.stop].tolist(), strict=True))
+        known = [s for s in rng if ages[s] != _FREE]
         unmatched = list(range(len(idx)))
-        if known:
+        if len(known) == 1 and len(idx) == 1:
+            # One remembered slot, one detection: the assignment is that pair; the same float
+            # arithmetic as the matrix below (centre minus prediction, then its norm).
+            k, det = known[0], detections[idx[0]]
+            bx, by, bw, bh = self.boxes[k].tolist()
+            vx, vy = self.velocity[k].tolist()
+            steps = ages[k] + 1
+            cx, cy = det.center
+            dx, dy = cx - (bx + bw / 2.0 + vx * steps), cy - (by + bh / 2.0 + vy * steps)
+            if math.sqrt(dx * dx + dy * dy) <= self.max_distance:
+                self._place(det, k, slots, idx[0], seen)
+                return
+        elif known:
             k = np.array(known)
+            centres = np.array([detections[i].center for i in idx], dtype=np.float64)
             last = self.boxes[k, :2] + self.boxes[k, 2:] / 2.0
             pred = last + self.velocity[k] * (self.age[k, None] + 1)
             cost = np.linalg.norm(centres[:, None, :] - pred[None, :, :], axis=2)
             rows, cols = linear_sum_assignment(np.where(cost > self.max_distance, 1e9, cost))
-            for r, c in zip(rows, cols, strict=True):
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
                 if cost[r, c] <= self.max_distance:
                     self._place(detections[idx[r]], known[c], slots, idx[r], seen)
                     unmatched.remove(r)
         if not unmatched:
             return
         # New objects: free slots first, then the slots whose memory is oldest.
-        free = [s for s in rng if self.age[s] == _FREE]
-        stale = sorted(
-            (s for s in rng if s not in free and not seen[s]), key=lambda s: -self.age[s]
-        )
+        free = [s for s in rng if ages[s] == _FREE]
+        stale = sorted((s for s in rng if ages[s] != _FREE and not seen[s]), key=lambda s: -ages[s])
         spare = free + stale
         order = sorted(unmatched, key=lambda r: -detections[idx[r]].score)
         for r, s in zip(order, spare, strict=False):
@@ -137,14 +153,16 @@ class SlotTracker:
             self._place(detections[idx[r]], s, slots, idx[r], seen)
 
     def _place(self, det: Detection, slot: int, slots: list[int], i: int, seen: np.ndarray) -> None:
-        box = np.array([det.x, det.y, det.w, det.h], dtype=np.float64)
-        if self.age[slot] == _FREE:
+        age = int(self.age[slot])
+        if age == _FREE:
             self.velocity[slot] = 0.0
         else:
-            old = self.boxes[slot, :2] + self.boxes[slot, 2:] / 2.0
-            new = box[:2] + box[2:] / 2.0
-            self.velocity[slot] = (new - old) / (self.age[slot] + 1)
-        self.boxes[slot] = box
+            bx, by, bw, bh = self.boxes[slot].tolist()
+            self.velocity[slot] = (
+                ((det.x + det.w / 2.0) - (bx + bw / 2.0)) / (age + 1),
+                ((det.y + det.h / 2.0) - (by + bh / 2.0)) / (age + 1),
+            )
+        self.boxes[slot] = (det.x, det.y, det.w, det.h)
         self.age[slot] = 0
         seen[slot] = True
         slots[i] = slot
