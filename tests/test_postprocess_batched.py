@@ -10,6 +10,7 @@ random property cases.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import gymnasium as gym
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 import moc_envs.perception.postprocess as postprocess
 from moc_envs.perception.postprocess import (
     SuppressionConfig,
+    drawn_mask,
     refine_boxes,
     refine_boxes_batched,
     suppress_duplicates,
@@ -407,11 +409,15 @@ def test_detect_equals_the_per_frame_post_processing(monkeypatch, game):
     detector = SpaceDetector.from_pretrained(folder, get_game(game))
     batched = detector.detect(frames)
 
-    def suppress(boxes, scores, fi, config=None):
+    def suppress(boxes, scores, fi, iou, centre):
+        config = SuppressionConfig(iou, centre)
         return per_frame_suppress(np.asarray(boxes, np.float64), np.asarray(scores, np.float64), fi, config)
 
-    monkeypatch.setattr(space_detector, "suppress_duplicates_batched", suppress)
-    monkeypatch.setattr(space_detector, "refine_boxes_batched", per_frame_refine)
+    def refine(frames, boxes, fi):
+        return per_frame_refine(frames, boxes, fi), np.zeros(len(boxes), np.int64)
+
+    # The detector's compiled kernels swapped for the per-frame definitions.
+    monkeypatch.setattr(space_detector, "box_kernels", SimpleNamespace(suppress=suppress, drawn=drawn_mask, refine=refine))
     reference = detector.detect(frames)
     assert sum(map(len, batched)) > len(frames)
     for got, want in zip(batched, reference, strict=True):
