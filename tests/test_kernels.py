@@ -21,7 +21,12 @@ import moc_envs.perception.postprocess as postprocess
 from moc_envs.kernels import boxes as kernels
 from moc_envs.kernels.glimpses import crop
 from moc_envs.model.decode_np import crop_glimpses_np
-from moc_envs.perception.postprocess import SuppressionConfig, drawn_mask, refine_and_colour, suppress_duplicates_batched
+from moc_envs.perception.postprocess import (
+    SuppressionConfig,
+    drawn_mask,
+    refine_and_colour,
+    suppress_duplicates_batched,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pong_frames.npz"
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,9 +28,9 @@ from moc_envs.device import Runtime, check_runtime
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import GameSpec
 from moc_envs.hud.reader import HudReader, read_hud
-from moc_envs.model.config import ModelConfig
 from moc_envs.kernels import boxes as box_kernels
 from moc_envs.kernels.glimpses import crop as crop_glimpses
+from moc_envs.model.config import ModelConfig
 from moc_envs.model.decode_np import LeanGlimpseKernel, decode_cells
 from moc_envs.model.encoder import SpaceEncoder
 from moc_envs.model.geometry import FRAME_H, FRAME_W, where_to_boxes
@@ -46,7 +46,12 @@ from moc_envs.perception.classifier import (
 from moc_envs.perception.detection import Detection, validate_frames, validate_rams
 from moc_envs.perception.distractors import BarFilter, read_background
 from moc_envs.perception.labels import read_label_offsets
-from moc_envs.perception.postprocess import DEFAULT_SUPPRESSION, SuppressionConfig, size_mask, unpack_colours
+from moc_envs.perception.postprocess import (
+    DEFAULT_SUPPRESSION,
+    SuppressionConfig,
+    size_mask,
+    unpack_colours,
+)
 from moc_envs.perception.preprocess import resize_frames
 from moc_envs.readouts.registry import ReadoutSet, read_readouts
 from moc_envs.threads import check_threads, torch_threads
