@@ -15,8 +15,8 @@ episode end, timed after a short warm-up:
 
 Vector rows count env steps (N per vector step). ``--emulators python ale-vector`` adds
 learned ``make_vec`` rows on ale-py's C++ vector env (:mod:`moc_envs.envs.emulators`),
-``--runtimes torchscript onnxruntime`` learned rows with ONNX Runtime running the image encoder
-(:mod:`moc_envs.model.runtime`), and ``--raw-vector`` rows of N raw ALE envs on each emulator
+``--runtimes onnxruntime torchscript`` learned rows with each CPU runtime of the image encoder
+(:mod:`moc_envs.model.runtime`; rows without one name the default, ONNX Runtime), and ``--raw-vector`` rows of N raw ALE envs on each emulator
 (frames read every step), beside which every learned vector row also gets its ratio. ``--gpu``
 is the prepared CUDA run (``docs/benchmarks.md``): detect() at batch 1/8/64/256, ``make_vec``
 8/64/256 on both emulators and raw ALE at the same sizes, the shipped detector only, no
@@ -47,6 +47,7 @@ from benchmarks.common import (
     torch_threads,
     write_results,
 )
+from moc_envs.device import DEFAULT_RUNTIME
 
 __all__ = ["SpeedRow", "DetectRow", "time_single", "time_vector", "time_detect", "run", "main"]
 
@@ -159,15 +160,15 @@ def _ocatari(game_id: str, mode: str) -> Callable[[], Any]:
     return make
 
 
-def _learned(detector: str, weights: Path | None, runtime: str = "torchscript") -> dict[str, Any]:
+def _learned(detector: str, weights: Path | None, runtime: str = DEFAULT_RUNTIME) -> dict[str, Any]:
     # Weights without a classifier are still timed (their boxes fill no slot, at the same cost).
     if detector != "space":
         return {}
-    return {"allow_unclassified": True, "weights": weights, **({"runtime": runtime} if runtime != "torchscript" else {})}
+    return {"allow_unclassified": True, "weights": weights, **({"runtime": runtime} if runtime != DEFAULT_RUNTIME else {})}
 
 
 def _moc(
-    game: str, detector: str, device: str, weights: Path | None = None, runtime: str = "torchscript"
+    game: str, detector: str, device: str, weights: Path | None = None, runtime: str = DEFAULT_RUNTIME
 ) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         import moc_envs  # noqa: F401  (registers the ids)
@@ -180,7 +181,7 @@ def _moc(
 
 def _moc_vec(
     game: str, n: int, detector: str, device: str, weights: Path | None = None, workers: int = 1,
-    emulator: str = "python", runtime: str = "torchscript",
+    emulator: str = "python", runtime: str = DEFAULT_RUNTIME,
 ) -> Callable[[], gym.vector.VectorEnv]:
     def make() -> gym.vector.VectorEnv:
         from moc_envs.envs.make import make_vec
@@ -239,7 +240,7 @@ def time_detect(
     repeats: int,
     device: str = "cpu",
     freeze: bool = True,
-    runtime: str = "torchscript",
+    runtime: str = DEFAULT_RUNTIME,
 ) -> float:
     """Median seconds per frame of ``SpaceDetector.detect`` on ``batch`` raw frames (one thread).
 
@@ -356,7 +357,7 @@ def run(
     workers: Sequence[int] = (1, 2),
     profile_batches: Sequence[int] = (1, 8),
     emulators: Sequence[str] = ("python",),
-    runtimes: Sequence[str] = ("torchscript",),
+    runtimes: Sequence[str] = (DEFAULT_RUNTIME,),
     raw_vector: bool = False,
     ocatari: bool = True,
     ram_rows: bool = True,
@@ -409,10 +410,10 @@ def run(
         for k, (label, folder) in enumerate(folders):
             name = f"MOC/{spec.name}-v0 learned ({label})"
             # Other emulators and runtimes for the shipped detector only; runtimes on the CPU only.
-            rts = [r for r in runtimes if k == 0 and dev == "cpu" or r == "torchscript"]
+            rts = [r for r in runtimes if k == 0 and dev == "cpu" or r == DEFAULT_RUNTIME]
             for rt in rts:
                 plan.append(
-                    (name + (f", runtime={rt}" if rt != "torchscript" else ""), 1, dev,
+                    (name + (f", runtime={rt}" if rt != DEFAULT_RUNTIME else ""), 1, dev,
                      lambda dev=dev, folder=folder, rt=rt: time_single(
                          _moc(spec.name, "space", dev, folder, rt), learned_steps, 5, seed),
                      "")
@@ -423,7 +424,7 @@ def run(
                                  if k == 0 or e == "python"]:  # fmt: skip
                     plan.append(
                         (f"{name}, make_vec" + (f", workers={w}" if w > 1 else "")
-                         + (f", emulator={e}" if e != "python" else "") + (f", runtime={rt}" if rt != "torchscript" else ""),
+                         + (f", emulator={e}" if e != "python" else "") + (f", runtime={rt}" if rt != DEFAULT_RUNTIME else ""),
                          n, dev,
                          lambda n=n, vsteps=vsteps, dev=dev, folder=folder, w=w, e=e, rt=rt: time_vector(
                              _moc_vec(spec.name, n, "space", dev, folder, w, e, rt), vsteps, vector_warmup, seed),
@@ -445,15 +446,15 @@ def run(
         frames = _raw_frames(spec.name, 2 * max(detect_batches), seed)
         for dev in _devices(device):
             # Freezing and runtimes apply on the CPU only; CUDA rows run eagerly.
-            modes = [(True, ""), (False, ", eager")] if dev == "cpu" else [(False, "")]
+            modes: list[tuple[str | bool, str]] = [(DEFAULT_RUNTIME, ""), (False, ", eager")] if dev == "cpu" else [(False, "")]
             if dev == "cpu":
-                modes += [("onnxruntime", ", onnxruntime")] if "onnxruntime" in runtimes else []
+                modes += [(rt, f", {rt}") for rt in runtimes if rt != DEFAULT_RUNTIME]
             for batch in detect_batches:
                 measured = {
                     (label, freeze): DetectRow(
                         label + suffix, batch, dev,
                         1e3 * time_detect(folder, spec.name, frames, batch, detect_repeats, dev, freeze is not False,
-                                          freeze if isinstance(freeze, str) else "torchscript"),
+                                          freeze if isinstance(freeze, str) else DEFAULT_RUNTIME),
                     )
                     for label, folder in tqdm(folders, desc=f"detect() x{batch} [{dev}]", unit="detector")
                     for freeze, suffix in modes
@@ -538,8 +539,9 @@ def _write(result: dict[str, Any], rows: list[SpeedRow], out: Path) -> None:
     body = (
         f"Game: {result['game']}. Random actions, reset on episode end; {result['steps']} env steps "
         f"per cheap row, {result['learned_steps']} for learned-detector rows (after a warm-up). "
-        "Learned rows use one torch thread per process (the envs' default) and the frozen image "
-        "encoder on the CPU (the envs' default, `moc_envs.model.runtime`); vector rows step N "
+        "Learned rows use one torch thread per process (the envs' default) and the image encoder "
+        f"in {DEFAULT_RUNTIME} on the CPU (the envs' default, `moc_envs.model.runtime`), the steps "
+        "after it in compiled loops (`moc_envs.kernels`); vector rows step N "
         "envs and detect their frames in batches; `workers=W` rows split them over W processes that "
         "step, detect and track their shares at the same time (`moc_envs.envs.parallel`); vector "
         "steps/s count env steps. `shipped` is the detector in `weights/<Game>`, "
@@ -586,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--emulators", nargs="+", default=["python"], choices=["python", "ale-vector"],
                    help="emulators of the learned make_vec rows (moc_envs.envs.emulators)")
-    p.add_argument("--runtimes", nargs="+", default=["torchscript"], choices=["torchscript", "onnxruntime"],
+    p.add_argument("--runtimes", nargs="+", default=[DEFAULT_RUNTIME], choices=["torchscript", "onnxruntime"],
                    help="CPU runtimes of the image encoder in the learned and detect() rows")
     p.add_argument("--raw-vector", action="store_true", help="raw ALE rows of each --vec size on each emulator")
     p.add_argument("--no-ocatari", action="store_true", help="leave out the OCAtari rows")

@@ -330,3 +330,14 @@ def test_a_punch_is_read_at_the_body_not_the_fist() -> None:
     spec = get_game("Boxing")
     labels = labels_from_detections(spec, [player, enemy], tracked=True)
     assert labels["enemy_x"] == 67 - 4 and labels["player_x"] == 30 - 5
+
+
+@pytest.mark.parametrize("wrap", [None, 7, 160, 256])
+def test_one_label_rounds_as_round_labels(wrap):
+    from moc_envs.perception.labels import _label_byte
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.uniform(-600, 600, 3000), np.arange(-300, 300) + 0.5, [-0.5, 0.5, 255.5, 256.5, 1e300]])
+    for v in values.tolist():
+        got = _label_byte(v, wrap)
+        assert type(got) is int and got == int(round_labels(v, wrap)), v

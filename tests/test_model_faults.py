@@ -209,10 +209,10 @@ def test_create_close_cycles_keep_memory_flat() -> None:
 
 def test_detectors_with_the_same_weights_share_one_frozen_graph(tmp_path) -> None:
     spec = get_game("Pong")
-    a = SpaceDetector.from_pretrained(PONG, spec)
-    b = SpaceDetector.from_pretrained(_detector_copy(tmp_path / "Pong"), spec)
+    a = SpaceDetector.from_pretrained(PONG, spec, runtime="torchscript")
+    b = SpaceDetector.from_pretrained(_detector_copy(tmp_path / "Pong"), spec, runtime="torchscript")
     assert isinstance(a._image_raw, torch.jit.ScriptModule) and a._image_raw is b._image_raw
-    other = SpaceDetector.from_pretrained(REPO / "weights" / "Boxing", get_game("Boxing"))
+    other = SpaceDetector.from_pretrained(REPO / "weights" / "Boxing", get_game("Boxing"), runtime="torchscript")
     assert other._image_raw is not a._image_raw
 
 

@@ -128,12 +128,15 @@ def test_a_bad_runtime_is_refused(kwargs: dict, error: type, match: str) -> None
         moc_envs.make_vec("MOC/Pong-v0", 2, **kwargs)
 
 
-def test_onnxruntime_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnxruntime_missing_names_the_packages_and_the_way_around(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
     from moc_envs.errors import MissingDependencyError
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
-    with pytest.raises(MissingDependencyError, match=r'needs onnxruntime: pip install "moc-envs\[onnx\]"'):
-        SpaceDetector.from_pretrained(weights_root() / "Pong", get_game("Pong"), runtime="onnxruntime")
+    # The default runtime: an install without onnxruntime (pip --no-deps) is told what to do.
+    with pytest.raises(MissingDependencyError, match=r"needs onnxruntime.*pip install onnxruntime \(or pass runtime='torchscript'\)"):
+        SpaceDetector.from_pretrained(weights_root() / "Pong", get_game("Pong"))
+    detector = SpaceDetector.from_pretrained(weights_root() / "Pong", get_game("Pong"), runtime="torchscript")
+    assert detector.runtime == "torchscript"

@@ -98,7 +98,9 @@ def test_coasting_shows_a_missed_object_at_its_predicted_box_for_coast_steps() -
         obs, info = builder.update([])
         assert info["objects"] == [] and info["labels"] == {}
         assert obs[row, 0] == 1.0
-        assert np.isclose(obs[row, 1] * 160, 14 + 4 * missed) and np.isclose(obs[row, 2] * 210, 53 + 3 * missed)
+        assert np.isclose(obs[row, 1] * 160, 14 + 4 * missed) and np.isclose(
+            obs[row, 2] * 210, 53 + 3 * missed
+        )
         assert np.isclose(obs[row, 5] * 160, 4.0) and np.isclose(obs[row, 6] * 210, 3.0)
     obs, _ = builder.update([])  # a third miss: past coast, the row is empty
     assert not obs[row].any()
@@ -125,3 +127,51 @@ def test_bad_coast_is_refused_with_the_expected_range() -> None:
         SlotTracker(SPEC, coast=1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="coast must be an int"):
         SlotTracker(SPEC, coast=True)
+
+
+def _tracked_run(seed: int) -> list[tuple]:
+    """A tracker of many objects fed random, jittered, blinking detections: every step's slots and state."""
+    rng = np.random.default_rng(seed)
+    spec = GameSpec(
+        name="Many",
+        ale_id="ALE/Many-v5",
+        categories=(CategorySpec("Player", 1), CategorySpec("Ball", 12)),
+    )
+    tracker = SlotTracker(spec, max_distance=15.0, max_age=3)
+    pos = rng.uniform(0, 150, (14, 2))
+    out = []
+    for _ in range(60):
+        pos += rng.normal(0, 4, pos.shape)
+        dets = [
+            Detection(
+                "Player" if k == 0 else "Ball",
+                float(x),
+                float(y),
+                4.0,
+                4.0,
+                score=float(rng.choice([0.6, 0.9])),
+            )
+            for k, (x, y) in enumerate(pos.round())
+            if rng.random() > 0.2
+        ]
+        rng.shuffle(dets)
+        tracked = tracker.update(dets)
+        out.append(
+            (
+                [(d.category, d.x, d.y, d.slot) for d in tracked],
+                tracker.boxes.tobytes(),
+                tracker.velocity.tobytes(),
+                tracker.age.tobytes(),
+            )
+        )
+    return out
+
+
+def test_many_objects_are_stored_as_one_by_one(monkeypatch) -> None:
+    # The array path for many placed objects gives the per-object path's slots, boxes and velocities.
+    import moc_envs.perception.tracking as tracking
+
+    monkeypatch.setattr(tracking, "_FEW_PLACED", 10**9)
+    one_by_one = [_tracked_run(seed) for seed in range(3)]
+    monkeypatch.setattr(tracking, "_FEW_PLACED", 0)
+    assert [_tracked_run(seed) for seed in range(3)] == one_by_one

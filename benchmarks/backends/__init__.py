@@ -26,7 +26,12 @@ reward, flags or lives differ (see :mod:`moc_envs.envs.emulators` for why they d
 
 End to end (``--rounds``): raw ALE and the learned env, one env per runtime and ``make_vec(8)``
 per emulator and runtime, all stepped in turns (:func:`env_in_turns`), with ratios to raw ALE
-of the same rounds. Writes ``backends.json``, ``backends.md`` and ``backends.png``.
+of the same rounds.
+
+Runtime parity (``--parity-steps``, ``--parity-games``): every shipped game's learned env played
+on ONNX Runtime (the default) and on the frozen TorchScript graph with the same seed and
+actions, the steps whose labels, objects or observation differ counted
+(:mod:`benchmarks.backends.parity`). Writes ``backends.json``, ``backends.md`` and ``backends.png``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Any
 
 from benchmarks.backends.emulation import emulation_parity, emulation_speed, env_in_turns
 from benchmarks.backends.inference import BACKENDS, inference_rows
+from benchmarks.backends.parity import runtime_parity
 from benchmarks.common import (
     add_common_args,
     bar_plot,
@@ -46,8 +52,11 @@ from benchmarks.common import (
     torch_threads,
     write_results,
 )
+from moc_envs.weights.search import bundled_games
 
-__all__ = ["BACKENDS", "inference_rows", "emulation_speed", "emulation_parity", "env_in_turns", "run", "main"]
+__all__ = [
+    "BACKENDS", "inference_rows", "emulation_speed", "emulation_parity", "env_in_turns", "runtime_parity", "run", "main",
+]  # fmt: skip
 
 
 def run(
@@ -60,9 +69,12 @@ def run(
     out: Path | None = None,
     backends: Sequence[str] = BACKENDS,
     turns: tuple[int, int] = (20, 16),
+    parity_games: Sequence[str] = (),
+    runtime_steps: int = 600,
 ) -> dict[str, Any]:
     """Measure the inference and emulation backends and (when ``out``) write backends.*;
-    ``turns``: rounds and steps per round of :func:`env_in_turns` ((0, 0): left out)."""
+    ``turns``: rounds and steps per round of :func:`env_in_turns` ((0, 0): left out);
+    ``parity_games``: games of the runtime parity rollouts, ``runtime_steps`` steps each."""
 
     torch_threads(threads)
     result: dict[str, Any] = {
@@ -71,6 +83,7 @@ def run(
         "emulation_speed": [r for g in games for r in emulation_speed(g, (1, 8), emulation_steps)],
         "emulation_parity": [r for g in games for r in emulation_parity(g, parity_steps)],
         "env_in_turns": [r for g in games for r in env_in_turns(g, rounds=turns[0], calls=turns[1])] if turns[0] else [],
+        "runtime_parity": runtime_parity(parity_games, ("onnxruntime", "torchscript"), runtime_steps) if runtime_steps else [],
     }  # fmt: skip
     if out is not None:
         _write(result, out)
@@ -114,6 +127,12 @@ def _write(result: dict[str, Any], out: Path) -> None:
         [(r["game"], r["configuration"], r["num_envs"], r["steps_per_s"], r["ratio_to_ale"], r["ratio_to_raw_vector"])
          for r in result["env_in_turns"]],
     )  # fmt: skip
+    runtimes = markdown_table(
+        ["game", "runtime", "reference", "env steps", "labels differing", "objects differing",
+         "observations differing (> 1e-4)", "largest observation difference"],
+        [(r["game"], r["runtime"], r["reference"], r["steps"], r["labels_differing"], r["objects_differing"],
+          r["obs_differing"], f"{r['max_obs_diff']:.1e}") for r in result.get("runtime_parity", [])],
+    )  # fmt: skip
     versions = ", ".join(f"{k} {v or 'not installed'}" for k, v in result["versions"].items())
     body = (
         f"CPU: {result['cpu']}; {result['threads']} thread(s) per backend; {versions}.\n\n"
@@ -131,7 +150,11 @@ def _write(result: dict[str, Any], out: Path) -> None:
         "## End to end, in turns\n\nRaw ALE and the learned env (CPU, shipped detector) built first, then "
         "stepped in rounds, a few steps of each per round in rotating order, so that every row saw the "
         "same load (`env_in_turns`); `ratio to raw ALE x envs` is to the faster raw row of as many "
-        f"envs.\n\n{turns}\n\n![speed-up vs shipped](backends.png)\n"
+        f"envs.\n\n{turns}\n\n"
+        "## Runtimes: rollout parity\n\nEach game's learned env on both CPU runtimes, the same seed and "
+        "actions (random, held 4 steps), compared step by step with the first runtime's: labels "
+        "(every value), objects (category, slot, box to 0.01 px) and the observation.\n\n"
+        f"{runtimes}\n\n![speed-up vs shipped](backends.png)\n"
     )
     measured = [r for r in result["inference"] if r["speedup_vs_shipped"] is not None]
     bar_plot(
@@ -157,18 +180,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--repeats", type=int, default=40, help="timed rounds per batch")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS, help="inference backends to time")
     p.add_argument("--rounds", type=int, default=20, help="rounds of the end-to-end comparison in turns (0: none)")
+    p.add_argument("--parity-games", nargs="+", default=list(bundled_games()), help="games of the runtime parity rollouts (default: every shipped game)")
+    p.add_argument("--parity-steps", type=int, default=600, help="env steps per game and runtime of the parity rollouts (0: none)")
     args = p.parse_args(argv)
     if args.quick:
         args.batches, args.repeats, args.rounds = [1, 2], 3, min(args.rounds, 1)
     result = run(args.games, args.batches, args.repeats, args.threads,
                  emulation_steps=50 if args.quick else 400, parity_steps=40 if args.quick else 1500, out=args.out,
-                 backends=args.backends, turns=(args.rounds, 2 if args.quick else 16))  # fmt: skip
+                 backends=args.backends, turns=(args.rounds, 2 if args.quick else 16),
+                 parity_games=args.parity_games[:1] if args.quick else args.parity_games,
+                 runtime_steps=min(args.parity_steps, 20) if args.quick else args.parity_steps)  # fmt: skip
     for r in result["inference"]:
         ms = "-" if r["ms_per_call"] is None else f"{r['ms_per_call']:.3f} ms"
         up = "" if r["speedup_vs_shipped"] is None else f"x{r['speedup_vs_shipped']:.2f}"
         print(f"{r['game']:<14} {r['part']:<16} x{r['batch']:<3} {r['backend']:<22} {ms:>10} {up:>7} {r['note']}")
     for r in result["emulation_speed"]:
         print(f"{r['game']:<14} {r['num_envs']} envs {r['emulator']:<11} {r['steps_per_s']:.0f} steps/s x{r['ratio_to_python']:.2f}")
+    for r in result["runtime_parity"]:
+        print(f"{r['game']:<14} {r['runtime']} vs {r['reference']}: labels differ on {r['labels_differing']} of {r['steps']} steps")
     for r in result["env_in_turns"]:
         print(f"{r['configuration']:<72} {r['steps_per_s']:8.0f} steps/s {r['ratio_to_ale']:.3f}x raw ALE")
     return result

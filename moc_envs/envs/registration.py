@@ -17,7 +17,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from moc_envs.device import Runtime, check_runtime, resolve_device
+from moc_envs.device import DEFAULT_RUNTIME, Runtime, check_runtime, resolve_device
 from moc_envs.envs.arguments import (
     ale_flag_keywords,
     ale_keywords,
@@ -158,7 +158,7 @@ def check_env_arguments(
     ale_kwargs: dict[str, Any],
     distractors: object = None,
     distractor_seed: object = None,
-    runtime: object = "torchscript",
+    runtime: object = DEFAULT_RUNTIME,
 ) -> None:
     """The checks every MOC env (single or vector) runs before it starts an emulator.
 
@@ -198,7 +198,7 @@ def make_env(
     threads: int | None = None,
     distractors: DistractorKind | None = None,
     distractor_seed: int | None = None,
-    runtime: Runtime = "torchscript",
+    runtime: Runtime = DEFAULT_RUNTIME,
     **ale_kwargs: Any,
 ) -> gym.Env:
     """Entry point of the ``MOC/<Game>-v0`` ids: the ALE v5 env inside ObjectCentricWrapper.
@@ -210,7 +210,7 @@ def make_env(
     None: one) to the learned detector. ``distractors`` (``"horizontal"``, ``"vertical"``,
     ``"both"``; None: off) draws PermaKey's moving bars on the frames the detector and
     ``render()`` see, ``distractor_seed`` seeding them (:mod:`moc_envs.perception.distractors`).
-    ``runtime`` (``"torchscript"``, ``"onnxruntime"`` with the ``onnx`` extra, ``"eager"``)
+    ``runtime`` (``"onnxruntime"``, the default, ``"torchscript"``, ``"eager"``)
     runs the learned detector's image encoder on the CPU (:mod:`moc_envs.model.runtime`).
     ``ale_kwargs`` (``frameskip``,
     ``repeat_action_probability``, ``mode``, ``difficulty``, ``full_action_space``, ...)

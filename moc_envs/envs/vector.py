@@ -37,7 +37,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from moc_envs.device import Runtime
+from moc_envs.device import DEFAULT_RUNTIME, Runtime
 from moc_envs.envs.arguments import (
     ale_keywords,
     check_actions,
@@ -164,8 +164,8 @@ class MocVectorEnv(VectorEnv):
             :mod:`moc_envs.envs.emulators` lists).
         emulator_threads: threads of ``emulator="ale-vector"`` (None: one per env, at most one
             per core).
-        runtime: what runs the learned detector's image encoder on the CPU: ``"torchscript"``
-            (default), ``"onnxruntime"`` (the ``onnx`` extra) or ``"eager"``; ``"space"`` only.
+        runtime: what runs the learned detector's image encoder on the CPU: ``"onnxruntime"``
+            (default), ``"torchscript"`` (a frozen graph) or ``"eager"``; ``"space"`` only.
         **ale_kwargs: passed to every ``gym.make("ALE/<Game>-v5")`` (``max_episode_steps``:
             a TimeLimit on each env); other keywords are refused with the nearest valid one.
 
@@ -201,7 +201,7 @@ class MocVectorEnv(VectorEnv):
         row_offset: int = 0,
         emulator: EmulatorName = "python",
         emulator_threads: int | None = None,
-        runtime: Runtime = "torchscript",
+        runtime: Runtime = DEFAULT_RUNTIME,
         **ale_kwargs: Any,
     ) -> None:
         self._owns_detector = False

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
-from moc_envs.device import Runtime
+from moc_envs.device import DEFAULT_RUNTIME, Runtime
 from moc_envs.envs.arguments import (
     check_action,
     check_distractors,
@@ -127,7 +127,7 @@ class ObjectCentricWrapper(
         threads: torch CPU threads of the learned detector (None: one, which cannot
             oversubscribe a shared machine; see :mod:`moc_envs.threads`).
         runtime: what runs the learned detector's image encoder on the CPU:
-            ``"torchscript"`` (default), ``"onnxruntime"`` (the ``onnx`` extra) or ``"eager"``
+            ``"onnxruntime"`` (default), ``"torchscript"`` (a frozen graph) or ``"eager"``
             (:mod:`moc_envs.model.runtime`); ``"space"`` only.
         distractors: ``"horizontal"``, ``"vertical"`` or ``"both"``: PermaKey's moving bars,
             redrawn at random positions every step and at reset, on the frame the detector
@@ -165,7 +165,7 @@ class ObjectCentricWrapper(
         threads: int | None = None,
         distractors: DistractorKind | None = None,
         distractor_seed: int | None = None,
-        runtime: Runtime = "torchscript",
+        runtime: Runtime = DEFAULT_RUNTIME,
     ) -> None:
         # Recorded so that env.spec can rebuild the stack. A detector object is
         # kept by reference (SharedDetectorKwargs): deep-copying a model (as the

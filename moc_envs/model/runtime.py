@@ -14,11 +14,12 @@ weight bytes) and input shape, and shared by every detector that loads the same 
 :data:`FROZEN_CACHE_SIZE` distinct encoders, further ones run eagerly, which keeps memory
 bounded in a process that loads many checkpoints.
 
-ONNX Runtime (``runtime="onnxruntime"``, the ``onnx`` extra: ``pip install "moc-envs[onnx]"``)
-runs the same forward pass exported to ONNX on its CPU provider, which ``moc-envs bench
-backends`` measured 2.3-3.1x faster than the frozen graph at one frame and 1.5-2.2x at 8 and
-32 on a 2-core VM (``benchmarks/results/backends.md``). It is an option, not the default: it needs two
-more packages, and its outputs agree with torch's to float rounding, not bit for bit. The export
+ONNX Runtime (``runtime="onnxruntime"``, the default) runs the same forward pass exported to
+ONNX on its CPU provider, which ``moc-envs bench backends`` measured 2.3-3.1x faster than the
+frozen graph at one frame and 1.5-2.2x at 8 and 32 on a 2-core VM
+(``benchmarks/results/backends.md``). Its outputs agree with torch's to float rounding, not bit
+for bit; the same benchmark's rollouts of every shipped game on both runtimes give the same
+labels (its "Runtimes: rollout parity" section). The export
 is cached like the frozen graphs (the bytes, by encoder and input layout); each detector opens
 its own session with its own thread count.
 """
@@ -219,7 +220,8 @@ def onnxruntime_encoder(encoder: nn.Module, example: torch.Tensor, threads: int 
     missing = [name for name in ("onnxruntime", "onnx") if importlib.util.find_spec(name) is None]
     if missing:
         raise MissingDependencyError(
-            f"runtime='onnxruntime' needs {' and '.join(missing)}: pip install \"moc-envs[onnx]\""
+            f"runtime='onnxruntime' (the default) needs {' and '.join(missing)}, which moc-envs "
+            f"depends on: pip install {' '.join(missing)} (or pass runtime='torchscript')"
         )
     nhwc = example.permute(0, 2, 3, 1).contiguous()
     key = _cache_key(encoder, nhwc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from moc_envs.device import Runtime, check_runtime, resolve_device
+from moc_envs.device import DEFAULT_RUNTIME, Runtime, check_runtime, resolve_device
 from moc_envs.games import GameSpec, get_game
 from moc_envs.perception.detection import Detector
 from moc_envs.threads import check_threads
@@ -23,7 +23,7 @@ def make_detector(
     weights: str | os.PathLike[str] | None = None,
     allow_unclassified: bool = False,
     threads: int | None = None,
-    runtime: Runtime = "torchscript",
+    runtime: Runtime = DEFAULT_RUNTIME,
 ) -> Detector:
     """Build the detector for ``game``.
 
@@ -37,7 +37,7 @@ def make_detector(
     and an object with a ``detect`` method is returned as it is; ``weights`` only applies to
     ``"space"``. ``threads``: torch CPU threads of the learned detector's forward pass (None:
     one; :mod:`moc_envs.threads`). ``runtime``: what runs the learned detector's image encoder
-    on the CPU (``"torchscript"``, ``"onnxruntime"`` with the ``onnx`` extra, or ``"eager"``;
+    on the CPU (``"onnxruntime"``, the default, ``"torchscript"`` or ``"eager"``;
     :mod:`moc_envs.model.runtime`); only ``"space"`` takes another than the default.
     """
     spec = game if isinstance(game, GameSpec) else get_game(game)
@@ -49,7 +49,7 @@ def make_detector(
         raise ValueError(
             f"weights={str(weights)!r} only applies to detector='space', got detector {name!r}"
         )
-    if runtime != "torchscript" and not (isinstance(detector, str) and detector == "space"):
+    if runtime != DEFAULT_RUNTIME and not (isinstance(detector, str) and detector == "space"):
         name = detector if isinstance(detector, str) else type(detector).__name__
         raise ValueError(f"runtime={runtime!r} only applies to detector='space', got detector {name!r}")
     if isinstance(detector, str):

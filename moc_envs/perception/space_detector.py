@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from moc_envs.device import Runtime, check_runtime
+from moc_envs.device import DEFAULT_RUNTIME, Runtime, check_runtime
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import GameSpec
 from moc_envs.hud.reader import HudReader, read_hud
@@ -106,7 +106,7 @@ class SpaceDetector:
         freeze: bool = True,
         label_offsets: dict[str, float] | None = None,
         drop_empty: bool = True,
-        runtime: Runtime = "torchscript",
+        runtime: Runtime = DEFAULT_RUNTIME,
         hud: HudReader | None = None,
         readouts: ReadoutSet | None = None,
         bar_filter: BarFilter | None = None,
@@ -118,11 +118,11 @@ class SpaceDetector:
         ``refine=False`` keeps the model's loose boxes instead of tightening them to the pixels;
         ``max_box`` (width, height in frame pixels) drops larger model boxes (None: no limit);
         ``threads``: torch CPU threads of the forward pass (None: one, see :mod:`moc_envs.threads`);
-        ``freeze``: on the CPU, run the image encoder as a frozen TorchScript graph
+        ``freeze``: on the CPU, run the image encoder as an exported graph rather than eagerly
         (:mod:`moc_envs.model.runtime`: the same outputs to float rounding, less overhead per call);
-        ``runtime``: what runs the image encoder on the CPU when ``freeze``: ``"torchscript"``
-        (the frozen graph), ``"onnxruntime"`` (the ``onnx`` extra; faster at small batches, see
-        ``benchmarks/results/backends.md``) or ``"eager"``; on CUDA torch runs it eagerly;
+        ``runtime``: what runs the image encoder on the CPU when ``freeze``: ``"onnxruntime"``
+        (the default: fastest at the batches of 1 to 32 envs, see ``benchmarks/results/backends.md``),
+        ``"torchscript"`` (a frozen graph) or ``"eager"``; on CUDA torch runs it eagerly;
         ``label_offsets``: offsets of the game's label links fitted for this detector's boxes
         (``labels.json``; the env applies them to ``info["labels"]``, see
         :meth:`moc_envs.games.GameSpec.with_label_offsets`);
@@ -185,7 +185,7 @@ class SpaceDetector:
         allow_unclassified: bool = False,
         threads: int | None = None,
         freeze: bool = True,
-        runtime: Runtime = "torchscript",
+        runtime: Runtime = DEFAULT_RUNTIME,
     ) -> SpaceDetector:
         """Load the detector exported to folder ``path`` for ``game``.
 

@@ -15,6 +15,10 @@ __all__ = ["SlotTracker", "check_coast"]
 
 _FREE = -1
 
+_FEW_PLACED = 4
+"""Up to this many objects a step, :meth:`SlotTracker._store` writes them one by one (cheaper
+than its array path there)."""
+
 
 def check_coast(coast: object, max_age: int = 30) -> None:
     """Refuse a ``coast`` that is not an int in ``0 .. max_age`` steps."""
@@ -94,8 +98,10 @@ class SlotTracker:
         for i, det in enumerate(detections):
             if det.category in self._ranges:
                 by_cat.setdefault(det.category, []).append(i)
+        placed: list[tuple[int, int]] = []
         for category, idx in by_cat.items():
-            self._assign(detections, idx, self._ranges[category], slots, seen)
+            placed += self._assign(detections, idx, self._ranges[category], slots, seen)
+        self._store(detections, placed)
         self._age_unseen(seen)
         self.present = seen
         # A new record per detection (Detection is frozen); the constructor, not
@@ -112,12 +118,21 @@ class SlotTracker:
         rng: range,
         slots: list[int],
         seen: np.ndarray,
-    ) -> None:
+    ) -> list[tuple[int, int]]:
+        """Match one category's detections ``idx`` to its slots ``rng``; mark them in ``slots`` and
+        ``seen`` and return the (detection, slot) pairs, whose boxes :meth:`_store` writes."""
         # The category's slots are only this category's: their ages read once stay right for
         # the whole call (matched slots become seen, which the spare list below leaves out).
         ages = dict(zip(rng, self.age[rng.start : rng.stop].tolist(), strict=True))
         known = [s for s in rng if ages[s] != _FREE]
         unmatched = list(range(len(idx)))
+        placed: list[tuple[int, int]] = []
+
+        def place(r: int, slot: int) -> None:
+            seen[slot] = True
+            slots[idx[r]] = slot
+            placed.append((idx[r], slot))
+
         if len(known) == 1 and len(idx) == 1:
             # One remembered slot, one detection: the assignment is that pair; the same float
             # arithmetic as the matrix below (centre minus prediction, then its norm).
@@ -128,8 +143,8 @@ class SlotTracker:
             cx, cy = det.center
             dx, dy = cx - (bx + bw / 2.0 + vx * steps), cy - (by + bh / 2.0 + vy * steps)
             if math.sqrt(dx * dx + dy * dy) <= self.max_distance:
-                self._place(det, k, slots, idx[0], seen)
-                return
+                place(0, k)
+                return placed
         elif known:
             k = np.array(known)
             centres = np.array([detections[i].center for i in idx], dtype=np.float64)
@@ -139,33 +154,49 @@ class SlotTracker:
             rows, cols = linear_sum_assignment(np.where(cost > self.max_distance, 1e9, cost))
             for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
                 if cost[r, c] <= self.max_distance:
-                    self._place(detections[idx[r]], known[c], slots, idx[r], seen)
+                    place(r, known[c])
                     unmatched.remove(r)
         if not unmatched:
-            return
+            return placed
         # New objects: free slots first, then the slots whose memory is oldest.
         free = [s for s in rng if ages[s] == _FREE]
         stale = sorted((s for s in rng if ages[s] != _FREE and not seen[s]), key=lambda s: -ages[s])
         spare = free + stale
         order = sorted(unmatched, key=lambda r: -detections[idx[r]].score)
         for r, s in zip(order, spare, strict=False):
-            self.age[s] = _FREE
-            self._place(detections[idx[r]], s, slots, idx[r], seen)
+            self.age[s] = _FREE  # a new object: no velocity from the slot's old one
+            place(r, s)
+        return placed
 
-    def _place(self, det: Detection, slot: int, slots: list[int], i: int, seen: np.ndarray) -> None:
-        age = int(self.age[slot])
-        if age == _FREE:
-            self.velocity[slot] = 0.0
-        else:
-            bx, by, bw, bh = self.boxes[slot].tolist()
-            self.velocity[slot] = (
-                ((det.x + det.w / 2.0) - (bx + bw / 2.0)) / (age + 1),
-                ((det.y + det.h / 2.0) - (by + bh / 2.0)) / (age + 1),
-            )
-        self.boxes[slot] = (det.x, det.y, det.w, det.h)
-        self.age[slot] = 0
-        seen[slot] = True
-        slots[i] = slot
+    def _store(self, detections: Sequence[Detection], placed: list[tuple[int, int]]) -> None:
+        """Write the placed detections' boxes into their slots: velocity = centre moved per step
+        since the slot was last seen (0 for a free slot), age 0. The slots are distinct."""
+        if len(placed) <= _FEW_PLACED:
+            for i, slot in placed:
+                det, age = detections[i], int(self.age[slot])
+                if age == _FREE:
+                    self.velocity[slot] = 0.0
+                else:
+                    bx, by, bw, bh = self.boxes[slot].tolist()
+                    self.velocity[slot] = (
+                        ((det.x + det.w / 2.0) - (bx + bw / 2.0)) / (age + 1),
+                        ((det.y + det.h / 2.0) - (by + bh / 2.0)) / (age + 1),
+                    )
+                self.boxes[slot] = (det.x, det.y, det.w, det.h)
+                self.age[slot] = 0
+            return
+        # Many objects (SpaceInvaders' formation): the same float64 arithmetic on arrays.
+        rows = np.array([slot for _, slot in placed])
+        new = np.array([(d.x, d.y, d.w, d.h) for d in (detections[i] for i, _ in placed)], dtype=np.float64)
+        age = self.age[rows]
+        old = self.boxes[rows]
+        free = age == _FREE
+        steps = np.where(free, 1, age + 1)[:, None]
+        velocity = ((new[:, :2] + new[:, 2:] / 2.0) - (old[:, :2] + old[:, 2:] / 2.0)) / steps
+        velocity[free] = 0.0
+        self.velocity[rows] = velocity
+        self.boxes[rows] = new
+        self.age[rows] = 0
 
     def _age_unseen(self, seen: np.ndarray) -> None:
         unseen = ~seen & (self.age != _FREE)
