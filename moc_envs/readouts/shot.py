@@ -65,13 +65,16 @@ def thin_lines(mask: np.ndarray, max_width: int, min_length: int) -> list[tuple[
     gaps of up to :data:`MERGE_GAP` rows, kept when at least ``min_length`` rows long and alone
     (nothing else lit within :data:`ISOLATION` columns along them)."""
     h, w = mask.shape
-    run = np.zeros((h, w), np.int32)  # lit pixels in a row run, at each pixel of the run
-    for y in np.flatnonzero(mask.any(axis=1)):
-        xs = np.flatnonzero(mask[y])
-        splits = np.split(xs, np.flatnonzero(np.diff(xs) > 1) + 1)
-        for s in splits:
-            run[y, s] = len(s)
-    thin = mask & (run <= max_width)
+    # Every row's runs of lit pixels at once: +1 where a run starts, -1 one past its end (runs
+    # of a row pair up in order); the thin ones' marks summed along the row light their pixels.
+    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    start_y, start_x = np.nonzero(edges == 1)
+    end_y, end_x = np.nonzero(edges == -1)
+    short = end_x - start_x <= max_width
+    marks = np.zeros((h, w + 1), np.int32)
+    np.add.at(marks, (start_y[short], start_x[short]), 1)
+    np.add.at(marks, (end_y[short], end_x[short]), -1)
+    thin = np.cumsum(marks, axis=1)[:, :w] > 0
     out = []
     for x in np.flatnonzero(thin.any(axis=0)):
         ys = np.flatnonzero(thin[:, x])
