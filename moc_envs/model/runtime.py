@@ -33,6 +33,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Hashable
+from typing import Any
 
 import torch
 from torch import nn
@@ -188,20 +189,32 @@ class OnnxRuntimeEncoder:
 
     Called with channels-last (B, C, H, W) float32 tensors, as the detector builds them, it
     returns the raw head channels as a tensor; the input's memory is handed over without a copy.
+    The session opens at the first call, in the process that makes it: with more than one
+    thread a session starts a thread pool, and loading a detector must start no threads (a
+    process that forks after loading, as Gymnasium's async vector env does, would hand its
+    children a session whose pool threads are gone); a forked child opens its own.
     """
 
     def __init__(self, model: bytes, threads: int = 1) -> None:
+        self._model = model
+        self._threads = int(threads)
+        self._session: Any = None
+        self._pid = -1
+
+    def _open(self) -> Any:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads)
+        options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # errors only
-        self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(self._model, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The raw head channels (B, 11, G, G) of channels-last images ``x`` (B, C, H, W)."""
+        if self._pid != os.getpid():
+            self._session, self._pid = self._open(), os.getpid()
         images = x.permute(0, 2, 3, 1).contiguous().numpy()  # a view for channels-last input
         return torch.from_numpy(self._session.run(None, {"x": images})[0])
 
