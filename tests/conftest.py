@@ -94,3 +94,35 @@ def _option_help(text: str) -> dict[str, str]:
 def option_help():
     """Parse an argparse --help page into {first flag: its help text}."""
     return _option_help
+
+
+def _oracle_frames(
+    game: str, seed: int, steps: int, every: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Frames of random play of ``game`` (every ``every``-th step) and each frame's RAM-oracle
+    boxes (k, 4) as (x, y, w, h) float64: real frames and the objects in them."""
+    env = gym.make(f"MOC/{game}-v0", detector="ram", obs_mode="objects+frame")
+    try:
+        obs, info = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        frames, boxes = [], []
+        for step in range(steps):
+            obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+            if step % every == every - 1:
+                frames.append(obs["frame"])
+                boxes.append(
+                    np.array([(d.x, d.y, d.w, d.h) for d in info["objects"]], np.float64).reshape(
+                        -1, 4
+                    )
+                )
+            if terminated or truncated:
+                obs, info = env.reset()
+    finally:
+        env.close()
+    return np.stack(frames), boxes
+
+
+@pytest.fixture(scope="session")
+def oracle_frames():
+    """``oracle_frames(game, seed, steps, every)``: frames of random play and their RAM-oracle boxes."""
+    return _oracle_frames

@@ -14,8 +14,6 @@ from types import SimpleNamespace
 import gymnasium as gym
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import moc_envs.perception.postprocess as postprocess
 from moc_envs.kernels import boxes as kernels
@@ -34,36 +32,27 @@ GAMES = ["Boxing", "Freeway", "MsPacman", "SpaceInvaders"]
 
 
 @pytest.fixture(scope="module")
-def frames_and_boxes() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def frames_and_boxes(oracle_frames) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per game: frames, boxes around, across and beside the RAM oracle's objects, and their frames."""
     rng = np.random.default_rng(7)
     out = {}
     pong = np.load(FIXTURE)
     sources = {"Pong": (pong["frames"], [b.astype(np.float64) for b in pong["boxes"]])}
     for game in GAMES:
-        env = gym.make(f"MOC/{game}-v0", detector="ram", obs_mode="objects+frame")
-        try:
-            obs, info = env.reset(seed=5)
-            env.action_space.seed(5)
-            frames, oracle = [], []
-            for step in range(100):
-                obs, _, terminated, truncated, info = env.step(env.action_space.sample())
-                if step % 5 == 4:
-                    frames.append(obs["frame"])
-                    oracle.append(np.array([(d.x, d.y, d.w, d.h) for d in info["objects"]], np.float64).reshape(-1, 4))
-                if terminated or truncated:
-                    obs, info = env.reset()
-        finally:
-            env.close()
-        sources[game] = (np.stack(frames), oracle)
+        sources[game] = oracle_frames(game, seed=5, steps=100, every=5)
     for game, (frames, oracle) in sources.items():
         boxes, fi = [], []
         for f, ob in enumerate(oracle):
-            grown = ob * rng.uniform(0.9, 1.1, ob.shape) + np.c_[rng.uniform(-4, 1, (len(ob), 2)), rng.uniform(0, 8, (len(ob), 2))]
+            grown = (
+                ob * rng.uniform(0.9, 1.1, ob.shape)
+                + np.c_[rng.uniform(-4, 1, (len(ob), 2)), rng.uniform(0, 8, (len(ob), 2))]
+            )
             random = np.c_[rng.uniform(-30, 190, (8, 2)), rng.uniform(0, 50, (8, 2))]
             edge = np.array([[-5, 50, 8, 10], [156, 80, 9, 12], [30, -7, 12, 9], [60, 207, 10, 10], [158, 208, 2, 2],
                              [0, 0, 160, 210], [10.3, 20.7, 0, 0], [300, 300, 5, 5]], np.float64)  # fmt: skip
-            part = np.concatenate([ob, grown, grown[: 2], random, edge])  # grown[:2] again: duplicates
+            part = np.concatenate(
+                [ob, grown, grown[:2], random, edge]
+            )  # grown[:2] again: duplicates
             boxes.append(part)
             fi.append(np.full(len(part), f))
         out[game] = (frames, np.concatenate(boxes), np.concatenate(fi))
@@ -122,38 +111,24 @@ def test_kernels_on_no_boxes_and_bad_boxes():
         kernels.refine(frames, np.array([[np.nan, 1.0, 2.0, 2.0]]), np.zeros(1, int))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    boxes=st.lists(
-        st.tuples(st.floats(-50, 220), st.floats(-50, 220), st.floats(0, 120), st.floats(0, 120)), max_size=30
-    ),
-    seed=st.integers(0, 2**16),
-)
-def test_refine_kernel_property(boxes, seed):
-    rng = np.random.default_rng(seed)
-    # Three colours in 2x2 blocks and one frame of noise: ties and fragmented regions.
-    palette = np.array([[0, 0, 0], [236, 236, 236], [92, 186, 92]], dtype=np.uint8)
-    frames = palette[np.kron(rng.integers(0, 3, (3, 105, 80)), np.ones((2, 2), dtype=np.int64))]
-    frames[2] = rng.integers(0, 256, (210, 160, 3), dtype=np.uint8)
-    b = np.array(boxes, dtype=np.float64).reshape(-1, 4)
-    fi = rng.integers(0, 3, len(b))
-    got, packed = kernels.refine(frames, b, fi)
-    want, colours = refine_and_colour(frames, b, fi)
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(postprocess.unpack_colours(packed), colours)
-
-
 @pytest.mark.parametrize("size", [16, 32])
 def test_glimpse_kernel_is_the_numpy_crop(size):
     rng = np.random.default_rng(size)
     images = rng.random((4, 128, 128, 3), dtype=np.float32)
     frame_index = np.repeat(np.arange(4), 50)
     # Boxes inside the image, across its border and far outside it (zero padding).
-    where = np.c_[rng.uniform(0.005, 0.6, (200, 2)), rng.uniform(-1.6, 1.6, (200, 2))].astype(np.float32)
+    where = np.c_[rng.uniform(0.005, 0.6, (200, 2)), rng.uniform(-1.6, 1.6, (200, 2))].astype(
+        np.float32
+    )
     got = crop(images, frame_index, where, size)
     assert got.dtype == np.float32 and got.shape == (200, size, size, 3)
     np.testing.assert_array_equal(got, crop_glimpses_np(images, frame_index, where, size))
-    assert crop(images, np.zeros(0, int), np.zeros((0, 4), np.float32), size).shape == (0, size, size, 3)
+    assert crop(images, np.zeros(0, int), np.zeros((0, 4), np.float32), size).shape == (
+        0,
+        size,
+        size,
+        3,
+    )
 
 
 def test_detect_with_kernels_is_detect_with_the_references(monkeypatch):
@@ -162,7 +137,9 @@ def test_detect_with_kernels_is_detect_with_the_references(monkeypatch):
     from moc_envs.games import get_game
     from moc_envs.perception.space_detector import SpaceDetector
 
-    detector = SpaceDetector.from_pretrained(ROOT / "weights" / "SpaceInvaders", get_game("SpaceInvaders"))
+    detector = SpaceDetector.from_pretrained(
+        ROOT / "weights" / "SpaceInvaders", get_game("SpaceInvaders")
+    )
     env = gym.make("MOC/SpaceInvaders-v0", detector="ram", obs_mode="objects+frame")
     try:
         obs, _ = env.reset(seed=2)

@@ -13,13 +13,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
-import gymnasium as gym
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import moc_envs.perception.postprocess as postprocess
+from moc_envs.kernels import boxes as box_kernels
 from moc_envs.perception.postprocess import (
     SuppressionConfig,
     drawn_mask,
@@ -38,7 +38,9 @@ ALE_GAMES = ["Boxing", "Skiing", "Freeway", "MsPacman"]
 # The per-frame references, used the way SpaceDetector.detect used them before batching.
 
 
-def per_frame_refine(frames: np.ndarray, boxes: np.ndarray, fi: np.ndarray, margin: float = 0.25) -> np.ndarray:
+def per_frame_refine(
+    frames: np.ndarray, boxes: np.ndarray, fi: np.ndarray, margin: float = 0.25
+) -> np.ndarray:
     out = np.asarray(boxes, dtype=np.float64).copy()
     for f in np.unique(fi):
         rows = np.flatnonzero(fi == f)
@@ -60,27 +62,13 @@ def per_frame_suppress(
 
 
 @pytest.fixture(scope="module")
-def real_frames() -> dict[str, tuple[np.ndarray, list[np.ndarray]]]:
+def real_frames(oracle_frames) -> dict[str, tuple[np.ndarray, list[np.ndarray]]]:
     """Per game: frames (N, 210, 160, 3) and each frame's RAM-oracle boxes (k, 4)."""
     data: dict[str, tuple[np.ndarray, list[np.ndarray]]] = {}
     pong = np.load(FIXTURE)
     data["Pong"] = (pong["frames"], [b.astype(np.float64) for b in pong["boxes"]])
     for game in ALE_GAMES:
-        env = gym.make(f"MOC/{game}-v0", detector="ram", obs_mode="objects+frame")
-        try:
-            obs, info = env.reset(seed=3)
-            env.action_space.seed(3)
-            frames, boxes = [], []
-            for step in range(120):
-                obs, _, terminated, truncated, info = env.step(env.action_space.sample())
-                if step % 5 == 4:
-                    frames.append(obs["frame"])
-                    boxes.append(np.array([(d.x, d.y, d.w, d.h) for d in info["objects"]]).reshape(-1, 4))
-                if terminated or truncated:
-                    obs, info = env.reset()
-        finally:
-            env.close()
-        data[game] = (np.stack(frames), boxes)
+        data[game] = oracle_frames(game, seed=3, steps=120, every=5)
     return data
 
 
@@ -101,7 +89,9 @@ def adversarial_boxes(
             parts += [ob, grown, grown[rng.integers(0, len(ob), 2)]]  # the last: duplicates
         k = 6
         parts.append(np.c_[rng.uniform(-40, 200, (k, 2)), rng.uniform(0, 60, (k, 2))])  # random
-        parts.append(np.c_[rng.uniform(0, fw, (k, 1)), rng.uniform(0, fh, (k, 1)), rng.uniform(0, 3, (k, 2))])
+        parts.append(
+            np.c_[rng.uniform(0, fw, (k, 1)), rng.uniform(0, fh, (k, 1)), rng.uniform(0, 3, (k, 2))]
+        )
         parts.append(np.c_[rng.uniform(-100, 50, (2, 2)), rng.uniform(100, 400, (2, 2))])  # huge
         edge = np.array(
             [
@@ -149,8 +139,12 @@ def test_refine_batched_tightens_grown_oracle_boxes(real_frames):
     boxes = np.concatenate(oracle)
     fi = np.repeat(np.arange(len(oracle)), [len(b) for b in oracle])
     loose = boxes + np.array([-3.0, -3.0, 6.0, 6.0])
-    np.testing.assert_array_equal(refine_boxes_batched(frames, loose, fi), per_frame_refine(frames, loose, fi))
-    assert np.abs(refine_boxes_batched(frames, loose, fi) - boxes).max() < np.abs(loose - boxes).max()
+    np.testing.assert_array_equal(
+        refine_boxes_batched(frames, loose, fi), per_frame_refine(frames, loose, fi)
+    )
+    assert (
+        np.abs(refine_boxes_batched(frames, loose, fi) - boxes).max() < np.abs(loose - boxes).max()
+    )
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.1, 0.5, 1.0, -0.2])
@@ -158,7 +152,8 @@ def test_refine_batched_margins(real_frames, margin):
     frames, oracle = real_frames["Skiing"]
     boxes, fi = adversarial_boxes(np.random.default_rng(7), oracle)
     np.testing.assert_array_equal(
-        refine_boxes_batched(frames, boxes, fi, margin=margin), per_frame_refine(frames, boxes, fi, margin)
+        refine_boxes_batched(frames, boxes, fi, margin=margin),
+        per_frame_refine(frames, boxes, fi, margin),
     )
 
 
@@ -172,10 +167,21 @@ def test_refine_batched_ties_follow_the_per_box_order():
     frames[3:] = palette[blocky[3:]]
     # Equal blobs side by side, on odd and even rows and columns, diagonal neighbours.
     frames[0, 100:130, 60:100] = 0
-    for r0, c0 in [(101, 61), (101, 66), (104, 62), (105, 70), (110, 61), (110, 64), (111, 67), (120, 70)]:
+    for r0, c0 in [
+        (101, 61),
+        (101, 66),
+        (104, 62),
+        (105, 70),
+        (110, 61),
+        (110, 64),
+        (111, 67),
+        (120, 70),
+    ]:
         frames[0, r0 : r0 + 2, c0 : c0 + 2] = palette[1]
     boxes = np.c_[rng.uniform(-10, 170, (600, 2)), rng.uniform(1, 30, (600, 2))]
-    boxes = np.concatenate([boxes, [[58.0, 98.0, 20.0, 26.0], [60.0, 100.0, 14.0, 14.0], [61.0, 101.0, 12.0, 20.0]]])
+    boxes = np.concatenate(
+        [boxes, [[58.0, 98.0, 20.0, 26.0], [60.0, 100.0, 14.0, 14.0], [61.0, 101.0, 12.0, 20.0]]]
+    )
     fi = np.concatenate([rng.integers(0, 6, 600), [0, 0, 0]])
     got = refine_boxes_batched(frames, boxes, fi)
     np.testing.assert_array_equal(got, per_frame_refine(frames, boxes, fi))
@@ -253,17 +259,25 @@ def test_refine_batched_many_chunks_give_the_same_boxes(real_frames, monkeypatch
 def test_refine_batched_bad_arguments_are_clear_errors():
     frames = np.zeros((2, 210, 160, 3), np.uint8)
     box = np.array([[10.0, 10.0, 5.0, 5.0]])
-    with pytest.raises(ValueError, match=r"frames must be \(N, H, W, 3\), got shape \(210, 160, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"frames must be \(N, H, W, 3\), got shape \(210, 160, 3\)"
+    ):
         refine_boxes_batched(frames[0], box, [0])
     with pytest.raises(TypeError, match="frames must be uint8, got float32"):
         refine_boxes_batched(frames.astype(np.float32), box, [0])
-    with pytest.raises(ValueError, match=r"boxes must be \(M, 4\) \(x, y, w, h\), got shape \(1, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"boxes must be \(M, 4\) \(x, y, w, h\), got shape \(1, 5\)"
+    ):
         refine_boxes_batched(frames, np.ones((1, 5)), [0])
-    with pytest.raises(ValueError, match=r"frame_index must have shape \(1,\) \(one per box\), got \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"frame_index must have shape \(1,\) \(one per box\), got \(2,\)"
+    ):
         refine_boxes_batched(frames, box, [0, 1])
     with pytest.raises(TypeError, match="frame_index must hold integers, got float64"):
         refine_boxes_batched(frames, box, [0.0])
-    with pytest.raises(ValueError, match=r"frame_index must lie in \[0, 2\) for 2 frames, got \[2, 2\]"):
+    with pytest.raises(
+        ValueError, match=r"frame_index must lie in \[0, 2\) for 2 frames, got \[2, 2\]"
+    ):
         refine_boxes_batched(frames, box, [2])
     with pytest.raises(ValueError, match=r"frame_index must lie in \[0, 2\).*got \[-1, -1\]"):
         refine_boxes_batched(frames, box, [-1])
@@ -292,9 +306,13 @@ def test_suppress_batched_long_chain_of_duplicates():
     boxes = np.c_[np.arange(n) * 1.0, np.zeros(n), np.full(n, 4.0), np.full(n, 4.0)]
     scores = np.linspace(1.0, 0.5, n)
     fi = np.zeros(n, dtype=int)
-    keep = suppress_duplicates_batched(boxes, scores, fi, SuppressionConfig(iou_threshold=0.5, centre_fraction=0.0))
+    keep = suppress_duplicates_batched(
+        boxes, scores, fi, SuppressionConfig(iou_threshold=0.5, centre_fraction=0.0)
+    )
     np.testing.assert_array_equal(keep, np.arange(0, n, 2))
-    np.testing.assert_array_equal(keep, per_frame_suppress(boxes, scores, fi, SuppressionConfig(0.5, 0.0)))
+    np.testing.assert_array_equal(
+        keep, per_frame_suppress(boxes, scores, fi, SuppressionConfig(0.5, 0.0))
+    )
 
 
 @pytest.mark.parametrize("few", [0, 3])
@@ -330,11 +348,16 @@ def test_suppress_batched_many_chunks(real_frames, monkeypatch):
 @pytest.mark.parametrize("few", [0, 3])
 def test_suppress_batched_empty_and_bad_arguments(monkeypatch, few):
     monkeypatch.setattr(postprocess, "_FEW_BOXES", few)
-    assert suppress_duplicates_batched(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=int)).tolist() == []
+    assert (
+        suppress_duplicates_batched(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=int)).tolist()
+        == []
+    )
     assert suppress_duplicates_batched([], [], []).tolist() == []
     with pytest.raises(ValueError, match="got 2 boxes but 1 scores"):
         suppress_duplicates_batched(np.ones((2, 4)), np.ones(1), [0, 0])
-    with pytest.raises(ValueError, match=r"frame_index must have shape \(2,\) \(one per box\), got \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"frame_index must have shape \(2,\) \(one per box\), got \(3,\)"
+    ):
         suppress_duplicates_batched(np.ones((2, 4)), np.ones(2), [0, 0, 1])
     with pytest.raises(TypeError, match="frame_index must hold integers, got float64"):
         suppress_duplicates_batched(np.ones((2, 4)), np.ones(2), [0.0, 1.0])
@@ -361,7 +384,8 @@ def test_suppress_batched_property(entries, iou, centre):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(postprocess, "_FEW_BOXES", 0)  # the batched path for every size
         np.testing.assert_array_equal(
-            suppress_duplicates_batched(boxes, scores, fi, cfg), per_frame_suppress(boxes, scores, fi, cfg)
+            suppress_duplicates_batched(boxes, scores, fi, cfg),
+            per_frame_suppress(boxes, scores, fi, cfg),
         )
 
 
@@ -388,7 +412,14 @@ def test_refine_batched_property(boxes, seed):
     fi = rng.integers(0, 3, len(b))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(postprocess, "_FEW_BOXES", 0)  # the batched path for every size
-        np.testing.assert_array_equal(refine_boxes_batched(frames, b, fi), per_frame_refine(frames, b, fi))
+        want = per_frame_refine(frames, b, fi)
+        np.testing.assert_array_equal(refine_boxes_batched(frames, b, fi), want)
+    # The detector's compiled kernel too, with the colours (moc_envs.kernels.boxes).
+    got, packed = box_kernels.refine(frames, b, fi)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(
+        postprocess.unpack_colours(packed), postprocess.refine_and_colour(frames, b, fi)[1]
+    )
 
 
 # SpaceDetector.detect: the batched calls change nothing.
@@ -411,13 +442,19 @@ def test_detect_equals_the_per_frame_post_processing(monkeypatch, game):
 
     def suppress(boxes, scores, fi, iou, centre):
         config = SuppressionConfig(iou, centre)
-        return per_frame_suppress(np.asarray(boxes, np.float64), np.asarray(scores, np.float64), fi, config)
+        return per_frame_suppress(
+            np.asarray(boxes, np.float64), np.asarray(scores, np.float64), fi, config
+        )
 
     def refine(frames, boxes, fi):
         return per_frame_refine(frames, boxes, fi), np.zeros(len(boxes), np.int64)
 
     # The detector's compiled kernels swapped for the per-frame definitions.
-    monkeypatch.setattr(space_detector, "box_kernels", SimpleNamespace(suppress=suppress, drawn=drawn_mask, refine=refine))
+    monkeypatch.setattr(
+        space_detector,
+        "box_kernels",
+        SimpleNamespace(suppress=suppress, drawn=drawn_mask, refine=refine),
+    )
     reference = detector.detect(frames)
     assert sum(map(len, batched)) > len(frames)
     for got, want in zip(batched, reference, strict=True):
@@ -433,7 +470,12 @@ def test_detect_equals_the_per_frame_post_processing(monkeypatch, game):
 def test_resize_frames_is_the_per_frame_area_resize(real_frames, n):
     rng = np.random.default_rng(n)
     real = np.concatenate([f for f, _ in real_frames.values()])
-    frames = np.concatenate([rng.integers(0, 256, (n, 210, 160, 3), dtype=np.uint8), real[rng.integers(0, len(real), n)]])
+    frames = np.concatenate(
+        [
+            rng.integers(0, 256, (n, 210, 160, 3), dtype=np.uint8),
+            real[rng.integers(0, len(real), n)],
+        ]
+    )
     expected = np.stack([cv2.resize(f, (128, 128), interpolation=cv2.INTER_AREA) for f in frames])
     for batch in (frames[:n], frames[n:]):
         got = resize_frames(batch)
@@ -521,7 +563,9 @@ def test_detect_names_objects_by_colour_with_a_colour_classifier():
     detector.classifier = colour_only
     pong = np.load(FIXTURE)
     found = 0
-    for frame_dets, boxes, cats in zip(detector.detect(pong["frames"]), pong["boxes"], pong["categories"], strict=True):
+    for frame_dets, boxes, cats in zip(
+        detector.detect(pong["frames"]), pong["boxes"], pong["categories"], strict=True
+    ):
         for det in frame_dets:
             centre = np.array([det.x + det.w / 2, det.y + det.h / 2])
             truth = np.linalg.norm(boxes[:, :2] + boxes[:, 2:] / 2 - centre, axis=1)

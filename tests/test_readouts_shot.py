@@ -151,7 +151,7 @@ def test_a_malformed_shot_row_is_refused_with_its_reason(change: dict, message: 
 
 def _thin_lines_row_by_row(mask: np.ndarray, max_width: int, min_length: int) -> list[tuple[int, int, int]]:
     """thin_lines as first written: the row runs found one row at a time (the reference)."""
-    from moc_envs.readouts.shot import ISOLATION, MERGE_GAP
+    from moc_envs.readouts.shot import vertical_lines
 
     h, w = mask.shape
     run = np.zeros((h, w), np.int32)
@@ -159,18 +159,7 @@ def _thin_lines_row_by_row(mask: np.ndarray, max_width: int, min_length: int) ->
         xs = np.flatnonzero(mask[y])
         for s in np.split(xs, np.flatnonzero(np.diff(xs) > 1) + 1):
             run[y, s] = len(s)
-    thin = mask & (run <= max_width)
-    out = []
-    for x in np.flatnonzero(thin.any(axis=0)):
-        ys = np.flatnonzero(thin[:, x])
-        for part in np.split(ys, np.flatnonzero(np.diff(ys) > MERGE_GAP + 1) + 1):
-            top, bottom = int(part[0]), int(part[-1])
-            if bottom - top + 1 < min_length:
-                continue
-            near = mask[max(top - 1, 0) : bottom + 2, max(x - ISOLATION, 0) : x + ISOLATION + 1]
-            if int(near.sum()) == int(mask[max(top - 1, 0) : bottom + 2, x].sum()):
-                out.append((int(x), top, bottom))
-    return out
+    return vertical_lines(mask, mask & (run <= max_width), min_length)
 
 
 def test_thin_lines_finds_what_the_row_by_row_reference_finds():

@@ -48,7 +48,7 @@ from moc_envs.readouts.base import (
     colour_mask,
 )
 
-__all__ = ["ShotReadout", "thin_lines"]
+__all__ = ["ShotReadout", "thin_lines", "vertical_lines"]
 
 MERGE_GAP = 2
 """Lit rows of one column at most this far apart are one line (a line crossing another
@@ -75,6 +75,13 @@ def thin_lines(mask: np.ndarray, max_width: int, min_length: int) -> list[tuple[
     np.add.at(marks, (start_y[short], start_x[short]), 1)
     np.add.at(marks, (end_y[short], end_x[short]), -1)
     thin = np.cumsum(marks, axis=1)[:, :w] > 0
+    return vertical_lines(mask, thin, min_length)
+
+
+def vertical_lines(mask: np.ndarray, thin: np.ndarray, min_length: int) -> list[tuple[int, int, int]]:
+    """The second half of :func:`thin_lines`: ``thin`` (the mask's pixels in narrow row runs)
+    joined down each column across gaps of up to :data:`MERGE_GAP` rows, kept when at least
+    ``min_length`` rows long and alone in ``mask``."""
     out = []
     for x in np.flatnonzero(thin.any(axis=0)):
         ys = np.flatnonzero(thin[:, x])
