@@ -318,8 +318,9 @@ class SpaceDetector:
     def _z_what_cpu(
         self, images: np.ndarray, b_idx: np.ndarray, where: np.ndarray, marks: list[tuple[str, float]] | None = None
     ) -> np.ndarray:
-        """z_what (M, D) of the cells ``b_idx``/``where`` of ``images``: glimpses cropped in NumPy,
-        then the glimpse encoder under the detector's threads."""
+        """z_what (M, D) of the cells ``b_idx``/``where`` of ``images``: glimpses cropped by the
+        compiled kernel (:mod:`moc_envs.kernels.glimpses`), then the glimpse encoder under the
+        detector's threads."""
         cfg = self.encoder.cfg
         glimpses = crop_glimpses(images, b_idx, where, cfg.glimpse)
         _mark(marks, "glimpses")
