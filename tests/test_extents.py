@@ -28,13 +28,17 @@ def clf():
     centres = rng.normal(0, 5, (3, 8))
     lab = rng.integers(0, 3, 120)
     z = centres[lab] + rng.normal(0, 0.5, (120, 8))
-    return fit_classifier(z, np.array([CLASSES[i] for i in lab], dtype=object), labels_per_class=4, seed=0)
+    return fit_classifier(
+        z, np.array([CLASSES[i] for i in lab], dtype=object), labels_per_class=4, seed=0
+    )
 
 
 def test_a_box_outside_its_category_extents_is_unknown(clf) -> None:
     clf.extents = {"Player": {"w": [2.0, 8.0], "h": [10.0, 24.0], "cx": [138.0, 146.0]}}
     clf.__post_init__()
-    boxes = np.array([[140, 100, 4, 16], [140, 100, 40, 5], [20, 100, 4, 16], [20, 100, 40, 5]], np.float64)
+    boxes = np.array(
+        [[140, 100, 4, 16], [140, 100, 40, 5], [20, 100, 4, 16], [20, 100, 40, 5]], np.float64
+    )
     names = ["Player", "Player", "Player", "Enemy"]
     # Too wide; in a column the player never leaves; another category's box is not bounded.
     assert clf.within_extents(names, boxes) == ["Player", UNKNOWN, UNKNOWN, "Enemy"]
@@ -86,8 +90,12 @@ def test_malformed_extents_are_refused_on_load(tmp_path, clf, key, value, messag
 def test_fit_bounds_sizes_and_only_the_axes_the_game_fixes() -> None:
     rng = np.random.default_rng(0)
     n = 500
-    player = np.c_[np.full(n, 4.0), rng.uniform(14, 16, n), rng.uniform(140, 142, n), rng.uniform(40, 190, n)]
-    ball = np.c_[np.full(20, 2.0), np.full(20, 4.0), rng.uniform(0, 160, 20), rng.uniform(30, 190, 20)]
+    player = np.c_[
+        np.full(n, 4.0), rng.uniform(14, 16, n), rng.uniform(140, 142, n), rng.uniform(40, 190, n)
+    ]
+    ball = np.c_[
+        np.full(20, 2.0), np.full(20, 4.0), rng.uniform(0, 160, 20), rng.uniform(30, 190, 20)
+    ]
     ext = fit_extents({"Player": player, "Ball": ball})
     assert set(ext) == {"Player"}  # too few ball boxes to say anything
     bounds = ext["Player"]
@@ -103,7 +111,9 @@ def test_hud_regions_cover_where_the_hud_is_and_exempt_categories_seen_there() -
     cover[5:15, 20:60] = 100  # a score, always there
     cover[170:175, 50:110] = 40  # a bar of changing length
     cover[100, 100] = 1  # once: noise
-    named = NamedBoxes({"Player": np.array([[8.0, 10, 30, 10], [8, 10, 80, 120]])}, cover, frames=100)
+    named = NamedBoxes(
+        {"Player": np.array([[8.0, 10, 30, 10], [8, 10, 80, 120]])}, cover, frames=100
+    )
     regions = fit_hud_regions(named, hud_share=0.02)
     assert [r["box"] for r in regions] == [[19.0, 4.0, 61.0, 16.0], [49.0, 169.0, 111.0, 176.0]]
     assert [r["exempt"] for r in regions] == [["Player"], []]
@@ -128,3 +138,27 @@ def test_a_category_mostly_wrong_in_the_fit_is_withheld(tmp_path, clf) -> None:
     clf.withheld = ("Goalie",)
     with pytest.raises(ValueError, match="withheld must list categories"):
         clf.__post_init__()
+
+
+@pytest.mark.parametrize("game", ["Boxing", "Carnival", "Seaquest", "Tennis"])
+def test_many_boxes_are_judged_as_one_by_one(game, monkeypatch):
+    # The array path for many boxes names exactly what the per-box loop names, on a shipped
+    # classifier's extents, HUD regions and withheld categories.
+    from moc_envs.perception import classifier as clf_module
+    from moc_envs.weights.manifest import verify_folder
+    from moc_envs.weights.search import weights_root
+
+    clf = clf_module.read_classifier(verify_folder(weights_root() / game, game), game)
+    rng = np.random.default_rng(0)
+    pool = [*clf.classes, clf_module.UNKNOWN]
+    changed, few = 0, clf_module._FEW_NAMES
+    for _ in range(100):
+        m = int(rng.integers(few + 1, 60))
+        names = [pool[i] for i in rng.integers(0, len(pool), m)]
+        boxes = np.c_[rng.uniform(-10, 170, (m, 2)), rng.uniform(0, 60, (m, 2))]
+        fast = clf.within_extents(names, boxes)
+        monkeypatch.setattr(clf_module, "_FEW_NAMES", 10**9)
+        assert fast == clf.within_extents(names, boxes)
+        monkeypatch.setattr(clf_module, "_FEW_NAMES", few)
+        changed += sum(a != b for a, b in zip(fast, names, strict=True))
+    assert changed > 100  # the boxes do fall outside extents and inside HUD regions

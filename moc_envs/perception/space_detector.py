@@ -413,9 +413,10 @@ class SpaceDetector:
         )
         _mark(marks, "classifier")
         out: list[list[Detection]] = [[] for _ in range(n)]
-        for k, (i, cat) in enumerate(zip(keep.tolist(), cats, strict=True)):
-            x, y, w, h = (float(v) for v in boxes[i])
-            out[int(b_idx[i])].append(Detection(cat, x, y, w, h, score=float(prob[i]), z_what=z_what[k]))
+        # Python floats of the float32 boxes and scores, converted once for the batch.
+        rows = zip(b_idx[keep].tolist(), boxes[keep].tolist(), prob[keep].tolist(), cats, strict=True)
+        for k, (f, (x, y, w, h), score, cat) in enumerate(rows):
+            out[f].append(Detection(cat, x, y, w, h, score=score, z_what=z_what[k]))
         _mark(marks, "records")
         if want_samples:
             order = np.argsort(b_idx[keep], kind="stable")  # the detections' order: frame by frame
