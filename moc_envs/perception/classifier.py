@@ -97,12 +97,13 @@ def check_extents(extents: object, classes: tuple[str, ...]) -> Extents:
             row[key] = (None if pair[0] is None else float(pair[0]), None if pair[1] is None else float(pair[1]))
         out[str(cat)] = row
     return out
+
+
 _ARRAYS = ("centroids", "centroid_class", "radius", "mean", "scale")
 
 _FEW_NAMES = 8
 """Up to this many boxes :meth:`ZWhatClassifier.within_extents` tests them one by one (cheaper
 than its array path there)."""
-
 
 
 def check_hud_regions(regions: object, classes: tuple[str, ...]) -> list[dict[str, Any]]:
