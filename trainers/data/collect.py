@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from trainers.data.motion import (
     targets_to_boxes,
 )
 from trainers.data.policies import make_policy
+from trainers.data.static import StaticObject, add_static
 from trainers.data.storage import SPLITS
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "BuildSettings",
     "ChunkStats",
     "make_env",
+    "background_pass",
     "collect_background",
     "collect_chunk",
 ]
@@ -76,6 +78,8 @@ class BuildSettings:
     flash_fraction: float = 0.3
     max_object_size: tuple[int, int] = (40, 60)
     match_px: float = 4.0
+    static_targets: bool = True
+    """Add targets for objects that never move (:mod:`trainers.data.static`)."""
     distractors: DistractorKind | None = None
     """``"horizontal"``, ``"vertical"`` or ``"both"``: bars drawn on the recorded frames; None: clean."""
     distractor_seed: int | None = None
@@ -105,6 +109,7 @@ class ChunkStats:
     flash_windows: int = 0
     oversize_boxes: int = 0
     collided_boxes: int = 0
+    static_boxes: int = 0
     motion_boxes: int = 0
     gt_objects: int = 0
     hud_objects: int = 0
@@ -198,19 +203,25 @@ class _Player:
         return not (terminated or truncated)
 
 
-def collect_background(spec: GameSpec, s: BuildSettings, policy: PolicySpec) -> np.ndarray:
-    """Mode image of ``background_frames`` frames kept with prob. ``background_keep``.
+def background_pass(
+    spec: GameSpec, s: BuildSettings, policy: PolicySpec, truth: bool = False
+) -> tuple[np.ndarray, list[list[GTObject]]]:
+    """The ``background_frames`` frames of the background pass, kept with prob. ``background_keep``.
 
-    Played without distractors: the bars are not part of the scene (a mode image would drop
-    them anyway), so the background does not depend on them.
+    With ``truth``, also OCAtari's RAM objects of each kept frame (empty lists otherwise); the
+    oracle only reads the RAM, so the frames are the same either way. Played without
+    distractors: the bars are not part of the scene (a mode image would drop them anyway), so
+    the background does not depend on them.
     """
     env = make_env(spec)
     env_seed, policy_seed, rng_seed = _seeds(s.seed, BACKGROUND_STREAM, 0)
     rng = np.random.default_rng(rng_seed)
     pol = make_policy(policy, int(env.action_space.n), policy_seed)
-    player = _Player(env, None, pol, env_seed)
+    oracle = RamGroundTruth(ocatari_game_name(spec.ale_id), hud=True) if truth else None
+    player = _Player(env, oracle, pol, env_seed)
     per_episode = max(1, s.background_frames // 4)  # at least four episodes
     kept: list[np.ndarray] = []
+    truths: list[list[GTObject]] = []
     while len(kept) < s.background_frames:
         player.new_episode()
         alive = all(player.step() for _ in range(s.warmup))
@@ -219,9 +230,15 @@ def collect_background(spec: GameSpec, s: BuildSettings, policy: PolicySpec) -> 
             alive = player.step()
             if rng.random() < s.background_keep and player.frame.any():
                 kept.append(player.frame.copy())
+                truths.append(player.gt)
                 n += 1
     env.close()
-    return mode_image(np.stack(kept))
+    return np.stack(kept), truths
+
+
+def collect_background(spec: GameSpec, s: BuildSettings, policy: PolicySpec) -> np.ndarray:
+    """Mode image of the background pass's frames (:func:`background_pass`)."""
+    return mode_image(background_pass(spec, s, policy)[0])
 
 
 def _gt_rows(objs: list[GTObject], stack: int, t: int) -> list[tuple]:
@@ -263,8 +280,12 @@ def collect_chunk(
     n_stacks: int,
     on_stack: Callable[[], None] | None = None,
     on_window: Callable[[int, np.ndarray], None] | None = None,
+    statics: Sequence[StaticObject] = (),
 ) -> tuple[dict[str, np.ndarray], list[tuple], ChunkStats]:
     """Play fresh episodes until ``n_stacks`` clean stacks are recorded.
+
+    ``statics``: objects that never move (:mod:`trainers.data.static`), added to each frame's
+    motion targets where the frame shows them and no motion box covers them.
 
     ``on_window(k, window)`` receives the raw (T, 210, 160, 3) frames of each kept stack
     (used by :mod:`trainers.data.raw_frames` to recover full-size frames by replaying a split).
@@ -310,6 +331,10 @@ def collect_chunk(
             if any(m.flash for m in motion):
                 st.flash_windows += 1
                 continue
+            if statics:
+                placed = [add_static(f, background, m, statics) for f, m in zip(window, motion, strict=True)]
+                motion = [m for m, _ in placed]
+                st.static_boxes += sum(n for _, n in placed)
             out["frames"][k] = resize_frames(window)
             if on_window is not None:
                 on_window(k, window)

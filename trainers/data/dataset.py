@@ -58,13 +58,20 @@ from trainers.data.collect import (
     BuildSettings,
     ChunkStats,
     PolicySpec,
-    collect_background,
+    background_pass,
     collect_chunk,
     make_env,
 )
-from trainers.data.motion import COLOUR_SPLIT_GAMES, HUD_REGIONS, MotionConfig, targets_to_boxes
+from trainers.data.motion import (
+    COLOUR_SPLIT_GAMES,
+    HUD_REGIONS,
+    MotionConfig,
+    mode_image,
+    targets_to_boxes,
+)
 from trainers.data.policies import policy_name
 from trainers.data.raw_frames import raw_file
+from trainers.data.static import find_static, static_from_json
 from trainers.data.storage import (
     ARRAY_KEYS,
     BACKGROUND_FILE,
@@ -165,6 +172,7 @@ def _summary(st: ChunkStats, T: int) -> dict[str, Any]:
         "skipped_flash_windows": st.flash_windows,
         "dropped_oversize_boxes": st.oversize_boxes,
         "grid_collisions": st.collided_boxes,
+        "static_boxes_per_frame": ratio(st.static_boxes, st.frames),
         "collect_seconds": round(st.seconds, 2),
         "frames_per_second": ratio(st.frames, st.seconds),
     }
@@ -221,6 +229,7 @@ def build_dataset(
     split_colours: bool | None = None,
     distractors: DistractorKind | None = None,
     distractor_seed: int | None = None,
+    static_targets: bool = True,
 ) -> dict[str, Any]:
     """Build (or finish) the dataset of ``game`` in ``out``; return the report.
 
@@ -235,7 +244,10 @@ def build_dataset(
     True / False to measure what the split changes, in the report's recall per category).
     ``distractors`` (``"horizontal"``, ``"vertical"``, ``"both"``; None: clean frames) and
     ``distractor_seed`` (None: the bars follow from ``seed`` alone) are recorded in meta.json
-    like every setting that determines the data.
+    like every setting that determines the data. ``static_targets``: objects the env promises
+    that hold one box through the background pass (OCAtari's RAM objects of its frames) get a
+    target on every frame that shows them (:mod:`trainers.data.static`); their boxes go to
+    meta.json's ``static_objects``.
     """
     spec = get_game(game)
     if train < 1 or val < 0 or test < 0:
@@ -252,6 +264,7 @@ def build_dataset(
         max_object_size=tuple(spec.max_object_size), distractors=distractors,
         # A seed without bars determines nothing: not recorded, so it cannot block a resume.
         distractor_seed=None if distractor_seed is None or distractors is None else int(distractor_seed),
+        static_targets=bool(static_targets),
     )  # fmt: skip
     if hud_regions is not None and not hud_mask:
         raise ValueError("hud_regions needs hud_mask=True (without it no region is left out)")
@@ -312,11 +325,20 @@ def build_dataset(
         split_colours=settings.split_colours,
     )
     bg_path = out / BACKGROUND_FILE
-    if bg_path.is_file():
+    if bg_path.is_file() and (not settings.static_targets or "static_objects" in meta):
         background = load_png(bg_path, spec.name)
     else:
-        background = collect_background(spec, settings, policy)
+        frames, truths = background_pass(spec, settings, policy, truth=settings.static_targets)
+        background = mode_image(frames)
+        if settings.static_targets:
+            meta["static_objects"] = [o.as_json() for o in find_static(truths, spec.category_names, hud_regions=regions)]
+            write_json_atomic(meta_path, meta)
         save_png(bg_path, background)
+    try:
+        statics = static_from_json(meta.get("static_objects", []))
+    except (KeyError, TypeError, ValueError) as e:
+        raise DatasetFileError(f"{meta_path} holds invalid static_objects ({e}); rebuild with "
+                               f"{rebuild_command(out, spec.name)}") from e  # fmt: skip
 
     env = None
     fresh = ChunkStats()
@@ -344,7 +366,7 @@ def build_dataset(
                 env = make_env(spec)
             arrays, rows, st = collect_chunk(
                 spec, env, settings, policy, background, motion_cfg, split, c, size,
-                on_stack=partial(bar.update, 1),
+                on_stack=partial(bar.update, 1), statics=statics,
             )  # fmt: skip
             fresh.add(st)
             gt = _gt_arrays(rows)
@@ -487,6 +509,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--distractor-seed", type=distractor_seed_argument, default=None,
         help="seed of the bar positions, mixed with each chunk's env seed (default: --seed alone fixes them)",
     )  # fmt: skip
+    p.add_argument(
+        "--no-static-targets", action="store_true",
+        help="give objects that never move no target (by default an object the env promises that holds one "
+        "box through the background pass, by OCAtari's RAM objects of its frames, gets one on every frame "
+        "showing it; meta.json's static_objects lists them)",
+    )  # fmt: skip
     p.add_argument("--vis", action="store_true", help="write pictures of the targets to OUT/vis")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
@@ -499,6 +527,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             hud_regions=a.hud_regions, progress=not a.quiet,
             split_colours={"game": None, "on": True, "off": False}[a.split_colours],
             distractors=a.distractors, distractor_seed=a.distractor_seed,
+            static_targets=not a.no_static_targets,
         )  # fmt: skip
     except MocEnvsError as err:
         p.exit(2, f"error: {err}\n")
