@@ -459,3 +459,20 @@ def test_the_colour_split_is_an_override_the_card_names(game: str, split: bool) 
     assert ("split_colours" in settings) is split
     if split:
         assert settings["split_colours"]["value"] is True and "COLOUR_SPLIT_GAMES" in settings["split_colours"]["why"]
+
+
+@pytest.mark.parametrize("built_with", [None, True, False])
+def test_the_dataset_stage_continues_a_dataset_with_its_own_static_setting(tmp_path, tiny_pong, built_with) -> None:
+    """A dataset built before static targets existed (no key) is continued without them, not refused."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_pong, data)
+    meta = json.loads((data / "meta.json").read_text())
+    if built_with is None:
+        del meta["build"]["static_targets"]
+    else:
+        meta["build"]["static_targets"] = built_with
+    (data / "meta.json").write_text(json.dumps(meta))
+    run = pl._start(_cfg(tmp_path, data=data), log=lambda _: None)
+    result = stages._stage_dataset(run)
+    assert result["splits"] == {"train": 8, "val": 2, "test": 2}
+    assert json.loads((data / "meta.json").read_text())["build"].get("static_targets") == built_with

@@ -282,7 +282,8 @@ def build_dataset(
     meta_path = out / META_FILE
     if meta_path.is_file():
         meta = read_meta(out, game=spec.name)
-        old = meta.get("build", {})
+        # Datasets built before static targets existed have none.
+        old = {"static_targets": False, **meta.get("build", {})}
         new = settings.as_json()
         diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
         if meta.get("hud_regions", regions) != regions:

@@ -126,6 +126,8 @@ def _stage_dataset(run: PipelineRun) -> dict[str, Any]:
         # finished or continued with the settings it was started with.
         build = json.loads(meta_path.read_text()).get("build", {})
         options = {k: build[k] for k in _BUILD_KEYS if k in build}
+        # A dataset built before static targets existed has none: continued as it was built.
+        options["static_targets"] = bool(build.get("static_targets", False))
     # --redo dataset rebuilds it; an interrupted rebuild continues when run again without --redo.
     report = build_dataset(
         run.game, run.data, force=rebuild, hud_regions=entry["plan"]["hud_bands"], progress=run.cfg.progress, **options
