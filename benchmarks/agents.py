@@ -10,9 +10,9 @@ Two parts, one report (``agents.json`` / ``.md`` / ``.png``):
    every training episode against frames) and its speed; its ``eval.json``
    (:mod:`trainers.agents.evaluate`: 30 episodes, deterministic policy, on RAM-oracle and on learned
    objects) gives the evaluation table, marked stale when it is of an earlier checkpoint than
-   the run's last. A run short of its budget is labelled "partial". The published anchors
-   (SCoBots 17.2 on RAM objects, deep PPO on pixels 16.4, human 14.6, random -20.7) stand beside
-   them, marked as published, not measured here. Nothing is trained in this part.
+   the run's last. A run short of its budget is labelled "partial". The game's published anchors
+   (:data:`AGENT_GAMES`: SCoBots on RAM objects, deep PPO on pixels, OCAtari's object PPO, human)
+   stand beside them, marked as published, not measured here. Nothing is trained in this part.
 2. **Same budget, short** (``--steps`` env steps per agent, 100k by default; ``--steps 0`` carries
    the previous report's rows over, saying so): three runs with the same PPO hyperparameters
    (SB3 zoo's Atari PPO: 8 envs, n_steps 128, 4 epochs, batch 256, lr 2.5e-4, clip 0.1,
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ from benchmarks.common import (
     write_results,
 )
 
-__all__ = ["PPO_KWARGS", "ANCHORS", "DEFAULT_RUNS", "TARGET", "long_run", "train_agent", "verdict", "run", "main"]
+__all__ = ["PPO_KWARGS", "AGENT_GAMES", "AgentGame", "agent_game", "ANCHORS", "DEFAULT_RUNS", "TARGET", "long_run", "train_agent", "verdict", "run", "main"]
 
 PPO_KWARGS: dict[str, Any] = {
     # rl-baselines3-zoo's Atari PPO settings (learning-rate schedules left out).
@@ -68,33 +69,92 @@ PPO_KWARGS: dict[str, Any] = {
     "vf_coef": 0.5,
 }
 
-ANCHORS = (
-    # (what, score, where it comes from). None of these is measured here.
-    ("SCoBots, object-centric agent on RAM objects (OCAtari), Pong", "17.2", "published (SCoBots paper)"),
-    ("Deep PPO on pixels, Pong", "16.4", "published (as reported in the SCoBots paper); no pixel PPO was trained to 10M frames here (no GPU)"),
-    ("OCAtari object-centric PPO, 10M frames, Pong", "0.4-0.66 human-normalised", "published (OCAtari paper)"),
-    ("Human, Pong", "14.6", "published (human baseline of the Atari literature)"),
-    ("Random, Pong", "-20.7", "published (random baseline of the Atari literature)"),
-)
-"""Published Pong scores beside ours, as (what, score, source)."""
+@dataclass(frozen=True)
+class AgentGame:
+    """What one game's agents are measured against: published anchors, the runs, the target."""
 
-ANCHOR_LINES = {"SCoBots (RAM objects) 17.2": 17.2, "deep PPO, pixels 16.4": 16.4, "human 14.6": 14.6, "random -20.7": -20.7}
+    game: str
+    anchors: tuple[tuple[str, str, str], ...]
+    """(what, score, source); none of these is measured here."""
+    lines: dict[str, float]
+    """Anchors drawn on the learning curves."""
+    runs: tuple[str, ...]
+    """The long runs reported (relative to the checkout)."""
+    learned_min: float
+    """Mean evaluation return the learned-objects agent must reach."""
+    gap: float
+    """How far below the RAM-oracle agent it may stay: points, or a share of its return."""
+    relative: bool
+    ylim: tuple[float, float]
 
-DEFAULT_RUNS = (
-    "runs/agents/pong_ram",
-    "runs/agents/pong_space",
-    "runs/agents/pong_ram_lr7.5e-4_ep8",
-    "runs/agents/pong_space_lr7.5e-4_ep8",
-    "runs/agents/pong_space_split",
-)
-"""The Pong runs reported: RAM and learned objects with CleanRL's settings and the faster ones,
-and the learned-objects run on the detector retrained with colour-split motion targets."""
-"""The long runs of the README's commands (relative to the checkout)."""
+    @property
+    def target(self) -> str:
+        """The target in words."""
+        gap = f"within {self.gap:.0%} of" if self.relative else f"within {self.gap:g} points of"
+        return (f"Target: PPO on learned objects scores >= {self.learned_min:+g} mean evaluation return on {self.game} within "
+                f"10M frames, {gap} the RAM-oracle agent at the same budget.")
 
-TARGET = (
-    "Target: PPO on learned objects scores >= +15 mean evaluation return on Pong within 10M frames, "
-    "within 2 points of the RAM-oracle agent at the same budget."
-)
+
+_PUB = "published (SCoBots paper)"
+_HUMAN = "published (human baseline of the Atari literature)"
+AGENT_GAMES: dict[str, AgentGame] = {
+    "Pong": AgentGame(
+        game="Pong",
+        anchors=(
+            ("SCoBots, object-centric agent on RAM objects (OCAtari)", "17.2", _PUB),
+            ("Deep PPO on pixels", "16.4", "published (as reported in the SCoBots paper); no pixel PPO was trained to 10M frames here (no GPU)"),
+            ("OCAtari object-centric PPO, 10M frames", "0.4-0.66 human-normalised", "published (OCAtari paper)"),
+            ("Human", "14.6", _HUMAN),
+            ("Random", "-20.7", "published (random baseline of the Atari literature)"),
+        ),
+        lines={"SCoBots (RAM objects) 17.2": 17.2, "deep PPO, pixels 16.4": 16.4, "human 14.6": 14.6, "random -20.7": -20.7},
+        # RAM and learned objects with CleanRL's settings and the faster ones, and the
+        # learned-objects run on the detector retrained with colour-split motion targets.
+        runs=("runs/agents/pong_ram", "runs/agents/pong_space", "runs/agents/pong_ram_lr7.5e-4_ep8",
+              "runs/agents/pong_space_lr7.5e-4_ep8", "runs/agents/pong_space_split"),
+        learned_min=15.0, gap=2.0, relative=False, ylim=(-22, 22),
+    ),
+    "Boxing": AgentGame(
+        game="Boxing",
+        anchors=(
+            ("SCoBots, object-centric agent on RAM objects (OCAtari)", "97.1", _PUB),
+            ("Deep PPO on pixels", "90.3", "published (as reported in the SCoBots paper); none trained here (no GPU)"),
+            ("OCAtari object-centric PPO, 10M frames", "41-70", "published (OCAtari paper)"),
+            ("Human", "12.1", _HUMAN),
+        ),
+        lines={"SCoBots (RAM objects) 97.1": 97.1, "deep PPO, pixels 90.3": 90.3, "OCAtari object PPO 41-70": 55.5, "human 12.1": 12.1},
+        runs=("runs/agents/boxing_ram", "runs/agents/boxing_space"),
+        learned_min=80.0, gap=0.05, relative=True, ylim=(-100, 100),
+    ),
+    "Freeway": AgentGame(
+        game="Freeway",
+        anchors=(
+            ("SCoBots, object-centric agent on RAM objects (OCAtari)", "32.8", _PUB),
+            ("Deep PPO on pixels", "33.6", "published (as reported in the SCoBots paper); none trained here (no GPU)"),
+            ("OCAtari object-centric PPO, 10M frames", "about 23", "published (OCAtari paper)"),
+            ("Human", "29.6", _HUMAN),
+        ),
+        lines={"SCoBots (RAM objects) 32.8": 32.8, "deep PPO, pixels 33.6": 33.6, "OCAtari object PPO ~23": 23.0, "human 29.6": 29.6},
+        runs=("runs/agents/freeway_ram", "runs/agents/freeway_space"),
+        learned_min=30.0, gap=0.05, relative=True, ylim=(0, 35),
+    ),
+}
+"""The games whose agents the benchmark reports (issue 32 added Boxing and Freeway)."""
+
+ANCHORS = AGENT_GAMES["Pong"].anchors
+DEFAULT_RUNS = AGENT_GAMES["Pong"].runs
+TARGET = AGENT_GAMES["Pong"].target
+
+
+def agent_game(game: str) -> AgentGame:
+    """The :class:`AgentGame` of ``game``; a clear error for a game without one."""
+    from moc_envs.games import get_game
+
+    name = get_game(game).name
+    if name not in AGENT_GAMES:
+        raise ValueError(f"no agent targets or anchors for {name}: expected one of {sorted(AGENT_GAMES)}")
+    return AGENT_GAMES[name]
+
 
 DETECTOR_NAMES = {"ram": "RAM-oracle objects", "space": "learned objects"}
 
@@ -281,24 +341,26 @@ def _mean(values: list[float]) -> float | None:
 def run(
     game: str = "Pong", steps: int = 100_000, seed: int = 0, n_envs: int = 8, device: str = "auto",
     out: Path | None = None, ppo_overrides: dict[str, Any] | None = None,
-    runs: Sequence[str | Path] = DEFAULT_RUNS,
+    runs: Sequence[str | Path] | None = None,
 ) -> dict[str, Any]:
     """Read the long runs, train the three same-budget agents (``steps`` > 0), write the files.
 
-    ``steps=0`` trains nothing and carries the same-budget rows of ``<out>/agents.json`` over.
+    ``runs``: the long-run folders (None: the game's, :data:`AGENT_GAMES`). ``steps=0`` trains
+    nothing and carries the same-budget rows of ``<out>/agents.json`` over.
     """
     from tqdm import tqdm
 
     from moc_envs.games import get_game
 
     name = get_game(game).name
-    long_runs = _long_runs(runs, out)
+    spec = agent_game(name)
+    long_runs = _long_runs(spec.runs if runs is None else runs, out)
     result: dict[str, Any] = {
         "game": name,
         "long_runs": long_runs,
-        "target": TARGET,
-        "target_verdict": target_verdict(long_runs),
-        "anchors": [{"what": a, "value": v, "source": src} for a, v, src in ANCHORS],
+        "target": spec.target,
+        "target_verdict": target_verdict(long_runs, name),
+        "anchors": [{"what": a, "value": v, "source": src} for a, v, src in spec.anchors],
     }
     if steps > 0:
         short: dict[str, dict[str, Any]] = {}
@@ -361,8 +423,9 @@ def _previous_short_budget(out: Path | None) -> dict[str, Any]:
     }
 
 
-def target_verdict(long_runs: list[dict[str, Any]]) -> str:
-    """Whether the issue's target is met, not met, or not yet measurable, from the evaluations."""
+def target_verdict(long_runs: list[dict[str, Any]], game: str = "Pong") -> str:
+    """Whether ``game``'s target is met, not met, or not yet measurable, from the evaluations."""
+    spec = agent_game(game)
     # The target is about clean 10M-frame runs; shorter comparisons (Noisy Atari) stay out of it.
     by = {r["detector"]: r for r in long_runs if not r.get("distractors") and r.get("target_frames", r["frames"]) >= 10_000_000}
     space, ram = by.get("space"), by.get("ram")
@@ -373,12 +436,12 @@ def target_verdict(long_runs: list[dict[str, Any]]) -> str:
         return "not measured: the learned-objects agent was not evaluated on learned objects"
     budget = f"{space['frames']:,} frames" + (" (partial run)" if space["partial"] else "")
     text = f"learned-objects agent {s['mean']:+.1f} on learned objects after {budget}"
-    met = s["mean"] >= 15
+    met = s["mean"] >= spec.learned_min
     if ram is not None and ram.get("evaluation") is not None and "ram" in ram["evaluation"]["results"]:
         r = ram["evaluation"]["results"]["ram"]
         gap = r["mean"] - s["mean"]
         text += f"; RAM-oracle agent {r['mean']:+.1f} on RAM objects after {ram['frames']:,} frames (gap {gap:+.1f})"
-        met = met and gap <= 2
+        met = met and gap <= (spec.gap * abs(r["mean"]) if spec.relative else spec.gap)
     else:
         text += "; no RAM-oracle evaluation to compare with"
         met = False
@@ -396,7 +459,7 @@ def _cell(evaluation: dict[str, Any] | None, detector: str) -> str:
 def _long_runs_markdown(result: dict[str, Any]) -> str:
     runs = result["long_runs"]
     if not runs:
-        return ("No long run found (" + ", ".join(DEFAULT_RUNS) + "): start them with "
+        return ("No long run found (" + ", ".join(agent_game(result["game"]).runs) + "): start them with "
                 "`moc-envs agent` (see the README's Agents section).")
     rows = []
     for r in runs:
@@ -439,12 +502,12 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
         "--distractors both`, eval_both.json); \"bars\" in \"trained on\": trained on such frames (`moc-envs agent "
         "--distractors both`). The shipped detectors paint the bars over before detecting (the bar filter, "
         "docs/user-guide.md).\n\n"
-        f"{table}\n\n**{TARGET}** Verdict: {result['target_verdict']}."
+        f"{table}\n\n**{result['target']}** Verdict: {result['target_verdict']}."
     )
 
 
 def _write(result: dict[str, Any], out: Path) -> None:
-    anchors = markdown_table(["anchor", "Pong score", "source"], ANCHORS)
+    anchors = markdown_table(["anchor", f"{result['game']} score", "source"], agent_game(result["game"]).anchors)
     body = (
         f"Game: {result['game']}.\n\n## Agents trained to 10M frames\n\n{_long_runs_markdown(result)}\n\n"
         f"## Anchors (published, not measured here)\n\n{anchors}\n\n"
@@ -509,12 +572,13 @@ def _plot(result: dict[str, Any], path: Path) -> Path:
             ", partial)" if r["partial"] else ")")
         if x:
             left.plot(np.asarray(x) / 1e6, y, label=label)
-    for (name, value), style in zip(ANCHOR_LINES.items(), ("C3--", "C4--", "C5:", "C7:"), strict=True):
+    spec = agent_game(result["game"])
+    for (name, value), style in zip(spec.lines.items(), ("C3--", "C4--", "C5:", "C7:"), strict=True):
         left.axhline(value, color=style[:2], linestyle=style[2:], linewidth=1, label=f"{name} (published)")
     left.set_xlabel("emulator frames (millions)")
     left.set_ylabel("training episode return (rolling mean of 20)")
     left.set_title(f"{result['game']}: PPO on objects, long runs")
-    left.set_ylim(-22, 22)
+    left.set_ylim(*spec.ylim)
     left.grid(alpha=0.3)
     left.legend(fontsize=7, loc="lower right")
     for label, r in (result.get("runs") or {}).items():
@@ -552,8 +616,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_common_args(p)
-    p.add_argument("--game", default="Pong", help="game")
-    p.add_argument("--runs", nargs="*", default=list(DEFAULT_RUNS), help="long-run folders of trainers.agents.train to report")
+    p.add_argument("--game", default="Pong", choices=sorted(AGENT_GAMES), help="game")
+    p.add_argument("--runs", nargs="*", default=None,
+                   help="long-run folders of trainers.agents.train to report (default: the game's, AGENT_GAMES)")
     p.add_argument("--steps", type=int, default=100_000,
                    help="env steps per agent of the same-budget part (0: carry the previous rows over)")
     p.add_argument("--n-envs", type=int, default=8, help="parallel envs per agent")

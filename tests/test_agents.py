@@ -352,6 +352,35 @@ def test_target_verdict_needs_both_evaluations() -> None:
         assert target_verdict([run("space", "space", 16.0), run("ram", "ram", 17.5), later]).startswith("met: ")
 
 
+def test_boxing_and_freeway_targets_allow_five_percent_below_the_ram_agent() -> None:
+    from benchmarks.agents import AGENT_GAMES, agent_game, target_verdict
+
+    def run(detector: str, on: str, mean: float) -> dict:
+        return {"detector": detector, "frames": 10_000_000, "partial": False, "evaluation": {"results": {on: {"mean": mean}}}}
+
+    # Boxing: >= 80 and within 5% of the RAM agent (84.0 -> 4.2 points).
+    assert target_verdict([run("space", "space", 80.0), run("ram", "ram", 84.0)], "Boxing").startswith("met: ")
+    assert target_verdict([run("space", "space", 80.0), run("ram", "ram", 84.5)], "Boxing").startswith("not met: ")
+    assert target_verdict([run("space", "space", 79.0), run("ram", "ram", 79.0)], "Boxing").startswith("not met: ")
+    # Freeway: >= 30; the same returns meet Pong's absolute 2-point gap but not Freeway's 5%.
+    assert target_verdict([run("space", "space", 31.0), run("ram", "ram", 32.0)], "Freeway").startswith("met: ")
+    assert target_verdict([run("space", "space", 30.0), run("ram", "ram", 32.0)], "Freeway").startswith("not met: ")
+    assert target_verdict([run("space", "space", 30.0), run("ram", "ram", 32.0)], "Pong").startswith("met: ")
+    assert "on Boxing" in AGENT_GAMES["Boxing"].target and "within 5%" in AGENT_GAMES["Boxing"].target
+    assert agent_game("freeway") is AGENT_GAMES["Freeway"]
+    with pytest.raises(ValueError, match="no agent targets or anchors for Tennis"):
+        agent_game("Tennis")
+
+
+def test_the_benchmark_reports_a_games_own_runs_and_anchors(tmp_path) -> None:
+    import benchmarks.agents as bench
+
+    result = bench.run("Freeway", steps=0, out=tmp_path, runs=[tmp_path / "no_such_run"])
+    text = (tmp_path / "agents.md").read_text()
+    assert result["target"] == bench.AGENT_GAMES["Freeway"].target and "| Freeway score |" in text
+    assert "32.8" in text and "runs/agents/freeway_space" in text and (tmp_path / "agents.png").is_file()
+
+
 @pytest.mark.parametrize("module", ["trainers.agents.train", "trainers.agents.evaluate"])
 def test_entry_points_show_help_with_threads(module, option_help) -> None:
     import subprocess
