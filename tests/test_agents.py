@@ -150,6 +150,25 @@ def test_shipped_pong_agent_loads_and_wins_points() -> None:
     assert won >= 2 and won >= lost, (won, lost)
 
 
+@pytest.mark.skipif(agents.agent_dir("Freeway") is None, reason="no shipped Freeway agent in weights/")
+def test_shipped_freeway_agent_loads_and_crosses_the_road() -> None:
+    import gymnasium as gym
+
+    policy = agents.load("Freeway")  # the bundled weights/Freeway/agent, manifest-checked
+    info = policy.info
+    assert info["game"] == "Freeway" and info["frames"] >= 10_000_000 and info["evaluation"] is not None
+    env = gym.make("MOC/Freeway-v0", detector=policy.detector)
+    obs, _ = env.reset(seed=1)
+    crossed = 0.0
+    for _ in range(600):
+        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        crossed += float(reward)
+        assert not (terminated or truncated)  # a Freeway game lasts 2,048 steps
+    env.close()
+    # Random play scores about 0 in a whole game (2,048 steps; published random 0.0); the agent about 22.
+    assert crossed >= 4, crossed
+
+
 def _copy(exported: Path, tmp_path: Path) -> Path:
     import shutil
 

@@ -41,6 +41,7 @@ from moc_envs.perception.distractors import DISTRACTOR_KINDS
 from moc_envs.weights.atomic import atomic_write_text
 from moc_envs.weights.manifest import write_manifest
 from moc_envs.weights.safe_read import finite_for_json
+from trainers.agents.targets import AGENT_GAMES
 from trainers.agents.train import FRAMESKIP, load_checkpoint, policy_from_checkpoint
 
 __all__ = ["EVAL_FILE", "CARD_FILE", "DEFAULT_EPISODES", "DEFAULT_MAX_STEPS", "episode_quotas", "eval_file",
@@ -342,8 +343,9 @@ def agent_card(info: dict[str, Any]) -> str:
         if ev.get("learned_detector_sha256"):
             lines += ["", f"Learned objects: the bundled detector whose `detector.safetensors` has SHA-256 "
                       f"`{ev['learned_detector_sha256'][:16]}...`."]
-        lines += ["", "Anchors (published, not measured here): SCoBots on RAM objects 17.2, deep PPO "
-                  "on pixels 16.4, human 14.6, random -20.7."]
+        game = AGENT_GAMES.get(info["game"])
+        if game is not None:
+            lines += ["", f"Anchors (published, not measured here): {game.anchors_text}."]
     if info.get("notes"):
         lines += ["", "## Notes", ""]
         for note in info["notes"]:
