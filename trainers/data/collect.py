@@ -35,7 +35,7 @@ from trainers.data.motion import (
     targets_to_boxes,
 )
 from trainers.data.policies import make_policy
-from trainers.data.static import StaticObject, add_static
+from trainers.data.static import StaticObject, add_static, object_pixels
 from trainers.data.storage import SPLITS
 
 __all__ = [
@@ -306,6 +306,7 @@ def collect_chunk(
         "rams": np.zeros((n_stacks, T, 128), np.uint8),
     }
     rows: list[tuple] = []
+    static_pixels = [object_pixels(background, s.box) for s in statics]
     k = 0
     while k < n_stacks:
         player.new_episode()
@@ -332,7 +333,7 @@ def collect_chunk(
                 st.flash_windows += 1
                 continue
             if statics:
-                placed = [add_static(f, background, m, statics) for f, m in zip(window, motion, strict=True)]
+                placed = [add_static(f, background, m, statics, pixels=static_pixels) for f, m in zip(window, motion, strict=True)]
                 motion = [m for m, _ in placed]
                 st.static_boxes += sum(n for _, n in placed)
             out["frames"][k] = resize_frames(window)

@@ -135,23 +135,29 @@ def add_static(
     statics: Sequence[StaticObject],
     min_drawn: float = 0.5,
     max_iou: float = 0.3,
+    pixels: Sequence[np.ndarray] | None = None,
 ) -> tuple[MotionResult, int]:
-    """``motion`` with the static objects drawn on ``frame`` added; also how many were added."""
+    """``motion`` with the static objects drawn on ``frame`` added; also how many were added.
+
+    ``pixels``: each static object's :func:`object_pixels` (the same for every frame of a
+    background, so a caller adding them to many frames computes them once); None: computed here.
+    """
     if not statics:
         return motion, 0
+    if pixels is None:
+        pixels = [object_pixels(background, s.box) for s in statics]
     boxes, mask, added = list(motion.boxes), motion.mask.copy(), 0
-    for s in statics:
+    for s, own in zip(statics, pixels, strict=True):
         x, y, w, h = s.box
-        pixels = object_pixels(background, s.box)
-        if not pixels.any():
+        if not own.any():
             continue
         same = (frame[y : y + h, x : x + w] == background[y : y + h, x : x + w]).all(axis=-1)
-        if same[pixels].mean() < min_drawn:
+        if same[own].mean() < min_drawn:
             continue
         if any(_overlap(s.box, b) > max_iou for b in motion.boxes):
             continue
         boxes.append(np.array(s.box, np.float32))
-        mask[y : y + h, x : x + w] |= (pixels & same).astype(np.uint8)
+        mask[y : y + h, x : x + w] |= (own & same).astype(np.uint8)
         added += 1
     if not added:
         return motion, 0
