@@ -35,7 +35,7 @@ from trainers.data.motion import (
     targets_to_boxes,
 )
 from trainers.data.policies import make_policy
-from trainers.data.static import StaticObject, add_static, object_pixels
+from trainers.data.static import StaticObject, add_static, static_look
 from trainers.data.storage import SPLITS
 
 __all__ = [
@@ -208,7 +208,7 @@ def background_pass(
 ) -> tuple[np.ndarray, list[list[GTObject]]]:
     """The ``background_frames`` frames of the background pass, kept with prob. ``background_keep``.
 
-    With ``truth``, also OCAtari's RAM objects of each kept frame (empty lists otherwise); the
+    With ``truth``, also OCAtari's RAM objects in play (its HUD off) of each kept frame (empty lists otherwise); the
     oracle only reads the RAM, so the frames are the same either way. Played without
     distractors: the bars are not part of the scene (a mode image would drop them anyway), so
     the background does not depend on them.
@@ -217,7 +217,8 @@ def background_pass(
     env_seed, policy_seed, rng_seed = _seeds(s.seed, BACKGROUND_STREAM, 0)
     rng = np.random.default_rng(rng_seed)
     pol = make_policy(policy, int(env.action_space.n), policy_seed)
-    oracle = RamGroundTruth(ocatari_game_name(spec.ale_id), hud=True) if truth else None
+    # HUD off: the objects in play, as the held-out evaluation's truth counts them.
+    oracle = RamGroundTruth(ocatari_game_name(spec.ale_id), hud=False) if truth else None
     player = _Player(env, oracle, pol, env_seed)
     per_episode = max(1, s.background_frames // 4)  # at least four episodes
     kept: list[np.ndarray] = []
@@ -306,7 +307,7 @@ def collect_chunk(
         "rams": np.zeros((n_stacks, T, 128), np.uint8),
     }
     rows: list[tuple] = []
-    static_pixels = [object_pixels(background, s.box) for s in statics]
+    static_looks = [static_look(background, s.box) for s in statics]
     k = 0
     while k < n_stacks:
         player.new_episode()
@@ -333,7 +334,7 @@ def collect_chunk(
                 st.flash_windows += 1
                 continue
             if statics:
-                placed = [add_static(f, background, m, statics, pixels=static_pixels) for f, m in zip(window, motion, strict=True)]
+                placed = [add_static(f, background, m, statics, looks=static_looks) for f, m in zip(window, motion, strict=True)]
                 motion = [m for m, _ in placed]
                 st.static_boxes += sum(n for _, n in placed)
             out["frames"][k] = resize_frames(window)

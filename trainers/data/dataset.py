@@ -332,7 +332,7 @@ def build_dataset(
         frames, truths = background_pass(spec, settings, policy, truth=settings.static_targets)
         background = mode_image(frames)
         if settings.static_targets:
-            meta["static_objects"] = [o.as_json() for o in find_static(truths, spec.category_names, hud_regions=regions)]
+            meta["static_objects"] = [o.as_json() for o in find_static(truths, spec.category_names)]
             write_json_atomic(meta_path, meta)
         save_png(bg_path, background)
     try:
