@@ -168,3 +168,28 @@ def test_detect_with_kernels_is_detect_with_the_references(monkeypatch):
         ]
         for a, b in zip(got, want, strict=True):
             np.testing.assert_array_equal(a.z_what, b.z_what)
+
+
+def test_resize_unit_is_the_area_resize_divided_bit_for_bit(frames_and_boxes):
+    """The detector's compiled input path equals resize_frames(frames) / 255 on real and random
+    frames, one at a time and batched, and refuses the shapes OpenCV resizes another way."""
+    from moc_envs.kernels.resize import area_taps, resize_unit
+    from moc_envs.perception.preprocess import resize_frames
+
+    rng = np.random.default_rng(3)
+    batches = [frames for frames, _, _ in frames_and_boxes.values()]
+    batches.append(rng.integers(0, 256, (5, 210, 160, 3), dtype=np.uint8))
+    batches.append(np.full((2, 210, 160, 3), 255, np.uint8))
+    for frames in batches:
+        want = np.divide(resize_frames(frames), np.float32(255.0), dtype=np.float32)
+        np.testing.assert_array_equal(resize_unit(frames, 128), want)
+        np.testing.assert_array_equal(resize_unit(frames[:1], 128), want[:1])
+    assert resize_unit(np.zeros((0, 210, 160, 3), np.uint8), 128).shape == (0, 128, 128, 3)
+    # Every input pixel is covered once in all: each output's weights sum to one.
+    starts, _, weight = area_taps(210, 128)
+    np.testing.assert_allclose(np.add.reduceat(weight, starts[:-1]), 1.0, rtol=1e-6)
+    for bad in (np.zeros((1, 256, 256, 3), np.uint8), np.zeros((1, 100, 160, 3), np.uint8), np.zeros((1, 210, 160, 3))):
+        with pytest.raises(ValueError, match="resize_unit"):
+            resize_unit(bad, 128)
+    with pytest.raises(ValueError, match="area_taps"):
+        area_taps(100, 128)

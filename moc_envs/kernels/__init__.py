@@ -10,7 +10,9 @@ user cache where that folder is read-only):
   boxes with their object colours, exactly the results of
   :mod:`moc_envs.perception.postprocess`'s readable NumPy functions;
 - :mod:`moc_envs.kernels.glimpses`: the bilinear glimpse crop of
-  :func:`moc_envs.model.decode_np.crop_glimpses_np`, in the same float32 operations.
+  :func:`moc_envs.model.decode_np.crop_glimpses_np`, in the same float32 operations;
+- :mod:`moc_envs.kernels.resize`: the detector's input, OpenCV's area resize and the division
+  to [0, 1] in one pass, bit for bit.
 
 Tests compare every kernel with its NumPy reference on real frames.
 """

@@ -30,6 +30,7 @@ from moc_envs.games import GameSpec
 from moc_envs.hud.reader import HudReader, read_hud
 from moc_envs.kernels import boxes as box_kernels
 from moc_envs.kernels.glimpses import crop as crop_glimpses
+from moc_envs.kernels.resize import resize_unit
 from moc_envs.model.config import ModelConfig
 from moc_envs.model.decode_np import LeanGlimpseKernel, decode_cells
 from moc_envs.model.encoder import SpaceEncoder
@@ -52,7 +53,7 @@ from moc_envs.perception.postprocess import (
     size_mask,
     unpack_colours,
 )
-from moc_envs.perception.preprocess import resize_frames
+from moc_envs.perception.preprocess import MODEL_SIZE, resize_frames
 from moc_envs.readouts.registry import ReadoutSet, read_readouts
 from moc_envs.threads import check_threads, torch_threads
 from moc_envs.weights.manifest import safetensors_metadata, verify_folder
@@ -306,9 +307,10 @@ class SpaceDetector:
         input images (channels-last), in NumPy after the image encoder
         (:mod:`moc_envs.model.decode_np`); ``marks``: see :meth:`detect_timed`."""
         cfg = self.encoder.cfg
-        # The same float32 division as _to_input; channels-last memory that NumPy reads too
-        # (permute() of NHWC memory is a channels-last NCHW view: no copy).
-        images = np.divide(resize_frames(frames), np.float32(255.0), dtype=np.float32)
+        # _to_input's pixels bit for bit (resize_frames, then the float32 division) in one compiled
+        # pass; channels-last memory that NumPy reads too (permute() of NHWC memory is a
+        # channels-last NCHW view: no copy).
+        images = resize_unit(frames, MODEL_SIZE)
         _mark(marks, "resize")
         raw = self._image_channels(torch.from_numpy(images).permute(0, 3, 1, 2)).float().numpy()
         _mark(marks, "image encoder")
