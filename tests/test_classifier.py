@@ -229,3 +229,34 @@ def test_object_colours_as_features(tmp_path):
         fit_classifier(z, lab, colour_weight=1.0)
     with pytest.raises(ValueError, match="colour_dims 0 or 3"):
         ZWhatClassifier(CLASSES, np.zeros((1, 6)), np.zeros(1), np.ones(1), np.zeros(6), np.ones(6), colour_dims=2)
+
+
+@pytest.mark.parametrize("game", ["SpaceInvaders", "Carnival", "MsPacman", "Tennis", "Pong"])
+def test_nearest_centroids_equal_the_full_distance_table(game):
+    """The shipped classifiers' decisions through centroid_distances equal those read from the full
+    (M, K) norm table bit for bit: rows near centroids, on ties between two centroids, far away."""
+    from pathlib import Path
+
+    from moc_envs.perception.classifier import centroid_distances
+
+    clf = load_classifier(Path(__file__).resolve().parents[1] / "weights" / game, game)
+    rng = np.random.default_rng(11)
+    cents = clf.centroids
+    k, f = cents.shape
+    pick = rng.integers(0, k, 300)
+    rows = [cents[pick] + rng.normal(0, s, (300, f)).astype(np.float32) for s in (0.01, 0.3, 1.0, 5.0)]
+    rows.append(cents[pick[:50]].copy())  # on a centroid: distance zero
+    a, b = rng.integers(0, k, 50), rng.integers(0, k, 50)
+    rows.append(((cents[a] + cents[b]) / 2).astype(np.float32))  # halfway: near-ties across categories
+    zs = np.concatenate(rows).astype(np.float32)
+    full = np.linalg.norm(zs[:, None, :] - cents[None], axis=-1)
+    fast = centroid_distances(zs, cents, clf.centroid_class)
+    np.testing.assert_array_equal(fast.argmin(axis=1), full.argmin(axis=1))
+    np.testing.assert_array_equal(fast.min(axis=1), full.min(axis=1))
+    for cls in range(len(clf.classes)):
+        other = clf.centroid_class != cls
+        if other.any():
+            np.testing.assert_array_equal(fast[:, other].min(axis=1), full[:, other].min(axis=1))
+    exact = np.isfinite(fast)
+    np.testing.assert_array_equal(fast[exact], full[exact])
+    assert exact.mean() < 0.5 or k * len(zs) <= 256  # the point: most pairs never get their norm

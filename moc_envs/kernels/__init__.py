@@ -12,7 +12,9 @@ user cache where that folder is read-only):
 - :mod:`moc_envs.kernels.glimpses`: the bilinear glimpse crop of
   :func:`moc_envs.model.decode_np.crop_glimpses_np`, in the same float32 operations;
 - :mod:`moc_envs.kernels.resize`: the detector's input, OpenCV's area resize and the division
-  to [0, 1] in one pass, bit for bit.
+  to [0, 1] in one pass, bit for bit;
+- :mod:`moc_envs.kernels.nearest`: which (row, centroid) pairs the classifier measures exactly
+  (:func:`moc_envs.perception.classifier.centroid_distances`).
 
 Tests compare every kernel with its NumPy reference on real frames.
 """

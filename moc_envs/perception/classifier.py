@@ -262,7 +262,7 @@ class ZWhatClassifier:
         """
         z = self.features(z_what, sizes, colours)
         zs = (z - self.mean) / self.scale
-        d = np.linalg.norm(zs[:, None, :] - self.centroids[None], axis=-1)
+        d = centroid_distances(zs, self.centroids, self.centroid_class)
         near = d.argmin(axis=1) if len(z) else np.zeros(0, np.int64)
         dist = d[np.arange(len(z)), near] if len(z) else np.zeros(0, np.float32)
         idx = self.centroid_class[near]
@@ -311,17 +311,25 @@ class ZWhatClassifier:
 
     def _within_extents_array(self, names: list[str], boxes: np.ndarray) -> list[str]:
         """:meth:`within_extents` for many boxes: each test on all boxes at once (the same float
-        expressions and comparisons, read against each box's own name as the loop does)."""
-        name = np.array(names, dtype=object)
+        expressions and comparisons, read against each box's own name as the loop does). Names
+        become small integer codes first: comparing object arrays of strings cost more than the tests."""
+        known = {c: i for i, c in enumerate(dict.fromkeys([*self.classes, *self.extents, *self.withheld]))}
+        code = np.array([known.get(n, -1) for n in names], np.int64)
+
+        def among(categories: Any) -> np.ndarray:
+            table = np.zeros(len(known) + 1, bool)  # the last entry: a name outside ``known`` (code -1)
+            table[[known[c] for c in categories if c in known]] = True
+            return table[code]
+
         x, y, w, h = boxes.T
         values = {"w": w, "h": h, "cx": x + w / 2, "cy": y + h / 2}
-        out = np.isin(name, list(self.withheld)) if self.withheld else np.zeros(len(names), dtype=bool)
+        out = among(self.withheld)
         for r in self.hud_regions:
             x0, y0, x1, y1 = r["box"]
             inside = (x0 <= values["cx"]) & (values["cx"] <= x1) & (y0 <= values["cy"]) & (values["cy"] <= y1)
-            out |= inside & ~np.isin(name, list(r["exempt"]))
+            out |= inside & ~among(r["exempt"])
         for category, limits in self.extents.items():
-            mine = name == category
+            mine = code == known[category]
             for key, (lo, hi) in limits.items():
                 if lo is not None:
                     out |= mine & (values[key] < lo)
@@ -332,6 +340,41 @@ class ZWhatClassifier:
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays stored in ``classifier.safetensors``."""
         return {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
+
+
+_FEW_PAIRS = 256
+"""Up to this many (row, centroid) pairs the full distance table is the cheaper way."""
+
+
+def centroid_distances(zs: np.ndarray, centroids: np.ndarray, centroid_class: np.ndarray) -> np.ndarray:
+    """Distances (M, K) float32 of standardised rows ``zs`` (M, F) to ``centroids`` (K, F):
+    ``np.linalg.norm(zs[:, None] - centroids[None], axis=-1)`` wherever a nearest-centroid
+    decision can read it, +inf elsewhere.
+
+    The full table subtracts and sums M x K x F values: with SpaceInvaders' 37 objects and 80
+    centroids it was the classifier's whole cost, the largest stage of a detect() (issue 30).
+    Here squared distances come from one float64 product first, and the exact float32 norms are
+    computed only for the pairs within a relative 1e-3 of their row's nearest centroid of the
+    same category, a margin a thousand times the float32 sums' rounding: every category's
+    nearest centroid and its ties are exact (the same float32 operations as the full table),
+    so every argmin and every minimum over categories gives what the full table gives (tests
+    compare the two).
+    """
+    m, k = len(zs), len(centroids)
+    if m * k <= _FEW_PAIRS:
+        return np.linalg.norm(zs[:, None, :] - centroids[None], axis=-1)
+    a, c = zs.astype(np.float64), centroids.astype(np.float64)
+    a2 = np.einsum("mf,mf->m", a, a)
+    approx = a2[:, None] + np.einsum("kf,kf->k", c, c)[None] - 2.0 * (a @ c.T)
+    if not np.isfinite(approx).all():
+        return np.linalg.norm(zs[:, None, :] - centroids[None], axis=-1)
+    from moc_envs.kernels.nearest import near_pairs
+
+    group = np.asarray(centroid_class, np.int64)  # class indices 0 <= c < classes
+    rows, cols = near_pairs(approx, group, int(group.max()) + 1, a2, 1e-3, 1e-6)
+    out = np.full((m, k), np.inf, np.float32)
+    out[rows, cols] = np.linalg.norm(zs[rows] - centroids[cols], axis=-1)
+    return out
 
 
 def colour_features(colours: np.ndarray) -> np.ndarray:
