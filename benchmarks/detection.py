@@ -1,6 +1,6 @@
 """Detection quality as users get it: every promised object, later-state frames, held-out play.
 
-``moc-envs bench detection [--games Pong Boxing ...] [--frames 320] [--set held-out|tune] [--quick]``
+``moc-envs bench detection [--games Pong Boxing ...] [--frames 320] [--set held-out|tune] [--update] [--quick]``
 
 Each game is played by the policies of :data:`trainers.evaluate.held_out.POLICY_SETS` (by
 default the ``held-out`` set: a held random action, fire-heavy or long-held play and a scripted
@@ -99,9 +99,14 @@ def worst_frames_picture(path: Path, plays: Sequence[PlayRecord], preds: Sequenc
 
 
 def run(
-    games: Sequence[str], frames: int = 320, policy_set: str = "held-out", device: str = "auto", out: Path | None = None
+    games: Sequence[str], frames: int = 320, policy_set: str = "held-out", device: str = "auto", out: Path | None = None,
+    keep: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Score every game; write the files (and the worst-frames pictures) when ``out`` is set."""
+    """Score every game; write the files (and the worst-frames pictures) when ``out`` is set.
+
+    ``keep``: rows of an earlier run (:func:`earlier_rows`) for games not scored now, written
+    beside the new ones in the order of :func:`moc_envs.games.game_names`.
+    """
     from tqdm import tqdm
 
     from moc_envs.games import get_game
@@ -118,12 +123,35 @@ def run(
         results.append(scores)
         mine = scores.get(LEARNED, {})
         tqdm.write(f"detection: {name} learned F1 {mine.get('f1', float('nan')):.3f}, vision {scores[VISION]['f1']:.3f}")
+    if keep:
+        from moc_envs.games import game_names
+
+        order = {g: i for i, g in enumerate(game_names())}
+        scored = {r["game"] for r in results}
+        results = sorted([r for r in keep if r["game"] not in scored] + results, key=lambda r: order.get(r["game"], len(order)))
     result = {"games": [r["game"] for r in results], "policy_set": policy_set,
               "policies": [r.name for r in POLICY_SETS[policy_set]], "frames_per_policy": frames,
               "target": TARGET, "results": results}
     if out is not None:
         _write(result, out)
     return result
+
+
+def earlier_rows(out: Path, frames: int, policy_set: str) -> list[dict[str, Any]]:
+    """The rows of the ``detection.json`` in ``out``, checked to come from the same policies and frames.
+
+    Raises ``ValueError`` (expected vs got) when there is none or it was gathered another way:
+    rows of different runs side by side would not compare.
+    """
+    path = out / "detection.json"
+    if not path.is_file():
+        raise ValueError(f"--update needs an earlier {path}: there is none (run without --update first)")
+    earlier = json.loads(path.read_text())
+    want = {"policy_set": policy_set, "policies": [r.name for r in POLICY_SETS[policy_set]], "frames_per_policy": frames}
+    got = {k: earlier.get(k) for k in want}
+    if got != want:
+        raise ValueError(f"--update: {path} was gathered with {got}, this run uses {want}; rerun every game instead")
+    return list(earlier["results"])
 
 
 def _meets(r: dict[str, Any]) -> str:
@@ -203,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--frames", type=int, default=320, help="recorded frames per policy")
     p.add_argument("--set", dest="policy_set", choices=sorted(POLICY_SETS), default="held-out",
                    help="policy set: held-out (never tuned on) or tune (to develop on)")
+    p.add_argument("--update", action="store_true",
+                   help="score only --games and keep the other games' rows of the detection.json in --out "
+                        "(gathered with the same policies and frames), e.g. after retraining one game")
     args = p.parse_args(argv)
     torch_threads(args.threads)
     from moc_envs.games import game_names
@@ -210,7 +241,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     games = args.games or [g for g in game_names() if learned_weights(g) is not None] or ["Pong"]
     if args.quick:
         args.frames = 32
-    result = run(games, args.frames, args.policy_set, args.device, args.out)
+    keep: list[dict[str, Any]] = []
+    if args.update:
+        if not args.games:
+            p.error("--update needs --games: the games to score again")
+        try:
+            keep = earlier_rows(Path(args.out), args.frames, args.policy_set)
+        except ValueError as err:
+            p.error(str(err))
+    result = run(games, args.frames, args.policy_set, args.device, args.out, keep)
     for r in result["results"]:
         mine = r.get(LEARNED)
         ours = "-" if mine is None else f"{mine['f1']:.3f}"

@@ -91,6 +91,24 @@ def test_detection_quick_scores_vision_and_says_what_is_missing(no_weights, tmp_
     assert (tmp_path / "detection.png").is_file()
 
 
+def test_detection_update_keeps_other_games_rows_and_refuses_other_settings(no_weights, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        detection.main(["--quick", "--games", "Pong", "--update", "--out", str(tmp_path)])
+    assert "needs an earlier" in capsys.readouterr().err
+    detection.main(["--quick", "--games", "Pong", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "detection.json").read_text())
+    kept = dict(data["results"][0], game="Boxing")  # stands for a game scored in an earlier run
+    data["results"].append(kept)
+    (tmp_path / "detection.json").write_text(json.dumps(data))
+    detection.main(["--quick", "--games", "Pong", "--update", "--out", str(tmp_path)])
+    again, md = _read(tmp_path, "detection")
+    assert [r["game"] for r in again["results"]] == ["Boxing", "Pong"]  # the games' order, not the run's
+    assert again["results"][0] == kept and "| Boxing |" in md
+    with pytest.raises(SystemExit):
+        detection.main(["--games", "Pong", "--frames", "64", "--update", "--out", str(tmp_path)])
+    assert "rerun every game" in capsys.readouterr().err
+
+
 def test_label_code_holds_given_flag_thermometer_and_bits() -> None:
     from benchmarks.probe import label_code
 
