@@ -223,6 +223,17 @@ def test_options_that_read_the_colour_win_when_only_the_colour_tells() -> None:
         choose_classifier_options(z, labels, sizes, half, colours=colours[:-1])
 
 
+def test_no_ambiguity_test_wins_a_tie() -> None:
+    z, labels, sizes, half = _samples()
+    colours = np.where((labels == "Ball")[:, None], [236, 236, 236], [240, 128, 128]).astype(np.uint8)
+    # Colours tell the categories apart at once: refusing ambiguous samples adds nothing.
+    chosen, table = choose_classifier_options(z, labels, sizes, half, colours=colours)
+    twin = {k: v for k, v in chosen.as_json().items() if k != "max_ratio"}
+    pair = [r for r in table if {k: r[k] for k in twin} == twin]
+    assert chosen.max_ratio == 1.0 and pair[0]["accuracy"] >= pair[1]["accuracy"] - 0.002
+    assert [r["max_ratio"] for r in pair] == [1.0, 0.9]
+
+
 def test_option_search_errors() -> None:
     z, labels, sizes, half = _samples()
     unlabelled = labels.copy()
