@@ -232,6 +232,16 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert "Unknown game 'Pongg'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("sizes", [["--train", "0"], ["--val", "-1"], ["--test", "-2"]])
+def test_cli_refuses_split_sizes_it_cannot_build(tmp_path, capsys, sizes: list[str]):
+    with pytest.raises(SystemExit) as exc:
+        main(["--game", "Pong", "--out", str(tmp_path / "x"), "--quiet", *sizes])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "split sizes must be --train >= 1, --val >= 0, --test >= 0 stacks" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("flag, split", [("game", True), ("off", False)])
 def test_cli_colour_split_and_hud_regions_are_recorded(tmp_path, capsys, flag: str, split: bool):
     """Boxing splits by colour unless told off; given HUD rectangles reach meta.json."""

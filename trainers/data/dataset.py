@@ -521,6 +521,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     a = p.parse_args(argv)
     if a.distractor_seed is not None and a.distractors is None:
         p.error("--distractor-seed needs --distractors (horizontal, vertical or both)")
+    if a.train < 1 or a.val < 0 or a.test < 0:
+        p.error(f"split sizes must be --train >= 1, --val >= 0, --test >= 0 stacks; got {a.train}, {a.val}, {a.test}")
     try:
         report = build_dataset(
             a.game, a.out, a.train, a.val, a.test, seed=a.seed, policy=a.policy, grid=a.grid,
