@@ -261,3 +261,12 @@ def test_the_command_refuses_a_game_with_no_readouts_to_fit() -> None:
 
     with pytest.raises(ValueError, match="Boxing has no readouts to fit"):
         plan("Boxing")
+
+
+def test_readouts_command_refuses_a_game_without_readouts(capsys) -> None:
+    from trainers.readouts.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--game", "Boxing", "--weights", "weights/Boxing", "--dry-run"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Boxing has no readouts to fit" in err and "Traceback" not in err

@@ -106,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> ReadoutSet:
     p.add_argument("--dry-run", action="store_true", help="fit and print only; write nothing")
     add_threads_argument(p)
     ns = p.parse_args(argv)
+    try:
+        plan(get_game(ns.game).name)
+    except ValueError as err:  # a game without readouts: say so, before any play
+        p.error(str(err))
     set_torch_threads(ns.threads)
     readouts, report = fit_readouts(ns.game, ns.weights, ns.steps, ns.seed, threads=ns.threads)
     print(to_markdown(report))
