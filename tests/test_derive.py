@@ -11,6 +11,7 @@ from trainers.classify.options import (
     CLASSIFIER_CANDIDATES,
     ClassifierOptions,
     choose_classifier_options,
+    pick_candidate,
 )
 from trainers.detector.derive import (
     HudSettings,
@@ -232,6 +233,21 @@ def test_no_ambiguity_test_wins_a_tie() -> None:
     pair = [r for r in table if {k: r[k] for k in twin} == twin]
     assert chosen.max_ratio == 1.0 and pair[0]["accuracy"] >= pair[1]["accuracy"] - 0.002
     assert [r["max_ratio"] for r in pair] == [1.0, 0.9]
+
+
+def test_the_colour_twin_wins_only_where_it_names_strictly_better() -> None:
+    plain, colour = ClassifierOptions(8, "prototypes"), ClassifierOptions(8, "prototypes", colour_weight=3.0)
+    later = ClassifierOptions(64, "prototypes")
+    cands = (plain, colour, later)
+    # Pong's case: the colour twin is better by less than the tolerance; it still wins.
+    assert pick_candidate(cands, [0.9921, 0.9933, 0.9930]) == 1
+    # Boxing's: a tie keeps the simpler one; so does a worse twin.
+    assert pick_candidate(cands, [0.9951, 0.9951, 0.9950]) == 0
+    assert pick_candidate(cands, [0.9951, 0.9940, None]) == 0
+    # Outside the tolerance the best wins as before, colour or not.
+    assert pick_candidate(cands, [0.90, 0.91, 0.99]) == 2
+    with pytest.raises(ValueError, match="no candidate has an accuracy"):
+        pick_candidate(cands, [None, None, None])
 
 
 def test_option_search_errors() -> None:

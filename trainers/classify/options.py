@@ -19,7 +19,7 @@ import numpy as np
 
 from trainers.classify.centroids import fit_classifier, score_classifier
 
-__all__ = ["ClassifierOptions", "CLASSIFIER_CANDIDATES", "choose_classifier_options", "choose_options"]
+__all__ = ["ClassifierOptions", "CLASSIFIER_CANDIDATES", "choose_classifier_options", "choose_options", "pick_candidate"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,8 @@ def choose_classifier_options(
     :func:`trainers.classify.centroids.fit_classifier`; without ``colours`` the candidates with a
     ``colour_weight`` are left out. Accuracy counts "unknown" as wrong. A candidate
     within ``tolerance`` of the best accuracy that comes earlier in ``candidates`` (fewer labels,
-    a simpler method) wins. Raises ValueError when either half has no labelled sample.
+    a simpler method) wins, or its colour twin where that is strictly better (:func:`pick_candidate`).
+    Raises ValueError when either half has no labelled sample.
     """
     z, sizes = np.asarray(z), np.asarray(sizes)
     labels = np.asarray(labels, dtype=object)
@@ -103,12 +104,34 @@ def choose_classifier_options(
             continue
         score = score_classifier(clf, z[~fit_half], labels[~fit_half], sizes[~fit_half], rgb[~fit_half])
         table.append({**opt.as_json(), "accuracy": score["accuracy"], "unknown_rate": score["unknown_rate"]})
-    scored = [row["accuracy"] for row in table if row["accuracy"] is not None]
-    if not scored:
+    if not any(row["accuracy"] is not None for row in table):
         raise ValueError(f"no candidate could be fitted on the fit half: {table[0].get('error')}")
+    return candidates[pick_candidate(candidates, [row["accuracy"] for row in table], tolerance)], table
+
+
+def pick_candidate(candidates: tuple[ClassifierOptions, ...], accuracies: list[float | None], tolerance: float = 0.002) -> int:
+    """Index of the chosen candidate: the earliest within ``tolerance`` of the best accuracy, unless
+    its twin that also reads the object's colour names the held-out half strictly better.
+
+    Colour costs nothing to read (the pixel-tight boxes find it) and tells apart what shape alone
+    cannot, such as a paddle cut by the wall from the ball; a small gain on the val split stands
+    for rare cases that matter to a slot (Pong's spurious Ball boxes, `docs/results.md`). Where the
+    two tie (Boxing's boxers) the simpler one stays.
+    """
+    scored = [a for a in accuracies if a is not None]
+    if not scored:
+        raise ValueError("no candidate has an accuracy to choose by")
     best = max(scored)
-    chosen = next(i for i, row in enumerate(table) if row["accuracy"] is not None and row["accuracy"] >= best - tolerance)
-    return candidates[chosen], table
+    chosen = next(i for i, a in enumerate(accuracies) if a is not None and a >= best - tolerance)
+    if candidates[chosen].colour_weight:
+        return chosen
+    plain = dataclasses.replace(candidates[chosen], colour_weight=0.0)
+    twins = [
+        i for i, c in enumerate(candidates)
+        if c.colour_weight and dataclasses.replace(c, colour_weight=0.0) == plain
+        and accuracies[i] is not None and accuracies[i] > accuracies[chosen]
+    ]  # fmt: skip
+    return max(twins, key=lambda i: accuracies[i]) if twins else chosen
 
 
 def choose_options(
