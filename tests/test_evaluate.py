@@ -253,3 +253,17 @@ def test_refresh_keeps_what_the_card_said_of_a_dataset_that_is_gone(tmp_path) ->
     assert not Path(before["path"]).joinpath("meta.json").is_file() and before["policy"] == "random"
     after = card_main(["--game", "Carnival", "--weights", str(folder), "--refresh"])["dataset"]
     assert after == before
+
+
+def test_card_refresh_takes_the_classifier_search_of_the_folder_as_it_is_now(tmp_path):
+    from trainers.evaluate.card import _with_current_classifier_search
+
+    stale = {"classifier": {"chosen": {"max_ratio": 0.9}}, "max_box": {"max_box": [8, 8]}}
+    assert _with_current_classifier_search(stale, tmp_path) == stale  # no classifier: kept
+    (tmp_path / CLASSIFIER_JSON).write_text(json.dumps({"info": {"method": "prototypes"}}))
+    assert _with_current_classifier_search(stale, tmp_path) == stale  # options given by hand: kept
+    search = {"chosen": {"max_ratio": 1.0, "colour_weight": 3.0}, "held_out_accuracy": 0.99}
+    (tmp_path / CLASSIFIER_JSON).write_text(json.dumps({"info": {"options_search": search}}))
+    fresh = _with_current_classifier_search(stale, tmp_path)
+    assert fresh == {"classifier": search, "max_box": {"max_box": [8, 8]}} and stale["classifier"]["chosen"]["max_ratio"] == 0.9
+    assert _with_current_classifier_search(None, tmp_path) == {"classifier": search}

@@ -531,6 +531,17 @@ def write_card(card: dict[str, Any], weights: str | Path) -> tuple[Path, Path]:
     return paths
 
 
+def _with_current_classifier_search(derived: dict[str, Any] | None, weights: Path) -> dict[str, Any] | None:
+    """``derived`` with the options search of the folder's classifier as it is now: a classifier
+    refit since the card was written (``moc-envs classifier --auto``) must not keep the old choice."""
+    path = weights / CLASSIFIER_JSON
+    try:
+        search = json.loads(path.read_text())["info"]["options_search"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return derived  # no classifier, or one fitted with options given by hand: nothing to update
+    return {**(derived or {}), "classifier": search}
+
+
 def _existing_card(weights: Path) -> dict[str, Any]:
     """The folder's card.json, for ``--refresh``; a clear error when there is none to refresh."""
     path = weights / "card.json"
@@ -590,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         training = old.get("training") or {}
         args.train_minutes = args.train_minutes if args.train_minutes is not None else training.get("minutes")
         args.hardware = args.hardware or training.get("hardware")
-        derived = old.get("derived")
+        derived = _with_current_classifier_search(old.get("derived"), Path(args.weights))
         if shortfall is None:
             shortfall = (old.get("ship") or {}).get("shortfall")
     card = build_card(
