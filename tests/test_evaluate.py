@@ -250,7 +250,9 @@ def test_refresh_keeps_what_the_card_said_of_a_dataset_that_is_gone(tmp_path) ->
     folder = tmp_path / "Carnival"
     shutil.copytree(Path(__file__).resolve().parents[1] / "weights" / "Carnival", folder)
     before = json.loads((folder / "card.json").read_text())["dataset"]
-    assert not Path(before["path"]).joinpath("meta.json").is_file() and before["policy"] == "random"
+    if Path(before["path"]).joinpath("meta.json").is_file():
+        pytest.skip(f"the run's dataset {before['path']} is on this machine (it is not in a fresh checkout)")
+    assert before["policy"] == "random"
     after = card_main(["--game", "Carnival", "--weights", str(folder), "--refresh"])["dataset"]
     assert after == before
 
