@@ -257,15 +257,13 @@ def test_refresh_keeps_what_the_card_said_of_a_dataset_that_is_gone(tmp_path) ->
     assert after == before
 
 
-def test_card_refresh_takes_the_classifier_search_of_the_folder_as_it_is_now(tmp_path):
-    from trainers.evaluate.card import _with_current_classifier_search
+def test_card_refresh_takes_the_classifier_search_of_the_folder_as_it_is_now() -> None:
+    from trainers.evaluate.card import _with_classifier_search
 
     stale = {"classifier": {"chosen": {"max_ratio": 0.9}}, "max_box": {"max_box": [8, 8]}}
-    assert _with_current_classifier_search(stale, tmp_path) == stale  # no classifier: kept
-    (tmp_path / CLASSIFIER_JSON).write_text(json.dumps({"info": {"method": "prototypes"}}))
-    assert _with_current_classifier_search(stale, tmp_path) == stale  # options given by hand: kept
+    assert _with_classifier_search(stale, {}) == stale  # no classifier: kept
+    assert _with_classifier_search(stale, {"method": "prototypes"}) == stale  # options given by hand: kept
     search = {"chosen": {"max_ratio": 1.0, "colour_weight": 3.0}, "held_out_accuracy": 0.99}
-    (tmp_path / CLASSIFIER_JSON).write_text(json.dumps({"info": {"options_search": search}}))
-    fresh = _with_current_classifier_search(stale, tmp_path)
+    fresh = _with_classifier_search(stale, {"options_search": search})
     assert fresh == {"classifier": search, "max_box": {"max_box": [8, 8]}} and stale["classifier"]["chosen"]["max_ratio"] == 0.9
-    assert _with_current_classifier_search(None, tmp_path) == {"classifier": search}
+    assert _with_classifier_search(None, {"options_search": search}) == {"classifier": search}

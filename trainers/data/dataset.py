@@ -94,7 +94,7 @@ from trainers.data.storage import (
     write_json_atomic,
 )
 
-__all__ = ["BuildSettings", "BuildInterrupted", "DatasetWarning", "build_dataset", "main"]
+__all__ = ["BuildSettings", "BuildInterrupted", "DatasetWarning", "build_dataset", "check_split_sizes", "main"]
 
 
 class BuildInterrupted(MocEnvsError, RuntimeError):
@@ -250,8 +250,7 @@ def build_dataset(
     meta.json's ``static_objects``.
     """
     spec = get_game(game)
-    if train < 1 or val < 0 or test < 0:
-        raise ValueError(f"split sizes must be train >= 1, val >= 0, test >= 0; got {train}, {val}, {test}")
+    check_split_sizes(train, val, test)
     if grid < 1 or T < 1 or chunk_stacks < 1:
         raise ValueError(f"grid, T and chunk_stacks must be positive; got {grid}, {T}, {chunk_stacks}")
     check_distractors(distractors, distractor_seed)
@@ -461,6 +460,13 @@ def _regions(text: str) -> list[list[int]]:
     return rects
 
 
+def check_split_sizes(train: int, val: int, test: int) -> None:
+    """Raise ValueError (expected vs got) unless the splits can be built: at least one training
+    stack, no negative split."""
+    if train < 1 or val < 0 or test < 0:
+        raise ValueError(f"split sizes must be --train >= 1, --val >= 0, --test >= 0 stacks; got {train}, {val}, {test}")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point: ``moc-envs dataset --game Pong --out data/Pong``."""
     p = argparse.ArgumentParser(
@@ -521,8 +527,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     a = p.parse_args(argv)
     if a.distractor_seed is not None and a.distractors is None:
         p.error("--distractor-seed needs --distractors (horizontal, vertical or both)")
-    if a.train < 1 or a.val < 0 or a.test < 0:
-        p.error(f"split sizes must be --train >= 1, --val >= 0, --test >= 0 stacks; got {a.train}, {a.val}, {a.test}")
+    try:
+        check_split_sizes(a.train, a.val, a.test)
+    except ValueError as err:  # before any play or file, in the options' own words
+        p.error(str(err))
     try:
         report = build_dataset(
             a.game, a.out, a.train, a.val, a.test, seed=a.seed, policy=a.policy, grid=a.grid,

@@ -171,6 +171,7 @@ def build_card(
     if shortfall is not None:
         verdict["shortfall"] = shortfall.strip()
     classifier = None
+    info: dict[str, Any] = {}
     if (weights / CLASSIFIER_JSON).is_file() and (weights / CLASSIFIER_FILE).is_file():
         man = json.loads((weights / CLASSIFIER_JSON).read_text())
         classifier = {k: man.get(k) for k in ("classes", "centroids")}
@@ -187,6 +188,7 @@ def build_card(
         classifier["withheld"] = list(man.get("withheld") or [])
     if derived is None and run is not None:
         derived = _pipeline_derived(Path(run))
+    derived = _with_classifier_search(derived, info)
     labels = json.loads((weights / LABELS_FILE).read_text()) if (weights / LABELS_FILE).is_file() else None
     w_file = weights / WEIGHTS_FILE
     return {
@@ -531,15 +533,13 @@ def write_card(card: dict[str, Any], weights: str | Path) -> tuple[Path, Path]:
     return paths
 
 
-def _with_current_classifier_search(derived: dict[str, Any] | None, weights: Path) -> dict[str, Any] | None:
-    """``derived`` with the options search of the folder's classifier as it is now: a classifier
-    refit since the card was written (``moc-envs classifier --auto``) must not keep the old choice."""
-    path = weights / CLASSIFIER_JSON
-    try:
-        search = json.loads(path.read_text())["info"]["options_search"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return derived  # no classifier, or one fitted with options given by hand: nothing to update
-    return {**(derived or {}), "classifier": search}
+def _with_classifier_search(derived: dict[str, Any] | None, info: dict[str, Any]) -> dict[str, Any] | None:
+    """``derived`` with the options search of the folder's classifier as it is now (its ``info``):
+    a classifier refit since the card was last written (``moc-envs classifier --auto``, then
+    ``card --refresh``) must not keep the old choice. A classifier fitted with options given by
+    hand has no search: ``derived`` is kept."""
+    search = info.get("options_search")
+    return derived if search is None else {**(derived or {}), "classifier": search}
 
 
 def _existing_card(weights: Path) -> dict[str, Any]:
@@ -601,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         training = old.get("training") or {}
         args.train_minutes = args.train_minutes if args.train_minutes is not None else training.get("minutes")
         args.hardware = args.hardware or training.get("hardware")
-        derived = _with_current_classifier_search(old.get("derived"), Path(args.weights))
+        derived = old.get("derived")
         if shortfall is None:
             shortfall = (old.get("ship") or {}).get("shortfall")
     card = build_card(
