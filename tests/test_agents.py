@@ -74,6 +74,10 @@ def test_resume_refuses_other_settings(tiny_run, tmp_path) -> None:
     args = agent_train.Args(game="Pong", out=str(tiny_run["out"]), detector="space", resume=True)
     with pytest.raises(agent_train.AgentTrainError, match="detector 'ram', not 'space'"):
         agent_train.train(args)
+    wider = agent_train.Args(game="Pong", out=str(tiny_run["out"]), detector="ram", envs=2, workers=1,
+                             n_steps=128, frames=2048, hidden="32,32", resume=True, progress=False)
+    with pytest.raises(agent_train.AgentTrainError, match=r"'hidden': \(\[64, 64\], \[32, 32\]\)"):
+        agent_train.train(wider)
 
 
 def test_checkpoint_that_does_not_match_its_record_is_refused(tiny_run, tmp_path) -> None:
@@ -169,6 +173,27 @@ def test_shipped_freeway_agent_loads_and_crosses_the_road() -> None:
     assert crossed >= 4, crossed
 
 
+@pytest.mark.skipif(agents.agent_dir("Boxing") is None, reason="no shipped Boxing agent in weights/")
+def test_shipped_boxing_agent_loads_and_outpunches_the_cpu() -> None:
+    import gymnasium as gym
+
+    policy = agents.load("Boxing")  # the bundled weights/Boxing/agent, manifest-checked
+    info = policy.info
+    assert info["game"] == "Boxing" and info["frames"] >= 10_000_000 and info["evaluation"] is not None
+    env = gym.make("MOC/Boxing-v0", detector=policy.detector)
+    obs, _ = env.reset(seed=1)
+    landed = taken = 0
+    for _ in range(600):
+        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        landed, taken = landed + (reward > 0), taken + (reward < 0)
+        if terminated or truncated:  # a knock-out (100 punches) ends the game early
+            break
+    env.close()
+    # Random play lands about as many punches as it takes (published random 0.1 a game); the agent
+    # about 100 for 25 over some 1,300 steps.
+    assert landed >= 10 and landed >= 2 * taken, (landed, taken)
+
+
 def _copy(exported: Path, tmp_path: Path) -> Path:
     import shutil
 
@@ -255,6 +280,28 @@ def test_coasted_evaluation_goes_to_its_own_file(tiny_run, tmp_path, capsys) -> 
         with pytest.raises(SystemExit):
             agent_eval.main(["--run", str(run), *bad])
         assert "--coast" in capsys.readouterr().err
+
+
+def test_evaluating_on_one_detector_keeps_the_others_results(tiny_run, tmp_path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["out"], run)
+    (run / agent_eval.EVAL_FILE).unlink(missing_ok=True)
+    agent_eval.evaluate_run(run, ["ram"], episodes=2, envs=2, max_steps=20, progress=False)
+    first = json.loads((run / agent_eval.EVAL_FILE).read_text())["results"]["ram"]
+    agent_eval.evaluate_run(run, ["ram"], episodes=2, envs=2, max_steps=25, progress=False)
+    again = json.loads((run / agent_eval.EVAL_FILE).read_text())
+    assert again["results"]["ram"]["max_steps"] == 25 and first["max_steps"] == 20
+    # Another detector's results of the same checkpoint stay; another checkpoint's go.
+    again["results"]["space"] = {"mean": 1.0}
+    (run / agent_eval.EVAL_FILE).write_text(json.dumps(again))
+    agent_eval.evaluate_run(run, ["ram"], episodes=2, envs=2, max_steps=20, progress=False)
+    assert set(json.loads((run / agent_eval.EVAL_FILE).read_text())["results"]) == {"ram", "space"}
+    again["policy_sha256"] = "0" * 64
+    (run / agent_eval.EVAL_FILE).write_text(json.dumps(again))
+    agent_eval.evaluate_run(run, ["ram"], episodes=2, envs=2, max_steps=20, progress=False)
+    assert set(json.loads((run / agent_eval.EVAL_FILE).read_text())["results"]) == {"ram"}
 
 
 def test_export_ships_the_runs_own_evaluation_with_use_eval(tiny_run, tmp_path, capsys) -> None:
@@ -418,6 +465,13 @@ def test_training_arguments_are_checked(capsys) -> None:
     with pytest.raises(SystemExit):
         agent_train.main(["--game", "Pong", "--out", "x", "--detector", "vision"])
     assert "invalid choice: 'vision'" in capsys.readouterr().err
+    for flag, value, message in (("--hidden", "64,x", "--hidden must be comma-separated positive layer sizes"),
+                                 ("--hidden", "0", "--hidden must be comma-separated"),
+                                 ("--gamma", "1.5", "--gamma must be in (0, 1], got 1.5"),
+                                 ("--ent-coef", "-0.1", "--ent-coef must be >= 0, got -0.1")):
+        with pytest.raises(SystemExit):
+            agent_train.main(["--game", "Pong", "--out", "x", flag, value])
+        assert message in capsys.readouterr().err
 
 
 def test_recorded_evaluation_replaces_the_agent_folders(exported, tmp_path, capsys) -> None:

@@ -221,8 +221,23 @@ def evaluate_run(
             file=sys.stderr,
         )
     if write:
-        atomic_write_text(run / eval_file(kwargs.get("coast", 0), kwargs.get("distractors")), json.dumps(result, indent=2) + "\n")
+        path = run / eval_file(kwargs.get("coast", 0), kwargs.get("distractors"))
+        result["results"] = {**_earlier_results(path, record["policy_sha256"]), **result["results"]}
+        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _earlier_results(path: Path, policy_sha256: str) -> dict[str, Any]:
+    """The results ``path`` holds for the same checkpoint: evaluating on one detector keeps the
+    other detector's (a later checkpoint's evaluation replaces them all)."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(earlier, dict) or earlier.get("policy_sha256") != policy_sha256:
+        return {}
+    results = earlier.get("results")
+    return dict(results) if isinstance(results, dict) else {}
 
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:

@@ -134,6 +134,9 @@ class Args:
     n_steps: int = field(default=PPO_DEFAULTS["n_steps"], metadata={"help": "rollout length per env"})
     learning_rate: float = field(default=PPO_DEFAULTS["learning_rate"], metadata={"help": "initial Adam learning rate (annealed linearly to 0 over --frames)"})
     n_epochs: int = field(default=PPO_DEFAULTS["n_epochs"], metadata={"help": "passes over each rollout"})
+    gamma: float = field(default=PPO_DEFAULTS["gamma"], metadata={"help": "discount factor, in (0, 1]"})
+    ent_coef: float = field(default=PPO_DEFAULTS["ent_coef"], metadata={"help": "entropy bonus weight, >= 0"})
+    hidden: str = field(default=",".join(map(str, PPO_DEFAULTS["hidden"])), metadata={"help": "hidden layer sizes of the policy and value MLPs, comma-separated"})
     device: str = field(default="auto", metadata={"help": "torch device of the learned detector (PPO's small MLP runs on the CPU)"})
     distractors: str | None = field(default=None, metadata={"help": "train on Noisy Atari: PermaKey's moving bars (horizontal, vertical or both) on every frame the detector sees, env i's bars seeded from --seed + i; None: clean frames"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
@@ -181,6 +184,11 @@ def _check_args(args: Args) -> None:
             raise AgentTrainError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.workers > args.envs:
         raise AgentTrainError(f"--workers ({args.workers}) cannot exceed --envs ({args.envs})")
+    if not 0.0 < args.gamma <= 1.0:
+        raise AgentTrainError(f"--gamma must be in (0, 1], got {args.gamma}")
+    if not args.ent_coef >= 0.0:
+        raise AgentTrainError(f"--ent-coef must be >= 0, got {args.ent_coef}")
+    _hidden_sizes(args.hidden)
     if args.until_frames is not None and args.until_frames < 0:
         raise AgentTrainError(f"--until-frames must be >= 0, got {args.until_frames}")
     if args.frames < FRAMESKIP:
@@ -414,9 +422,21 @@ def _linear_schedule(initial: float) -> Callable[[float], float]:
     return schedule
 
 
+def _hidden_sizes(text: str) -> list[int]:
+    """``--hidden`` as layer sizes: ``"64,64"`` -> ``[64, 64]``; AgentTrainError if not positive ints."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise AgentTrainError(f"--hidden must be comma-separated positive layer sizes such as 64,64, got {text!r}")
+    return sizes
+
+
 def _hyperparameters(args: Args) -> dict[str, Any]:
     return {**PPO_DEFAULTS, "n_steps": args.n_steps, "learning_rate": args.learning_rate,
-            "n_epochs": args.n_epochs, "n_envs": args.envs}
+            "n_epochs": args.n_epochs, "gamma": args.gamma, "ent_coef": args.ent_coef,
+            "hidden": _hidden_sizes(args.hidden), "n_envs": args.envs}
 
 
 def _new_record(args: Args, hp: dict[str, Any]) -> dict[str, Any]:
@@ -456,7 +476,8 @@ def _check_resume(record: dict[str, Any], args: Args, hp: dict[str, Any], out: P
         diff = {k: (saved.get(k), hp.get(k)) for k in set(saved) | set(hp) if saved.get(k) != hp.get(k)}
         raise AgentTrainError(
             f"{out} was trained with other PPO settings (saved vs asked: {diff}); resume with the "
-            "same --envs / --n-steps / --learning-rate / --n-epochs, or choose another --out"
+            "same --envs / --n-steps / --learning-rate / --n-epochs / --gamma / --ent-coef / --hidden, or "
+            "choose another --out"
         )
 
 
