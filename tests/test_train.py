@@ -20,7 +20,14 @@ from trainers.detector.config import (
     make_config,
     top_k_for,
 )
-from trainers.detector.train import CHECKPOINT, TrainError, load_checkpoint, main, parse_scale_mean
+from trainers.detector.train import (
+    CHECKPOINT,
+    TrainError,
+    load_checkpoint,
+    main,
+    parse_scale_mean,
+    start_boxes_at,
+)
 
 
 def _argv(data, out, *extra: str) -> list[str]:
@@ -140,6 +147,25 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_pong, tmp_path):
     assert ca["step"] == cb["step"] == 4
     assert ca["sched"] == cb["sched"]
     assert torch.equal(ca["rng"]["torch"], cb["rng"]["torch"])
+
+
+def test_boxes_start_at_the_prior_size_for_the_step_calibration(tiny_pong, tmp_path):
+    from moc_envs.model import SpaceModel
+
+    cfg = make_config("Pong", "cpu")
+    model = SpaceModel(cfg.model)
+    x = torch.rand(2, 3, cfg.model.img_size, cfg.model.img_size)
+    plain = model.encoder.mean_where(model.encoder.image_encoder(x))[..., :2]
+    start_boxes_at(model, -3.0)
+    started = model.encoder.mean_where(model.encoder.image_encoder(x))[..., :2]
+    # Every cell of any frame proposes the prior's box; the untrained encoder's are about half the frame.
+    assert torch.allclose(started, torch.full_like(started, torch.sigmoid(torch.tensor(-3.0)).item()))
+    assert plain.mean() > 0.3
+    # The calibration's option reaches the run: its first checkpoint's heads start there.
+    run = tmp_path / "calibration"
+    main(_argv(tiny_pong, run, "--steps", "4", "--until-step", "1", "--boxes-at-prior"))
+    heads = _params(run)["encoder.image_encoder.heads.bias"][3:5]
+    assert torch.allclose(heads, torch.full_like(heads, cfg.z_scale_prior(0)), atol=0.05)
 
 
 def test_dynamic_lambda_schedule_runs_and_is_checkpointed(tiny_pong, tmp_path):

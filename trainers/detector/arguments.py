@@ -47,6 +47,7 @@ class Args:
     eval_split: str = field(default="test", metadata={"help": "split scored at the end ('' to skip)"})
     compile: bool = field(default=True, metadata={"help": "torch.compile the model on CUDA"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    boxes_at_prior: bool = field(default=False, metadata={"help": "start every cell's box at the z_scale prior's size, not the untrained encoder's (moc-envs train's step calibration: what steps cost once training has shrunk the boxes)"})
     nproc: int = field(default=1, metadata={"help": "data-parallel processes (>1: relaunched under torchrun, DDP; --batch-stacks is per process)"})
 
     def config_overrides(self) -> dict[str, Any]:

@@ -93,6 +93,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_model_from_run",
+    "start_boxes_at",
     "train",
     "main",
 ]
@@ -224,6 +225,22 @@ def optimizer_step(
     return fg_norm, bg_norm
 
 
+def start_boxes_at(model: SpaceModel, z_scale_logit: float) -> None:
+    """Make every cell of the untrained ``model`` propose a box of the size ``z_scale_logit``
+    (pre-sigmoid, as the z_scale prior is written) whatever the frame.
+
+    A training step's cost follows the boxes' sizes (each glimpse is pasted over a window of its
+    box's size), and an untrained encoder proposes boxes about half the frame wide: its first
+    steps cost 3-4 times what the steps cost once the z_scale prior has pulled the boxes to object
+    size. ``moc-envs train`` times its forecast and calibration steps with the boxes started here,
+    at the prior's size; a training run does not (its recipe starts from the plain initialisation).
+    """
+    heads = model.encoder.image_encoder.heads  # channels 3-4: the z_scale means (latents.cell_latents)
+    with torch.no_grad():
+        heads.weight[3:5] = 0.0
+        heads.bias[3:5] = float(z_scale_logit)
+
+
 def train(args: Args) -> dict[str, Any]:
     """Run (or resume) one training run; return a summary dict.
 
@@ -286,6 +303,8 @@ def _train_locked(
         )
 
     model = SpaceModel(cfg.model).to(device).to(memory_format=torch.channels_last)
+    if args.boxes_at_prior:
+        start_boxes_at(model, cfg.z_scale_prior(0))
     fg_opt = torch.optim.RMSprop(model.foreground_parameters(), lr=cfg.fg_lr)
     bg_opt = torch.optim.Adam(model.background.parameters(), lr=cfg.bg_lr)
     dist.reseed(cfg.seed, gen)  # after the model: every rank starts from the same weights

@@ -213,8 +213,11 @@ def _seconds_per_step(run: PipelineRun, steps: int, z_scale: tuple[float, float]
     shutil.rmtree(scratch, ignore_errors=True)
     first, second = 2, 10
     try:
-        a = train(_train_args(run, scratch, steps, z_scale, until_step=first, compile=False, progress=False))
-        b = train(_train_args(run, scratch, steps, z_scale, until_step=second, resume=True, compile=False, progress=False))
+        # Boxes at the prior's size: the untrained encoder's half-frame boxes make the first
+        # steps 3-4 times dearer than the rest of the run (trainers.detector.train.start_boxes_at).
+        quiet = {"compile": False, "progress": False, "boxes_at_prior": True}
+        a = train(_train_args(run, scratch, steps, z_scale, until_step=first, **quiet))
+        b = train(_train_args(run, scratch, steps, z_scale, until_step=second, resume=True, **quiet))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     done = int(b["step"]) - first
@@ -434,20 +437,22 @@ def _second_of_two(step: Callable[[], None]) -> float:
 
 def probe_teacher_step(run: PipelineRun) -> float:
     """Seconds of one teacher training step here, timed before the dataset exists: the training
-    loss of :mod:`trainers.detector.train` on an untrained model and random frames (what the
-    first steps cost; not compiled)."""
+    loss of :mod:`trainers.detector.train` on an untrained model whose boxes start at the z_scale
+    prior's size (:func:`~trainers.detector.train.start_boxes_at`: what a step costs once
+    training has shrunk them, most of the run) and random frames; not compiled."""
     import torch
 
     from moc_envs.model import SpaceModel
     from trainers.detector.config import make_config
     from trainers.detector.losses import continuity_loss, elbo_terms, motion_terms, total_loss
-    from trainers.detector.train import optimizer_step
+    from trainers.detector.train import optimizer_step, start_boxes_at
 
     cfg = make_config(run.game, run.preset, **_config_options(run))
     device = torch.device(run.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.cfg.seed)
         model = SpaceModel(cfg.model).to(device).to(memory_format=torch.channels_last)
+        start_boxes_at(model, cfg.z_scale_prior(0))
         fg = torch.optim.RMSprop(model.foreground_parameters(), lr=cfg.fg_lr)
         bg = torch.optim.Adam(model.background.parameters(), lr=cfg.bg_lr)
         n, size, cells = cfg.frames_per_step, cfg.model.img_size, cfg.model.n_cells
