@@ -9,9 +9,12 @@ recorded frame is scored twice: as it is, and with distractor bars drawn on it
 random positions every frame, seeded per game). The truth is the same for both: the bars change
 pixels, not the game (an object a bar covers counts as missed by every detector). Detectors:
 
-- ``learned (shipped)``: the game's weights as the env loads them (extents, HUD regions and
-  withheld categories of its classifier, boxes over plain background dropped, and the bar filter
-  of :class:`moc_envs.perception.distractors.BarFilter` when the folder has a background image);
+- ``learned (shipped)``: the game's weights as the env runs them (extents, HUD regions and
+  withheld categories of its classifier, boxes over plain background dropped, the bar filter
+  of :class:`moc_envs.perception.distractors.BarFilter` when the folder has a background image,
+  and the env's :class:`~moc_envs.perception.distractors.BarMemory`, which paints the bar pixels
+  back from the window's earlier frames; it starts afresh at each window);
+- ``learned (one-frame bar filter)``: the same without the memory (what ``detect()`` alone does);
 - ``learned (no bar filter)``: the same weights with the bar filter off, to show what it does;
 - ``learned (trained with distractors)``: with ``--noisy-weights ROOT``, the game's folder under
   ROOT, trained on frames with bars (``moc-envs train --distractors both``);
@@ -44,10 +47,11 @@ from benchmarks.common import (
     write_results,
 )
 
-__all__ = ["KINDS", "noisy_frames", "hidden_share", "bar_false_detections", "run", "main"]
+__all__ = ["KINDS", "noisy_frames", "hidden_share", "bar_false_detections", "detect_with_memory", "run", "main"]
 
 KINDS = ("horizontal", "vertical", "both")
 SHIPPED = "learned (shipped)"
+ONE_FRAME = "learned (one-frame bar filter)"
 NO_FILTER = "learned (no bar filter)"
 NOISY_TRAINED = "learned (trained with distractors)"
 VISION = "OCAtari vision"
@@ -111,6 +115,22 @@ def bar_false_detections(preds: Sequence[Any], truths: Sequence[Any], bars: Sequ
     return count
 
 
+def detect_with_memory(detector: Any, frames: np.ndarray, starts: Sequence[bool]) -> list[tuple[np.ndarray, list[str]]]:
+    """``detector``'s boxes and category names on ``frames`` as an env runs them: one frame at a
+    time, the bars painted back from the earlier frames of the window (a new window starts
+    where ``starts`` is True, as an episode would)."""
+    from moc_envs.perception.distractors import BarMemory, without_bars
+    from trainers.evaluate.held_out import detect_all
+
+    memory = BarMemory()
+    out: list[tuple[np.ndarray, list[str]]] = []
+    for frame, start in zip(frames, starts, strict=True):
+        if start:
+            memory.reset()
+        out += detect_all(detector, without_bars(detector, frame[None], memory))
+    return out
+
+
 def _vision(game: str, frames: np.ndarray) -> list[tuple[np.ndarray, list[str]]]:
     """OCAtari's vision objects (promised categories, HUD left out) on each frame."""
     from trainers.evaluate.held_out import VisionRules
@@ -140,6 +160,7 @@ def _score_game(
     weights = learned_weights(spec.name)
     if weights is not None:
         detectors[SHIPPED] = make_detector("space", spec.name, device, weights=str(weights))
+        detectors[ONE_FRAME] = detectors[SHIPPED]
         bare = make_detector("space", spec.name, device, weights=str(weights))
         bare.bar_filter = None
         detectors[NO_FILTER] = bare
@@ -148,9 +169,13 @@ def _score_game(
     rows = []
     for name in [*detectors, VISION]:
         found = {
-            which: (_vision(spec.name, frames) if name == VISION else detect_all(detectors[name], frames))
+            which: (
+                _vision(spec.name, frames) if name == VISION
+                else detect_with_memory(detectors[name], frames, starts) if name == SHIPPED
+                else detect_all(detectors[name], frames)
+            )
             for which, frames in (("clean", clean), ("noisy", noisy))
-        }
+        }  # fmt: skip
         s_clean = score_objects(spec, found["clean"], truths, starts)
         s_noisy = score_objects(spec, found["noisy"], truths, starts)
         on_bars = bar_false_detections(found["noisy"], truths, bars, keep)
@@ -239,9 +264,12 @@ def _write(result: dict[str, Any], out: Path) -> None:
         f"Distractors `{result['kind']}` (PermaKey's bars: 13 rows / 10 columns on 210 x 160, RGB 128, 0, 255, new positions "
         f"every frame), drawn on the held-out play of trainers/evaluate/held_out.py ({result['frames_per_policy']} frames per "
         "policy), the same frames scored clean and noisy against the same OCAtari RAM truth (every promised object, "
-        "category-aware, relative criterion). `learned (shipped)` paints frame-spanning lines in colours foreign to the game's "
-        "background over with its background image (the bar filter, on when the weights folder has `background.safetensors`); "
-        "`learned (no bar filter)`: the same weights with it off. False detections on bars: boxes of a promised category "
+        "category-aware, relative criterion). `learned (shipped)` runs as the env does: it paints frame-spanning lines in "
+        "colours foreign to the game's background over from the frame itself (the bar filter, on when the weights folder has "
+        "`background.safetensors`), then paints those pixels back from the earlier frames of the window where the colour "
+        "they showed there had moved at most 2 px (the env's bar memory; each window starts afresh, as an episode does); "
+        "`learned (one-frame bar filter)`: the filter alone, as `detect()` on one frame does; "
+        "`learned (no bar filter)`: the same weights with neither. False detections on bars: boxes of a promised category "
         "matching no truth object of their category, centred on a bar. Labels right: `info[\"labels\"]` against the RAM on "
         f"one play of {result['label_steps']} steps (seed 1000 + {result['seed']} + the game's index: no label was fitted on seeds >= 1000; random actions held 4-16 "
         "steps), the mean over the game's labels of the share of steps each is right (positions within 5, the rest exact; "
@@ -284,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result = run(games, args.frames, args.kind, args.seed, args.device, args.out, args.noisy_weights, args.label_steps)
     for g in result["results"]:
         for r in g["rows"]:
-            print(f"{r['game']:<14} {r['detector']:<22} F1 {r['f1_clean']:.3f} -> {r['f1_noisy']:.3f}, "
+            print(f"{r['game']:<14} {r['detector']:<32} F1 {r['f1_clean']:.3f} -> {r['f1_noisy']:.3f}, "
                   f"{r['bar_false_per_100']:.1f} false on bars / 100 frames")  # fmt: skip
     return result
 

@@ -56,7 +56,12 @@ from moc_envs.perception.detection import (
     validate_detections,
 )
 from moc_envs.perception.detectors import DetectorName, label_spec, make_detector
-from moc_envs.perception.distractors import DistractorKind, make_distractors, without_bars
+from moc_envs.perception.distractors import (
+    BarMemory,
+    DistractorKind,
+    make_distractors,
+    without_bars,
+)
 from moc_envs.perception.observation import ObjectObservationBuilder, observation_space
 from moc_envs.readouts.registry import detector_readouts
 
@@ -258,6 +263,7 @@ class MocVectorEnv(VectorEnv):
         # Stateful detectors (the RAM oracle) keep per-row memory and expose reset(i).
         reset = getattr(self.detector, "reset", None)
         self._detector_reset = reset if callable(reset) else None
+        self._bar_memory = BarMemory()  # per env row: bars painted back from earlier frames
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
         self._rewards = np.zeros(self.num_envs, dtype=np.float64)
         self._terminations = np.zeros(self.num_envs, dtype=bool)
@@ -288,7 +294,7 @@ class MocVectorEnv(VectorEnv):
         batch = list(range(self.num_envs)) if self._detector_reset is not None else list(rows)
         frames, rams = grabbed if grabbed is not None and batch == list(rows) else self._grab(batch)
         # The readouts read what the detector saw; the objects+frame observation keeps the bars.
-        seen = without_bars(self.detector, frames)
+        seen = without_bars(self.detector, frames, self._bar_memory, batch)
         detections, dropped = validate_detections(
             self.detector.detect(seen, rams), len(batch), self.detector
         )
@@ -331,6 +337,7 @@ class MocVectorEnv(VectorEnv):
         if (bars := self._distractors[i]) is not None:
             bars.reset(seed)
         self.builders[i].reset()
+        self._bar_memory.reset(i)
         if self._detector_reset is not None:
             self._detector_reset(i)
 

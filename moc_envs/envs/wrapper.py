@@ -31,7 +31,12 @@ from moc_envs.perception.detection import (
     validate_detections,
 )
 from moc_envs.perception.detectors import DetectorName, label_spec, make_detector
-from moc_envs.perception.distractors import DistractorKind, make_distractors, without_bars
+from moc_envs.perception.distractors import (
+    BarMemory,
+    DistractorKind,
+    make_distractors,
+    without_bars,
+)
 from moc_envs.perception.frames import frame_source, screen_of
 from moc_envs.perception.observation import (
     ObjectObservationBuilder,
@@ -217,6 +222,7 @@ class ObjectCentricWrapper(
         self._frame_of = frame_source(env)
         # Bars drawn on that frame (after the max of two), new positions at each step and reset.
         self._distractors = make_distractors(distractors, distractor_seed)
+        self._bar_memory = BarMemory()  # bars the detector's filter paints over, from earlier frames
         self.detector = make_detector(
             detector, self.game, device, weights=weights, allow_unclassified=allow_unclassified,
             threads=threads, runtime=runtime,
@@ -270,7 +276,7 @@ class ObjectCentricWrapper(
         frame = self._screen()
         ram = self.ale.getRAM()
         # The readouts read what the detector saw; render() shows the frame with its bars.
-        seen = without_bars(self.detector, frame[None])
+        seen = without_bars(self.detector, frame[None], self._bar_memory)
         found, dropped = validate_detections(
             self.detector.detect(seen, ram[None]), 1, self.detector
         )
@@ -294,6 +300,7 @@ class ObjectCentricWrapper(
         if self._distractors is not None:
             self._distractors.reset(seed)
         self.builder.reset()
+        self._bar_memory.reset()
         reset = getattr(self.detector, "reset", None)
         if callable(reset):
             reset(0)
