@@ -372,10 +372,13 @@ class BarMemory:
     fill. The first frame of an episode, or after clean frames, has no memory and keeps the
     one-frame fill; the second frame takes the previous one's colours everywhere under the bar.
 
-    Decided by measurement on the tune play of every shipped game (``moc-envs bench noisy``
-    explains the rows): against the one-frame filter, F1 under bars at least as high on all
-    11 games; taking the previous frame's colours with no reach test was as good on average but
-    drew second balls in Breakout and Pong.
+    Decided by measurement on the tune play of every shipped game (F1 under bars, category-aware,
+    as ``moc-envs bench noisy`` scores it): against the one-frame filter it gains 0.01-0.09 on 10
+    of the 11 games (Breakout within 0.015 either way, by the bars' seed); a reach of 2 gained a
+    little more than 0 or 1; taking the previous frame's colours with no reach test was as good
+    on average but drew second balls in Breakout and Pong. Its cost: a sprite that moved under
+    the bar can come back a pixel or two from where it is, and some of those pieces are extra
+    boxes on the bars (``moc-envs bench noisy`` counts them).
 
     One memory serves the envs of a vector env, by row; the envs :meth:`reset` a row with its
     episode. Frames without bars cost nothing and clear the memory of their rows.
