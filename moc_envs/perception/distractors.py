@@ -338,12 +338,18 @@ class BarFilter:
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """``frames`` (N, 210, 160, 3) uint8 with their bars painted over; the same array when no
         frame has one, else a copy."""
+        return self.clean(frames)[0]
+
+    def clean(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """:meth:`__call__`'s frames, and the boolean (N, 210) rows and (N, 160) columns it
+        painted (None, None when no frame has a bar)."""
         if (frames[:, :, 0] == self._first_column).all() and (frames[:, 0] == self._top_row).all():
-            return frames  # every line starts as the background image's does: no bar anywhere
+            return frames, None, None  # every line starts as the background image's does: no bar anywhere
         rows, cols = self.find(frames)
         # More foreign lines in one frame than one bar's worth is the game recolouring itself.
         rows[rows.sum(axis=1) > MAX_BAR_ROWS] = False
         cols[cols.sum(axis=1) > MAX_BAR_COLUMNS] = False
+        painted_rows, painted_cols = np.zeros_like(rows), np.zeros_like(cols)
         out = frames
         for i in np.flatnonzero(rows.any(axis=1) | cols.any(axis=1)):
             row_runs, col_runs = _runs(rows[i], MAX_BAR_ROWS), _runs(cols[i], MAX_BAR_COLUMNS)
@@ -351,9 +357,11 @@ class BarFilter:
                 out = frames.copy()
             for start, stop in row_runs:
                 _paint_over(out[i], self.background, start, stop)
+                painted_rows[i, start:stop] = True
             for start, stop in col_runs:
                 _paint_over(out[i].transpose(1, 0, 2), self.background.transpose(1, 0, 2), start, stop)
-        return out
+                painted_cols[i, start:stop] = True
+        return (frames, None, None) if out is frames else (out, painted_rows, painted_cols)
 
 
 MEMORY_REACH = 2
@@ -397,10 +405,13 @@ class BarMemory:
         else:
             self._seen.pop(index, None)
 
-    def __call__(self, frames: np.ndarray, cleaned: np.ndarray, rows: Sequence[int]) -> np.ndarray:
-        """``cleaned`` (the bar filter's output for ``frames``, env ``rows``) with the pixels the
-        filter painted taken from memory where it holds them; remembers the result."""
-        if cleaned is frames:  # no bar in any of these frames: nothing to paint, nothing to keep
+    def __call__(
+        self, frames: np.ndarray, cleaned: np.ndarray, painted: tuple[np.ndarray, np.ndarray] | None, rows: Sequence[int]
+    ) -> np.ndarray:
+        """``cleaned``, the bar filter's output for ``frames`` (env ``rows``; ``painted``: the rows
+        and columns it painted, :meth:`BarFilter.clean`), with those lines taken from memory where
+        it holds them; remembers the result."""
+        if painted is None:  # no bar in any of these frames: nothing to paint, nothing to keep
             for i in rows:
                 self._seen.pop(i, None)
             return frames
@@ -408,25 +419,35 @@ class BarMemory:
         for k, i in enumerate(rows):
             prev, prev2 = self._seen.get(i, (None, None))
             if prev is not None:
-                ys, xs = np.nonzero((cleaned[k] != frames[k]).any(axis=-1))
-                if len(ys):
-                    if prev2 is not None:
-                        near = self._near(prev, prev2, ys, xs)
-                        ys, xs = ys[near], xs[near]
-                    cleaned[k, ys, xs] = prev[ys, xs]
+                here = cleaned[k]
+                for lines, view, view_prev, view_prev2 in (
+                    (np.flatnonzero(painted[0][k]), here, prev, prev2),
+                    (np.flatnonzero(painted[1][k]), *(None if a is None else a.transpose(1, 0, 2) for a in (here, prev, prev2))),
+                ):
+                    if len(lines):
+                        self._fill(view, view_prev, view_prev2, lines)
             self._seen[i] = (cleaned[k], prev)
         return cleaned
 
-    def _near(self, prev: np.ndarray, prev2: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        """Whether each pixel's colour in ``prev`` lay within the reach of it in ``prev2``."""
-        r = self.reach
-        want = rgb_codes(prev[ys, xs])
-        before = np.pad(rgb_codes(prev2), r, mode="edge")
-        near = np.zeros(len(ys), bool)
-        for dy in range(2 * r + 1):
-            for dx in range(2 * r + 1):
-                near |= before[ys + dy, xs + dx] == want
-        return near
+    def _fill(self, out: np.ndarray, prev: np.ndarray, prev2: np.ndarray | None, lines: np.ndarray) -> None:
+        """Paint full lines ``lines`` (first axis) of ``out`` from ``prev`` where the colour there lay
+        within the reach in ``prev2`` (everywhere when there is no ``prev2``)."""
+        if prev2 is None:
+            out[lines] = prev[lines]
+            return
+        taken = prev[lines]  # (K, L, 3)
+        want = rgb_codes(taken)
+        near = want == rgb_codes(prev2[lines])  # the same colour in the same place: most of a bar
+        ks, xs = np.nonzero(~near)
+        if len(ks):  # the rest looks around, the frame's edge standing for what lies beyond it
+            r = self.reach
+            dy, dx = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
+            yy = np.clip(lines[ks][:, None] + dy.ravel(), 0, prev.shape[0] - 1)
+            xx = np.clip(xs[:, None] + dx.ravel(), 0, prev.shape[1] - 1)
+            near[ks, xs] = (rgb_codes(prev2[yy, xx]) == want[ks, xs][:, None]).any(axis=1)
+        block = out[lines]
+        block[near] = taken[near]
+        out[lines] = block
 
 
 def without_bars(
@@ -442,10 +463,11 @@ def without_bars(
     bar_filter = getattr(detector, "bar_filter", None)
     if bar_filter is None:
         return frames
-    cleaned = bar_filter(frames)
     if memory is None:
-        return cleaned
-    return memory(frames, cleaned, range(len(frames)) if rows is None else rows)
+        return bar_filter(frames)
+    cleaned, painted_rows, painted_cols = bar_filter.clean(frames)
+    painted = None if painted_rows is None else (painted_rows, painted_cols)
+    return memory(frames, cleaned, painted, range(len(frames)) if rows is None else rows)
 
 
 def background_bytes(background: np.ndarray, game: str) -> bytes:
