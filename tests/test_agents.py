@@ -134,61 +134,48 @@ def test_exported_policy_matches_the_sb3_policy(tiny_run, exported, monkeypatch)
     np.testing.assert_array_equal(policy(batch.reshape(-1, 3, 7)), want)
 
 
-@pytest.mark.skipif(agents.agent_dir("Pong") is None, reason="no shipped Pong agent in weights/")
-def test_shipped_pong_agent_loads_and_wins_points() -> None:
+def _play_shipped(game: str, steps: int) -> list[float]:
+    """The bundled agent of ``game`` (manifest-checked) playing ``steps`` steps from seed 1 on the
+    objects it was trained on; the rewards, until the game ends."""
     import gymnasium as gym
 
-    policy = agents.load("Pong")  # the bundled weights/Pong/agent, manifest-checked
+    policy = agents.load(game)
     info = policy.info
-    assert info["game"] == "Pong" and info["frames"] >= 10_000_000 and info["evaluation"] is not None
-    won = lost = 0
-    env = gym.make("MOC/Pong-v0", detector=policy.detector)
+    assert info["game"] == game and info["frames"] >= 10_000_000 and info["evaluation"] is not None
+    env = gym.make(f"MOC/{game}-v0", detector=policy.detector)
     obs, _ = env.reset(seed=1)
-    for _ in range(1500):
-        obs, reward, terminated, truncated, _ = env.step(policy(obs))
-        won, lost = won + (reward > 0), lost + (reward < 0)
-        if terminated or truncated:
-            break
-    env.close()
+    rewards = []
+    try:
+        for _ in range(steps):
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            rewards.append(float(reward))
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    return rewards
+
+
+@pytest.mark.skipif(agents.agent_dir("Pong") is None, reason="no shipped Pong agent in weights/")
+def test_shipped_pong_agent_loads_and_wins_points() -> None:
+    rewards = np.array(_play_shipped("Pong", 1500))
+    won, lost = int((rewards > 0).sum()), int((rewards < 0).sum())
     # A random policy wins about one point in 20 (-20.7 a game); the trained one returns the ball.
     assert won >= 2 and won >= lost, (won, lost)
 
 
 @pytest.mark.skipif(agents.agent_dir("Freeway") is None, reason="no shipped Freeway agent in weights/")
 def test_shipped_freeway_agent_loads_and_crosses_the_road() -> None:
-    import gymnasium as gym
-
-    policy = agents.load("Freeway")  # the bundled weights/Freeway/agent, manifest-checked
-    info = policy.info
-    assert info["game"] == "Freeway" and info["frames"] >= 10_000_000 and info["evaluation"] is not None
-    env = gym.make("MOC/Freeway-v0", detector=policy.detector)
-    obs, _ = env.reset(seed=1)
-    crossed = 0.0
-    for _ in range(600):
-        obs, reward, terminated, truncated, _ = env.step(policy(obs))
-        crossed += float(reward)
-        assert not (terminated or truncated)  # a Freeway game lasts 2,048 steps
-    env.close()
+    rewards = _play_shipped("Freeway", 600)
+    assert len(rewards) == 600  # a Freeway game lasts 2,048 steps
     # Random play scores about 0 in a whole game (2,048 steps; published random 0.0); the agent about 22.
-    assert crossed >= 4, crossed
+    assert sum(rewards) >= 4, sum(rewards)
 
 
 @pytest.mark.skipif(agents.agent_dir("Boxing") is None, reason="no shipped Boxing agent in weights/")
 def test_shipped_boxing_agent_loads_and_outpunches_the_cpu() -> None:
-    import gymnasium as gym
-
-    policy = agents.load("Boxing")  # the bundled weights/Boxing/agent, manifest-checked
-    info = policy.info
-    assert info["game"] == "Boxing" and info["frames"] >= 10_000_000 and info["evaluation"] is not None
-    env = gym.make("MOC/Boxing-v0", detector=policy.detector)
-    obs, _ = env.reset(seed=1)
-    landed = taken = 0
-    for _ in range(600):
-        obs, reward, terminated, truncated, _ = env.step(policy(obs))
-        landed, taken = landed + (reward > 0), taken + (reward < 0)
-        if terminated or truncated:  # a knock-out (100 punches) ends the game early
-            break
-    env.close()
+    rewards = np.array(_play_shipped("Boxing", 600))  # a knock-out (100 punches) ends a game early
+    landed, taken = int((rewards > 0).sum()), int((rewards < 0).sum())
     # Random play lands about as many punches as it takes (published random 0.1 a game); the agent
     # about 100 for 25 over some 1,300 steps.
     assert landed >= 10 and landed >= 2 * taken, (landed, taken)
