@@ -17,7 +17,8 @@ pixels, not the game (an object a bar covers counts as missed by every detector)
 - ``learned (one-frame bar filter)``: the same without the memory (what ``detect()`` alone does);
 - ``learned (no bar filter)``: the same weights with the bar filter off, to show what it does;
 - ``learned (trained with distractors)``: with ``--noisy-weights ROOT``, the game's folder under
-  ROOT, trained on frames with bars (``moc-envs train --distractors both``);
+  ROOT, trained on frames with bars (``moc-envs train --distractors both``), run as the env runs
+  it (its bar filter, when its folder has a background image, and the bar memory);
 - ``OCAtari vision``: OCAtari's vision rules on the very same frames.
 
 Per detector: category-aware F1 clean and noisy (the references' relative criterion) and the
@@ -171,7 +172,7 @@ def _score_game(
         found = {
             which: (
                 _vision(spec.name, frames) if name == VISION
-                else detect_with_memory(detectors[name], frames, starts) if name == SHIPPED
+                else detect_with_memory(detectors[name], frames, starts) if name in (SHIPPED, NOISY_TRAINED)
                 else detect_all(detectors[name], frames)
             )
             for which, frames in (("clean", clean), ("noisy", noisy))
