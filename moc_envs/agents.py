@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from moc_envs.agent_features import FEATURE_SETS, apply_features, feature_count, relative_layout
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import get_game
 
@@ -151,6 +152,8 @@ class Policy:
     ``obs``: one observation, ``(F,)`` flat or the ``(n_slots, 7)`` objects array, or a batch of
     either (``(N, F)``, ``(N, n_slots, 7)``). Returns an ``int`` for one observation and an
     ``(N,)`` int64 array for a batch: the argmax of the logits (SB3's ``deterministic=True``).
+    An agent trained on ``features="relative"`` (agent.json's ``features``) takes the env's
+    observation all the same and rewrites it first (:mod:`moc_envs.agent_features`).
     """
 
     def __init__(
@@ -180,6 +183,18 @@ class Policy:
             n_in = w.shape[0]
         self.n_features = int(layers[0][0].shape[1])
         self.n_actions = int(self.action[0].shape[0])
+        self.features = str(self.info.get("features", "slots"))
+        if self.features not in FEATURE_SETS:
+            raise ValueError(f"features must be one of {', '.join(FEATURE_SETS)}, got {self.features!r}")
+        self._layout = relative_layout(str(self.info.get("game"))) if self.features == "relative" else None
+        # Entries of the env observation the policy takes (the network's input is what the
+        # features make of it).
+        self.n_inputs = self.n_features if self._layout is None else self._layout.n_slots * 7
+        if self._layout is not None and self.n_features != feature_count("relative", self._layout.n_slots):
+            raise ValueError(
+                f"relative features of {self._layout.game} make {feature_count('relative', self._layout.n_slots)} "
+                f"inputs, the network takes {self.n_features}"
+            )
         if normalisation.mean.shape != (self.n_features,):
             raise ValueError(
                 f"normalisation for {normalisation.mean.shape[0]} features, the network takes {self.n_features}"
@@ -196,30 +211,36 @@ class Policy:
         return self.info.get("detector")
 
     def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
+        """The network's inputs (N, n_features) of ``obs``, and whether it was one observation."""
         x = np.asarray(obs, dtype=np.float32)
-        f = self.n_features
+        f = self.n_inputs
         if x.ndim >= 1 and x.shape[-1] == f and x.ndim <= 2:
-            return x.reshape(-1, f), x.ndim == 1
-        if x.ndim in (2, 3) and x.shape[-1] * x.shape[-2] == f:  # the (n_slots, 7) objects array
-            return x.reshape(-1, f), x.ndim == 2
-        raise ValueError(
-            f"observation must be ({f},) flat, a (n_slots, 7) objects array with {f} entries, or a "
-            f"batch of either, got shape {x.shape}"
-        )
+            batch, single = x.reshape(-1, f), x.ndim == 1
+        elif x.ndim in (2, 3) and x.shape[-1] * x.shape[-2] == f:  # the (n_slots, 7) objects array
+            batch, single = x.reshape(-1, f), x.ndim == 2
+        else:
+            raise ValueError(
+                f"observation must be ({f},) flat, a (n_slots, 7) objects array with {f} entries, or a "
+                f"batch of either, got shape {x.shape}"
+            )
+        return apply_features(batch, self.features, self._layout), single
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        h = normalise_observation(x, self.normalisation)
+        for w, b in self.hidden:
+            h = _activate(h @ w.T + b, self.activation)
+        return h @ self.action[0].T + self.action[1]
 
     def logits(self, obs: Any) -> np.ndarray:
         """The action logits ``(N, n_actions)`` of a batch (or ``(n_actions,)`` of one observation)."""
         x, single = self._batch(obs)
-        h = normalise_observation(x, self.normalisation)
-        for w, b in self.hidden:
-            h = _activate(h @ w.T + b, self.activation)
-        out = h @ self.action[0].T + self.action[1]
+        out = self._logits(x)
         return out[0] if single else out
 
     def __call__(self, obs: Any) -> int | np.ndarray:
         """The deterministic action(s) for ``obs``."""
         x, single = self._batch(obs)
-        actions = np.argmax(self.logits(x), axis=-1).astype(np.int64)
+        actions = np.argmax(self._logits(x), axis=-1).astype(np.int64)
         return int(actions[0]) if single else actions
 
     def __repr__(self) -> str:
@@ -354,6 +375,15 @@ def load_folder(folder: str | os.PathLike[str], game: str | None = None) -> Poli
             f"{source}: the policy has {n_actions} actions, {agent_game} has {game_actions(agent_game)} "
             f"(its minimal ALE action set, as MOC/{agent_game}-v0 plays it)"
         )
+    features = info.get("features", "slots")
+    if features not in FEATURE_SETS:
+        raise CorruptWeightsError(f"{source}: features must be one of {', '.join(FEATURE_SETS)}, got {features!r}")
+    want = feature_count(features, get_game(agent_game).n_slots)
+    if n_in != want:
+        # A policy for another game's (or another feature set's) observation never plays this one.
+        raise CorruptWeightsError(
+            f"{source}: {features} features of {agent_game} make {want} inputs, the architecture says {n_in}"
+        )
     norm = ObsNormalisation.from_json(info.get("normalisation") or {}, n_in, str(source))
 
     weights_path = folder / POLICY_FILE
@@ -425,7 +455,7 @@ def save_agent(
     from moc_envs.weights.manifest import write_manifest
 
     name = get_game(game).name
-    policy = Policy(hidden, action, normalisation, activation)
+    policy = Policy(hidden, action, normalisation, activation, {**info, "game": name})
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, np.ndarray] = {}

@@ -2,10 +2,12 @@
 
     moc-envs agent --game Pong --detector space|ram --out runs/agents/pong_space
         [--frames 10_000_000] [--envs 8] [--workers 2] [--threads 1] [--resume] [--seed 0]
+        [--features slots|relative]
 
 Stable-Baselines3 PPO with ``MlpPolicy`` on the flat object observation of ``MOC/<Game>-v0``
 (``obs_mode="flat"``), N envs through :func:`moc_envs.make_vec` (``workers`` processes) and
-:class:`moc_envs.envs.sb3.SB3VecEnv`. The observation is standardised by :class:`ObsNormaliser`
+:class:`moc_envs.envs.sb3.SB3VecEnv`. ``--features relative`` rewrites it as seen from the player
+(:mod:`moc_envs.agent_features`). The observation is standardised by :class:`ObsNormaliser`
 (running mean / variance per feature, as SB3's ``VecNormalize`` but with its statistics stored
 in our own JSON). Hyperparameters: :data:`PPO_DEFAULTS`, each with the reason for its value.
 
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 import sys
@@ -44,12 +45,14 @@ from typing import Any
 
 import numpy as np
 
+from moc_envs.agent_features import FEATURE_SETS, feature_set_names, relative_layout
 from moc_envs.errors import CorruptWeightsError, MocEnvsError
 from moc_envs.games import game_names, get_game
 from moc_envs.perception.distractors import DISTRACTOR_KINDS
 from moc_envs.weights.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from moc_envs.weights.manifest import sha256_file
 from moc_envs.weights.safe_read import torch_load_error_text
+from trainers.agents.normaliser import NORM_DEFAULTS, ObsNormaliser
 
 __all__ = [
     "FRAMESKIP",
@@ -98,19 +101,6 @@ PPO_DEFAULTS: dict[str, Any] = {
 }
 """PPO hyperparameters of :func:`train` (``--n-steps`` etc. override some of them)."""
 
-NORM_DEFAULTS: dict[str, float] = {
-    # Positions lie in [0, 1] and velocities are a few hundredths: without standardisation
-    # the MLP learned nothing in 100k steps (benchmarks.agents). Clip 10 and epsilon as in
-    # SB3's VecNormalize. Rewards are left alone: Pong's are +-1 already (CleanRL clips
-    # Atari rewards to their sign for the same scale).
-    "clip": 10.0,
-    "epsilon": 1e-8,
-    # A feature that never varies in training (the RAM oracle's box sizes) would get a standard
-    # deviation of ~0 and map any other detector's one-pixel wobble to +-clip; the floor keeps
-    # one pixel (1/160 of the width) at ~0.6.
-    "min_std": 1e-2,
-}
-
 
 class AgentTrainError(MocEnvsError, ValueError):
     """A training run that cannot start or continue as asked."""
@@ -138,6 +128,7 @@ class Args:
     ent_coef: float = field(default=PPO_DEFAULTS["ent_coef"], metadata={"help": "entropy bonus weight, >= 0"})
     hidden: str = field(default=",".join(map(str, PPO_DEFAULTS["hidden"])), metadata={"help": "hidden layer sizes of the policy and value MLPs, comma-separated"})
     device: str = field(default="auto", metadata={"help": "torch device of the learned detector (PPO's small MLP runs on the CPU)"})
+    features: str = field(default="slots", metadata={"help": "what the policy reads: slots (the env's flat observation) or relative (the player, then every object as seen from it, each category's nearest first: moc_envs.agent_features)"})
     distractors: str | None = field(default=None, metadata={"help": "train on Noisy Atari: PermaKey's moving bars (horizontal, vertical or both) on every frame the detector sees, env i's bars seeded from --seed + i; None: clean frames"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
 
@@ -156,6 +147,8 @@ def _parse(argv: Sequence[str] | None) -> Args:
             p.add_argument(flag, required=True, default=argparse.SUPPRESS, help=f.metadata["help"])
         elif f.name == "detector":
             p.add_argument(flag, choices=("space", "ram"), default=f.default, help=f.metadata["help"])
+        elif f.name == "features":
+            p.add_argument(flag, choices=FEATURE_SETS, default=f.default, help=f.metadata["help"])
         elif f.name == "distractors":
             p.add_argument(flag, choices=DISTRACTOR_KINDS, default=f.default, help=f.metadata["help"])
         else:
@@ -177,6 +170,13 @@ def _int(text: str) -> int:
 def _check_args(args: Args) -> None:
     if args.detector not in ("space", "ram"):
         raise AgentTrainError(f"--detector must be 'space' or 'ram', got {args.detector!r}")
+    if args.features not in FEATURE_SETS:
+        raise AgentTrainError(f"--features must be one of {', '.join(FEATURE_SETS)}, got {args.features!r}")
+    if args.features == "relative":
+        try:
+            relative_layout(args.game)
+        except ValueError as err:
+            raise AgentTrainError(str(err)) from err
     if not args.learning_rate > 0:
         raise AgentTrainError(f"--learning-rate must be > 0, got {args.learning_rate}")
     for name in ("envs", "workers", "threads", "checkpoint_every", "n_steps", "n_epochs"):
@@ -201,68 +201,13 @@ def _check_args(args: Args) -> None:
 
 
 # ---------------------------------------------------------------------------- environment
-@functools.cache
-def _obs_normaliser_class() -> type:
-    """:class:`ObsNormaliser`, defined on first use so that SB3 is imported only then."""
-    from stable_baselines3.common.running_mean_std import RunningMeanStd
-    from stable_baselines3.common.vec_env import VecEnvWrapper
-
-    from moc_envs.agents import ObsNormalisation, normalise_observation
-
-    class _ObsNormaliser(VecEnvWrapper):
-        """Standardise observations with running statistics (see :data:`NORM_DEFAULTS`)."""
-
-        def __init__(self, venv: Any, training: bool = True) -> None:
-            super().__init__(venv)
-            self.training = training
-            self.rms = RunningMeanStd(shape=venv.observation_space.shape)
-
-        @property
-        def normalisation(self) -> ObsNormalisation:
-            """The statistics as the exported policy applies them."""
-            return ObsNormalisation(
-                self.rms.mean.copy(), self.rms.var.copy(), NORM_DEFAULTS["epsilon"],
-                NORM_DEFAULTS["min_std"], NORM_DEFAULTS["clip"],
-            )  # fmt: skip
-
-        def _normalise(self, obs: np.ndarray) -> np.ndarray:
-            return normalise_observation(obs, self.normalisation)
-
-        def reset(self) -> np.ndarray:
-            obs = self.venv.reset()
-            if self.training:
-                self.rms.update(obs)
-            return self._normalise(obs)
-
-        def step_wait(self) -> Any:
-            obs, rewards, dones, infos = self.venv.step_wait()
-            if self.training:
-                self.rms.update(obs)
-            for info in infos:
-                # SB3 bootstraps truncated episodes from this one: same scale as the rest.
-                if "terminal_observation" in info:
-                    info["terminal_observation"] = self._normalise(info["terminal_observation"][None])[0]
-            return self._normalise(obs), rewards, dones, infos
-
-    return _ObsNormaliser
-
-
-def ObsNormaliser(venv: Any, training: bool = True) -> Any:  # noqa: N802 - a class to its users
-    """SB3 ``VecEnvWrapper`` standardising observations with running mean / variance.
-
-    ``.rms`` holds SB3's ``RunningMeanStd`` (mean, var, count; updated while ``training``),
-    ``.normalisation`` the :class:`moc_envs.agents.ObsNormalisation` that exported policies apply.
-    """
-    return _obs_normaliser_class()(venv, training)
-
-
 def make_env(
     game: str, detector: str, envs: int, workers: int, threads: int, seed: int, device: str = "auto",
-    distractors: str | None = None,
+    distractors: str | None = None, features: str = "slots",
 ) -> Any:
-    """The SB3 vector env an agent trains on: flat objects, VecMonitor, :func:`ObsNormaliser`;
-    ``distractors``: PermaKey's bars on the frames (:mod:`moc_envs.perception.distractors`), seeded
-    from ``seed``."""
+    """The SB3 vector env an agent trains on: flat objects, VecMonitor, :func:`ObsNormaliser`
+    (reading ``features``); ``distractors``: PermaKey's bars on the frames
+    (:mod:`moc_envs.perception.distractors`), seeded from ``seed``."""
     from stable_baselines3.common.vec_env import VecMonitor
 
     from moc_envs.envs.make import make_vec
@@ -278,7 +223,7 @@ def make_env(
     sb3 = SB3VecEnv(venv)
     sb3.seed(seed)
     # Monitor below the normaliser: episode returns are the game's own rewards.
-    return ObsNormaliser(VecMonitor(sb3))
+    return ObsNormaliser(VecMonitor(sb3), layout=relative_layout(game) if features == "relative" else None)
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -351,7 +296,11 @@ def policy_from_checkpoint(out: str | Path) -> Any:
     hidden, action = _policy_layers(tensors["policy"], len(hp["hidden"]))
     n = hidden[0][0].shape[1] if hidden else action[0].shape[1]
     norm = ObsNormalisation.from_json(record["normalisation"], n, str(Path(out) / CHECKPOINT_JSON))
-    return Policy(hidden, action, norm, hp["activation"], _agent_info(record))
+    info = _agent_info(record)
+    try:
+        return Policy(hidden, action, norm, hp["activation"], info)
+    except ValueError as err:
+        raise CorruptWeightsError(f"{Path(out) / CHECKPOINT_JSON}: {err}") from err
 
 
 def _agent_info(record: dict[str, Any]) -> dict[str, Any]:
@@ -364,6 +313,7 @@ def _agent_info(record: dict[str, Any]) -> dict[str, Any]:
         "distractors": record.get("distractors"),
         "env_id": record["env_id"],
         "obs_mode": "flat",
+        "features": record.get("features", "slots"),
         "feature_names": record["feature_names"],
         "frames": frames,
         "env_steps": int(record["num_timesteps"]),
@@ -449,7 +399,9 @@ def _new_record(args: Args, hp: dict[str, Any]) -> dict[str, Any]:
         "detector": args.detector,
         "distractors": args.distractors,
         "env_id": f"MOC/{spec.name}-v0",
-        "feature_names": list(feature_names(spec)),
+        "features": args.features,
+        "feature_names": feature_set_names(feature_names(spec), args.features,
+                                           relative_layout(spec) if args.features == "relative" else None),
         "target_frames": args.frames,
         "seed": args.seed,
         "hyperparameters": hp,
@@ -465,8 +417,10 @@ def _new_record(args: Args, hp: dict[str, Any]) -> dict[str, Any]:
 
 def _check_resume(record: dict[str, Any], args: Args, hp: dict[str, Any], out: Path) -> None:
     spec = get_game(args.game)
-    for key, want in (("game", spec.name), ("detector", args.detector), ("distractors", args.distractors)):
-        if record.get(key) != want:
+    for key, want in (("game", spec.name), ("detector", args.detector), ("distractors", args.distractors),
+                      ("features", args.features)):
+        # Runs from before --features read the slots.
+        if record.get(key, "slots" if key == "features" else None) != want:
             raise AgentTrainError(
                 f"{out} holds a run of {key} {record.get(key)!r}, not {want!r}: resume with the "
                 f"same --{key}, or choose another --out"
@@ -533,7 +487,8 @@ def _train_locked(args: Args, out: Path) -> dict[str, Any]:
     record["sessions"].append({"start_step": start, "seed": seed, "argv": sys.argv[1:],
                                "started": time.strftime("%Y-%m-%d %H:%M:%S %z")})
 
-    env = make_env(args.game, args.detector, args.envs, args.workers, args.threads, seed, args.device, args.distractors)
+    env = make_env(args.game, args.detector, args.envs, args.workers, args.threads, seed, args.device, args.distractors,
+                   args.features)
     try:
         if tensors is not None:
             norm = record["normalisation"]
