@@ -112,6 +112,7 @@ def long_run(folder: str | Path) -> dict[str, Any] | None:
         "wall_hours": float(record.get("wall_seconds", 0.0)) / 3600,
         "hyperparameters": record.get("hyperparameters"),
         "distractors": record.get("distractors"),
+        "features": record.get("features", "slots"),
         "evaluation": None,
     }
     path = folder / EVAL_FILE
@@ -344,8 +345,18 @@ def target_verdict(long_runs: list[dict[str, Any]], game: str = "Pong") -> str:
     """Whether ``game``'s target is met, not met, or not yet measurable, from the evaluations."""
     spec = agent_game(game)
     # The target is about clean 10M-frame runs; shorter comparisons (Noisy Atari) stay out of it.
-    by = {r["detector"]: r for r in long_runs if not r.get("distractors") and r.get("target_frames", r["frames"]) >= 10_000_000}
-    space, ram = by.get("space"), by.get("ram")
+    # Of several such runs per detector (other observations, settings), the best evaluated one on
+    # its own objects stands: the best learned-objects agent against the best RAM oracle.
+    clean = [r for r in long_runs if not r.get("distractors") and r.get("target_frames", r["frames"]) >= 10_000_000]
+
+    def best(detector: str) -> dict[str, Any] | None:
+        runs = [r for r in clean if r["detector"] == detector]
+        scored = [r for r in runs if detector in ((r.get("evaluation") or {}).get("results") or {})]
+        if not scored:
+            return runs[-1] if runs else None
+        return max(scored, key=lambda r: r["evaluation"]["results"][detector]["mean"])
+
+    space, ram = best("space"), best("ram")
     if space is None or space.get("evaluation") is None:
         return "not measured: no evaluation of a learned-objects agent at its last checkpoint"
     s = space["evaluation"]["results"].get("space")
@@ -396,6 +407,8 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
         trained_on = DETECTOR_NAMES.get(r["detector"], r["detector"])
         if r.get("distractors"):
             trained_on += f", bars ({r['distractors']})"
+        if r.get("features", "slots") != "slots":
+            trained_on += f", {r['features']} features"
         rows.append([r["run"], trained_on, settings, status, r["steps_per_s"],
                      r["wall_hours"], r["episodes"], r["last_100_return"], _cell(ev, "ram"), _cell(ev, "space"),
                      coasted or "-", noisy or "-", note])
@@ -418,7 +431,10 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
         "policy on learned objects with PermaKey's moving bars on every frame (Noisy Atari; `moc-envs agent-eval "
         "--distractors both`, eval_both.json); \"bars\" in \"trained on\": trained on such frames (`moc-envs agent "
         "--distractors both`). The shipped detectors paint the bars over before detecting (the bar filter, "
-        "docs/user-guide.md).\n\n"
+        "docs/user-guide.md). \"relative features\" in \"trained on\": the policy reads the player's box, then "
+        "every object as seen from it, each category's nearest first (`moc-envs agent --features relative`, "
+        "`moc_envs.agent_features`). The verdict weighs the best evaluated clean 10M-frame run of each "
+        "detector.\n\n"
         f"{table}\n\n**{result['target']}** Verdict: {result['target_verdict']}."
     )
 

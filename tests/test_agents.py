@@ -403,6 +403,11 @@ def test_target_verdict_needs_both_evaluations() -> None:
     noisy = {**run("space", "space", -20.0), "distractors": "both"}
     for later in (short, noisy):
         assert target_verdict([run("space", "space", 16.0), run("ram", "ram", 17.5), later]).startswith("met: ")
+    # Of two full runs per detector, the better evaluated one stands, whatever the order.
+    weaker = run("space", "space", 12.0)
+    assert target_verdict([run("space", "space", 16.0), weaker, run("ram", "ram", 17.5)]).startswith("met: ")
+    assert target_verdict([weaker, run("space", "space", 16.0), run("ram", "ram", 17.5),
+                           run("ram", "ram", 19.0)]).startswith("not met: ")
 
 
 def test_boxing_and_freeway_targets_allow_five_percent_below_the_ram_agent() -> None:
