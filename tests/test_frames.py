@@ -105,3 +105,28 @@ def test_visibility_needs_a_pixel_unlike_the_surroundings() -> None:
     assert visible(frame, (170, 100, 4, 4)) is None  # outside the frame
     pooled = np.maximum(frame, np.zeros_like(frame))
     assert visible(pooled, (29, 49, 4, 6)) is True
+
+
+def test_pooled_frame_is_the_maximum_of_the_last_two_emulator_screens() -> None:
+    """Against a twin ALE env stepped one emulator frame at a time by hand, screens read after each."""
+    game = get_game("SpaceInvaders")
+    pooled_env = make_ale_env(game, repeat_action_probability=0.0)
+    twin = gym.make(game.ale_id, frameskip=1, repeat_action_probability=0.0)
+    try:
+        layer = pooled_env
+        while not isinstance(layer, MaxOfLastTwoFrames):
+            layer = layer.env
+        pooled_env.reset(seed=4)
+        twin.reset(seed=4)
+        rng = np.random.default_rng(0)
+        for _ in range(40):
+            action = int(rng.integers(pooled_env.action_space.n))
+            pooled_env.step(action)
+            screens = []
+            for _ in range(layer.frameskip):
+                twin.step(action)
+                screens.append(twin.unwrapped.ale.getScreenRGB())
+            np.testing.assert_array_equal(layer.frame(), np.maximum(screens[-2], screens[-1])[:210])
+    finally:
+        pooled_env.close()
+        twin.close()

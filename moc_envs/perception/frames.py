@@ -69,10 +69,14 @@ class MaxOfLastTwoFrames(gym.Wrapper):
         """Repeat ``action`` for ``frameskip`` emulator frames; pool the last two screens."""
         total = 0.0
         previous, current = self._last, self._last
+        shape = self._last.shape
         for _ in range(self.frameskip):
             obs, reward, terminated, truncated, info = self.env.step(action)
             total += float(reward)
-            previous, current = current, self._ale.getScreenRGB()
+            # An RGB env's observation is the screen it just read (a fresh copy): reading it a
+            # second time cost as much again, four times a step.
+            screen = obs if isinstance(obs, np.ndarray) and obs.shape == shape and obs.dtype == np.uint8 else None
+            previous, current = current, self._ale.getScreenRGB() if screen is None else screen
             if terminated or truncated:
                 break
         self._last = current
