@@ -14,7 +14,9 @@ user cache where that folder is read-only):
 - :mod:`moc_envs.kernels.resize`: the detector's input, OpenCV's area resize and the division
   to [0, 1] in one pass, bit for bit;
 - :mod:`moc_envs.kernels.nearest`: which (row, centroid) pairs the classifier measures exactly
-  (:func:`moc_envs.perception.classifier.centroid_distances`).
+  (:func:`moc_envs.perception.classifier.centroid_distances`);
+- :mod:`moc_envs.kernels.lines`: the thin vertical lines a readout follows (SpaceInvaders' shot,
+  :func:`moc_envs.readouts.shot.thin_lines`).
 
 Tests compare every kernel with its NumPy reference on real frames.
 """

@@ -63,20 +63,11 @@ def thin_lines(mask: np.ndarray, max_width: int, min_length: int) -> list[tuple[
     """``(column, top row, bottom row)`` of the vertical lines in a boolean mask: lit pixels with
     at most ``max_width`` lit pixels side by side in their row, runs of a column joined across
     gaps of up to :data:`MERGE_GAP` rows, kept when at least ``min_length`` rows long and alone
-    (nothing else lit within :data:`ISOLATION` columns along them)."""
-    h, w = mask.shape
-    # Every row's runs of lit pixels at once: +1 where a run starts, -1 one past its end (runs
-    # of a row pair up in order); the thin ones' marks summed along the row light their pixels.
-    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
-    start_y, start_x = np.nonzero(edges == 1)
-    end_y, end_x = np.nonzero(edges == -1)
-    short = end_x - start_x <= max_width
-    marks = np.zeros((h, w + 1), np.int32)
-    # A start and an end never share a place: two runs of a row have an unlit pixel between them.
-    marks[start_y[short], start_x[short]] = 1
-    marks[end_y[short], end_x[short]] = -1
-    thin = np.cumsum(marks, axis=1)[:, :w] > 0
-    return vertical_lines(mask, thin, min_length)
+    (nothing else lit within :data:`ISOLATION` columns along them). A compiled pass
+    (:func:`moc_envs.kernels.lines.thin_lines`); :func:`vertical_lines` is the readable second half."""
+    from moc_envs.kernels.lines import thin_lines as compiled  # numba, only where a shot is read
+
+    return compiled(mask, max_width, min_length, MERGE_GAP, ISOLATION)
 
 
 def vertical_lines(mask: np.ndarray, thin: np.ndarray, min_length: int) -> list[tuple[int, int, int]]:
