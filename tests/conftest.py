@@ -126,3 +126,23 @@ def _oracle_frames(
 def oracle_frames():
     """``oracle_frames(game, seed, steps, every)``: frames of random play and their RAM-oracle boxes."""
     return _oracle_frames
+
+
+def _flat_play(game: str, seed: int, steps: int) -> np.ndarray:
+    """The flat RAM-oracle observations (steps + 1, F) of random play of ``game`` from ``seed``."""
+    env = gym.make(f"MOC/{game}-v0", detector="ram", obs_mode="flat")
+    try:
+        obs, _ = env.reset(seed=seed)
+        seen = [obs]
+        for _ in range(steps):
+            obs, *_ = env.step(env.action_space.sample())
+            seen.append(obs)
+    finally:
+        env.close()
+    return np.stack(seen)
+
+
+@pytest.fixture(scope="session")
+def flat_play():
+    """``flat_play(game, seed, steps)``: flat RAM-oracle observations of random play."""
+    return _flat_play

@@ -122,7 +122,7 @@ def relative_run(tmp_path_factory):
     return out
 
 
-def test_a_relative_policy_plays_env_observations_as_sb3_does(relative_run) -> None:
+def test_a_relative_policy_plays_env_observations_as_sb3_does(relative_run, flat_play) -> None:
     import gymnasium as gym
     import torch
     from stable_baselines3.common.policies import ActorCriticPolicy
@@ -139,14 +139,7 @@ def test_a_relative_policy_plays_env_observations_as_sb3_does(relative_run) -> N
         net_arch={"pi": [64, 64], "vf": [64, 64]}, activation_fn=torch.nn.Tanh,
     )
     sb3.load_state_dict(tensors["policy"])
-    env = gym.make("MOC/Freeway-v0", detector="ram", obs_mode="flat")
-    obs, _ = env.reset(seed=3)
-    seen = [obs]
-    for _ in range(40):
-        obs, *_ = env.step(env.action_space.sample())
-        seen.append(obs)
-    env.close()
-    batch = np.stack(seen)
+    batch = flat_play("Freeway", 3, 40)
     layout = relative_layout("Freeway")
     want, _ = sb3.predict(normalise_observation(apply_features(batch, "relative", layout), policy.normalisation),
                           deterministic=True)

@@ -100,7 +100,7 @@ def exported(tiny_run, tmp_path_factory) -> Path:
     return root
 
 
-def test_exported_policy_matches_the_sb3_policy(tiny_run, exported, monkeypatch) -> None:
+def test_exported_policy_matches_the_sb3_policy(tiny_run, exported, monkeypatch, flat_play) -> None:
     import gymnasium as gym
     import torch
     from stable_baselines3.common.policies import ActorCriticPolicy
@@ -119,14 +119,7 @@ def test_exported_policy_matches_the_sb3_policy(tiny_run, exported, monkeypatch)
     sb3.load_state_dict(tensors["policy"])
     rng = np.random.default_rng(0)
     # Observations as the env gives them, and wilder ones that reach the normaliser's clip.
-    env = gym.make("MOC/Pong-v0", detector="ram", obs_mode="flat")
-    obs, _ = env.reset(seed=1)
-    seen = [obs]
-    for _ in range(60):
-        obs, *_ = env.step(env.action_space.sample())
-        seen.append(obs)
-    env.close()
-    batch = np.concatenate([np.stack(seen), rng.uniform(-0.5, 1.5, (200, 21)).astype(np.float32)])
+    batch = np.concatenate([flat_play("Pong", 1, 60), rng.uniform(-0.5, 1.5, (200, 21)).astype(np.float32)])
     want, _ = sb3.predict(agents.normalise_observation(batch, policy.normalisation), deterministic=True)
     np.testing.assert_array_equal(policy(batch), want)
     assert policy(batch[0]) == want[0] and isinstance(policy(batch[0]), int)
