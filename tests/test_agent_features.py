@@ -162,6 +162,7 @@ def test_resume_with_other_features_and_a_tampered_agent_are_refused(relative_ru
     folder = tmp_path / "agent"
     agent_eval.export_run(relative_run, folder, None)
     assert load_folder(folder, "Freeway").features == "relative"
+    assert "(features: relative, `moc_envs.agent_features`)" in (folder / agent_eval.CARD_FILE).read_text()
     info = json.loads((folder / AGENT_FILE).read_text())
     for features, match in (("slots", "slots features of Freeway make 84 inputs, the architecture says 91"), ("polar", "features must be one of")):
         (folder / AGENT_FILE).write_text(json.dumps({**info, "features": features}))
