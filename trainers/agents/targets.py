@@ -70,7 +70,7 @@ AGENT_GAMES: dict[str, AgentGame] = {
             ("Human", "12.1", _HUMAN),
         ),
         lines={"SCoBots (RAM objects) 97.1": 97.1, "deep PPO, pixels 90.3": 90.3, "OCAtari object PPO 41-70": 55.5, "human 12.1": 12.1},
-        runs=("runs/agents/boxing_ram", "runs/agents/boxing_space"),
+        runs=("runs/agents/boxing_ram", "runs/agents/boxing_space", "runs/agents/boxing_space_rel"),
         learned_min=80.0, gap=0.05, relative=True, ylim=(-100, 100),
     ),
     "Freeway": AgentGame(
@@ -82,7 +82,7 @@ AGENT_GAMES: dict[str, AgentGame] = {
             ("Human", "29.6", _HUMAN),
         ),
         lines={"SCoBots (RAM objects) 32.8": 32.8, "deep PPO, pixels 33.6": 33.6, "OCAtari object PPO ~23": 23.0, "human 29.6": 29.6},
-        runs=("runs/agents/freeway_ram", "runs/agents/freeway_space"),
+        runs=("runs/agents/freeway_ram", "runs/agents/freeway_space", "runs/agents/freeway_space_rel"),
         learned_min=30.0, gap=0.05, relative=True, ylim=(0, 35),
     ),
 }
