@@ -70,7 +70,7 @@ AGENT_GAMES: dict[str, AgentGame] = {
             ("Human", "12.1", _HUMAN),
         ),
         lines={"SCoBots (RAM objects) 97.1": 97.1, "deep PPO, pixels 90.3": 90.3, "OCAtari object PPO 41-70": 55.5, "human 12.1": 12.1},
-        runs=("runs/agents/boxing_ram", "runs/agents/boxing_space", "runs/agents/boxing_space_rel"),
+        runs=("runs/agents/boxing_ram", "runs/agents/boxing_space", "runs/agents/boxing_space_rel", "runs/agents/boxing_ram_rel"),
         learned_min=80.0, gap=0.05, relative=True, ylim=(-100, 100),
     ),
     "Freeway": AgentGame(
