@@ -11,14 +11,18 @@ from benchmarks.ablation.runs import AblationRun, plan
 from benchmarks.ablation.table import METRICS, _write, scores_of, summarise
 
 
-def _eval(step: int, f1: float, ami: float | None) -> dict:
+def _eval(step: int, f1: float, ami: float | None, truth: bool = True) -> dict:
     def crit(f: float) -> dict:
         return {"relative": {"f1": f}, "ap": {"mean": f / 2}}
 
     latent = {"few_shot_ridge": {str(n): {"mean": 0.5 + n / 256} for n in (1, 4, 16, 64)}} if ami is not None else {}
     if ami is not None:
         latent.update(kmeans={"ami": ami}, samples=40)
-    return {"step": step, "detector": {"raw": {"all": crit(f1), "moving": crit(f1 + 0.01)}}, "latent": latent}
+    out = {"step": step, "detector": {"raw": {"all": crit(f1), "moving": crit(f1 + 0.01)}}, "latent": latent}
+    if truth:  # z_what at the truth boxes: scored whatever the model found
+        out["latent_truth"] = {"few_shot_ridge": {str(n): {"mean": 0.6 + n / 256} for n in (1, 4, 16, 64)},
+                               "kmeans": {"ami": 0.4}, "samples": 50}  # fmt: skip
+    return out
 
 
 def test_plan_is_seed_major_and_refuses_unknown_variants(tmp_path: Path) -> None:
@@ -47,8 +51,11 @@ def test_scores_and_spread_over_seeds(tmp_path: Path) -> None:
     s = scores_of(_eval(300, 0.8, 0.3))
     assert s["f1_all"] == 0.8 and s["f1_moving"] == pytest.approx(0.81) and s["ap"] == 0.4
     assert s["few_shot_1"] == pytest.approx(0.5 + 1 / 256) and s["ami"] == 0.3 and s["samples"] == 40
+    assert s["truth_few_shot_1"] == pytest.approx(0.6 + 1 / 256) and s["truth_ami"] == 0.4
     empty = scores_of(_eval(300, 0.0, None))
     assert empty["few_shot_1"] is None and empty["ami"] is None
+    assert empty["truth_ami"] == 0.4  # a model that finds nothing is still scored at the truth boxes
+    assert "truth_ami" not in scores_of(_eval(300, 0.5, 0.2, truth=False))
 
     rows = [
         {"game": "Pong", "ablation": a, "seed": seed, "scores": scores_of(_eval(300, f1, ami))}
@@ -89,6 +96,10 @@ def test_cells_committed_by_an_earlier_session_are_kept_not_trained_again(tmp_pa
     from benchmarks.ablation.table import _recorded
 
     assert _recorded(out, 6) == {} and len(_recorded(out, 5)) == 3  # another budget's cells are not kept
+    # Cells scored before the truth-box figures existed are not kept: they are trained again.
+    old = [{**r, "scores": scores_of(_eval(5, 0.5, 0.2, truth=False))} for r in rows]
+    (out / "ablation.json").write_text(json.dumps({"steps": 5, "rows": old}))
+    assert _recorded(out, 5) == {}
 
 
 def test_gather_only_trains_nothing_and_lists_what_is_missing(tmp_path: Path) -> None:

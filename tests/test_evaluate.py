@@ -28,7 +28,14 @@ from trainers.data.raw_frames import build_raw_frames, has_raw_frames, load_raw_
 from trainers.data.reader import DatasetError, load_split
 from trainers.evaluate.card import build_card, card_markdown, write_card
 from trainers.evaluate.card import main as card_main
-from trainers.evaluate.detector import evaluate, main, write_report
+from trainers.evaluate.detector import (
+    evaluate,
+    load_encoder,
+    main,
+    predict_frames,
+    truth_z_what,
+    write_report,
+)
 from trainers.evaluate.export import MAX_BOX_QUANTILE, motion_max_box
 
 
@@ -93,10 +100,26 @@ def test_evaluate_writes_json_and_markdown(tiny, random_weights, tmp_path):
     assert res["ocatari_vision"]["moving"]["relative"]["f1"] == pytest.approx(1.0)
     assert res["ocatari_vision"]["all"]["category"]["accuracy"] == pytest.approx(1.0)
     assert "few_shot_ridge" in res["latent"] and "kmeans" in res["latent"]
+    # Every truth object is scored at its own box, whatever the detector found.
+    assert res["latent_truth"]["samples"] == res["detector"]["raw"]["all"]["objects"]
     j, m = write_report(res, tmp_path)
     assert json.loads(j.read_text())["game"] == "Pong"
     text = m.read_text()
     assert "| OCAtari vision mode | moving |" in text and "AP (0.1..0.9)" in text
+
+
+def test_truth_z_what_is_the_z_what_the_detector_gives_a_box_it_predicts(tiny, random_weights):
+    encoder, _ = load_encoder(random_weights, None, "Pong", "cpu")
+    frames = load_split(tiny, "test").frames.reshape(-1, 128, 128, 3)
+    pred = predict_frames(encoder, frames, threshold=0.0)  # every cell: boxes wherever the model puts them
+    picked = [b[::7] for b in pred.boxes]
+    z = truth_z_what(encoder, frames, picked, batch=3)
+    assert [len(v) for v in z] == [len(b) for b in picked]
+    for got, want in zip(z, (zw[::7] for zw in pred.z_what), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    # A frame with no truth box gets an empty row, with the z_what width kept.
+    empty = truth_z_what(encoder, frames[:2], [np.zeros((0, 4)), picked[1]])
+    assert empty[0].shape == (0, encoder.cfg.z_what_dim) and len(empty[1]) == len(picked[1])
 
 
 def test_evaluate_cli_without_vision(tiny, random_weights, tmp_path):
