@@ -402,6 +402,7 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
             note = f"{note}; {r['carried_over']}" if note else r["carried_over"]
         hp = r.get("hyperparameters") or {}
         settings = f"{hp['learning_rate']:g} / {hp['n_epochs']}" if {"learning_rate", "n_epochs"} <= set(hp) else "-"
+        settings += " / " + "-".join(str(h) for h in hp.get("hidden", [64, 64]))
         coasted = "; ".join(f"coast {n}: {_cell(e, 'space')}" for n, e in sorted(r.get("coasted", {}).items()))
         noisy = "; ".join(f"{k}: {_cell(e, 'space')}" for k, e in sorted(r.get("noisy", {}).items()))
         trained_on = DETECTOR_NAMES.get(r["detector"], r["detector"])
@@ -413,13 +414,13 @@ def _long_runs_markdown(result: dict[str, Any]) -> str:
                      r["wall_hours"], r["episodes"], r["last_100_return"], _cell(ev, "ram"), _cell(ev, "space"),
                      coasted or "-", noisy or "-", note])
     table = markdown_table(
-        ["run", "trained on", "Adam lr / epochs", "budget", "train steps/s (median)", "wall hours", "training episodes",
+        ["run", "trained on", "Adam lr / epochs / MLP", "budget", "train steps/s (median)", "wall hours", "training episodes",
          "training return, last 100 episodes", "eval on RAM-oracle objects", "eval on learned objects",
          "eval on learned objects, missed objects coasted", "eval on learned objects, frames with bars", "note"],
         rows, digits=1,
     )
     return (
-        "Each agent: SB3 PPO, MlpPolicy (64-64 tanh) on the flat object observation, "
+        "Each agent: SB3 PPO, MlpPolicy (tanh, hidden sizes in the MLP column; 64-64 unless `--hidden`) on the flat object observation, "
         "`moc-envs agent` (hyperparameters in `trainers.agents.train.PPO_DEFAULTS`; the runs before "
         "lr 7.5e-4 and 8 epochs became the defaults used CleanRL's 2.5e-4 and 4). Evaluation: "
         "`moc-envs agent-eval`, 30 episodes per cell with the deterministic policy, mean ± "
