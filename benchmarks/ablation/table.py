@@ -62,22 +62,25 @@ def scores_of(eval_json: dict[str, Any]) -> dict[str, float | None]:
     """The ablation's figures from one ``moc-envs evaluate`` result (None where nothing was scored:
     few-shot and AMI need boxes on at least two categories)."""
     raw = eval_json["detector"]["raw"]
-    latent = eval_json.get("latent", {})
-    few = latent.get("few_shot_ridge", {})
     out: dict[str, float | None] = {
         "f1_all": raw["all"]["relative"]["f1"],
         "f1_moving": raw["moving"]["relative"]["f1"],
         "ap": raw["all"]["ap"]["mean"],
     }
-    for n in (1, 4, 16, 64):
-        out[f"few_shot_{n}"] = few.get(str(n), {}).get("mean")
-    out["ami"] = latent.get("kmeans", {}).get("ami")
+    latent = eval_json.get("latent", {})
+    out.update(_latent_scores(latent, ""))
     out["samples"] = float(latent.get("samples", 0))
     truth = eval_json.get("latent_truth")  # absent from evaluations written before it existed
     if truth is not None:
-        for n in (1, 4, 16, 64):
-            out[f"truth_few_shot_{n}"] = truth.get("few_shot_ridge", {}).get(str(n), {}).get("mean")
-        out["truth_ami"] = truth.get("kmeans", {}).get("ami")
+        out.update(_latent_scores(truth, "truth_"))
+    return out
+
+
+def _latent_scores(latent: dict[str, Any], prefix: str) -> dict[str, float | None]:
+    """Few-shot means and the KMeans AMI of one latent report, keys prefixed with ``prefix``."""
+    few = latent.get("few_shot_ridge", {})
+    out: dict[str, float | None] = {f"{prefix}few_shot_{n}": few.get(str(n), {}).get("mean") for n in (1, 4, 16, 64)}
+    out[f"{prefix}ami"] = latent.get("kmeans", {}).get("ami")
     return out
 
 

@@ -99,6 +99,13 @@ def load_encoder(weights: str | Path | None, run: str | Path | None, game: str, 
     return load_model_from_run(Path(run), device=device).encoder, meta
 
 
+def _model_input(chunk: np.ndarray, device: str) -> Any:
+    """Model-size frames (B, 128, 128, 3) uint8 as the encoder's (B, 3, 128, 128) float input in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
 def predict_frames(encoder: Any, frames: np.ndarray, device: str = "cpu", batch: int = 64, threshold: float = 0.5, progress: bool = False) -> Predictions:
     """Run the encoder on model-size frames (M, 128, 128, 3) uint8; all present cells, no suppression."""
     import torch
@@ -109,8 +116,7 @@ def predict_frames(encoder: Any, frames: np.ndarray, device: str = "cpu", batch:
     boxes, scores, zs = [], [], []
     for lo in tqdm(range(0, len(frames), batch), desc="detect", disable=not progress):
         chunk = np.ascontiguousarray(frames[lo : lo + batch])
-        x = torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = _model_input(chunk, device).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             b_idx, prob, where, z_what = encoder.infer(x, threshold)
         bx = where_to_boxes(where.float()).cpu().numpy()
@@ -148,7 +154,7 @@ def truth_z_what(
         if not sum(sizes):
             out.extend(np.zeros((0, dim), np.float32) for _ in sizes)
             continue
-        x = torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = _model_input(chunk, device)
         flat = np.concatenate([np.asarray(b, np.float64).reshape(-1, 4) for b in boxes[lo : lo + len(chunk)]])
         where = boxes_to_where(torch.from_numpy(flat).float()).to(device)
         index = torch.repeat_interleave(torch.arange(len(chunk), device=device), torch.tensor(sizes, device=device))
