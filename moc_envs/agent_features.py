@@ -17,6 +17,11 @@ label link: category and region):
   several slots, present objects come first, nearest to the player (centre to centre, in frame
   pixels) first, absent ones last as zeros.
 
+``features="relative_screen"`` is the same but orders each category's present objects as they lie
+on the screen (box centre top to bottom, then left to right) instead of nearest first: an object
+then keeps its row while the player moves (Freeway's ten cars, one to a lane, always in lane
+order), at the cost of a row that says nothing of how near the object is.
+
 When no player is found on a step, the anchor row is zeros and positions are absolute (as seen
 from the frame's origin); the anchor's ``present`` entry says so. ``"slots"`` is the identity.
 The relative observation has one row more than the env's: ``(n_slots + 1) * 7`` entries.
@@ -33,15 +38,21 @@ from moc_envs.perception.observation import FEATURES
 
 __all__ = [
     "FEATURE_SETS",
+    "RELATIVE_SETS",
     "RelativeLayout",
+    "layout_for",
     "relative_layout",
     "feature_count",
     "apply_features",
     "feature_set_names",
 ]
 
-FEATURE_SETS: tuple[str, ...] = ("slots", "relative")
-"""The observations an agent can read: ``slots`` (the env's, unchanged) or ``relative``."""
+FEATURE_SETS: tuple[str, ...] = ("slots", "relative", "relative_screen")
+"""The observations an agent can read: ``slots`` (the env's, unchanged), ``relative`` or
+``relative_screen``."""
+
+RELATIVE_SETS: tuple[str, ...] = ("relative", "relative_screen")
+"""The feature sets that read objects from the player's position (they need a layout)."""
 
 _F = len(FEATURES)
 _W, _H = 160.0, 210.0  # frame pixels per unit of the observation's x and y
@@ -84,6 +95,13 @@ def relative_layout(game: str | GameSpec) -> RelativeLayout:
     return RelativeLayout(spec.name, spec.n_slots, candidates, region, groups, tuple(len(g) > 1 for g in groups))
 
 
+def layout_for(features: str, game: str | GameSpec) -> RelativeLayout | None:
+    """The layout ``features`` needs for ``game``: None for ``slots``; ValueError for an unknown set."""
+    if features not in FEATURE_SETS:
+        raise ValueError(f"features must be one of {', '.join(FEATURE_SETS)}, got {features!r}")
+    return relative_layout(game) if features in RELATIVE_SETS else None
+
+
 def _anchors(obs: np.ndarray, layout: RelativeLayout) -> np.ndarray:
     """Per observation (N, n_slots, 7), the player's slot, -1 where none is present."""
     cand = obs[:, layout.candidates]  # (N, K, 7)
@@ -99,19 +117,20 @@ def _anchors(obs: np.ndarray, layout: RelativeLayout) -> np.ndarray:
 
 def feature_count(features: str, n_slots: int) -> int:
     """Entries per observation that ``features`` gives for a game of ``n_slots`` slots."""
-    return (n_slots + (1 if features == "relative" else 0)) * _F
+    return (n_slots + (1 if features in RELATIVE_SETS else 0)) * _F
 
 
 def apply_features(obs: np.ndarray, features: str, layout: RelativeLayout | None) -> np.ndarray:
     """``obs`` (N, n_slots * 7) or (n_slots * 7,) as ``features`` reads it, float32.
 
-    ``"slots"`` returns it as it is; ``"relative"`` (``layout``: :func:`relative_layout` of the
-    observation's game) returns (N, (n_slots + 1) * 7): the player's row, then every slot's.
+    ``"slots"`` returns it as it is; ``"relative"`` and ``"relative_screen"`` (``layout``:
+    :func:`relative_layout` of the observation's game) return (N, (n_slots + 1) * 7): the player's
+    row, then every slot's.
     """
     if features == "slots":
         return np.asarray(obs, dtype=np.float32)
-    if features != "relative" or layout is None:
-        raise ValueError(f"features must be one of {FEATURE_SETS} (relative with a layout), got {features!r}")
+    if features not in RELATIVE_SETS or layout is None:
+        raise ValueError(f"features must be one of {FEATURE_SETS} (a relative one with a layout), got {features!r}")
     x = np.asarray(obs, dtype=np.float64)
     n_in = layout.n_slots * _F
     if x.ndim not in (1, 2) or x.shape[-1] != n_in:
@@ -133,8 +152,13 @@ def apply_features(obs: np.ndarray, features: str, layout: RelativeLayout | None
         rel[:, :, 1:3] -= origin[:, None, :]
         rel[~present] = 0.0
         if sort:
-            d = (members[:, :, 1:3] + members[:, :, 3:5] / 2) * (_W, _H) - centre[:, None, :]
-            key = np.where(present, np.hypot(d[..., 0], d[..., 1]), np.inf)
+            c = (members[:, :, 1:3] + members[:, :, 3:5] / 2) * (_W, _H)
+            if features == "relative":
+                d = c - centre[:, None, :]
+                key = np.hypot(d[..., 0], d[..., 1])
+            else:  # screen order: rows first; x < 1000 frame pixels breaks ties within a row
+                key = c[..., 1] * 1000.0 + c[..., 0]
+            key = np.where(present, key, np.inf)
             rel = np.take_along_axis(rel, np.argsort(key, axis=1, kind="stable")[:, :, None], axis=1)
         out[:, row : row + len(group)] = rel
         row += len(group)
@@ -150,6 +174,7 @@ def feature_set_names(feature_names: tuple[str, ...] | list[str], features: str,
     names = [f"player.{f}" for f in FEATURES]
     for cat, group in zip(spec.category_names, layout.groups, strict=True):
         for rank in range(len(group)):
-            label = f"{cat}.nearest{rank}" if len(group) > 1 else cat
+            rank_name = "nearest" if features == "relative" else "screen"
+            label = f"{cat}.{rank_name}{rank}" if len(group) > 1 else cat
             names += [f"{label}.{f}" for f in FEATURES]
     return names

@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from moc_envs.agent_features import FEATURE_SETS, apply_features, feature_count, relative_layout
+from moc_envs.agent_features import FEATURE_SETS, apply_features, feature_count, layout_for
 from moc_envs.errors import CorruptWeightsError, MissingWeightsError
 from moc_envs.games import get_game
 
@@ -152,7 +152,7 @@ class Policy:
     ``obs``: one observation, ``(F,)`` flat or the ``(n_slots, 7)`` objects array, or a batch of
     either (``(N, F)``, ``(N, n_slots, 7)``). Returns an ``int`` for one observation and an
     ``(N,)`` int64 array for a batch: the argmax of the logits (SB3's ``deterministic=True``).
-    An agent trained on ``features="relative"`` (agent.json's ``features``) takes the env's
+    An agent trained on ``features="relative"`` or ``"relative_screen"`` (agent.json's ``features``) takes the env's
     observation all the same and rewrites it first (:mod:`moc_envs.agent_features`).
     """
 
@@ -186,13 +186,13 @@ class Policy:
         self.features = str(self.info.get("features", "slots"))
         if self.features not in FEATURE_SETS:
             raise ValueError(f"features must be one of {', '.join(FEATURE_SETS)}, got {self.features!r}")
-        self._layout = relative_layout(str(self.info.get("game"))) if self.features == "relative" else None
+        self._layout = layout_for(self.features, str(self.info.get("game")))
         # Entries of the env observation the policy takes (the network's input is what the
         # features make of it).
         self.n_inputs = self.n_features if self._layout is None else self._layout.n_slots * 7
-        if self._layout is not None and self.n_features != feature_count("relative", self._layout.n_slots):
+        if self._layout is not None and self.n_features != feature_count(self.features, self._layout.n_slots):
             raise ValueError(
-                f"relative features of {self._layout.game} make {feature_count('relative', self._layout.n_slots)} "
+                f"{self.features} features of {self._layout.game} make {feature_count(self.features, self._layout.n_slots)} "
                 f"inputs, the network takes {self.n_features}"
             )
         if normalisation.mean.shape != (self.n_features,):

@@ -17,6 +17,7 @@ from moc_envs.agent_features import (
     apply_features,
     feature_count,
     feature_set_names,
+    layout_for,
     relative_layout,
 )
 from moc_envs.games import get_game
@@ -104,7 +105,36 @@ def test_batches_match_single_observations_and_bad_input_is_refused() -> None:
         apply_features(batch[:, :21], "relative", layout)
     with pytest.raises(ValueError, match="features must be one of"):
         apply_features(batch, "polar", layout)
-    assert FEATURE_SETS == ("slots", "relative")
+    assert FEATURE_SETS == ("slots", "relative", "relative_screen")
+
+
+def test_screen_order_keeps_each_car_in_its_row_as_the_player_moves() -> None:
+    layout = layout_for("relative_screen", "Freeway")
+    assert layout is not None and layout_for("slots", "Freeway") is None
+    with pytest.raises(ValueError, match="features must be one of"):
+        layout_for("polar", "Freeway")
+    obs = np.zeros((12, 7))
+    lanes = [(30 + 13 * k, 20 + 16 * k) for k in range(10)]  # one car a lane, top to bottom
+    for slot, k in zip(range(2, 12), [3, 0, 9, 5, 1, 7, 2, 8, 4, 6], strict=True):
+        obs[slot] = _row(lanes[k][0], lanes[k][1])
+    obs[6] = _row(0, 0, present=False)  # lane 1's car not found: rows below it move up
+    rows = []
+    for player_y in (180, 100, 30):
+        obs[1] = _row(44, player_y)
+        out = apply_features(obs.ravel(), "relative_screen", layout).reshape(13, 7)
+        # Car rows in lane order (lane 1 missing), seen from the player, then one absent row.
+        expect = [[(x - 44) / 160, (y - player_y) / 210] for x, y in lanes if (x, y) != lanes[1]]
+        np.testing.assert_allclose(out[3:12, 1:3], expect, atol=1e-6)
+        assert not out[12].any()
+        rows.append(out[3:12, 1])
+    # Horizontal offsets stay in their rows wherever the player is; nearest-first reorders them.
+    np.testing.assert_array_equal(rows[0], rows[2])
+    near = [apply_features(obs.ravel(), "relative", relative_layout("Freeway")).reshape(13, 7)[3:12, 1]]
+    obs[1] = _row(44, 180)
+    near.append(apply_features(obs.ravel(), "relative", relative_layout("Freeway")).reshape(13, 7)[3:12, 1])
+    assert not np.array_equal(near[0], near[1])
+    names = feature_set_names(feature_names(get_game("Freeway")), "relative_screen", layout)
+    assert "Car.screen0.x" in names and len(names) == feature_count("relative_screen", 12) == 13 * 7
 
 
 # ---------------------------------------------------------------------------- a policy trained on them
@@ -112,17 +142,21 @@ pytest.importorskip("stable_baselines3")
 pytest.importorskip("ocatari")
 
 
-@pytest.fixture(scope="module")
-def relative_run(tmp_path_factory):
+def _tiny_run(tmp_path_factory, features: str):
     from trainers.agents import train as agent_train
 
-    out = tmp_path_factory.mktemp("relative") / "run"
+    out = tmp_path_factory.mktemp(features) / "run"
     agent_train.main(["--game", "Freeway", "--detector", "ram", "--envs", "2", "--workers", "1", "--n-steps", "128",
-                      "--frames", "1024", "--features", "relative", "--no-progress", "--out", str(out)])
+                      "--frames", "1024", "--features", features, "--no-progress", "--out", str(out)])
     return out
 
 
-def test_a_relative_policy_plays_env_observations_as_sb3_does(relative_run, flat_play) -> None:
+@pytest.fixture(scope="module", params=["relative", "relative_screen"])
+def any_relative_run(request, tmp_path_factory):
+    return _tiny_run(tmp_path_factory, request.param), request.param
+
+
+def test_a_relative_policy_plays_env_observations_as_sb3_does(any_relative_run, flat_play) -> None:
     import gymnasium as gym
     import torch
     from stable_baselines3.common.policies import ActorCriticPolicy
@@ -130,10 +164,11 @@ def test_a_relative_policy_plays_env_observations_as_sb3_does(relative_run, flat
     from moc_envs.agents import normalise_observation
     from trainers.agents import train as agent_train
 
-    record, tensors = agent_train.load_checkpoint(relative_run)
-    assert record["features"] == "relative" and record["feature_names"][0] == "player.present"
-    policy = agent_train.policy_from_checkpoint(relative_run)
-    assert policy.features == "relative" and policy.n_inputs == 84 and policy.n_features == 91
+    run, features = any_relative_run
+    record, tensors = agent_train.load_checkpoint(run)
+    assert record["features"] == features and record["feature_names"][0] == "player.present"
+    policy = agent_train.policy_from_checkpoint(run)
+    assert policy.features == features and policy.n_inputs == 84 and policy.n_features == 91
     sb3 = ActorCriticPolicy(
         gym.spaces.Box(-np.inf, np.inf, (91,), np.float32), gym.spaces.Discrete(3), lambda _: 0.0,
         net_arch={"pi": [64, 64], "vf": [64, 64]}, activation_fn=torch.nn.Tanh,
@@ -141,28 +176,30 @@ def test_a_relative_policy_plays_env_observations_as_sb3_does(relative_run, flat
     sb3.load_state_dict(tensors["policy"])
     batch = flat_play("Freeway", 3, 40)
     layout = relative_layout("Freeway")
-    want, _ = sb3.predict(normalise_observation(apply_features(batch, "relative", layout), policy.normalisation),
+    want, _ = sb3.predict(normalise_observation(apply_features(batch, features, layout), policy.normalisation),
                           deterministic=True)
     np.testing.assert_array_equal(policy(batch), want)
     np.testing.assert_array_equal(policy(batch.reshape(-1, 12, 7)), want)
     assert policy(batch[0]) == want[0]
 
 
-def test_resume_with_other_features_and_a_tampered_agent_are_refused(relative_run, tmp_path) -> None:
+def test_resume_with_other_features_and_a_tampered_agent_are_refused(any_relative_run, tmp_path) -> None:
     from moc_envs.agents import AGENT_FILE, load_folder
     from moc_envs.errors import CorruptWeightsError
     from moc_envs.weights.manifest import write_manifest
     from trainers.agents import evaluate as agent_eval
     from trainers.agents import train as agent_train
 
-    args = agent_train.Args(game="Freeway", out=str(relative_run), detector="ram", envs=2, workers=1,
+    run, trained = any_relative_run
+    args = agent_train.Args(game="Freeway", out=str(run), detector="ram", envs=2, workers=1,
                             n_steps=128, frames=1024, resume=True, progress=False)
-    with pytest.raises(agent_train.AgentTrainError, match="features 'relative', not 'slots'"):
+    with pytest.raises(agent_train.AgentTrainError, match=f"features '{trained}', not 'slots'"):
         agent_train.train(args)
     folder = tmp_path / "agent"
-    agent_eval.export_run(relative_run, folder, None)
-    assert load_folder(folder, "Freeway").features == "relative"
-    assert "(features: relative, `moc_envs.agent_features`)" in (folder / agent_eval.CARD_FILE).read_text()
+    agent_eval.export_run(run, folder, None)
+    assert load_folder(folder, "Freeway").features == trained
+    order = "nearest first" if trained == "relative" else "in screen order"
+    assert f"{order} (features: {trained}, `moc_envs.agent_features`)" in (folder / agent_eval.CARD_FILE).read_text()
     info = json.loads((folder / AGENT_FILE).read_text())
     for features, match in (("slots", "slots features of Freeway make 84 inputs, the architecture says 91"), ("polar", "features must be one of")):
         (folder / AGENT_FILE).write_text(json.dumps({**info, "features": features}))

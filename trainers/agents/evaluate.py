@@ -328,8 +328,9 @@ def agent_card(info: dict[str, Any]) -> str:
         f"{info['frames']:,} emulator frames ({info['env_steps']:,} env steps of 4 frames, sticky "
         "actions 0.25), seed " + str(info.get("seed")) + ".",
         f"- Policy: {info['algorithm']}; MLP {layers}, {arch['activation']}; "
-        + ("it reads the observation as seen from the player, each category's objects nearest first "
-           "(features: relative, `moc_envs.agent_features`), " if info.get("features") == "relative" else "")
+        + ("it reads the observation as seen from the player, each category's objects "
+           + ("nearest first" if info.get("features") == "relative" else "in screen order")
+           + f" (features: {info.get('features')}, `moc_envs.agent_features`), " if info.get("features", "slots") != "slots" else "")
         + "the observation is standardised with the training run's running mean / variance (in agent.json).",
         f"- Hyperparameters: {info['hyperparameters']}.",
         "",

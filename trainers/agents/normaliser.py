@@ -43,12 +43,14 @@ def _obs_normaliser_class() -> type:
     class _ObsNormaliser(VecEnvWrapper):
         """Features, then standardisation with running statistics (see :data:`NORM_DEFAULTS`)."""
 
-        def __init__(self, venv: Any, training: bool = True, layout: RelativeLayout | None = None) -> None:
+        def __init__(
+            self, venv: Any, training: bool = True, layout: RelativeLayout | None = None, features: str | None = None
+        ) -> None:
             self.layout = layout
-            self.features = "slots" if layout is None else "relative"
+            self.features = features or ("slots" if layout is None else "relative")
             size = int(np.prod(venv.observation_space.shape))
             if layout is not None:
-                size = feature_count("relative", layout.n_slots)
+                size = feature_count(self.features, layout.n_slots)
             space = spaces.Box(-np.inf, np.inf, (size,), np.float32)
             super().__init__(venv, observation_space=space)
             self.training = training
@@ -89,11 +91,12 @@ def _obs_normaliser_class() -> type:
     return _ObsNormaliser
 
 
-def ObsNormaliser(venv: Any, training: bool = True, layout: Any = None) -> Any:  # noqa: N802 - a class to its users
-    """SB3 ``VecEnvWrapper``: flat object observations as ``layout`` reads them
-    (:func:`moc_envs.agent_features.relative_layout`; None: the slots as they are), standardised.
+def ObsNormaliser(venv: Any, training: bool = True, layout: Any = None, features: str | None = None) -> Any:  # noqa: N802 - a class to its users
+    """SB3 ``VecEnvWrapper``: flat object observations as ``features`` read them with ``layout``
+    (:func:`moc_envs.agent_features.layout_for`; None: the slots as they are), standardised.
+    ``features`` None: ``relative`` with a layout, ``slots`` without.
 
     ``.rms`` holds SB3's ``RunningMeanStd`` (mean, var, count; updated while ``training``),
     ``.normalisation`` the :class:`moc_envs.agents.ObsNormalisation` that exported policies apply.
     """
-    return _obs_normaliser_class()(venv, training, layout)
+    return _obs_normaliser_class()(venv, training, layout, features)

@@ -2,7 +2,7 @@
 
     moc-envs agent --game Pong --detector space|ram --out runs/agents/pong_space
         [--frames 10_000_000] [--envs 8] [--workers 2] [--threads 1] [--resume] [--seed 0]
-        [--features slots|relative]
+        [--features slots|relative|relative_screen]
 
 Stable-Baselines3 PPO with ``MlpPolicy`` on the flat object observation of ``MOC/<Game>-v0``
 (``obs_mode="flat"``), N envs through :func:`moc_envs.make_vec` (``workers`` processes) and
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from moc_envs.agent_features import FEATURE_SETS, feature_set_names, relative_layout
+from moc_envs.agent_features import FEATURE_SETS, feature_set_names, layout_for
 from moc_envs.errors import CorruptWeightsError, MocEnvsError
 from moc_envs.games import game_names, get_game
 from moc_envs.perception.distractors import DISTRACTOR_KINDS
@@ -128,7 +128,7 @@ class Args:
     ent_coef: float = field(default=PPO_DEFAULTS["ent_coef"], metadata={"help": "entropy bonus weight, >= 0"})
     hidden: str = field(default=",".join(map(str, PPO_DEFAULTS["hidden"])), metadata={"help": "hidden layer sizes of the policy and value MLPs, comma-separated"})
     device: str = field(default="auto", metadata={"help": "torch device of the learned detector (PPO's small MLP runs on the CPU)"})
-    features: str = field(default="slots", metadata={"help": "what the policy reads: slots (the env's flat observation) or relative (the player, then every object as seen from it, each category's nearest first: moc_envs.agent_features)"})
+    features: str = field(default="slots", metadata={"help": "what the policy reads: slots (the env's flat observation), relative (the player, then every object as seen from it, each category's nearest first) or relative_screen (the same, each category in screen order): moc_envs.agent_features"})
     distractors: str | None = field(default=None, metadata={"help": "train on Noisy Atari: PermaKey's moving bars (horizontal, vertical or both) on every frame the detector sees, env i's bars seeded from --seed + i; None: clean frames"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
 
@@ -172,9 +172,9 @@ def _check_args(args: Args) -> None:
         raise AgentTrainError(f"--detector must be 'space' or 'ram', got {args.detector!r}")
     if args.features not in FEATURE_SETS:
         raise AgentTrainError(f"--features must be one of {', '.join(FEATURE_SETS)}, got {args.features!r}")
-    if args.features == "relative":
+    if args.features != "slots":
         try:
-            relative_layout(args.game)
+            layout_for(args.features, args.game)
         except ValueError as err:
             raise AgentTrainError(str(err)) from err
     if not args.learning_rate > 0:
@@ -223,7 +223,7 @@ def make_env(
     sb3 = SB3VecEnv(venv)
     sb3.seed(seed)
     # Monitor below the normaliser: episode returns are the game's own rewards.
-    return ObsNormaliser(VecMonitor(sb3), layout=relative_layout(game) if features == "relative" else None)
+    return ObsNormaliser(VecMonitor(sb3), layout=layout_for(features, game), features=features)
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -400,8 +400,7 @@ def _new_record(args: Args, hp: dict[str, Any]) -> dict[str, Any]:
         "distractors": args.distractors,
         "env_id": f"MOC/{spec.name}-v0",
         "features": args.features,
-        "feature_names": feature_set_names(feature_names(spec), args.features,
-                                           relative_layout(spec) if args.features == "relative" else None),
+        "feature_names": feature_set_names(feature_names(spec), args.features, layout_for(args.features, spec)),
         "target_frames": args.frames,
         "seed": args.seed,
         "hyperparameters": hp,
