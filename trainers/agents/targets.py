@@ -84,7 +84,8 @@ AGENT_GAMES: dict[str, AgentGame] = {
         lines={"SCoBots (RAM objects) 32.8": 32.8, "deep PPO, pixels 33.6": 33.6, "OCAtari object PPO ~23": 23.0, "human 29.6": 29.6},
         runs=("runs/agents/freeway_ram", "runs/agents/freeway_space", "runs/agents/freeway_space_rel",
               "runs/agents/freeway_ram_rel256", "runs/agents/freeway_space_rel256",
-              "runs/agents/freeway_ram_screen256", "runs/agents/freeway_space_screen256"),
+              "runs/agents/freeway_ram_screen256", "runs/agents/freeway_space_screen256",
+              "runs/agents/freeway_space_rel256_g995"),
         learned_min=30.0, gap=0.05, relative=True, ylim=(0, 35),
     ),
 }
