@@ -172,9 +172,9 @@ def feature_set_names(feature_names: tuple[str, ...] | list[str], features: str,
         return list(feature_names)
     spec = get_game(layout.game)
     names = [f"player.{f}" for f in FEATURES]
+    rank_name = "nearest" if features == "relative" else "screen"
     for cat, group in zip(spec.category_names, layout.groups, strict=True):
         for rank in range(len(group)):
-            rank_name = "nearest" if features == "relative" else "screen"
             label = f"{cat}.{rank_name}{rank}" if len(group) > 1 else cat
             names += [f"{label}.{f}" for f in FEATURES]
     return names

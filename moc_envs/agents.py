@@ -184,9 +184,7 @@ class Policy:
         self.n_features = int(layers[0][0].shape[1])
         self.n_actions = int(self.action[0].shape[0])
         self.features = str(self.info.get("features", "slots"))
-        if self.features not in FEATURE_SETS:
-            raise ValueError(f"features must be one of {', '.join(FEATURE_SETS)}, got {self.features!r}")
-        self._layout = layout_for(self.features, str(self.info.get("game")))
+        self._layout = layout_for(self.features, str(self.info.get("game")))  # refuses an unknown set
         # Entries of the env observation the policy takes (the network's input is what the
         # features make of it).
         self.n_inputs = self.n_features if self._layout is None else self._layout.n_slots * 7

@@ -317,6 +317,8 @@ def agent_card(info: dict[str, Any]) -> str:
     arch = info["architecture"]
     layers = " -> ".join(str(n) for n in [arch["input"], *arch["hidden"], arch["actions"]])
     names = {"ram": "RAM-oracle objects (detector=\"ram\")", "space": "learned objects (detector=\"space\")"}
+    features = info.get("features", "slots")
+    order = "nearest first" if features == "relative" else "in screen order"
     lines = [
         f"# {info['game']} agent: PPO on {names.get(info['detector'], info['detector'])}",
         "",
@@ -328,9 +330,8 @@ def agent_card(info: dict[str, Any]) -> str:
         f"{info['frames']:,} emulator frames ({info['env_steps']:,} env steps of 4 frames, sticky "
         "actions 0.25), seed " + str(info.get("seed")) + ".",
         f"- Policy: {info['algorithm']}; MLP {layers}, {arch['activation']}; "
-        + ("it reads the observation as seen from the player, each category's objects "
-           + ("nearest first" if info.get("features") == "relative" else "in screen order")
-           + f" (features: {info.get('features')}, `moc_envs.agent_features`), " if info.get("features", "slots") != "slots" else "")
+        + (f"it reads the observation as seen from the player, each category's objects {order} "
+           f"(features: {features}, `moc_envs.agent_features`), " if features != "slots" else "")
         + "the observation is standardised with the training run's running mean / variance (in agent.json).",
         f"- Hyperparameters: {info['hyperparameters']}.",
         "",
